@@ -1,0 +1,6 @@
+{ ... }:
+{
+  networking.hostName = "laptop-firebat";
+  # Kubernetes worker; certificates under ../../secrets/certs/derived/laptop-firebat/
+  services.kubernetes.roles = [ "node" ];
+}

@@ -1,0 +1,6 @@
+{ ... }:
+{
+  networking.hostName = "laptop-ultra";
+  # Kubernetes worker; certificates under ../../secrets/certs/derived/laptop-ultra/
+  services.kubernetes.roles = [ "node" ];
+}

@@ -1,0 +1,63 @@
+package nest
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Pos is a position in a file, 1-based.
+type Pos struct {
+	Line, Col int
+}
+
+// Error is one mistake in a nest.yaml, at a position.
+type Error struct {
+	File string // as the user named it
+	Pos  Pos    // zero when the mistake has no single place
+	Path string // the key path, e.g. aws.subnets.public-a.cidr
+	Msg  string
+	Hint string // what to do about it, or empty
+}
+
+// Error formats as file:line:col: path: message, with the hint on the next line.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Pos.Line > 0 {
+		fmt.Fprintf(&b, ":%d:%d", e.Pos.Line, e.Pos.Col)
+	}
+	b.WriteString(": ")
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	if e.Hint != "" {
+		b.WriteString("\n    hint: ")
+		b.WriteString(e.Hint)
+	}
+	return b.String()
+}
+
+// Errors is every mistake found in one file, in file order.
+type Errors []*Error
+
+// Error lists every error, one per line.
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (es Errors) sort() {
+	sort.SliceStable(es, func(i, j int) bool {
+		a, b := es[i].Pos, es[j].Pos
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Col < b.Col
+	})
+}

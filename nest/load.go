@@ -1,0 +1,95 @@
+package nest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// MaxFileSize bounds what Load reads: a nest.yaml is a few kilobytes.
+const MaxFileSize = 4 << 20
+
+// Load reads, decodes, validates and defaults the nest.yaml at path. On any
+// mistake it returns Errors holding every one found, each at its position.
+func Load(path string) (*Fleet, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("nest: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("nest: read %s: %w", path, err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, Errors{{File: path, Msg: fmt.Sprintf("file is larger than %d bytes", MaxFileSize)}}
+	}
+	return Parse(path, data)
+}
+
+// Parse is Load for bytes already read; name is used in error positions.
+func Parse(name string, data []byte) (*Fleet, error) {
+	fleet, pos, errs := decodeFleet(name, data)
+	if fleet != nil {
+		// Validate what did decode, so one run reports every mistake; a value
+		// that failed to decode is not judged again.
+		for _, e := range validate(name, fleet, pos) {
+			if !underAny(e.Path, errs) {
+				errs = append(errs, e)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		errs.sort()
+		return nil, errs
+	}
+	applyDefaults(fleet)
+	return fleet, nil
+}
+
+func decodeFleet(name string, data []byte) (*Fleet, map[string]Pos, Errors) {
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, nil, Errors{{File: name, Msg: "file is empty", Hint: "start from examples/ducksnest/nest.yaml or run nestbot schema"}}
+		}
+		return nil, nil, Errors{syntaxError(name, err)}
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, nil, Errors{{File: name, Pos: nodePos(&extra), Msg: "more than one YAML document", Hint: "remove the second \"---\" and what follows"}}
+	} else if !errors.Is(err, io.EOF) {
+		return nil, nil, Errors{syntaxError(name, err)}
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	d := &decoder{file: name, pos: map[string]Pos{}}
+	var fleet Fleet
+	if isNull(root) {
+		return nil, nil, Errors{{File: name, Pos: nodePos(root), Msg: "file is empty", Hint: "start from examples/ducksnest/nest.yaml or run nestbot schema"}}
+	}
+	d.decode(root, reflect.ValueOf(&fleet).Elem(), "")
+	d.pos[""] = nodePos(root)
+	for name, h := range fleet.Hosts {
+		h.Name = name
+	}
+	return &fleet, d.pos, d.errs
+}
+
+func underAny(p string, errs Errors) bool {
+	for _, e := range errs {
+		if e.Path != "" && (p == e.Path || strings.HasPrefix(p, e.Path+".") || strings.HasPrefix(p, e.Path+"[")) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,249 @@
+// Package nest is the desired-state model of a nestbot fleet: the types of
+// nest.yaml, a strict loader that reports every mistake at file:line:column,
+// the defaults, and the JSON Schema generated from the types.
+package nest
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Fleet is the whole desired state read from one nest.yaml.
+//
+// Field tags: `yaml` names the key; `doc` is the one-line description used by
+// the JSON Schema and the README; `enum` lists allowed values; `required`
+// marks keys that must be present.
+type Fleet struct {
+	Version int              `yaml:"version" doc:"Schema version of this file. Always 1." required:"true"`
+	Name    string           `yaml:"name" doc:"Fleet name: a DNS label. Tags every resource (nest:name) and names the GitHub environment." required:"true"`
+	Flake   string           `yaml:"flake" doc:"Path of the flake, relative to the repository root; hosts are nixosConfigurations.<host>. Default \".\"."`
+	AWS     *AWS             `yaml:"aws" doc:"The cloud plane. Omit for a fleet with no AWS resources."`
+	Tailnet Tailnet          `yaml:"tailnet" doc:"The tailnet every host joins and nestbot reaches hosts through."`
+	Hosts   map[string]*Host `yaml:"hosts" doc:"Hosts by name. The name is the NixOS host name, the tailnet node name and the flake attribute." required:"true"`
+	PKI     *PKI             `yaml:"pki" doc:"The Kubernetes certificate set. Omit to manage no certificates."`
+	Rollout Rollout          `yaml:"rollout" doc:"How nixos-rebuild switch rolls across the hosts."`
+	GitHub  GitHub           `yaml:"github" doc:"How the GitHub bot applies."`
+}
+
+// AWS is the cloud plane: one VPC in one region.
+type AWS struct {
+	Region          string             `yaml:"region" doc:"AWS region, e.g. ap-northeast-2." required:"true"`
+	VPC             VPC                `yaml:"vpc" doc:"The fleet's VPC." required:"true"`
+	Subnets         map[string]*Subnet `yaml:"subnets" doc:"Subnets by name." required:"true"`
+	InternetGateway Adoptable          `yaml:"internet_gateway" doc:"The internet gateway, created when any subnet is public."`
+	RouteTable      Adoptable          `yaml:"route_table" doc:"The public route table (0.0.0.0/0 to the internet gateway), associated with every public subnet."`
+	SecurityGroup   SecurityGroup      `yaml:"security_group" doc:"The security group every instance is in. Egress-only unless ingress rules are given."`
+	UserDataChanges string             `yaml:"user_data_changes" doc:"What a change of an instance's user-data does: ignore (default) or replace." enum:"ignore,replace"`
+}
+
+// Adopt names an existing resource that nestbot should take over by tagging
+// it instead of creating a new one: by id, or by one tag (Key=Value).
+type Adopt struct {
+	ID  string `yaml:"id" doc:"The resource id, e.g. vpc-0abc…"`
+	Tag string `yaml:"tag" doc:"A tag that finds exactly one resource, as Key=Value, e.g. Name=ducksnest-vpc."`
+}
+
+// Adoptable is a resource with nothing to configure but its adoption.
+type Adoptable struct {
+	Adopt *Adopt `yaml:"adopt" doc:"Take over an existing resource (built by Terraform or by hand) instead of creating one."`
+}
+
+// VPC is the fleet's VPC.
+type VPC struct {
+	CIDR  string `yaml:"cidr" doc:"IPv4 CIDR block, e.g. 10.20.0.0/16." required:"true"`
+	Adopt *Adopt `yaml:"adopt" doc:"Take over an existing VPC instead of creating one."`
+}
+
+// Subnet is one subnet of the VPC.
+type Subnet struct {
+	CIDR   string `yaml:"cidr" doc:"IPv4 CIDR block inside the VPC's." required:"true"`
+	Zone   string `yaml:"zone" doc:"Availability zone, e.g. ap-northeast-2a." required:"true"`
+	Public bool   `yaml:"public" doc:"Routes to the internet gateway and maps public IPs on launch."`
+	Adopt  *Adopt `yaml:"adopt" doc:"Take over an existing subnet instead of creating one."`
+}
+
+// SecurityGroup holds the instances' firewall rules.
+type SecurityGroup struct {
+	Ingress []Rule `yaml:"ingress" doc:"Inbound rules. Empty (the default): nothing reaches the hosts except over the tailnet."`
+	Egress  []Rule `yaml:"egress" doc:"Outbound rules. Default: all traffic to 0.0.0.0/0."`
+	Adopt   *Adopt `yaml:"adopt" doc:"Take over an existing security group instead of creating one."`
+}
+
+// Rule is one security group rule.
+type Rule struct {
+	Protocol string    `yaml:"protocol" doc:"tcp, udp, icmp or all." enum:"tcp,udp,icmp,all" required:"true"`
+	Ports    PortRange `yaml:"ports" doc:"A port or a range, e.g. 443 or 30000-32767. Not allowed with protocol all."`
+	CIDRs    []string  `yaml:"cidrs" doc:"Source (ingress) or destination (egress) IPv4 CIDR blocks." required:"true"`
+}
+
+// Tailnet describes the tailnet and where nestbot's credentials come from.
+// Credentials are references (an environment variable or a file), never values.
+type Tailnet struct {
+	Domain       string     `yaml:"domain" doc:"The tailnet's MagicDNS domain, e.g. ducksnest.ts.net."`
+	Tags         []string   `yaml:"tags" doc:"ACL tags every fleet node carries, each tag:<name>. Tagged nodes not in hosts are reported as strays."`
+	AuthKey      *SecretRef `yaml:"auth_key" doc:"Where the auth key for new hosts and for nestbot's own node comes from."`
+	OAuth        *OAuth     `yaml:"oauth" doc:"A Tailscale OAuth client, to mint one auth key per new host through the Tailscale API."`
+	ControlURL   string     `yaml:"control_url" doc:"Coordination server URL. Default: Tailscale's. Set for Headscale or the lab."`
+	JoinTimeout  Duration   `yaml:"join_timeout" doc:"How long to wait for a new instance to join the tailnet. Default 10m."`
+	RemoveStrays bool       `yaml:"remove_strays" doc:"Remove tagged nodes that are not in hosts (otherwise only reported)."`
+}
+
+// OAuth names a Tailscale OAuth client.
+type OAuth struct {
+	ClientID     string    `yaml:"client_id" doc:"The OAuth client id (not a secret)." required:"true"`
+	ClientSecret SecretRef `yaml:"client_secret" doc:"Where the OAuth client secret comes from." required:"true"`
+}
+
+// SecretRef says where a secret is read from at run time: an environment
+// variable or a file. The value itself never appears in nest.yaml.
+type SecretRef struct {
+	Env  string `yaml:"env" doc:"Name of an environment variable holding the secret."`
+	File string `yaml:"file" doc:"Path of a file holding the secret."`
+}
+
+// String describes the reference, never the value.
+func (r SecretRef) String() string {
+	switch {
+	case r.Env != "":
+		return "env:" + r.Env
+	case r.File != "":
+		return "file:" + r.File
+	}
+	return "(none)"
+}
+
+// Host is one NixOS machine.
+type Host struct {
+	Name      string   `yaml:"-"`
+	Roles     []string `yaml:"roles" doc:"Kubernetes roles: control-plane, worker. Decide the certificates and the rollout order." required:"true"`
+	AWS       *HostAWS `yaml:"aws" doc:"Makes this an EC2 instance. Omit for an on-prem host."`
+	Paths     []string `yaml:"paths" doc:"Repository paths (globs, ** for any depth) that affect this host when nix is not available to decide. Default: the flake's flake.nix, flake.lock, hosts/<host>/** and modules/**."`
+	Addresses []string `yaml:"addresses" doc:"Extra IP addresses of the host (LAN), added to its serving certificates."`
+}
+
+// HostAWS is the EC2 side of a host.
+type HostAWS struct {
+	InstanceType    string  `yaml:"instance_type" doc:"EC2 instance type, e.g. t3.medium. A change is stop, modify, start." required:"true"`
+	AMI             AMI     `yaml:"ami" doc:"The machine image, by name (most recent available) or by id. A change replaces the instance." required:"true"`
+	Subnet          string  `yaml:"subnet" doc:"Name of a subnet under aws.subnets. A change replaces the instance." required:"true"`
+	RootVolume      Volume  `yaml:"root_volume" doc:"The root EBS volume."`
+	InstanceProfile string  `yaml:"instance_profile" doc:"IAM instance profile name."`
+	KeyName         string  `yaml:"key_name" doc:"EC2 key pair name. A change replaces the instance."`
+	Adopt           *Adopt  `yaml:"adopt" doc:"Take over an existing instance instead of creating one."`
+	UserData        *string `yaml:"user_data" doc:"Extra NixOS user-data appended after nestbot's (hostname, tailnet join)."`
+}
+
+// AMI selects a machine image.
+type AMI struct {
+	ID     string   `yaml:"id" doc:"An exact image id, e.g. ami-0abc…"`
+	Name   string   `yaml:"name" doc:"An image name; * matches any run of characters. The most recent available image wins."`
+	Owners []string `yaml:"owners" doc:"Account ids (or amazon, self) allowed to own the image. Default: self and the NixOS account 427812963091."`
+}
+
+// Volume is an EBS volume.
+type Volume struct {
+	SizeGB    int    `yaml:"size_gb" doc:"Size in GiB. Default 20. Growing is in place; shrinking replaces the instance."`
+	Type      string `yaml:"type" doc:"gp3 (default), gp2, io1, io2, st1, sc1 or standard." enum:"gp3,gp2,io1,io2,st1,sc1,standard"`
+	Encrypted *bool  `yaml:"encrypted" doc:"Encrypt at rest. Default true. A change replaces the instance."`
+}
+
+// PKI describes the Kubernetes certificate set.
+type PKI struct {
+	Dir           string   `yaml:"dir" doc:"Directory in the repository holding ca/, derived/<host>/, hosts/ and secrets.nix." required:"true"`
+	KeyAlgorithm  string   `yaml:"key_algorithm" doc:"Private key type: ecdsa-p256 (default), rsa-2048 or rsa-4096." enum:"ecdsa-p256,rsa-2048,rsa-4096"`
+	CAValidity    Duration `yaml:"ca_validity" doc:"Lifetime of a new CA certificate. Default 87600h (10 years)."`
+	LeafValidity  Duration `yaml:"leaf_validity" doc:"Lifetime of a new leaf certificate. Default 8760h (1 year)."`
+	RenewBefore   Duration `yaml:"renew_before" doc:"Renew a certificate this long before it expires (also renewed past 2/3 of its lifetime). Default 720h."`
+	ExtraSANs     []string `yaml:"extra_sans" doc:"Extra DNS names or IPs for the apiserver certificate."`
+	ServiceCIDR   string   `yaml:"service_cidr" doc:"The cluster's service CIDR; its first address is an apiserver SAN. Default 10.96.0.0/12."`
+	ClusterDomain string   `yaml:"cluster_domain" doc:"The cluster DNS domain. Default cluster.local."`
+	Admins        []string `yaml:"admins" doc:"Age recipients (age1… or ssh-ed25519 …) that can decrypt every private key." required:"true"`
+	ServingPorts  []int    `yaml:"serving_ports" doc:"Ports probed over the tailnet to read the served certificates. Default 6443, 2379, 10250."`
+}
+
+// Rollout describes how hosts are switched.
+type Rollout struct {
+	Order         []string `yaml:"order" doc:"Roles in the order they roll; a host rolls with its earliest role. Default [control-plane, worker]."`
+	MaxParallel   int      `yaml:"max_parallel" doc:"At most this many hosts switch at once. Default 1."`
+	Health        []string `yaml:"health" doc:"Commands run on the host after the switch; all must exit 0. Default systemctl is-system-running --wait."`
+	ConfirmWithin Duration `yaml:"confirm_within" doc:"The host rolls itself back unless nestbot confirms within this time. Default 120s."`
+	BuildOn       string   `yaml:"build_on" doc:"Where the system is built: target (default, the host builds itself) or local." enum:"target,local"`
+}
+
+// GitHub describes how the GitHub bot applies.
+type GitHub struct {
+	Apply         string   `yaml:"apply" doc:"merge (default): apply after merge to the default branch; comment: also allow /nest apply on an approved PR; off: never apply." enum:"merge,comment,off"`
+	Require       []string `yaml:"require" doc:"What /nest apply requires of the PR: approved, mergeable. Default both." enum:"approved,mergeable"`
+	DefaultBranch string   `yaml:"default_branch" doc:"The branch whose pushes apply. Default main."`
+	PlanDrafts    bool     `yaml:"plan_drafts" doc:"Also plan draft pull requests."`
+}
+
+// Duration is a time.Duration written as Go writes durations (90s, 720h).
+type Duration struct{ time.Duration }
+
+// String is the Go spelling.
+func (d Duration) String() string { return d.Duration.String() }
+
+func (d *Duration) parseScalar(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration", s)
+	}
+	if v <= 0 {
+		return fmt.Errorf("%q must be positive", s)
+	}
+	d.Duration = v
+	return nil
+}
+
+// KnownRoles are the roles nestbot knows, in their default rollout order.
+func KnownRoles() []string { return []string{RoleControlPlane, RoleWorker} }
+
+// Role names.
+const (
+	RoleControlPlane = "control-plane"
+	RoleWorker       = "worker"
+)
+
+// PortRange is one port (443) or an inclusive range (30000-32767).
+type PortRange struct{ From, To int }
+
+// String is the spelling used in nest.yaml.
+func (p PortRange) String() string {
+	if p.From == p.To {
+		return strconv.Itoa(p.From)
+	}
+	return fmt.Sprintf("%d-%d", p.From, p.To)
+}
+
+// IsZero reports whether no port was given.
+func (p PortRange) IsZero() bool { return p.From == 0 && p.To == 0 }
+
+func (p *PortRange) parseScalar(s string) error {
+	lo, hi, isRange := strings.Cut(s, "-")
+	if !isRange {
+		hi = lo
+	}
+	from, err1 := strconv.Atoi(strings.TrimSpace(lo))
+	to, err2 := strconv.Atoi(strings.TrimSpace(hi))
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("%q is not a port or a port range (like 443 or 30000-32767)", s)
+	}
+	if from < 0 || to > 65535 || from > to {
+		return fmt.Errorf("%q is not a valid port range: ports are 0-65535, low to high", s)
+	}
+	p.From, p.To = from, to
+	return nil
+}
+
+// HasRole reports whether h has role r.
+func (h *Host) HasRole(r string) bool {
+	for _, x := range h.Roles {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
