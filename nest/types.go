@@ -41,7 +41,7 @@ type AWS struct {
 // Adopt names an existing resource that nestbot should take over by tagging
 // it instead of creating a new one: by id, or by one tag (Key=Value).
 type Adopt struct {
-	ID  string `yaml:"id" doc:"The resource id, e.g. vpc-0abc…"`
+	ID  string `yaml:"id" doc:"The resource id: vpc-…, subnet-…, igw-…, rtb-…, sg-… or i-…"`
 	Tag string `yaml:"tag" doc:"A tag that finds exactly one resource, as Key=Value, e.g. Name=ducksnest-vpc."`
 }
 

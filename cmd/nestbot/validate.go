@@ -1,0 +1,81 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/ducksnest/nestbot/nest"
+	"github.com/ducksnest/nestbot/pki"
+	"github.com/spf13/cobra"
+)
+
+type validateOptions struct {
+	IO   *IO
+	File string
+}
+
+func newValidateCmd(io *IO) *cobra.Command {
+	opts := &validateOptions{IO: io}
+	cmd := &cobra.Command{
+		Use:   "validate",
+		Short: "Check nest.yaml and the pinned host keys; report every mistake at file:line:col",
+		Args:  cobra.NoArgs,
+		Example: `  nestbot validate
+  nestbot validate -f examples/ducksnest/nest.yaml`,
+		RunE: func(*cobra.Command, []string) error { return runValidate(opts) },
+	}
+	cmd.Flags().StringVarP(&opts.File, "file", "f", "nest.yaml", "the desired state")
+	return cmd
+}
+
+func runValidate(opts *validateOptions) error {
+	d, err := loadDesired(opts.File)
+	if err != nil {
+		return err
+	}
+	f := d.Fleet
+	inAWS := 0
+	for _, h := range f.Hosts {
+		if h.AWS != nil {
+			inAWS++
+		}
+	}
+	subnets, certs := 0, 0
+	if f.AWS != nil {
+		subnets = len(f.AWS.Subnets)
+	}
+	certs = len(pki.Set(f, d.HostKeys, nil))
+	fmt.Fprintf(opts.IO.Out, "%s: valid. Fleet %s: %d hosts (%d in AWS), %d subnets, %d certificates and keys.\n",
+		opts.File, f.Name, len(f.Hosts), inAWS, subnets, certs)
+	return nil
+}
+
+// loadDesired reads nest.yaml and the host keys pinned beside it. Every
+// mistake in nest.yaml is reported, one per line, and the count last.
+func loadDesired(file string) (desired, error) {
+	f, err := nest.Load(file)
+	var errs nest.Errors
+	if errors.As(err, &errs) {
+		noun := "errors"
+		if len(errs) == 1 {
+			noun = "error"
+		}
+		return desired{}, &exitError{code: 1, msg: fmt.Sprintf("%s\n%d %s in %s", errs.Error(), len(errs), noun, file)}
+	}
+	if err != nil {
+		return desired{}, err
+	}
+	d := desired{Fleet: f, Root: filepath.Dir(file)}
+	if f.PKI != nil {
+		hosts := make([]string, 0, len(f.Hosts))
+		for name := range f.Hosts {
+			hosts = append(hosts, name)
+		}
+		d.HostKeys, err = pki.ReadHostKeys(filepath.Join(d.Root, filepath.FromSlash(f.PKI.Dir)), hosts)
+		if err != nil {
+			return desired{}, err
+		}
+	}
+	return d, nil
+}

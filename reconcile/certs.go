@@ -1,0 +1,203 @@
+package reconcile
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ducksnest/nestbot/pki"
+)
+
+// CertAddress returns the plan address of a certificate or key.
+func CertAddress(id string) string {
+	if id == pki.ServiceAccount {
+		return "pki.key." + id
+	}
+	return "pki.cert." + id
+}
+
+func (p *planner) pki() {
+	if p.f.PKI == nil {
+		return
+	}
+	specs := pki.Set(p.f, p.d.HostKeys, p.hostFacts())
+	certs := p.live.PKI.Certs
+	now := p.live.ObservedAt
+	renewBefore := p.f.PKI.RenewBefore.Duration
+	// A CA that is issued (or reissued) in this plan takes every leaf it signs with it.
+	newCA := map[string]bool{}
+	for _, s := range specs {
+		if s.IsCA {
+			if _, ok := certs[s.ID]; !ok {
+				newCA[s.ID] = true
+			}
+		}
+	}
+	for _, name := range p.hostNames() {
+		if p.d.HostKeys[name] == "" {
+			p.note("%s has no pinned host key (%s/hosts/%s.pub): its keys are encrypted to the admins only until it is learned", name, p.f.PKI.Dir, name)
+		}
+	}
+	for _, s := range specs {
+		addr := CertAddress(s.ID)
+		have, ok := certs[s.ID]
+		if !ok {
+			reason := "missing"
+			switch {
+			case s.Signer != "" && newCA[s.Signer]:
+				reason = "new " + s.Signer
+			case s.Host != "" && p.created[s.Host]:
+				reason = "new host"
+			}
+			if s.IPsIncomplete {
+				reason += "; IP SANs completed once the host has joined"
+			}
+			p.add(Step{Plane: PlanePKI, Action: ActionIssue, Address: addr, Reason: reason, Changes: specChanges(s)})
+			continue
+		}
+		if s.Signer != "" && newCA[s.Signer] {
+			p.add(Step{Plane: PlanePKI, Action: ActionReissue, Address: addr, Reason: "its CA " + s.Signer + " is new"})
+			continue
+		}
+		if drift := certDrift(s, have); len(drift) > 0 {
+			var attrs []string
+			for _, c := range drift {
+				attrs = append(attrs, c.Attr)
+			}
+			p.add(Step{Plane: PlanePKI, Action: ActionReissue, Address: addr, Reason: strings.Join(attrs, ", ") + " changed", Changes: drift})
+			continue
+		}
+		if !s.KeyOnly {
+			if due, why := renewalDue(have, now, renewBefore); due {
+				reason := why
+				if s.IsCA {
+					reason += "; a CA is rotated in phases: nestbot certs rotate-ca"
+				}
+				p.add(Step{Plane: PlanePKI, Action: ActionRenew, Address: addr, Reason: reason,
+					Changes: []Change{{Attr: "not_after", Before: have.NotAfter.UTC().Format(time.DateOnly), After: now.Add(s.Validity).UTC().Format(time.DateOnly)}}})
+				continue
+			}
+		}
+		if !slices.Equal(normalizedRecipients(have.Recipients), s.Recipients) {
+			p.add(Step{Plane: PlanePKI, Action: ActionRekey, Address: addr, Reason: "recipients changed; the key is re-encrypted, not reissued",
+				Changes: []Change{{Attr: "recipients", Before: recipientsString(have.Recipients), After: recipientsString(s.Recipients)}}})
+			continue
+		}
+		if len(have.NotRolled) > 0 {
+			p.add(Step{Plane: PlanePKI, Action: ActionDrift, Address: addr,
+				Reason: "not yet rolled: " + strings.Join(have.NotRolled, ", ") + " still serve an older certificate"})
+		}
+	}
+	// Certificates in the tree that no host needs any more.
+	want := map[string]bool{}
+	for _, s := range specs {
+		want[s.ID] = true
+	}
+	var stale []string
+	for id := range certs {
+		if !want[id] {
+			stale = append(stale, id)
+		}
+	}
+	sort.Strings(stale)
+	for _, id := range stale {
+		p.add(Step{Plane: PlanePKI, Action: ActionDelete, Address: CertAddress(id), Reason: "no host needs it any more"})
+	}
+}
+
+// renewalDue applies the renewal policy: renew when less than renewBefore is
+// left, or when more than 2/3 of the lifetime has passed.
+func renewalDue(c Cert, now time.Time, renewBefore time.Duration) (bool, string) {
+	left := c.NotAfter.Sub(now)
+	if left <= 0 {
+		return true, "expired " + ago(-left) + " ago"
+	}
+	if left < renewBefore {
+		return true, "expires in " + ago(left) + " (renew_before " + renewBefore.String() + ")"
+	}
+	if life := c.NotAfter.Sub(c.NotBefore); life > 0 && now.Sub(c.NotBefore) > life*2/3 {
+		return true, fmt.Sprintf("past 2/3 of its lifetime (expires in %s)", ago(left))
+	}
+	return false, ""
+}
+
+// certDrift lists what a certificate says that its spec no longer does.
+func certDrift(s pki.Spec, c Cert) []Change {
+	var out []Change
+	cmp := func(attr, before, after string) {
+		if before != after {
+			out = append(out, Change{Attr: attr, Before: before, After: after})
+		}
+	}
+	if s.KeyOnly {
+		return nil
+	}
+	cmp("common_name", c.CommonName, s.CommonName)
+	cmp("organization", strings.Join(sortedCopy(c.Organization), ", "), strings.Join(sortedCopy(s.Organization), ", "))
+	cmp("usages", strings.Join(sortedCopy(c.Usages), ", "), strings.Join(s.Usages, ", "))
+	cmp("dns_names", strings.Join(sortedCopy(c.DNSNames), ", "), strings.Join(s.DNSNames, ", "))
+	if !s.IPsIncomplete {
+		cmp("ips", strings.Join(sortedCopy(c.IPs), ", "), strings.Join(s.IPs, ", "))
+	}
+	cmp("is_ca", fmt.Sprint(c.IsCA), fmt.Sprint(s.IsCA))
+	return out
+}
+
+func specChanges(s pki.Spec) []Change {
+	var out []Change
+	add := func(attr, v string) {
+		if v != "" {
+			out = append(out, Change{Attr: attr, After: v})
+		}
+	}
+	if s.KeyOnly {
+		add("key", "rsa-2048 key pair")
+	} else {
+		add("common_name", s.CommonName)
+		add("organization", strings.Join(s.Organization, ", "))
+		add("usages", strings.Join(s.Usages, ", "))
+		add("dns_names", strings.Join(s.DNSNames, ", "))
+		add("ips", strings.Join(s.IPs, ", "))
+		add("signer", s.Signer)
+		add("validity", s.Validity.String())
+		add("cert", s.CertPath)
+	}
+	add("key_file", s.KeyPath)
+	add("recipients", recipientsString(s.Recipients))
+	return out
+}
+
+// recipientsString shortens recipients for display: the key type and the
+// first characters of the key are enough to tell them apart.
+func recipientsString(rs []string) string {
+	out := make([]string, 0, len(rs))
+	for _, r := range sortedCopy(rs) {
+		if strings.HasPrefix(r, "ssh-") {
+			f := strings.Fields(r)
+			if len(f) >= 2 && len(f[1]) > 20 {
+				r = f[0] + " …" + f[1][len(f[1])-8:]
+			}
+		} else if len(r) > 16 {
+			r = r[:12] + "…" + r[len(r)-4:]
+		}
+		out = append(out, r)
+	}
+	return strings.Join(out, ", ")
+}
+
+func sortedCopy(s []string) []string {
+	out := slices.Clone(s)
+	sort.Strings(out)
+	return out
+}
+
+func normalizedRecipients(rs []string) []string {
+	out := make([]string, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, pki.NormalizeRecipient(r))
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
+}

@@ -1,0 +1,551 @@
+package reconcile
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"path"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/ducksnest/nestbot/nest"
+)
+
+// Cloud resource kinds, as they appear in addresses (aws.<kind>.<name>).
+const (
+	KindVPC             = "vpc"
+	KindSubnet          = "subnet"
+	KindInternetGateway = "internet_gateway"
+	KindRouteTable      = "route_table"
+	KindSecurityGroup   = "security_group"
+	KindInstance        = "instance"
+)
+
+// attr is one attribute of a cloud resource, desired or observed.
+type attr struct {
+	name      string
+	value     string
+	immutable bool // a change forces replacement
+	sensitive bool
+	ignore    bool // shown on create, never compared
+}
+
+// resource is one cloud resource in a comparable shape.
+type resource struct {
+	kind  string
+	addr  string
+	id    string // live only
+	attrs []attr
+	tags  Tags
+	adopt *nest.Adopt // desired only
+	host  string      // instances: the host
+	state string      // instances: live state
+}
+
+func (r *resource) attr(name string) (attr, bool) {
+	for _, a := range r.attrs {
+		if a.name == name {
+			return a, true
+		}
+	}
+	return attr{}, false
+}
+
+// Address returns the plan address of a cloud resource.
+func Address(kind, name string) string {
+	if name == "" {
+		return "aws." + kind
+	}
+	return "aws." + kind + "." + name
+}
+
+// DesiredTags are the tags nestbot puts on a resource it owns.
+func DesiredTags(fleet, addr, name, host string) Tags {
+	t := Tags{TagFleet: fleet, TagManaged: "true", TagResource: addr, "Name": name}
+	if host != "" {
+		t[TagHost] = host
+	}
+	return t
+}
+
+func (p *planner) cloud() {
+	a := p.f.AWS
+	p.created = map[string]bool{}
+	if a == nil {
+		p.deleteUndesired(nil)
+		return
+	}
+	desired := p.desiredNetwork(a)
+	for _, name := range p.hostNames() {
+		if h := p.f.Hosts[name]; h.AWS != nil {
+			if r, ok := p.desiredInstance(h); ok {
+				desired = append(desired, r)
+			}
+		}
+	}
+	for _, r := range desired {
+		p.reconcileResource(r)
+	}
+	p.deleteUndesired(desired)
+}
+
+func (p *planner) desiredNetwork(a *nest.AWS) []resource {
+	fleet := p.f.Name
+	var out []resource
+	vpcAddr := Address(KindVPC, "")
+	out = append(out, resource{kind: KindVPC, addr: vpcAddr, adopt: a.VPC.Adopt,
+		tags:  DesiredTags(fleet, vpcAddr, fleet, ""),
+		attrs: []attr{{name: "cidr", value: a.VPC.CIDR, immutable: true}}})
+	var public []string
+	for _, name := range sortedNames(a.Subnets) {
+		s := a.Subnets[name]
+		addr := Address(KindSubnet, name)
+		out = append(out, resource{kind: KindSubnet, addr: addr, adopt: s.Adopt,
+			tags: DesiredTags(fleet, addr, fleet+"-"+name, ""),
+			attrs: []attr{
+				{name: "cidr", value: s.CIDR, immutable: true},
+				{name: "zone", value: s.Zone, immutable: true},
+				{name: "map_public_ip", value: strconv.FormatBool(s.Public)},
+			}})
+		if s.Public {
+			public = append(public, name)
+		}
+	}
+	if len(public) > 0 {
+		igw := Address(KindInternetGateway, "")
+		out = append(out, resource{kind: KindInternetGateway, addr: igw, adopt: a.InternetGateway.Adopt,
+			tags:  DesiredTags(fleet, igw, fleet, ""),
+			attrs: []attr{{name: "vpc", value: vpcAddr}}})
+		rt := Address(KindRouteTable, "public")
+		out = append(out, resource{kind: KindRouteTable, addr: rt, adopt: a.RouteTable.Adopt,
+			tags: DesiredTags(fleet, rt, fleet+"-public", ""),
+			attrs: []attr{
+				{name: "routes", value: "0.0.0.0/0 -> " + igw},
+				{name: "subnets", value: strings.Join(public, ", ")},
+			}})
+	}
+	sg := Address(KindSecurityGroup, "")
+	out = append(out, resource{kind: KindSecurityGroup, addr: sg, adopt: a.SecurityGroup.Adopt,
+		tags: DesiredTags(fleet, sg, fleet, ""),
+		attrs: []attr{
+			{name: "ingress", value: rulesString(desiredRules(a.SecurityGroup.Ingress))},
+			{name: "egress", value: rulesString(desiredRules(a.SecurityGroup.Egress))},
+		}})
+	return out
+}
+
+func (p *planner) desiredInstance(h *nest.Host) (resource, bool) {
+	a, addr := h.AWS, Address(KindInstance, h.Name)
+	ami, ok := p.resolveAMI(h)
+	if !ok {
+		return resource{}, false
+	}
+	r := resource{kind: KindInstance, addr: addr, host: h.Name, adopt: a.Adopt,
+		tags: DesiredTags(p.f.Name, addr, h.Name, h.Name),
+		attrs: []attr{
+			{name: "ami", value: ami, immutable: true},
+			{name: "instance_type", value: a.InstanceType},
+			{name: "subnet", value: a.Subnet, immutable: true},
+			{name: "instance_profile", value: a.InstanceProfile},
+			{name: "key_name", value: a.KeyName, immutable: true},
+			{name: "root_volume.size_gb", value: strconv.Itoa(a.RootVolume.SizeGB)},
+			{name: "root_volume.type", value: a.RootVolume.Type},
+			{name: "root_volume.encrypted", value: strconv.FormatBool(*a.RootVolume.Encrypted), immutable: true},
+			{name: "state", value: "running"},
+			{name: "user_data", value: UserDataHash(p.f, h), sensitive: true,
+				immutable: p.f.AWS.UserDataChanges == "replace", ignore: p.f.AWS.UserDataChanges != "replace"},
+		}}
+	r.tags[TagUserData] = UserDataHash(p.f, h)
+	return r, true
+}
+
+// resolveAMI finds the image a host asks for: an exact id, or the most
+// recent available image whose name matches and whose owner is allowed,
+// as Terraform's aws_ami data source does.
+func (p *planner) resolveAMI(h *nest.Host) (string, bool) {
+	ami := h.AWS.AMI
+	if ami.ID != "" {
+		return ami.ID, true
+	}
+	var best *Image
+	for i := range p.live.Cloud.Images {
+		im := &p.live.Cloud.Images[i]
+		if im.State != "available" || !ownerAllowed(im.OwnerID, ami.Owners, p.live.Cloud.AccountID) {
+			continue
+		}
+		if ok, _ := path.Match(ami.Name, im.Name); !ok {
+			continue
+		}
+		if best == nil || im.CreationDate.After(best.CreationDate) || im.CreationDate.Equal(best.CreationDate) && im.ID > best.ID {
+			best = im
+		}
+	}
+	if best == nil {
+		p.errorf("%s: no available AMI named %q owned by %s; check the name (aws ec2 describe-images --owners %s --filters Name=name,Values=%q) or pin ami.id",
+			Address(KindInstance, h.Name), ami.Name, strings.Join(ami.Owners, ", "), strings.Join(ami.Owners, " "), ami.Name)
+		return "", false
+	}
+	return best.ID, true
+}
+
+func ownerAllowed(owner string, owners []string, account string) bool {
+	if len(owners) == 0 {
+		return true
+	}
+	for _, o := range owners {
+		if o == owner || o == "self" && account != "" && owner == account {
+			return true
+		}
+	}
+	return false
+}
+
+// UserDataHash identifies the user-data template of a host (without the
+// auth key, which is never hashed or stored), so a change can be detected
+// from the instance's tag alone.
+func UserDataHash(f *nest.Fleet, h *nest.Host) string {
+	sum := sha256.New()
+	fmt.Fprintf(sum, "hostname=%s\ncontrol=%s\ntags=%s\n", h.Name, f.Tailnet.ControlURL, strings.Join(f.Tailnet.Tags, ","))
+	if h.AWS.UserData != nil {
+		sum.Write([]byte(*h.AWS.UserData))
+	}
+	return hex.EncodeToString(sum.Sum(nil))[:16]
+}
+
+// liveResources turns the observed cloud into comparable resources, keyed by kind.
+func (p *planner) liveResources() []resource {
+	c := &p.live.Cloud
+	addrOf := func(tags Tags, id string) string {
+		if tags[TagFleet] == p.f.Name && tags[TagResource] != "" {
+			return tags[TagResource]
+		}
+		return id
+	}
+	ids := map[string]string{} // live id → address, for references
+	for _, v := range c.VPCs {
+		ids[v.ID] = addrOf(v.Tags, v.ID)
+	}
+	for _, s := range c.Subnets {
+		ids[s.ID] = addrOf(s.Tags, s.ID)
+	}
+	for _, g := range c.InternetGateways {
+		ids[g.ID] = addrOf(g.Tags, g.ID)
+	}
+	ref := func(id string) string {
+		if a, ok := ids[id]; ok {
+			return a
+		}
+		return id
+	}
+	subnetName := func(id string) string {
+		return strings.TrimPrefix(ref(id), Address(KindSubnet, "")+".")
+	}
+	var out []resource
+	for _, v := range c.VPCs {
+		out = append(out, resource{kind: KindVPC, id: v.ID, tags: v.Tags, attrs: []attr{{name: "cidr", value: v.CIDR}}})
+	}
+	for _, s := range c.Subnets {
+		out = append(out, resource{kind: KindSubnet, id: s.ID, tags: s.Tags, attrs: []attr{
+			{name: "cidr", value: s.CIDR}, {name: "zone", value: s.Zone},
+			{name: "map_public_ip", value: strconv.FormatBool(s.MapPublicIP)}}})
+	}
+	for _, g := range c.InternetGateways {
+		out = append(out, resource{kind: KindInternetGateway, id: g.ID, tags: g.Tags, attrs: []attr{{name: "vpc", value: ref(g.VPCID)}}})
+	}
+	for _, rt := range c.RouteTables {
+		var routes, subnets []string
+		for _, r := range rt.Routes {
+			if r.Target != "local" {
+				routes = append(routes, r.Destination+" -> "+ref(r.Target))
+			}
+		}
+		for _, s := range rt.Associations {
+			subnets = append(subnets, subnetName(s))
+		}
+		sort.Strings(routes)
+		sort.Strings(subnets)
+		out = append(out, resource{kind: KindRouteTable, id: rt.ID, tags: rt.Tags, attrs: []attr{
+			{name: "routes", value: strings.Join(routes, ", ")}, {name: "subnets", value: strings.Join(subnets, ", ")}}})
+	}
+	for _, sg := range c.SecurityGroups {
+		out = append(out, resource{kind: KindSecurityGroup, id: sg.ID, tags: sg.Tags, attrs: []attr{
+			{name: "ingress", value: rulesString(sg.Ingress)}, {name: "egress", value: rulesString(sg.Egress)}}})
+	}
+	for _, in := range c.Instances {
+		if in.State == "terminated" || in.State == "shutting-down" {
+			continue
+		}
+		state := in.State
+		if state == "pending" {
+			state = "running"
+		}
+		out = append(out, resource{kind: KindInstance, id: in.ID, tags: in.Tags, host: in.Tags[TagHost], state: in.State, attrs: []attr{
+			{name: "ami", value: in.ImageID},
+			{name: "instance_type", value: in.Type},
+			{name: "subnet", value: subnetName(in.SubnetID)},
+			{name: "instance_profile", value: in.InstanceProfile},
+			{name: "key_name", value: in.KeyName},
+			{name: "root_volume.size_gb", value: strconv.Itoa(in.RootVolume.SizeGB)},
+			{name: "root_volume.type", value: in.RootVolume.Type},
+			{name: "root_volume.encrypted", value: strconv.FormatBool(in.RootVolume.Encrypted)},
+			{name: "state", value: state},
+			{name: "user_data", value: in.Tags[TagUserData]},
+		}})
+	}
+	return out
+}
+
+// liveList returns the observed cloud as resources, computed once per plan.
+func (p *planner) liveList() []resource {
+	if p.liveRes == nil {
+		p.liveRes = p.liveResources()
+		p.liveByAddr = map[string][]resource{}
+		for _, r := range p.liveRes {
+			if p.owned(r) {
+				k := r.kind + " " + r.tags[TagResource]
+				p.liveByAddr[k] = append(p.liveByAddr[k], r)
+			}
+		}
+	}
+	return p.liveRes
+}
+
+// liveIndex maps "kind address" to the owned live resources that claim it.
+func (p *planner) liveIndex() map[string][]resource {
+	p.liveList()
+	return p.liveByAddr
+}
+
+func (p *planner) managedInstance(host string) *Instance {
+	for i := range p.live.Cloud.Instances {
+		in := &p.live.Cloud.Instances[i]
+		if in.State != "terminated" && in.State != "shutting-down" && in.Tags[TagFleet] == p.f.Name && in.Tags[TagResource] == Address(KindInstance, host) {
+			return in
+		}
+	}
+	return nil
+}
+
+func (p *planner) owned(r resource) bool {
+	return r.tags[TagFleet] == p.f.Name && r.tags[TagManaged] == "true" && r.tags[TagResource] != ""
+}
+
+func (p *planner) reconcileResource(want resource) {
+	claims := p.liveIndex()[want.kind+" "+want.addr]
+	if len(claims) > 1 {
+		var ids []string
+		for _, c := range claims {
+			ids = append(ids, c.id)
+		}
+		p.errorf("%s: %d resources carry its tags (%s); remove the tags from all but one, or delete the extras by hand", want.addr, len(claims), strings.Join(ids, ", "))
+		return
+	}
+	if len(claims) == 1 {
+		p.compare(want, claims[0], false)
+		return
+	}
+	if want.adopt != nil {
+		target, err := p.findAdoptee(want)
+		if err != nil {
+			p.errorf("%s: adopt: %v", want.addr, err)
+			return
+		}
+		var changes []Change
+		for _, k := range sortedNames(want.tags) {
+			if target.tags[k] != want.tags[k] && k != TagUserData {
+				changes = append(changes, Change{Attr: "tags." + k, Before: target.tags[k], After: want.tags[k]})
+			}
+		}
+		p.add(Step{Plane: PlaneCloud, Action: ActionAdopt, Address: want.addr, Changes: changes,
+			Reason: "takes over " + target.id + "; tags are added, nothing is created"})
+		p.compare(want, target, true)
+		return
+	}
+	var changes []Change
+	for _, a := range want.attrs {
+		c := Change{Attr: a.name, After: a.value, Sensitive: a.sensitive}
+		if a.sensitive {
+			c.After = ""
+		}
+		if a.name == "state" || a.value == "" && !a.sensitive {
+			continue
+		}
+		changes = append(changes, c)
+	}
+	p.add(Step{Plane: PlaneCloud, Action: ActionCreate, Address: want.addr, Changes: changes})
+	if want.kind == KindInstance {
+		p.created[want.host] = true
+	}
+}
+
+// findAdoptee finds the one live resource an adopt block names.
+func (p *planner) findAdoptee(want resource) (resource, error) {
+	var found []resource
+	key, value, _ := strings.Cut(want.adopt.Tag, "=")
+	for _, r := range p.liveList() {
+		if r.kind != want.kind {
+			continue
+		}
+		if want.adopt.ID != "" && r.id == want.adopt.ID || want.adopt.Tag != "" && r.tags[key] == value {
+			found = append(found, r)
+		}
+	}
+	switch {
+	case len(found) == 0 && want.adopt.ID != "":
+		return resource{}, fmt.Errorf("no %s with id %s", want.kind, want.adopt.ID)
+	case len(found) == 0:
+		return resource{}, fmt.Errorf("no %s tagged %s", want.kind, want.adopt.Tag)
+	case len(found) > 1:
+		return resource{}, fmt.Errorf("%d resources tagged %s; adopt by id instead", len(found), want.adopt.Tag)
+	}
+	if t := found[0].tags; t[TagFleet] != "" && t[TagFleet] != p.f.Name {
+		return resource{}, fmt.Errorf("%s belongs to fleet %q", found[0].id, t[TagFleet])
+	}
+	return found[0], nil
+}
+
+// compare diffs one desired resource against its live counterpart.
+func (p *planner) compare(want, have resource, adopting bool) {
+	var changes []Change
+	replace, reasons := false, []string(nil)
+	for _, a := range want.attrs {
+		h, _ := have.attr(a.name)
+		if a.ignore || h.value == a.value {
+			continue
+		}
+		if a.name == "state" {
+			if h.value == "stopped" || h.value == "stopping" {
+				changes = append(changes, Change{Attr: "state", Before: h.value, After: "running"})
+				reasons = append(reasons, "instance is "+h.value+": start it")
+			}
+			continue
+		}
+		c := Change{Attr: a.name, Before: h.value, After: a.value, Sensitive: a.sensitive}
+		forces := a.immutable
+		if a.name == "root_volume.size_gb" {
+			before, _ := strconv.Atoi(h.value)
+			after, _ := strconv.Atoi(a.value)
+			forces = after < before // EBS volumes grow in place but never shrink
+		}
+		if a.sensitive {
+			c.Before, c.After = "", ""
+		}
+		if forces {
+			c.ForcesReplace = true
+			replace = true
+			reasons = append(reasons, a.name+" changes, forces replacement")
+		} else if a.name == "instance_type" {
+			reasons = append(reasons, "instance_type changes: stop → modify → start")
+		}
+		changes = append(changes, c)
+	}
+	if !adopting {
+		for _, k := range sortedNames(want.tags) {
+			if have.tags[k] != want.tags[k] && (k != TagUserData || !p.userDataIgnored()) {
+				changes = append(changes, Change{Attr: "tags." + k, Before: have.tags[k], After: want.tags[k]})
+			}
+		}
+	}
+	if len(changes) == 0 {
+		return
+	}
+	step := Step{Plane: PlaneCloud, Action: ActionUpdate, Address: want.addr, Changes: changes}
+	if replace {
+		step.Action = ActionReplace
+		if want.kind == KindInstance {
+			p.created[want.host] = true
+		}
+	}
+	step.Reason = strings.Join(uniq(reasons), "; ")
+	if step.Reason == "" && adopting {
+		step.Reason = "differs from nest.yaml after adoption"
+	}
+	p.add(step)
+}
+
+func (p *planner) userDataIgnored() bool {
+	return p.f.AWS == nil || p.f.AWS.UserDataChanges != "replace"
+}
+
+// deleteUndesired deletes what nestbot owns and nest.yaml no longer names:
+// instances first, then the network in reverse dependency order.
+func (p *planner) deleteUndesired(desired []resource) {
+	want := map[string]bool{}
+	for _, r := range desired {
+		want[r.addr] = true
+	}
+	order := []string{KindInstance, KindSecurityGroup, KindRouteTable, KindInternetGateway, KindSubnet, KindVPC}
+	live := p.liveList()
+	for _, kind := range order {
+		var doomed []resource
+		for _, r := range live {
+			if r.kind == kind && p.owned(r) && !want[r.tags[TagResource]] {
+				doomed = append(doomed, r)
+			}
+		}
+		sort.Slice(doomed, func(i, j int) bool { return doomed[i].tags[TagResource] < doomed[j].tags[TagResource] })
+		for _, r := range doomed {
+			p.add(Step{Plane: PlaneCloud, Action: ActionDelete, Address: r.tags[TagResource],
+				Reason: "no longer in nest.yaml", Changes: []Change{{Attr: "id", Before: r.id}}})
+		}
+	}
+}
+
+func desiredRules(rules []nest.Rule) []SecurityRule {
+	out := make([]SecurityRule, 0, len(rules))
+	for _, r := range rules {
+		out = append(out, SecurityRule{Protocol: r.Protocol, FromPort: r.Ports.From, ToPort: r.Ports.To, CIDRs: r.CIDRs})
+	}
+	return out
+}
+
+// rulesString spells rules canonically, so desired and live compare as text.
+func rulesString(rules []SecurityRule) string {
+	if len(rules) == 0 {
+		return "(none)"
+	}
+	var out []string
+	for _, r := range rules {
+		proto := r.Protocol
+		if proto == "-1" {
+			proto = "all"
+		}
+		ports := ""
+		if proto != "all" && proto != "icmp" {
+			ports = " " + strconv.Itoa(r.FromPort)
+			if r.ToPort != r.FromPort {
+				ports += "-" + strconv.Itoa(r.ToPort)
+			}
+		}
+		cidrs := slices.Clone(r.CIDRs)
+		sort.Strings(cidrs)
+		for _, c := range cidrs {
+			out = append(out, proto+ports+" "+c)
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(slices.Compact(out), ", ")
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func uniq(s []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, x := range s {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}

@@ -1,0 +1,163 @@
+package reconcile
+
+import (
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/ducksnest/nestbot/nest"
+)
+
+// HostAddress returns the plan address of a host's rollout.
+func HostAddress(name string) string { return "host." + name }
+
+func (p *planner) hosts() {
+	rev := p.plan.Revision
+	if rev == "" {
+		p.note("the target revision is unknown, so hosts were not compared; pass --revision or plan from a git checkout")
+		return
+	}
+	type due struct {
+		name, reason string
+	}
+	byRole := make([][]due, len(p.f.Rollout.Order))
+	for _, name := range p.hostNames() {
+		h := p.f.Hosts[name]
+		reason, ok := p.hostDue(h, rev)
+		if !ok {
+			continue
+		}
+		group := rolloutGroup(p.f.Rollout.Order, h)
+		if group < 0 {
+			continue // validation guarantees a group; never roll a host out of order
+		}
+		byRole[group] = append(byRole[group], due{name, reason})
+	}
+	batch := 0
+	for g, hosts := range byRole {
+		for i, d := range hosts {
+			if i%p.f.Rollout.MaxParallel == 0 {
+				batch++
+			}
+			p.add(Step{Plane: PlaneHosts, Action: ActionRoll, Address: HostAddress(d.name), Batch: batch,
+				Reason:  d.reason,
+				Changes: []Change{{Attr: "role", After: p.f.Rollout.Order[g]}}})
+		}
+	}
+}
+
+// hostDue says whether host h must roll to revision rev, and why.
+func (p *planner) hostDue(h *nest.Host, rev string) (string, bool) {
+	if p.created[h.Name] {
+		return "new instance: switch it to " + short(rev), true
+	}
+	run, ok := p.live.Hosts[h.Name]
+	if !ok || !run.Reachable || run.Revision == "" {
+		if node, on := p.nodesByName()[h.Name]; !on || !node.Online {
+			return "", false // the tailnet plane reports it; nothing can roll there now
+		}
+		return "revision unknown: switch to " + short(rev), true
+	}
+	if run.Revision == rev {
+		return "", false
+	}
+	if top, ok := p.live.Repo.Toplevels[h.Name]; ok && run.System != "" {
+		if top == run.System {
+			return "", false
+		}
+		return fmt.Sprintf("system changes (nix eval): %s → %s", short(run.Revision), short(rev)), true
+	}
+	changed, known := p.live.Repo.Changed[run.Revision]
+	if !known {
+		return fmt.Sprintf("%s → %s (changed paths unknown)", short(run.Revision), short(rev)), true
+	}
+	var hits []string
+	for _, c := range changed {
+		if p.affects(h, c) {
+			hits = append(hits, c)
+		}
+	}
+	if len(hits) == 0 {
+		return "", false
+	}
+	sort.Strings(hits)
+	reason := fmt.Sprintf("%s → %s: %s", short(run.Revision), short(rev), hits[0])
+	if len(hits) > 1 {
+		reason += fmt.Sprintf(" and %d more", len(hits)-1)
+	}
+	return reason, true
+}
+
+// affects reports whether a changed repository path affects host h: by the
+// host's path rules (relative to the flake), or because it is one of the
+// host's certificates or the CA bundle.
+func (p *planner) affects(h *nest.Host, repoPath string) bool {
+	if k := p.f.PKI; k != nil {
+		dir := path.Clean(k.Dir)
+		if strings.HasPrefix(repoPath, dir+"/derived/"+h.Name+"/") || strings.HasPrefix(repoPath, dir+"/ca/") || repoPath == dir+"/secrets.nix" {
+			return true
+		}
+	}
+	flake := path.Clean(p.f.Flake)
+	rel := repoPath
+	if flake != "." {
+		var ok bool
+		if rel, ok = strings.CutPrefix(repoPath, flake+"/"); !ok {
+			return false
+		}
+	}
+	for _, g := range h.Paths {
+		if MatchGlob(g, rel) {
+			return true
+		}
+	}
+	return false
+}
+
+// rolloutGroup is the index in order of the earliest role h has.
+func rolloutGroup(order []string, h *nest.Host) int {
+	for i, role := range order {
+		if h.HasRole(role) {
+			return i
+		}
+	}
+	return -1
+}
+
+// MatchGlob matches a slash path against a pattern whose segments are
+// path.Match patterns or **, which matches any number of segments.
+func MatchGlob(pattern, name string) bool {
+	return matchSegments(strings.Split(pattern, "/"), strings.Split(name, "/"))
+}
+
+func matchSegments(pat, name []string) bool {
+	for len(pat) > 0 {
+		if pat[0] == "**" {
+			if len(pat) == 1 {
+				return true
+			}
+			for i := 0; i <= len(name); i++ {
+				if matchSegments(pat[1:], name[i:]) {
+					return true
+				}
+			}
+			return false
+		}
+		if len(name) == 0 {
+			return false
+		}
+		if ok, _ := path.Match(pat[0], name[0]); !ok {
+			return false
+		}
+		pat, name = pat[1:], name[1:]
+	}
+	return len(name) == 0
+}
+
+func short(rev string) string {
+	if len(rev) > 7 {
+		return rev[:7]
+	}
+	return rev
+}

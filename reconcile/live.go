@@ -1,0 +1,221 @@
+package reconcile
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// Live is everything observed of the fleet at one moment: one plain struct
+// per plane. It is also the snapshot file format (--live / --save-live), so
+// any plan can be reproduced offline.
+type Live struct {
+	FormatVersion string    `json:"format_version"`
+	ObservedAt    time.Time `json:"observed_at"`
+	// Repo holds what was read from git for the hosts plane.
+	Repo    Repo               `json:"repo"`
+	Cloud   Cloud              `json:"cloud"`
+	Tailnet Tailnet            `json:"tailnet"`
+	PKI     PKI                `json:"pki"`
+	Hosts   map[string]HostRun `json:"hosts,omitempty"`
+}
+
+// Repo is what git says about the target: the commit being planned, and for
+// each revision a host runs, the paths changed since.
+type Repo struct {
+	Revision string `json:"revision,omitempty"`
+	// Changed maps a revision some host runs to the repository paths that
+	// differ between it and Revision. A missing entry means "not known".
+	Changed map[string][]string `json:"changed,omitempty"`
+	// Toplevels maps a host to its system's store path at Revision, where
+	// nix evaluated it. Hosts whose current system equals it are not rolled.
+	Toplevels map[string]string `json:"toplevels,omitempty"`
+}
+
+// Tags are AWS resource tags.
+type Tags map[string]string
+
+// Cloud is the AWS side.
+type Cloud struct {
+	Region           string            `json:"region,omitempty"`
+	AccountID        string            `json:"account_id,omitempty"`
+	VPCs             []VPC             `json:"vpcs,omitempty"`
+	Subnets          []Subnet          `json:"subnets,omitempty"`
+	InternetGateways []InternetGateway `json:"internet_gateways,omitempty"`
+	RouteTables      []RouteTable      `json:"route_tables,omitempty"`
+	SecurityGroups   []SecurityGroup   `json:"security_groups,omitempty"`
+	Instances        []Instance        `json:"instances,omitempty"`
+	Images           []Image           `json:"images,omitempty"`
+}
+
+// VPC as observed.
+type VPC struct {
+	ID   string `json:"id"`
+	CIDR string `json:"cidr"`
+	Tags Tags   `json:"tags,omitempty"`
+}
+
+// Subnet as observed.
+type Subnet struct {
+	ID          string `json:"id"`
+	VPCID       string `json:"vpc_id"`
+	CIDR        string `json:"cidr"`
+	Zone        string `json:"zone"`
+	MapPublicIP bool   `json:"map_public_ip,omitempty"`
+	Tags        Tags   `json:"tags,omitempty"`
+}
+
+// InternetGateway as observed.
+type InternetGateway struct {
+	ID    string `json:"id"`
+	VPCID string `json:"vpc_id,omitempty"` // attached VPC, "" when detached
+	Tags  Tags   `json:"tags,omitempty"`
+}
+
+// RouteTable as observed.
+type RouteTable struct {
+	ID           string   `json:"id"`
+	VPCID        string   `json:"vpc_id"`
+	Routes       []Route  `json:"routes,omitempty"`
+	Associations []string `json:"associations,omitempty"` // subnet ids
+	Tags         Tags     `json:"tags,omitempty"`
+}
+
+// Route is one route of a route table.
+type Route struct {
+	Destination string `json:"destination"`
+	Target      string `json:"target"` // igw-…, local, …
+}
+
+// SecurityGroup as observed.
+type SecurityGroup struct {
+	ID      string         `json:"id"`
+	VPCID   string         `json:"vpc_id"`
+	Name    string         `json:"name"`
+	Ingress []SecurityRule `json:"ingress,omitempty"`
+	Egress  []SecurityRule `json:"egress,omitempty"`
+	Tags    Tags           `json:"tags,omitempty"`
+}
+
+// SecurityRule is one permission: protocol ("-1" or "all" for all), ports, CIDRs.
+type SecurityRule struct {
+	Protocol string   `json:"protocol"`
+	FromPort int      `json:"from_port,omitempty"`
+	ToPort   int      `json:"to_port,omitempty"`
+	CIDRs    []string `json:"cidrs"`
+}
+
+// Instance as observed.
+type Instance struct {
+	ID              string `json:"id"`
+	State           string `json:"state"` // pending, running, stopping, stopped, shutting-down, terminated
+	Type            string `json:"type"`
+	ImageID         string `json:"image_id"`
+	SubnetID        string `json:"subnet_id"`
+	PrivateIP       string `json:"private_ip,omitempty"`
+	PublicIP        string `json:"public_ip,omitempty"`
+	InstanceProfile string `json:"instance_profile,omitempty"` // name
+	KeyName         string `json:"key_name,omitempty"`
+	RootVolume      Volume `json:"root_volume"`
+	Tags            Tags   `json:"tags,omitempty"`
+}
+
+// Volume is an EBS volume as observed.
+type Volume struct {
+	ID        string `json:"id,omitempty"`
+	SizeGB    int    `json:"size_gb"`
+	Type      string `json:"type"`
+	Encrypted bool   `json:"encrypted"`
+}
+
+// Image is a machine image visible to the account.
+type Image struct {
+	ID           string    `json:"id"`
+	Name         string    `json:"name"`
+	OwnerID      string    `json:"owner_id"`
+	CreationDate time.Time `json:"creation_date"`
+	State        string    `json:"state"`
+}
+
+// Tailnet is the tailnet as the bot's node sees it.
+type Tailnet struct {
+	Self  string `json:"self,omitempty"` // the bot's own node name
+	Nodes []Node `json:"nodes,omitempty"`
+}
+
+// Node is one tailnet device.
+type Node struct {
+	Name     string    `json:"name"`
+	DNSName  string    `json:"dns_name,omitempty"`
+	IPs      []string  `json:"ips,omitempty"`
+	Tags     []string  `json:"tags,omitempty"`
+	Online   bool      `json:"online"`
+	LastSeen time.Time `json:"last_seen,omitzero"`
+}
+
+// PKI is what the repository's certificate tree holds.
+type PKI struct {
+	// Certs maps a certificate id (as pki.Spec.ID) to what its files hold.
+	Certs map[string]Cert `json:"certs,omitempty"`
+}
+
+// Cert is one certificate (or key pair) as read from the repository.
+type Cert struct {
+	CommonName   string    `json:"common_name,omitempty"`
+	Organization []string  `json:"organization,omitempty"`
+	DNSNames     []string  `json:"dns_names,omitempty"`
+	IPs          []string  `json:"ips,omitempty"`
+	Usages       []string  `json:"usages,omitempty"` // server, client
+	IsCA         bool      `json:"is_ca,omitempty"`
+	Issuer       string    `json:"issuer,omitempty"` // the signer's common name
+	NotBefore    time.Time `json:"not_before,omitzero"`
+	NotAfter     time.Time `json:"not_after,omitzero"`
+	Recipients   []string  `json:"recipients,omitempty"` // of the .key.age file
+	// NotRolled lists host:port endpoints still serving an older certificate.
+	NotRolled []string `json:"not_rolled,omitempty"`
+}
+
+// HostRun is what a host runs, as probed over SSH.
+type HostRun struct {
+	Revision   string `json:"revision,omitempty"` // configurationRevision of nixos-version --json
+	System     string `json:"system,omitempty"`   // /run/current-system
+	Generation int    `json:"generation,omitempty"`
+	Reachable  bool   `json:"reachable"`
+}
+
+// ReadLive reads a live snapshot file.
+func ReadLive(path string) (*Live, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read live snapshot: %w", err)
+	}
+	return DecodeLive(path, bytes.NewReader(data))
+}
+
+// DecodeLive decodes a live snapshot strictly; name is used in errors.
+func DecodeLive(name string, r io.Reader) (*Live, error) {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	var l Live
+	if err := dec.Decode(&l); err != nil {
+		return nil, fmt.Errorf("%s: not a live snapshot: %w", name, err)
+	}
+	if l.FormatVersion != FormatVersion {
+		return nil, fmt.Errorf("%s: live snapshot format_version %q; this nestbot reads %q", name, l.FormatVersion, FormatVersion)
+	}
+	if l.ObservedAt.IsZero() {
+		return nil, fmt.Errorf("%s: live snapshot has no observed_at; plans judge certificate expiry at that time", name)
+	}
+	return &l, nil
+}
+
+// Encode writes the snapshot as indented JSON.
+func (l *Live) Encode(w io.Writer) error {
+	l.FormatVersion = FormatVersion
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(l)
+}

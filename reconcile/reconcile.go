@@ -1,0 +1,139 @@
+package reconcile
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/ducksnest/nestbot/nest"
+	"github.com/ducksnest/nestbot/pki"
+)
+
+// Desired is the state the repository describes at one commit.
+type Desired struct {
+	Fleet *nest.Fleet
+	// HostKeys maps a host to its pinned SSH ed25519 public key, read from
+	// <pki.dir>/hosts/<host>.pub.
+	HostKeys map[string]string
+}
+
+// Options tune a plan.
+type Options struct {
+	// Revision overrides live.Repo.Revision as the commit hosts roll to.
+	Revision string
+}
+
+// Tag keys that mark what nestbot owns. The tags are the state: nestbot keeps
+// no state file, and never touches a resource without them except to adopt it.
+const (
+	TagFleet    = "nest:name"
+	TagManaged  = "nest:managed"
+	TagResource = "nest:resource"
+	TagHost     = "nest:host"
+	TagUserData = "nest:user-data" // hash of the user-data template, never the data
+)
+
+// Diff computes the steps that make live match desired. It is pure and
+// deterministic: the same inputs give the same plan. An error says what
+// could not be planned (an AMI that matches nothing, an adoption target
+// that does not exist); every such problem is reported.
+func Diff(d Desired, live *Live, o Options) (*Plan, error) {
+	if d.Fleet == nil {
+		return nil, errors.New("plan: no desired state")
+	}
+	if live == nil {
+		live = &Live{}
+	}
+	p := &planner{d: d, f: d.Fleet, live: live, plan: &Plan{
+		Fleet:      d.Fleet.Name,
+		Revision:   firstNonEmpty(o.Revision, live.Repo.Revision),
+		ObservedAt: live.ObservedAt,
+	}}
+	p.cloud()
+	p.tailnet()
+	p.pki()
+	p.hosts()
+	if len(p.errs) > 0 {
+		return p.plan, errors.Join(p.errs...)
+	}
+	return p.plan, nil
+}
+
+// planner holds the state of one Plan call.
+type planner struct {
+	d    Desired
+	f    *nest.Fleet
+	live *Live
+	plan *Plan
+	errs []error
+	// created lists hosts whose instance this plan creates or replaces.
+	created map[string]bool
+	// liveRes and liveByAddr are the observed cloud, built once per plan.
+	liveRes    []resource
+	liveByAddr map[string][]resource
+	nodes      map[string]Node // live tailnet nodes by host name
+}
+
+func (p *planner) add(s Step) { p.plan.Steps = append(p.plan.Steps, s) }
+
+func (p *planner) errorf(format string, args ...any) {
+	p.errs = append(p.errs, fmt.Errorf(format, args...))
+}
+
+func (p *planner) note(format string, args ...any) {
+	p.plan.Notes = append(p.plan.Notes, fmt.Sprintf(format, args...))
+}
+
+// hostNames returns the desired hosts sorted by name.
+func (p *planner) hostNames() []string {
+	names := make([]string, 0, len(p.f.Hosts))
+	for n := range p.f.Hosts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
+}
+
+// hostFacts gathers what live knows of each host's addresses, for its certificates.
+func (p *planner) hostFacts() map[string]pki.HostFacts {
+	facts := map[string]pki.HostFacts{}
+	nodes := p.nodesByName()
+	for _, name := range p.hostNames() {
+		h := p.f.Hosts[name]
+		var fact pki.HostFacts
+		fact.PrivateIPs = h.AWS == nil
+		if h.AWS != nil {
+			if inst := p.managedInstance(name); inst != nil && inst.PrivateIP != "" && !p.created[name] {
+				if a, err := netip.ParseAddr(inst.PrivateIP); err == nil {
+					fact.IPs = append(fact.IPs, a)
+					fact.PrivateIPs = true
+				}
+			}
+		}
+		if n, ok := nodes[name]; ok && !p.created[name] {
+			fact.OnTailnet = true
+			for _, ip := range n.IPs {
+				if a, err := netip.ParseAddr(ip); err == nil {
+					fact.IPs = append(fact.IPs, a)
+				}
+			}
+			fact.DNSName = strings.TrimSuffix(n.DNSName, ".")
+		}
+		if fact.DNSName == "" && p.f.Tailnet.Domain != "" {
+			fact.DNSName = name + "." + p.f.Tailnet.Domain
+		}
+		facts[name] = fact
+	}
+	return facts
+}

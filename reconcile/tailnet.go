@@ -1,0 +1,107 @@
+package reconcile
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// TailnetAddress returns the plan address of a tailnet node.
+func TailnetAddress(name string) string { return "tailnet.node." + name }
+
+// nodesByName indexes live tailnet nodes by their host name: the node name,
+// or the first label of the MagicDNS name.
+func (p *planner) nodesByName() map[string]Node {
+	if p.nodes != nil {
+		return p.nodes
+	}
+	m := make(map[string]Node, len(p.live.Tailnet.Nodes))
+	for _, n := range p.live.Tailnet.Nodes {
+		name := n.Name
+		if name == "" {
+			name, _, _ = strings.Cut(n.DNSName, ".")
+		}
+		m[name] = n
+	}
+	p.nodes = m
+	return m
+}
+
+func (p *planner) tailnet() {
+	nodes := p.nodesByName()
+	t := &p.f.Tailnet
+	for _, name := range p.hostNames() {
+		h := p.f.Hosts[name]
+		addr := TailnetAddress(name)
+		n, ok := nodes[name]
+		switch {
+		case p.created[name]:
+			p.add(Step{Plane: PlaneTailnet, Action: ActionWait, Address: addr,
+				Reason: fmt.Sprintf("wait up to %s for the new instance to join the tailnet", t.JoinTimeout.Duration)})
+			continue
+		case !ok && h.AWS != nil && p.managedInstance(name) != nil:
+			p.add(Step{Plane: PlaneTailnet, Action: ActionDrift, Address: addr,
+				Reason: "the instance exists but is not on the tailnet; check its user-data and auth key"})
+			continue
+		case !ok:
+			p.add(Step{Plane: PlaneTailnet, Action: ActionDrift, Address: addr,
+				Reason: "not on the tailnet; it will be skipped until it joins"})
+			continue
+		case !n.Online:
+			reason := "offline"
+			if !n.LastSeen.IsZero() && !p.live.ObservedAt.IsZero() {
+				reason = "offline, last seen " + ago(p.live.ObservedAt.Sub(n.LastSeen)) + " ago"
+			}
+			p.add(Step{Plane: PlaneTailnet, Action: ActionDrift, Address: addr, Reason: reason + "; it will be skipped until it is back"})
+		}
+		if missing := missingTags(t.Tags, n.Tags); len(missing) > 0 {
+			p.add(Step{Plane: PlaneTailnet, Action: ActionDrift, Address: addr,
+				Reason:  "missing tags " + strings.Join(missing, ", ") + "; re-authenticate the node with them",
+				Changes: []Change{{Attr: "tags", Before: strings.Join(n.Tags, ", "), After: strings.Join(t.Tags, ", ")}}})
+		}
+	}
+	// Strays: nodes carrying a fleet tag that nest.yaml does not name.
+	var strays []Node
+	for name, n := range nodes {
+		if _, desired := p.f.Hosts[name]; desired || name == p.live.Tailnet.Self || len(t.Tags) == 0 {
+			continue
+		}
+		if len(missingTags(t.Tags, n.Tags)) < len(t.Tags) {
+			strays = append(strays, n)
+		}
+	}
+	sort.Slice(strays, func(i, j int) bool { return strays[i].Name < strays[j].Name })
+	for _, n := range strays {
+		s := Step{Plane: PlaneTailnet, Action: ActionDrift, Address: TailnetAddress(n.Name),
+			Reason: "stray: tagged " + strings.Join(n.Tags, ", ") + " but not in nest.yaml"}
+		if t.RemoveStrays {
+			s.Action = ActionDelete
+			s.Reason += "; removed from the tailnet (tailnet.remove_strays)"
+		}
+		p.add(s)
+	}
+}
+
+func missingTags(want, have []string) []string {
+	var out []string
+	for _, t := range want {
+		if !slices.Contains(have, t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// ago spells a duration the way a person says it: 3d, 5h, 12m.
+func ago(d interface{ Hours() float64 }) string {
+	h := d.Hours()
+	switch {
+	case h >= 48:
+		return fmt.Sprintf("%dd", int(h/24))
+	case h >= 1:
+		return fmt.Sprintf("%dh", int(h))
+	default:
+		return fmt.Sprintf("%dm", int(h*60))
+	}
+}
