@@ -20,7 +20,10 @@ type scalarParser interface {
 	parseScalar(string) error
 }
 
-var scalarParserType = reflect.TypeFor[scalarParser]()
+var (
+	scalarParserType = reflect.TypeFor[scalarParser]()
+	secretRefType    = reflect.TypeFor[SecretRef]()
+)
 
 // decoder maps a yaml.Node tree onto the Go types strictly: an unknown key,
 // a duplicate key or a value of the wrong kind is an error at its position.
@@ -71,6 +74,11 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	if isNull(n) {
 		return // leave the zero value: "key:" with nothing is the same as no key
 	}
+	if v.Type() == secretRefType && n.Kind != yaml.MappingNode {
+		// Never echo what is here: it may be the secret itself.
+		d.errorf(n, path, "write {env: VARIABLE} or {file: path}; the secret itself never belongs in nest.yaml", "expected a reference to a secret, got %s", redactedKind(n))
+		return
+	}
 	if v.CanAddr() && v.Addr().Type().Implements(scalarParserType) {
 		if n.Kind != yaml.ScalarNode {
 			d.errorf(n, path, "", "expected a single value, got %s", kindName(n))
@@ -105,7 +113,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
 			hint := ""
-			if n.Kind == yaml.ScalarNode {
+			if n.Kind == yaml.ScalarNode && !looksSecret(n.Value) {
 				hint = fmt.Sprintf("quote it if you mean the text: %q", n.Value)
 			}
 			d.errorf(n, path, hint, "expected a string, got %s", kindName(n))
@@ -311,7 +319,29 @@ func isNull(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.Tag == "!!null"
 }
 
+// redactedKind names the kind of a node without its value.
+func redactedKind(n *yaml.Node) string {
+	if n.Kind == yaml.ScalarNode {
+		return "a value (not shown)"
+	}
+	return kindName(n)
+}
+
+// looksSecret reports whether a scalar looks like a credential, so that an
+// error message never repeats it.
+func looksSecret(s string) bool {
+	for _, p := range []string{"tskey-", "AGE-SECRET-KEY-", "ghp_", "gho_", "ghs_", "github_pat_", "-----BEGIN", "AKIA", "ASIA"} {
+		if strings.Contains(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
 func kindName(n *yaml.Node) string {
+	if n.Kind == yaml.ScalarNode && looksSecret(n.Value) {
+		return "a value that looks like a secret (not shown)"
+	}
 	switch n.Kind {
 	case yaml.MappingNode:
 		return "a mapping"

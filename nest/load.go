@@ -35,12 +35,13 @@ func Load(path string) (*Fleet, error) {
 
 // Parse is Load for bytes already read; name is used in error positions.
 func Parse(name string, data []byte) (*Fleet, error) {
-	fleet, pos, errs := decodeFleet(name, data)
+	fleet, pos, decodeErrs := decodeFleet(name, data)
+	errs := decodeErrs
 	if fleet != nil {
 		// Validate what did decode, so one run reports every mistake; a value
 		// that failed to decode is not judged again.
 		for _, e := range validate(name, fleet, pos) {
-			if !underAny(e.Path, errs) {
+			if !underAny(e.Path, decodeErrs) {
 				errs = append(errs, e)
 			}
 		}

@@ -183,8 +183,17 @@ type GitHub struct {
 // Duration is a time.Duration written as Go writes durations (90s, 720h).
 type Duration struct{ time.Duration }
 
-// String is the Go spelling.
-func (d Duration) String() string { return d.Duration.String() }
+// String is the Go spelling without zero units: 720h, 2m, 90s.
+func (d Duration) String() string {
+	s := d.Duration.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
 
 func (d *Duration) parseScalar(s string) error {
 	v, err := time.ParseDuration(s)

@@ -44,6 +44,15 @@ func (c *checker) errorf(p, hint, format string, args ...any) {
 	c.errs = append(c.errs, &Error{File: c.file, Pos: c.at(p), Path: p, Msg: fmt.Sprintf(format, args...), Hint: hint})
 }
 
+// errorAtKey is errorf placed at a map entry's name rather than its value.
+func (c *checker) errorAtKey(p, hint, format string, args ...any) {
+	pos, ok := c.pos[p+"#key"]
+	if !ok {
+		pos = c.at(p)
+	}
+	c.errs = append(c.errs, &Error{File: c.file, Pos: pos, Path: p, Msg: fmt.Sprintf(format, args...), Hint: hint})
+}
+
 func (c *checker) present(p string) bool {
 	_, ok := c.pos[p]
 	return ok
@@ -138,7 +147,7 @@ func (c *checker) aws(a *AWS) {
 	for _, name := range sortedKeys(a.Subnets) {
 		s, p := a.Subnets[name], "aws.subnets."+name
 		if !dnsLabelRE.MatchString(name) {
-			c.errorf(p, "use lower-case letters, digits and dashes", "%q is not a valid subnet name", name)
+			c.errorAtKey(p, "use lower-case letters, digits and dashes", "%q is not a valid subnet name", name)
 		}
 		c.adopt(p+".adopt", s.Adopt, "subnet-")
 		if s.Zone != "" && a.Region != "" && !strings.HasPrefix(s.Zone, a.Region) {
@@ -232,7 +241,7 @@ func (c *checker) hosts(f *Fleet) {
 	for _, name := range sortedKeys(f.Hosts) {
 		h, p := f.Hosts[name], "hosts."+name
 		if !dnsLabelRE.MatchString(name) {
-			c.errorf(p, "a host name is a DNS label: lower-case letters, digits and dashes, at most 63", "%q is not a valid host name", name)
+			c.errorAtKey(p, "a host name is a DNS label: lower-case letters, digits and dashes, at most 63", "%q is not a valid host name", name)
 		}
 		if len(h.Roles) == 0 && c.present(p+".roles") {
 			c.errorf(p+".roles", "use one or more of: "+strings.Join(known, ", "), "a host needs at least one role")
@@ -305,10 +314,10 @@ func (c *checker) pki(f *Fleet, k *PKI) {
 		ca = DefaultCAValidity
 	}
 	if k.RenewBefore.Duration >= leaf {
-		c.errorf("pki.renew_before", "renew_before must be shorter than leaf_validity ("+leaf.String()+")", "%s would renew every certificate on every run", k.RenewBefore)
+		c.errorf("pki.renew_before", "make it shorter than leaf_validity, e.g. 720h", "%s is not shorter than leaf_validity (%s): every certificate would renew on every run", k.RenewBefore, Duration{leaf})
 	}
 	if leaf > ca {
-		c.errorf("pki.leaf_validity", "a leaf cannot outlive its CA; shorten it below ca_validity ("+ca.String()+")", "%s is longer than the CA's lifetime", leaf)
+		c.errorf("pki.leaf_validity", "a leaf cannot outlive its CA; make it shorter than ca_validity", "%s is longer than ca_validity (%s)", Duration{leaf}, Duration{ca})
 	}
 	if k.ServiceCIDR != "" {
 		c.cidr("pki.service_cidr", k.ServiceCIDR)
