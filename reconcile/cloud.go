@@ -72,7 +72,6 @@ func DesiredTags(fleet, addr, name, host string) Tags {
 
 func (p *planner) cloud() {
 	a := p.f.AWS
-	p.created = map[string]bool{}
 	if a == nil {
 		p.deleteUndesired(nil)
 		return

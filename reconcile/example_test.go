@@ -99,3 +99,23 @@ func TestReadLiveRejectsBadSnapshots(t *testing.T) {
 		}
 	}
 }
+
+func FuzzDecodeLive(f *testing.F) {
+	for _, name := range []string{"empty", "drifted"} {
+		data, err := os.ReadFile(filepath.Join("..", "examples", "ducksnest", "live", name+".json"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte(`{"format_version":"1","observed_at":"2026-01-01T00:00:00Z","pki":{"certs":{"x":{"not_after":"bad"}}}}`))
+	d := loadExample(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		l, err := DecodeLive("fuzz.json", bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		// Whatever a snapshot holds, planning against it never panics.
+		_, _ = Diff(d, l, Options{})
+	})
+}

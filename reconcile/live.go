@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 )
 
@@ -15,6 +16,9 @@ import (
 type Live struct {
 	FormatVersion string    `json:"format_version"`
 	ObservedAt    time.Time `json:"observed_at"`
+	// Planes lists the planes that were observed; empty means all four. A
+	// plane that was not observed is not planned, and the plan says so.
+	Planes []Plane `json:"planes,omitempty"`
 	// Repo holds what was read from git for the hosts plane.
 	Repo    Repo               `json:"repo"`
 	Cloud   Cloud              `json:"cloud"`
@@ -186,6 +190,11 @@ type HostRun struct {
 	Reachable  bool   `json:"reachable"`
 }
 
+// Observed reports whether plane was observed.
+func (l *Live) Observed(plane Plane) bool {
+	return len(l.Planes) == 0 || slices.Contains(l.Planes, plane)
+}
+
 // ReadLive reads a live snapshot file.
 func ReadLive(path string) (*Live, error) {
 	data, err := os.ReadFile(path)
@@ -205,6 +214,11 @@ func DecodeLive(name string, r io.Reader) (*Live, error) {
 	}
 	if l.FormatVersion != FormatVersion {
 		return nil, fmt.Errorf("%s: live snapshot format_version %q; this nestbot reads %q", name, l.FormatVersion, FormatVersion)
+	}
+	for _, p := range l.Planes {
+		if !slices.Contains(Planes(), p) {
+			return nil, fmt.Errorf("%s: unknown plane %q in planes; use %v", name, p, Planes())
+		}
 	}
 	if l.ObservedAt.IsZero() {
 		return nil, fmt.Errorf("%s: live snapshot has no observed_at; plans judge certificate expiry at that time", name)

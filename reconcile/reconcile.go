@@ -51,10 +51,23 @@ func Diff(d Desired, live *Live, o Options) (*Plan, error) {
 		Revision:   firstNonEmpty(o.Revision, live.Repo.Revision),
 		ObservedAt: live.ObservedAt,
 	}}
-	p.cloud()
-	p.tailnet()
-	p.pki()
-	p.hosts()
+	p.created = map[string]bool{}
+	for _, plane := range Planes() {
+		if !live.Observed(plane) {
+			p.note("the %s plane was not observed, so it was not planned", plane)
+			continue
+		}
+		switch plane {
+		case PlaneCloud:
+			p.cloud()
+		case PlaneTailnet:
+			p.tailnet()
+		case PlanePKI:
+			p.pki()
+		case PlaneHosts:
+			p.hosts()
+		}
+	}
 	if len(p.errs) > 0 {
 		return p.plan, errors.Join(p.errs...)
 	}

@@ -405,3 +405,17 @@ func mapsEqual(a, b map[int]int) bool {
 	}
 	return true
 }
+
+func TestDiffPlansOnlyObservedPlanes(t *testing.T) {
+	d := loadExample(t)
+	l := &Live{ObservedAt: observedAt, Planes: []Plane{PlaneCloud}, Cloud: Cloud{Images: []Image{nixosAMI}}}
+	p := mustDiff(t, d, l)
+	for _, st := range p.Steps {
+		if st.Plane != PlaneCloud {
+			t.Fatalf("planned %s of an unobserved plane", st.Address)
+		}
+	}
+	if len(p.StepsOf(PlaneCloud)) != 7 || len(p.Notes) != 3 {
+		t.Fatalf("steps %v notes %q", addresses(p), p.Notes)
+	}
+}
