@@ -132,7 +132,7 @@ type HostAWS struct {
 	InstanceProfile string  `yaml:"instance_profile" doc:"IAM instance profile name."`
 	KeyName         string  `yaml:"key_name" doc:"EC2 key pair name. A change replaces the instance."`
 	Adopt           *Adopt  `yaml:"adopt" doc:"Take over an existing instance instead of creating one."`
-	UserData        *string `yaml:"user_data" doc:"Extra NixOS user-data appended after nestbot's (hostname, tailnet join)."`
+	UserData        *string `yaml:"user_data" doc:"Extra NixOS options (lines like services.foo.enable = true;) added to the configuration nestbot's user-data boots with."`
 }
 
 // AMI selects a machine image.

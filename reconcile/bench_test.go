@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"testing"
+	"time"
 )
 
 // BenchmarkDiff1000Hosts plans a fleet of 1,000 hosts (500 in AWS, 100
@@ -28,13 +29,11 @@ func BenchmarkDiff1000Hosts(b *testing.B) {
 func behindLive(tb testing.TB, d Desired) *Live {
 	l := convergedLive(tb, d, revOld, observedAt)
 	l.Repo.Revision = revNew
-	i := 0
-	for id, c := range l.PKI.Certs {
-		if i%10 == 0 && !c.NotAfter.IsZero() {
-			c.NotAfter = observedAt.Add(48 * 3600e9)
+	for i, id := range sortedNames(l.PKI.Certs) {
+		if c := l.PKI.Certs[id]; i%10 == 0 && !c.NotAfter.IsZero() {
+			c.NotAfter = observedAt.Add(48 * time.Hour)
 			l.PKI.Certs[id] = c
 		}
-		i++
 	}
 	for j := range l.Cloud.Instances {
 		if j%20 == 0 {

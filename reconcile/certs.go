@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/pki"
 )
 
@@ -115,7 +116,7 @@ func renewalDue(c Cert, now time.Time, renewBefore time.Duration) (bool, string)
 		return true, "expired " + ago(-left) + " ago"
 	}
 	if left < renewBefore {
-		return true, "expires in " + ago(left) + " (renew_before " + renewBefore.String() + ")"
+		return true, "expires in " + ago(left) + " (renew_before " + nest.Duration{Duration: renewBefore}.String() + ")"
 	}
 	if life := c.NotAfter.Sub(c.NotBefore); life > 0 && now.Sub(c.NotBefore) > life*2/3 {
 		return true, fmt.Sprintf("past 2/3 of its lifetime (expires in %s)", ago(left))
@@ -161,7 +162,7 @@ func specChanges(s pki.Spec) []Change {
 		add("dns_names", strings.Join(s.DNSNames, ", "))
 		add("ips", strings.Join(s.IPs, ", "))
 		add("signer", s.Signer)
-		add("validity", s.Validity.String())
+		add("validity", nest.Duration{Duration: s.Validity}.String())
 		add("cert", s.CertPath)
 	}
 	add("key_file", s.KeyPath)

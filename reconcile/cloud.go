@@ -84,6 +84,7 @@ func (p *planner) cloud() {
 			}
 		}
 	}
+	p.adopting = p.adoptionTargets(desired)
 	for _, r := range desired {
 		p.reconcileResource(r)
 	}
@@ -232,6 +233,10 @@ func (p *planner) liveResources() []resource {
 	for _, g := range c.InternetGateways {
 		ids[g.ID] = addrOf(g.Tags, g.ID)
 	}
+	// A resource being adopted is referred to by the address it will have.
+	for id, addr := range p.adopting {
+		ids[id] = addr
+	}
 	ref := func(id string) string {
 		if a, ok := ids[id]; ok {
 			return a
@@ -357,7 +362,7 @@ func (p *planner) reconcileResource(want resource) {
 				changes = append(changes, Change{Attr: "tags." + k, Before: target.tags[k], After: want.tags[k]})
 			}
 		}
-		p.add(Step{Plane: PlaneCloud, Action: ActionAdopt, Address: want.addr, Changes: changes,
+		p.add(Step{Plane: PlaneCloud, Action: ActionAdopt, Address: want.addr, ID: target.id, Changes: changes,
 			Reason: "takes over " + target.id + "; tags are added, nothing is created"})
 		p.compare(want, target, true)
 		return
@@ -377,6 +382,30 @@ func (p *planner) reconcileResource(want resource) {
 	if want.kind == KindInstance {
 		p.created[want.host] = true
 	}
+}
+
+// adoptionTargets maps the live id of each resource that nest.yaml adopts
+// (and that nestbot does not own yet) to its desired address, so that
+// references to it (a subnet's VPC, an instance's subnet) compare equal.
+func (p *planner) adoptionTargets(desired []resource) map[string]string {
+	out := map[string]string{}
+	raw := p.liveResources() // references unresolved; ids and tags are all that is used
+	for _, want := range desired {
+		if want.adopt == nil {
+			continue
+		}
+		key, value, _ := strings.Cut(want.adopt.Tag, "=")
+		var found []string
+		for _, r := range raw {
+			if r.kind == want.kind && (want.adopt.ID != "" && r.id == want.adopt.ID || want.adopt.Tag != "" && r.tags[key] == value) {
+				found = append(found, r.id)
+			}
+		}
+		if len(found) == 1 {
+			out[found[0]] = want.addr
+		}
+	}
+	return out
 }
 
 // findAdoptee finds the one live resource an adopt block names.
@@ -450,7 +479,7 @@ func (p *planner) compare(want, have resource, adopting bool) {
 	if len(changes) == 0 {
 		return
 	}
-	step := Step{Plane: PlaneCloud, Action: ActionUpdate, Address: want.addr, Changes: changes}
+	step := Step{Plane: PlaneCloud, Action: ActionUpdate, Address: want.addr, ID: have.id, Changes: changes}
 	if replace {
 		step.Action = ActionReplace
 		if want.kind == KindInstance {
@@ -486,8 +515,8 @@ func (p *planner) deleteUndesired(desired []resource) {
 		}
 		sort.Slice(doomed, func(i, j int) bool { return doomed[i].tags[TagResource] < doomed[j].tags[TagResource] })
 		for _, r := range doomed {
-			p.add(Step{Plane: PlaneCloud, Action: ActionDelete, Address: r.tags[TagResource],
-				Reason: "no longer in nest.yaml", Changes: []Change{{Attr: "id", Before: r.id}}})
+			p.add(Step{Plane: PlaneCloud, Action: ActionDelete, Address: r.tags[TagResource], ID: r.id,
+				Reason: "no longer in nest.yaml"})
 		}
 	}
 }

@@ -18,7 +18,7 @@ var updateExamples = flag.Bool("update-examples", false, "rewrite examples/ducks
 func exampleSnapshots(t *testing.T) map[string]*Live {
 	d := loadExample(t)
 	empty := &Live{FormatVersion: FormatVersion, ObservedAt: observedAt, Repo: Repo{Revision: revNew},
-		Cloud: Cloud{Region: "ap-northeast-2", AccountID: "111122223333", Images: []Image{nixosAMI}},
+		Cloud:   Cloud{Region: "ap-northeast-2", AccountID: "111122223333", Images: []Image{nixosAMI}},
 		Tailnet: Tailnet{Self: "nestbot"}}
 	converged := convergedLive(t, d, revNew, observedAt)
 	drifted := convergedLive(t, d, revNew, observedAt)

@@ -21,6 +21,12 @@ func (p *planner) hosts() {
 	type due struct {
 		name, reason string
 	}
+	from := func(host string) string {
+		if run, ok := p.live.Hosts[host]; ok && run.Revision != "" {
+			return short(run.Revision)
+		}
+		return ""
+	}
 	byRole := make([][]due, len(p.f.Rollout.Order))
 	for _, name := range p.hostNames() {
 		h := p.f.Hosts[name]
@@ -36,13 +42,14 @@ func (p *planner) hosts() {
 	}
 	batch := 0
 	for g, hosts := range byRole {
+
 		for i, d := range hosts {
 			if i%p.f.Rollout.MaxParallel == 0 {
 				batch++
 			}
 			p.add(Step{Plane: PlaneHosts, Action: ActionRoll, Address: HostAddress(d.name), Batch: batch,
-				Reason:  d.reason,
-				Changes: []Change{{Attr: "role", After: p.f.Rollout.Order[g]}}})
+				Reason:  p.f.Rollout.Order[g] + ": " + d.reason,
+				Changes: []Change{{Attr: "revision", Before: from(d.name), After: short(rev)}}})
 		}
 	}
 }
@@ -50,14 +57,14 @@ func (p *planner) hosts() {
 // hostDue says whether host h must roll to revision rev, and why.
 func (p *planner) hostDue(h *nest.Host, rev string) (string, bool) {
 	if p.created[h.Name] {
-		return "new instance: switch it to " + short(rev), true
+		return "new instance", true
 	}
 	run, ok := p.live.Hosts[h.Name]
 	if !ok || !run.Reachable || run.Revision == "" {
 		if node, on := p.nodesByName()[h.Name]; !on || !node.Online {
 			return "", false // the tailnet plane reports it; nothing can roll there now
 		}
-		return "revision unknown: switch to " + short(rev), true
+		return "revision unknown", true
 	}
 	if run.Revision == rev {
 		return "", false
@@ -66,11 +73,11 @@ func (p *planner) hostDue(h *nest.Host, rev string) (string, bool) {
 		if top == run.System {
 			return "", false
 		}
-		return fmt.Sprintf("system changes (nix eval): %s → %s", short(run.Revision), short(rev)), true
+		return "system changes (nix eval)", true
 	}
 	changed, known := p.live.Repo.Changed[run.Revision]
 	if !known {
-		return fmt.Sprintf("%s → %s (changed paths unknown)", short(run.Revision), short(rev)), true
+		return "changed paths unknown", true
 	}
 	var hits []string
 	for _, c := range changed {
@@ -82,7 +89,7 @@ func (p *planner) hostDue(h *nest.Host, rev string) (string, bool) {
 		return "", false
 	}
 	sort.Strings(hits)
-	reason := fmt.Sprintf("%s → %s: %s", short(run.Revision), short(rev), hits[0])
+	reason := "changed " + hits[0]
 	if len(hits) > 1 {
 		reason += fmt.Sprintf(" and %d more", len(hits)-1)
 	}

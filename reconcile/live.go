@@ -142,6 +142,7 @@ type Image struct {
 	OwnerID      string    `json:"owner_id"`
 	CreationDate time.Time `json:"creation_date"`
 	State        string    `json:"state"`
+	RootDevice   string    `json:"root_device,omitempty"` // e.g. /dev/xvda
 }
 
 // Tailnet is the tailnet as the bot's node sees it.

@@ -86,7 +86,8 @@ type planner struct {
 	// liveRes and liveByAddr are the observed cloud, built once per plan.
 	liveRes    []resource
 	liveByAddr map[string][]resource
-	nodes      map[string]Node // live tailnet nodes by host name
+	nodes      map[string]Node   // live tailnet nodes by host name
+	adopting   map[string]string // live id → address of resources being adopted
 }
 
 func (p *planner) add(s Step) { p.plan.Steps = append(p.plan.Steps, s) }

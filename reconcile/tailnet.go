@@ -38,7 +38,7 @@ func (p *planner) tailnet() {
 		switch {
 		case p.created[name]:
 			p.add(Step{Plane: PlaneTailnet, Action: ActionWait, Address: addr,
-				Reason: fmt.Sprintf("wait up to %s for the new instance to join the tailnet", t.JoinTimeout.Duration)})
+				Reason: fmt.Sprintf("wait up to %s for the new instance to join the tailnet", t.JoinTimeout)})
 			continue
 		case !ok && h.AWS != nil && p.managedInstance(name) != nil:
 			p.add(Step{Plane: PlaneTailnet, Action: ActionDrift, Address: addr,

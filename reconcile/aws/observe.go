@@ -1,0 +1,454 @@
+package aws
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/ducksnest/nestbot/nest"
+	"github.com/ducksnest/nestbot/reconcile"
+)
+
+// DefaultPageSize is the MaxResults of every Describe call. EC2 caps some
+// calls lower (volumes at 500, route tables at 100); the cap is applied.
+const DefaultPageSize = 1000
+
+// Observer reads the cloud plane of one fleet.
+type Observer struct {
+	Client   EC2
+	PageSize int32 // 0: DefaultPageSize
+
+	mu      sync.Mutex
+	calls   map[string]int
+	account string // the caller's account id, learned from the VPCs' owner
+}
+
+// Calls returns how many API calls of each kind the observer made.
+func (o *Observer) Calls() map[string]int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make(map[string]int, len(o.calls))
+	for k, v := range o.calls {
+		out[k] = v
+	}
+	return out
+}
+
+func (o *Observer) count(op string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.calls == nil {
+		o.calls = map[string]int{}
+	}
+	o.calls[op]++
+}
+
+func (o *Observer) page(limit int32) *int32 {
+	n := o.PageSize
+	if n == 0 {
+		n = DefaultPageSize
+	}
+	return aws.Int32(min(n, limit))
+}
+
+func fleetFilter(fleet string) []types.Filter {
+	return []types.Filter{{Name: aws.String("tag:" + reconcile.TagFleet), Values: []string{fleet}}}
+}
+
+// Observe reads every resource tagged as the fleet's, the untagged ones
+// that nest.yaml names for adoption, the root volumes of the instances, and
+// the images the hosts ask for. Every Describe is paginated and filtered by
+// tags, so the number of calls grows with pages, not with resources.
+func (o *Observer) Observe(ctx context.Context, f *nest.Fleet) (reconcile.Cloud, error) {
+	var c reconcile.Cloud
+	if f.AWS == nil {
+		return c, nil
+	}
+	c.Region = f.AWS.Region
+	tagged := fleetFilter(f.Name)
+	a := f.AWS
+	var err error
+	if c.VPCs, err = o.vpcs(ctx, tagged, a.VPC.Adopt); err != nil {
+		return c, err
+	}
+	subnetAdopts := []*nest.Adopt{}
+	for _, name := range sortedKeys(a.Subnets) {
+		subnetAdopts = append(subnetAdopts, a.Subnets[name].Adopt)
+	}
+	if c.Subnets, err = o.subnets(ctx, tagged, subnetAdopts); err != nil {
+		return c, err
+	}
+	if c.InternetGateways, err = o.internetGateways(ctx, tagged, a.InternetGateway.Adopt); err != nil {
+		return c, err
+	}
+	if c.RouteTables, err = o.routeTables(ctx, tagged, a.RouteTable.Adopt); err != nil {
+		return c, err
+	}
+	if c.SecurityGroups, err = o.securityGroups(ctx, tagged, a.SecurityGroup.Adopt); err != nil {
+		return c, err
+	}
+	var instanceAdopts []*nest.Adopt
+	for _, name := range sortedKeys(f.Hosts) {
+		if h := f.Hosts[name]; h.AWS != nil {
+			instanceAdopts = append(instanceAdopts, h.AWS.Adopt)
+		}
+	}
+	if c.Instances, err = o.instances(ctx, tagged, instanceAdopts); err != nil {
+		return c, err
+	}
+	if c.Images, err = o.images(ctx, f); err != nil {
+		return c, err
+	}
+	c.AccountID = o.account
+	return c, nil
+}
+
+// adoptFilters returns, for each adopt block, the extra Describe filters
+// that find its target: by id (idFilter), or by tag.
+func adoptFilters(adopts []*nest.Adopt, idFilter string) [][]types.Filter {
+	var out [][]types.Filter
+	for _, ad := range adopts {
+		switch {
+		case ad == nil:
+		case ad.ID != "":
+			out = append(out, []types.Filter{{Name: aws.String(idFilter), Values: []string{ad.ID}}})
+		case ad.Tag != "":
+			k, v, _ := strings.Cut(ad.Tag, "=")
+			out = append(out, []types.Filter{{Name: aws.String("tag:" + k), Values: []string{v}}})
+		}
+	}
+	return out
+}
+
+func (o *Observer) vpcs(ctx context.Context, tagged []types.Filter, adopt *nest.Adopt) ([]reconcile.VPC, error) {
+	seen := map[string]bool{}
+	var out []reconcile.VPC
+	for _, filters := range append([][]types.Filter{tagged}, adoptFilters([]*nest.Adopt{adopt}, "vpc-id")...) {
+		p := ec2.NewDescribeVpcsPaginator(o.Client, &ec2.DescribeVpcsInput{Filters: filters, MaxResults: o.page(1000)})
+		for p.HasMorePages() {
+			o.count("DescribeVpcs")
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("aws: describe VPCs: %w", err)
+			}
+			for _, v := range page.Vpcs {
+				if id := aws.ToString(v.VpcId); !seen[id] {
+					seen[id] = true
+					if tagMap(v.Tags)[reconcile.TagFleet] != "" {
+						o.account = aws.ToString(v.OwnerId)
+					}
+					out = append(out, reconcile.VPC{ID: id, CIDR: aws.ToString(v.CidrBlock), Tags: tagMap(v.Tags)})
+				}
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func (o *Observer) subnets(ctx context.Context, tagged []types.Filter, adopts []*nest.Adopt) ([]reconcile.Subnet, error) {
+	seen := map[string]bool{}
+	var out []reconcile.Subnet
+	for _, filters := range append([][]types.Filter{tagged}, adoptFilters(adopts, "subnet-id")...) {
+		p := ec2.NewDescribeSubnetsPaginator(o.Client, &ec2.DescribeSubnetsInput{Filters: filters, MaxResults: o.page(1000)})
+		for p.HasMorePages() {
+			o.count("DescribeSubnets")
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("aws: describe subnets: %w", err)
+			}
+			for _, s := range page.Subnets {
+				if id := aws.ToString(s.SubnetId); !seen[id] {
+					seen[id] = true
+					out = append(out, reconcile.Subnet{ID: id, VPCID: aws.ToString(s.VpcId), CIDR: aws.ToString(s.CidrBlock),
+						Zone: aws.ToString(s.AvailabilityZone), MapPublicIP: aws.ToBool(s.MapPublicIpOnLaunch), Tags: tagMap(s.Tags)})
+				}
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func (o *Observer) internetGateways(ctx context.Context, tagged []types.Filter, adopt *nest.Adopt) ([]reconcile.InternetGateway, error) {
+	seen := map[string]bool{}
+	var out []reconcile.InternetGateway
+	for _, filters := range append([][]types.Filter{tagged}, adoptFilters([]*nest.Adopt{adopt}, "internet-gateway-id")...) {
+		p := ec2.NewDescribeInternetGatewaysPaginator(o.Client, &ec2.DescribeInternetGatewaysInput{Filters: filters, MaxResults: o.page(1000)})
+		for p.HasMorePages() {
+			o.count("DescribeInternetGateways")
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("aws: describe internet gateways: %w", err)
+			}
+			for _, g := range page.InternetGateways {
+				id := aws.ToString(g.InternetGatewayId)
+				if seen[id] {
+					continue
+				}
+				seen[id] = true
+				ig := reconcile.InternetGateway{ID: id, Tags: tagMap(g.Tags)}
+				for _, at := range g.Attachments {
+					if at.State == types.AttachmentStatusAttached || at.State == "available" {
+						ig.VPCID = aws.ToString(at.VpcId)
+					}
+				}
+				out = append(out, ig)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func (o *Observer) routeTables(ctx context.Context, tagged []types.Filter, adopt *nest.Adopt) ([]reconcile.RouteTable, error) {
+	seen := map[string]bool{}
+	var out []reconcile.RouteTable
+	for _, filters := range append([][]types.Filter{tagged}, adoptFilters([]*nest.Adopt{adopt}, "route-table-id")...) {
+		p := ec2.NewDescribeRouteTablesPaginator(o.Client, &ec2.DescribeRouteTablesInput{Filters: filters, MaxResults: o.page(100)})
+		for p.HasMorePages() {
+			o.count("DescribeRouteTables")
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("aws: describe route tables: %w", err)
+			}
+			for _, rt := range page.RouteTables {
+				id := aws.ToString(rt.RouteTableId)
+				if seen[id] {
+					continue
+				}
+				seen[id] = true
+				r := reconcile.RouteTable{ID: id, VPCID: aws.ToString(rt.VpcId), Tags: tagMap(rt.Tags)}
+				for _, route := range rt.Routes {
+					target := firstNonEmpty(aws.ToString(route.GatewayId), aws.ToString(route.NatGatewayId), aws.ToString(route.NetworkInterfaceId), aws.ToString(route.InstanceId))
+					r.Routes = append(r.Routes, reconcile.Route{Destination: aws.ToString(route.DestinationCidrBlock), Target: target})
+				}
+				for _, as := range rt.Associations {
+					if s := aws.ToString(as.SubnetId); s != "" {
+						r.Associations = append(r.Associations, s)
+					}
+				}
+				sort.Strings(r.Associations)
+				out = append(out, r)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func (o *Observer) securityGroups(ctx context.Context, tagged []types.Filter, adopt *nest.Adopt) ([]reconcile.SecurityGroup, error) {
+	seen := map[string]bool{}
+	var out []reconcile.SecurityGroup
+	for _, filters := range append([][]types.Filter{tagged}, adoptFilters([]*nest.Adopt{adopt}, "group-id")...) {
+		p := ec2.NewDescribeSecurityGroupsPaginator(o.Client, &ec2.DescribeSecurityGroupsInput{Filters: filters, MaxResults: o.page(1000)})
+		for p.HasMorePages() {
+			o.count("DescribeSecurityGroups")
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("aws: describe security groups: %w", err)
+			}
+			for _, g := range page.SecurityGroups {
+				id := aws.ToString(g.GroupId)
+				if seen[id] {
+					continue
+				}
+				seen[id] = true
+				out = append(out, reconcile.SecurityGroup{ID: id, VPCID: aws.ToString(g.VpcId), Name: aws.ToString(g.GroupName),
+					Ingress: rules(g.IpPermissions), Egress: rules(g.IpPermissionsEgress), Tags: tagMap(g.Tags)})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func rules(perms []types.IpPermission) []reconcile.SecurityRule {
+	var out []reconcile.SecurityRule
+	for _, p := range perms {
+		r := reconcile.SecurityRule{Protocol: aws.ToString(p.IpProtocol), FromPort: int(aws.ToInt32(p.FromPort)), ToPort: int(aws.ToInt32(p.ToPort))}
+		if r.Protocol == "-1" {
+			r.Protocol, r.FromPort, r.ToPort = "all", 0, 0
+		}
+		for _, ipr := range p.IpRanges {
+			r.CIDRs = append(r.CIDRs, aws.ToString(ipr.CidrIp))
+		}
+		sort.Strings(r.CIDRs)
+		out = append(out, r)
+	}
+	return out
+}
+
+// liveStates are the instance states nestbot observes: terminated
+// instances are gone for every purpose.
+var liveStates = []string{"pending", "running", "stopping", "stopped", "shutting-down"}
+
+func (o *Observer) instances(ctx context.Context, tagged []types.Filter, adopts []*nest.Adopt) ([]reconcile.Instance, error) {
+	state := types.Filter{Name: aws.String("instance-state-name"), Values: liveStates}
+	seen := map[string]bool{}
+	var out []reconcile.Instance
+	rootVolume := map[string]string{} // volume id → instance id
+	queries := [][]types.Filter{append(tagged, state)}
+	for _, f := range adoptFilters(adopts, "instance-id") {
+		queries = append(queries, append(f, state))
+	}
+	for _, filters := range queries {
+		p := ec2.NewDescribeInstancesPaginator(o.Client, &ec2.DescribeInstancesInput{Filters: filters, MaxResults: o.page(1000)})
+		for p.HasMorePages() {
+			o.count("DescribeInstances")
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("aws: describe instances: %w", err)
+			}
+			for _, res := range page.Reservations {
+				for _, in := range res.Instances {
+					id := aws.ToString(in.InstanceId)
+					if seen[id] {
+						continue
+					}
+					seen[id] = true
+					li := reconcile.Instance{ID: id, Type: string(in.InstanceType), ImageID: aws.ToString(in.ImageId),
+						SubnetID: aws.ToString(in.SubnetId), PrivateIP: aws.ToString(in.PrivateIpAddress),
+						PublicIP: aws.ToString(in.PublicIpAddress), KeyName: aws.ToString(in.KeyName), Tags: tagMap(in.Tags)}
+					if in.State != nil {
+						li.State = string(in.State.Name)
+					}
+					if in.IamInstanceProfile != nil {
+						li.InstanceProfile = path.Base(aws.ToString(in.IamInstanceProfile.Arn))
+					}
+					for _, bd := range in.BlockDeviceMappings {
+						if aws.ToString(bd.DeviceName) == aws.ToString(in.RootDeviceName) && bd.Ebs != nil {
+							li.RootVolume.ID = aws.ToString(bd.Ebs.VolumeId)
+							rootVolume[li.RootVolume.ID] = id
+						}
+					}
+					out = append(out, li)
+				}
+			}
+		}
+	}
+	if err := o.volumes(ctx, out, rootVolume); err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// volumes fills in the root volumes' size, type and encryption, described
+// by id in pages.
+func (o *Observer) volumes(ctx context.Context, instances []reconcile.Instance, byVolume map[string]string) error {
+	if len(byVolume) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(byVolume))
+	for id := range byVolume {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	index := map[string]int{}
+	for i, in := range instances {
+		index[in.ID] = i
+	}
+	const chunk = 500 // EC2 caps the values of one filter
+	for start := 0; start < len(ids); start += chunk {
+		part := ids[start:min(start+chunk, len(ids))]
+		p := ec2.NewDescribeVolumesPaginator(o.Client, &ec2.DescribeVolumesInput{
+			Filters:    []types.Filter{{Name: aws.String("volume-id"), Values: part}},
+			MaxResults: o.page(500),
+		})
+		for p.HasMorePages() {
+			o.count("DescribeVolumes")
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				return fmt.Errorf("aws: describe volumes: %w", err)
+			}
+			for _, v := range page.Volumes {
+				id := aws.ToString(v.VolumeId)
+				i, ok := index[byVolume[id]]
+				if !ok {
+					continue
+				}
+				instances[i].RootVolume = reconcile.Volume{ID: id, SizeGB: int(aws.ToInt32(v.Size)), Type: string(v.VolumeType), Encrypted: aws.ToBool(v.Encrypted)}
+			}
+		}
+	}
+	return nil
+}
+
+// images resolves the AMIs the hosts ask for by name: one DescribeImages per
+// distinct (name, owners), available images only. Exact ids are described too,
+// so that an id that does not exist is an error at plan time.
+func (o *Observer) images(ctx context.Context, f *nest.Fleet) ([]reconcile.Image, error) {
+	type query struct{ name, owners string }
+	seenQ := map[query]bool{}
+	seen := map[string]bool{}
+	var ids []string
+	var out []reconcile.Image
+	add := func(images []types.Image) {
+		for _, im := range images {
+			id := aws.ToString(im.ImageId)
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			ri := reconcile.Image{ID: id, Name: aws.ToString(im.Name), OwnerID: aws.ToString(im.OwnerId), State: string(im.State), RootDevice: aws.ToString(im.RootDeviceName)}
+			ri.CreationDate, _ = parseAWSTime(aws.ToString(im.CreationDate))
+			out = append(out, ri)
+		}
+	}
+	for _, name := range sortedKeys(f.Hosts) {
+		h := f.Hosts[name]
+		if h.AWS == nil {
+			continue
+		}
+		ami := h.AWS.AMI
+		if ami.ID != "" {
+			if !seen[ami.ID] && !contains(ids, ami.ID) {
+				ids = append(ids, ami.ID)
+			}
+			continue
+		}
+		q := query{ami.Name, strings.Join(ami.Owners, ",")}
+		if seenQ[q] {
+			continue
+		}
+		seenQ[q] = true
+		o.count("DescribeImages")
+		res, err := o.Client.DescribeImages(ctx, &ec2.DescribeImagesInput{
+			Owners:  ami.Owners,
+			Filters: []types.Filter{{Name: aws.String("name"), Values: []string{ami.Name}}, {Name: aws.String("state"), Values: []string{"available"}}},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("aws: describe images named %q: %w", ami.Name, err)
+		}
+		add(res.Images)
+	}
+	if len(ids) > 0 {
+		o.count("DescribeImages")
+		res, err := o.Client.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: ids})
+		if err != nil {
+			return nil, fmt.Errorf("aws: describe images %s: %w", strings.Join(ids, ", "), err)
+		}
+		add(res.Images)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func tagMap(tags []types.Tag) reconcile.Tags {
+	if len(tags) == 0 {
+		return nil
+	}
+	m := make(reconcile.Tags, len(tags))
+	for _, t := range tags {
+		m[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	return m
+}

@@ -1,0 +1,47 @@
+package aws
+
+import (
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/ducksnest/nestbot/nest"
+)
+
+// UserData renders the user-data of a new instance: a NixOS configuration
+// that the NixOS AMI's amazon-init applies on first boot. It sets the host
+// name and joins the tailnet with authKey. The result holds a secret: it is
+// passed to RunInstances and nowhere else — never logged, planned or saved.
+func UserData(f *nest.Fleet, h *nest.Host, authKey string) string {
+	var flags []string
+	if len(f.Tailnet.Tags) > 0 {
+		flags = append(flags, "--advertise-tags="+strings.Join(f.Tailnet.Tags, ","))
+	}
+	if f.Tailnet.ControlURL != "" {
+		flags = append(flags, "--login-server="+f.Tailnet.ControlURL)
+	}
+	quoted := make([]string, len(flags))
+	for i, fl := range flags {
+		quoted[i] = strconv.Quote(fl)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "### nestbot user-data: fleet %s, host %s\n", f.Name, h.Name)
+	b.WriteString("{ config, pkgs, modulesPath, ... }:\n{\n")
+	b.WriteString("  imports = [ \"${modulesPath}/virtualisation/amazon-image.nix\" ];\n")
+	fmt.Fprintf(&b, "  networking.hostName = %s;\n", strconv.Quote(h.Name))
+	b.WriteString("  services.tailscale.enable = true;\n")
+	fmt.Fprintf(&b, "  services.tailscale.authKeyFile = pkgs.writeText \"tailscale-authkey\" %s;\n", strconv.Quote(authKey))
+	fmt.Fprintf(&b, "  services.tailscale.extraUpFlags = [ %s ];\n", strings.Join(quoted, " "))
+	b.WriteString("  services.openssh.enable = true;\n")
+	if h.AWS.UserData != nil {
+		for _, line := range strings.Split(strings.TrimRight(*h.AWS.UserData, "\n"), "\n") {
+			b.WriteString("  " + line + "\n")
+		}
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+// EncodeUserData is the base64 form RunInstances takes.
+func EncodeUserData(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
