@@ -1,6 +1,10 @@
 package reconcile
 
 import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -41,4 +45,34 @@ func behindLive(tb testing.TB, d Desired) *Live {
 		}
 	}
 	return l
+}
+
+var writeBench = flag.String("write-bench-fleet", "", "write a 1,000-host nest.yaml, pinned keys and live snapshot into this directory (for bench/plan)")
+
+// TestWriteBenchFleet writes the input of bench/plan: the fleet of
+// BenchmarkDiff1000Hosts as files the CLI reads.
+func TestWriteBenchFleet(t *testing.T) {
+	dir := *writeBench
+	if dir == "" {
+		t.Skip("only with -write-bench-fleet DIR")
+	}
+	d := genFleet(t, 1000)
+	if err := os.MkdirAll(filepath.Join(dir, "certs", "hosts"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "nest.yaml"), []byte(genFleetYAML(1000)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name := range d.Fleet.Hosts {
+		if err := os.WriteFile(filepath.Join(dir, "certs", "hosts", name+".pub"), []byte(genHostKey+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if err := behindLive(t, d).Encode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "live.json"), buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

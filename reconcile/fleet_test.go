@@ -45,6 +45,20 @@ func hostList(f *nest.Fleet) []string {
 // control planes, half of them in AWS) and parses it as a user's would be.
 func genFleet(t testing.TB, n int) Desired {
 	t.Helper()
+	f, err := nest.Parse("bignest.yaml", []byte(genFleetYAML(n)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]string{}
+	for name := range f.Hosts {
+		keys[name] = genHostKey
+	}
+	return Desired{Fleet: f, HostKeys: keys}
+}
+
+const genHostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdgODcQSlxaluMcBch6KKPliKTSzPX9oAYsoMc2QJ56"
+
+func genFleetYAML(n int) string {
 	var b strings.Builder
 	b.WriteString(`version: 1
 name: bignest
@@ -61,7 +75,6 @@ pki:
 rollout: {max_parallel: 10}
 hosts:
 `)
-	keys := map[string]string{}
 	for i := range n {
 		name, role := fmt.Sprintf("node-%04d", i), "worker"
 		if i%10 == 0 {
@@ -72,13 +85,8 @@ hosts:
 			subnet := []string{"public-a", "public-c"}[i/2%2]
 			fmt.Fprintf(&b, "    aws: {instance_type: t3.medium, ami: {name: NixOS-25.05-*}, subnet: %s}\n", subnet)
 		}
-		keys[name] = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdgODcQSlxaluMcBch6KKPliKTSzPX9oAYsoMc2QJ56"
 	}
-	f, err := nest.Parse("bignest.yaml", []byte(b.String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return Desired{Fleet: f, HostKeys: keys}
+	return b.String()
 }
 
 // convergedLive builds the live state that a finished apply of d leaves:
