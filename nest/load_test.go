@@ -29,7 +29,7 @@ func TestLoadExample(t *testing.T) {
 }
 
 func TestDefaultsAreApplied(t *testing.T) {
-	f, err := Parse("nest.yaml", []byte(`version: 1
+	_, err := Parse("nest.yaml", []byte(`version: 1
 name: tiny
 aws:
   region: eu-west-1
@@ -44,7 +44,7 @@ pki: {dir: certs, admins: [age14zzepmfg3quqwpzzl4222cpcsyn2raxx69wqa0vctdr70qnh9
 	if err == nil {
 		t.Fatal("pki without a control plane was accepted")
 	}
-	f, err = Parse("nest.yaml", []byte(`version: 1
+	f, err := Parse("nest.yaml", []byte(`version: 1
 name: tiny
 aws:
   region: eu-west-1
