@@ -292,3 +292,22 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestSecretRefResolve(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/key"
+	if err := os.WriteFile(file, []byte("tskey-auth-CANARY\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"TS_AUTHKEY": "tskey-auth-CANARY", "OTHER_FILE": file}
+	getenv := func(k string) string { return env[k] }
+	for _, r := range []SecretRef{{Env: "TS_AUTHKEY"}, {Env: "OTHER"}, {File: file}} {
+		if v, err := r.Resolve(getenv); err != nil || v != "tskey-auth-CANARY" {
+			t.Errorf("%s: %q, %v", r, v, err)
+		}
+	}
+	_, err := SecretRef{Env: "MISSING"}.Resolve(getenv)
+	if err == nil || !strings.Contains(err.Error(), "export MISSING") {
+		t.Errorf("missing: %v", err)
+	}
+}

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/ducksnest/nestbot/nest"
+	"golang.org/x/crypto/ssh"
 )
 
 // HostKeyPath is where a host's pinned SSH ed25519 public key lives, relative to pki.dir.
@@ -45,4 +47,69 @@ func ReadHostKeys(dir string, hosts []string) (map[string]string, error) {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
 	return line
+}
+
+// ErrHostKeyChanged is matched (errors.Is) by a *HostKeyChangedError.
+var ErrHostKeyChanged = errors.New("host key changed")
+
+// HostKeyChangedError is a host whose learned SSH host key differs from the
+// one pinned in the repository. It stops the apply for that host: either
+// the host was reinstalled (delete the pinned file to learn the key again)
+// or something else answers in its name.
+type HostKeyChangedError struct {
+	Host    string
+	Pinned  string // SHA256 fingerprint of the pinned key
+	Learned string // SHA256 fingerprint of the key the host presented
+}
+
+func (e *HostKeyChangedError) Error() string {
+	return fmt.Sprintf("host %s: its SSH host key changed: pinned %s, the host presented %s; if the host was reinstalled, delete %s to learn the new key, otherwise find out who answers in its name",
+		e.Host, e.Pinned, e.Learned, HostKeyPath(e.Host))
+}
+
+// Is makes errors.Is(err, ErrHostKeyChanged) hold.
+func (e *HostKeyChangedError) Is(target error) bool { return target == ErrHostKeyChanged }
+
+// CheckHostKey compares the key learned from host with the pinned one. Not
+// pinned yet ("") is fine: the caller pins learned. A learned key that is not
+// ssh-ed25519 is an error; one that differs from the pin is a
+// *HostKeyChangedError.
+func CheckHostKey(host, pinned, learned string) error {
+	learned = NormalizeRecipient(firstLine(learned))
+	if err := nest.CheckRecipient(learned); err != nil || !strings.HasPrefix(learned, "ssh-ed25519 ") {
+		return fmt.Errorf("host %s: the key it presented is not an ssh-ed25519 public key", host)
+	}
+	pinned = NormalizeRecipient(pinned)
+	if pinned == "" || pinned == learned {
+		return nil
+	}
+	return &HostKeyChangedError{Host: host, Pinned: Fingerprint(pinned), Learned: Fingerprint(learned)}
+}
+
+// Fingerprint is an SSH public key's SHA256 fingerprint as ssh-keygen -l
+// prints it, or "(unparsable key)".
+func Fingerprint(key string) string {
+	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(key))
+	if err != nil {
+		return "(unparsable key)"
+	}
+	return ssh.FingerprintSHA256(pub)
+}
+
+// PinHostKey writes a learned host key to hosts/<host>.pub, unless a
+// different one is pinned there already (a *HostKeyChangedError).
+func PinHostKey(files Files, host, learned string) error {
+	pinned := ""
+	if data, err := fs.ReadFile(files, path.Join("hosts", host+".pub")); err == nil {
+		pinned = firstLine(string(data))
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("pin host key of %s: %w", host, err)
+	}
+	if err := CheckHostKey(host, pinned, learned); err != nil {
+		return err
+	}
+	if pinned != "" {
+		return nil
+	}
+	return files.WriteFile(path.Join("hosts", host+".pub"), []byte(NormalizeRecipient(firstLine(learned))+"\n"))
 }

@@ -43,6 +43,7 @@ type Spec struct {
 	IPs          []string // sorted, canonical
 	Usages       []string // extended key usages: server, client (sorted)
 	Validity     time.Duration
+	KeyAlgorithm string   // ecdsa-p256, rsa-2048 or rsa-4096 (the service account is always RSA)
 	Recipients   []string // age recipients of the private key, sorted
 	CertPath     string   // relative to pki.dir; "" for KeyOnly
 	KeyPath      string   // relative to pki.dir: the .key.age file
@@ -79,13 +80,17 @@ func Set(f *nest.Fleet, hostKeys map[string]string, facts map[string]HostFacts) 
 		return nil
 	}
 	admins := normalizeAll(k.Admins)
+	alg := k.KeyAlgorithm
+	if alg == "" {
+		alg = nest.DefaultKeyAlgorithm
+	}
 	var out []Spec
 	ca := func(id, cn string) {
 		out = append(out, Spec{
 			ID: id, Name: id, IsCA: true, CommonName: cn, Validity: k.CAValidity.Duration,
-			Recipients: admins,
-			CertPath:   path.Join("ca", caDir(id)+".crt"),
-			KeyPath:    path.Join("ca", caDir(id)+".key.age"),
+			KeyAlgorithm: alg, Recipients: admins,
+			CertPath: path.Join("ca", caDir(id)+".crt"),
+			KeyPath:  path.Join("ca", caDir(id)+".key.age"),
 		})
 	}
 	ca(CA, "kubernetes")
@@ -101,8 +106,9 @@ func Set(f *nest.Fleet, hostKeys map[string]string, facts map[string]HostFacts) 
 	}
 	out = append(out, Spec{
 		ID: ServiceAccount, Name: ServiceAccount, KeyOnly: true,
-		Recipients: sortedUnique(saRecipients),
-		KeyPath:    path.Join("ca", "service-account.key.age"),
+		KeyAlgorithm: serviceAccountAlgorithm(alg),
+		Recipients:   sortedUnique(saRecipients),
+		KeyPath:      path.Join("ca", "service-account.key.age"),
 	})
 
 	serviceIP := firstServiceIP(k.ServiceCIDR)
@@ -117,10 +123,10 @@ func Set(f *nest.Fleet, hostKeys map[string]string, facts map[string]HostFacts) 
 				ID: h.Name + "/" + name, Name: name, Host: h.Name, Signer: signer,
 				CommonName: cn, Organization: org, Usages: sortedUnique(usages),
 				DNSNames: sortedUnique(dns), IPs: sortedUnique(ipList),
-				Validity: k.LeafValidity.Duration, Recipients: recipients,
+				Validity: k.LeafValidity.Duration, KeyAlgorithm: alg, Recipients: recipients,
 				IPsIncomplete: incomplete && len(ipList) > 0,
 			}
-			stem := caDir(signer) + "-" + strings.TrimPrefix(name, caDir(signer)+"-")
+			stem := fileStem(signer, name)
 			s.CertPath = path.Join("derived", h.Name, stem+".crt")
 			s.KeyPath = path.Join("derived", h.Name, stem+".key.age")
 			out = append(out, s)
@@ -160,6 +166,35 @@ func Set(f *nest.Fleet, hostKeys map[string]string, facts map[string]HostFacts) 
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// fileStem is a leaf's file name without extension, as the K8Nix certToolkit
+// names it: the CA's directory name, a dash, and the certificate's name
+// (etcd-server, not etcd-etcd-server).
+func fileStem(signer, name string) string {
+	return caDir(signer) + "-" + strings.TrimPrefix(name, caDir(signer)+"-")
+}
+
+// leafSigners maps every leaf name that Set derives to the CA that signs it.
+// IDForPath reads it backwards; a test keeps the two in step.
+func leafSigners() map[string]string {
+	return map[string]string{
+		"apiserver": CA, "apiserver-kubelet-client": CA, "admin": CA,
+		"controller-manager": CA, "scheduler": CA,
+		"kubelet": CA, "kubelet-serving": CA, "kube-proxy": CA,
+		"front-proxy-client": FrontProxyCA,
+		"etcd-server":        EtcdCA, "etcd-peer": EtcdCA,
+		"etcd-healthcheck-client": EtcdCA, "apiserver-etcd-client": EtcdCA,
+	}
+}
+
+// serviceAccountAlgorithm is the service-account key's type: RSA, as every
+// Kubernetes release accepts, and 4096 bits when the fleet asks for that size.
+func serviceAccountAlgorithm(alg string) string {
+	if alg == AlgRSA4096 {
+		return AlgRSA4096
+	}
+	return AlgRSA2048
 }
 
 func hostIPs(h *nest.Host, fact HostFacts) []string {

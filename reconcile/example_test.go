@@ -29,7 +29,11 @@ func exampleSnapshots(t *testing.T) map[string]*Live {
 	behind.Revision = revOld
 	drifted.Hosts["laptop-ultra"] = behind
 	drifted.Repo.Changed = map[string][]string{revOld: {"infra/nix/hosts/laptop-ultra/configuration.nix"}}
-	return map[string]*Live{"empty": empty, "converged": converged, "drifted": drifted}
+	all := map[string]*Live{"empty": empty, "converged": converged, "drifted": drifted}
+	for _, l := range all {
+		l.Planes = Planes()
+	}
+	return all
 }
 
 func TestExampleSnapshotsAreCurrent(t *testing.T) {

@@ -16,9 +16,10 @@ import (
 type Live struct {
 	FormatVersion string    `json:"format_version"`
 	ObservedAt    time.Time `json:"observed_at"`
-	// Planes lists the planes that were observed; empty means all four. A
-	// plane that was not observed is not planned, and the plan says so.
-	Planes []Plane `json:"planes,omitempty"`
+	// Planes lists the planes that were observed; null (or absent) means
+	// all four. A plane that was not observed is not planned, and the plan
+	// says so.
+	Planes []Plane `json:"planes"`
 	// Repo holds what was read from git for the hosts plane.
 	Repo    Repo               `json:"repo"`
 	Cloud   Cloud              `json:"cloud"`
@@ -193,7 +194,7 @@ type HostRun struct {
 
 // Observed reports whether plane was observed.
 func (l *Live) Observed(plane Plane) bool {
-	return len(l.Planes) == 0 || slices.Contains(l.Planes, plane)
+	return l.Planes == nil || slices.Contains(l.Planes, plane)
 }
 
 // ReadLive reads a live snapshot file.

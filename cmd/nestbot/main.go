@@ -77,6 +77,8 @@ Every flag can also be set with an environment variable NESTBOT_<FLAG>
 	root.AddCommand(
 		newValidateCmd(io),
 		newPlanCmd(io),
+		newApplyCmd(io),
+		newLabCmd(io),
 		newSchemaCmd(io),
 		newVersionCmd(io),
 	)

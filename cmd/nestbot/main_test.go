@@ -151,7 +151,6 @@ func TestPlanOutWritesNothingOnError(t *testing.T) {
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"plan", "--format", "yaml", "--live", example + "live/empty.json", "-f", example + "nest.yaml"},
-		{"plan", "-f", example + "nest.yaml"},
 		{"validate", "extra-arg"},
 		{"frobnicate"},
 	} {

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/ducksnest/nestbot/nest"
@@ -19,12 +21,30 @@ type desired struct {
 	Fleet    *nest.Fleet
 	HostKeys map[string]string
 	Root     string // the directory holding nest.yaml: paths in it are relative to here
+	Source   []byte // nest.yaml as read
+}
+
+// Digest fingerprints the desired state: nest.yaml and the pinned host keys.
+func (d desired) Digest() string {
+	parts := [][]byte{d.Source}
+	hosts := make([]string, 0, len(d.HostKeys))
+	for h := range d.HostKeys {
+		hosts = append(hosts, h)
+	}
+	sort.Strings(hosts)
+	for _, h := range hosts {
+		parts = append(parts, []byte(h+" "+d.HostKeys[h]))
+	}
+	return reconcile.DigestBytes(parts...)
 }
 
 type planOptions struct {
 	IO               *IO
 	File             string
 	Live             string
+	SaveLive         string
+	SavePlan         string
+	Cloud            cloudFlags
 	Format           string
 	Out              string
 	Revision         string
@@ -39,19 +59,27 @@ func newPlanCmd(io *IO) *cobra.Command {
 		Long: `Plan compares nest.yaml with the live fleet and prints the steps an apply
 would take: cloud resources, tailnet, certificates, and the hosts to roll.
 
-The live state is read from a snapshot (--live FILE), so any plan can be
-reproduced offline. Exit codes: 0 success, 1 error, 2 success with changes
-when --detailed-exitcode is given (as terraform plan).`,
+The live state is observed (today: the cloud plane, through the AWS SDK's
+default credential chain; AWS_ENDPOINT_URL or --aws-endpoint point it
+elsewhere), or read from a snapshot (--live FILE), so any plan can be
+reproduced offline; --save-live writes one.
+
+Exit codes: 0 success, 1 error, 2 success with changes when
+--detailed-exitcode is given (as terraform plan).`,
 		Args: cobra.NoArgs,
 		Example: `  nestbot plan --live live.json
   nestbot plan -f examples/ducksnest/nest.yaml --live examples/ducksnest/live/empty.json
   nestbot plan --live live.json --format markdown --out plan.md
-  nestbot plan --live live.json --format json | jq .summary`,
+  nestbot plan --live live.json --format json | jq .summary
+  nestbot plan --save-live live.json --save-plan plan.json`,
 		RunE: func(*cobra.Command, []string) error { return runPlan(opts) },
 	}
 	f := cmd.Flags()
 	f.StringVarP(&opts.File, "file", "f", "nest.yaml", "the desired state")
-	f.StringVar(&opts.Live, "live", "", "read the live state from this snapshot file")
+	f.StringVar(&opts.Live, "live", "", "read the live state from this snapshot file instead of observing it")
+	f.StringVar(&opts.SaveLive, "save-live", "", "write the observed live state to this snapshot file")
+	f.StringVar(&opts.SavePlan, "save-plan", "", "write the plan for a later nestbot apply --plan")
+	f.StringVar(&opts.Cloud.Endpoint, "aws-endpoint", "", "EC2 endpoint URL (default: the SDK's, or AWS_ENDPOINT_URL)")
 	f.StringVar(&opts.Format, "format", "text", "output format: text, markdown or json")
 	f.StringVar(&opts.Out, "out", "", "write the plan to this file instead of standard output")
 	f.StringVar(&opts.Revision, "revision", "", "the commit hosts roll to (default: the snapshot's repo.revision)")
@@ -70,27 +98,42 @@ func runPlan(opts *planOptions) error {
 	if err != nil {
 		return err
 	}
-	if opts.Live == "" {
-		return errors.New("no live state: pass --live FILE, a snapshot of the live fleet (see examples/ducksnest/live/)")
+	var live *reconcile.Live
+	if opts.Live != "" {
+		if live, err = reconcile.ReadLive(opts.Live); err != nil {
+			return err
+		}
+	} else {
+		s, err := observeLive(context.Background(), d, opts.Cloud)
+		if err != nil {
+			return err
+		}
+		live = s.Live
 	}
-	live, err := reconcile.ReadLive(opts.Live)
-	if err != nil {
-		return err
+	if opts.SaveLive != "" {
+		var b bytes.Buffer
+		if err := live.Encode(&b); err != nil {
+			return err
+		}
+		if err := writeFileAtomic(opts.SaveLive, b.Bytes()); err != nil {
+			return err
+		}
 	}
 	plan, err := reconcile.Diff(reconcile.Desired{Fleet: d.Fleet, HostKeys: d.HostKeys}, live, reconcile.Options{Revision: opts.Revision})
 	if err != nil {
 		return fmt.Errorf("plan %s:\n%w", d.Fleet.Name, indentErr(err))
 	}
-	var buf bytes.Buffer
-	switch opts.Format {
-	case "text":
-		color := opts.Out == "" && opts.IO.IsTerminal() && opts.IO.Getenv("NO_COLOR") == ""
-		err = reconcile.RenderText(&buf, plan, reconcile.TextOptions{Color: color})
-	case "markdown":
-		buf.WriteString(strings.Join(reconcile.RenderMarkdown(plan), "\n"))
-	case "json":
-		err = reconcile.RenderJSON(&buf, plan)
+	if opts.SavePlan != "" {
+		var b bytes.Buffer
+		saved := &reconcile.SavedPlan{Plan: plan, DesiredDigest: d.Digest(), LiveDigest: reconcile.DigestLive(live)}
+		if err := saved.Encode(&b); err != nil {
+			return err
+		}
+		if err := writeFileAtomic(opts.SavePlan, b.Bytes()); err != nil {
+			return err
+		}
 	}
+	buf, err := render(opts.IO, plan, opts.Format, opts.Out == "")
 	if err != nil {
 		return err
 	}
@@ -106,6 +149,22 @@ func runPlan(opts *planOptions) error {
 		return &exitError{code: 2}
 	}
 	return nil
+}
+
+// render formats a plan; colour only for a terminal, never with NO_COLOR.
+func render(io *IO, plan *reconcile.Plan, format string, toStdout bool) (bytes.Buffer, error) {
+	var buf bytes.Buffer
+	var err error
+	switch format {
+	case "text":
+		color := toStdout && io.IsTerminal() && io.Getenv("NO_COLOR") == ""
+		err = reconcile.RenderText(&buf, plan, reconcile.TextOptions{Color: color})
+	case "markdown":
+		buf.WriteString(strings.Join(reconcile.RenderMarkdown(plan), "\n"))
+	case "json":
+		err = reconcile.RenderJSON(&buf, plan)
+	}
+	return buf, err
 }
 
 func indentErr(err error) error {

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/ducksnest/nestbot/nest"
@@ -66,7 +67,11 @@ func loadDesired(file string) (desired, error) {
 	if err != nil {
 		return desired{}, err
 	}
-	d := desired{Fleet: f, Root: filepath.Dir(file)}
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return desired{}, err
+	}
+	d := desired{Fleet: f, Root: filepath.Dir(file), Source: src}
 	if f.PKI != nil {
 		hosts := make([]string, 0, len(f.Hosts))
 		for name := range f.Hosts {

@@ -1,0 +1,445 @@
+package pki
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+)
+
+// Applier brings a certificate tree in line with a certificate set: it
+// issues what is missing, renews what is due, reissues what drifted,
+// re-encrypts keys whose recipients changed, and rewrites secrets.nix.
+// Nothing is written unless every step succeeded first.
+type Applier struct {
+	Files Files // the tree at pki.dir
+	// Identity decrypts the keys the apply must reuse: a CA's, to sign, and
+	// any key it re-encrypts. It may be nil when neither is needed.
+	Identity    *Identity
+	Issuer      *Issuer       // clock and randomness; nil means the real ones
+	RenewBefore time.Duration // pki.renew_before
+	Log         *slog.Logger  // nil discards
+	Parallel    int           // certificates issued at once; 0 means GOMAXPROCS
+}
+
+// task is the apply's plan for one Spec.
+type task struct {
+	spec   Spec
+	have   *ObservedCert // nil when missing
+	action Action
+	reason string
+	keyPEM []byte // rekey: the decrypted key, re-encrypted as is
+
+	// filled in by run
+	issued   *KeyPair
+	writes   []fileWrite
+	notAfter time.Time
+}
+
+type fileWrite struct {
+	path string
+	data []byte
+}
+
+func (a *Applier) issuer() *Issuer {
+	if a.Issuer == nil {
+		return &Issuer{}
+	}
+	return a.Issuer
+}
+
+func (a *Applier) log() *slog.Logger {
+	if a.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return a.Log
+}
+
+// Apply brings the tree in line with specs (as Set returns them) and
+// reports what it did per certificate.
+func (a *Applier) Apply(ctx context.Context, specs []Spec) (*Report, error) {
+	is := a.issuer()
+	now := is.now()
+	recipients, err := checkSpecs(specs)
+	if err != nil {
+		return nil, fmt.Errorf("pki: apply: %w", err)
+	}
+	o := observeTree(a.Files, "", now)
+	if err := errors.Join(o.fatal...); err != nil {
+		return nil, fmt.Errorf("pki: apply: %w", err)
+	}
+	tasks, stale := a.decide(specs, o, now)
+	signers, err := a.loadKeys(tasks, o)
+	if err != nil {
+		return nil, fmt.Errorf("pki: apply: %w", err)
+	}
+	w := &issuing{issuer: is, recipients: recipients, signers: signers, parallel: a.Parallel}
+	if err := w.run(ctx, tasks); err != nil {
+		return nil, fmt.Errorf("pki: apply: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("pki: apply: %w", err)
+	}
+	return a.write(tasks, stale)
+}
+
+// checkSpecs refuses a set that could not be written: duplicate ids, bad
+// paths, recipients that do not parse, signers that are not in the set. It
+// returns every recipient, parsed.
+func checkSpecs(specs []Spec) (map[string]age.Recipient, error) {
+	var errs []error
+	parsed := map[string]age.Recipient{}
+	bad := map[string]bool{} // reported once, for the first spec that has it
+	ids := map[string]bool{}
+	cas := map[string]bool{}
+	for _, s := range specs {
+		if s.IsCA {
+			cas[s.ID] = true
+		}
+	}
+	for _, s := range specs {
+		if ids[s.ID] {
+			errs = append(errs, fmt.Errorf("%s: listed twice", s.ID))
+		}
+		ids[s.ID] = true
+		if !fs.ValidPath(s.KeyPath) || !strings.HasSuffix(s.KeyPath, ".key.age") {
+			errs = append(errs, fmt.Errorf("%s: key path %q is not a relative …key.age path", s.ID, s.KeyPath))
+		}
+		if !s.KeyOnly && (!fs.ValidPath(s.CertPath) || !strings.HasSuffix(s.CertPath, ".crt")) {
+			errs = append(errs, fmt.Errorf("%s: certificate path %q is not a relative ….crt path", s.ID, s.CertPath))
+		}
+		if s.Signer != "" && !cas[s.Signer] {
+			errs = append(errs, fmt.Errorf("%s: its signer %s is not a CA of the set", s.ID, s.Signer))
+		}
+		if len(s.Recipients) == 0 {
+			errs = append(errs, fmt.Errorf("%s: no recipients for its key; list pki.admins", s.ID))
+		}
+		for _, r := range s.Recipients {
+			if _, ok := parsed[r]; ok || bad[r] {
+				continue
+			}
+			rec, err := ParseRecipient(r)
+			if err != nil {
+				bad[r] = true
+				errs = append(errs, fmt.Errorf("%s (and every key of the same host or admins): %w", s.ID, err))
+				continue
+			}
+			parsed[r] = rec
+		}
+	}
+	return parsed, errors.Join(errs...)
+}
+
+// decide plans every Spec, CAs first, and lists the stale certificates.
+func (a *Applier) decide(specs []Spec, o *observer, now time.Time) ([]*task, []ObservedCert) {
+	ordered := slices.Clone(specs)
+	rank := func(s Spec) int {
+		switch {
+		case s.IsCA:
+			return 0
+		case s.KeyOnly:
+			return 1
+		}
+		return 2
+	}
+	sort.SliceStable(ordered, func(i, j int) bool { return rank(ordered[i]) < rank(ordered[j]) })
+	newCA := map[string]bool{}
+	want := map[string]bool{}
+	var tasks []*task
+	for _, s := range ordered {
+		want[s.ID] = true
+		t := &task{spec: s}
+		if c, ok := o.out[s.ID]; ok {
+			t.have = &c
+		}
+		if s.IsCA {
+			a.decideCA(t, now)
+			if t.action == Issued {
+				newCA[s.ID] = true
+			}
+		} else {
+			a.decideLeaf(t, o, newCA, now)
+		}
+		tasks = append(tasks, t)
+	}
+	var stale []ObservedCert
+	for id, c := range o.out {
+		if !want[id] && strings.HasPrefix(c.CertPath, derivedDirName+"/") {
+			stale = append(stale, c)
+		}
+	}
+	sort.Slice(stale, func(i, j int) bool { return stale[i].ID < stale[j].ID })
+	return tasks, stale
+}
+
+// decideCA: a missing CA is issued; an existing one is never replaced here,
+// since replacing it breaks every chain the hosts hold. Drift or expiry
+// holds it for the phased rotation (nestbot certs rotate-ca).
+func (a *Applier) decideCA(t *task, now time.Time) {
+	s, have := t.spec, t.have
+	var hold string
+	switch {
+	case have == nil:
+		t.action, t.reason = Issued, "missing"
+		return
+	case have.Error != "":
+		hold = "unreadable (" + have.Error + ")"
+	case !have.HasKey:
+		hold = "its key " + s.KeyPath + " is missing"
+	default:
+		if d := drift(s, have); len(d) > 0 {
+			hold = strings.Join(d, ", ") + " changed"
+		} else if due, why := RenewalDue(have.NotBefore, have.NotAfter, now, a.RenewBefore); due {
+			hold = why
+		}
+	}
+	if hold != "" {
+		hold += "; a CA is replaced only in phases: nestbot certs rotate-ca"
+	}
+	if have.HasKey && have.Error == "" && !sameRecipients(have.Recipients, s.Recipients) {
+		t.action, t.reason = Rekeyed, joinReasons("recipients changed; the key is re-encrypted, not reissued", hold)
+		return
+	}
+	if hold != "" {
+		t.action, t.reason = Held, hold
+		return
+	}
+	t.action = Unchanged
+}
+
+func (a *Applier) decideLeaf(t *task, o *observer, newCA map[string]bool, now time.Time) {
+	s, have := t.spec, t.have
+	var drifted []string
+	if have != nil {
+		drifted = drift(s, have)
+	}
+	switch {
+	case have == nil:
+		t.action, t.reason = Issued, "missing"
+		if s.Signer != "" && newCA[s.Signer] {
+			t.reason = "new " + s.Signer
+		}
+	case have.Error != "":
+		t.action, t.reason = Reissued, "unreadable ("+have.Error+")"
+	case s.Signer != "" && newCA[s.Signer]:
+		t.action, t.reason = Reissued, "its CA "+s.Signer+" is new"
+	case !have.HasKey:
+		t.action, t.reason = Reissued, "its key "+s.KeyPath+" is missing"
+	case len(drifted) > 0:
+		t.action, t.reason = Reissued, strings.Join(drifted, ", ")+" changed"
+	default:
+		if !s.KeyOnly {
+			if due, why := RenewalDue(have.NotBefore, have.NotAfter, now, a.RenewBefore); due {
+				t.action, t.reason = Renewed, why
+				return
+			}
+			if ca := o.caCertPath(s.Signer); !o.signedBy(have.CertPath, ca) {
+				t.action, t.reason = Reissued, "not signed by the CA in "+ca
+				return
+			}
+		}
+		if !sameRecipients(have.Recipients, s.Recipients) {
+			t.action, t.reason = Rekeyed, "recipients changed; the key is re-encrypted, not reissued"
+			return
+		}
+		t.action = Unchanged
+	}
+}
+
+// caCertPath is the certificate path of CA ca, as the layout names it.
+func (o *observer) caCertPath(ca string) string { return path.Join(caDirName, caDir(ca)+".crt") }
+
+// signedBy reports whether the certificate at p was signed by a CA in the
+// file caPath; an unreadable CA file cannot say no.
+func (o *observer) signedBy(p, caPath string) bool {
+	leaf, cas := o.certs[p], o.certs[caPath]
+	if len(leaf) == 0 || len(cas) == 0 {
+		return true
+	}
+	for _, ca := range cas {
+		if leaf[0].CheckSignatureFrom(ca) == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// RenewalDue is the renewal policy: due when less than renewBefore is left,
+// or when more than 2/3 of the lifetime has passed. why says which.
+func RenewalDue(notBefore, notAfter, now time.Time, renewBefore time.Duration) (due bool, why string) {
+	left := notAfter.Sub(now)
+	if left <= 0 {
+		return true, "expired " + roughly(-left) + " ago"
+	}
+	if left < renewBefore {
+		return true, "expires in " + roughly(left) + " (renew_before " + renewBefore.String() + ")"
+	}
+	if life := notAfter.Sub(notBefore); life > 0 && now.Sub(notBefore) > life*2/3 {
+		return true, "past 2/3 of its lifetime (expires in " + roughly(left) + ")"
+	}
+	return false, ""
+}
+
+func roughly(d time.Duration) string {
+	if d >= 48*time.Hour {
+		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+	}
+	return d.Round(time.Minute).String()
+}
+
+// drift lists what a certificate says that its spec no longer does, by the
+// attribute names the plan uses.
+func drift(s Spec, c *ObservedCert) []string {
+	if s.KeyOnly {
+		return nil
+	}
+	var out []string
+	cmp := func(attr string, have, want []string) {
+		if !slices.Equal(sortedUnique(have), sortedUnique(want)) {
+			out = append(out, attr)
+		}
+	}
+	if c.CommonName != s.CommonName {
+		out = append(out, "common_name")
+	}
+	cmp("organization", c.Organization, s.Organization)
+	cmp("usages", c.Usages, s.Usages)
+	cmp("dns_names", c.DNSNames, s.DNSNames)
+	if !s.IPsIncomplete {
+		cmp("ips", c.IPs, s.IPs)
+	}
+	if c.IsCA != s.IsCA {
+		out = append(out, "is_ca")
+	}
+	return out
+}
+
+func sameRecipients(have, want []string) bool {
+	return slices.Equal(normalizeAll(have), normalizeAll(want))
+}
+
+func joinReasons(a, b string) string {
+	if b == "" {
+		return a
+	}
+	return a + "; also " + b
+}
+
+// loadKeys decrypts the CA keys that sign in this apply and the keys it
+// re-encrypts. Any failure stops the apply before anything is issued.
+func (a *Applier) loadKeys(tasks []*task, o *observer) (map[string]*KeyPair, error) {
+	var errs []error
+	// Keys to re-encrypt first: one that does not match turns into a reissue,
+	// which may need its CA.
+	for _, t := range tasks {
+		if t.action != Rekeyed {
+			continue
+		}
+		keyPEM, key, err := a.decryptKey(t.spec.KeyPath)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if pub := o.publicKey(t.have); pub == nil || !KeyMatches(key, pub) {
+			clear(keyPEM)
+			if t.spec.IsCA {
+				errs = append(errs, fmt.Errorf("%s does not match %s; a CA is replaced only through nestbot certs rotate-ca", t.spec.KeyPath, t.have.CertPath))
+				continue
+			}
+			t.action, t.reason = Reissued, "its key does not match its "+path.Base(t.have.CertPath)
+			continue
+		}
+		t.keyPEM = keyPEM
+	}
+	needCA := map[string]bool{}
+	for _, t := range tasks {
+		if t.spec.Signer != "" && (t.action == Issued || t.action == Reissued || t.action == Renewed) {
+			needCA[t.spec.Signer] = true
+		}
+	}
+	signers := map[string]*KeyPair{}
+	for _, t := range tasks {
+		if t.spec.IsCA && needCA[t.spec.ID] && t.action != Issued {
+			kp, err := a.loadCA(t, o)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			signers[t.spec.ID] = kp
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		for _, t := range tasks {
+			clear(t.keyPEM)
+		}
+		return nil, err
+	}
+	return signers, nil
+}
+
+func (a *Applier) loadCA(t *task, o *observer) (*KeyPair, error) {
+	certs := o.certs[t.spec.CertPath]
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("%s is needed to sign but unreadable", t.spec.CertPath)
+	}
+	keyPEM, key, err := a.decryptKey(t.spec.KeyPath)
+	clear(keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	// The file may be a rotation bundle: sign with the CA whose key this is.
+	for _, c := range certs {
+		if c.IsCA && KeyMatches(key, c.PublicKey) {
+			return &KeyPair{Cert: c, Key: key}, nil
+		}
+	}
+	return nil, fmt.Errorf("%s does not match any CA certificate in %s", t.spec.KeyPath, t.spec.CertPath)
+}
+
+// decryptKey reads, decrypts and parses one .key.age file.
+func (a *Applier) decryptKey(p string) ([]byte, crypto.Signer, error) {
+	if a.Identity == nil {
+		return nil, nil, fmt.Errorf("%s must be decrypted, but no identity was given: set NEST_AGE_IDENTITY (an age identity or OpenSSH ed25519 key among pki.admins)", p)
+	}
+	data, err := fs.ReadFile(a.Files, p)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	plain, err := Decrypt(data, a.Identity)
+	if err != nil {
+		return nil, nil, fmt.Errorf("decrypt %s: %w; is the bot's recipient among pki.admins?", p, err)
+	}
+	key, err := ParsePrivateKeyPEM(plain)
+	if err != nil {
+		clear(plain)
+		return nil, nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return plain, key, nil
+}
+
+// publicKey is the public key the observed certificate or key pair holds.
+func (o *observer) publicKey(c *ObservedCert) crypto.PublicKey {
+	if c == nil {
+		return nil
+	}
+	if certs := o.certs[c.CertPath]; len(certs) > 0 {
+		return certs[0].PublicKey
+	}
+	if c.KeyOnly {
+		if data, err := fs.ReadFile(o.fsys, c.CertPath); err == nil {
+			if pub, err := ParsePublicKeyPEM(data); err == nil {
+				return pub
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,123 @@
+package pki
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"filippo.io/age"
+)
+
+// issuing is the in-memory work of one apply: issuing and encrypting.
+type issuing struct {
+	issuer     *Issuer
+	recipients map[string]age.Recipient // every recipient of the set, parsed once; read only
+	signers    map[string]*KeyPair      // CA id → its key pair, as the CAs are issued or decrypted
+	parallel   int
+}
+
+// run issues and encrypts: new CAs first, then everything else at once.
+func (w *issuing) run(ctx context.Context, tasks []*task) error {
+	var first, rest []*task
+	for _, t := range tasks {
+		if t.spec.IsCA && t.action == Issued {
+			first = append(first, t)
+		} else {
+			rest = append(rest, t)
+		}
+	}
+	if err := w.runAll(ctx, first); err != nil {
+		return err
+	}
+	for _, t := range first {
+		w.signers[t.spec.ID] = t.issued
+	}
+	return w.runAll(ctx, rest)
+}
+
+func (w *issuing) runAll(ctx context.Context, tasks []*task) error {
+	n := w.parallel
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(tasks))
+	sem := make(chan struct{}, n)
+	for i, t := range tasks {
+		if err := ctx.Err(); err != nil {
+			errs[i] = err
+			break
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = w.exec(t)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// exec does one task's work in memory.
+func (w *issuing) exec(t *task) error {
+	s := t.spec
+	if t.have != nil {
+		t.notAfter = t.have.NotAfter
+	}
+	switch t.action {
+	case Rekeyed:
+		enc, err := w.encrypt(t.keyPEM, s.Recipients)
+		clear(t.keyPEM)
+		t.keyPEM = nil
+		if err != nil {
+			return fmt.Errorf("rekey %s: %w", s.KeyPath, err)
+		}
+		t.writes = []fileWrite{{s.KeyPath, enc}}
+		return nil
+	case Issued, Reissued, Renewed:
+	default:
+		return nil
+	}
+	var signer *KeyPair
+	if s.Signer != "" {
+		if signer = w.signers[s.Signer]; signer == nil {
+			return fmt.Errorf("issue %s: its CA %s cannot sign in this apply", s.ID, s.Signer)
+		}
+	}
+	kp, err := w.issuer.Issue(s, signer)
+	if err != nil {
+		return err
+	}
+	keyPEM, err := kp.KeyPEM()
+	if err != nil {
+		return fmt.Errorf("issue %s: %w", s.ID, err)
+	}
+	enc, err := w.encrypt(keyPEM, s.Recipients)
+	clear(keyPEM)
+	if err != nil {
+		return fmt.Errorf("issue %s: %s: %w", s.ID, s.KeyPath, err)
+	}
+	t.writes = []fileWrite{{s.KeyPath, enc}}
+	if s.KeyOnly {
+		pub, err := kp.PublicKeyPEM()
+		if err != nil {
+			return fmt.Errorf("issue %s: %w", s.ID, err)
+		}
+		t.writes = append(t.writes, fileWrite{PublicKeyPath(s), pub})
+	} else {
+		t.writes = append(t.writes, fileWrite{s.CertPath, kp.CertPEM})
+		t.notAfter = kp.Cert.NotAfter
+	}
+	t.issued = kp
+	return nil
+}
+
+func (w *issuing) encrypt(plaintext []byte, recipients []string) ([]byte, error) {
+	rs, err := parseRecipients(recipients, w.recipients)
+	if err != nil {
+		return nil, err
+	}
+	return encrypt(plaintext, rs)
+}

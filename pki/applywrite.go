@@ -1,0 +1,147 @@
+package pki
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"sort"
+	"sync"
+)
+
+// write checks every file of the apply, then writes them: keys first, then
+// certificates, then removals, and secrets.nix last, so that a failure part
+// way leaves a tree the next apply repairs. It returns the report of what
+// was written, even when a write fails.
+func (a *Applier) write(tasks []*task, stale []ObservedCert) (*Report, error) {
+	rep := &Report{}
+	var keys, certs []fileWrite
+	secrets := map[string][]string{}
+	for _, t := range tasks {
+		s := t.spec
+		res := Result{ID: s.ID, Action: t.action, Reason: t.reason, NotAfter: t.notAfter}
+		for _, w := range t.writes {
+			res.Files = append(res.Files, w.path)
+			if IsAgeFile(w.path) {
+				keys = append(keys, w)
+			} else {
+				certs = append(certs, w)
+			}
+		}
+		switch {
+		case len(t.writes) > 0 || t.action == Unchanged:
+			secrets[s.KeyPath] = s.Recipients
+		case t.have != nil && t.have.HasKey && len(t.have.Recipients) > 0:
+			secrets[s.KeyPath] = t.have.Recipients // as recorded: the file was not touched
+		}
+		rep.Results = append(rep.Results, res)
+	}
+	var removals []string
+	for _, c := range stale {
+		files := []string{c.CertPath, c.KeyPath}
+		removals = append(removals, files...)
+		rep.Results = append(rep.Results, Result{ID: c.ID, Action: Deleted, Reason: "no host needs it any more", Files: files})
+	}
+	sort.Slice(rep.Results, func(i, j int) bool { return rep.Results[i].ID < rep.Results[j].ID })
+	rep.Warnings = a.warnings(tasks)
+
+	var all []fileWrite
+	all = append(all, keys...)
+	all = append(all, certs...)
+	nix := RenderSecretsNix(secrets)
+	if old, err := fs.ReadFile(a.Files, SecretsNixPath); err != nil || !bytes.Equal(old, nix) {
+		all = append(all, fileWrite{SecretsNixPath, nix})
+	}
+	var errs []error
+	for _, w := range all {
+		if err := checkWrite(w.path, w.data); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("pki: apply: nothing written: %w", err)
+	}
+
+	for _, r := range rep.Results {
+		attrs := []any{"id", r.ID, "action", string(r.Action)}
+		if r.Reason != "" {
+			attrs = append(attrs, "reason", r.Reason)
+		}
+		if len(r.Files) > 0 {
+			attrs = append(attrs, "files", r.Files)
+		}
+		if r.Action == Unchanged {
+			a.log().Debug("pki: certificate", attrs...)
+		} else {
+			a.log().Info("pki: certificate", attrs...)
+		}
+	}
+	// Keys, then certificates, each group written in parallel (every write
+	// is a file of its own, synced and renamed); then removals; secrets.nix last.
+	for _, group := range [][]fileWrite{keys, certs} {
+		done, err := a.writeAll(group)
+		rep.Written = append(rep.Written, done...)
+		if err != nil {
+			return rep, fmt.Errorf("pki: apply: %w", err)
+		}
+	}
+	for _, p := range removals {
+		if err := a.Files.Remove(p); err != nil {
+			return rep, fmt.Errorf("pki: apply: %w", err)
+		}
+		rep.Removed = append(rep.Removed, p)
+	}
+	if len(all) > len(keys)+len(certs) {
+		if err := a.Files.WriteFile(SecretsNixPath, nix); err != nil {
+			return rep, fmt.Errorf("pki: apply: %w", err)
+		}
+		rep.Written = append(rep.Written, SecretsNixPath)
+	}
+	sort.Strings(rep.Written)
+	sort.Strings(rep.Removed)
+	a.log().Info("pki: apply done", "summary", rep.Summary(), "written", len(rep.Written), "removed", len(rep.Removed))
+	return rep, nil
+}
+
+// writeAll writes files in parallel and returns those written.
+func (a *Applier) writeAll(files []fileWrite) ([]string, error) {
+	const workers = 8
+	errs := make([]error, len(files))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, workers)
+	for i, w := range files {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = a.Files.WriteFile(w.path, w.data)
+		})
+	}
+	wg.Wait()
+	var done []string
+	for i, w := range files {
+		if errs[i] == nil {
+			done = append(done, w.path)
+		}
+	}
+	return done, errors.Join(errs...)
+}
+
+// warnings are what will make a later apply fail.
+func (a *Applier) warnings(tasks []*task) []string {
+	var out []string
+	for _, t := range tasks {
+		if !t.spec.IsCA {
+			continue
+		}
+		switch {
+		case a.Identity == nil && t.action == Issued:
+			out = append(out, fmt.Sprintf("%s was issued without a bot identity; to sign with it later, the bot needs an identity among its recipients (pki.admins)", t.spec.KeyPath))
+		case a.Identity != nil && !slices.ContainsFunc(a.Identity.Recipients(), func(r string) bool {
+			return slices.Contains(t.spec.Recipients, NormalizeRecipient(r))
+		}):
+			out = append(out, fmt.Sprintf("the bot's identity is not among the recipients of %s; add it to pki.admins, or signing with it will fail", t.spec.KeyPath))
+		}
+	}
+	return out
+}

@@ -1,0 +1,140 @@
+package pki
+
+import (
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ducksnest/nestbot/nest"
+)
+
+// A tree nestbot did not write: made by openssl, as a script would, with
+// one certificate expiring soon and one signed by the wrong CA.
+func TestObserveReadsATreeOpenSSLWrote(t *testing.T) {
+	t.Parallel()
+	openssl := tool(t, "openssl")
+	dir, work := t.TempDir(), t.TempDir()
+	for _, d := range []string{"ca", "derived/h1"} {
+		os.MkdirAll(filepath.Join(dir, d), 0o755)
+	}
+	w := func(name string) string { return filepath.Join(work, name) }
+	tree := func(name string) string { return filepath.Join(dir, filepath.FromSlash(name)) }
+	ec := []string{"-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"}
+	caExt := []string{"-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"}
+	for _, ca := range []struct{ file, cn string }{{"ca/kubernetes.crt", "kubernetes"}, {"ca/etcd.crt", "etcd-ca"}} {
+		args := append([]string{"req", "-x509"}, ec...)
+		args = append(args, "-keyout", w(ca.cn+".key"), "-out", tree(ca.file), "-subj", "/CN="+ca.cn, "-days", "3650")
+		run(t, nil, openssl, append(args, caExt...)...)
+	}
+	leaf := func(out, subj, signer, days, ext string) {
+		base := filepath.Base(out)
+		os.WriteFile(w(base+".ext"), []byte(ext), 0o600)
+		run(t, nil, openssl, append(append([]string{"req", "-new"}, ec...), "-keyout", w(base+".key"), "-out", w(base+".csr"), "-subj", subj)...)
+		run(t, nil, openssl, "x509", "-req", "-in", w(base+".csr"), "-CA", tree("ca/"+signer+".crt"), "-CAkey", w(map[string]string{"kubernetes": "kubernetes", "etcd": "etcd-ca"}[signer]+".key"),
+			"-set_serial", "0x1234", "-days", days, "-extfile", w(base+".ext"), "-out", tree(out))
+	}
+	leaf("derived/h1/kubernetes-kubelet-serving.crt", "/O=system:nodes/CN=system:node:h1", "kubernetes", "10",
+		"subjectAltName=DNS:h1,IP:10.0.0.5\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n")
+	leaf("derived/h1/etcd-server.crt", "/CN=h1", "kubernetes", "365", // the wrong CA
+		"subjectAltName=DNS:h1,DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
+	os.WriteFile(tree("derived/h1/kubernetes-kubelet.crt"), []byte("not a certificate\n"), 0o644)
+	os.WriteFile(tree(SecretsNixPath), RenderSecretsNix(map[string][]string{
+		"derived/h1/kubernetes-kubelet-serving.key.age": {"age14zzepmfg3quqwpzzl4222cpcsyn2raxx69wqa0vctdr70qnh9cqs98v583"},
+	}), 0o644)
+
+	now := time.Now()
+	obs, err := Observe(dir, now)
+	// The unreadable file is named, with its full path, and the rest is read.
+	if err == nil || !strings.Contains(err.Error(), tree("derived/h1/kubernetes-kubelet.crt")) {
+		t.Fatalf("error %v does not name the unreadable file", err)
+	}
+	if c := obs["h1/kubelet"]; c.Error == "" {
+		t.Errorf("unreadable certificate not marked: %+v", c)
+	}
+
+	c, ok := obs["h1/kubelet-serving"]
+	if !ok {
+		t.Fatalf("not observed; have %v", slices.Sorted(maps.Keys(obs)))
+	}
+	if c.CommonName != "system:node:h1" || !slices.Equal(c.Organization, []string{"system:nodes"}) ||
+		!slices.Equal(c.DNSNames, []string{"h1"}) || !slices.Equal(c.IPs, []string{"10.0.0.5"}) ||
+		!slices.Equal(c.Usages, []string{UsageServer}) || c.IsCA || c.Issuer != "kubernetes" {
+		t.Errorf("read as %+v", c)
+	}
+	if !c.Verified || c.SignerPath != "ca/kubernetes.crt" || c.KeyAlgorithm != AlgECDSAP256 || c.Serial != "1234" {
+		t.Errorf("verified %v (%s) against %s, key %s, serial %s", c.Verified, c.VerifyError, c.SignerPath, c.KeyAlgorithm, c.Serial)
+	}
+	if c.DaysLeft < 9 || c.DaysLeft > 10 {
+		t.Errorf("days left %d, want 9 or 10", c.DaysLeft)
+	}
+	if due, why := RenewalDue(c.NotBefore, c.NotAfter, now, nest.DefaultRenewBefore); !due || !strings.Contains(why, "renew_before") {
+		t.Errorf("expiring certificate not due: %q", why)
+	}
+	if c.HasKey || c.KeyPath != "derived/h1/kubernetes-kubelet-serving.key.age" || len(c.Recipients) != 1 {
+		t.Errorf("key %s (present %v), recipients %q", c.KeyPath, c.HasKey, c.Recipients)
+	}
+
+	e := obs["h1/etcd-server"]
+	if e.Verified || e.SignerPath != "ca/etcd.crt" || e.VerifyError == "" || e.Issuer != "kubernetes" {
+		t.Errorf("etcd cert signed by the wrong CA: verified %v against %s (%s)", e.Verified, e.SignerPath, e.VerifyError)
+	}
+	if !slices.Equal(e.Usages, []string{UsageClient, UsageServer}) || !slices.Equal(e.IPs, []string{"127.0.0.1"}) {
+		t.Errorf("etcd usages %q, IPs %q", e.Usages, e.IPs)
+	}
+	if ca := obs[CA]; !ca.IsCA || !ca.Verified || ca.CommonName != "kubernetes" || ca.DaysLeft < 3640 {
+		t.Errorf("CA read as %+v", ca)
+	}
+}
+
+func TestObserveNamesABrokenSecretsNix(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, SecretsNixPath), []byte("{\n  \"a.age\".publicKeys = [ admins ];\n}\n"), 0o644)
+	_, err := Observe(dir, t0)
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, SecretsNixPath)+":2:") {
+		t.Fatalf("error %v", err)
+	}
+	if _, err := Observe(filepath.Join(dir, "missing"), t0); err == nil {
+		t.Fatal("a missing tree observed")
+	}
+}
+
+func TestLayoutPathsAndIDsAgree(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t)
+	stems := map[string]string{}
+	for name, signer := range leafSigners() {
+		stem := fileStem(signer, name)
+		if other, dup := stems[stem]; dup {
+			t.Errorf("%s and %s share the file name %s", name, other, stem)
+		}
+		stems[stem] = name
+	}
+	for _, s := range fx.specs() {
+		p := s.CertPath
+		if s.KeyOnly {
+			p = PublicKeyPath(s)
+		}
+		if id, ok := IDForPath(p); !ok || id != s.ID {
+			t.Errorf("IDForPath(%s) = %q, %v; want %q", p, id, ok, s.ID)
+		}
+		if KeyPathFor(p) != s.KeyPath {
+			t.Errorf("KeyPathFor(%s) = %s, want %s", p, KeyPathFor(p), s.KeyPath)
+		}
+		if !s.KeyOnly && !s.IsCA && signerForStem(strings.TrimSuffix(filepath.Base(p), ".crt")) != s.Signer {
+			t.Errorf("%s: file name says signer %q, spec %q", p, signerForStem(filepath.Base(p)), s.Signer)
+		}
+	}
+	for _, p := range []string{"hosts/h.pub", "derived/h.crt", "derived/a/b/c.crt", "ca/x.key.age", "secrets.nix", "derived/h/.crt"} {
+		if id, ok := IDForPath(p); ok {
+			t.Errorf("IDForPath(%s) = %q", p, id)
+		}
+	}
+	if id, _ := IDForPath("derived/h/custom-thing.crt"); id != "h/custom-thing" {
+		t.Errorf("unknown leaf id %q", id)
+	}
+}

@@ -1,0 +1,79 @@
+package reconcile
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+)
+
+// SavedPlan is a plan written by `nestbot plan --save-plan` for a later
+// `nestbot apply --plan`. It records digests of what it was made from, so
+// an apply refuses a plan whose desired or live state has changed since.
+// It holds no secret: sensitive values are never in a plan.
+type SavedPlan struct {
+	FormatVersion string `json:"format_version"`
+	Plan          *Plan  `json:"plan"`
+	DesiredDigest string `json:"desired_digest"`
+	LiveDigest    string `json:"live_digest"`
+}
+
+// DigestLive fingerprints an observation, ignoring when it was made.
+func DigestLive(l *Live) string {
+	c := *l
+	c.ObservedAt = time.Time{}
+	c.FormatVersion = FormatVersion
+	data, err := json.Marshal(&c)
+	if err != nil {
+		panic("reconcile: digest live: " + err.Error())
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// DigestBytes fingerprints the desired state's source (nest.yaml and what it reads).
+func DigestBytes(parts ...[]byte) string {
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:", len(p))
+		h.Write(p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Encode writes the saved plan as JSON.
+func (s *SavedPlan) Encode(w io.Writer) error {
+	s.FormatVersion = FormatVersion
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(s)
+}
+
+// DecodeSavedPlan reads a saved plan strictly.
+func DecodeSavedPlan(name string, data []byte) (*SavedPlan, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var s SavedPlan
+	if err := dec.Decode(&s); err != nil {
+		return nil, fmt.Errorf("%s: not a saved plan: %w", name, err)
+	}
+	if s.FormatVersion != FormatVersion || s.Plan == nil {
+		return nil, fmt.Errorf("%s: not a saved plan of format %s", name, FormatVersion)
+	}
+	return &s, nil
+}
+
+// Check refuses the saved plan when the desired or live state differs from
+// what it was made from.
+func (s *SavedPlan) Check(desiredDigest string, live *Live) error {
+	if s.DesiredDigest != desiredDigest {
+		return fmt.Errorf("nest.yaml (or a file it reads) changed since the plan was saved: plan again")
+	}
+	if s.LiveDigest != DigestLive(live) {
+		return fmt.Errorf("the live state changed since the plan was saved: plan again")
+	}
+	return nil
+}
