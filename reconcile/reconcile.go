@@ -151,3 +151,10 @@ func (p *planner) hostFacts() map[string]pki.HostFacts {
 	}
 	return facts
 }
+
+// HostFacts is what live says of each desired host's addresses, as the plan
+// uses it for certificate SANs.
+func HostFacts(d Desired, live *Live) map[string]pki.HostFacts {
+	p := &planner{d: d, f: d.Fleet, live: live, created: map[string]bool{}}
+	return p.hostFacts()
+}

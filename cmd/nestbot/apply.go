@@ -39,8 +39,9 @@ With --plan FILE it applies a plan saved by nestbot plan --save-plan, and
 refuses if nest.yaml or the live state changed since. --target limits the
 apply to some addresses and the steps they need.
 
-Today the cloud plane is applied; the steps of other planes are reported as
-skipped.`,
+Today the cloud and certificate planes are applied (certificates are written
+into the repository's pki.dir: commit them); the steps of other planes are
+reported as skipped.`,
 		Args: cobra.NoArgs,
 		Example: `  nestbot apply
   nestbot apply --auto-approve --target aws.instance.ec2-controlplane
@@ -109,6 +110,13 @@ func runApply(opts *applyOptions) error {
 		a := &nestaws.Applier{Client: s.EC2, Fleet: d.Fleet, Live: &s.Live.Cloud, Revision: revision, Logf: logf,
 			AuthKey: authKeySource(d.Fleet, opts.IO.Getenv)}
 		exec.Appliers[reconcile.PlaneCloud] = cloudApplier(a)
+	}
+	if d.Fleet.PKI != nil && s.Live.Observed(reconcile.PlanePKI) {
+		apply, err := pkiApplier(d, s.Live, opts.IO.Getenv, logf)
+		if err != nil {
+			return err
+		}
+		exec.Appliers[reconcile.PlanePKI] = apply
 	}
 	rep, applyErr := exec.Apply(ctx, plan)
 	printReport(opts.IO, rep)

@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"time"
 
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 
+	"github.com/ducksnest/nestbot/pki"
 	"github.com/ducksnest/nestbot/reconcile"
 	nestaws "github.com/ducksnest/nestbot/reconcile/aws"
 )
@@ -28,6 +32,14 @@ type session struct {
 func observeLive(ctx context.Context, d desired, cf cloudFlags) (*session, error) {
 	s := &session{Live: &reconcile.Live{FormatVersion: reconcile.FormatVersion, ObservedAt: time.Now().UTC()}}
 	s.Live.Planes = []reconcile.Plane{}
+	if d.Fleet.PKI != nil {
+		certs, err := observeCerts(d, s.Live.ObservedAt)
+		if err != nil {
+			return nil, err
+		}
+		s.Live.PKI.Certs = certs
+		s.Live.Planes = append(s.Live.Planes, reconcile.PlanePKI)
+	}
 	if d.Fleet.AWS == nil {
 		return s, nil
 	}
@@ -43,4 +55,27 @@ func observeLive(ctx context.Context, d desired, cf cloudFlags) (*session, error
 	s.EC2, s.Live.Cloud = client, cloud
 	s.Live.Planes = append(s.Live.Planes, reconcile.PlaneCloud)
 	return s, nil
+}
+
+// observeCerts reads the certificate tree in the repository. A tree that
+// does not exist yet holds no certificates; a file that cannot be read is
+// an error naming it.
+func observeCerts(d desired, now time.Time) (map[string]reconcile.Cert, error) {
+	dir := d.pkiDir()
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return map[string]reconcile.Cert{}, nil
+	}
+	observed, err := pki.Observe(dir, now)
+	if err != nil {
+		return nil, fmt.Errorf("observe the certificates: %w", err)
+	}
+	certs := make(map[string]reconcile.Cert, len(observed))
+	for id, o := range observed {
+		if !o.HasKey {
+			continue // a certificate without its key is as good as missing: it is issued again
+		}
+		certs[id] = reconcile.Cert{CommonName: o.CommonName, Organization: o.Organization, DNSNames: o.DNSNames, IPs: o.IPs,
+			Usages: o.Usages, IsCA: o.IsCA, Issuer: o.Issuer, NotBefore: o.NotBefore, NotAfter: o.NotAfter, Recipients: o.Recipients}
+	}
+	return certs, nil
 }

@@ -77,10 +77,15 @@ func loadDesired(file string) (desired, error) {
 		for name := range f.Hosts {
 			hosts = append(hosts, name)
 		}
-		d.HostKeys, err = pki.ReadHostKeys(filepath.Join(d.Root, filepath.FromSlash(f.PKI.Dir)), hosts)
+		d.HostKeys, err = pki.ReadHostKeys(d.pkiDir(), hosts)
 		if err != nil {
 			return desired{}, err
 		}
 	}
 	return d, nil
+}
+
+// pkiDir is where the certificate tree lives on disk.
+func (d desired) pkiDir() string {
+	return filepath.Join(d.Root, filepath.FromSlash(d.Fleet.PKI.Dir))
 }

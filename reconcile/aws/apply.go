@@ -33,7 +33,7 @@ type Applier struct {
 	// AuthKey returns the tailnet auth key for a new host's user-data.
 	AuthKey func(ctx context.Context, host string) (string, error)
 	Logf    func(format string, args ...any)
-	// Poll is the interval of the bounded waits (default 5s); WaitTimeout
+	// Poll is the interval of the bounded waits (default 2s); WaitTimeout
 	// bounds each wait for an instance state (default 10m).
 	Poll        time.Duration
 	WaitTimeout time.Duration
@@ -387,7 +387,7 @@ func (a *Applier) image(h *nest.Host) (id, rootDevice string, err error) {
 func (a *Applier) waitState(ctx context.Context, id, want string) error {
 	poll, limit := a.Poll, a.WaitTimeout
 	if poll == 0 {
-		poll = 5 * time.Second
+		poll = 2 * time.Second
 	}
 	if limit == 0 {
 		limit = 10 * time.Minute

@@ -33,7 +33,7 @@ func lab(t *testing.T) *ec2.Server {
 	return srv
 }
 
-func example(t *testing.T) *nest.Fleet {
+func example(t testing.TB) *nest.Fleet {
 	t.Helper()
 	f, err := nest.Load("../../examples/ducksnest/nest.yaml")
 	if err != nil {
@@ -44,14 +44,14 @@ func example(t *testing.T) *nest.Fleet {
 
 // world drives observe → plan → apply against one lab endpoint, as the CLI does.
 type world struct {
-	t    *testing.T
+	t    testing.TB
 	srv  *ec2.Server
 	cli  nestaws.EC2
 	logs strings.Builder
 	mu   sync.Mutex
 }
 
-func newWorld(t *testing.T, srv *ec2.Server, o nestaws.ClientOptions) *world {
+func newWorld(t testing.TB, srv *ec2.Server, o nestaws.ClientOptions) *world {
 	return &world{t: t, srv: srv, cli: nestaws.NewClientFromConfig(srv.Config("ap-northeast-2"), o)}
 }
 

@@ -361,7 +361,7 @@ func (o *Observer) volumes(ctx context.Context, instances []reconcile.Instance, 
 		part := ids[start:min(start+chunk, len(ids))]
 		p := ec2.NewDescribeVolumesPaginator(o.Client, &ec2.DescribeVolumesInput{
 			Filters:    []types.Filter{{Name: aws.String("volume-id"), Values: part}},
-			MaxResults: o.page(500),
+			MaxResults: aws.Int32(500), // EC2's largest volume page, whatever PageSize says
 		})
 		for p.HasMorePages() {
 			o.count("DescribeVolumes")

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary run as nestbot itself, so end-to-end tests
+// drive the real command line in separate processes, as a person's shells would.
+func TestMain(m *testing.M) {
+	if os.Getenv("NESTBOT_TEST_AS_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// nestbotCmd runs the test binary as nestbot with exactly env (plus PATH).
+func nestbotCmd(ctx context.Context, env []string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, os.Args[0], args...)
+	cmd.Env = append([]string{"NESTBOT_TEST_AS_MAIN=1", "PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()}, env...)
+	return cmd
+}
+
+// waitFile waits, bounded, until path exists and is not empty.
+func waitFile(t *testing.T, path string, limit time.Duration) []byte {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		if data, err := os.ReadFile(path); err == nil && len(data) > 0 {
+			return data
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear within %s", path, limit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestLabUpThenPlanAndApplyFromAnotherShell(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	repo := copyExample(t)
+	envFile := filepath.Join(dir, "lab.env")
+	lab := nestbotCmd(ctx, nil, "lab", "up", "-f", repo+"/nest.yaml", "--env-file", envFile)
+	// Its standard output is the environment, credentials included, by
+	// design; its log (standard error) must not repeat the auth key.
+	var labOut, labLog strings.Builder
+	lab.Stdout, lab.Stderr = &labOut, &labLog
+	if err := lab.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Process.Kill()
+
+	var env []string
+	sc := bufio.NewScanner(strings.NewReader(string(waitFile(t, envFile, 30*time.Second))))
+	authKey := ""
+	for sc.Scan() {
+		line := sc.Text()
+		env = append(env, line)
+		if k, ok := strings.CutPrefix(line, "TS_AUTHKEY="); ok {
+			authKey = k
+		}
+	}
+	for _, want := range []string{"AWS_ENDPOINT_URL=http://127.0.0.1:", "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_REGION=ap-northeast-2"} {
+		if !strings.Contains(strings.Join(env, "\n"), want) {
+			t.Fatalf("env file lacks %s:\n%s", want, strings.Join(env, "\n"))
+		}
+	}
+	if authKey == "" {
+		t.Fatal("env file has no TS_AUTHKEY")
+	}
+
+	var outputs []string
+	step := func(wantCode int, args ...string) string {
+		t.Helper()
+		out, err := nestbotCmd(ctx, env, args...).CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		outputs = append(outputs, string(out))
+		if code != wantCode {
+			t.Fatalf("nestbot %s: exit %d, want %d:\n%s", strings.Join(args, " "), code, wantCode, out)
+		}
+		return string(out)
+	}
+	f := repo + "/nest.yaml"
+	if out := step(2, "plan", "-f", f, "--detailed-exitcode", "--save-live", filepath.Join(dir, "live.json")); !strings.Contains(out, "Plan: 7 to create") {
+		t.Fatalf("first plan:\n%s", out)
+	}
+	if out := step(1, "apply", "-f", f); !strings.Contains(out, "--auto-approve") {
+		t.Fatalf("apply without a terminal or --auto-approve:\n%s", out)
+	}
+	if out := step(0, "apply", "-f", f, "--auto-approve"); !strings.Contains(out, "Apply: 30 applied, 0 failed, 0 skipped.") {
+		t.Fatalf("apply:\n%s", out)
+	}
+	if out := step(0, "plan", "-f", f, "--detailed-exitcode"); !strings.Contains(out, "No changes.") {
+		t.Fatalf("plan after apply:\n%s", out)
+	}
+	for i, out := range append(outputs, labLog.String()) {
+		if strings.Contains(out, authKey) {
+			t.Fatalf("output %d shows the auth key", i)
+		}
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, "live.json")); err != nil || strings.Contains(string(data), authKey) {
+		t.Fatalf("saved live snapshot: %v", err)
+	}
+
+	lab.Process.Signal(syscall.SIGINT)
+	if err := lab.Wait(); err != nil {
+		t.Fatalf("lab up did not stop cleanly on SIGINT: %v\n%s", err, labLog.String())
+	}
+	if _, err := os.Stat(envFile); !os.IsNotExist(err) {
+		t.Fatal("lab up left its env file behind")
+	}
+}
+
+func TestSavedPlanRefusedAfterLiveChanged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	repo := copyExample(t)
+	envFile := filepath.Join(dir, "lab.env")
+	lab := nestbotCmd(ctx, nil, "lab", "up", "-f", repo+"/nest.yaml", "--env-file", envFile)
+	if err := lab.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Process.Kill()
+	env := strings.Split(strings.TrimSpace(string(waitFile(t, envFile, 30*time.Second))), "\n")
+	f, planFile := repo+"/nest.yaml", filepath.Join(dir, "plan.json")
+	run := func(args ...string) (string, int) {
+		out, err := nestbotCmd(ctx, env, args...).CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return string(out), ee.ExitCode()
+		}
+		return string(out), 0
+	}
+	if out, code := run("plan", "-f", f, "--save-plan", planFile); code != 0 {
+		t.Fatalf("plan: %d\n%s", code, out)
+	}
+	// The live state moves on: only the VPC is created, by another apply.
+	if out, code := run("apply", "-f", f, "--auto-approve", "--target", "aws.vpc"); code != 0 || !strings.Contains(out, "Apply: 1 applied") {
+		t.Fatalf("targeted apply: %d\n%s", code, out)
+	}
+	out, code := run("apply", "-f", f, "--auto-approve", "--plan", planFile)
+	if code != 1 || !strings.Contains(out, "the live state changed since the plan was saved: plan again") {
+		t.Fatalf("stale saved plan: exit %d\n%s", code, out)
+	}
+	if out, code := run("plan", "-f", f, "--save-plan", planFile); code != 0 {
+		t.Fatalf("re-plan: %d\n%s", code, out)
+	}
+	if out, code := run("apply", "-f", f, "--auto-approve", "--plan", planFile); code != 0 || !strings.Contains(out, "Apply: 29 applied") {
+		t.Fatalf("fresh saved plan: exit %d\n%s", code, out)
+	}
+}
+
+// copyExample copies the example infra repo, so that applying it (which
+// writes certificates into it) leaves the real one untouched.
+func copyExample(t *testing.T) string {
+	t.Helper()
+	dst := t.TempDir()
+	err := os.CopyFS(dst, os.DirFS(example))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
