@@ -10,7 +10,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	awsec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
@@ -66,19 +65,12 @@ func setup(t *testing.T, configure ...func(*ec2.Server)) *env {
 	return e
 }
 
-// newClient builds a real EC2 client the way production code does: static
-// credentials, a region, and BaseEndpoint.
+// newClient builds a real EC2 client from the lab's Config, as
+// reconcile/aws's tests do: static credentials, a region, BaseEndpoint and
+// the lab's request-body workaround.
 func (e *env) newClient(t *testing.T, opts ...func(*awsec2.Options)) *awsec2.Client {
 	t.Helper()
-	id, secret := e.srv.Credentials()
-	cfg := aws.Config{
-		Region:      region,
-		Credentials: credentials.NewStaticCredentialsProvider(id, secret, ""),
-	}
-	opts = append([]func(*awsec2.Options){func(o *awsec2.Options) {
-		o.BaseEndpoint = aws.String(e.srv.URL())
-	}}, opts...)
-	return awsec2.NewFromConfig(cfg, opts...)
+	return awsec2.NewFromConfig(e.srv.Config(region), opts...)
 }
 
 func ctx(t *testing.T) context.Context {

@@ -28,6 +28,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/smithy-go/middleware"
+
+	"github.com/ducksnest/nestbot/internal/awsbody"
 )
 
 // Defaults used when the corresponding Server field is empty.
@@ -182,12 +185,20 @@ func (s *Server) Credentials() (accessKeyID, secretAccessKey string) {
 // Config returns an aws.Config that reaches this server: static credentials,
 // the given region, BaseEndpoint set to URL. It reads no environment or
 // shared files. Call after Start.
+//
+// Its APIOptions carry one client-side workaround: requests are sent with a
+// body that does not implement io.WriterTo. Otherwise smithy-go closing the
+// body as soon as the response headers arrive can make net/http close the
+// connection while the response body is still being read ("use of closed
+// network connection"), a race that loopback timing turns from rare into
+// routine.
 func (s *Server) Config(region string) aws.Config {
 	s.init()
 	return aws.Config{
 		Region:       region,
 		Credentials:  credentials.NewStaticCredentialsProvider(s.AccessKeyID, s.SecretAccessKey, ""),
 		BaseEndpoint: aws.String(s.url),
+		APIOptions:   []func(*middleware.Stack) error{awsbody.WithoutWriterTo},
 	}
 }
 

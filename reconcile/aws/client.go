@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+
+	"github.com/ducksnest/nestbot/internal/awsbody"
 )
 
 // EC2 is the part of the EC2 API that nestbot uses. *ec2.Client satisfies it.
@@ -104,6 +106,9 @@ func NewClientFromConfig(cfg aws.Config, o ClientOptions) *ec2.Client {
 		if o.Endpoint != "" {
 			eo.BaseEndpoint = aws.String(o.Endpoint)
 		}
+		// See awsbody: without it, a large response can die mid-read and the
+		// retry re-sends a call EC2 already carried out.
+		eo.APIOptions = append(eo.APIOptions, awsbody.WithoutWriterTo)
 		eo.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
 			so.MaxAttempts = attempts
 			so.MaxBackoff = backoff

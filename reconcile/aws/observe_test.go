@@ -92,7 +92,7 @@ func TestObserveCallsGrowWithPages(t *testing.T) {
 			total += int(n)
 		}
 		instancePages := (1000 + int(page) - 1) / int(page)
-		want := instancePages + 2 + 6 // volumes come 500 a page; VPCs, subnets, gateways, route tables, groups, images
+		want := instancePages + 2 + 5 // volumes come 500 a page; VPCs, subnets, gateways, route tables, groups (no AMI to find)
 		if total != want || int(srv.Calls("DescribeInstances")) != instancePages {
 			t.Fatalf("page %d: %d calls %v, want %d", page, total, srv.CallCounts(), want)
 		}

@@ -1,0 +1,79 @@
+package host
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// faultsFile holds the faults in force, as shell assignments the stubs
+// source; relative to the root.
+const faultsFile = "run/lab/faults"
+
+// Faults are failures the host injects, on demand, into the next
+// `nixos-rebuild switch --flake` (a rollback, or re-activating an existing
+// generation, is not affected). The zero value injects nothing.
+type Faults struct {
+	// SwitchFails: activation fails. The new generation is added and
+	// run/current-system points at it (as when a real activation script
+	// fails halfway), then switch-to-configuration, and so nixos-rebuild,
+	// exits 4. Re-activating that generation fails again.
+	SwitchFails bool
+
+	// HealthFails: the switch succeeds, but the generation it made is
+	// unhealthy: while it is current, `systemctl is-system-running` says
+	// degraded (exit status 1) and list-units --failed names a failed unit.
+	HealthFails bool
+
+	// SlowSwitch is how long activation takes.
+	SlowSwitch time.Duration
+
+	// RestartTailscaled, if positive, makes activation restart tailscaled:
+	// the node leaves the tailnet (its open SSH sessions die with it) and
+	// comes back, with the same identity, after this long. The switch,
+	// running detached, carries on.
+	RestartTailscaled time.Duration
+
+	// NeverReturns makes activation stop tailscaled for good: the host
+	// finishes its switch but never rejoins the tailnet.
+	NeverReturns bool
+}
+
+// shell renders f as the assignments the stubs source.
+func (f Faults) shell() string {
+	return fmt.Sprintf("LAB_SWITCH_FAILS=%s\nLAB_HEALTH_FAILS=%s\nLAB_SLOW_SWITCH=%s\nLAB_RESTART_TAILSCALED=%s\nLAB_NEVER_RETURN=%s\n",
+		bit(f.SwitchFails), bit(f.HealthFails), seconds(f.SlowSwitch), seconds(f.RestartTailscaled), bit(f.NeverReturns))
+}
+
+func bit(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// seconds renders d for sleep(1); "0" for none.
+func seconds(d time.Duration) string {
+	if d <= 0 {
+		return "0"
+	}
+	return strconv.FormatFloat(d.Seconds(), 'f', 3, 64)
+}
+
+// SetFaults sets the faults for the switches that start from now on.
+func (h *Host) SetFaults(f Faults) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := writeFileAtomic(h.path(faultsFile), []byte(f.shell()), 0o644); err != nil {
+		return fmt.Errorf("host %s: set faults: %w", h.cfg.Name, err)
+	}
+	h.faults = f
+	return nil
+}
+
+// Faults returns the faults in force.
+func (h *Host) Faults() Faults {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.faults
+}
