@@ -1,17 +1,26 @@
 // Package lab starts, in one process and only on loopback, stand-ins for
-// everything nestbot talks to — today the EC2 endpoint — so that tests and
-// `nestbot lab up` drive nestbot exactly as the real world would: through
-// endpoints and credentials.
+// everything nestbot talks to — the EC2 endpoint, a real tailnet (tailscale's
+// own control server, DERP and STUN), and simulated NixOS hosts — so that
+// tests and `nestbot lab up` drive nestbot exactly as the real world would:
+// through endpoints and credentials. An instance created through the EC2
+// endpoint boots a lab host that joins the tailnet with the auth key from
+// its user-data.
 package lab
 
 import (
-	"crypto/rand"
-	"encoding/hex"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/ducksnest/nestbot/lab/ec2"
+	"github.com/ducksnest/nestbot/lab/host"
+	"github.com/ducksnest/nestbot/lab/tailnet"
 	"github.com/ducksnest/nestbot/nest"
 )
 
@@ -28,8 +37,16 @@ type Options struct {
 // Lab is a running lab.
 type Lab struct {
 	EC2     *ec2.Server
+	Tailnet *tailnet.Lab
 	Region  string
-	AuthKey string // a tailnet auth key for new hosts' user-data
+	AuthKey string // the tailnet's auth key, for new hosts' user-data and the bot
+
+	dir  string // the hosts' roots
+	logf func(format string, args ...any)
+
+	mu    sync.Mutex
+	hosts map[string]*host.Host // booted from EC2 instances or by Boot
+	wg    sync.WaitGroup
 }
 
 // Up starts the lab.
@@ -38,22 +55,124 @@ func Up(o Options) (*Lab, error) {
 	if delay == 0 {
 		delay = 2 * time.Second
 	}
-	srv := &ec2.Server{Logf: o.Logf, PendingDelay: delay, StoppingDelay: delay, ShuttingDownDelay: delay}
-	if err := srv.Start(); err != nil {
+	logf := o.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	dir, err := os.MkdirTemp("", "nestbot-lab-")
+	if err != nil {
 		return nil, err
 	}
-	l := &Lab{EC2: srv, Region: "ap-northeast-2"}
+	l := &Lab{Region: "ap-northeast-2", dir: dir, logf: logf, hosts: map[string]*host.Host{}}
+	l.Tailnet = &tailnet.Lab{Tags: []string{"tag:nest", "tag:nestbot"}}
+	if err := l.Tailnet.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("lab: tailnet: %w", err)
+	}
+	l.AuthKey = l.Tailnet.AuthKey()
+	l.EC2 = &ec2.Server{Logf: o.Logf, PendingDelay: delay, StoppingDelay: delay, ShuttingDownDelay: delay, OnRunInstance: l.bootInstance}
+	if err := l.EC2.Start(); err != nil {
+		l.Close()
+		return nil, err
+	}
 	if err := l.seed(o.Fleet); err != nil {
-		srv.Close()
+		l.Close()
 		return nil, err
 	}
-	var b [12]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		srv.Close()
+	if err := l.bootOnPrem(o.Fleet); err != nil {
+		l.Close()
 		return nil, err
 	}
-	l.AuthKey = "tskey-auth-lab" + hex.EncodeToString(b[:])
 	return l, nil
+}
+
+// bootOnPrem boots the fleet's hosts that are not EC2 instances: in the
+// real world they exist already.
+func (l *Lab) bootOnPrem(f *nest.Fleet) error {
+	if f == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, name := range sortedKeys(hostSet(f)) {
+		if f.Hosts[name].AWS != nil {
+			continue
+		}
+		if _, err := l.Boot(ctx, host.Config{Name: name, Tags: []string{"tag:nest"}}); err != nil {
+			return fmt.Errorf("lab: boot %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func hostSet(f *nest.Fleet) map[string]bool {
+	m := map[string]bool{}
+	for name := range f.Hosts {
+		m[name] = true
+	}
+	return m
+}
+
+// HostKey is the SSH host key a lab host named name boots with: derived
+// from its name, so that a repository can pin lab hosts' keys ahead of
+// time (the example does). It is a lab key, never a real host's.
+func HostKey(name string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte("nestbot lab host key: " + name))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+// bootInstance boots the lab host an EC2 instance stands for, as the NixOS
+// AMI would: named by its user-data, joining the tailnet with the key in it.
+func (l *Lab) bootInstance(in ec2.Instance) {
+	name, ok := host.HostNameFromUserData(in.UserData)
+	if !ok {
+		l.logf("lab: instance %s has no networking.hostName in its user-data; it boots off the tailnet", in.ID)
+		return
+	}
+	key, ok := host.AuthKeyFromUserData(in.UserData)
+	if !ok {
+		l.logf("lab: instance %s (%s) has no tailnet auth key in its user-data; it never joins", in.ID, name)
+		return
+	}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := l.Boot(ctx, host.Config{Name: name, AuthKey: key, Tags: []string{"tag:nest"}}); err != nil {
+			l.logf("lab: instance %s (%s): boot: %v", in.ID, name, err)
+		}
+	}()
+}
+
+// Boot starts a lab host (an on-prem machine, or an instance) on the tailnet.
+func (l *Lab) Boot(ctx context.Context, cfg host.Config) (*host.Host, error) {
+	if cfg.Root == "" {
+		cfg.Root = filepath.Join(l.dir, cfg.Name)
+	}
+	if cfg.HostKey == nil {
+		cfg.HostKey = HostKey(cfg.Name)
+	}
+	h, err := host.Boot(ctx, l.Tailnet, cfg)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if old := l.hosts[cfg.Name]; old != nil {
+		old.Close()
+	}
+	l.hosts[cfg.Name] = h
+	l.logf("lab: host %s is up on the tailnet", cfg.Name)
+	return h, nil
+}
+
+// Host returns the lab host named name, if it is booted.
+func (l *Lab) Host(name string) (*host.Host, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	h, ok := l.hosts[name]
+	return h, ok
 }
 
 // seed adds the images and instance profiles a fleet refers to, as an
@@ -104,7 +223,9 @@ func labImageName(pattern string) string {
 }
 
 // Env is the environment that points every other nestbot verb (and the AWS
-// CLI) at the lab, as KEY=VALUE lines.
+// CLI) at the lab, as KEY=VALUE lines. The TS_* knobs keep a tailscale node
+// in another process on loopback, as the lab's own are (no log upload, no
+// port mapping, no LAN addresses).
 func (l *Lab) Env() []string {
 	id, secret := l.EC2.Credentials()
 	return []string{
@@ -114,11 +235,33 @@ func (l *Lab) Env() []string {
 		"AWS_REGION=" + l.Region,
 		"AWS_EC2_METADATA_DISABLED=true",
 		"TS_AUTHKEY=" + l.AuthKey,
+		"NESTBOT_TS_CONTROL_URL=" + l.Tailnet.ControlURL(),
+		"NESTBOT_TS_AUTHKEY=" + l.AuthKey,
+		"TS_NO_LOGS_NO_SUPPORT=true",
+		"TS_DISABLE_PORTMAPPER=true",
+		"TS_DEBUG_OMIT_LOCAL_ADDRS=true",
 	}
 }
 
-// Close stops every component.
-func (l *Lab) Close() error { return l.EC2.Close() }
+// Close stops every component: hosts first, then EC2 and the tailnet.
+func (l *Lab) Close() error {
+	l.wg.Wait()
+	l.mu.Lock()
+	for _, h := range l.hosts {
+		h.Close()
+	}
+	l.hosts = map[string]*host.Host{}
+	l.mu.Unlock()
+	var err error
+	if l.EC2 != nil {
+		err = l.EC2.Close()
+	}
+	if l.Tailnet != nil {
+		l.Tailnet.Close()
+	}
+	os.RemoveAll(l.dir)
+	return err
+}
 
 func sortedKeys(m map[string]bool) []string {
 	out := make([]string, 0, len(m))

@@ -19,3 +19,13 @@ func TestAuthKeyFromUserData(t *testing.T) {
 		}
 	}
 }
+
+func TestUserDataOfNestbotsInstances(t *testing.T) {
+	ud := []byte("### nestbot user-data: fleet ducksnest, host ec2-worker-1\n{ config, pkgs, modulesPath, ... }:\n{\n  networking.hostName = \"ec2-worker-1\";\n  services.tailscale.authKeyFile = pkgs.writeText \"tailscale-authkey\" \"tskey-auth-lab123\";\n}\n")
+	if k, ok := AuthKeyFromUserData(ud); !ok || k != "tskey-auth-lab123" {
+		t.Fatalf("auth key %q %v", k, ok)
+	}
+	if n, ok := HostNameFromUserData(ud); !ok || n != "ec2-worker-1" {
+		t.Fatalf("host name %q %v", n, ok)
+	}
+}

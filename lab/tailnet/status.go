@@ -1,65 +1,19 @@
 package tailnet
 
 import (
-	"cmp"
 	"context"
-	"fmt"
-	"net/netip"
-	"slices"
-	"strings"
-	"time"
 
-	"tailscale.com/ipn/ipnstate"
 	"tailscale.com/tsnet"
+
+	nesttailnet "github.com/ducksnest/nestbot/reconcile/tailnet"
 )
 
-// Node is one node of the tailnet as a tsnet node sees it.
-type Node struct {
-	Name     string       // hostname the node registered with
-	DNSName  string       // MagicDNS name, without the trailing dot
-	IPs      []netip.Addr // tailnet addresses (100.64.x.y and fd7a:115c:a1e0::…)
-	Tags     []string     // ACL tags, e.g. "tag:nest"
-	Online   bool         // connected to control (always true in the lab; see the package doc)
-	LastSeen time.Time    // last seen by control; zero when online
-	Self     bool         // the node asking
-}
+// Node is one node of the tailnet as a tsnet node sees it. In the lab,
+// Online is always true (testcontrol tracks no presence; see the package doc).
+type Node = nesttailnet.Node
 
 // Nodes lists the tailnet's nodes as s sees them (s itself first, then its
-// peers by name), from s's LocalClient status — the same call the bot's own
-// node makes.
+// peers by name) — the same call the bot's own node makes.
 func Nodes(ctx context.Context, s *tsnet.Server) ([]Node, error) {
-	lc, err := s.LocalClient()
-	if err != nil {
-		return nil, fmt.Errorf("tailnet: status: %w", err)
-	}
-	st, err := lc.Status(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("tailnet: status: %w", err)
-	}
-	var out []Node
-	if st.Self != nil {
-		n := nodeOf(st.Self)
-		n.Self = true
-		out = append(out, n)
-	}
-	var peers []Node
-	for _, ps := range st.Peer {
-		peers = append(peers, nodeOf(ps))
-	}
-	slices.SortFunc(peers, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
-	return append(out, peers...), nil
-}
-
-func nodeOf(ps *ipnstate.PeerStatus) Node {
-	n := Node{
-		Name:     ps.HostName,
-		DNSName:  strings.TrimSuffix(ps.DNSName, "."),
-		IPs:      slices.Clone(ps.TailscaleIPs),
-		Online:   ps.Online,
-		LastSeen: ps.LastSeen,
-	}
-	if ps.Tags != nil {
-		n.Tags = ps.Tags.AsSlice()
-	}
-	return n
+	return nesttailnet.Nodes(ctx, s)
 }
