@@ -65,6 +65,9 @@ func Up(o Options) (*Lab, error) {
 	}
 	l := &Lab{Region: "ap-northeast-2", dir: dir, logf: logf, hosts: map[string]*host.Host{}}
 	l.Tailnet = &tailnet.Lab{Tags: []string{"tag:nest", "tag:nestbot"}}
+	if o.Fleet != nil && o.Fleet.Tailnet.Domain != "" {
+		l.Tailnet.MagicDNSDomain = o.Fleet.Tailnet.Domain
+	}
 	if err := l.Tailnet.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("lab: tailnet: %w", err)

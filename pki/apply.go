@@ -19,7 +19,9 @@ import (
 // Applier brings a certificate tree in line with a certificate set: it
 // issues what is missing, renews what is due, reissues what drifted,
 // re-encrypts keys whose recipients changed, and rewrites secrets.nix.
-// Nothing is written unless every step succeeded first.
+// Nothing is written unless every step succeeded first. A CA moves only
+// through RotateCA; while one rotates, Apply signs with its old key after
+// phase 1 and with its new key from phase 2 on.
 type Applier struct {
 	Files Files // the tree at pki.dir
 	// Identity decrypts the keys the apply must reuse: a CA's, to sign, and
@@ -38,6 +40,11 @@ type task struct {
 	action Action
 	reason string
 	keyPEM []byte // rekey: the decrypted key, re-encrypted as is
+
+	// A CA in rotation: its new key, rekeyed with the old one.
+	nextKeyPath    string   // NextKeyPath of the CA; "" when not rotating
+	nextRecipients []string // as secrets.nix records them
+	nextKeyPEM     []byte   // rekey: the decrypted new key
 
 	// filled in by run
 	issued   *KeyPair
@@ -162,7 +169,7 @@ func (a *Applier) decide(specs []Spec, o *observer, now time.Time) ([]*task, []O
 			t.have = &c
 		}
 		if s.IsCA {
-			a.decideCA(t, now)
+			a.decideCA(t, o, now)
 			if t.action == Issued {
 				newCA[s.ID] = true
 			}
@@ -183,9 +190,17 @@ func (a *Applier) decide(specs []Spec, o *observer, now time.Time) ([]*task, []O
 
 // decideCA: a missing CA is issued; an existing one is never replaced here,
 // since replacing it breaks every chain the hosts hold. Drift or expiry
-// holds it for the phased rotation (nestbot certs rotate-ca).
-func (a *Applier) decideCA(t *task, now time.Time) {
+// holds it for the phased rotation (nestbot certs rotate-ca); during a
+// rotation it is held, and its new key is rekeyed with the old one.
+func (a *Applier) decideCA(t *task, o *observer, now time.Time) {
 	s, have := t.spec, t.have
+	rot := o.rotations[s.ID]
+	if rot != nil && have != nil {
+		t.nextKeyPath = NextKeyPath(s.ID)
+		if have.Next != nil {
+			t.nextRecipients = have.Next.Recipients
+		}
+	}
 	var hold string
 	switch {
 	case have == nil:
@@ -202,10 +217,18 @@ func (a *Applier) decideCA(t *task, now time.Time) {
 			hold = why
 		}
 	}
-	if hold != "" {
+	switch {
+	case rot != nil:
+		hold = fmt.Sprintf("rotation at %s, applied %s; %s", rot.Phase, rot.Updated.UTC().Format(time.DateOnly), rot.Next())
+		if !have.HasKey {
+			hold = "its key " + s.KeyPath + " is missing; " + hold
+		}
+	case hold != "":
 		hold += "; a CA is replaced only in phases: nestbot certs rotate-ca"
 	}
-	if have.HasKey && have.Error == "" && !sameRecipients(have.Recipients, s.Recipients) {
+	recipientsChanged := !sameRecipients(have.Recipients, s.Recipients) ||
+		(t.nextKeyPath != "" && !sameRecipients(t.nextRecipients, s.Recipients))
+	if have.HasKey && have.Error == "" && recipientsChanged {
 		t.action, t.reason = Rekeyed, joinReasons("recipients changed; the key is re-encrypted, not reissued", hold)
 		return
 	}
@@ -242,8 +265,8 @@ func (a *Applier) decideLeaf(t *task, o *observer, newCA map[string]bool, now ti
 				t.action, t.reason = Renewed, why
 				return
 			}
-			if ca := o.caCertPath(s.Signer); !o.signedBy(have.CertPath, ca) {
-				t.action, t.reason = Reissued, "not signed by the CA in "+ca
+			if ok, why := o.signedByCurrent(have.CertPath, s.Signer); !ok {
+				t.action, t.reason = Reissued, why
 				return
 			}
 		}
@@ -255,8 +278,23 @@ func (a *Applier) decideLeaf(t *task, o *observer, newCA map[string]bool, now ti
 	}
 }
 
-// caCertPath is the certificate path of CA ca, as the layout names it.
-func (o *observer) caCertPath(ca string) string { return path.Join(caDirName, caDir(ca)+".crt") }
+// signedByCurrent reports whether the certificate at p was signed by a CA
+// that may sign leaves of ca now: any CA of its bundle, but only the new one
+// once a rotation has reached phase 2. why says what is wrong.
+func (o *observer) signedByCurrent(p, ca string) (ok bool, why string) {
+	caPath := caCertPath(ca)
+	if r := o.rotations[ca]; r != nil && r.Phase == PhaseReissue {
+		leaf := o.certs[p]
+		if len(leaf) > 0 && leaf[0].CheckSignatureFrom(o.certs[caPath][1]) != nil {
+			return false, fmt.Sprintf("signed by the old %s, which is being rotated (%s applied): its leaves move to the new CA", ca, PhaseReissue)
+		}
+		return true, ""
+	}
+	if !o.signedBy(p, caPath) {
+		return false, "not signed by the CA in " + caPath
+	}
+	return true, ""
+}
 
 // signedBy reports whether the certificate at p was signed by a CA in the
 // file caPath; an unreadable CA file cannot say no.
@@ -359,6 +397,18 @@ func (a *Applier) loadKeys(tasks []*task, o *observer) (map[string]*KeyPair, err
 			continue
 		}
 		t.keyPEM = keyPEM
+		if t.nextKeyPath != "" {
+			nextPEM, next, err := a.decryptKey(t.nextKeyPath)
+			switch {
+			case err != nil:
+				errs = append(errs, err)
+			case !KeyMatches(next, o.certs[t.spec.CertPath][1].PublicKey):
+				clear(nextPEM)
+				errs = append(errs, fmt.Errorf("%s does not match the new CA in %s; restore both from git", t.nextKeyPath, t.spec.CertPath))
+			default:
+				t.nextKeyPEM = nextPEM
+			}
+		}
 	}
 	needCA := map[string]bool{}
 	for _, t := range tasks {
@@ -380,6 +430,7 @@ func (a *Applier) loadKeys(tasks []*task, o *observer) (map[string]*KeyPair, err
 	if err := errors.Join(errs...); err != nil {
 		for _, t := range tasks {
 			clear(t.keyPEM)
+			clear(t.nextKeyPEM)
 		}
 		return nil, err
 	}
@@ -391,7 +442,12 @@ func (a *Applier) loadCA(t *task, o *observer) (*KeyPair, error) {
 	if len(certs) == 0 {
 		return nil, fmt.Errorf("%s is needed to sign but unreadable", t.spec.CertPath)
 	}
-	keyPEM, key, err := a.decryptKey(t.spec.KeyPath)
+	// From phase 2 of a rotation on, the new CA signs.
+	keyPath := t.spec.KeyPath
+	if r := o.rotations[t.spec.ID]; r != nil && r.Phase == PhaseReissue {
+		keyPath = t.nextKeyPath
+	}
+	keyPEM, key, err := a.decryptKey(keyPath)
 	clear(keyPEM)
 	if err != nil {
 		return nil, err
@@ -402,7 +458,7 @@ func (a *Applier) loadCA(t *task, o *observer) (*KeyPair, error) {
 			return &KeyPair{Cert: c, Key: key}, nil
 		}
 	}
-	return nil, fmt.Errorf("%s does not match any CA certificate in %s", t.spec.KeyPath, t.spec.CertPath)
+	return nil, fmt.Errorf("%s does not match any CA certificate in %s", keyPath, t.spec.CertPath)
 }
 
 // decryptKey reads, decrypts and parses one .key.age file.

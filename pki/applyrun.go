@@ -68,6 +68,7 @@ func (w *issuing) exec(t *task) error {
 	}
 	switch t.action {
 	case Rekeyed:
+		defer func() { clear(t.nextKeyPEM); t.nextKeyPEM = nil }()
 		enc, err := w.encrypt(t.keyPEM, s.Recipients)
 		clear(t.keyPEM)
 		t.keyPEM = nil
@@ -75,6 +76,13 @@ func (w *issuing) exec(t *task) error {
 			return fmt.Errorf("rekey %s: %w", s.KeyPath, err)
 		}
 		t.writes = []fileWrite{{s.KeyPath, enc}}
+		if t.nextKeyPEM != nil {
+			enc, err := w.encrypt(t.nextKeyPEM, s.Recipients)
+			if err != nil {
+				return fmt.Errorf("rekey %s: %w", t.nextKeyPath, err)
+			}
+			t.writes = append(t.writes, fileWrite{t.nextKeyPath, enc})
+		}
 		return nil
 	case Issued, Reissued, Renewed:
 	default:

@@ -35,6 +35,13 @@ func (a *Applier) write(tasks []*task, stale []ObservedCert) (*Report, error) {
 		case t.have != nil && t.have.HasKey && len(t.have.Recipients) > 0:
 			secrets[s.KeyPath] = t.have.Recipients // as recorded: the file was not touched
 		}
+		if t.nextKeyPath != "" { // a CA in rotation: its new key, rekeyed with the old
+			rs := t.nextRecipients
+			if t.action == Rekeyed || len(rs) == 0 {
+				rs = s.Recipients
+			}
+			secrets[t.nextKeyPath] = rs
+		}
 		rep.Results = append(rep.Results, res)
 	}
 	var removals []string

@@ -54,6 +54,10 @@ func TestCanaryNoPrivateKeyIsEverPrinted(t *testing.T) {
 	apply()
 	fx.fleet.PKI.ExtraSANs = []string{"api.example"} // reissue
 	apply()
+	for _, phase := range []RotationPhase{PhasePublish, PhaseReissue, PhaseDrop} { // rotate a CA
+		record(fx.applier.RotateCA(context.Background(), fx.specs(), CA, phase, true))
+		collectKeys()
+	}
 
 	// Failures: a stranger's identity, a private key given as a recipient.
 	bot := fx.applier.Identity
@@ -66,7 +70,7 @@ func TestCanaryNoPrivateKeyIsEverPrinted(t *testing.T) {
 	fmt.Fprintf(&printed, "%v %+v %#v\n", fx.bot, fx.bot, *fx.bot)
 
 	out := printed.String()
-	if !strings.Contains(out, `"action":"rekeyed"`) || !strings.Contains(out, "error: ") {
+	if !strings.Contains(out, `"action":"rekeyed"`) || !strings.Contains(out, `"action":"rotated"`) || !strings.Contains(out, "error: ") {
 		t.Fatalf("the canary did not see the apply run:\n%s", out)
 	}
 	if strings.Contains(out, "PRIVATE KEY") {

@@ -40,6 +40,14 @@ type ObservedCert struct {
 	Verified     bool   `json:"verified"`              // the chain verifies now (a key pair: trivially)
 	VerifyError  string `json:"verify_error,omitempty"`
 	DaysLeft     int    `json:"days_left"` // whole days until NotAfter; negative once expired
+	// IssuerSerial is the serial (hex) of the CA its chain verified
+	// against: which of the two CAs of a rotation bundle signed it.
+	IssuerSerial string `json:"issuer_serial,omitempty"`
+	// Rotation is set on a CA whose rotation is in progress; Next is then
+	// the new CA of its bundle (whose key is NextKeyPath), the entry itself
+	// being the old one, which the bundle lists first.
+	Rotation *Rotation     `json:"rotation,omitempty"`
+	Next     *ObservedCert `json:"next,omitempty"`
 	// Error says why the file could not be read; the certificate's own
 	// fields (subject, SANs, dates, …) are then empty.
 	Error string `json:"error,omitempty"`
@@ -72,6 +80,10 @@ type observer struct {
 	pools  map[string]*x509.CertPool      // by CA file path
 	certs  map[string][]*x509.Certificate // every readable certificate file, by path
 	allCAs *x509.CertPool
+	rules  map[string][]string // secrets.nix: .age path → recipients
+	// rotations are the CA rotations in progress, by CA id, each checked
+	// against its bundle (a marker that disagrees is fatal).
+	rotations map[string]*Rotation
 }
 
 func observe(fsys fs.FS, root string, now time.Time) (map[string]ObservedCert, error) {
@@ -83,8 +95,9 @@ func observe(fsys fs.FS, root string, now time.Time) (map[string]ObservedCert, e
 // unreadable (its secrets.nix, a directory), errs the single files.
 func observeTree(fsys fs.FS, root string, now time.Time) *observer {
 	o := &observer{fsys: fsys, root: root, now: now, out: map[string]ObservedCert{},
-		pools: map[string]*x509.CertPool{}, certs: map[string][]*x509.Certificate{}, allCAs: x509.NewCertPool()}
-	recipients := o.secretsNix()
+		pools: map[string]*x509.CertPool{}, certs: map[string][]*x509.Certificate{}, allCAs: x509.NewCertPool(),
+		rotations: map[string]*Rotation{}}
+	o.rules = o.secretsNix()
 	caFiles := o.list(caDirName, func(p string) bool { return strings.HasSuffix(p, ".crt") || strings.HasSuffix(p, ".pub") })
 	// CAs first: the leaves are checked against them.
 	for _, p := range caFiles {
@@ -99,12 +112,31 @@ func observeTree(fsys fs.FS, root string, now time.Time) *observer {
 			}
 		}
 	}
+	for _, ca := range caIDs() {
+		r, err := loadRotation(fsys, ca, o.certs[caCertPath(ca)])
+		if err != nil {
+			o.fatal = append(o.fatal, err)
+		} else if r != nil {
+			o.rotations[ca] = r
+		}
+	}
 	for _, p := range caFiles {
 		if strings.HasSuffix(p, ".pub") {
 			o.keyPair(p)
 		} else {
 			o.cert(p, o.certs[p])
 		}
+	}
+	for ca, r := range o.rotations {
+		c, ok := o.out[ca]
+		if !ok {
+			continue
+		}
+		next := o.describe(ca+".next", caCertPath(ca), o.certs[caCertPath(ca)][1:])
+		next.KeyPath = NextKeyPath(ca)
+		next.Recipients, next.HasKey = o.rules[next.KeyPath], o.exists(next.KeyPath)
+		c.Rotation, c.Next = r, &next
+		o.out[ca] = c
 	}
 	var leaves []string
 	for _, host := range o.list(derivedDirName, func(string) bool { return true }) {
@@ -114,7 +146,7 @@ func observeTree(fsys fs.FS, root string, now time.Time) *observer {
 		o.cert(p, o.readCerts(p))
 	}
 	for id, c := range o.out {
-		if rs, ok := recipients[c.KeyPath]; ok {
+		if rs, ok := o.rules[c.KeyPath]; ok {
 			c.Recipients = rs
 		}
 		c.HasKey = o.exists(c.KeyPath)
@@ -210,6 +242,11 @@ func (o *observer) cert(p string, certs []*x509.Certificate) {
 	if !ok {
 		return
 	}
+	o.out[id] = o.describe(id, p, certs)
+}
+
+// describe reads the first of certs, from file p, and checks its chain.
+func (o *observer) describe(id, p string, certs []*x509.Certificate) ObservedCert {
 	c := certs[0]
 	oc := ObservedCert{
 		ID: id, CertPath: p, KeyPath: KeyPathFor(p),
@@ -235,15 +272,18 @@ func (o *observer) cert(p string, certs []*x509.Certificate) {
 		for _, ic := range certs[1:] {
 			inter.AddCert(ic)
 		}
-		_, err := c.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: o.now,
+		chains, err := c.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: o.now,
 			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 		if err != nil {
 			oc.VerifyError = err.Error()
 		} else {
 			oc.Verified = true
+			if ch := chains[0]; len(ch) > 1 {
+				oc.IssuerSerial = serialHex(ch[1])
+			}
 		}
 	}
-	o.out[id] = oc
+	return oc
 }
 
 // keyPair records a public key file (the service account's).

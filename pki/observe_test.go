@@ -12,23 +12,35 @@ import (
 	"github.com/ducksnest/nestbot/nest"
 )
 
-// A tree nestbot did not write: made by openssl, as a script would, with
-// one certificate expiring soon and one signed by the wrong CA.
-func TestObserveReadsATreeOpenSSLWrote(t *testing.T) {
-	t.Parallel()
-	openssl := tool(t, "openssl")
+// opensslTree writes a tree as a script of openssl and age commands would,
+// nestbot nowhere involved: two CAs and, for host h1, a kubelet-serving
+// certificate that expires in 10 days, an etcd-server certificate signed by
+// the wrong CA, a kube-proxy certificate whose organization is not
+// kubeadm's (system:masters), and a kubelet.crt that is not a certificate.
+// Every key is encrypted with the age CLI to recipient and listed in
+// secrets.nix. It returns the tree's directory.
+func opensslTree(t *testing.T, recipient string) string {
+	t.Helper()
+	openssl, ageBin := tool(t, "openssl"), tool(t, "age")
 	dir, work := t.TempDir(), t.TempDir()
 	for _, d := range []string{"ca", "derived/h1"} {
 		os.MkdirAll(filepath.Join(dir, d), 0o755)
 	}
 	w := func(name string) string { return filepath.Join(work, name) }
 	tree := func(name string) string { return filepath.Join(dir, filepath.FromSlash(name)) }
+	rules := map[string][]string{}
+	encrypt := func(key, certPath string) {
+		keyPath := KeyPathFor(certPath)
+		run(t, nil, ageBin, "-a", "-r", recipient, "-o", tree(keyPath), key)
+		rules[keyPath] = []string{recipient}
+	}
 	ec := []string{"-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"}
 	caExt := []string{"-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"}
 	for _, ca := range []struct{ file, cn string }{{"ca/kubernetes.crt", "kubernetes"}, {"ca/etcd.crt", "etcd-ca"}} {
 		args := append([]string{"req", "-x509"}, ec...)
 		args = append(args, "-keyout", w(ca.cn+".key"), "-out", tree(ca.file), "-subj", "/CN="+ca.cn, "-days", "3650")
 		run(t, nil, openssl, append(args, caExt...)...)
+		encrypt(w(ca.cn+".key"), ca.file)
 	}
 	leaf := func(out, subj, signer, days, ext string) {
 		base := filepath.Base(out)
@@ -36,15 +48,26 @@ func TestObserveReadsATreeOpenSSLWrote(t *testing.T) {
 		run(t, nil, openssl, append(append([]string{"req", "-new"}, ec...), "-keyout", w(base+".key"), "-out", w(base+".csr"), "-subj", subj)...)
 		run(t, nil, openssl, "x509", "-req", "-in", w(base+".csr"), "-CA", tree("ca/"+signer+".crt"), "-CAkey", w(map[string]string{"kubernetes": "kubernetes", "etcd": "etcd-ca"}[signer]+".key"),
 			"-set_serial", "0x1234", "-days", days, "-extfile", w(base+".ext"), "-out", tree(out))
+		encrypt(w(base+".key"), out)
 	}
 	leaf("derived/h1/kubernetes-kubelet-serving.crt", "/O=system:nodes/CN=system:node:h1", "kubernetes", "10",
 		"subjectAltName=DNS:h1,IP:10.0.0.5\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n")
 	leaf("derived/h1/etcd-server.crt", "/CN=h1", "kubernetes", "365", // the wrong CA
 		"subjectAltName=DNS:h1,DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
+	leaf("derived/h1/kubernetes-kube-proxy.crt", "/O=system:masters/CN=system:kube-proxy", "kubernetes", "365",
+		"extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n")
 	os.WriteFile(tree("derived/h1/kubernetes-kubelet.crt"), []byte("not a certificate\n"), 0o644)
-	os.WriteFile(tree(SecretsNixPath), RenderSecretsNix(map[string][]string{
-		"derived/h1/kubernetes-kubelet-serving.key.age": {"age14zzepmfg3quqwpzzl4222cpcsyn2raxx69wqa0vctdr70qnh9cqs98v583"},
-	}), 0o644)
+	os.WriteFile(tree(SecretsNixPath), RenderSecretsNix(rules), 0o644)
+	return dir
+}
+
+// A tree nestbot did not write: made by openssl, as a script would, with
+// one certificate expiring soon and one signed by the wrong CA.
+func TestObserveReadsATreeOpenSSLWrote(t *testing.T) {
+	t.Parallel()
+	_, recipient, _ := newAgeIdentity(t)
+	dir := opensslTree(t, recipient)
+	tree := func(name string) string { return filepath.Join(dir, filepath.FromSlash(name)) }
 
 	now := time.Now()
 	obs, err := Observe(dir, now)
@@ -74,7 +97,7 @@ func TestObserveReadsATreeOpenSSLWrote(t *testing.T) {
 	if due, why := RenewalDue(c.NotBefore, c.NotAfter, now, nest.DefaultRenewBefore); !due || !strings.Contains(why, "renew_before") {
 		t.Errorf("expiring certificate not due: %q", why)
 	}
-	if c.HasKey || c.KeyPath != "derived/h1/kubernetes-kubelet-serving.key.age" || len(c.Recipients) != 1 {
+	if !c.HasKey || c.KeyPath != "derived/h1/kubernetes-kubelet-serving.key.age" || !slices.Equal(c.Recipients, []string{recipient}) {
 		t.Errorf("key %s (present %v), recipients %q", c.KeyPath, c.HasKey, c.Recipients)
 	}
 

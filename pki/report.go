@@ -16,12 +16,13 @@ const (
 	Renewed   Action = "renewed"   // due by renew_before or past 2/3 of its lifetime
 	Rekeyed   Action = "rekeyed"   // the same key, re-encrypted to changed recipients
 	Deleted   Action = "deleted"   // no host needs it any more
+	Rotated   Action = "rotated"   // a CA rotation moved on by one phase (RotateCA)
 	Held      Action = "held"      // due or drifted, but a CA moves only through rotate-ca
 	Unchanged Action = "unchanged" // nothing to do
 )
 
 func actionOrder() []Action {
-	return []Action{Issued, Reissued, Renewed, Rekeyed, Deleted, Held, Unchanged}
+	return []Action{Rotated, Issued, Reissued, Renewed, Rekeyed, Deleted, Held, Unchanged}
 }
 
 // verb is the imperative of a, for commit subjects.
@@ -39,6 +40,8 @@ func (a Action) verb() string {
 		return "delete"
 	case Held:
 		return "hold"
+	case Rotated:
+		return "rotate"
 	}
 	return "keep"
 }
@@ -61,6 +64,8 @@ type Report struct {
 	Removed []string `json:"removed,omitempty"`
 	// Warnings are things the next apply will trip over.
 	Warnings []string `json:"warnings,omitempty"`
+	// Rotation is the phase of a CA rotation this report applied (RotateCA).
+	Rotation *Rotation `json:"rotation,omitempty"`
 }
 
 // Count is how many results have action a.
@@ -78,18 +83,22 @@ func (r *Report) Count(a Action) int {
 func (r *Report) Changed() bool { return len(r.Written)+len(r.Removed) > 0 }
 
 // Summary is a one-line account of the changes: "renew 3 certificates,
-// rekey 1"; "no changes" when there are none.
+// rekey 1"; "rotate ca, phase 2 of 3 (reissue), reissue 11 certificates"
+// for a rotation; "no changes" when there are none.
 func (r *Report) Summary() string {
 	var parts []string
+	if r.Rotation != nil {
+		parts = append(parts, fmt.Sprintf("rotate %s, %s", r.Rotation.CA, r.Rotation.Phase))
+	}
 	for _, a := range actionOrder() {
-		if a == Unchanged || a == Held {
+		if a == Unchanged || a == Held || a == Rotated {
 			continue
 		}
 		n := r.Count(a)
 		if n == 0 {
 			continue
 		}
-		if len(parts) == 0 {
+		if len(parts) == 0 || (r.Rotation != nil && len(parts) == 1) {
 			noun := "certificates"
 			if n == 1 {
 				noun = "certificate"

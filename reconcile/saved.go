@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 )
 
@@ -26,6 +27,11 @@ func DigestLive(l *Live) string {
 	c := *l
 	c.ObservedAt = time.Time{}
 	c.FormatVersion = FormatVersion
+	// When a node was last seen moves on by itself; whether it is online does not.
+	c.Tailnet.Nodes = slices.Clone(l.Tailnet.Nodes)
+	for i := range c.Tailnet.Nodes {
+		c.Tailnet.Nodes[i].LastSeen = time.Time{}
+	}
 	data, err := json.Marshal(&c)
 	if err != nil {
 		panic("reconcile: digest live: " + err.Error())

@@ -23,6 +23,7 @@ type applyOptions struct {
 	AutoApprove bool
 	Revision    string
 	Cloud       cloudFlags
+	Tailnet     tailnetFlags
 }
 
 func newApplyCmd(io *IO) *cobra.Command {
@@ -55,6 +56,7 @@ reported as skipped.`,
 	f.BoolVar(&opts.AutoApprove, "auto-approve", false, "apply without asking")
 	f.StringVar(&opts.Revision, "revision", "", "the commit being applied (seeds idempotency tokens; default GITHUB_SHA)")
 	f.StringVar(&opts.Cloud.Endpoint, "aws-endpoint", "", "EC2 endpoint URL (default: the SDK's, or AWS_ENDPOINT_URL)")
+	opts.Tailnet.register(cmd)
 	return cmd
 }
 
@@ -64,10 +66,11 @@ func runApply(opts *applyOptions) error {
 	if err != nil {
 		return err
 	}
-	s, err := observeLive(ctx, d, opts.Cloud)
+	s, err := observeLive(ctx, d, opts.Cloud, opts.Tailnet, opts.IO.Getenv)
 	if err != nil {
 		return err
 	}
+	defer s.Close()
 	var plan *reconcile.Plan
 	if opts.PlanFile != "" {
 		data, err := os.ReadFile(opts.PlanFile)
@@ -111,8 +114,11 @@ func runApply(opts *applyOptions) error {
 			AuthKey: authKeySource(d.Fleet, opts.IO.Getenv)}
 		exec.Appliers[reconcile.PlaneCloud] = cloudApplier(a)
 	}
+	if s.Bot != nil {
+		exec.Appliers[reconcile.PlaneTailnet] = tailnetApplier(s.Bot, d.Fleet, logf)
+	}
 	if d.Fleet.PKI != nil && s.Live.Observed(reconcile.PlanePKI) {
-		apply, err := pkiApplier(d, s.Live, opts.IO.Getenv, logf)
+		apply, err := pkiApplier(d, s.refresh(d), opts.IO.Getenv, logf)
 		if err != nil {
 			return err
 		}

@@ -37,7 +37,10 @@ func loadIdentity(getenv func(string) string) (*pki.Identity, error) {
 
 // pkiApplier issues, renews, reissues and rekeys the certificate tree in
 // the repository, then reports each plan step by what was done to it.
-func pkiApplier(d desired, live *reconcile.Live, getenv func(string) string, logf func(string, ...any)) (reconcile.PlaneApplier, error) {
+//
+// refresh re-observes the live state the certificates' SANs come from: a host
+// created by this apply has addresses only now.
+func pkiApplier(d desired, refresh func(context.Context) (*reconcile.Live, error), getenv func(string) string, logf func(string, ...any)) (reconcile.PlaneApplier, error) {
 	id, err := loadIdentity(getenv)
 	if err != nil {
 		return nil, err
@@ -46,6 +49,10 @@ func pkiApplier(d desired, live *reconcile.Live, getenv func(string) string, log
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	rd := reconcile.Desired{Fleet: d.Fleet, HostKeys: d.HostKeys}
 	return func(ctx context.Context, steps []reconcile.Step) ([]reconcile.StepResult, error) {
+		live, err := refresh(ctx)
+		if err != nil {
+			return nil, err
+		}
 		specs := pki.Set(d.Fleet, d.HostKeys, reconcile.HostFacts(rd, live))
 		rep, err := a.Apply(ctx, specs)
 		out := make([]reconcile.StepResult, 0, len(steps))

@@ -105,7 +105,7 @@ func TestLabUpThenPlanAndApplyFromAnotherShell(t *testing.T) {
 	if out := step(1, "apply", "-f", f); !strings.Contains(out, "--auto-approve") {
 		t.Fatalf("apply without a terminal or --auto-approve:\n%s", out)
 	}
-	if out := step(0, "apply", "-f", f, "--auto-approve"); !strings.Contains(out, "Apply: 30 applied, 0 failed, 0 skipped.") {
+	if out := step(0, "apply", "-f", f, "--auto-approve"); !strings.Contains(out, "Apply: 31 applied, 0 failed, 0 skipped.") {
 		t.Fatalf("apply:\n%s", out)
 	}
 	if out := step(0, "plan", "-f", f, "--detailed-exitcode"); !strings.Contains(out, "No changes.") {
@@ -166,7 +166,7 @@ func TestSavedPlanRefusedAfterLiveChanged(t *testing.T) {
 	if out, code := run("plan", "-f", f, "--save-plan", planFile); code != 0 {
 		t.Fatalf("re-plan: %d\n%s", code, out)
 	}
-	if out, code := run("apply", "-f", f, "--auto-approve", "--plan", planFile); code != 0 || !strings.Contains(out, "Apply: 29 applied") {
+	if out, code := run("apply", "-f", f, "--auto-approve", "--plan", planFile); code != 0 || !strings.Contains(out, "Apply: 30 applied") {
 		t.Fatalf("fresh saved plan: exit %d\n%s", code, out)
 	}
 }

@@ -9,10 +9,12 @@ import (
 	"time"
 
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
+	"tailscale.com/tsnet"
 
 	"github.com/ducksnest/nestbot/pki"
 	"github.com/ducksnest/nestbot/reconcile"
 	nestaws "github.com/ducksnest/nestbot/reconcile/aws"
+	nesttailnet "github.com/ducksnest/nestbot/reconcile/tailnet"
 )
 
 // cloudFlags are the flags of the verbs that reach AWS.
@@ -23,18 +25,39 @@ type cloudFlags struct {
 // session is one observation of the live fleet, and the clients that made it.
 type session struct {
 	EC2  *awsec2.Client
+	Bot  *tsnet.Server // nestbot's tailnet node, or nil
 	Live *reconcile.Live
+}
+
+// Close leaves the tailnet.
+func (s *session) Close() {
+	if s.Bot != nil {
+		s.Bot.Close()
+	}
 }
 
 // observeLive reads what can be observed today: the cloud plane, when
 // nest.yaml has an aws section. Planes not observed are not planned, and
 // the plan says so.
-func observeLive(ctx context.Context, d desired, cf cloudFlags) (*session, error) {
+func observeLive(ctx context.Context, d desired, cf cloudFlags, tf tailnetFlags, getenv func(string) string) (*session, error) {
 	s := &session{Live: &reconcile.Live{FormatVersion: reconcile.FormatVersion, ObservedAt: time.Now().UTC()}}
 	s.Live.Planes = []reconcile.Plane{}
+	bot, err := joinTailnet(ctx, d, tf, getenv)
+	if err != nil {
+		return nil, err
+	}
+	if bot != nil {
+		s.Bot = bot
+		if s.Live.Tailnet, err = nesttailnet.Observe(ctx, bot); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("observe the tailnet: %w", err)
+		}
+		s.Live.Planes = append(s.Live.Planes, reconcile.PlaneTailnet)
+	}
 	if d.Fleet.PKI != nil {
 		certs, err := observeCerts(d, s.Live.ObservedAt)
 		if err != nil {
+			s.Close()
 			return nil, err
 		}
 		s.Live.PKI.Certs = certs
@@ -45,11 +68,13 @@ func observeLive(ctx context.Context, d desired, cf cloudFlags) (*session, error
 	}
 	client, err := nestaws.NewClient(ctx, nestaws.ClientOptions{Region: d.Fleet.AWS.Region, Endpoint: cf.Endpoint})
 	if err != nil {
+		s.Close()
 		return nil, err
 	}
 	obs := &nestaws.Observer{Client: client}
 	cloud, err := obs.Observe(ctx, d.Fleet)
 	if err != nil {
+		s.Close()
 		return nil, fmt.Errorf("observe the cloud: %w", err)
 	}
 	s.EC2, s.Live.Cloud = client, cloud
@@ -78,4 +103,24 @@ func observeCerts(d desired, now time.Time) (map[string]reconcile.Cert, error) {
 			Usages: o.Usages, IsCA: o.IsCA, Issuer: o.Issuer, NotBefore: o.NotBefore, NotAfter: o.NotAfter, Recipients: o.Recipients}
 	}
 	return certs, nil
+}
+
+// refresh returns a function that observes the cloud and the tailnet again,
+// for steps that depend on what earlier steps of the same apply created.
+func (s *session) refresh(d desired) func(context.Context) (*reconcile.Live, error) {
+	return func(ctx context.Context) (*reconcile.Live, error) {
+		l := *s.Live
+		var err error
+		if s.EC2 != nil {
+			if l.Cloud, err = (&nestaws.Observer{Client: s.EC2}).Observe(ctx, d.Fleet); err != nil {
+				return nil, fmt.Errorf("observe the cloud again: %w", err)
+			}
+		}
+		if s.Bot != nil {
+			if l.Tailnet, err = nesttailnet.Observe(ctx, s.Bot); err != nil {
+				return nil, fmt.Errorf("observe the tailnet again: %w", err)
+			}
+		}
+		return &l, nil
+	}
 }

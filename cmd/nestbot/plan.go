@@ -45,6 +45,7 @@ type planOptions struct {
 	SaveLive         string
 	SavePlan         string
 	Cloud            cloudFlags
+	Tailnet          tailnetFlags
 	Format           string
 	Out              string
 	Revision         string
@@ -80,6 +81,7 @@ Exit codes: 0 success, 1 error, 2 success with changes when
 	f.StringVar(&opts.SaveLive, "save-live", "", "write the observed live state to this snapshot file")
 	f.StringVar(&opts.SavePlan, "save-plan", "", "write the plan for a later nestbot apply --plan")
 	f.StringVar(&opts.Cloud.Endpoint, "aws-endpoint", "", "EC2 endpoint URL (default: the SDK's, or AWS_ENDPOINT_URL)")
+	opts.Tailnet.register(cmd)
 	f.StringVar(&opts.Format, "format", "text", "output format: text, markdown or json")
 	f.StringVar(&opts.Out, "out", "", "write the plan to this file instead of standard output")
 	f.StringVar(&opts.Revision, "revision", "", "the commit hosts roll to (default: the snapshot's repo.revision)")
@@ -104,10 +106,11 @@ func runPlan(opts *planOptions) error {
 			return err
 		}
 	} else {
-		s, err := observeLive(context.Background(), d, opts.Cloud)
+		s, err := observeLive(context.Background(), d, opts.Cloud, opts.Tailnet, opts.IO.Getenv)
 		if err != nil {
 			return err
 		}
+		s.Close()
 		live = s.Live
 	}
 	if opts.SaveLive != "" {

@@ -24,7 +24,11 @@ func Observe(ctx context.Context, s *tsnet.Server) (reconcile.Tailnet, error) {
 	for _, n := range nodes {
 		if n.Self {
 			t.Self = n.Name
-			continue
+		}
+	}
+	for _, n := range nodes {
+		if n.Self || n.Name == t.Self {
+			continue // nestbot itself, or an earlier ephemeral node of it not yet gone
 		}
 		ln := reconcile.Node{Name: n.Name, DNSName: n.DNSName, Tags: n.Tags, Online: n.Online, LastSeen: n.LastSeen}
 		for _, ip := range n.IPs {
