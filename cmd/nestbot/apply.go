@@ -21,6 +21,7 @@ type applyOptions struct {
 	PlanFile    string
 	Targets     []string
 	AutoApprove bool
+	NoCommit    bool
 	Revision    string
 	Cloud       cloudFlags
 	Tailnet     tailnetFlags
@@ -40,9 +41,8 @@ With --plan FILE it applies a plan saved by nestbot plan --save-plan, and
 refuses if nest.yaml or the live state changed since. --target limits the
 apply to some addresses and the steps they need.
 
-Today the cloud and certificate planes are applied (certificates are written
-into the repository's pki.dir: commit them); the steps of other planes are
-reported as skipped.`,
+Certificates are written into the repository's pki.dir and committed as one
+commit on the checked-out branch (unless --no-commit).`,
 		Args: cobra.NoArgs,
 		Example: `  nestbot apply
   nestbot apply --auto-approve --target aws.instance.ec2-controlplane
@@ -54,6 +54,7 @@ reported as skipped.`,
 	f.StringVar(&opts.PlanFile, "plan", "", "apply this saved plan (from nestbot plan --save-plan)")
 	f.StringSliceVar(&opts.Targets, "target", nil, "apply only these addresses and what they need (repeatable)")
 	f.BoolVar(&opts.AutoApprove, "auto-approve", false, "apply without asking")
+	f.BoolVar(&opts.NoCommit, "no-commit", false, "write certificates into pki.dir, do not commit them")
 	f.StringVar(&opts.Revision, "revision", "", "the commit being applied (seeds idempotency tokens; default GITHUB_SHA)")
 	f.StringVar(&opts.Cloud.Endpoint, "aws-endpoint", "", "EC2 endpoint URL (default: the SDK's, or AWS_ENDPOINT_URL)")
 	opts.Tailnet.register(cmd)
@@ -118,11 +119,7 @@ func runApply(opts *applyOptions) error {
 		exec.Appliers[reconcile.PlaneTailnet] = tailnetApplier(s.Bot, d.Fleet, logf)
 	}
 	if d.Fleet.PKI != nil && s.Live.Observed(reconcile.PlanePKI) {
-		apply, err := pkiApplier(d, s.refresh(d), opts.IO.Getenv, logf)
-		if err != nil {
-			return err
-		}
-		exec.Appliers[reconcile.PlanePKI] = apply
+		exec.Appliers[reconcile.PlanePKI] = pkiApplier(d, s.refresh(d), opts.IO, opts.NoCommit)
 	}
 	rep, applyErr := exec.Apply(ctx, plan)
 	printReport(opts.IO, rep)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 
 	"github.com/ducksnest/nestbot/pki"
 	"github.com/ducksnest/nestbot/reconcile"
@@ -35,32 +34,47 @@ func loadIdentity(getenv func(string) string) (*pki.Identity, error) {
 	return id, nil
 }
 
-// pkiApplier issues, renews, reissues and rekeys the certificate tree in
-// the repository, then reports each plan step by what was done to it.
-//
-// refresh re-observes the live state the certificates' SANs come from: a host
-// created by this apply has addresses only now.
-func pkiApplier(d desired, refresh func(context.Context) (*reconcile.Live, error), getenv func(string) string, logf func(string, ...any)) (reconcile.PlaneApplier, error) {
+// certsApplier is the certificate tree's applier, with the bot's identity.
+func certsApplier(d desired, getenv func(string) string) (*pki.Applier, error) {
 	id, err := loadIdentity(getenv)
 	if err != nil {
 		return nil, err
 	}
-	a := &pki.Applier{Files: pki.Dir(d.pkiDir()), Identity: id, RenewBefore: d.Fleet.PKI.RenewBefore.Duration,
-		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	return &pki.Applier{Files: pki.Dir(d.pkiDir()), Identity: id, RenewBefore: d.Fleet.PKI.RenewBefore.Duration,
+		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}, nil
+}
+
+// applyCerts issues, renews, reissues and rekeys the certificate tree in the
+// repository. refresh re-observes the live state the SANs come from: a host
+// created by this apply has addresses only now.
+func applyCerts(ctx context.Context, d desired, refresh func(context.Context) (*reconcile.Live, error), getenv func(string) string) (*pki.Report, error) {
+	a, err := certsApplier(d, getenv)
+	if err != nil {
+		return nil, err
+	}
+	live, err := refresh(ctx)
+	if err != nil {
+		return nil, err
+	}
 	rd := reconcile.Desired{Fleet: d.Fleet, HostKeys: d.HostKeys}
+	rep, err := a.Apply(ctx, pki.Set(d.Fleet, d.HostKeys, reconcile.HostFacts(rd, live)))
+	if err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	return rep, nil
+}
+
+// pkiApplier applies the certificate plane within nestbot apply, commits it
+// (unless noCommit), and reports each plan step by what was done to it.
+func pkiApplier(d desired, refresh func(context.Context) (*reconcile.Live, error), io *IO, noCommit bool) reconcile.PlaneApplier {
 	return func(ctx context.Context, steps []reconcile.Step) ([]reconcile.StepResult, error) {
-		live, err := refresh(ctx)
-		if err != nil {
-			return nil, err
-		}
-		specs := pki.Set(d.Fleet, d.HostKeys, reconcile.HostFacts(rd, live))
-		rep, err := a.Apply(ctx, specs)
 		out := make([]reconcile.StepResult, 0, len(steps))
+		rep, err := applyCerts(ctx, d, refresh, io.Getenv)
 		if err != nil {
 			for _, st := range steps {
 				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusFailed, Detail: "nothing was written"})
 			}
-			return out, fmt.Errorf("pki: %w", err)
+			return out, err
 		}
 		done := map[string]pki.Result{}
 		for _, r := range rep.Results {
@@ -77,10 +91,6 @@ func pkiApplier(d desired, refresh func(context.Context) (*reconcile.Live, error
 				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusApplied, Detail: string(r.Action)})
 			}
 		}
-		for _, w := range rep.Warnings {
-			logf("pki: %s", w)
-		}
-		logf("pki: %s (%d files written under %s)", strings.TrimPrefix(rep.Summary(), "nest: "), len(rep.Written), d.Fleet.PKI.Dir)
-		return out, nil
-	}, nil
+		return out, reportCerts(ctx, &IO{Out: io.Err, Err: io.Err, Getenv: io.Getenv}, d, rep, noCommit)
+	}
 }

@@ -78,6 +78,7 @@ Every flag can also be set with an environment variable NESTBOT_<FLAG>
 		newValidateCmd(io),
 		newPlanCmd(io),
 		newApplyCmd(io),
+		newCertsCmd(io),
 		newLabCmd(io),
 		newSchemaCmd(io),
 		newVersionCmd(io),
