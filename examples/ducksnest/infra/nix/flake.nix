@@ -6,6 +6,12 @@
 
   outputs = { self, nixpkgs, agenix, ... }:
     let
+      # nestbot ships the commit's tree to each host with a .nest-revision
+      # file; a build from a git checkout uses the commit itself.
+      revision = self.rev or (
+        if builtins.pathExists ./.nest-revision
+        then nixpkgs.lib.removeSuffix "\n" (builtins.readFile ./.nest-revision)
+        else self.dirtyRev or null);
       mkHost = name: nixpkgs.lib.nixosSystem {
         system = "x86_64-linux";
         modules = [
@@ -13,7 +19,7 @@
           ./modules/common.nix
           ./hosts/${name}/configuration.nix
           # nixos-version --json reports this; nestbot compares it with the target commit.
-          { system.configurationRevision = self.rev or self.dirtyRev or null; }
+          { system.configurationRevision = revision; }
         ];
       };
     in {
