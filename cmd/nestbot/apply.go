@@ -119,7 +119,10 @@ func runApply(opts *applyOptions) error {
 		exec.Appliers[reconcile.PlaneTailnet] = tailnetApplier(s.Bot, d.Fleet, logf)
 	}
 	if d.Fleet.PKI != nil && s.Live.Observed(reconcile.PlanePKI) {
-		exec.Appliers[reconcile.PlanePKI] = pkiApplier(d, s.refresh(d), opts.IO, opts.NoCommit)
+		exec.Appliers[reconcile.PlanePKI] = pkiApplier(d, s, opts.IO, opts.NoCommit)
+	}
+	if s.Bot != nil && s.Repo != nil {
+		exec.Appliers[reconcile.PlaneHosts] = rolloutApplier(s, d, s.Repo, opts.Tailnet.stateDir(opts.IO.Getenv), opts.IO, false)
 	}
 	rep, applyErr := exec.Apply(ctx, plan)
 	printReport(opts.IO, rep)

@@ -166,11 +166,12 @@ func runCertsApply(opts *certsOptions) error {
 	}
 	defer s.Close()
 	ctx := context.Background()
-	rep, err := applyCerts(ctx, d, s.refresh(d), opts.IO.Getenv)
+	rep, err := applyCerts(ctx, d, s, opts.IO.Getenv)
 	if err != nil {
 		return err
 	}
-	return reportCerts(ctx, opts.IO, d, rep, opts.NoCommit)
+	_, err = reportCerts(ctx, opts.IO, d, rep, opts.NoCommit)
+	return err
 }
 
 func runRotateCA(opts *certsOptions) error {
@@ -210,7 +211,8 @@ func runRotateCA(opts *certsOptions) error {
 	if err != nil {
 		return err
 	}
-	return reportCerts(ctx, opts.IO, d, rep, opts.NoCommit)
+	_, err = reportCerts(ctx, opts.IO, d, rep, opts.NoCommit)
+	return err
 }
 
 // certsSession observes what certificate SANs depend on: the cloud, the
@@ -227,8 +229,9 @@ func certsSession(opts *certsOptions) (desired, *session, error) {
 	return d, s, err
 }
 
-// reportCerts prints what an apply did and commits the files it changed.
-func reportCerts(ctx context.Context, io *IO, d desired, rep *pki.Report, noCommit bool) error {
+// reportCerts prints what an apply did and commits the files it changed,
+// returning the new commit ("" when nothing was committed).
+func reportCerts(ctx context.Context, io *IO, d desired, rep *pki.Report, noCommit bool) (string, error) {
 	fmt.Fprintln(io.Out, strings.TrimSpace(rep.CommitMessage()))
 	for _, w := range rep.Warnings {
 		fmt.Fprintln(io.Err, "warning:", w)
@@ -236,22 +239,22 @@ func reportCerts(ctx context.Context, io *IO, d desired, rep *pki.Report, noComm
 	changed := append(append([]string{}, rep.Written...), rep.Removed...)
 	if len(changed) == 0 {
 		fmt.Fprintln(io.Out, "Nothing to commit: every certificate is current.")
-		return nil
+		return "", nil
 	}
 	if noCommit {
 		fmt.Fprintf(io.Out, "%d files written under %s, not committed (--no-commit).\n", len(changed), d.Fleet.PKI.Dir)
-		return nil
+		return "", nil
 	}
 	sha, err := commitCerts(ctx, d, changed, rep.CommitMessage(), io.Getenv)
 	switch {
 	case errors.Is(err, errNotARepo):
 		fmt.Fprintf(io.Out, "%d files written under %s; not a git checkout, so nothing was committed.\n", len(changed), d.Fleet.PKI.Dir)
-		return nil
+		return "", nil
 	case err != nil:
-		return fmt.Errorf("the files are written under %s, but the commit failed: %w", d.Fleet.PKI.Dir, err)
+		return "", fmt.Errorf("the files are written under %s, but the commit failed: %w", d.Fleet.PKI.Dir, err)
 	}
 	fmt.Fprintf(io.Out, "Committed %d files as %s.\n", len(changed), sha[:12])
-	return nil
+	return sha, nil
 }
 
 var errNotARepo = errors.New("not a git checkout")

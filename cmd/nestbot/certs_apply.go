@@ -45,14 +45,19 @@ func certsApplier(d desired, getenv func(string) string) (*pki.Applier, error) {
 }
 
 // applyCerts issues, renews, reissues and rekeys the certificate tree in the
-// repository. refresh re-observes the live state the SANs come from: a host
-// created by this apply has addresses only now.
-func applyCerts(ctx context.Context, d desired, refresh func(context.Context) (*reconcile.Live, error), getenv func(string) string) (*pki.Report, error) {
+// repository. It first observes again the live state the SANs come from (a
+// host created by this apply has addresses only now) and pins the host keys
+// of hosts that just joined, so their keys are encrypted to them.
+func applyCerts(ctx context.Context, d desired, s *session, getenv func(string) string) (*pki.Report, error) {
 	a, err := certsApplier(d, getenv)
 	if err != nil {
 		return nil, err
 	}
-	live, err := refresh(ctx)
+	live, err := s.refresh(d)(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pinned, err := s.learnHostKeys(ctx, d, live)
 	if err != nil {
 		return nil, err
 	}
@@ -61,15 +66,16 @@ func applyCerts(ctx context.Context, d desired, refresh func(context.Context) (*
 	if err != nil {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
+	rep.Written = append(rep.Written, pinned...)
 	return rep, nil
 }
 
 // pkiApplier applies the certificate plane within nestbot apply, commits it
 // (unless noCommit), and reports each plan step by what was done to it.
-func pkiApplier(d desired, refresh func(context.Context) (*reconcile.Live, error), io *IO, noCommit bool) reconcile.PlaneApplier {
+func pkiApplier(d desired, s *session, io *IO, noCommit bool) reconcile.PlaneApplier {
 	return func(ctx context.Context, steps []reconcile.Step) ([]reconcile.StepResult, error) {
 		out := make([]reconcile.StepResult, 0, len(steps))
-		rep, err := applyCerts(ctx, d, refresh, io.Getenv)
+		rep, err := applyCerts(ctx, d, s, io.Getenv)
 		if err != nil {
 			for _, st := range steps {
 				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusFailed, Detail: "nothing was written"})
@@ -91,6 +97,10 @@ func pkiApplier(d desired, refresh func(context.Context) (*reconcile.Live, error
 				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusApplied, Detail: string(r.Action)})
 			}
 		}
-		return out, reportCerts(ctx, &IO{Out: io.Err, Err: io.Err, Getenv: io.Getenv}, d, rep, noCommit)
+		sha, err := reportCerts(ctx, &IO{Out: io.Err, Err: io.Err, Getenv: io.Getenv}, d, rep, noCommit)
+		if sha != "" && s.Repo != nil {
+			s.Repo.revision = sha // the rollout ships the commit that holds the certificates
+		}
+		return out, err
 	}
 }

@@ -79,6 +79,8 @@ Every flag can also be set with an environment variable NESTBOT_<FLAG>
 		newPlanCmd(io),
 		newApplyCmd(io),
 		newCertsCmd(io),
+		newHostsCmd(io),
+		newRolloutCmd(io),
 		newLabCmd(io),
 		newSchemaCmd(io),
 		newVersionCmd(io),

@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 	"time"
 
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
+	"golang.org/x/crypto/ssh"
 	"tailscale.com/tsnet"
 
 	"github.com/ducksnest/nestbot/pki"
 	"github.com/ducksnest/nestbot/reconcile"
 	nestaws "github.com/ducksnest/nestbot/reconcile/aws"
+	"github.com/ducksnest/nestbot/reconcile/rollout"
 	nesttailnet "github.com/ducksnest/nestbot/reconcile/tailnet"
 )
 
@@ -26,7 +29,10 @@ type cloudFlags struct {
 type session struct {
 	EC2  *awsec2.Client
 	Bot  *tsnet.Server // nestbot's tailnet node, or nil
+	Repo *repoFacts    // the git checkout holding nest.yaml, or nil
 	Live *reconcile.Live
+	// HostErrors says why a host could not be probed.
+	HostErrors map[string]error
 }
 
 // Close leaves the tailnet.
@@ -53,6 +59,10 @@ func observeLive(ctx context.Context, d desired, cf cloudFlags, tf tailnetFlags,
 			return nil, fmt.Errorf("observe the tailnet: %w", err)
 		}
 		s.Live.Planes = append(s.Live.Planes, reconcile.PlaneTailnet)
+		s.Repo = openRepo(d)
+		s.Live.Hosts, s.HostErrors = observeHosts(ctx, bot, d, s.Live)
+		fillRepo(s.Repo, s.Live)
+		s.Live.Planes = append(s.Live.Planes, reconcile.PlaneHosts)
 	}
 	if d.Fleet.PKI != nil {
 		certs, err := observeCerts(d, s.Live.ObservedAt)
@@ -123,4 +133,37 @@ func (s *session) refresh(d desired) func(context.Context) (*reconcile.Live, err
 		}
 		return &l, nil
 	}
+}
+
+// learnHostKeys probes the hosts that have no pinned key yet (a new
+// instance that just joined), and pins what they present in
+// <pki.dir>/hosts/<host>.pub. It returns the files written, relative to
+// pki.dir. A pinned key is never replaced.
+func (s *session) learnHostKeys(ctx context.Context, d desired, live *reconcile.Live) ([]string, error) {
+	if s.Bot == nil || d.Fleet.PKI == nil {
+		return nil, nil
+	}
+	ts, err := targets(d, live)
+	if err != nil {
+		return nil, err
+	}
+	var written []string
+	for _, t := range ts {
+		if t.HostKey != nil || t.Addr == "" {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		p, err := rollout.Probe(pctx, s.Bot, t)
+		cancel()
+		if err != nil {
+			return written, fmt.Errorf("learn the host key of %s: %w", t.Name, err)
+		}
+		key := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(p.HostKey)))
+		if err := pki.PinHostKey(pki.Dir(d.pkiDir()), t.Name, key); err != nil {
+			return written, err
+		}
+		d.HostKeys[t.Name] = pki.NormalizeRecipient(key)
+		written = append(written, pki.HostKeyPath(t.Name))
+	}
+	return written, nil
 }

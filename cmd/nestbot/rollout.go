@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ducksnest/nestbot/reconcile"
+	"github.com/ducksnest/nestbot/reconcile/rollout"
+)
+
+type rolloutOptions struct {
+	IO          *IO
+	File        string
+	Hosts       []string
+	MaxParallel int
+	DryRun      bool
+	JSON        bool
+	Tailnet     tailnetFlags
+	Cloud       cloudFlags
+}
+
+func newHostsCmd(io *IO) *cobra.Command {
+	opts := &rolloutOptions{IO: io}
+	cmd := &cobra.Command{
+		Use:   "hosts",
+		Short: "Show every host: online, tailnet address, revision, generation, and whether it is due",
+		Long: `Hosts joins the tailnet as nestbot's ephemeral node, probes every host in
+nest.yaml over SSH (nixos-version --json, /run/current-system, the system
+profile's generation) and shows what each runs and whether a rollout of the
+checked-out commit would switch it.`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error { return runHosts(opts) },
+	}
+	cmd.Flags().StringVarP(&opts.File, "file", "f", "nest.yaml", "the desired state")
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
+	opts.Tailnet.register(cmd)
+	return cmd
+}
+
+func newRolloutCmd(io *IO) *cobra.Command {
+	opts := &rolloutOptions{IO: io}
+	cmd := &cobra.Command{
+		Use:   "rollout",
+		Short: "Roll nixos-rebuild switch across the hosts whose configuration changed",
+		Long: `Rollout switches every due host to the checked-out commit — a host is due when
+it runs another revision and its configuration changed — in rollout.order, at
+most max_parallel at a time. On each host it first arms a dead-man rollback
+(the host switches itself back unless nestbot confirms within confirm_within),
+then starts nixos-rebuild switch detached (so a restart of tailscaled or sshd
+cannot kill it), waits for it, runs the health commands and confirms. A
+failure rolls that host back and halts the rollout. A journal in --state-dir
+lets a restarted rollout resume or report where it stopped.`,
+		Args: cobra.NoArgs,
+		Example: `  nestbot rollout --dry-run
+  nestbot rollout --hosts laptop-ultra
+  nestbot rollout --max-parallel 3 --json`,
+		RunE: func(*cobra.Command, []string) error { return runRolloutCmd(opts) },
+	}
+	f := cmd.Flags()
+	f.StringVarP(&opts.File, "file", "f", "nest.yaml", "the desired state")
+	f.StringSliceVar(&opts.Hosts, "hosts", nil, "roll only these hosts (comma-separated)")
+	f.IntVar(&opts.MaxParallel, "max-parallel", 0, "hosts switching at once (default rollout.max_parallel)")
+	f.BoolVar(&opts.DryRun, "dry-run", false, "show which hosts would roll, in which batches, and stop")
+	f.BoolVar(&opts.JSON, "json", false, "print progress as JSON events, one per line")
+	opts.Tailnet.register(cmd)
+	return cmd
+}
+
+// hostsSession observes the tailnet and the hosts (and the certificates,
+// which the plan reads), not the cloud: rollouts never touch AWS.
+func hostsSession(opts *rolloutOptions) (desired, *session, *reconcile.Plan, error) {
+	d, err := loadDesired(opts.File)
+	if err != nil {
+		return d, nil, nil, err
+	}
+	if opts.MaxParallel > 0 {
+		d.Fleet.Rollout.MaxParallel = opts.MaxParallel
+	}
+	aws := d.Fleet.AWS
+	d.Fleet.AWS = nil // not observed here
+	s, err := observeLive(context.Background(), d, cloudFlags{}, opts.Tailnet, opts.IO.Getenv)
+	d.Fleet.AWS = aws
+	if err != nil {
+		return d, nil, nil, err
+	}
+	if s.Bot == nil {
+		s.Close()
+		return d, nil, nil, errors.New("hosts are reached over the tailnet: give nestbot an auth key (--ts-authkey, NESTBOT_TS_AUTHKEY or tailnet.auth_key)")
+	}
+	live := *s.Live
+	live.Planes = []reconcile.Plane{reconcile.PlaneTailnet, reconcile.PlaneHosts}
+	plan, err := reconcile.Diff(reconcile.Desired{Fleet: d.Fleet, HostKeys: d.HostKeys}, &live, reconcile.Options{})
+	if err != nil {
+		s.Close()
+		return d, nil, nil, err
+	}
+	return d, s, plan, nil
+}
+
+func runHosts(opts *rolloutOptions) error {
+	d, s, plan, err := hostsSession(opts)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	type row struct {
+		Host       string `json:"host"`
+		Roles      string `json:"roles"`
+		Online     bool   `json:"online"`
+		TailnetIP  string `json:"tailnet_ip,omitempty"`
+		Revision   string `json:"revision,omitempty"`
+		Generation int    `json:"generation,omitempty"`
+		Due        string `json:"due,omitempty"`
+		Error      string `json:"error,omitempty"`
+	}
+	var rows []row
+	for _, name := range sortedHostNames(d) {
+		r := row{Host: name, Roles: strings.Join(d.Fleet.Hosts[name].Roles, ",")}
+		for _, n := range s.Live.Tailnet.Nodes {
+			if n.Name == name {
+				r.Online = n.Online
+				if len(n.IPs) > 0 {
+					r.TailnetIP = n.IPs[0]
+				}
+			}
+		}
+		if run, ok := s.Live.Hosts[name]; ok && run.Reachable {
+			r.Revision, r.Generation = run.Revision, run.Generation
+		}
+		if err := s.HostErrors[name]; err != nil {
+			r.Error = err.Error()
+		}
+		for _, st := range plan.StepsOf(reconcile.PlaneHosts) {
+			if st.Address == reconcile.HostAddress(name) {
+				r.Due = fmt.Sprintf("batch %d: %s", st.Batch, st.Reason)
+			}
+		}
+		rows = append(rows, r)
+	}
+	if opts.JSON {
+		fmt.Fprintln(opts.IO.Out, mustJSON(rows))
+		return nil
+	}
+	tw := tabwriter.NewWriter(opts.IO.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tROLES\tONLINE\tTAILNET IP\tREVISION\tGEN\tDUE")
+	for _, r := range rows {
+		online, due, gen := "no", r.Due, "-"
+		if r.Online {
+			online = "yes"
+		}
+		if due == "" {
+			due = "-"
+		}
+		if r.Error != "" {
+			due = "unreachable: " + r.Error
+		}
+		if r.Generation > 0 {
+			gen = fmt.Sprint(r.Generation)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.Roles, online, cmpOr(r.TailnetIP, "-"), shortRev(r.Revision), gen, due)
+	}
+	tw.Flush()
+	if s.Repo != nil {
+		fmt.Fprintf(opts.IO.Out, "\nTarget: %s (HEAD of the checkout holding %s)\n", shortRev(s.Repo.revision), opts.File)
+	} else {
+		fmt.Fprintf(opts.IO.Out, "\n%s is not in a git checkout: no target revision, nothing is due.\n", opts.File)
+	}
+	return nil
+}
+
+func runRolloutCmd(opts *rolloutOptions) error {
+	d, s, plan, err := hostsSession(opts)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if s.Repo == nil {
+		return fmt.Errorf("%s is not in a git checkout: a rollout ships a commit", opts.File)
+	}
+	steps := plan.StepsOf(reconcile.PlaneHosts)
+	if len(opts.Hosts) > 0 {
+		for _, h := range opts.Hosts {
+			if _, ok := d.Fleet.Hosts[h]; !ok {
+				return fmt.Errorf("--hosts %s: no such host in %s", h, opts.File)
+			}
+		}
+		steps = slices.DeleteFunc(steps, func(st reconcile.Step) bool {
+			return !slices.Contains(opts.Hosts, strings.TrimPrefix(st.Address, reconcile.HostAddress("")))
+		})
+	}
+	if len(steps) == 0 {
+		fmt.Fprintf(opts.IO.Out, "No host is due: every host runs %s or its configuration did not change.\n", shortRev(s.Repo.revision))
+		return nil
+	}
+	if opts.DryRun {
+		for _, st := range steps {
+			fmt.Fprintf(opts.IO.Out, "batch %d  %-24s %s\n", st.Batch, strings.TrimPrefix(st.Address, "host."), st.Reason)
+		}
+		return nil
+	}
+	res, err := runRollout(context.Background(), s, d, s.Repo, opts.Tailnet.stateDir(opts.IO.Getenv), opts.IO, opts.JSON, steps)
+	if opts.JSON {
+		fmt.Fprintln(opts.IO.Out, mustJSON(res))
+	} else {
+		printRolloutResult(opts.IO, res)
+	}
+	if err != nil {
+		return fmt.Errorf("rollout halted: %w", err)
+	}
+	return nil
+}
+
+func printRolloutResult(io *IO, res *rollout.Result) {
+	tw := tabwriter.NewWriter(io.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nHOST\tBATCH\tSTATE\tFROM\tNOW\tDETAIL")
+	for _, h := range res.Hosts {
+		now := "(unreachable)"
+		if h.Reachable {
+			now = shortRev(h.Now.Revision)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", h.Name, h.Batch, h.State, shortRev(h.From), now, cmpOr(h.Detail, "-"))
+	}
+	tw.Flush()
+	for _, in := range res.Interrupted {
+		fmt.Fprintf(io.Out, "An earlier rollout stopped on %s while %s (%s); found: %s\n", in.Host, in.Step, in.At.Format(time.DateTime), cmpOr(in.Found, "-"))
+	}
+}
+
+func sortedHostNames(d desired) []string {
+	names := make([]string, 0, len(d.Fleet.Hosts))
+	for n := range d.Fleet.Hosts {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ducksnest/nestbot/lab"
+	"github.com/ducksnest/nestbot/nest"
+)
+
+// TestApplyThenRolloutOneChangedHost plays the fleet's life from a git
+// checkout against the lab: apply creates the instance, waits for it to
+// join, issues and commits the certificates and rolls every host to that
+// commit; then a change to one host's configuration rolls only that host.
+func TestApplyThenRolloutOneChangedHost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a lab")
+	}
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git is not installed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	repo := copyExample(t)
+	git := func(args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, "git", args...)
+		cmd.Dir = repo
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@e", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@e")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git("init", "-q", "-b", "main")
+	git("add", ".")
+	git("commit", "-q", "-m", "the fleet")
+	f, err := nest.Load(filepath.Join(repo, "nest.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := lab.Up(lab.Options{Fleet: f, PendingDelay: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	env := append(l.Env(), "NESTBOT_STATE_DIR="+t.TempDir())
+	nestbot := func(args ...string) (string, int) {
+		t.Helper()
+		out, err := nestbotCmd(ctx, env, args...).CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return string(out), ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), 0
+	}
+	file := filepath.Join(repo, "nest.yaml")
+	out, code := nestbot("apply", "-f", file, "--auto-approve")
+	if code != 0 {
+		t.Fatalf("apply: exit %d\n%s", code, out)
+	}
+	head := git("rev-parse", "HEAD")
+	if !strings.HasPrefix(git("log", "-1", "--format=%s"), "nest: issue 23 certificates") {
+		t.Fatalf("no certificate commit:\n%s", out)
+	}
+	for _, h := range []string{"ec2-controlplane", "laptop-firebat", "laptop-ultra"} {
+		lh, ok := l.Host(h)
+		if !ok {
+			t.Fatalf("lab has no host %s", h)
+		}
+		if st, err := lh.State(); err != nil || st.Revision != head {
+			rev := st.Revision
+			t.Fatalf("%s runs %q after apply (%v), want the certificate commit %s\n%s", h, rev, err, head, out)
+		}
+	}
+	if out, code := nestbot("plan", "-f", file, "--detailed-exitcode"); code != 0 {
+		t.Fatalf("plan after apply: exit %d\n%s", code, out)
+	}
+
+	// One host's configuration changes.
+	cfg := filepath.Join(repo, "infra/nix/hosts/laptop-ultra/configuration.nix")
+	data, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, append(data, []byte("# more swap\n")...), 0o644)
+	git("commit", "-q", "-am", "laptop-ultra: more swap")
+	next := git("rev-parse", "HEAD")
+	out, code = nestbot("hosts", "-f", file)
+	if code != 0 || !strings.Contains(out, "changed infra/nix/hosts/laptop-ultra/configuration.nix") {
+		t.Fatalf("hosts: exit %d\n%s", code, out)
+	}
+	if out, code = nestbot("rollout", "-f", file, "--dry-run"); code != 0 || strings.Count(out, "batch ") != 1 {
+		t.Fatalf("rollout --dry-run: exit %d\n%s", code, out)
+	}
+	if out, code = nestbot("rollout", "-f", file); code != 0 {
+		t.Fatalf("rollout: exit %d\n%s", code, out)
+	}
+	want := map[string]string{"laptop-ultra": next, "laptop-firebat": head, "ec2-controlplane": head}
+	for h, rev := range want {
+		lh, _ := l.Host(h)
+		if st, _ := lh.State(); st.Revision != rev {
+			got := st.Revision
+			t.Errorf("%s runs %.7s, want %.7s", h, got, rev)
+		}
+	}
+	t.Logf("rollout:\n%s", out)
+}

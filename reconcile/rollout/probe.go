@@ -1,0 +1,206 @@
+package rollout
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/ducksnest/nestbot/reconcile"
+)
+
+// Probed is what a host runs.
+type Probed struct {
+	// Revision is nixos-version's configurationRevision: the commit the
+	// running system was built from ("" if it does not say).
+	Revision string `json:"revision,omitempty"`
+	// NixOSVersion is nixos-version's nixosVersion.
+	NixOSVersion string `json:"nixos_version,omitempty"`
+	// System is /run/current-system's store path.
+	System string `json:"system,omitempty"`
+	// Generation is the system profile's current generation number.
+	Generation int `json:"generation,omitempty"`
+	// HostKey is the SSH host key the host offered.
+	HostKey ssh.PublicKey `json:"-"`
+}
+
+// HostRun is the probe in the plan's shape.
+func (p Probed) HostRun() reconcile.HostRun {
+	return reconcile.HostRun{Revision: p.Revision, System: p.System, Generation: p.Generation, Reachable: true}
+}
+
+// DefaultDialTimeout bounds one dial and SSH handshake when none is set.
+const DefaultDialTimeout = 10 * time.Second
+
+// Probe connects to a host over the tailnet (checking its pinned host key,
+// or learning it) and reads what it runs: nixos-version --json, the
+// current system and the system profile's generation. ctx bounds it.
+func Probe(ctx context.Context, d Dialer, t Target) (Probed, error) {
+	c := newConn(d, t, DefaultDialTimeout, func(string, ...any) {})
+	defer c.close()
+	p, err := probe(ctx, c, nil)
+	p.HostKey = c.hostKey()
+	return p, err
+}
+
+// probe runs the probe script, and the extra sections asked for, in one
+// session; the sections' lines are returned by name.
+func probe(ctx context.Context, c *conn, extra []section) (Probed, error) {
+	start := time.Now()
+	defer func() { c.addTiming(func(t *Timings) { t.Probe += time.Since(start) }) }()
+	r, err := c.retry(ctx, probeScript(extra), nil)
+	if err != nil {
+		return Probed{}, fmt.Errorf("probe %s: %w", c.target.Name, err)
+	}
+	secs := parseSections(r.Stdout)
+	p, err := parseProbe(secs)
+	if err != nil {
+		return p, fmt.Errorf("probe %s: %w (%s)", c.target.Name, err, r.brief())
+	}
+	for _, s := range extra {
+		s.parse(secs[s.name])
+	}
+	return p, nil
+}
+
+// section is an extra part of a probe: a name, the shell that prints it,
+// and what to do with its lines.
+type section struct {
+	name  string
+	shell string
+	parse func(lines []string)
+}
+
+const (
+	profilePath        = "/nix/var/nix/profiles/system"
+	currentSystemPath  = "/run/current-system"
+	switchToConfigPath = profilePath + "/bin/switch-to-configuration"
+)
+
+func probeScript(extra []section) string {
+	var b strings.Builder
+	b.WriteString("echo @version; nixos-version --json; echo; ")
+	b.WriteString("echo @system; readlink " + currentSystemPath + "; ")
+	b.WriteString("echo @profile; readlink " + profilePath + "; ")
+	for _, s := range extra {
+		b.WriteString("echo @" + s.name + "; " + s.shell + "; ")
+	}
+	b.WriteString("echo @end")
+	return b.String()
+}
+
+// parseSections splits output into the lines under each "@name" line.
+func parseSections(out string) map[string][]string {
+	secs := map[string][]string{}
+	cur := ""
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 0, 4096), outputLimit)
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		if name, ok := strings.CutPrefix(line, "@"); ok && !strings.ContainsAny(name, " \t") {
+			cur = name
+			if _, seen := secs[cur]; !seen {
+				secs[cur] = nil
+			}
+			continue
+		}
+		if cur != "" && line != "" {
+			secs[cur] = append(secs[cur], line)
+		}
+	}
+	return secs
+}
+
+func parseProbe(secs map[string][]string) (Probed, error) {
+	var p Probed
+	if _, ok := secs["end"]; !ok {
+		return p, fmt.Errorf("probe output is incomplete")
+	}
+	var v struct {
+		NixosVersion          string `json:"nixosVersion"`
+		ConfigurationRevision string `json:"configurationRevision"`
+	}
+	ver := strings.Join(secs["version"], "")
+	if err := json.Unmarshal([]byte(ver), &v); err != nil || v.NixosVersion == "" {
+		return p, fmt.Errorf("nixos-version --json said %q: is this NixOS?", ver)
+	}
+	p.Revision, p.NixOSVersion = v.ConfigurationRevision, v.NixosVersion
+	if sys := secs["system"]; len(sys) > 0 {
+		p.System = sys[0]
+	}
+	prof := secs["profile"]
+	if len(prof) == 0 {
+		return p, fmt.Errorf("no system profile at %s", profilePath)
+	}
+	n, ok := generationOf(prof[0])
+	if !ok {
+		return p, fmt.Errorf("system profile points to %q, not a system-N-link", prof[0])
+	}
+	p.Generation = n
+	return p, nil
+}
+
+// generationOf parses "system-N-link" (or a path ending in it).
+func generationOf(link string) (int, bool) {
+	s, ok := strings.CutPrefix(path.Base(link), "system-")
+	if !ok {
+		return 0, false
+	}
+	s, ok = strings.CutSuffix(s, "-link")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(s)
+	return n, err == nil && n > 0
+}
+
+// unitState is what systemctl show says of a unit.
+type unitState struct {
+	Active, Sub, Result string
+	Status              int // ExecMainStatus
+}
+
+func parseUnit(lines []string) unitState {
+	var u unitState
+	for _, l := range lines {
+		k, v, _ := strings.Cut(l, "=")
+		switch k {
+		case "ActiveState":
+			u.Active = v
+		case "SubState":
+			u.Sub = v
+		case "Result":
+			u.Result = v
+		case "ExecMainStatus":
+			u.Status, _ = strconv.Atoi(v)
+		}
+	}
+	return u
+}
+
+// loaded reports whether the unit exists (systemd shows an unknown unit
+// as inactive).
+func (u unitState) loaded() bool { return u.Active != "" && u.Active != "inactive" }
+
+// running reports whether the unit's process is still going.
+func (u unitState) running() bool {
+	return u.Active == "activating" || u.Active == "active" && u.Sub == "running" || u.Active == "deactivating" || u.Active == "reloading"
+}
+
+// succeeded reports whether the unit ran to the end with status 0.
+func (u unitState) succeeded() bool {
+	return u.Active == "active" && u.Sub == "exited" && u.Result == "success" && u.Status == 0
+}
+
+func (u unitState) String() string {
+	if !u.loaded() {
+		return "not loaded"
+	}
+	return fmt.Sprintf("%s (%s), result %s, status %d", u.Active, u.Sub, u.Result, u.Status)
+}

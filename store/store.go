@@ -1,0 +1,73 @@
+// Package store is nestbot's durable state: one bbolt file in the state
+// directory. Today it holds the rollout journal (DB.Journal); GitHub
+// delivery ids, locks and the job queue are meant to join it as further
+// accessors on DB, each in its own top-level bucket.
+//
+//	db, err := store.Open(filepath.Join(stateDir, "nestbot.db"))
+//	if err != nil { ... }
+//	defer db.Close()
+//	err = db.Journal().Record(store.Entry{Rollout: rev, Host: "web", Step: "armed", Generation: 41})
+//
+// One process at a time holds the file: Open waits up to OpenTimeout for
+// another nestbot to let go of it, then fails with ErrLocked.
+package store // import "github.com/ducksnest/nestbot/store"
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// OpenTimeout bounds how long Open waits for another process to release the file.
+const OpenTimeout = 2 * time.Second
+
+// ErrLocked is returned by Open when another process holds the file.
+var ErrLocked = errors.New("store: the state file is in use by another nestbot process")
+
+// DB is an open state file. Its methods are safe for concurrent use.
+type DB struct {
+	bolt *bolt.DB
+	path string
+}
+
+// Open opens (creating it, and its directory, if needed) the state file at path.
+func Open(path string) (*DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: OpenTimeout})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s (stop the other one, or use another --state-dir)", ErrLocked, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	db := &DB{bolt: b, path: path}
+	if err := b.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(journalBucket)
+		return err
+	}); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// Path is the file's path.
+func (db *DB) Path() string { return db.path }
+
+// Close closes the file.
+func (db *DB) Close() error {
+	if err := db.bolt.Close(); err != nil {
+		return fmt.Errorf("store: close %s: %w", db.path, err)
+	}
+	return nil
+}
+
+// Journal is the rollout journal kept in this file.
+func (db *DB) Journal() *Journal { return &Journal{db: db.bolt} }
