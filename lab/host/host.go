@@ -18,7 +18,8 @@
 //	etc/hostname, etc/os-release
 //	etc/ssh/ssh_host_ed25519_key{,.pub}       the host key (Tailscale SSH serves it)
 //	nix/store/<hash>-nixos-system-<name>-<v>/ one closure per configuration: nixos-version,
-//	                                          configuration-revision, bin/switch-to-configuration
+//	                                          configuration-revision, bin/switch-to-configuration,
+//	                                          lab-certs/ (see Serving TLS)
 //	nix/var/nix/profiles/system-N-link        generation N
 //	nix/var/nix/profiles/system               -> system-N-link
 //	run/current-system, run/booted-system     -> a closure
@@ -64,6 +65,28 @@
 // --on-active=SPAN a NAME.timer runs NAME.service after SPAN unless
 // `systemctl stop NAME.timer` comes first.
 //
+// # Serving TLS
+//
+// While its node is up, the host serves TLS on the serving ports as
+// kubeadm's components would: 6443 the apiserver certificate, 2379
+// etcd-server, 10250 kubelet-serving (pki.ServedLeaf), each from its
+// current generation. A generation's certificates come from the source it
+// was built from, copied into its closure like nix copies a flake's source
+// to the store: a switch from FLAKE copies FLAKE/<PKIDir>/derived/<name>/
+// (*.crt, *.key.age) into the closure's lab-certs/, and the copy is part of
+// the closure's hash, so a tree with renewed certificates builds a new
+// generation even at the same revision. The first (boot) generation has
+// none.
+//
+// Each connection to a serving port is judged when it arrives: if the
+// current generation holds that port's certificate, the host completes one
+// TLS handshake with it (the key decrypted with the host's SSH host key)
+// and closes the connection; otherwise the connection is refused (RST),
+// as by a port nobody listens on — a worker has no apiserver. A
+// generation's certificates are read once, so a switch or a rollback is
+// served from the next connection on. A certificate that cannot be read or
+// decrypted is logged and its port refuses.
+//
 // # Faults
 //
 // SetFaults changes, at any time, what the next `nixos-rebuild switch
@@ -102,6 +125,9 @@ import (
 // DefaultNixOSVersion is what nixos-version reports when
 // Config.NixOSVersion is empty.
 const DefaultNixOSVersion = "25.05.20250708.88983d4"
+
+// DefaultPKIDir is Config.PKIDir when empty.
+const DefaultPKIDir = "pki"
 
 // RejoinTimeout bounds the host's rejoining the tailnet after activation
 // restarted its tailscaled.
@@ -150,6 +176,13 @@ type Config struct {
 	// sshd, tailscaled and nix-daemon.
 	Units []string
 
+	// PKIDir is where the certificate tree (nest.yaml's pki.dir) lies,
+	// relative to the flake directory a switch builds from, as the NixOS
+	// configuration would reference it: "secrets/certs" for a flake in
+	// infra/nix and pki.dir infra/nix/secrets/certs; "../pki" is fine.
+	// Empty means "pki". See "Serving TLS".
+	PKIDir string
+
 	// Logf, if set, receives the host's log: sessions, tailscaled going
 	// down and up.
 	Logf logger.Logf
@@ -177,6 +210,7 @@ type Host struct {
 	changed  chan struct{} // closed and replaced when node comes or goes
 	sessions map[*session]struct{}
 	faults   Faults
+	tls      *tlsServer
 	upErr    error  // why the last start of tailscaled failed
 	udpPort  uint16 // the node's WireGuard port, kept across restarts
 	closed   bool
@@ -210,6 +244,12 @@ func Boot(ctx context.Context, lab *tailnet.Lab, cfg Config) (*Host, error) {
 	if cfg.NixOSVersion == "" {
 		cfg.NixOSVersion = DefaultNixOSVersion
 	}
+	if cfg.PKIDir == "" {
+		cfg.PKIDir = DefaultPKIDir
+	}
+	if filepath.IsAbs(cfg.PKIDir) || strings.ContainsAny(cfg.PKIDir, "\n\x00") {
+		return nil, fmt.Errorf("host: boot %s: bad pki directory %q (give a path relative to the flake directory)", cfg.Name, cfg.PKIDir)
+	}
 	h := &Host{
 		cfg:      cfg,
 		lab:      lab,
@@ -222,6 +262,7 @@ func Boot(ctx context.Context, lab *tailnet.Lab, cfg Config) (*Host, error) {
 	if h.logf == nil {
 		h.logf = logger.Discard
 	}
+	h.tls = &tlsServer{h: h}
 	if err := checkSystemHostKey(); err != nil {
 		return nil, fmt.Errorf("host: boot %s: %w", cfg.Name, err)
 	}

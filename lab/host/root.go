@@ -64,6 +64,7 @@ func (h *Host) prepareRoot(ctx context.Context) (ssh.PublicKey, error) {
 		"run/lab/nixpkgs-revision": strings.Repeat("0", 33) + shortRev(h.cfg.NixOSVersion) + "\n",
 		"run/lab/units":            strings.Join(units, "\n") + "\n",
 		"run/lab/path":             realPath() + "\n",
+		"run/lab/pki-dir":          h.cfg.PKIDir + "\n",
 		faultsFile:                 Faults{}.shell(),
 	}
 	for name, content := range files {

@@ -39,7 +39,7 @@ func (h *Host) StartTailscaled(ctx context.Context) error {
 }
 
 // startTailscaled joins the node (state in the root's var/lib/tailscale)
-// and starts serving Tailscale SSH on port 22.
+// and starts serving Tailscale SSH on port 22 and TLS on the serving ports.
 func (h *Host) startTailscaled(ctx context.Context) error {
 	// One start at a time: two nodes on one state directory would fight.
 	h.startMu.Lock()
@@ -76,6 +76,11 @@ func (h *Host) startTailscaled(ctx context.Context) error {
 		h.setUpErr(err)
 		return err
 	}
+
+	// The serving ports (6443, 2379, 10250): no listeners, a handler of
+	// last resort that accepts or refuses each connection by what the
+	// current generation serves.
+	node.RegisterFallbackTCPHandler(h.tls.flow)
 
 	h.mu.Lock()
 	if h.closed || h.node != nil {

@@ -46,8 +46,8 @@ type HostKeyError struct {
 }
 
 func (e *HostKeyError) Error() string {
-	return fmt.Sprintf("rollout: %s: host key changed: pinned %s, the host offers %s; if %s was reinstalled, pin its new key (cat /etc/ssh/ssh_host_ed25519_key.pub on it)",
-		e.Host, ssh.FingerprintSHA256(e.Want), ssh.FingerprintSHA256(e.Got), e.Host)
+	return fmt.Sprintf("host key changed: pinned %s, %s offers %s; if %s was reinstalled, pin its new key (cat /etc/ssh/ssh_host_ed25519_key.pub on it)",
+		ssh.FingerprintSHA256(e.Want), e.Host, ssh.FingerprintSHA256(e.Got), e.Host)
 }
 
 // connError is a failure of the connection rather than of a command: the
@@ -332,7 +332,7 @@ func (c *conn) run(ctx context.Context, cmd string, stdin io.Reader) (result, er
 	s, err := cl.NewSession()
 	if err != nil {
 		c.drop(cl)
-		return result{}, &connError{fmt.Errorf("%s: new session: %w", c.target.Name, err)}
+		return result{}, &connError{fmt.Errorf("new session: %w", err)}
 	}
 	defer s.Close()
 	stdout := &limitedBuffer{max: outputLimit}
@@ -343,7 +343,7 @@ func (c *conn) run(ctx context.Context, cmd string, stdin io.Reader) (result, er
 	}
 	if err := s.Start(cmd); err != nil {
 		c.drop(cl)
-		return result{}, &connError{fmt.Errorf("%s: start session: %w", c.target.Name, err)}
+		return result{}, &connError{fmt.Errorf("start session: %w", err)}
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Wait() }()
@@ -367,7 +367,7 @@ func (c *conn) run(ctx context.Context, cmd string, stdin io.Reader) (result, er
 		return r, ctx.Err()
 	default:
 		c.drop(cl)
-		return r, &connError{fmt.Errorf("%s: session ended without an exit status: %w", c.target.Name, err)}
+		return r, &connError{fmt.Errorf("session ended without an exit status: %w", err)}
 	}
 }
 

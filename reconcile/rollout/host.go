@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -15,57 +14,55 @@ var errStepTimeout = errors.New("timed out")
 
 // roll takes one host through its steps. A failure rolls it back and halts
 // the rollout; a cancelled ctx leaves it as it is (the journal says where).
-func (ru *run) roll(ctx context.Context, h *hostRun) {
-	var err error
-	step := StateShipping
-	armed := time.Now()
+// started, if set, is called once the switch has started (or will not).
+func (ru *run) roll(ctx context.Context, h *hostRun, started func()) {
+	if started == nil {
+		started = func() {}
+	}
+	defer started()
+	if h.dec.act == actRoll {
+		if err := ru.ship(ctx, h); err != nil {
+			ru.failed(ctx, h, StateShipping, err, false)
+			return
+		}
+	}
+	// From arming on, everything up to the confirmation must be done
+	// before the dead-man timer fires. (A resumed host's timer was armed
+	// by the earlier run: at worst it fires first, and confirm notices.)
+	dctx, cancel := context.WithDeadlineCause(ctx, time.Now().Add(ru.cfg.ConfirmWithin), errStepTimeout)
+	defer cancel()
+	step := StateSwitching
 	switch h.dec.act {
 	case actRoll:
-		if err = ru.ship(ctx, h); err != nil {
-			break
+		var err error
+		step, err = ru.armAndSwitch(dctx, h)
+		started()
+		if err != nil {
+			if step == StateArmed && ctx.Err() == nil {
+				// Nothing switched: take back the timer, if it was armed.
+				tctx, cancel := context.WithTimeout(ctx, 2*ru.cfg.DialTimeout)
+				h.conn.retry(tctx, "systemctl stop "+ru.names.rollbackTimer()+" >/dev/null 2>&1; true", nil)
+				cancel()
+			}
+			ru.failed(ctx, h, step, ru.explain(ctx, dctx, err), step == StateSwitching)
+			return
 		}
-		step = StateArmed
-		armed = time.Now()
-		if err = ru.arm(ctx, h); err != nil {
-			break
-		}
-		step = StateSwitching
-		err = ru.startSwitch(ctx, h)
 	case actWait:
-		step = StateSwitching
 		ru.set(h, StateSwitching, "resumed")
 	case actHealth:
 		step = StateHealth
 	}
-	if err != nil {
-		if step == StateArmed && ctx.Err() == nil {
-			// Nothing switched: take back the timer, if it was armed.
-			h.conn.retry(ctx, "systemctl stop "+ru.names.rollbackTimer()+" >/dev/null 2>&1; true", nil)
-		}
-		ru.failed(ctx, h, step, err, step == StateSwitching)
-		return
-	}
-
-	// The switch, the health checks and the confirmation must be done
-	// before the dead-man timer fires.
-	deadline := armed.Add(ru.cfg.ConfirmWithin)
-	if h.dec.act != actRoll {
-		deadline = time.Now().Add(ru.cfg.ConfirmWithin) // at worst the timer fires first; confirm notices
-	}
-	dctx, cancel := context.WithDeadlineCause(ctx, deadline, errStepTimeout)
-	defer cancel()
 	if step == StateSwitching {
-		if err = ru.waitSwitch(dctx, h); err != nil {
+		if err := ru.waitSwitch(dctx, h); err != nil {
 			ru.failed(ctx, h, step, ru.explain(ctx, dctx, err), true)
 			return
 		}
-		step = StateHealth
 	}
-	if err = ru.health(dctx, h); err != nil {
-		ru.failed(ctx, h, step, ru.explain(ctx, dctx, err), true)
+	if err := ru.health(dctx, h); err != nil {
+		ru.failed(ctx, h, StateHealth, ru.explain(ctx, dctx, err), true)
 		return
 	}
-	if err = ru.confirm(dctx, h); err != nil {
+	if err := ru.confirm(dctx, h); err != nil {
 		ru.failed(ctx, h, StateHealth, ru.explain(ctx, dctx, err), true)
 		return
 	}
@@ -79,20 +76,23 @@ func (ru *run) explain(ctx, dctx context.Context, err error) error {
 	return err
 }
 
-// shipAhead starts shipping the sources of a batch's hosts that will roll.
-func (ru *run) shipAhead(ctx context.Context, batch []*hostRun) {
-	for _, h := range batch {
-		if !h.getState().Final() && h.dec.act == actRoll && !ru.halted.Load() {
-			ru.startShip(ctx, h)
-		}
-	}
-}
-
-// startShip starts shipping h's source once; ship waits for it.
+// startShip starts shipping h's source once, if it is to be rolled; ship
+// waits for it.
 func (ru *run) startShip(ctx context.Context, h *hostRun) {
 	h.shipOnce.Do(func() {
+		ru.bg.Add(1)
 		go func() {
+			defer ru.bg.Done()
 			defer close(h.shipDone)
+			select {
+			case <-h.ready:
+			case <-ctx.Done():
+				h.shipErr = ctx.Err()
+				return
+			}
+			if h.getState().Final() || h.dec.act != actRoll || ru.halted.Load() {
+				return
+			}
 			select {
 			case ru.shipSem <- struct{}{}:
 			case <-ctx.Done():
@@ -117,6 +117,9 @@ func (ru *run) ship(ctx context.Context, h *hostRun) error {
 
 var errShipAbandoned = errors.New("the session ended")
 
+// shipTimeout bounds shipping the source to one host.
+const shipTimeout = 5 * time.Minute
+
 // doShip sends the source tree as a tar stream into the source directory,
 // unless an earlier attempt left it there.
 func (ru *run) doShip(ctx context.Context, h *hostRun) error {
@@ -125,6 +128,8 @@ func (ru *run) doShip(ctx context.Context, h *hostRun) error {
 		return nil
 	}
 	ru.set(h, StateShipping, "")
+	ctx, cancel := context.WithTimeout(ctx, shipTimeout)
+	defer cancel()
 	start := time.Now()
 	defer func() { h.conn.addTiming(func(t *Timings) { t.Ship += time.Since(start) }) }()
 	stdin := func() (io.Reader, func()) {
@@ -142,77 +147,82 @@ func (ru *run) doShip(ctx context.Context, h *hostRun) error {
 	return nil
 }
 
-// arm records the current generation and arms the dead-man rollback to it.
-func (ru *run) arm(ctx context.Context, h *hostRun) error {
+// armAndSwitch records the generation to roll back to, arms the dead-man
+// rollback to it, and starts the switch, in one session. It returns the
+// step it got to.
+func (ru *run) armAndSwitch(ctx context.Context, h *hostRun) (State, error) {
 	start := time.Now()
 	defer func() { h.conn.addTiming(func(t *Timings) { t.Arm += time.Since(start) }) }()
-	r, err := h.conn.retry(ctx, ru.names.armScript(ru.cfg.ConfirmWithin), nil)
-	if err != nil {
-		return fmt.Errorf("arm the rollback: %w", err)
-	}
-	if r.Status != 0 {
-		return fmt.Errorf("arm the rollback (exit %d): %s", r.Status, r.brief())
-	}
-	v, ok := strings.CutPrefix(strings.TrimSpace(r.Stdout), "generation=")
-	gen, err := strconv.Atoi(v)
-	if !ok || err != nil || gen <= 0 {
-		return fmt.Errorf("arm the rollback: unexpected output %q", r.Stdout)
-	}
+	gen := h.found.Generation
 	h.mu.Lock()
 	h.gen = gen
 	h.mu.Unlock()
-	ru.set(h, StateArmed, fmt.Sprintf("rolls back to generation %d unless confirmed within %v", gen, ru.cfg.ConfirmWithin))
-	return nil
-}
-
-// startSwitch starts nixos-rebuild switch as a detached unit.
-func (ru *run) startSwitch(ctx context.Context, h *hostRun) error {
-	ru.set(h, StateSwitching, "")
-	start := time.Now()
-	defer func() { h.conn.addTiming(func(t *Timings) { t.Switch += time.Since(start) }) }()
-	r, err := h.conn.retry(ctx, ru.names.switchScript(h.target.Name), nil)
+	// The journal knows the generation before anything is armed.
+	ru.record(h, StateArmed, fmt.Sprintf("arming: rolls back to generation %d", gen))
+	script := func(again bool) string {
+		return ru.names.armAndSwitchScript(h.target.Name, gen, ru.cfg.ConfirmWithin, h.ins.leftovers(), again)
+	}
+	r, err := h.conn.run(ctx, script(false), nil)
+	if err != nil && retryable(err) && ctx.Err() == nil {
+		r, err = h.conn.retry(ctx, script(true), nil)
+	}
 	if err != nil {
-		return fmt.Errorf("start the switch: %w", err)
+		// How far it got is not known: treat it as switched.
+		return StateSwitching, fmt.Errorf("arm the rollback and start the switch: %w", err)
 	}
-	if r.Status != 0 {
-		return fmt.Errorf("start the switch (exit %d): %s", r.Status, r.brief())
+	if strings.Contains(r.Stdout, "armed") {
+		ru.set(h, StateArmed, fmt.Sprintf("rolls back to generation %d unless confirmed within %v", gen, ru.cfg.ConfirmWithin))
 	}
-	return nil
+	switch {
+	case r.Status == exitArmFailed:
+		return StateArmed, fmt.Errorf("arm the rollback (exit %d): %s", r.Status, r.brief())
+	case r.Status != 0:
+		return StateSwitching, fmt.Errorf("start the switch (exit %d): %s", r.Status, r.brief())
+	case !strings.Contains(r.Stdout, "started"):
+		return StateSwitching, fmt.Errorf("start the switch: unexpected output %q", r.Stdout)
+	}
+	ru.set(h, StateSwitching, "")
+	return StateSwitching, nil
 }
 
-// waitSwitch polls the switch unit until it has ended, and checks that it
-// succeeded.
+// waitSwitch waits until the switch unit has ended, checks that it
+// succeeded, and keeps the probe taken right after.
 func (ru *run) waitSwitch(ctx context.Context, h *hostRun) error {
 	start := time.Now()
 	defer func() { h.conn.addTiming(func(t *Timings) { t.Switch += time.Since(start) }) }()
-	u, err := ru.waitUnit(ctx, h, ru.names.switchSvc)
+	u, p, err := ru.waitUnit(ctx, h, ru.names.switchSvc)
 	if err != nil {
 		return fmt.Errorf("wait for the switch: %w", err)
 	}
 	if !u.succeeded() {
 		return fmt.Errorf("nixos-rebuild switch failed: %s (journalctl -u %s on the host)", u, ru.names.switchSvc)
 	}
+	h.setNow(p)
 	return nil
 }
 
-// waitUnit polls a unit until it is no longer running, reconnecting as
-// needed; ctx bounds it.
-func (ru *run) waitUnit(ctx context.Context, h *hostRun, unit string) (unitState, error) {
+// waitUnit waits until a unit is no longer running, reconnecting as
+// needed, and probes the host once it is; ctx bounds it.
+func (ru *run) waitUnit(ctx context.Context, h *hostRun, unit string) (unitState, Probed, error) {
+	var u unitState
+	script, secs := waitScript(unit, &u)
 	for {
-		r, err := h.conn.retry(ctx, showUnit(unit), nil)
+		u = unitState{}
+		r, err := h.conn.retry(ctx, script, nil)
 		if err != nil {
-			return unitState{}, err
+			return u, Probed{}, err
 		}
-		u := parseUnit(strings.Split(r.Stdout, "\n"))
+		p, perr := parseProbeOutput(r, secs)
 		if r.Status != 0 || u.Active == "" {
-			return u, fmt.Errorf("systemctl show %s (exit %d): %s", unit, r.Status, r.brief())
+			return u, p, fmt.Errorf("systemctl show %s (exit %d): %s", unit, r.Status, r.brief())
 		}
 		if !u.running() {
-			return u, nil
+			return u, p, perr
 		}
+		// Its main process is gone but the unit is not done yet.
 		select {
 		case <-ctx.Done():
-			return u, fmt.Errorf("%s still running: %w", unit, ctx.Err())
+			return u, p, fmt.Errorf("%s still running: %w", unit, ctx.Err())
 		case <-time.After(ru.cfg.PollInterval):
 		}
 	}
@@ -224,9 +234,15 @@ func (ru *run) health(ctx context.Context, h *hostRun) error {
 	ru.set(h, StateHealth, "")
 	start := time.Now()
 	defer func() { h.conn.addTiming(func(t *Timings) { t.Health += time.Since(start) }) }()
-	p, err := probe(ctx, h.conn, nil)
-	if err != nil {
-		return err
+	h.mu.Lock()
+	p, fresh := h.now, h.nowFresh
+	h.mu.Unlock()
+	if !fresh {
+		var err error
+		if p, err = probe(ctx, h.conn, nil); err != nil {
+			return err
+		}
+		h.setNow(p)
 	}
 	if p.Revision != ru.cfg.Revision {
 		return fmt.Errorf("after the switch the host runs revision %q, not %s: does the flake set system.configurationRevision from %s?",
@@ -244,7 +260,7 @@ func (ru *run) health(ctx context.Context, h *hostRun) error {
 	return nil
 }
 
-// confirm disarms the dead-man rollback, then reads what the host runs.
+// confirm disarms the dead-man rollback.
 func (ru *run) confirm(ctx context.Context, h *hostRun) error {
 	start := time.Now()
 	defer func() { h.conn.addTiming(func(t *Timings) { t.Confirm += time.Since(start) }) }()
@@ -258,10 +274,9 @@ func (ru *run) confirm(ctx context.Context, h *hostRun) error {
 	case r.Status != 0:
 		return fmt.Errorf("confirm (exit %d): %s", r.Status, r.brief())
 	}
+	// What the host runs was probed after the switch; disarming the
+	// timer changes none of it.
 	ru.set(h, StateConfirmed, "")
-	if p, err := probe(ctx, h.conn, nil); err == nil {
-		h.setNow(p)
-	}
 	return nil
 }
 
@@ -321,23 +336,21 @@ func (ru *run) rollbackNow(ctx context.Context, h *hostRun, gen int) error {
 	if r.Status != 0 {
 		return fmt.Errorf("start the rollback (exit %d): %s", r.Status, r.brief())
 	}
-	u, err := ru.waitUnit(ctx, h, ru.names.rollbackSvc())
+	u, p, err := ru.waitUnit(ctx, h, ru.names.rollbackSvc())
 	if err != nil {
 		return err
 	}
+	h.setNow(p)
 	if !u.succeeded() {
 		return fmt.Errorf("%s: %s (journalctl -u %s on the host)", ru.names.rollbackSvc(), u, ru.names.rollbackSvc())
 	}
 	return nil
 }
 
-// afterRollback clears the failed switch unit (so that it leaves the system
-// not degraded) and reads what the host runs now.
+// afterRollback clears the failed switch unit, so that it leaves the
+// system not degraded.
 func (ru *run) afterRollback(ctx context.Context, h *hostRun) {
 	if _, err := h.conn.retry(ctx, ru.names.afterRollbackScript(), nil); err != nil {
 		ru.logf("rollout: %s: clearing the failed switch unit: %v", h.target.Name, err)
-	}
-	if p, err := probe(ctx, h.conn, nil); err == nil {
-		h.setNow(p)
 	}
 }

@@ -50,14 +50,14 @@ type hostSpec struct {
 
 // fleet is a lab tailnet with hosts and the bot's node.
 type fleet struct {
-	t     *testing.T
+	t     testing.TB
 	lab   *tailnet.Lab
 	bot   *tsnet.Server
 	hosts map[string]*host.Host
 	order []string
 }
 
-func newFleet(t *testing.T, ctx context.Context, specs ...hostSpec) *fleet {
+func newFleet(t testing.TB, ctx context.Context, specs ...hostSpec) *fleet {
 	t.Helper()
 	lab := &tailnet.Lab{Tags: []string{"tag:nest", "tag:nestbot"}}
 	if err := lab.Start(); err != nil {
@@ -254,7 +254,7 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 	}
 }
 
-func openJournal(t *testing.T) *store.Journal {
+func openJournal(t testing.TB) *store.Journal {
 	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "nestbot.db"))
 	if err != nil {

@@ -46,22 +46,30 @@ func Probe(ctx context.Context, d Dialer, t Target) (Probed, error) {
 	defer c.close()
 	p, err := probe(ctx, c, nil)
 	p.HostKey = c.hostKey()
-	return p, err
+	if err != nil {
+		return p, fmt.Errorf("rollout: %s: %w", t.Name, err)
+	}
+	return p, nil
 }
 
-// probe runs the probe script, and the extra sections asked for, in one
-// session; the sections' lines are returned by name.
+// probe runs the probe script, with the extra sections asked for, in one
+// session, and hands each section its lines.
 func probe(ctx context.Context, c *conn, extra []section) (Probed, error) {
 	start := time.Now()
 	defer func() { c.addTiming(func(t *Timings) { t.Probe += time.Since(start) }) }()
 	r, err := c.retry(ctx, probeScript(extra), nil)
 	if err != nil {
-		return Probed{}, fmt.Errorf("probe %s: %w", c.target.Name, err)
+		return Probed{}, fmt.Errorf("probe: %w", err)
 	}
+	return parseProbeOutput(r, extra)
+}
+
+// parseProbeOutput reads the output of probeScript(extra).
+func parseProbeOutput(r result, extra []section) (Probed, error) {
 	secs := parseSections(r.Stdout)
 	p, err := parseProbe(secs)
 	if err != nil {
-		return p, fmt.Errorf("probe %s: %w (%s)", c.target.Name, err, r.brief())
+		return p, fmt.Errorf("probe: %w (%s)", err, r.brief())
 	}
 	for _, s := range extra {
 		s.parse(secs[s.name])
@@ -95,7 +103,8 @@ func probeScript(extra []section) string {
 	return b.String()
 }
 
-// parseSections splits output into the lines under each "@name" line.
+// parseSections splits output into the lines under each "@name" line
+// (blank lines included: they separate units in systemctl show).
 func parseSections(out string) map[string][]string {
 	secs := map[string][]string{}
 	cur := ""
@@ -110,7 +119,7 @@ func parseSections(out string) map[string][]string {
 			}
 			continue
 		}
-		if cur != "" && line != "" {
+		if cur != "" {
 			secs[cur] = append(secs[cur], line)
 		}
 	}
@@ -131,10 +140,10 @@ func parseProbe(secs map[string][]string) (Probed, error) {
 		return p, fmt.Errorf("nixos-version --json said %q: is this NixOS?", ver)
 	}
 	p.Revision, p.NixOSVersion = v.ConfigurationRevision, v.NixosVersion
-	if sys := secs["system"]; len(sys) > 0 {
+	if sys := nonEmpty(secs["system"]); len(sys) > 0 {
 		p.System = sys[0]
 	}
-	prof := secs["profile"]
+	prof := nonEmpty(secs["profile"])
 	if len(prof) == 0 {
 		return p, fmt.Errorf("no system profile at %s", profilePath)
 	}
@@ -144,6 +153,16 @@ func parseProbe(secs map[string][]string) (Probed, error) {
 	}
 	p.Generation = n
 	return p, nil
+}
+
+func nonEmpty(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		if strings.TrimSpace(l) != "" {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // generationOf parses "system-N-link" (or a path ending in it).
@@ -164,6 +183,31 @@ func generationOf(link string) (int, bool) {
 type unitState struct {
 	Active, Sub, Result string
 	Status              int // ExecMainStatus
+}
+
+// parseUnits reads the output of one systemctl show of several units: a
+// block of properties per unit, separated by blank lines.
+func parseUnits(lines []string, n int) []unitState {
+	blocks := make([][]string, n)
+	i, inBlock := 0, false
+	for _, l := range lines {
+		if strings.TrimSpace(l) == "" {
+			if inBlock {
+				i++
+			}
+			inBlock = false
+			continue
+		}
+		inBlock = true
+		if i < n {
+			blocks[i] = append(blocks[i], l)
+		}
+	}
+	out := make([]unitState, n)
+	for i, b := range blocks {
+		out[i] = parseUnit(b)
+	}
+	return out
 }
 
 func parseUnit(lines []string) unitState {

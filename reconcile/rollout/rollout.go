@@ -29,32 +29,33 @@
 // no other host, and the run reports where every host stands, probed again
 // at the end.
 //
-// Before any host switches, every host of the rollout is reached and
-// probed: a host that cannot be reached, or that offers another host key
-// than the pinned one, halts the rollout before it starts.
+// Batches run in order, each once the one before has finished. A batch's
+// hosts are reached and probed before it starts (the next batch's while
+// this one switches, with their sources shipped ahead): a host that cannot
+// be reached, or that offers another host key than the pinned one, is
+// refused before anything runs on it, and halts the rollout like any
+// failure.
 //
-// A Journal records each host's steps under the revision, so that a run
-// that was stopped (the bot killed, the context cancelled) can be resumed by
-// a new Run with the same revision: confirmed hosts are skipped as already
-// on the revision, and a host the journal shows in flight is looked at on
-// the host (see decide for what is done with it) and reported in
-// Result.Interrupted.
+// A Journal records each host's steps under the revision, so that a new
+// Run with the same revision resumes one that was stopped (the bot killed,
+// its context cancelled). Hosts on the revision are skipped. A host the
+// journal shows in flight is looked at on the host itself: a switch still
+// running is waited for, then checked and confirmed; a finished switch
+// whose dead-man timer is still armed is checked and confirmed; a host the
+// timer already rolled back is rolled again — the bot failed to confirm,
+// not the host — unless its switch had itself failed, which halts the
+// rollout like any failure (a later run tries it again). Interrupted lists
+// such hosts from the journal alone; Result.Interrupted adds what the run
+// found on each.
 package rollout // import "github.com/ducksnest/nestbot/reconcile/rollout"
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"path"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
-
-	"golang.org/x/crypto/ssh"
-
-	"github.com/ducksnest/nestbot/store"
 )
 
 // Defaults for the zero values of Rollout's settings.
@@ -120,57 +121,6 @@ type Rollout struct {
 	ProbeParallel int
 }
 
-// run is one Run's state.
-type run struct {
-	cfg     Rollout
-	names   names
-	hosts   []*hostRun // in rollout order
-	batches [][]*hostRun
-	halted  atomic.Bool
-	res     *Result
-
-	emitMu sync.Mutex // serializes Events and Logf
-
-	shipSem chan struct{}
-}
-
-// hostRun is one host's part in a run.
-type hostRun struct {
-	target Target
-	batch  int
-	conn   *conn
-
-	// From preflight.
-	found    Probed
-	ins      inspection
-	dec      decision
-	inFlight bool
-	gen      int // the generation to roll back to; 0 while unknown
-
-	mu       sync.Mutex
-	state    State
-	detail   string
-	err      error
-	now      Probed
-	nowFresh bool // now was probed after the host's last step
-
-	shipOnce sync.Once
-	shipDone chan struct{}
-	shipErr  error
-}
-
-func (h *hostRun) setNow(p Probed) {
-	h.mu.Lock()
-	h.now, h.nowFresh = p, true
-	h.mu.Unlock()
-}
-
-func (h *hostRun) getState() State {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.state
-}
-
 // Run rolls the revision out. The error is the failure that halted the
 // rollout (a *HostError), ctx's error if it was cancelled (the hosts in
 // flight are left to their dead-man timers, and the journal says where
@@ -182,10 +132,11 @@ func (r *Rollout) Run(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	ru := &run{
-		cfg:     cfg,
-		names:   newNames(cfg.Revision, cfg.FlakeDir),
-		res:     &Result{Revision: cfg.Revision, Started: time.Now()},
-		shipSem: make(chan struct{}, max(cfg.MaxParallel, 4)),
+		cfg:      cfg,
+		names:    newNames(cfg.Revision, cfg.FlakeDir),
+		res:      &Result{Revision: cfg.Revision, Started: time.Now()},
+		shipSem:  make(chan struct{}, max(cfg.MaxParallel, 4)),
+		probeSem: make(chan struct{}, cfg.ProbeParallel),
 	}
 	byName := map[string]Target{}
 	for _, t := range cfg.Hosts {
@@ -194,7 +145,7 @@ func (r *Rollout) Run(ctx context.Context) (*Result, error) {
 	for i, names := range cfg.Batches {
 		var batch []*hostRun
 		for _, name := range names {
-			h := &hostRun{target: byName[name], batch: i + 1, shipDone: make(chan struct{})}
+			h := &hostRun{target: byName[name], batch: i + 1, ready: make(chan struct{}), shipDone: make(chan struct{})}
 			h.conn = newConn(cfg.Dialer, h.target, cfg.DialTimeout, ru.logf)
 			ru.hosts = append(ru.hosts, h)
 			batch = append(batch, h)
@@ -215,10 +166,8 @@ func (r *Rollout) Run(ctx context.Context) (*Result, error) {
 		ru.res.Interrupted = ins
 	}
 
-	ru.preflight(ctx)
-	if ctx.Err() == nil {
-		ru.rollBatches(ctx)
-	}
+	ru.rollBatches(ctx)
+	ru.bg.Wait()
 	if ctx.Err() == nil {
 		ru.reprobe(ctx)
 	}
@@ -296,243 +245,4 @@ func (r *Rollout) withDefaults() (Rollout, error) {
 		}
 	}
 	return cfg, nil
-}
-
-func (ru *run) logf(format string, args ...any) {
-	if ru.cfg.Logf == nil {
-		return
-	}
-	ru.emitMu.Lock()
-	defer ru.emitMu.Unlock()
-	ru.cfg.Logf(format, args...)
-}
-
-// set moves h to state, telling Events and the journal.
-func (ru *run) set(h *hostRun, state State, detail string) {
-	h.mu.Lock()
-	h.state, h.detail = state, detail
-	gen := h.gen
-	h.mu.Unlock()
-	now := time.Now()
-	if j := ru.cfg.Journal; j != nil {
-		err := j.Record(store.Entry{Rollout: ru.cfg.Revision, Host: h.target.Name, Step: string(state), Time: now, Generation: gen, Detail: detail})
-		if err != nil {
-			ru.logf("rollout: %s: journal: %v", h.target.Name, err)
-		}
-	}
-	if ru.cfg.Events == nil {
-		return
-	}
-	ru.emitMu.Lock()
-	defer ru.emitMu.Unlock()
-	ru.cfg.Events(Event{Time: now, Revision: ru.cfg.Revision, Host: h.target.Name, Batch: h.batch, State: state, Generation: gen, Detail: detail})
-}
-
-// preflight reaches and probes every host, and decides what to do with
-// each. A host that cannot be reached or offers the wrong key halts the
-// rollout before it starts.
-func (ru *run) preflight(ctx context.Context) {
-	ru.parallel(ctx, ru.hosts, func(h *hostRun) {
-		var hist []store.Entry
-		if j := ru.cfg.Journal; j != nil {
-			var err error
-			if hist, err = j.History(ru.cfg.Revision, h.target.Name); err != nil {
-				ru.logf("rollout: %s: journal: %v", h.target.Name, err)
-			}
-		}
-		if n := len(hist); n > 0 && State(hist[n-1].Step).inFlight() {
-			h.inFlight = true
-		}
-		h.gen = lastGeneration(hist)
-		p, err := probe(ctx, h.conn, ru.names.inspectSections(&h.ins))
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			ru.halted.Store(true)
-			ru.fail(h, StateQueued, fmt.Errorf("before the rollout: %w", err))
-			return
-		}
-		h.found = p
-		h.dec = decide(ru.cfg.Revision, p, h.ins, h.inFlight)
-		if h.inFlight {
-			ru.noteFound(h.target.Name, h.dec.found)
-		}
-		switch h.dec.act {
-		case actSkip:
-			h.setNow(p)
-			ru.set(h, StateSkipped, h.dec.detail)
-		case actFail:
-			ru.halted.Store(true)
-			err := errors.New(h.dec.detail)
-			if h.dec.rolledBack {
-				h.mu.Lock()
-				h.err = &HostError{Host: h.target.Name, Step: StateSwitching, RolledBack: true, Err: err}
-				h.mu.Unlock()
-				ru.set(h, StateRolledBack, h.dec.detail)
-				ru.afterRollback(ctx, h)
-				return
-			}
-			ru.fail(h, StateQueued, err)
-		default:
-			detail := ""
-			if h.found.Revision != "" {
-				detail = "on " + shortRev(h.found.Revision)
-			}
-			if h.inFlight {
-				detail = h.dec.found
-			}
-			ru.set(h, StateQueued, detail)
-		}
-	})
-	if ru.halted.Load() {
-		for _, h := range ru.hosts {
-			if h.getState() == StateQueued && !resumes(h) {
-				ru.set(h, StateSkipped, "not started: the rollout halted before it began")
-			}
-		}
-	}
-}
-
-// resumes reports whether h is a host an earlier run left switching, which
-// is seen through even when the rollout halts.
-func resumes(h *hostRun) bool { return h.dec.act == actWait || h.dec.act == actHealth }
-
-func (ru *run) noteFound(host, found string) {
-	for i := range ru.res.Interrupted {
-		if ru.res.Interrupted[i].Host == host {
-			ru.res.Interrupted[i].Found = found
-		}
-	}
-}
-
-// parallel runs f for each host, ProbeParallel at a time.
-func (ru *run) parallel(ctx context.Context, hosts []*hostRun, f func(*hostRun)) {
-	sem := make(chan struct{}, ru.cfg.ProbeParallel)
-	var wg sync.WaitGroup
-	for _, h := range hosts {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			wg.Wait()
-			return
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			f(h)
-		}()
-	}
-	wg.Wait()
-}
-
-// rollBatches rolls batch after batch, MaxParallel hosts at a time, in
-// order, until a host fails.
-func (ru *run) rollBatches(ctx context.Context) {
-	for i, batch := range ru.batches {
-		// Ship ahead: this batch's sources, and the next one's while this
-		// one switches. Shipping changes nothing a host runs.
-		ru.shipAhead(ctx, batch)
-		if i+1 < len(ru.batches) {
-			ru.shipAhead(ctx, ru.batches[i+1])
-		}
-		sem := make(chan struct{}, ru.cfg.MaxParallel)
-		var wg sync.WaitGroup
-		for _, h := range batch {
-			if h.getState().Final() {
-				continue
-			}
-			if ru.halted.Load() && !resumes(h) {
-				ru.set(h, StateSkipped, "not started: the rollout halted")
-				continue
-			}
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-			}
-			if ctx.Err() != nil {
-				break
-			}
-			if ru.halted.Load() && !resumes(h) {
-				<-sem
-				ru.set(h, StateSkipped, "not started: the rollout halted")
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				ru.roll(ctx, h)
-			}()
-		}
-		wg.Wait()
-		if ctx.Err() != nil {
-			return
-		}
-	}
-}
-
-// reprobe probes, once more, the hosts whose last probe is older than
-// their last step, so that the result says what each one runs.
-func (ru *run) reprobe(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, 2*ru.cfg.DialTimeout)
-	defer cancel()
-	var stale []*hostRun
-	for _, h := range ru.hosts {
-		h.mu.Lock()
-		fresh := h.nowFresh
-		h.mu.Unlock()
-		if !fresh {
-			stale = append(stale, h)
-		}
-	}
-	ru.parallel(ctx, stale, func(h *hostRun) {
-		if p, err := probe(ctx, h.conn, nil); err == nil {
-			h.setNow(p)
-		} else {
-			ru.logf("rollout: %s: final probe: %v", h.target.Name, err)
-		}
-	})
-}
-
-// finish assembles the result.
-func (ru *run) finish(ctx context.Context) (*Result, error) {
-	res := ru.res
-	res.Finished = time.Now()
-	var first error
-	for _, h := range ru.hosts {
-		h.mu.Lock()
-		hr := HostResult{
-			Name:       h.target.Name,
-			Batch:      h.batch,
-			State:      h.state,
-			Detail:     h.detail,
-			From:       h.found.Revision,
-			Now:        h.now,
-			Reachable:  h.nowFresh,
-			Reconnects: h.conn.reconnects(),
-			Timings:    h.conn.getTimings(),
-		}
-		if first == nil && h.err != nil {
-			first = h.err
-		}
-		h.mu.Unlock()
-		if k := h.conn.hostKey(); k != nil {
-			hr.HostKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
-			hr.Now.HostKey = k
-		}
-		res.Hosts = append(res.Hosts, hr)
-	}
-	res.Halted = ru.halted.Load()
-	if err := ctx.Err(); err != nil {
-		return res, fmt.Errorf("rollout %s: stopped: %w (hosts in flight roll themselves back unless a new run resumes them)", shortRev(ru.cfg.Revision), err)
-	}
-	if first != nil {
-		return res, first
-	}
-	if res.Halted {
-		return res, fmt.Errorf("rollout %s: halted", shortRev(ru.cfg.Revision))
-	}
-	return res, nil
 }

@@ -110,7 +110,7 @@ func TestHealthFailureRollsBackAndHalts(t *testing.T) {
 	f := newFleet(t, ctx,
 		hostSpec{name: "cp", revision: revA},
 		hostSpec{name: "w1", revision: revA, faults: host.Faults{HealthFails: true}},
-		hostSpec{name: "w2", revision: revA, faults: host.Faults{SlowSwitch: 1500 * time.Millisecond}},
+		hostSpec{name: "w2", revision: revA, faults: host.Faults{SlowSwitch: 2500 * time.Millisecond}},
 		hostSpec{name: "w3", revision: revA},
 		hostSpec{name: "w4", revision: revA},
 	)
@@ -436,8 +436,10 @@ func TestChangedHostKeyIsRefused(t *testing.T) {
 		t.Error("the source was shipped to db")
 	}
 	wantStates(t, ev, "db", rollout.StateFailed)
-	// Nothing started anywhere.
-	wantStates(t, ev, "web", rollout.StateQueued, rollout.StateSkipped)
+	// Nothing started anywhere: web was probed, or not even that.
+	if got := ev.of("web"); !slices.Equal(got, []rollout.State{rollout.StateQueued, rollout.StateSkipped}) && !slices.Equal(got, []rollout.State{rollout.StateSkipped}) {
+		t.Errorf("web went %s, want skipped", statesString(got))
+	}
 	if sw := f.switches("web"); len(sw) != 0 {
 		t.Errorf("web switched: %+v", sw)
 	}

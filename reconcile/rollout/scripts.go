@@ -3,13 +3,16 @@ package rollout
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
 
 // The command lines the bot runs on a host. Each is safe to run again after
-// a connection broke mid-way (the bot cannot know whether it ran), and each
-// names paths as NixOS lays them out. Units are systemd transient units:
+// a connection broke mid-way (the bot cannot know how far it got), or has a
+// form for that second attempt (armAndSwitchScript); each names paths as
+// NixOS lays them out. Units are systemd transient units, named by the
+// revision's first 12 characters:
 //
 //	nest-switch-<rev>.service    nixos-rebuild switch, detached (RemainAfterExit=yes)
 //	nest-rollback-<rev>.timer    the dead-man: fires after confirm_within unless stopped
@@ -65,15 +68,21 @@ const unitProps = "-p ActiveState,SubState,Result,ExecMainStatus"
 func showUnit(unit string) string { return "systemctl show " + unit + " " + unitProps }
 
 // inspectSections read, with the probe, what an earlier run left on the
-// host: the switch unit, the dead-man timer and its rollback unit, and
-// whether the source is there.
+// host: the switch unit, the dead-man timer and its rollback unit (in one
+// systemctl call), and whether the source is there.
 func (n names) inspectSections(ins *inspection) []section {
 	return []section{
-		{"switch", showUnit(n.switchSvc), func(l []string) { ins.switchUnit = parseUnit(l) }},
-		{"timer", "systemctl show " + n.rollbackTimer() + " -p ActiveState", func(l []string) { ins.timer = parseUnit(l) }},
-		{"rollback", showUnit(n.rollbackSvc()), func(l []string) { ins.rollbackUnit = parseUnit(l) }},
-		{"shipped", `test -f "` + n.flakeDir + `/.nest-revision" && echo yes`, func(l []string) { ins.shipped = len(l) > 0 && l[0] == "yes" }},
+		{"units", "systemctl show " + n.switchSvc + " " + n.rollbackTimer() + " " + n.rollbackSvc() + " " + unitProps, func(l []string) {
+			u := parseUnits(l, 3)
+			ins.switchUnit, ins.timer, ins.rollbackUnit = u[0], u[1], u[2]
+		}},
+		{"shipped", `test -f "` + n.flakeDir + `/.nest-revision" && echo yes`, func(l []string) { ins.shipped = slices.Contains(l, "yes") }},
 	}
+}
+
+// leftovers reports whether an earlier attempt left units to clear.
+func (ins inspection) leftovers() bool {
+	return ins.switchUnit.loaded() || ins.timer.loaded() || ins.rollbackUnit.loaded()
 }
 
 // inspection is what the probe found of an earlier run.
@@ -107,38 +116,62 @@ func (n names) startRollback(gen string, after time.Duration) string {
 		n.rollback, timer, n.rollbackScript(), gen)
 }
 
-// armScript clears what an earlier attempt at this revision left, reads
-// the current generation and arms the dead-man rollback to it. It prints
-// "generation=N".
-func (n names) armScript(confirmWithin time.Duration) string {
-	return strings.Join([]string{
-		fmt.Sprintf("systemctl stop %s %s %s >/dev/null 2>&1", n.rollbackTimer(), n.rollbackSvc(), n.switchSvc),
-		fmt.Sprintf("systemctl reset-failed %s %s >/dev/null 2>&1", n.rollbackSvc(), n.switchSvc),
-		"g=$(readlink " + profilePath + ") || exit 3",
-		`g=${g##*/}; g=${g#system-}; g=${g%-link}`,
-		`case $g in ''|*[!0-9]*) echo "the system profile does not point to a system-N-link" >&2; exit 3;; esac`,
-		n.startRollback(`"$g"`, confirmWithin) + " || exit 4",
-		`echo "generation=$g"`,
+// Exit statuses of armAndSwitchScript.
+const (
+	exitArmFailed    = 3 // nothing armed, nothing switched
+	exitSwitchFailed = 5 // armed, the switch did not start
+)
+
+// armAndSwitchScript arms the dead-man rollback to generation gen (the one
+// the host's system profile must still point to), then, only if that
+// worked, starts nixos-rebuild switch detached. It prints "armed" and
+// "started" as it goes.
+//
+// The first attempt (again false) clears first what an earlier attempt at
+// this revision left, if clear is set. A later attempt (again true: the
+// connection broke and the bot cannot know how far the first one got)
+// arms and starts only what is not there yet.
+func (n names) armAndSwitchScript(host string, gen int, confirmWithin time.Duration, clear, again bool) string {
+	var lines []string
+	if clear && !again {
+		lines = append(lines,
+			fmt.Sprintf("systemctl stop %s %s %s >/dev/null 2>&1", n.rollbackTimer(), n.rollbackSvc(), n.switchSvc),
+			fmt.Sprintf("systemctl reset-failed %s %s >/dev/null 2>&1", n.rollbackSvc(), n.switchSvc))
+	}
+	arm := strings.Join([]string{
+		fmt.Sprintf("g=$(readlink %s) || exit %d", profilePath, exitArmFailed),
+		fmt.Sprintf(`if [ "${g##*/}" != system-%d-link ]; then echo "the system profile moved to $g since the probe (generation %d)" >&2; exit %d; fi`, gen, gen, exitArmFailed),
+		n.startRollback(fmt.Sprint(gen), confirmWithin) + fmt.Sprintf(" || exit %d", exitArmFailed),
 	}, "\n")
+	start := fmt.Sprintf(`systemd-run --unit %s -p RemainAfterExit=yes "--setenv=PATH=$PATH" -- nixos-rebuild switch --flake "%s#%s" || exit %d`,
+		strings.TrimSuffix(n.switchSvc, ".service"), n.flakeDir, host, exitSwitchFailed)
+	if again {
+		arm = fmt.Sprintf(`if [ "$(systemctl show %s %s -p ActiveState --value | sort -u)" = inactive ]; then %s; fi`,
+			n.rollbackTimer(), n.rollbackSvc(), strings.ReplaceAll(arm, "\n", "; "))
+		start = fmt.Sprintf(`if [ "$(systemctl show %s -p ActiveState --value)" = inactive ]; then %s; fi`, n.switchSvc, start)
+	}
+	return strings.Join(append(lines, arm, "echo armed", start, "echo started"), "\n")
 }
 
-// switchScript starts nixos-rebuild switch detached, unless this revision's
-// switch unit already exists (an earlier attempt started it).
-func (n names) switchScript(host string) string {
-	return fmt.Sprintf(`if [ "$(systemctl show %s -p ActiveState --value)" = inactive ]; then systemd-run --unit %s -p RemainAfterExit=yes "--setenv=PATH=$PATH" -- nixos-rebuild switch --flake "%s#%s" || exit 4; fi`,
-		n.switchSvc, strings.TrimSuffix(n.switchSvc, ".service"), n.flakeDir, host)
+// waitScript waits, on the host, until the unit's main process has exited
+// (a zombie counts as exited: its reaper may be slow), checking /proc
+// every 100 ms, then prints the unit's state and the probe. A unit with no
+// main process is not waited for.
+func waitScript(unit string, ins *unitState) (string, []section) {
+	wait := fmt.Sprintf(`pid=$(systemctl show %s -p MainPID --value); case $pid in ''|0|*[!0-9]*) ;; *) while read -r st 2>/dev/null </proc/$pid/stat; do case ${st##*) } in Z*|X*) break;; esac; sleep 0.1; done;; esac`, unit)
+	secs := []section{{"unit", showUnit(unit), func(l []string) { *ins = parseUnit(l) }}}
+	return wait + "; " + probeScript(secs), secs
 }
 
 // exitFired is confirmScript's exit status when the dead-man timer fired first.
 const exitFired = 5
 
-// confirmScript disarms the dead-man timer. It fails (exitFired) if the
-// rollback already started. It then clears the finished switch unit.
+// confirmScript disarms the dead-man timer, and clears the finished switch
+// unit. It fails (exitFired) if the rollback has already started.
 func (n names) confirmScript() string {
 	return strings.Join([]string{
-		fmt.Sprintf("if systemctl is-active -q %[1]s; then systemctl stop %[1]s || exit 4; fi", n.rollbackTimer()),
+		fmt.Sprintf("systemctl stop %s %s >/dev/null 2>&1", n.rollbackTimer(), n.switchSvc),
 		fmt.Sprintf(`if [ "$(systemctl show %s -p ActiveState --value)" != inactive ]; then echo "the dead-man rollback has already started" >&2; exit %d; fi`, n.rollbackSvc(), exitFired),
-		fmt.Sprintf("systemctl stop %s >/dev/null 2>&1; true", n.switchSvc),
 	}, "\n")
 }
 
@@ -156,6 +189,3 @@ func (n names) rollbackNowScript(gen int) string {
 func (n names) afterRollbackScript() string {
 	return fmt.Sprintf("systemctl reset-failed %s >/dev/null 2>&1; true", n.switchSvc)
 }
-
-// shq quotes s for the shell.
-func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

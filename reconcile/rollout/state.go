@@ -93,11 +93,13 @@ type HostResult struct {
 	Detail string `json:"detail,omitempty"`
 	// From is the revision the host ran when the run found it.
 	From string `json:"from,omitempty"`
-	// Now is what the host runs at the end of the run (probed again after
-	// its last step), if it could be reached.
+	// Now is what the host runs, probed after its last step in this run
+	// (for a host skipped as already on the revision, when it was found;
+	// for one not started, at the end), if it could be reached.
 	Now       Probed `json:"now"`
 	Reachable bool   `json:"reachable"`
-	// HostKey is the key the host offered (authorized_keys format), to pin.
+	// HostKey is the host key pinned for it (authorized_keys format):
+	// given, or learned on first contact — to pin for good.
 	HostKey string `json:"host_key,omitempty"`
 	// Reconnects counts connections after the first (a tailscaled or
 	// sshd restart during activation kills sessions).
@@ -133,6 +135,9 @@ type HostError struct {
 
 func (e *HostError) Error() string {
 	s := fmt.Sprintf("rollout: %s failed while %s: %v", e.Host, e.Step, e.Err)
+	if e.Step == StateQueued {
+		s = fmt.Sprintf("rollout: %s: %v", e.Host, e.Err)
+	}
 	if e.RolledBack {
 		s += " (rolled back)"
 	}

@@ -104,15 +104,36 @@ add_generation() {
 	printf '%s\n' "$_n"
 }
 
-# build_system REV VARIANT CONFIG: "builds" a system closure for this host
-# and prints its store path (a host path). VARIANT is "", activation-fails
-# or degraded, and is baked into the closure.
+# build_system REV VARIANT CONFIG [FLAKE]: "builds" a system closure for
+# this host and prints its store path (a host path). VARIANT is "",
+# activation-fails or degraded, and is baked into the closure. FLAKE (a host
+# path) is the flake directory built from: the host's certificates there,
+# FLAKE/<pki dir>/derived/<host>/*.crt and *.key.age, are copied into the
+# closure's lab-certs/ (as nix copies a flake's source to the store), and
+# their content is part of the closure's hash.
 build_system() {
 	_ver=$(cat "$LABRUN/nixos-version")
-	_hash=$(printf '%s %s %s %s' "$HOST" "$1" "$2" "$3" | sha256sum | cut -c1-32 | tr e z)
+	_certs=
+	if [ -n "${4:-}" ]; then
+		_certs="$4/$(cat "$LABRUN/pki-dir")/derived/$HOST"
+		[ -d "$_certs" ] || _certs=
+	fi
+	_id="$HOST $1 $2 $3"
+	if [ -n "$_certs" ]; then
+		_id="$_id $(cd "$_certs" && for _f in *.crt *.key.age; do
+			[ -f "$_f" ] && printf '%s\n' "$_f" && cat "$_f"
+		done | sha256sum | cut -c1-64)"
+	fi
+	_hash=$(printf '%s' "$_id" | sha256sum | cut -c1-32 | tr e z)
 	_store="$R/nix/store/$_hash-nixos-system-$HOST-$_ver"
 	if [ ! -d "$_store" ]; then
 		mkdir -p "$_store.tmp.$$/bin"
+		if [ -n "$_certs" ]; then
+			mkdir -p "$_store.tmp.$$/lab-certs"
+			for _f in "$_certs"/*.crt "$_certs"/*.key.age; do
+				[ -f "$_f" ] && cp "$_f" "$_store.tmp.$$/lab-certs/"
+			done
+		fi
 		printf '%s\n' "$_ver" >"$_store.tmp.$$/nixos-version"
 		printf '%s\n' "$1" >"$_store.tmp.$$/configuration-revision"
 		printf '%s\n' "$2" >"$_store.tmp.$$/lab-variant"

@@ -1,0 +1,374 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/ducksnest/nestbot/store"
+)
+
+// run is one Run's state.
+type run struct {
+	cfg     Rollout
+	names   names
+	hosts   []*hostRun // in rollout order
+	batches [][]*hostRun
+	halted  atomic.Bool
+	res     *Result
+
+	emitMu sync.Mutex // serializes Events and Logf
+
+	shipSem  chan struct{}
+	probeSem chan struct{}
+	bg       sync.WaitGroup // preflights and ships
+}
+
+// hostRun is one host's part in a run.
+type hostRun struct {
+	target Target
+	batch  int
+	conn   *conn
+
+	// From preflight, done when ready is closed.
+	ready    chan struct{}
+	found    Probed
+	ins      inspection
+	dec      decision
+	inFlight bool
+	gen      int // the generation to roll back to; 0 while unknown
+
+	mu       sync.Mutex
+	state    State
+	detail   string
+	err      error
+	now      Probed
+	nowFresh bool // now was probed after the host's last step
+
+	shipOnce sync.Once
+	shipDone chan struct{}
+	shipErr  error
+}
+
+func (h *hostRun) setNow(p Probed) {
+	h.mu.Lock()
+	h.now, h.nowFresh = p, true
+	h.mu.Unlock()
+}
+
+func (h *hostRun) getState() State {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.state
+}
+
+func (ru *run) logf(format string, args ...any) {
+	if ru.cfg.Logf == nil {
+		return
+	}
+	ru.emitMu.Lock()
+	defer ru.emitMu.Unlock()
+	ru.cfg.Logf(format, args...)
+}
+
+// set moves h to state, telling Events and the journal.
+func (ru *run) set(h *hostRun, state State, detail string) {
+	h.mu.Lock()
+	h.state, h.detail = state, detail
+	gen := h.gen
+	h.mu.Unlock()
+	now := ru.record(h, state, detail)
+	if ru.cfg.Events == nil {
+		return
+	}
+	ru.emitMu.Lock()
+	defer ru.emitMu.Unlock()
+	ru.cfg.Events(Event{Time: now, Revision: ru.cfg.Revision, Host: h.target.Name, Batch: h.batch, State: state, Generation: gen, Detail: detail})
+}
+
+// record writes a step of h to the journal, and returns its time.
+func (ru *run) record(h *hostRun, state State, detail string) time.Time {
+	now := time.Now()
+	if j := ru.cfg.Journal; j != nil {
+		h.mu.Lock()
+		gen := h.gen
+		h.mu.Unlock()
+		err := j.Record(store.Entry{Rollout: ru.cfg.Revision, Host: h.target.Name, Step: string(state), Time: now, Generation: gen, Detail: detail})
+		if err != nil {
+			ru.logf("rollout: %s: journal: %v", h.target.Name, err)
+		}
+	}
+	return now
+}
+
+// prepare preflights a batch's hosts, ProbeParallel at a time across the
+// run, and ships the source to those that are to roll. Each host's ready
+// channel closes once its preflight is done; with the rollout halted, no
+// preflight is done.
+func (ru *run) prepare(ctx context.Context, batch []*hostRun) {
+	for _, h := range batch {
+		ru.bg.Add(1)
+		go func() {
+			defer ru.bg.Done()
+			defer close(h.ready)
+			if ru.halted.Load() {
+				return
+			}
+			select {
+			case ru.probeSem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-ru.probeSem }()
+			ru.preflightHost(ctx, h)
+		}()
+		ru.startShip(ctx, h)
+	}
+}
+
+// preflightHost reaches and probes a host, and decides what to do with it.
+// A host that cannot be reached or offers the wrong key halts the rollout:
+// nothing starts after that.
+func (ru *run) preflightHost(ctx context.Context, h *hostRun) {
+	var hist []store.Entry
+	if j := ru.cfg.Journal; j != nil {
+		var err error
+		if hist, err = j.History(ru.cfg.Revision, h.target.Name); err != nil {
+			ru.logf("rollout: %s: journal: %v", h.target.Name, err)
+		}
+	}
+	if n := len(hist); n > 0 && State(hist[n-1].Step).inFlight() {
+		h.inFlight = true
+	}
+	h.mu.Lock()
+	h.gen = lastGeneration(hist)
+	h.mu.Unlock()
+	pctx, cancel := context.WithTimeout(ctx, 2*ru.cfg.DialTimeout)
+	defer cancel()
+	p, err := probe(pctx, h.conn, ru.names.inspectSections(&h.ins))
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		ru.halted.Store(true)
+		ru.fail(h, StateQueued, fmt.Errorf("before its turn: %w", err))
+		return
+	}
+	h.found = p
+	h.dec = decide(ru.cfg.Revision, p, h.ins, h.inFlight)
+	if h.inFlight {
+		ru.noteFound(h.target.Name, h.dec.found)
+	}
+	switch h.dec.act {
+	case actSkip:
+		h.setNow(p)
+		ru.set(h, StateSkipped, h.dec.detail)
+	case actFail:
+		ru.halted.Store(true)
+		err := errors.New(h.dec.detail)
+		if h.dec.rolledBack {
+			h.mu.Lock()
+			h.err = &HostError{Host: h.target.Name, Step: StateSwitching, RolledBack: true, Err: err}
+			h.mu.Unlock()
+			ru.set(h, StateRolledBack, h.dec.detail)
+			ru.afterRollback(pctx, h)
+			return
+		}
+		ru.fail(h, StateQueued, err)
+	default:
+		detail := ""
+		if h.found.Revision != "" {
+			detail = "on " + shortRev(h.found.Revision)
+		}
+		if h.inFlight {
+			detail = h.dec.found
+		}
+		ru.set(h, StateQueued, detail)
+	}
+}
+
+// resumes reports whether h is a host an earlier run left switching, which
+// is seen through even when the rollout halts.
+func resumes(h *hostRun) bool { return h.dec.act == actWait || h.dec.act == actHealth }
+
+func (ru *run) noteFound(host, found string) {
+	ru.emitMu.Lock()
+	defer ru.emitMu.Unlock()
+	for i := range ru.res.Interrupted {
+		if ru.res.Interrupted[i].Host == host {
+			ru.res.Interrupted[i].Found = found
+		}
+	}
+}
+
+// parallel runs f for each host, ProbeParallel at a time.
+func (ru *run) parallel(ctx context.Context, hosts []*hostRun, f func(*hostRun)) {
+	sem := make(chan struct{}, ru.cfg.ProbeParallel)
+	var wg sync.WaitGroup
+	for _, h := range hosts {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			f(h)
+		}()
+	}
+	wg.Wait()
+}
+
+// rollBatches rolls batch after batch, MaxParallel hosts at a time, in
+// order, until a host fails. The next batch is prepared (probed, its
+// source shipped) once the first hosts of this one are switching: the
+// hosts are then busy with the switch, and the bot mostly waits.
+func (ru *run) rollBatches(ctx context.Context) {
+	if len(ru.batches) > 0 {
+		ru.prepare(ctx, ru.batches[0])
+	}
+	for i, batch := range ru.batches {
+		var next sync.Once
+		prepareNext := func() {
+			if i+1 < len(ru.batches) {
+				next.Do(func() { ru.prepare(ctx, ru.batches[i+1]) })
+			}
+		}
+		var wave sync.WaitGroup // the first MaxParallel hosts started
+		inWave := 0
+		waveFull := func() {
+			ru.bg.Add(1)
+			go func() {
+				defer ru.bg.Done()
+				wave.Wait()
+				prepareNext()
+			}()
+		}
+		sem := make(chan struct{}, ru.cfg.MaxParallel)
+		var wg sync.WaitGroup
+		for _, h := range batch {
+			select {
+			case <-h.ready:
+			case <-ctx.Done():
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			if h.getState().Final() {
+				continue
+			}
+			if ru.halted.Load() && !resumes(h) {
+				ru.set(h, StateSkipped, "not started: the rollout halted")
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			if ru.halted.Load() && !resumes(h) {
+				<-sem
+				ru.set(h, StateSkipped, "not started: the rollout halted")
+				continue
+			}
+			var started func()
+			if inWave < ru.cfg.MaxParallel {
+				inWave++
+				wave.Add(1)
+				started = sync.OnceFunc(wave.Done)
+				if inWave == ru.cfg.MaxParallel {
+					waveFull()
+				}
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				ru.roll(ctx, h, started)
+			}()
+		}
+		if inWave < ru.cfg.MaxParallel {
+			waveFull()
+		}
+		wg.Wait()
+		if ctx.Err() != nil {
+			return
+		}
+		prepareNext()
+	}
+}
+
+// reprobe probes, once more, the hosts whose last probe is older than
+// their last step, so that the result says what each one runs.
+func (ru *run) reprobe(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 2*ru.cfg.DialTimeout)
+	defer cancel()
+	var stale []*hostRun
+	for _, h := range ru.hosts {
+		h.mu.Lock()
+		fresh := h.nowFresh
+		h.mu.Unlock()
+		if !fresh {
+			stale = append(stale, h)
+		}
+	}
+	ru.parallel(ctx, stale, func(h *hostRun) {
+		if p, err := probe(ctx, h.conn, nil); err == nil {
+			h.setNow(p)
+		} else {
+			ru.logf("rollout: %s: final probe: %v", h.target.Name, err)
+		}
+	})
+}
+
+// finish assembles the result.
+func (ru *run) finish(ctx context.Context) (*Result, error) {
+	res := ru.res
+	res.Finished = time.Now()
+	var first error
+	for _, h := range ru.hosts {
+		h.mu.Lock()
+		hr := HostResult{
+			Name:       h.target.Name,
+			Batch:      h.batch,
+			State:      h.state,
+			Detail:     h.detail,
+			From:       h.found.Revision,
+			Now:        h.now,
+			Reachable:  h.nowFresh,
+			Reconnects: h.conn.reconnects(),
+			Timings:    h.conn.getTimings(),
+		}
+		if first == nil && h.err != nil {
+			first = h.err
+		}
+		h.mu.Unlock()
+		if k := h.conn.hostKey(); k != nil {
+			hr.HostKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
+			hr.Now.HostKey = k
+		}
+		res.Hosts = append(res.Hosts, hr)
+	}
+	res.Halted = ru.halted.Load()
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("rollout %s: stopped: %w (hosts in flight roll themselves back unless a new run resumes them)", shortRev(ru.cfg.Revision), err)
+	}
+	if first != nil {
+		return res, first
+	}
+	if res.Halted {
+		return res, fmt.Errorf("rollout %s: halted", shortRev(ru.cfg.Revision))
+	}
+	return res, nil
+}
