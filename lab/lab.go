@@ -41,8 +41,9 @@ type Lab struct {
 	Region  string
 	AuthKey string // the tailnet's auth key, for new hosts' user-data and the bot
 
-	dir  string // the hosts' roots
-	logf func(format string, args ...any)
+	dir    string // the hosts' roots
+	pkiDir string // the fleet's pki.dir relative to its flake, for hosts to serve their certificates
+	logf   func(format string, args ...any)
 
 	mu    sync.Mutex
 	hosts map[string]*host.Host // booted from EC2 instances or by Boot
@@ -67,6 +68,11 @@ func Up(o Options) (*Lab, error) {
 	l.Tailnet = &tailnet.Lab{Tags: []string{"tag:nest", "tag:nestbot"}}
 	if o.Fleet != nil && o.Fleet.Tailnet.Domain != "" {
 		l.Tailnet.MagicDNSDomain = o.Fleet.Tailnet.Domain
+	}
+	if o.Fleet != nil && o.Fleet.PKI != nil {
+		if rel, err := filepath.Rel(filepath.FromSlash(o.Fleet.Flake), filepath.FromSlash(o.Fleet.PKI.Dir)); err == nil {
+			l.pkiDir = filepath.ToSlash(rel)
+		}
 	}
 	if err := l.Tailnet.Start(); err != nil {
 		os.RemoveAll(dir)
@@ -155,6 +161,9 @@ func (l *Lab) Boot(ctx context.Context, cfg host.Config) (*host.Host, error) {
 	}
 	if cfg.HostKey == nil {
 		cfg.HostKey = HostKey(cfg.Name)
+	}
+	if cfg.PKIDir == "" {
+		cfg.PKIDir = l.pkiDir
 	}
 	h, err := host.Boot(ctx, l.Tailnet, cfg)
 	if err != nil {

@@ -64,7 +64,7 @@ func applyCerts(ctx context.Context, d desired, s *session, getenv func(string) 
 	rd := reconcile.Desired{Fleet: d.Fleet, HostKeys: d.HostKeys}
 	rep, err := a.Apply(ctx, pki.Set(d.Fleet, d.HostKeys, reconcile.HostFacts(rd, live)))
 	if err != nil {
-		return nil, fmt.Errorf("pki: %w", err)
+		return nil, err
 	}
 	rep.Written = append(rep.Written, pinned...)
 	return rep, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -65,7 +66,7 @@ func observeLive(ctx context.Context, d desired, cf cloudFlags, tf tailnetFlags,
 		s.Live.Planes = append(s.Live.Planes, reconcile.PlaneHosts)
 	}
 	if d.Fleet.PKI != nil {
-		certs, err := observeCerts(d, s.Live.ObservedAt)
+		certs, err := observeCerts(ctx, d, s.Live, s.Bot)
 		if err != nil {
 			s.Close()
 			return nil, err
@@ -95,14 +96,35 @@ func observeLive(ctx context.Context, d desired, cf cloudFlags, tf tailnetFlags,
 // observeCerts reads the certificate tree in the repository. A tree that
 // does not exist yet holds no certificates; a file that cannot be read is
 // an error naming it.
-func observeCerts(d desired, now time.Time) (map[string]reconcile.Cert, error) {
+//
+// With the tailnet joined, it also reads the certificate each host serves
+// (a TLS handshake to its serving ports) and marks the certificates a host
+// still serves an older version of: "not yet rolled".
+func observeCerts(ctx context.Context, d desired, live *reconcile.Live, bot *tsnet.Server) (map[string]reconcile.Cert, error) {
 	dir := d.pkiDir()
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		return map[string]reconcile.Cert{}, nil
 	}
-	observed, err := pki.Observe(dir, now)
+	observed, err := pki.Observe(dir, live.ObservedAt)
 	if err != nil {
 		return nil, fmt.Errorf("observe the certificates: %w", err)
+	}
+	notRolled := map[string][]string{} // certificate id → host:port still serving an older one
+	if bot != nil {
+		for _, n := range live.Tailnet.Nodes {
+			if _, ok := d.Fleet.Hosts[n.Name]; !ok || len(n.IPs) == 0 {
+				continue
+			}
+			served, _ := pki.ProbeServed(ctx, bot.Dial, n.IPs[0], d.Fleet.PKI.ServingPorts)
+			for _, hp := range pki.NotRolled(observed, n.Name, served) {
+				_, portStr, _ := strings.Cut(hp, ":")
+				port, _ := strconv.Atoi(portStr)
+				if leaf := pki.ServedLeaf(port); leaf != "" {
+					id := n.Name + "/" + leaf
+					notRolled[id] = append(notRolled[id], hp)
+				}
+			}
+		}
 	}
 	certs := make(map[string]reconcile.Cert, len(observed))
 	for id, o := range observed {
@@ -110,7 +132,8 @@ func observeCerts(d desired, now time.Time) (map[string]reconcile.Cert, error) {
 			continue // a certificate without its key is as good as missing: it is issued again
 		}
 		certs[id] = reconcile.Cert{CommonName: o.CommonName, Organization: o.Organization, DNSNames: o.DNSNames, IPs: o.IPs,
-			Usages: o.Usages, IsCA: o.IsCA, Issuer: o.Issuer, NotBefore: o.NotBefore, NotAfter: o.NotAfter, Recipients: o.Recipients}
+			Usages: o.Usages, IsCA: o.IsCA, Issuer: o.Issuer, NotBefore: o.NotBefore, NotAfter: o.NotAfter, Recipients: o.Recipients,
+			NotRolled: notRolled[id]}
 	}
 	return certs, nil
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/ducksnest/nestbot/lab"
 	"github.com/ducksnest/nestbot/nest"
 )
@@ -38,6 +40,14 @@ func TestApplyThenRolloutOneChangedHost(t *testing.T) {
 		}
 		return strings.TrimSpace(string(out))
 	}
+	// nestbot's own identity is one of the admins, so it can sign with the CAs later.
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	yaml, _ := os.ReadFile(filepath.Join(repo, "nest.yaml"))
+	yaml = []byte(strings.Replace(string(yaml), "  admins:\n", "  admins:\n    - "+id.Recipient().String()+"   # nestbot\n", 1))
+	os.WriteFile(filepath.Join(repo, "nest.yaml"), yaml, 0o644)
 	git("init", "-q", "-b", "main")
 	git("add", ".")
 	git("commit", "-q", "-m", "the fleet")
@@ -50,7 +60,7 @@ func TestApplyThenRolloutOneChangedHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	env := append(l.Env(), "NESTBOT_STATE_DIR="+t.TempDir())
+	env := append(l.Env(), "NESTBOT_STATE_DIR="+t.TempDir(), "NEST_AGE_IDENTITY="+id.String())
 	nestbot := func(args ...string) (string, int) {
 		t.Helper()
 		out, err := nestbotCmd(ctx, env, args...).CombinedOutput()
@@ -109,4 +119,22 @@ func TestApplyThenRolloutOneChangedHost(t *testing.T) {
 		}
 	}
 	t.Logf("rollout:\n%s", out)
+
+	// A certificate is reissued: until its host rolls, it serves the old one.
+	serving := filepath.Join(repo, f.PKI.Dir, "derived/laptop-firebat/kubernetes-kubelet-serving.crt")
+	if err := os.Remove(serving); err != nil {
+		t.Fatal(err)
+	}
+	if out, code = nestbot("certs", "apply", "-f", file); code != 0 || !strings.Contains(out, "Committed") {
+		t.Fatalf("certs apply: exit %d\n%s", code, out)
+	}
+	if out, _ = nestbot("plan", "-f", file); !strings.Contains(out, "not yet rolled: laptop-firebat:10250") {
+		t.Fatalf("plan does not see the old certificate still served:\n%s", out)
+	}
+	if out, code = nestbot("rollout", "-f", file); code != 0 {
+		t.Fatalf("rollout: exit %d\n%s", code, out)
+	}
+	if out, _ = nestbot("plan", "-f", file); strings.Contains(out, "not yet rolled") {
+		t.Fatalf("still not rolled after the rollout:\n%s", out)
+	}
 }
