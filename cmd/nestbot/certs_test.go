@@ -28,30 +28,12 @@ func TestCertsApplyCommitsATreeOpenSSLAndAgeAccept(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	repo := copyExample(t)
-	git := func(args ...string) string {
-		t.Helper()
-		cmd := exec.CommandContext(ctx, "git", args...)
-		cmd.Dir = repo
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@e", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@e")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return string(out)
-	}
+	git := gitIn(ctx, t, repo)
 	git("init", "-q", "-b", "main")
 	git("add", ".")
 	git("commit", "-q", "-m", "the fleet")
 
-	f, err := nest.Load(filepath.Join(repo, "nest.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := lab.Up(lab.Options{Fleet: f, PendingDelay: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	f, l := labFor(t, repo)
 	env := l.Env()
 	out, err := nestbotCmd(ctx, env, "apply", "-f", filepath.Join(repo, "nest.yaml"), "--auto-approve").CombinedOutput()
 	if err != nil {
@@ -109,4 +91,35 @@ func TestCertsApplyCommitsATreeOpenSSLAndAgeAccept(t *testing.T) {
 		t.Fatal("certs status printed a key")
 	}
 	t.Logf("certs status:\n%s", out)
+}
+
+// gitIn returns a function that runs git in dir, failing the test on error,
+// with a fixed author.
+func gitIn(ctx context.Context, t *testing.T, dir string) func(args ...string) string {
+	return func(args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, "git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@e", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@e")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+}
+
+// labFor loads the repository's nest.yaml and starts a lab seeded with it.
+func labFor(t *testing.T, repo string) (*nest.Fleet, *lab.Lab) {
+	t.Helper()
+	f, err := nest.Load(filepath.Join(repo, "nest.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := lab.Up(lab.Options{Fleet: f, PendingDelay: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return f, l
 }

@@ -10,9 +10,6 @@ import (
 	"time"
 
 	"filippo.io/age"
-
-	"github.com/ducksnest/nestbot/lab"
-	"github.com/ducksnest/nestbot/nest"
 )
 
 // TestApplyThenRolloutOneChangedHost plays the fleet's life from a git
@@ -29,17 +26,7 @@ func TestApplyThenRolloutOneChangedHost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	repo := copyExample(t)
-	git := func(args ...string) string {
-		t.Helper()
-		cmd := exec.CommandContext(ctx, "git", args...)
-		cmd.Dir = repo
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@e", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@e")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
+	git := gitIn(ctx, t, repo)
 	// nestbot's own identity is one of the admins, so it can sign with the CAs later.
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
@@ -51,15 +38,7 @@ func TestApplyThenRolloutOneChangedHost(t *testing.T) {
 	git("init", "-q", "-b", "main")
 	git("add", ".")
 	git("commit", "-q", "-m", "the fleet")
-	f, err := nest.Load(filepath.Join(repo, "nest.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := lab.Up(lab.Options{Fleet: f, PendingDelay: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	f, l := labFor(t, repo)
 	env := append(l.Env(), "NESTBOT_STATE_DIR="+t.TempDir(), "NEST_AGE_IDENTITY="+id.String())
 	nestbot := func(args ...string) (string, int) {
 		t.Helper()
