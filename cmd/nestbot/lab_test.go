@@ -1,8 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,22 +53,12 @@ func TestLabUpThenPlanAndApplyFromAnotherShell(t *testing.T) {
 	dir := t.TempDir()
 	repo := copyExample(t)
 	envFile := filepath.Join(dir, "lab.env")
-	lab := nestbotCmd(ctx, nil, "lab", "up", "-f", repo+"/nest.yaml", "--env-file", envFile)
 	// Its standard output is the environment, credentials included, by
 	// design; its log (standard error) must not repeat the auth key.
 	var labOut, labLog strings.Builder
-	lab.Stdout, lab.Stderr = &labOut, &labLog
-	if err := lab.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer lab.Process.Kill()
-
-	var env []string
-	sc := bufio.NewScanner(strings.NewReader(string(waitFile(t, envFile, 30*time.Second))))
+	lab, env := startLabUp(ctx, t, repo, envFile, &labOut, &labLog)
 	authKey := ""
-	for sc.Scan() {
-		line := sc.Text()
-		env = append(env, line)
+	for _, line := range env {
 		if k, ok := strings.CutPrefix(line, "TS_AUTHKEY="); ok {
 			authKey = k
 		}
@@ -140,13 +130,7 @@ func TestSavedPlanRefusedAfterLiveChanged(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	repo := copyExample(t)
-	envFile := filepath.Join(dir, "lab.env")
-	lab := nestbotCmd(ctx, nil, "lab", "up", "-f", repo+"/nest.yaml", "--env-file", envFile)
-	if err := lab.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer lab.Process.Kill()
-	env := strings.Split(strings.TrimSpace(string(waitFile(t, envFile, 30*time.Second))), "\n")
+	_, env := startLabUp(ctx, t, repo, filepath.Join(dir, "lab.env"), io.Discard, io.Discard)
 	f, planFile := repo+"/nest.yaml", filepath.Join(dir, "plan.json")
 	run := func(args ...string) (string, int) {
 		out, err := nestbotCmd(ctx, env, args...).CombinedOutput()
@@ -184,4 +168,18 @@ func copyExample(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return dst
+}
+
+// startLabUp runs `nestbot lab up` for the repository in its own process,
+// waits (bounded) for its env file, and returns the process and the
+// environment it wrote. The process is killed when the test ends.
+func startLabUp(ctx context.Context, t *testing.T, repo, envFile string, stdout, stderr io.Writer) (*exec.Cmd, []string) {
+	t.Helper()
+	lab := nestbotCmd(ctx, nil, "lab", "up", "-f", repo+"/nest.yaml", "--env-file", envFile)
+	lab.Stdout, lab.Stderr = stdout, stderr
+	if err := lab.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lab.Process.Kill() })
+	return lab, strings.Split(strings.TrimSpace(string(waitFile(t, envFile, 30*time.Second))), "\n")
 }
