@@ -212,6 +212,7 @@ type Host struct {
 	faults   Faults
 	tls      *tlsServer
 	upErr    error  // why the last start of tailscaled failed
+	stopping int    // stops still closing a node; down only when 0
 	udpPort  uint16 // the node's WireGuard port, kept across restarts
 	closed   bool
 
@@ -315,9 +316,10 @@ func (h *Host) WaitDown(ctx context.Context) error { return h.waitState(ctx, fal
 func (h *Host) waitState(ctx context.Context, up bool) error {
 	for {
 		h.mu.Lock()
-		is, ch, closed, upErr := h.node != nil, h.changed, h.closed, h.upErr
+		isUp, isDown := h.node != nil, h.node == nil && h.stopping == 0
+		ch, closed, upErr := h.changed, h.closed, h.upErr
 		h.mu.Unlock()
-		if is == up {
+		if up && isUp || !up && isDown {
 			return nil
 		}
 		if closed {

@@ -115,7 +115,9 @@ func (h *Host) stopTailscaled() {
 		sessions = append(sessions, s)
 	}
 	if node != nil {
-		h.broadcastLocked()
+		// Down (for WaitDown) only once the node is closed: until then
+		// peers may still reach it.
+		h.stopping++
 	}
 	h.mu.Unlock()
 	if node == nil {
@@ -131,6 +133,10 @@ func (h *Host) stopTailscaled() {
 	for _, s := range sessions {
 		s.hangup()
 	}
+	h.mu.Lock()
+	h.stopping--
+	h.broadcastLocked()
+	h.mu.Unlock()
 	h.logf("host %s: tailscaled down", h.cfg.Name)
 }
 
