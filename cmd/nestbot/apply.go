@@ -10,9 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ducksnest/nestbot/nest"
+	"github.com/ducksnest/nestbot/gitops/fleet"
 	"github.com/ducksnest/nestbot/reconcile"
-	nestaws "github.com/ducksnest/nestbot/reconcile/aws"
 )
 
 type applyOptions struct {
@@ -67,7 +66,7 @@ func runApply(opts *applyOptions) error {
 	if err != nil {
 		return err
 	}
-	s, err := observeLive(ctx, d, opts.Cloud, opts.Tailnet, opts.IO.Getenv)
+	s, err := fleet.Observe(ctx, d, fleetOptions(opts.IO, opts.Cloud, opts.Tailnet))
 	if err != nil {
 		return err
 	}
@@ -86,8 +85,8 @@ func runApply(opts *applyOptions) error {
 			return fmt.Errorf("%s: %w", opts.PlanFile, err)
 		}
 		plan = saved.Plan
-	} else if plan, err = reconcile.Diff(reconcile.Desired{Fleet: d.Fleet, HostKeys: d.HostKeys}, s.Live, reconcile.Options{Revision: opts.Revision}); err != nil {
-		return fmt.Errorf("plan %s:\n%w", d.Fleet.Name, indentErr(err))
+	} else if plan, err = s.Plan(opts.Revision); err != nil {
+		return err
 	}
 	if len(opts.Targets) > 0 {
 		if plan, err = reconcile.Target(plan, opts.Targets); err != nil {
@@ -107,59 +106,16 @@ func runApply(opts *applyOptions) error {
 			return err
 		}
 	}
-	revision := firstNonEmpty(opts.Revision, plan.Revision, opts.IO.Getenv("GITHUB_SHA"))
-	logf := func(format string, args ...any) { fmt.Fprintf(opts.IO.Err, format+"\n", args...) }
-	exec := &reconcile.Executor{Appliers: map[reconcile.Plane]reconcile.PlaneApplier{}}
-	if s.EC2 != nil {
-		a := &nestaws.Applier{Client: s.EC2, Fleet: d.Fleet, Live: &s.Live.Cloud, Revision: revision, Logf: logf,
-			AuthKey: authKeySource(d.Fleet, opts.IO.Getenv)}
-		exec.Appliers[reconcile.PlaneCloud] = cloudApplier(a)
-	}
-	if s.Bot != nil {
-		exec.Appliers[reconcile.PlaneTailnet] = tailnetApplier(s.Bot, d.Fleet, logf)
-	}
-	if d.Fleet.PKI != nil && s.Live.Observed(reconcile.PlanePKI) {
-		exec.Appliers[reconcile.PlanePKI] = pkiApplier(d, s, opts.IO, opts.NoCommit)
-	}
-	if s.Bot != nil && s.Repo != nil {
-		exec.Appliers[reconcile.PlaneHosts] = rolloutApplier(s, d, s.Repo, opts.Tailnet.stateDir(opts.IO.Getenv), opts.IO, false)
-	}
-	rep, applyErr := exec.Apply(ctx, plan)
+	rep, applyErr := s.Apply(ctx, plan, fleet.ApplyOptions{
+		Revision: firstNonEmpty(opts.Revision, plan.Revision, opts.IO.Getenv("GITHUB_SHA")),
+		NoCommit: opts.NoCommit,
+		Log:      opts.IO.Err,
+	})
 	printReport(opts.IO, rep)
 	if applyErr != nil {
 		return fmt.Errorf("apply failed: %w\nThe steps above marked applied were applied; run nestbot plan to see what is left", applyErr)
 	}
 	return nil
-}
-
-// cloudApplier adapts the AWS applier to the executor.
-func cloudApplier(a *nestaws.Applier) reconcile.PlaneApplier {
-	return func(ctx context.Context, steps []reconcile.Step) ([]reconcile.StepResult, error) {
-		done, err := a.Apply(ctx, steps)
-		var out []reconcile.StepResult
-		for i, st := range steps {
-			switch {
-			case i < len(done):
-				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusApplied, Detail: done[i].ID})
-			case i == len(done) && err != nil:
-				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusFailed, Detail: err.Error()})
-			default:
-				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusSkipped, Detail: "an earlier step failed"})
-			}
-		}
-		return out, err
-	}
-}
-
-// authKeySource reads the tailnet auth key for new hosts from the secret
-// nest.yaml names.
-func authKeySource(f *nest.Fleet, getenv func(string) string) func(context.Context, string) (string, error) {
-	return func(context.Context, string) (string, error) {
-		if f.Tailnet.AuthKey == nil {
-			return "", errors.New("tailnet.auth_key is not set in nest.yaml: new instances could not join the tailnet")
-		}
-		return f.Tailnet.AuthKey.Resolve(getenv)
-	}
 }
 
 func confirm(io *IO) error {

@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/ducksnest/nestbot/gitops/git"
+	"github.com/ducksnest/nestbot/gitops/fleet"
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/pki"
 	"github.com/ducksnest/nestbot/reconcile"
@@ -116,7 +114,7 @@ func runCertsStatus(opts *certsOptions) error {
 			return fmt.Errorf("%s has no pki section: pass --dir", opts.File)
 		}
 		if dir == "" {
-			dir = d.pkiDir()
+			dir = d.PKIDir()
 		}
 		specs = pki.Set(d.Fleet, d.HostKeys, nil)
 		renewBefore = d.Fleet.PKI.RenewBefore.Duration
@@ -140,14 +138,14 @@ func runCertsStatus(opts *certsOptions) error {
 }
 
 func runCertsPlan(opts *certsOptions) error {
-	d, s, err := certsSession(opts)
+	_, s, err := certsSession(opts)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	plan, err := reconcile.Diff(reconcile.Desired{Fleet: d.Fleet, HostKeys: d.HostKeys}, s.Live, reconcile.Options{})
+	plan, err := s.Plan("")
 	if err != nil {
-		return fmt.Errorf("plan %s:\n%w", d.Fleet.Name, indentErr(err))
+		return err
 	}
 	plan.Steps = plan.StepsOf(reconcile.PlanePKI)
 	plan.Notes = nil
@@ -166,11 +164,11 @@ func runCertsApply(opts *certsOptions) error {
 	}
 	defer s.Close()
 	ctx := context.Background()
-	rep, err := applyCerts(ctx, d, s, opts.IO.Getenv)
+	rep, err := s.ApplyCerts(ctx)
 	if err != nil {
 		return err
 	}
-	_, err = reportCerts(ctx, opts.IO, d, rep, opts.NoCommit)
+	_, err = d.CommitCerts(ctx, rep, fleet.CommitOptions{NoCommit: opts.NoCommit, Out: opts.IO.Out, Getenv: opts.IO.Getenv})
 	return err
 }
 
@@ -183,7 +181,7 @@ func runRotateCA(opts *certsOptions) error {
 		return fmt.Errorf("%s has no pki section", opts.File)
 	}
 	if opts.Phase == "" {
-		rots, err := pki.RotationStatus(os.DirFS(d.pkiDir()))
+		rots, err := pki.RotationStatus(os.DirFS(d.PKIDir()))
 		if err != nil {
 			return err
 		}
@@ -202,7 +200,7 @@ func runRotateCA(opts *certsOptions) error {
 	if err != nil {
 		return err
 	}
-	a, err := certsApplier(d, opts.IO.Getenv)
+	a, err := d.CertsApplier(opts.IO.Getenv)
 	if err != nil {
 		return err
 	}
@@ -211,13 +209,13 @@ func runRotateCA(opts *certsOptions) error {
 	if err != nil {
 		return err
 	}
-	_, err = reportCerts(ctx, opts.IO, d, rep, opts.NoCommit)
+	_, err = d.CommitCerts(ctx, rep, fleet.CommitOptions{NoCommit: opts.NoCommit, Out: opts.IO.Out, Getenv: opts.IO.Getenv})
 	return err
 }
 
 // certsSession observes what certificate SANs depend on: the cloud, the
 // tailnet, and the tree itself.
-func certsSession(opts *certsOptions) (desired, *session, error) {
+func certsSession(opts *certsOptions) (*fleet.Desired, *fleet.Session, error) {
 	d, err := loadDesired(opts.File)
 	if err != nil {
 		return d, nil, err
@@ -225,53 +223,6 @@ func certsSession(opts *certsOptions) (desired, *session, error) {
 	if d.Fleet.PKI == nil {
 		return d, nil, fmt.Errorf("%s has no pki section", opts.File)
 	}
-	s, err := observeLive(context.Background(), d, opts.Cloud, opts.Tailnet, opts.IO.Getenv)
+	s, err := fleet.Observe(context.Background(), d, fleetOptions(opts.IO, opts.Cloud, opts.Tailnet))
 	return d, s, err
-}
-
-// reportCerts prints what an apply did and commits the files it changed,
-// returning the new commit ("" when nothing was committed).
-func reportCerts(ctx context.Context, io *IO, d desired, rep *pki.Report, noCommit bool) (string, error) {
-	fmt.Fprintln(io.Out, strings.TrimSpace(rep.CommitMessage()))
-	for _, w := range rep.Warnings {
-		fmt.Fprintln(io.Err, "warning:", w)
-	}
-	changed := append(append([]string{}, rep.Written...), rep.Removed...)
-	if len(changed) == 0 {
-		fmt.Fprintln(io.Out, "Nothing to commit: every certificate is current.")
-		return "", nil
-	}
-	if noCommit {
-		fmt.Fprintf(io.Out, "%d files written under %s, not committed (--no-commit).\n", len(changed), d.Fleet.PKI.Dir)
-		return "", nil
-	}
-	sha, err := commitCerts(ctx, d, changed, rep.CommitMessage(), io.Getenv)
-	switch {
-	case errors.Is(err, errNotARepo):
-		fmt.Fprintf(io.Out, "%d files written under %s; not a git checkout, so nothing was committed.\n", len(changed), d.Fleet.PKI.Dir)
-		return "", nil
-	case err != nil:
-		return "", fmt.Errorf("the files are written under %s, but the commit failed: %w", d.Fleet.PKI.Dir, err)
-	}
-	fmt.Fprintf(io.Out, "Committed %d files as %s.\n", len(changed), sha[:12])
-	return sha, nil
-}
-
-var errNotARepo = errors.New("not a git checkout")
-
-// commitCerts commits the changed files (relative to pki.dir) on the branch
-// checked out where nest.yaml is.
-func commitCerts(ctx context.Context, d desired, changed []string, message string, getenv func(string) string) (string, error) {
-	repo, err := git.Open(d.Root, git.Options{})
-	if err != nil {
-		return "", errNotARepo
-	}
-	abs := make([]string, len(changed))
-	for i, p := range changed {
-		if abs[i], err = filepath.Abs(filepath.Join(d.pkiDir(), filepath.FromSlash(p))); err != nil {
-			return "", err
-		}
-	}
-	author := git.Signature{Name: firstNonEmpty(getenv("GIT_AUTHOR_NAME"), "nestbot"), Email: firstNonEmpty(getenv("GIT_AUTHOR_EMAIL"), "nestbot@users.noreply.github.com")}
-	return repo.CommitWorktree(ctx, abs, message, author)
 }

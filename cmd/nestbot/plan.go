@@ -8,35 +8,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
-	"github.com/ducksnest/nestbot/nest"
+	"github.com/ducksnest/nestbot/gitops/fleet"
 	"github.com/ducksnest/nestbot/reconcile"
 	"github.com/spf13/cobra"
 )
-
-// desired is nest.yaml plus what the repository holds beside it.
-type desired struct {
-	Fleet    *nest.Fleet
-	HostKeys map[string]string
-	Root     string // the directory holding nest.yaml: paths in it are relative to here
-	Source   []byte // nest.yaml as read
-}
-
-// Digest fingerprints the desired state: nest.yaml and the pinned host keys.
-func (d desired) Digest() string {
-	parts := [][]byte{d.Source}
-	hosts := make([]string, 0, len(d.HostKeys))
-	for h := range d.HostKeys {
-		hosts = append(hosts, h)
-	}
-	sort.Strings(hosts)
-	for _, h := range hosts {
-		parts = append(parts, []byte(h+" "+d.HostKeys[h]))
-	}
-	return reconcile.DigestBytes(parts...)
-}
 
 type planOptions struct {
 	IO               *IO
@@ -106,7 +83,7 @@ func runPlan(opts *planOptions) error {
 			return err
 		}
 	} else {
-		s, err := observeLive(context.Background(), d, opts.Cloud, opts.Tailnet, opts.IO.Getenv)
+		s, err := fleet.Observe(context.Background(), d, fleetOptions(opts.IO, opts.Cloud, opts.Tailnet))
 		if err != nil {
 			return err
 		}

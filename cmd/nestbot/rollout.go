@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ducksnest/nestbot/gitops/fleet"
 	"github.com/ducksnest/nestbot/reconcile"
 	"github.com/ducksnest/nestbot/reconcile/rollout"
 )
@@ -75,7 +77,7 @@ lets a restarted rollout resume or report where it stopped.`,
 
 // hostsSession observes the tailnet and the hosts (and the certificates,
 // which the plan reads), not the cloud: rollouts never touch AWS.
-func hostsSession(opts *rolloutOptions) (desired, *session, *reconcile.Plan, error) {
+func hostsSession(opts *rolloutOptions) (*fleet.Desired, *fleet.Session, *reconcile.Plan, error) {
 	d, err := loadDesired(opts.File)
 	if err != nil {
 		return d, nil, nil, err
@@ -83,10 +85,9 @@ func hostsSession(opts *rolloutOptions) (desired, *session, *reconcile.Plan, err
 	if opts.MaxParallel > 0 {
 		d.Fleet.Rollout.MaxParallel = opts.MaxParallel
 	}
-	aws := d.Fleet.AWS
-	d.Fleet.AWS = nil // not observed here
-	s, err := observeLive(context.Background(), d, cloudFlags{}, opts.Tailnet, opts.IO.Getenv)
-	d.Fleet.AWS = aws
+	fo := fleetOptions(opts.IO, cloudFlags{}, opts.Tailnet)
+	fo.Planes = []reconcile.Plane{reconcile.PlaneTailnet, reconcile.PlaneHosts, reconcile.PlanePKI}
+	s, err := fleet.Observe(context.Background(), d, fo)
 	if err != nil {
 		return d, nil, nil, err
 	}
@@ -94,9 +95,10 @@ func hostsSession(opts *rolloutOptions) (desired, *session, *reconcile.Plan, err
 		s.Close()
 		return d, nil, nil, errors.New("hosts are reached over the tailnet: give nestbot an auth key (--ts-authkey, NESTBOT_TS_AUTHKEY or tailnet.auth_key)")
 	}
-	live := *s.Live
+	live := *s.Live // the plan of the hosts alone
 	live.Planes = []reconcile.Plane{reconcile.PlaneTailnet, reconcile.PlaneHosts}
-	plan, err := reconcile.Diff(reconcile.Desired{Fleet: d.Fleet, HostKeys: d.HostKeys}, &live, reconcile.Options{})
+	s.Live = &live
+	plan, err := s.Plan("")
 	if err != nil {
 		s.Close()
 		return d, nil, nil, err
@@ -121,7 +123,7 @@ func runHosts(opts *rolloutOptions) error {
 		Error      string `json:"error,omitempty"`
 	}
 	var rows []row
-	for _, name := range sortedHostNames(d) {
+	for _, name := range d.HostNames() {
 		r := row{Host: name, Roles: strings.Join(d.Fleet.Hosts[name].Roles, ",")}
 		for _, n := range s.Live.Tailnet.Nodes {
 			if n.Name == name {
@@ -168,7 +170,7 @@ func runHosts(opts *rolloutOptions) error {
 	}
 	tw.Flush()
 	if s.Repo != nil {
-		fmt.Fprintf(opts.IO.Out, "\nTarget: %s (HEAD of the checkout holding %s)\n", shortRev(s.Repo.revision), opts.File)
+		fmt.Fprintf(opts.IO.Out, "\nTarget: %s (HEAD of the checkout holding %s)\n", shortRev(s.Repo.Revision()), opts.File)
 	} else {
 		fmt.Fprintf(opts.IO.Out, "\n%s is not in a git checkout: no target revision, nothing is due.\n", opts.File)
 	}
@@ -196,7 +198,7 @@ func runRolloutCmd(opts *rolloutOptions) error {
 		})
 	}
 	if len(steps) == 0 {
-		fmt.Fprintf(opts.IO.Out, "No host is due: every host runs %s or its configuration did not change.\n", shortRev(s.Repo.revision))
+		fmt.Fprintf(opts.IO.Out, "No host is due: every host runs %s or its configuration did not change.\n", shortRev(s.Repo.Revision()))
 		return nil
 	}
 	if opts.DryRun {
@@ -205,7 +207,7 @@ func runRolloutCmd(opts *rolloutOptions) error {
 		}
 		return nil
 	}
-	res, err := runRollout(context.Background(), s, d, s.Repo, opts.Tailnet.stateDir(opts.IO.Getenv), opts.IO, opts.JSON, steps)
+	res, err := s.Rollout(context.Background(), steps, func(e rollout.Event) { printEvent(opts.IO, e, opts.JSON) })
 	if opts.JSON {
 		fmt.Fprintln(opts.IO.Out, mustJSON(res))
 	} else {
@@ -233,13 +235,22 @@ func printRolloutResult(io *IO, res *rollout.Result) {
 	}
 }
 
-func sortedHostNames(d desired) []string {
-	names := make([]string, 0, len(d.Fleet.Hosts))
-	for n := range d.Fleet.Hosts {
-		names = append(names, n)
+func printEvent(io *IO, e rollout.Event, jsonEvents bool) {
+	if jsonEvents {
+		fmt.Fprintln(io.Out, mustJSON(e))
+		return
 	}
-	slices.Sort(names)
-	return names
+	fmt.Fprintln(io.Err, e.String())
+}
+
+func shortRev(rev string) string { return fleet.ShortRev(rev) }
+
+func mustJSON(v any) string {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprintf("{%q:%q}", "error", err.Error())
+	}
+	return string(data)
 }
 
 func cmpOr(s, def string) string {

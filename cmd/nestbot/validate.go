@@ -3,9 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
+	"github.com/ducksnest/nestbot/gitops/fleet"
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/pki"
 	"github.com/spf13/cobra"
@@ -54,38 +53,15 @@ func runValidate(opts *validateOptions) error {
 
 // loadDesired reads nest.yaml and the host keys pinned beside it. Every
 // mistake in nest.yaml is reported, one per line, and the count last.
-func loadDesired(file string) (desired, error) {
-	f, err := nest.Load(file)
+func loadDesired(file string) (*fleet.Desired, error) {
+	d, err := fleet.Load(file)
 	var errs nest.Errors
 	if errors.As(err, &errs) {
 		noun := "errors"
 		if len(errs) == 1 {
 			noun = "error"
 		}
-		return desired{}, &exitError{code: 1, msg: fmt.Sprintf("%s\n%d %s in %s", errs.Error(), len(errs), noun, file)}
+		return nil, &exitError{code: 1, msg: fmt.Sprintf("%s\n%d %s in %s", errs.Error(), len(errs), noun, file)}
 	}
-	if err != nil {
-		return desired{}, err
-	}
-	src, err := os.ReadFile(file)
-	if err != nil {
-		return desired{}, err
-	}
-	d := desired{Fleet: f, Root: filepath.Dir(file), Source: src}
-	if f.PKI != nil {
-		hosts := make([]string, 0, len(f.Hosts))
-		for name := range f.Hosts {
-			hosts = append(hosts, name)
-		}
-		d.HostKeys, err = pki.ReadHostKeys(d.pkiDir(), hosts)
-		if err != nil {
-			return desired{}, err
-		}
-	}
-	return d, nil
-}
-
-// pkiDir is where the certificate tree lives on disk.
-func (d desired) pkiDir() string {
-	return filepath.Join(d.Root, filepath.FromSlash(d.Fleet.PKI.Dir))
+	return d, err
 }

@@ -1,0 +1,390 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"tailscale.com/tsnet"
+
+	"github.com/ducksnest/nestbot/gitops/git"
+	"github.com/ducksnest/nestbot/nest"
+	"github.com/ducksnest/nestbot/pki"
+	"github.com/ducksnest/nestbot/reconcile"
+	nestaws "github.com/ducksnest/nestbot/reconcile/aws"
+	"github.com/ducksnest/nestbot/reconcile/rollout"
+	nesttailnet "github.com/ducksnest/nestbot/reconcile/tailnet"
+	"github.com/ducksnest/nestbot/store"
+)
+
+// ApplyOptions shape an apply.
+type ApplyOptions struct {
+	// Revision is the commit being applied; it seeds idempotency tokens
+	// (default: the plan's).
+	Revision string
+	// NoCommit writes certificates into pki.dir without committing them.
+	NoCommit bool
+	// Log receives progress lines and the certificates' report; nil
+	// discards them.
+	Log io.Writer
+	// Events receives each host's state changes during the rollout (nil:
+	// one line each to Log).
+	Events func(rollout.Event)
+	// AuthKey gives the tailnet auth key for a new instance's user-data
+	// (nil: the secret tailnet.auth_key names).
+	AuthKey func(ctx context.Context, host string) (string, error)
+}
+
+func (o ApplyOptions) logf(format string, args ...any) {
+	if o.Log != nil {
+		fmt.Fprintf(o.Log, format+"\n", args...)
+	}
+}
+
+// Apply carries out plan plane by plane — cloud, tailnet, certificates
+// (committed unless NoCommit), hosts — stopping at the first failure. The
+// report says what was applied before it.
+func (s *Session) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyOptions) (*reconcile.Report, error) {
+	d := s.Desired
+	revision := opts.Revision
+	if revision == "" {
+		revision = plan.Revision
+	}
+	if opts.AuthKey == nil {
+		opts.AuthKey = authKeySource(d.Fleet, s.opts.Getenv)
+	}
+	exec := &reconcile.Executor{Appliers: map[reconcile.Plane]reconcile.PlaneApplier{}}
+	if s.EC2 != nil {
+		a := &nestaws.Applier{Client: s.EC2, Fleet: d.Fleet, Live: &s.Live.Cloud, Revision: revision, Logf: opts.logf, AuthKey: opts.AuthKey}
+		exec.Appliers[reconcile.PlaneCloud] = cloudApplier(a)
+	}
+	if s.Bot != nil {
+		exec.Appliers[reconcile.PlaneTailnet] = tailnetApplier(s.Bot, d.Fleet, opts.logf)
+	}
+	if d.Fleet.PKI != nil && s.Live.Observed(reconcile.PlanePKI) {
+		exec.Appliers[reconcile.PlanePKI] = s.pkiApplier(opts)
+	}
+	if s.Bot != nil && s.Repo != nil {
+		exec.Appliers[reconcile.PlaneHosts] = s.rolloutApplier(opts)
+	}
+	return exec.Apply(ctx, plan)
+}
+
+// cloudApplier adapts the AWS applier to the executor.
+func cloudApplier(a *nestaws.Applier) reconcile.PlaneApplier {
+	return func(ctx context.Context, steps []reconcile.Step) ([]reconcile.StepResult, error) {
+		done, err := a.Apply(ctx, steps)
+		var out []reconcile.StepResult
+		for i, st := range steps {
+			switch {
+			case i < len(done):
+				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusApplied, Detail: done[i].ID})
+			case i == len(done) && err != nil:
+				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusFailed, Detail: err.Error()})
+			default:
+				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusSkipped, Detail: "an earlier step failed"})
+			}
+		}
+		return out, err
+	}
+}
+
+// authKeySource reads the tailnet auth key for new hosts from the secret
+// nest.yaml names.
+func authKeySource(f *nest.Fleet, getenv func(string) string) func(context.Context, string) (string, error) {
+	return func(context.Context, string) (string, error) {
+		if f.Tailnet.AuthKey == nil {
+			return "", errors.New("tailnet.auth_key is not set in nest.yaml: new instances could not join the tailnet")
+		}
+		return f.Tailnet.AuthKey.Resolve(getenv)
+	}
+}
+
+// tailnetApplier carries out the tailnet plane: it waits, bounded by
+// tailnet.join_timeout, for each new host to join.
+func tailnetApplier(bot *tsnet.Server, f *nest.Fleet, logf func(string, ...any)) reconcile.PlaneApplier {
+	return func(ctx context.Context, steps []reconcile.Step) ([]reconcile.StepResult, error) {
+		var out []reconcile.StepResult
+		var failed error
+		for _, st := range steps {
+			if failed != nil {
+				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusSkipped, Detail: "an earlier step failed"})
+				continue
+			}
+			switch st.Action {
+			case reconcile.ActionWait:
+				name := st.Address[len("tailnet.node."):]
+				logf("tailnet: waiting up to %s for %s to join", f.Tailnet.JoinTimeout, name)
+				wctx, cancel := context.WithTimeout(ctx, f.Tailnet.JoinTimeout.Duration)
+				n, err := nesttailnet.WaitJoined(wctx, bot, name)
+				cancel()
+				if err != nil {
+					failed = fmt.Errorf("%s: %w", st.Address, err)
+					out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusFailed, Detail: err.Error()})
+					continue
+				}
+				ip := ""
+				if len(n.IPs) > 0 {
+					ip = n.IPs[0].String()
+				}
+				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusApplied, Detail: "joined as " + ip})
+			default:
+				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusSkipped, Detail: "removing nodes needs the Tailscale API, not available yet"})
+			}
+		}
+		return out, failed
+	}
+}
+
+// identityEnv names the bot's age identity: an age X25519 secret key or an
+// OpenSSH ed25519 private key, in the variable or in a file named by
+// NEST_AGE_IDENTITY_FILE. It decrypts the CA keys; it stays in memory.
+const identityEnv = "NEST_AGE_IDENTITY"
+
+func loadIdentity(getenv func(string) string) (*pki.Identity, error) {
+	data := []byte(getenv(identityEnv))
+	if len(data) == 0 {
+		file := getenv(identityEnv + "_FILE")
+		if file == "" {
+			return nil, nil
+		}
+		var err error
+		if data, err = os.ReadFile(file); err != nil {
+			return nil, fmt.Errorf("%s_FILE: %w", identityEnv, err)
+		}
+	}
+	id, err := pki.ParseIdentity(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", identityEnv, err)
+	}
+	return id, nil
+}
+
+// CertsApplier is the certificate tree's applier, with the bot's identity
+// from NEST_AGE_IDENTITY (or NEST_AGE_IDENTITY_FILE).
+func (d *Desired) CertsApplier(getenv func(string) string) (*pki.Applier, error) {
+	id, err := loadIdentity(getenv)
+	if err != nil {
+		return nil, err
+	}
+	return &pki.Applier{Files: pki.Dir(d.PKIDir()), Identity: id, RenewBefore: d.Fleet.PKI.RenewBefore.Duration,
+		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}, nil
+}
+
+// ApplyCerts issues, renews, reissues and rekeys the certificate tree in the
+// repository. It first observes again the live state the SANs come from (a
+// host created by this apply has addresses only now) and pins the host keys
+// of hosts that just joined, so their keys are encrypted to them.
+func (s *Session) ApplyCerts(ctx context.Context) (*pki.Report, error) {
+	d := s.Desired
+	a, err := d.CertsApplier(s.opts.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	live, err := s.Refresh(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pinned, err := s.learnHostKeys(ctx, live)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := a.Apply(ctx, pki.Set(d.Fleet, d.HostKeys, reconcile.HostFacts(d.reconcileDesired(), live)))
+	if err != nil {
+		return nil, err
+	}
+	rep.Written = append(rep.Written, pinned...)
+	return rep, nil
+}
+
+// pkiApplier applies the certificate plane, commits it (unless NoCommit),
+// and reports each plan step by what was done to it.
+func (s *Session) pkiApplier(opts ApplyOptions) reconcile.PlaneApplier {
+	return func(ctx context.Context, steps []reconcile.Step) ([]reconcile.StepResult, error) {
+		out := make([]reconcile.StepResult, 0, len(steps))
+		rep, err := s.ApplyCerts(ctx)
+		if err != nil {
+			for _, st := range steps {
+				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusFailed, Detail: "nothing was written"})
+			}
+			return out, err
+		}
+		done := map[string]pki.Result{}
+		for _, r := range rep.Results {
+			done[reconcile.CertAddress(r.ID)] = r
+		}
+		for _, st := range steps {
+			r, ok := done[st.Address]
+			switch {
+			case !ok:
+				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusSkipped, Detail: "not in the certificate set"})
+			case r.Action == pki.Held:
+				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusSkipped, Detail: r.Reason})
+			default:
+				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusApplied, Detail: string(r.Action)})
+			}
+		}
+		sha, err := s.Desired.CommitCerts(ctx, rep, CommitOptions{NoCommit: opts.NoCommit, Out: opts.Log, Getenv: s.opts.Getenv})
+		if sha != "" && s.Repo != nil {
+			s.Repo.revision = sha // the rollout ships the commit that holds the certificates
+		}
+		if sha != "" {
+			s.CertCommit = sha
+		}
+		return out, err
+	}
+}
+
+// CommitOptions shape how certificates are committed.
+type CommitOptions struct {
+	NoCommit bool
+	Out      io.Writer // the report; nil discards it
+	Getenv   func(string) string
+}
+
+// ErrNotARepo says nest.yaml is not in a git checkout.
+var ErrNotARepo = errors.New("not a git checkout")
+
+// CommitCerts reports what a certificates apply did and commits the files
+// it changed on the checked-out branch, returning the new commit ("" when
+// nothing was committed).
+func (d *Desired) CommitCerts(ctx context.Context, rep *pki.Report, opts CommitOptions) (string, error) {
+	out := opts.Out
+	if out == nil {
+		out = io.Discard
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	fmt.Fprintln(out, strings.TrimSpace(rep.CommitMessage()))
+	for _, w := range rep.Warnings {
+		fmt.Fprintln(out, "warning:", w)
+	}
+	changed := append(append([]string{}, rep.Written...), rep.Removed...)
+	if len(changed) == 0 {
+		fmt.Fprintln(out, "Nothing to commit: every certificate is current.")
+		return "", nil
+	}
+	if opts.NoCommit {
+		fmt.Fprintf(out, "%d files written under %s, not committed (--no-commit).\n", len(changed), d.Fleet.PKI.Dir)
+		return "", nil
+	}
+	sha, err := d.commitCerts(ctx, changed, rep.CommitMessage(), opts.Getenv)
+	switch {
+	case errors.Is(err, ErrNotARepo):
+		fmt.Fprintf(out, "%d files written under %s; not a git checkout, so nothing was committed.\n", len(changed), d.Fleet.PKI.Dir)
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("the files are written under %s, but the commit failed: %w", d.Fleet.PKI.Dir, err)
+	}
+	fmt.Fprintf(out, "Committed %d files as %s.\n", len(changed), sha[:12])
+	return sha, nil
+}
+
+// commitCerts commits the changed files (relative to pki.dir) on the branch
+// checked out where nest.yaml is.
+func (d *Desired) commitCerts(ctx context.Context, changed []string, message string, getenv func(string) string) (string, error) {
+	repo, err := git.Open(d.Root, git.Options{})
+	if err != nil {
+		return "", ErrNotARepo
+	}
+	abs := make([]string, len(changed))
+	for i, p := range changed {
+		if abs[i], err = filepath.Abs(filepath.Join(d.PKIDir(), filepath.FromSlash(p))); err != nil {
+			return "", err
+		}
+	}
+	author := git.Signature{Name: cmpOr(getenv("GIT_AUTHOR_NAME"), "nestbot"), Email: cmpOr(getenv("GIT_AUTHOR_EMAIL"), "nestbot@users.noreply.github.com")}
+	return repo.CommitWorktree(ctx, abs, message, author)
+}
+
+// rolloutApplier rolls the plan's hosts: nixos-rebuild switch, in batches,
+// with a dead-man rollback armed on each host first.
+func (s *Session) rolloutApplier(opts ApplyOptions) reconcile.PlaneApplier {
+	return func(ctx context.Context, steps []reconcile.Step) ([]reconcile.StepResult, error) {
+		res, err := s.Rollout(ctx, steps, opts.events())
+		out := make([]reconcile.StepResult, 0, len(steps))
+		for _, st := range steps {
+			name := strings.TrimPrefix(st.Address, reconcile.HostAddress(""))
+			hr, ok := res.Host(name)
+			switch {
+			case !ok:
+				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusSkipped, Detail: "not rolled"})
+			case hr.State == rollout.StateConfirmed:
+				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusApplied, Detail: "on " + ShortRev(hr.Now.Revision)})
+			case hr.State == rollout.StateSkipped:
+				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusSkipped, Detail: hr.Detail})
+			default:
+				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusFailed, Detail: fmt.Sprintf("%s: %s (now on %s)", hr.State, hr.Detail, ShortRev(hr.Now.Revision))})
+			}
+		}
+		s.Rolled = res
+		return out, err
+	}
+}
+
+func (o ApplyOptions) events() func(rollout.Event) {
+	if o.Events != nil {
+		return o.Events
+	}
+	return func(e rollout.Event) { o.logf("%s", e.String()) }
+}
+
+// Rollout rolls the hosts of steps (the plan's hosts plane) to the
+// checkout's revision.
+func (s *Session) Rollout(ctx context.Context, steps []reconcile.Step, events func(rollout.Event)) (*rollout.Result, error) {
+	if s.Bot == nil || s.Repo == nil {
+		return &rollout.Result{}, errors.New("rollout needs the tailnet and a git checkout")
+	}
+	batches, err := rollout.BatchesFromSteps(steps)
+	if err != nil {
+		return &rollout.Result{}, err
+	}
+	src, err := s.Repo.Source()
+	if err != nil {
+		return &rollout.Result{}, err
+	}
+	ts, err := Targets(s.Desired, s.Live)
+	if err != nil {
+		return &rollout.Result{}, err
+	}
+	db := s.opts.DB
+	if db == nil {
+		if db, err = store.Open(filepath.Join(s.StateDir(), "nestbot.db")); err != nil {
+			return &rollout.Result{}, err
+		}
+		defer db.Close()
+	}
+	f := s.Desired.Fleet
+	ro := &rollout.Rollout{Dialer: s.Bot, Hosts: ts, Batches: batches, MaxParallel: f.Rollout.MaxParallel,
+		Source: src, FlakeDir: f.Flake, Revision: s.Repo.revision, Health: f.Rollout.Health,
+		ConfirmWithin: f.Rollout.ConfirmWithin.Duration, Journal: db.Journal(), Events: events}
+	res, err := ro.Run(ctx)
+	if res == nil {
+		res = &rollout.Result{}
+	}
+	return res, err
+}
+
+// ShortRev is a commit as people read it: 7 characters.
+func ShortRev(rev string) string {
+	if len(rev) > 7 {
+		return rev[:7]
+	}
+	if rev == "" {
+		return "(unknown)"
+	}
+	return rev
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

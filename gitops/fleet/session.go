@@ -1,0 +1,313 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
+	"golang.org/x/crypto/ssh"
+	"tailscale.com/tsnet"
+
+	"github.com/ducksnest/nestbot/nest"
+	"github.com/ducksnest/nestbot/pki"
+	"github.com/ducksnest/nestbot/reconcile"
+	nestaws "github.com/ducksnest/nestbot/reconcile/aws"
+	"github.com/ducksnest/nestbot/reconcile/rollout"
+	nesttailnet "github.com/ducksnest/nestbot/reconcile/tailnet"
+	"github.com/ducksnest/nestbot/store"
+)
+
+// Options say how to reach the live fleet.
+type Options struct {
+	// Getenv reads the environment (secrets, AWS_*, XDG_STATE_HOME, ...).
+	Getenv func(string) string
+	// AWSEndpoint overrides the EC2 endpoint (--aws-endpoint); the SDK's
+	// AWS_ENDPOINT_URL works too.
+	AWSEndpoint string
+	Tailnet     TailnetOptions
+	// Planes limits what is observed (nil: every plane nest.yaml has).
+	Planes []reconcile.Plane
+	// DB is the state file already open in this process (the server's);
+	// nil opens <state dir>/nestbot.db for the rollout journal.
+	DB *store.DB
+}
+
+// TailnetOptions are how nestbot's own tailnet node joins.
+type TailnetOptions struct {
+	ControlURL string // default: tailnet.control_url, else Tailscale's
+	AuthKey    string // default: NESTBOT_TS_AUTHKEY_FILE, else tailnet.auth_key
+	Hostname   string // default "nestbot"
+	StateDir   string // default $XDG_STATE_HOME/nestbot
+}
+
+// StateDirOr is the state directory: StateDir, or $XDG_STATE_HOME/nestbot,
+// or ~/.local/state/nestbot.
+func (t TailnetOptions) StateDirOr(getenv func(string) string) string {
+	if t.StateDir != "" {
+		return t.StateDir
+	}
+	if x := getenv("XDG_STATE_HOME"); x != "" {
+		return filepath.Join(x, "nestbot")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "nestbot")
+	}
+	return filepath.Join(home, ".local", "state", "nestbot")
+}
+
+// authKey is the node's key: AuthKey, NESTBOT_TS_AUTHKEY_FILE, or the
+// fleet's tailnet.auth_key.
+func (t TailnetOptions) authKey(f *nest.Fleet, getenv func(string) string) (string, error) {
+	if t.AuthKey != "" {
+		return t.AuthKey, nil
+	}
+	if file := getenv("NESTBOT_TS_AUTHKEY_FILE"); file != "" {
+		return nest.SecretRef{File: file}.Resolve(getenv)
+	}
+	if f.Tailnet.AuthKey != nil {
+		return f.Tailnet.AuthKey.Resolve(getenv)
+	}
+	return "", errors.New("no auth key for nestbot's tailnet node: set tailnet.auth_key in nest.yaml or --ts-authkey")
+}
+
+// Session is one observation of the live fleet, and the clients that made
+// it, for planning and applying.
+type Session struct {
+	Desired *Desired
+	EC2     *awsec2.Client
+	Bot     *tsnet.Server // nestbot's tailnet node, or nil
+	Repo    *Repo         // the git checkout holding nest.yaml, or nil
+	Live    *reconcile.Live
+	// HostErrors says why a host could not be probed.
+	HostErrors map[string]error
+	// CertCommit is the commit an apply made of the certificates ("" for none).
+	CertCommit string
+	// Rolled is what the apply's rollout did (nil when it had none).
+	Rolled *rollout.Result
+
+	opts Options
+}
+
+// Close leaves the tailnet.
+func (s *Session) Close() {
+	if s != nil && s.Bot != nil {
+		s.Bot.Close()
+	}
+}
+
+// StateDir is where the session keeps state (journal, tsnet).
+func (s *Session) StateDir() string { return s.opts.Tailnet.StateDirOr(s.opts.Getenv) }
+
+// Plan diffs the desired state against what was observed. revision is the
+// commit the plan is for ("" for the checkout's HEAD).
+func (s *Session) Plan(revision string) (*reconcile.Plan, error) {
+	plan, err := reconcile.Diff(s.Desired.reconcileDesired(), s.Live, reconcile.Options{Revision: revision})
+	if err != nil {
+		return nil, fmt.Errorf("plan %s:\n  %s", s.Desired.Fleet.Name, strings.ReplaceAll(err.Error(), "\n", "\n  "))
+	}
+	return plan, nil
+}
+
+func (o Options) wants(p reconcile.Plane) bool {
+	if o.Planes == nil {
+		return true
+	}
+	for _, q := range o.Planes {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// Observe reads the live fleet: the cloud plane when nest.yaml has an aws
+// section, the tailnet and the hosts when nestbot can join the tailnet,
+// and the certificate tree. Planes not observed are not planned, and the
+// plan says so.
+func Observe(ctx context.Context, d *Desired, opts Options) (*Session, error) {
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	s := &Session{Desired: d, opts: opts, Live: &reconcile.Live{FormatVersion: reconcile.FormatVersion, ObservedAt: time.Now().UTC()}}
+	s.Live.Planes = []reconcile.Plane{}
+	if opts.wants(reconcile.PlaneTailnet) || opts.wants(reconcile.PlaneHosts) {
+		bot, err := join(ctx, d, opts.Tailnet, opts.Getenv)
+		if err != nil {
+			return nil, err
+		}
+		if bot != nil {
+			s.Bot = bot
+			if s.Live.Tailnet, err = nesttailnet.Observe(ctx, bot); err != nil {
+				s.Close()
+				return nil, fmt.Errorf("observe the tailnet: %w", err)
+			}
+			s.Live.Planes = append(s.Live.Planes, reconcile.PlaneTailnet)
+			s.Repo = OpenRepo(d.Root)
+			s.Live.Hosts, s.HostErrors = observeHosts(ctx, bot, d, s.Live)
+			s.Repo.fill(s.Live)
+			s.Live.Planes = append(s.Live.Planes, reconcile.PlaneHosts)
+		}
+	}
+	if d.Fleet.PKI != nil && opts.wants(reconcile.PlanePKI) {
+		certs, err := observeCerts(ctx, d, s.Live, s.Bot)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.Live.PKI.Certs = certs
+		s.Live.Planes = append(s.Live.Planes, reconcile.PlanePKI)
+	}
+	if d.Fleet.AWS == nil || !opts.wants(reconcile.PlaneCloud) {
+		return s, nil
+	}
+	client, err := nestaws.NewClient(ctx, nestaws.ClientOptions{Region: d.Fleet.AWS.Region, Endpoint: opts.AWSEndpoint})
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	cloud, err := (&nestaws.Observer{Client: client}).Observe(ctx, d.Fleet)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("observe the cloud: %w", err)
+	}
+	s.EC2, s.Live.Cloud = client, cloud
+	s.Live.Planes = append(s.Live.Planes, reconcile.PlaneCloud)
+	return s, nil
+}
+
+// join starts nestbot's own ephemeral node. It returns nil, nil when there
+// is no way to join (no key): the tailnet plane is then not observed.
+func join(ctx context.Context, d *Desired, t TailnetOptions, getenv func(string) string) (*tsnet.Server, error) {
+	key, err := t.authKey(d.Fleet, getenv)
+	if err != nil {
+		return nil, nil
+	}
+	control := t.ControlURL
+	if control == "" {
+		control = d.Fleet.Tailnet.ControlURL
+	}
+	hostname := t.Hostname
+	if hostname == "" {
+		hostname = "nestbot"
+	}
+	dir := filepath.Join(t.StateDirOr(getenv), "tsnet", d.Fleet.Name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	s, err := nesttailnet.Join(ctx, nesttailnet.Config{Hostname: hostname, Dir: dir, InMemory: true, Ephemeral: true,
+		AuthKey: key, ControlURL: control})
+	if err != nil {
+		return nil, fmt.Errorf("join the tailnet: %w", err)
+	}
+	return s, nil
+}
+
+// observeCerts reads the certificate tree in the repository. A tree that
+// does not exist yet holds no certificates; a file that cannot be read is
+// an error naming it.
+//
+// With the tailnet joined, it also reads the certificate each host serves
+// (a TLS handshake to its serving ports) and marks the certificates a host
+// still serves an older version of: "not yet rolled".
+func observeCerts(ctx context.Context, d *Desired, live *reconcile.Live, bot *tsnet.Server) (map[string]reconcile.Cert, error) {
+	dir := d.PKIDir()
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return map[string]reconcile.Cert{}, nil
+	}
+	observed, err := pki.Observe(dir, live.ObservedAt)
+	if err != nil {
+		return nil, fmt.Errorf("observe the certificates: %w", err)
+	}
+	notRolled := map[string][]string{} // certificate id → host:port still serving an older one
+	if bot != nil {
+		for _, n := range live.Tailnet.Nodes {
+			if _, ok := d.Fleet.Hosts[n.Name]; !ok || len(n.IPs) == 0 {
+				continue
+			}
+			served, _ := pki.ProbeServed(ctx, bot.Dial, n.IPs[0], d.Fleet.PKI.ServingPorts)
+			for _, hp := range pki.NotRolled(observed, n.Name, served) {
+				_, portStr, _ := strings.Cut(hp, ":")
+				port, _ := strconv.Atoi(portStr)
+				if leaf := pki.ServedLeaf(port); leaf != "" {
+					id := n.Name + "/" + leaf
+					notRolled[id] = append(notRolled[id], hp)
+				}
+			}
+		}
+	}
+	certs := make(map[string]reconcile.Cert, len(observed))
+	for id, o := range observed {
+		if !o.HasKey {
+			continue // a certificate without its key is as good as missing: it is issued again
+		}
+		certs[id] = reconcile.Cert{CommonName: o.CommonName, Organization: o.Organization, DNSNames: o.DNSNames, IPs: o.IPs,
+			Usages: o.Usages, IsCA: o.IsCA, Issuer: o.Issuer, NotBefore: o.NotBefore, NotAfter: o.NotAfter, Recipients: o.Recipients,
+			NotRolled: notRolled[id]}
+	}
+	return certs, nil
+}
+
+// Refresh observes the cloud and the tailnet again, for steps that depend
+// on what earlier steps of the same apply created.
+func (s *Session) Refresh(ctx context.Context) (*reconcile.Live, error) {
+	l := *s.Live
+	var err error
+	if s.EC2 != nil {
+		if l.Cloud, err = (&nestaws.Observer{Client: s.EC2}).Observe(ctx, s.Desired.Fleet); err != nil {
+			return nil, fmt.Errorf("observe the cloud again: %w", err)
+		}
+	}
+	if s.Bot != nil {
+		if l.Tailnet, err = nesttailnet.Observe(ctx, s.Bot); err != nil {
+			return nil, fmt.Errorf("observe the tailnet again: %w", err)
+		}
+	}
+	return &l, nil
+}
+
+// learnHostKeys probes the hosts that have no pinned key yet (a new
+// instance that just joined), and pins what they present in
+// <pki.dir>/hosts/<host>.pub. It returns the files written, relative to
+// pki.dir. A pinned key is never replaced.
+func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) ([]string, error) {
+	d := s.Desired
+	if s.Bot == nil || d.Fleet.PKI == nil {
+		return nil, nil
+	}
+	ts, err := Targets(d, live)
+	if err != nil {
+		return nil, err
+	}
+	var written []string
+	for _, t := range ts {
+		if t.HostKey != nil || t.Addr == "" {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		p, err := rollout.Probe(pctx, s.Bot, t)
+		cancel()
+		if err != nil {
+			return written, fmt.Errorf("learn the host key of %s: %w", t.Name, err)
+		}
+		key := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(p.HostKey)))
+		if err := pki.PinHostKey(pki.Dir(d.PKIDir()), t.Name, key); err != nil {
+			return written, err
+		}
+		if d.HostKeys == nil {
+			d.HostKeys = map[string]string{}
+		}
+		d.HostKeys[t.Name] = pki.NormalizeRecipient(key)
+		written = append(written, pki.HostKeyPath(t.Name))
+	}
+	return written, nil
+}
