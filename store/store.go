@@ -1,7 +1,8 @@
 // Package store is nestbot's durable state: one bbolt file in the state
-// directory. Today it holds the rollout journal (DB.Journal); GitHub
-// delivery ids, locks and the job queue are meant to join it as further
-// accessors on DB, each in its own top-level bucket.
+// directory. It holds the rollout journal (DB.Journal), and the shared
+// state of contract.go for one process: the job queue with its delivery
+// de-duplication (DB.Queue), locks with fencing tokens (DB.Locks) and saved
+// plans with the audit log (DB.Artifacts), each in its own top-level bucket.
 //
 //	db, err := store.Open(filepath.Join(stateDir, "nestbot.db"))
 //	if err != nil { ... }
@@ -9,7 +10,10 @@
 //	err = db.Journal().Record(store.Entry{Rollout: rev, Host: "web", Step: "armed", Generation: 41})
 //
 // One process at a time holds the file: Open waits up to OpenTimeout for
-// another nestbot to let go of it, then fails with ErrLocked.
+// another nestbot to let go of it, then fails with ErrLocked. Because of
+// that, whatever an earlier process held when it stopped or died — job
+// claims, lock leases — is free again once Open returns: each Open starts a
+// new epoch, and claims and leases of earlier epochs count as expired.
 package store // import "github.com/ducksnest/nestbot/store"
 
 import (
@@ -31,8 +35,10 @@ var ErrLocked = errors.New("store: the state file is in use by another nestbot p
 
 // DB is an open state file. Its methods are safe for concurrent use.
 type DB struct {
-	bolt *bolt.DB
-	path string
+	bolt  *bolt.DB
+	path  string
+	epoch uint64 // this Open's epoch (see openShared)
+	group groupCommit
 }
 
 // Open opens (creating it, and its directory, if needed) the state file at path.
@@ -48,8 +54,13 @@ func Open(path string) (*DB, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	db := &DB{bolt: b, path: path}
+	db.group.db = db
 	if err := b.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(journalBucket)
+		if _, err := tx.CreateBucketIfNotExists(journalBucket); err != nil {
+			return err
+		}
+		epoch, err := openShared(tx)
+		db.epoch = epoch
 		return err
 	}); err != nil {
 		b.Close()
