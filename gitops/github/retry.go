@@ -1,0 +1,150 @@
+package github
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	gogithub "github.com/google/go-github/v93/github"
+)
+
+// ErrRateLimited is matched (errors.Is) by every *RateLimitedError.
+var ErrRateLimited = errors.New("GitHub's rate limit is exhausted")
+
+// RateLimitedError is returned by a call that GitHub refused for a rate
+// limit that lifts later than the Client waits (Options.MaxRateLimitWait),
+// later than the context allows, or that stayed after several waits. It
+// unwraps to go-github's *RateLimitError or *AbuseRateLimitError, or to
+// the *ErrorResponse of a bare 429.
+type RateLimitedError struct {
+	Op    string
+	Reset time.Time // when GitHub said the limit lifts
+	Err   error
+	msg   string
+}
+
+func (e *RateLimitedError) Error() string { return e.msg }
+func (e *RateLimitedError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrRateLimited) true.
+func (e *RateLimitedError) Is(target error) bool { return target == ErrRateLimited }
+
+// maxAttempts bounds the tries of one request that keeps being rate limited.
+const maxAttempts = 5
+
+// defaultRateLimitWait is how long to wait when GitHub refused for a rate
+// limit without saying for how long: GitHub's guidance is a minute.
+const defaultRateLimitWait = time.Minute
+
+// do runs one request of the operation op (fn makes it with the context it
+// is given), behind the installation's write gate when write is set, and
+// again after a rate limit that lifts soon enough. Its error is op and the
+// cause, redacted.
+func (c *Client) do(ctx context.Context, op string, write bool, fn func(context.Context) (*gogithub.Response, error)) error {
+	if err := c.ready(); err != nil {
+		return c.wrap(op, err)
+	}
+	for attempt := 1; ; attempt++ {
+		if write {
+			if err := c.gate.enter(ctx); err != nil {
+				return c.wrap(op, fmt.Errorf("waiting for the previous write: %w", err))
+			}
+		}
+		_, err := fn(ctx)
+		if write {
+			c.gate.leave()
+		}
+		if err == nil {
+			return nil
+		}
+		now := time.Now()
+		wait, limited := rateLimitWait(err, now)
+		if !limited {
+			return c.wrap(op, err)
+		}
+		reset := now.Add(wait)
+		why := ""
+		switch deadline, ok := ctx.Deadline(); {
+		case wait > c.opts.MaxRateLimitWait:
+			why = fmt.Sprintf("longer than nestbot waits (%s)", c.opts.MaxRateLimitWait)
+		case ok && deadline.Before(reset):
+			why = "past the deadline of this work"
+		case attempt >= maxAttempts:
+			why = fmt.Sprintf("and it was still in force after %d tries", attempt)
+		}
+		if why != "" {
+			return &RateLimitedError{Op: op, Reset: reset, Err: err, msg: c.secrets.redact(fmt.Sprintf(
+				"%s: GitHub's rate limit is exhausted until %s (in %s), %s; try again after then (%v)",
+				op, reset.UTC().Format(time.RFC3339), wait.Round(time.Second), why, err))}
+		}
+		c.logf("github: %s: rate limited; retrying in %s (try %d of %d)", op, wait.Round(time.Millisecond), attempt+1, maxAttempts)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return c.wrap(op, fmt.Errorf("waiting for GitHub's rate limit to lift: %w", ctx.Err()))
+		}
+	}
+}
+
+// rateLimitWait says whether err is GitHub refusing for a rate limit and,
+// if so, how long to wait before trying again.
+func rateLimitWait(err error, now time.Time) (time.Duration, bool) {
+	if e, ok := errors.AsType[*gogithub.RateLimitError](err); ok {
+		if e.Rate.Reset.IsZero() {
+			return defaultRateLimitWait, true
+		}
+		// A second past the reset, for clocks that differ a little.
+		return max(e.Rate.Reset.Sub(now)+time.Second, 0), true
+	}
+	if e, ok := errors.AsType[*gogithub.AbuseRateLimitError](err); ok {
+		if e.RetryAfter == nil {
+			return defaultRateLimitWait, true
+		}
+		return max(*e.RetryAfter, 0), true
+	}
+	e, ok := errors.AsType[*gogithub.ErrorResponse](err)
+	if !ok || e.Response == nil {
+		return 0, false
+	}
+	h := e.Response.Header
+	switch code := e.Response.StatusCode; {
+	case code == http.StatusTooManyRequests:
+	case code == http.StatusForbidden && (h.Get("Retry-After") != "" || h.Get("X-Ratelimit-Remaining") == "0"):
+	default:
+		return 0, false
+	}
+	if d, ok := parseRetryAfter(h.Get("Retry-After"), now); ok {
+		return d, true
+	}
+	if h.Get("X-Ratelimit-Remaining") == "0" {
+		if v, err := strconv.ParseInt(h.Get("X-Ratelimit-Reset"), 10, 64); err == nil {
+			return max(time.Unix(v, 0).Sub(now)+time.Second, 0), true
+		}
+	}
+	return defaultRateLimitWait, true
+}
+
+// parseRetryAfter reads a Retry-After header: seconds, or an HTTP date.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+// isStatus says whether err is GitHub answering with the HTTP status code.
+func isStatus(err error, code int) bool {
+	e, ok := errors.AsType[*gogithub.ErrorResponse](err)
+	return ok && e.Response != nil && e.Response.StatusCode == code
+}
