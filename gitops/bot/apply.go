@@ -1,0 +1,295 @@
+package bot
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	gogithub "github.com/google/go-github/v93/github"
+
+	"github.com/ducksnest/nestbot/gitops/fleet"
+	nestgh "github.com/ducksnest/nestbot/gitops/github"
+	"github.com/ducksnest/nestbot/nest"
+	"github.com/ducksnest/nestbot/reconcile"
+	"github.com/ducksnest/nestbot/reconcile/rollout"
+	"github.com/ducksnest/nestbot/store"
+)
+
+// LockWait bounds how long a push waits for the fleet lock another apply
+// holds.
+var LockWait = 30 * time.Minute
+
+func (b *Bot) now() time.Time { return time.Now().UTC() }
+
+func (b *Bot) onPush(ctx context.Context, e *gogithub.PushEvent) error {
+	repo := nestgh.Repo{Owner: cmpOr(e.GetRepo().GetOwner().GetLogin(), e.GetRepo().GetOwner().GetName()), Name: e.GetRepo().GetName()}
+	if e.GetDeleted() || e.GetAfter() == "" || strings.Trim(e.GetAfter(), "0") == "" {
+		return nil
+	}
+	if email := e.GetHeadCommit().GetAuthor().GetEmail(); strings.EqualFold(email, b.cfg.CommitEmail) {
+		b.logf("%s: %s is nestbot's own commit; no apply", repo, short(e.GetAfter()))
+		return nil
+	}
+	_, err := b.ApplyPush(ctx, b.client(e.GetInstallation()), repo, e.GetRepo().GetCloneURL(), e.GetRef(), e.GetRepo().GetDefaultBranch(), e.GetAfter(), e.GetPusher().GetName())
+	return err
+}
+
+// ApplyResult is what an apply came to.
+type ApplyResult struct {
+	Skipped    string // why nothing was applied, if nothing was
+	Plan       *reconcile.Plan
+	Report     *reconcile.Report
+	Deployment int64
+	CertCommit string
+	Err        error
+
+	rolled *rollout.Result
+}
+
+// ApplyPush applies a push to the default branch (github.default_branch,
+// else the repository's): the whole plan of its head commit, under the
+// fleet lock.
+func (b *Bot) ApplyPush(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cloneURL, ref, defaultBranch, sha, pusher string) (*ApplyResult, error) {
+	branch := strings.TrimPrefix(ref, "refs/heads/")
+	co, done, err := b.workspace(ctx, gh, cloneURL, branch)
+	defer done()
+	if err != nil {
+		return nil, err
+	}
+	d, err := fleet.Load(co.file)
+	var invalid nest.Errors
+	if err != nil && !errors.As(err, &invalid) {
+		return nil, err
+	}
+	want := defaultBranch
+	if d != nil && d.Fleet.GitHub.DefaultBranch != "" {
+		want = d.Fleet.GitHub.DefaultBranch
+	}
+	switch {
+	case branch != want || !strings.HasPrefix(ref, "refs/heads/"):
+		return &ApplyResult{Skipped: fmt.Sprintf("%s is not the default branch %s", ref, want)}, nil
+	case co.head != sha:
+		b.logf("%s: %s moved on from %s to %s; the newer push applies", repo, branch, short(sha), short(co.head))
+		return &ApplyResult{Skipped: "superseded by " + short(co.head)}, nil
+	case invalid != nil:
+		b.observe("apply", "invalid")
+		id, derr := gh.CreateDeployment(ctx, repo, sha, repo.Name, "nestbot: "+b.cfg.File+" is invalid")
+		if derr == nil {
+			derr = gh.DeploymentStatus(ctx, repo, id, "failure", cut(fmt.Sprintf("%s has %d mistakes; nothing applied", b.cfg.File, len(invalid)), 140), b.cfg.DetailsURL)
+		}
+		return &ApplyResult{Skipped: "invalid " + b.cfg.File}, errors.Join(fmt.Errorf("%s at %s:\n%w", b.cfg.File, short(sha), invalid), derr)
+	case d.Fleet.GitHub.Apply == "off":
+		return &ApplyResult{Skipped: "github.apply is off"}, nil
+	}
+	var prs []int
+	if found, err := gh.PullsForCommit(ctx, repo, sha); err == nil {
+		for _, pr := range found {
+			if pr.Merged {
+				prs = append(prs, pr.Number)
+			}
+		}
+	}
+	res, err := b.apply(ctx, applyRun{gh: gh, repo: repo, co: co, d: d, sha: sha, branch: branch, trigger: "push", actor: pusher, prs: prs})
+	return res, err
+}
+
+type applyRun struct {
+	gh      *nestgh.Client
+	repo    nestgh.Repo
+	co      *checkout
+	d       *fleet.Desired
+	sha     string
+	branch  string // where certificate commits are pushed
+	trigger string // push, comment
+	actor   string
+	prs     []int // pull requests told the result
+	saved   *reconcile.SavedPlan
+}
+
+// apply runs one apply under the fleet lock, as a Deployment: observe,
+// plan (or check the saved plan), apply, push the certificates' commit,
+// report on the pull requests, audit.
+func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
+	res := &ApplyResult{}
+	lease, err := b.acquire(ctx, r)
+	if err != nil {
+		return res, err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopRenew := sync.OnceFunc(b.keepLease(ctx, &lease, cancel))
+	defer func() {
+		stopRenew()
+		if err := b.cfg.Locker.Release(context.WithoutCancel(ctx), lease); err != nil {
+			b.logf("%s: release the fleet lock: %v", r.repo, err)
+		}
+	}()
+
+	started := b.now()
+	fleetName := r.d.Fleet.Name
+	if res.Deployment, err = r.gh.CreateDeployment(ctx, r.repo, r.sha, fleetName, fmt.Sprintf("nestbot apply of %s (%s)", short(r.sha), r.trigger)); err != nil {
+		return res, err
+	}
+	status := func(state, desc string) {
+		if err := r.gh.DeploymentStatus(context.WithoutCancel(ctx), r.repo, res.Deployment, state, cut(desc, 140), b.cfg.DetailsURL); err != nil {
+			b.logf("%s: deployment %d: %s: %v", r.repo, res.Deployment, state, err)
+		}
+	}
+	status("in_progress", "applying "+short(r.sha))
+
+	var log lockedBuffer
+	res.Err = func() error {
+		s, err := fleet.Observe(ctx, r.d, b.cfg.Fleet)
+		if err != nil {
+			return fmt.Errorf("observe the live fleet: %w", err)
+		}
+		defer s.Close()
+		plan := (*reconcile.Plan)(nil)
+		if r.saved != nil {
+			if err := r.saved.Check(r.d.Digest(), s.Live); err != nil {
+				return fmt.Errorf("the saved plan is stale: %w; comment /nest plan to see the plan as it is now", err)
+			}
+			plan = r.saved.Plan
+		} else if plan, err = s.Plan(r.sha); err != nil {
+			return err
+		}
+		res.Plan = plan
+		if !plan.HasChanges() {
+			res.Report = &reconcile.Report{}
+			return nil
+		}
+		rep, applyErr := s.Apply(ctx, plan, fleet.ApplyOptions{Revision: r.sha, Log: &log})
+		res.Report = rep
+		if s.CertCommit != "" {
+			res.CertCommit = s.CertCommit
+			if err := r.co.repo.Push(context.WithoutCancel(ctx), r.branch); err != nil {
+				applyErr = errors.Join(applyErr, fmt.Errorf("push the certificates' commit %s to %s: %w", short(s.CertCommit), r.branch, err))
+			}
+		}
+		res.rolled = s.Rolled
+		return applyErr
+	}()
+	if cause := context.Cause(ctx); res.Err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		res.Err = fmt.Errorf("%w (%v)", res.Err, cause)
+	}
+
+	result := "success"
+	if res.Err != nil {
+		result = "failure"
+	}
+	b.observe("apply", result)
+	// The lock's holder records the outcome; a holder that lost the lock
+	// is refused here, so a late result never overwrites a newer one.
+	stopRenew()
+	outcome, _ := json.Marshal(map[string]string{"revision": r.sha, "result": result, "at": b.now().Format(time.RFC3339)})
+	if err := b.cfg.Locker.Fenced(context.WithoutCancel(ctx), lease, "applied/"+r.repo.FullName(), outcome); err != nil {
+		res.Err = errors.Join(res.Err, fmt.Errorf("record the apply: %w", err))
+	}
+	if res.Err != nil {
+		status("failure", oneLine(res.Err.Error()))
+	} else {
+		status("success", summaryLine(res))
+	}
+	report := renderApply(fleetName, r, res)
+	for _, n := range r.prs {
+		if _, err := r.gh.Comment(context.WithoutCancel(ctx), r.repo, n, report); err != nil {
+			b.logf("%s#%d: report the apply: %v", r.repo, n, err)
+		}
+	}
+	if b.cfg.Artifacts != nil {
+		rec := store.AuditRecord{Fleet: fleetName, Revision: r.sha, Trigger: r.trigger, Actor: r.actor, Started: started, Finished: b.now(), Result: result}
+		if res.Report != nil {
+			rec.Counts = map[string]int{}
+			for _, st := range []reconcile.StepStatus{reconcile.StatusApplied, reconcile.StatusFailed, reconcile.StatusSkipped} {
+				rec.Counts[string(st)] = res.Report.Count(st)
+			}
+		}
+		if res.rolled != nil {
+			rec.Hosts = map[string]string{}
+			for _, h := range res.rolled.Hosts {
+				rec.Hosts[h.Name] = h.Now.Revision
+			}
+		}
+		if res.Err != nil {
+			rec.Error = oneLine(res.Err.Error())
+		}
+		if err := b.cfg.Artifacts.Audit(context.WithoutCancel(ctx), rec); err != nil {
+			b.logf("%s: audit: %v", r.repo, err)
+		}
+	}
+	b.logf("%s: applied %s: %s", r.repo, short(r.sha), summaryLine(res))
+	return res, res.Err
+}
+
+// acquire takes the fleet lock. A push waits (bounded by LockWait) for
+// another apply to finish; a comment is told who holds it.
+func (b *Bot) acquire(ctx context.Context, r applyRun) (store.Lease, error) {
+	deadline := time.Now().Add(LockWait)
+	wait := 250 * time.Millisecond
+	for {
+		lease, err := b.cfg.Locker.Acquire(ctx, lockName(r.repo), b.cfg.Owner, b.cfg.LockTTL)
+		var locked *store.LockedError
+		if !errors.As(err, &locked) {
+			return lease, err
+		}
+		if r.trigger == "comment" {
+			return lease, errors.Join(err, b.reply(ctx, r.gh, r.repo, r.prs[0], fmt.Sprintf("@%s: not applied: %s", r.actor, err)))
+		}
+		if time.Now().After(deadline) {
+			return lease, fmt.Errorf("waited %s for the fleet lock: %w", LockWait, err)
+		}
+		b.logf("%s: waiting for the fleet lock: %v", r.repo, err)
+		select {
+		case <-ctx.Done():
+			return lease, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
+// keepLease renews the lease while the apply runs; when it is lost (broken
+// by /nest unlock, or expired) the apply is cancelled.
+func (b *Bot) keepLease(ctx context.Context, lease *store.Lease, cancel context.CancelCauseFunc) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(b.cfg.LockTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			l, err := b.cfg.Locker.Renew(ctx, *lease, b.cfg.LockTTL)
+			if err != nil {
+				cancel(fmt.Errorf("the fleet lock was lost: %w", err))
+				return
+			}
+			*lease = l
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// lockedBuffer collects an apply's progress lines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}

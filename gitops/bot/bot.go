@@ -1,0 +1,204 @@
+// Package bot is what nestbot does with GitHub's events: a pull request gets
+// its plan as one sticky comment and a nest/plan check run; /nest commands
+// in its comments re-plan, apply, unlock or explain; a push to the default
+// branch applies the whole plan under the fleet lock, reported as a
+// Deployment and on the merged pull request; a drift check re-plans the
+// default branch and keeps one issue current. The server (gitops/webhook
+// jobs) and the Action run the same handlers.
+package bot // import "github.com/ducksnest/nestbot/gitops/bot"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	gogithub "github.com/google/go-github/v93/github"
+
+	"github.com/ducksnest/nestbot/gitops/fleet"
+	nestgh "github.com/ducksnest/nestbot/gitops/github"
+	"github.com/ducksnest/nestbot/store"
+)
+
+// Config is what the bot needs.
+type Config struct {
+	// GitHub is the App's client (each event's installation is used) or a
+	// token's.
+	GitHub *nestgh.Client
+	// File is nest.yaml's path in the repository; default "nest.yaml".
+	File string
+	// WorkDir holds the checkouts, one per job, removed after it.
+	WorkDir string
+	// Fleet says how to reach the live fleet (environment, endpoints,
+	// the tailnet).
+	Fleet fleet.Options
+	// Locker holds the fleet lock: one apply at a time per fleet.
+	Locker store.Locker
+	// Artifacts keeps saved plans (for /nest apply) and the audit log;
+	// nil keeps neither, and /nest apply is refused.
+	Artifacts store.Artifacts
+	// Owner names this replica in locks; default the host name and pid.
+	Owner string
+	// LockTTL is the fleet lock's lease, renewed while an apply runs;
+	// default 2 minutes.
+	LockTTL time.Duration
+	// CommitEmail is the e-mail of the commits nestbot pushes itself (the
+	// certificates); a push whose head commit has it starts no apply.
+	// Default GIT_AUTHOR_EMAIL, else nestbot@users.noreply.github.com.
+	CommitEmail string
+	// DetailsURL links check runs and deployment statuses (the server's
+	// address or the Actions run); optional.
+	DetailsURL string
+	// Logf receives one line per thing done; nil discards.
+	Logf func(format string, args ...any)
+	// Observe counts outcomes for metrics: kind is "plan", "apply" or
+	// "drift", result "success", "changes", "invalid", "failure", ...
+	Observe func(kind, result string)
+}
+
+// Bot handles events. It is safe for concurrent use; jobs of one pull
+// request must not run at the same time (the queue's keys see to it).
+type Bot struct {
+	cfg Config
+}
+
+// New returns a Bot.
+func New(cfg Config) (*Bot, error) {
+	if cfg.GitHub == nil {
+		return nil, errors.New("bot: no GitHub client")
+	}
+	if cfg.Locker == nil {
+		return nil, errors.New("bot: no locker: applies need the fleet lock")
+	}
+	if cfg.File == "" {
+		cfg.File = "nest.yaml"
+	}
+	if cfg.WorkDir == "" {
+		cfg.WorkDir = filepath.Join(os.TempDir(), "nestbot-work")
+	}
+	if cfg.Fleet.Getenv == nil {
+		cfg.Fleet.Getenv = os.Getenv
+	}
+	if cfg.Owner == "" {
+		host, _ := os.Hostname()
+		cfg.Owner = fmt.Sprintf("%s/%d", host, os.Getpid())
+	}
+	if cfg.LockTTL <= 0 {
+		cfg.LockTTL = 2 * time.Minute
+	}
+	if cfg.CommitEmail == "" {
+		cfg.CommitEmail = cmpOr(cfg.Fleet.Getenv("GIT_AUTHOR_EMAIL"), "nestbot@users.noreply.github.com")
+	}
+	return &Bot{cfg: cfg}, nil
+}
+
+func (b *Bot) logf(format string, args ...any) {
+	if b.cfg.Logf != nil {
+		b.cfg.Logf(format, args...)
+	}
+}
+
+func (b *Bot) observe(kind, result string) {
+	if b.cfg.Observe != nil {
+		b.cfg.Observe(kind, result)
+	}
+}
+
+// Run handles one job: a webhook delivery (its event and payload) or a
+// drift check (event "drift", payload {"repository": "owner/name"}).
+func (b *Bot) Run(ctx context.Context, j store.Job) error {
+	if j.Event == "drift" {
+		return b.runDrift(ctx, j.Payload)
+	}
+	ev, err := gogithub.ParseWebHook(j.Event, j.Payload)
+	if err != nil {
+		return fmt.Errorf("delivery %s: %s event: %w", j.ID, j.Event, err)
+	}
+	switch e := ev.(type) {
+	case *gogithub.PullRequestEvent:
+		return b.onPullRequest(ctx, e)
+	case *gogithub.IssueCommentEvent:
+		return b.onComment(ctx, e)
+	case *gogithub.PushEvent:
+		return b.onPush(ctx, e)
+	default:
+		b.logf("delivery %s: %s events are not handled", j.ID, j.Event)
+		return nil
+	}
+}
+
+// Supersedes says whether a newer job makes the running one pointless: a
+// newer push to a pull request cancels the plan still running for the
+// older head. An apply is never superseded.
+func (b *Bot) Supersedes(newer, running store.Job) bool {
+	if newer.Key != running.Key || newer.Event != "pull_request" || running.Event != "pull_request" {
+		return false
+	}
+	var n, r struct {
+		Action      string `json:"action"`
+		PullRequest struct {
+			Head struct {
+				SHA string `json:"sha"`
+			} `json:"head"`
+		} `json:"pull_request"`
+	}
+	if jsonUnmarshal(newer.Payload, &n) != nil || jsonUnmarshal(running.Payload, &r) != nil {
+		return false
+	}
+	return n.Action == "synchronize" && n.PullRequest.Head.SHA != r.PullRequest.Head.SHA
+}
+
+// client is the GitHub client for the event's installation.
+func (b *Bot) client(inst *gogithub.Installation) *nestgh.Client {
+	if id := inst.GetID(); id != 0 {
+		return b.cfg.GitHub.Installation(id)
+	}
+	return b.cfg.GitHub
+}
+
+// workspace checks out ref of the repository into a fresh directory, and
+// returns it with a function that removes it.
+func (b *Bot) workspace(ctx context.Context, gh *nestgh.Client, cloneURL, ref string) (*checkout, func(), error) {
+	token, err := gh.GitToken(ctx)
+	if err != nil {
+		return nil, func() {}, err
+	}
+	if err := os.MkdirAll(b.cfg.WorkDir, 0o700); err != nil {
+		return nil, func() {}, err
+	}
+	dir, err := os.MkdirTemp(b.cfg.WorkDir, "job-")
+	if err != nil {
+		return nil, func() {}, err
+	}
+	done := func() { os.RemoveAll(dir) }
+	co, err := checkOut(ctx, cloneURL, filepath.Join(dir, "repo"), ref, token)
+	if err != nil {
+		done()
+		return nil, func() {}, err
+	}
+	co.file = filepath.Join(co.dir, filepath.FromSlash(b.cfg.File))
+	return co, done, nil
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func short(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}
+
+// oneLine is s's first line, trimmed.
+func oneLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}

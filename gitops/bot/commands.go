@@ -1,0 +1,199 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	gogithub "github.com/google/go-github/v93/github"
+
+	"github.com/ducksnest/nestbot/gitops/fleet"
+	nestgh "github.com/ducksnest/nestbot/gitops/github"
+	"github.com/ducksnest/nestbot/reconcile"
+	"github.com/ducksnest/nestbot/store"
+)
+
+// Help is the reply to /nest help and to an unknown command.
+const Help = "nestbot commands, in a comment on a pull request (write access needed):\n\n" +
+	"| command | what it does |\n| --- | --- |\n" +
+	"| `/nest plan` | plan this pull request again, against the live fleet now |\n" +
+	"| `/nest apply` | apply this pull request's plan before merge — only when `github.apply: comment` in nest.yaml on the default branch, the pull request is approved and mergeable, and the plan is current |\n" +
+	"| `/nest unlock` | release the fleet lock a stopped apply left behind (recorded in the audit log) |\n" +
+	"| `/nest help` | this list |\n\n" +
+	"After merge, a push to the default branch applies the whole plan."
+
+// Command is a /nest command as written in a comment.
+type Command struct {
+	Verb string
+	Args []string
+}
+
+// ParseCommand reads the command on the comment's first line; ok is false
+// when the comment is not a /nest command.
+func ParseCommand(body string) (cmd Command, ok bool) {
+	fields := strings.Fields(oneLine(body))
+	if len(fields) == 0 || fields[0] != "/nest" {
+		return Command{}, false
+	}
+	if len(fields) == 1 {
+		return Command{Verb: "help"}, true
+	}
+	return Command{Verb: strings.ToLower(fields[1]), Args: fields[2:]}, true
+}
+
+// IsBot says whether an account is a bot's, whose comments are ignored.
+func IsBot(u *gogithub.User) bool {
+	return u.GetType() == "Bot" || strings.HasSuffix(u.GetLogin(), "[bot]")
+}
+
+func (b *Bot) onComment(ctx context.Context, e *gogithub.IssueCommentEvent) error {
+	if e.GetAction() != "created" || !e.GetIssue().IsPullRequest() {
+		return nil
+	}
+	cmd, ok := ParseCommand(e.GetComment().GetBody())
+	if !ok || IsBot(e.GetComment().GetUser()) || IsBot(e.GetSender()) {
+		return nil
+	}
+	gh := b.client(e.GetInstallation())
+	repo := repoOf(e.GetRepo())
+	return b.Command(ctx, gh, repo, e.GetRepo().GetCloneURL(), e.GetIssue().GetNumber(), e.GetComment().GetID(), e.GetComment().GetUser().GetLogin(), cmd)
+}
+
+// Command carries out cmd, written by user in comment commentID on pull
+// request number: an eyes reaction acknowledges it, a user without write
+// access is refused with a reply, an unknown verb gets the help.
+func (b *Bot) Command(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cloneURL string, number int, commentID int64, user string, cmd Command) error {
+	if commentID != 0 {
+		if err := gh.React(ctx, repo, commentID, "eyes"); err != nil {
+			b.logf("%s#%d: react: %v", repo, number, err)
+		}
+	}
+	perm, err := gh.Permission(ctx, repo, user)
+	if err != nil {
+		return err
+	}
+	if !nestgh.CanWrite(perm) {
+		return b.reply(ctx, gh, repo, number, fmt.Sprintf("@%s: `/nest %s` needs write access to %s; yours is %s.", user, cmd.Verb, repo, cmpOr(perm, "none")))
+	}
+	switch cmd.Verb {
+	case "plan":
+		_, err := b.PlanPR(ctx, gh, repo, cloneURL, number, false)
+		return err
+	case "apply":
+		return b.applyPR(ctx, gh, repo, cloneURL, number, user)
+	case "unlock":
+		return b.unlock(ctx, gh, repo, number, user)
+	case "help":
+		return b.reply(ctx, gh, repo, number, Help)
+	default:
+		return b.reply(ctx, gh, repo, number, fmt.Sprintf("@%s: `/nest %s` is not a command I know.\n\n%s", user, cmd.Verb, Help))
+	}
+}
+
+func (b *Bot) reply(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, number int, body string) error {
+	_, err := gh.Comment(ctx, repo, number, body)
+	return err
+}
+
+// lockName is the fleet lock of a repository: one fleet per repository.
+func lockName(repo nestgh.Repo) string { return "fleet/" + repo.FullName() }
+
+// unlock breaks the fleet lock and records who did.
+func (b *Bot) unlock(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, number int, user string) error {
+	l, ok, err := b.cfg.Locker.Break(ctx, lockName(repo))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return b.reply(ctx, gh, repo, number, fmt.Sprintf("@%s: the fleet of %s is not locked.", user, repo))
+	}
+	if b.cfg.Artifacts != nil {
+		now := b.now()
+		if err := b.cfg.Artifacts.Audit(ctx, store.AuditRecord{Fleet: repo.FullName(), Trigger: "unlock", Actor: user, Started: now, Finished: now,
+			Result: "unlocked", Error: fmt.Sprintf("released the lock held by %s since %s (token %d)", l.Owner, l.Acquired.UTC().Format("2006-01-02 15:04:05Z"), l.Token)}); err != nil {
+			b.logf("%s: audit the unlock: %v", repo, err)
+		}
+	}
+	b.logf("%s: %s broke the fleet lock held by %s", repo, user, l.Owner)
+	return b.reply(ctx, gh, repo, number, fmt.Sprintf("@%s released the fleet lock held by `%s` since %s. Recorded in the audit log.",
+		user, l.Owner, l.Acquired.UTC().Format("2006-01-02 15:04:05 UTC")))
+}
+
+// applyPR is /nest apply: only when nest.yaml on the default branch says
+// github.apply: comment, the pull request is not from a fork, approved and
+// mergeable as required, and its saved plan is still current.
+func (b *Bot) applyPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cloneURL string, number int, user string) error {
+	refuse := func(why string) error {
+		return b.reply(ctx, gh, repo, number, fmt.Sprintf("@%s: not applied: %s", user, why))
+	}
+	pr, err := gh.PullRequest(ctx, repo, number)
+	if err != nil {
+		return err
+	}
+	switch {
+	case pr.Fork:
+		return refuse("this pull request comes from a fork, and a fork's pull request never applies.")
+	case pr.Merged || pr.State == "closed":
+		return refuse("this pull request is closed.")
+	}
+	// The policy is read from the default branch: a pull request cannot
+	// enable applying itself.
+	base, doneBase, err := b.workspace(ctx, gh, cloneURL, pr.BaseRef)
+	defer doneBase()
+	if err != nil {
+		return err
+	}
+	policy, err := fleet.Load(base.file)
+	if err != nil {
+		return refuse(fmt.Sprintf("`%s` on %s does not load: %v", b.cfg.File, pr.BaseRef, oneLine(err.Error())))
+	}
+	if mode := policy.Fleet.GitHub.Apply; mode != "comment" {
+		return refuse(fmt.Sprintf("`/nest apply` is off: `github.apply` is `%s` in %s on %s. Set it to `comment` to allow applying from pull requests.", mode, b.cfg.File, pr.BaseRef))
+	}
+	require := policy.Fleet.GitHub.Require
+	if slices.Contains(require, "approved") {
+		ok, err := gh.Approved(ctx, repo, number, pr.HeadSHA)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return refuse("it needs an approving review of its head commit " + short(pr.HeadSHA) + ".")
+		}
+	}
+	if slices.Contains(require, "mergeable") && (pr.Mergeable == nil || !*pr.Mergeable) {
+		return refuse(fmt.Sprintf("it is not mergeable (GitHub says %q). Resolve conflicts and let the checks finish.", cmpOr(pr.MergeableState, "unknown")))
+	}
+	if b.cfg.Artifacts == nil {
+		return refuse("this nestbot keeps no saved plans (no artifact store is configured).")
+	}
+	data, err := b.cfg.Artifacts.GetPlan(ctx, planKey(repo, number, pr.HeadSHA))
+	if errors.Is(err, store.ErrNotFound) {
+		return refuse("there is no plan for the head commit " + short(pr.HeadSHA) + ": comment `/nest plan` first.")
+	}
+	if err != nil {
+		return err
+	}
+	saved, err := reconcile.DecodeSavedPlan("saved plan", data)
+	if err != nil {
+		return err
+	}
+	// Not from a fork: the head branch is in this repository, and the
+	// certificates this apply commits go onto it.
+	co, done, err := b.workspace(ctx, gh, cloneURL, pr.HeadRef)
+	defer done()
+	if err != nil {
+		return err
+	}
+	if co.head != pr.HeadSHA {
+		return refuse("the pull request moved on while I looked; comment `/nest plan`, then `/nest apply`.")
+	}
+	d, err := fleet.Load(co.file)
+	if err != nil {
+		return refuse(fmt.Sprintf("`%s` does not load at %s: %v", b.cfg.File, short(pr.HeadSHA), oneLine(err.Error())))
+	}
+	_, err = b.apply(ctx, applyRun{gh: gh, repo: repo, co: co, d: d, sha: pr.HeadSHA, branch: pr.HeadRef,
+		trigger: "comment", actor: user, prs: []int{number}, saved: saved})
+	return err
+}
