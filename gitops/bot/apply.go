@@ -1,7 +1,6 @@
 package bot
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,6 +46,8 @@ type ApplyResult struct {
 	Deployment int64
 	CertCommit string
 	Err        error
+	// Summary is the report in Markdown, as the pull requests get it.
+	Summary string
 
 	rolled *rollout.Result
 }
@@ -142,7 +143,6 @@ func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 	}
 	status("in_progress", "applying "+short(r.sha))
 
-	var log lockedBuffer
 	res.Err = func() error {
 		s, err := fleet.Observe(ctx, r.d, b.cfg.Fleet)
 		if err != nil {
@@ -163,7 +163,11 @@ func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 			res.Report = &reconcile.Report{}
 			return nil
 		}
-		rep, applyErr := s.Apply(ctx, plan, fleet.ApplyOptions{Revision: r.sha, Log: &log})
+		events := b.cfg.Events
+		if events == nil {
+			events = func(e rollout.Event) { b.logf("%s: %s", r.repo, e) }
+		}
+		rep, applyErr := s.Apply(ctx, plan, fleet.ApplyOptions{Revision: r.sha, Log: logWriter(b.logf), Events: events})
 		res.Report = rep
 		if s.CertCommit != "" {
 			res.CertCommit = s.CertCommit
@@ -196,6 +200,7 @@ func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 		status("success", summaryLine(res))
 	}
 	report := renderApply(fleetName, r, res)
+	res.Summary = report
 	for _, n := range r.prs {
 		if _, err := r.gh.Comment(context.WithoutCancel(ctx), r.repo, n, report); err != nil {
 			b.logf("%s#%d: report the apply: %v", r.repo, n, err)
@@ -282,14 +287,14 @@ func (b *Bot) keepLease(ctx context.Context, lease *store.Lease, cancel context.
 	return func() { close(done); wg.Wait() }
 }
 
-// lockedBuffer collects an apply's progress lines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+// logWriter turns an apply's progress lines into log lines.
+type logWriter func(format string, args ...any)
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
+func (l logWriter) Write(p []byte) (int, error) {
+	for line := range strings.Lines(string(p)) {
+		if line = strings.TrimRight(line, "\n"); line != "" {
+			l("%s", line)
+		}
+	}
+	return len(p), nil
 }

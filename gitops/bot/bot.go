@@ -20,6 +20,7 @@ import (
 
 	"github.com/ducksnest/nestbot/gitops/fleet"
 	nestgh "github.com/ducksnest/nestbot/gitops/github"
+	"github.com/ducksnest/nestbot/reconcile/rollout"
 	"github.com/ducksnest/nestbot/store"
 )
 
@@ -54,6 +55,9 @@ type Config struct {
 	DetailsURL string
 	// Logf receives one line per thing done; nil discards.
 	Logf func(format string, args ...any)
+	// Events receives each host's state changes during a rollout; nil
+	// logs them.
+	Events func(rollout.Event)
 	// Observe counts outcomes for metrics: kind is "plan", "apply" or
 	// "drift", result "success", "changes", "invalid", "failure", ...
 	Observe func(kind, result string)
@@ -94,6 +98,9 @@ func New(cfg Config) (*Bot, error) {
 	}
 	return &Bot{cfg: cfg}, nil
 }
+
+// CommitEmail is the e-mail of nestbot's own commits.
+func (b *Bot) CommitEmail() string { return b.cfg.CommitEmail }
 
 func (b *Bot) logf(format string, args ...any) {
 	if b.cfg.Logf != nil {

@@ -1,0 +1,397 @@
+// Package action runs nestbot inside a GitHub Actions job, as the composite
+// action's step does: it reads the event the workflow runs for from
+// GITHUB_EVENT_NAME and GITHUB_EVENT_PATH, runs the same handlers as the
+// server, inline — pull_request: the plan comment and check run;
+// issue_comment: /nest commands; push to the default branch: the apply;
+// schedule: the drift check; workflow_dispatch: the command chosen — and
+// reports to the workflow: the plan in GITHUB_STEP_SUMMARY, outputs in
+// GITHUB_OUTPUT, nest.yaml's mistakes as ::error annotations, a ::group::
+// per host during a rollout.
+package action // import "github.com/ducksnest/nestbot/gitops/action"
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/ducksnest/nestbot/gitops/bot"
+	nestgh "github.com/ducksnest/nestbot/gitops/github"
+	"github.com/ducksnest/nestbot/nest"
+	"github.com/ducksnest/nestbot/reconcile"
+	"github.com/ducksnest/nestbot/reconcile/rollout"
+	"github.com/ducksnest/nestbot/store"
+)
+
+// Result is the action's outcome, as its `result` output says it.
+const (
+	ResultNoChanges = "no-changes"
+	ResultChanges   = "changes"
+	ResultInvalid   = "invalid"
+	ResultApplied   = "applied"
+	ResultSkipped   = "skipped"
+	ResultFailure   = "failure"
+	ResultDone      = "done" // a command that neither plans nor applies (help, unlock)
+)
+
+// Config is what a run needs besides the environment.
+type Config struct {
+	// Getenv reads the workflow's environment (GITHUB_*, inputs).
+	Getenv func(string) string
+	// Out is the job's log: workflow commands (::error, ::group::) go here.
+	Out io.Writer
+	// NewBot makes the bot from its configuration, with Events wired to
+	// the log's host groups.
+	Bot bot.Config
+	// Command is workflow_dispatch's chosen command (plan, apply, drift);
+	// default: the event decides.
+	Command string
+}
+
+// Outcome is what one run did.
+type Outcome struct {
+	Event   string
+	Result  string
+	Changes bool
+	Plan    *reconcile.Plan
+}
+
+// Run handles the workflow's event, writes the summary and outputs, and
+// returns an error when the job should fail.
+func Run(ctx context.Context, cfg Config) (*Outcome, error) {
+	env := cfg.Getenv
+	if env == nil {
+		env = os.Getenv
+	}
+	if cfg.Out == nil {
+		cfg.Out = os.Stdout
+	}
+	event := env("GITHUB_EVENT_NAME")
+	if event == "" {
+		return nil, errors.New("GITHUB_EVENT_NAME is not set: nestbot action runs inside a GitHub Actions job (use nestbot plan or apply elsewhere)")
+	}
+	path := env("GITHUB_EVENT_PATH")
+	payload, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("GITHUB_EVENT_PATH: %w", err)
+	}
+	repo, err := nestgh.ParseRepo(env("GITHUB_REPOSITORY"))
+	if err != nil {
+		return nil, fmt.Errorf("GITHUB_REPOSITORY: %w", err)
+	}
+	groups := &hostGroups{out: cfg.Out}
+	bcfg := cfg.Bot
+	bcfg.Events = groups.event
+	b, err := bot.New(bcfg)
+	if err != nil {
+		return nil, err
+	}
+	r := &run{cfg: cfg, env: env, bot: b, gh: bcfg.GitHub, repo: repo, payload: payload, out: &Outcome{Event: event}}
+	var runErr error
+	switch cmd := cmpOr(cfg.Command, env("INPUT_COMMAND")); {
+	case event == "pull_request" || event == "pull_request_target":
+		runErr = r.pullRequest(ctx)
+	case event == "issue_comment":
+		runErr = r.comment(ctx)
+	case event == "push":
+		runErr = r.push(ctx)
+	case event == "schedule" || (event == "workflow_dispatch" && (cmd == "" || cmd == "drift")):
+		runErr = r.drift(ctx)
+	case event == "workflow_dispatch" && cmd == "apply":
+		runErr = r.applyDefault(ctx)
+	case event == "workflow_dispatch" && cmd == "plan":
+		runErr = r.drift(ctx) // a plan of the default branch is a drift check
+	case event == "workflow_dispatch":
+		runErr = fmt.Errorf("command %q: use plan, apply or drift", cmd)
+	default:
+		r.out.Result = ResultSkipped
+		fmt.Fprintf(cfg.Out, "nestbot: %s events are not handled; nothing to do\n", event)
+	}
+	groups.close()
+	if runErr != nil && r.out.Result == "" {
+		r.out.Result = ResultFailure
+	}
+	if err := r.writeOutputs(); err != nil {
+		runErr = errors.Join(runErr, err)
+	}
+	if runErr != nil {
+		fmt.Fprintf(cfg.Out, "::error title=nestbot::%s\n", escapeData(oneLine(runErr.Error())))
+	}
+	return r.out, runErr
+}
+
+type run struct {
+	cfg     Config
+	env     func(string) string
+	bot     *bot.Bot
+	gh      *nestgh.Client
+	repo    nestgh.Repo
+	payload []byte
+	out     *Outcome
+	summary strings.Builder
+}
+
+type eventPayload struct {
+	Number      int `json:"number"`
+	PullRequest struct {
+		Number int  `json:"number"`
+		Draft  bool `json:"draft"`
+	} `json:"pull_request"`
+	Repository struct {
+		CloneURL      string `json:"clone_url"`
+		DefaultBranch string `json:"default_branch"`
+	} `json:"repository"`
+	Ref    string `json:"ref"`
+	After  string `json:"after"`
+	Pusher struct {
+		Name string `json:"name"`
+	} `json:"pusher"`
+	HeadCommit struct {
+		Author struct {
+			Email string `json:"email"`
+		} `json:"author"`
+	} `json:"head_commit"`
+	Action string `json:"action"`
+}
+
+func (r *run) event() (eventPayload, error) {
+	var p eventPayload
+	if err := json.Unmarshal(r.payload, &p); err != nil {
+		return p, fmt.Errorf("the event payload (GITHUB_EVENT_PATH) is not JSON: %w", err)
+	}
+	if p.Repository.CloneURL == "" {
+		p.Repository.CloneURL = strings.TrimRight(cmpOr(r.env("GITHUB_SERVER_URL"), "https://github.com"), "/") + "/" + r.repo.FullName() + ".git"
+	}
+	return p, nil
+}
+
+func (r *run) pullRequest(ctx context.Context) error {
+	p, err := r.event()
+	if err != nil {
+		return err
+	}
+	number := cmpOrInt(p.PullRequest.Number, p.Number)
+	switch p.Action {
+	case "opened", "synchronize", "reopened", "ready_for_review", "":
+	default:
+		r.out.Result = ResultSkipped
+		fmt.Fprintf(r.cfg.Out, "nestbot: pull_request %s: nothing to plan\n", p.Action)
+		return nil
+	}
+	res, err := r.bot.PlanPR(ctx, r.gh, r.repo, p.Repository.CloneURL, number, p.PullRequest.Draft)
+	if res != nil {
+		r.reportPlan(res.Plan, res.Parts, res.Invalid, res.Skipped)
+	}
+	return err
+}
+
+// reportPlan writes a plan's summary, annotations and result.
+func (r *run) reportPlan(plan *reconcile.Plan, parts []string, invalid nest.Errors, skipped string) {
+	switch {
+	case invalid != nil:
+		r.out.Result = ResultInvalid
+		file := cmpOr(r.cfg.Bot.File, "nest.yaml")
+		for _, e := range invalid {
+			fmt.Fprintf(r.cfg.Out, "::error file=%s,line=%d,col=%d,title=%s::%s\n", escapeProperty(file), max(e.Pos.Line, 1), max(e.Pos.Col, 1),
+				escapeProperty(cmpOr(e.Path, file)), escapeData(strings.TrimSpace(e.Msg+"\n"+e.Hint)))
+		}
+	case skipped != "":
+		r.out.Result = ResultSkipped
+		fmt.Fprintf(r.cfg.Out, "nestbot: not planned: %s\n", skipped)
+	case plan != nil:
+		r.out.Plan, r.out.Changes = plan, plan.HasChanges()
+		r.out.Result = ResultNoChanges
+		if plan.HasChanges() {
+			r.out.Result = ResultChanges
+		}
+		fmt.Fprintf(r.cfg.Out, "nestbot: %s\n", plan.Summary())
+	}
+	for _, p := range parts {
+		r.summary.WriteString(stripMarker(p))
+		r.summary.WriteString("\n")
+	}
+}
+
+func (r *run) comment(ctx context.Context) error {
+	err := r.bot.Run(ctx, store.Job{ID: "action-" + randomID(), Event: "issue_comment", Payload: r.payload})
+	if r.out.Result == "" {
+		r.out.Result = ResultDone
+	}
+	return err
+}
+
+func (r *run) push(ctx context.Context) error {
+	p, err := r.event()
+	if err != nil {
+		return err
+	}
+	return r.apply(ctx, p.Repository.CloneURL, p.Ref, p.Repository.DefaultBranch, p.After, p.Pusher.Name, p.HeadCommit.Author.Email)
+}
+
+// applyDefault is workflow_dispatch's apply: the default branch at the
+// workflow's commit.
+func (r *run) applyDefault(ctx context.Context) error {
+	p, err := r.event()
+	if err != nil {
+		return err
+	}
+	return r.apply(ctx, p.Repository.CloneURL, r.env("GITHUB_REF"), cmpOr(p.Repository.DefaultBranch, strings.TrimPrefix(r.env("GITHUB_REF"), "refs/heads/")),
+		r.env("GITHUB_SHA"), r.env("GITHUB_ACTOR"), "")
+}
+
+func (r *run) apply(ctx context.Context, cloneURL, ref, defaultBranch, sha, actor, authorEmail string) error {
+	if authorEmail != "" && strings.EqualFold(authorEmail, r.bot.CommitEmail()) {
+		r.out.Result = ResultSkipped
+		fmt.Fprintf(r.cfg.Out, "nestbot: %s is nestbot's own commit; nothing to apply\n", short(sha))
+		return nil
+	}
+	res, err := r.bot.ApplyPush(ctx, r.gh, r.repo, cloneURL, ref, defaultBranch, sha, actor)
+	switch {
+	case res == nil:
+	case res.Skipped != "":
+		r.out.Result = ResultSkipped
+		fmt.Fprintf(r.cfg.Out, "nestbot: not applied: %s\n", res.Skipped)
+	default:
+		r.out.Plan = res.Plan
+		r.out.Changes = res.Plan != nil && res.Plan.HasChanges()
+		r.out.Result = ResultApplied
+		r.summary.WriteString(res.Summary)
+	}
+	return err
+}
+
+func (r *run) drift(ctx context.Context) error {
+	p, err := r.event()
+	if err != nil {
+		return err
+	}
+	branch := cmpOr(p.Repository.DefaultBranch, strings.TrimPrefix(r.env("GITHUB_REF"), "refs/heads/"))
+	res, err := r.bot.Drift(ctx, r.gh, r.repo, p.Repository.CloneURL, branch)
+	if res != nil && res.Plan != nil {
+		r.reportPlan(res.Plan, reconcile.RenderMarkdown(res.Plan), nil, "")
+	}
+	return err
+}
+
+// writeOutputs appends the step summary and the outputs: changes, result,
+// plan-json.
+func (r *run) writeOutputs() error {
+	var errs []error
+	if f := r.env("GITHUB_STEP_SUMMARY"); f != "" && r.summary.Len() > 0 {
+		errs = append(errs, appendFile(f, r.summary.String()))
+	}
+	if f := r.env("GITHUB_OUTPUT"); f != "" {
+		var b strings.Builder
+		fmt.Fprintf(&b, "changes=%t\nresult=%s\n", r.out.Changes, r.out.Result)
+		if r.out.Plan != nil {
+			var js strings.Builder
+			if err := reconcile.RenderJSON(&js, r.out.Plan); err == nil {
+				delim := "NESTBOT_" + randomID()
+				fmt.Fprintf(&b, "plan-json<<%s\n%s\n%s\n", delim, strings.TrimRight(js.String(), "\n"), delim)
+			}
+		}
+		errs = append(errs, appendFile(f, b.String()))
+	}
+	return errors.Join(errs...)
+}
+
+func appendFile(path, s string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(s); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// hostGroups folds the rollout's progress into one ::group:: per host,
+// opening a host's group when its events start and closing it when another
+// host's come.
+type hostGroups struct {
+	mu   sync.Mutex
+	out  io.Writer
+	open string
+}
+
+func (g *hostGroups) event(e rollout.Event) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if e.Host != g.open {
+		if g.open != "" {
+			fmt.Fprintln(g.out, "::endgroup::")
+		}
+		fmt.Fprintf(g.out, "::group::host %s\n", e.Host)
+		g.open = e.Host
+	}
+	fmt.Fprintln(g.out, e.String())
+}
+
+func (g *hostGroups) close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.open != "" {
+		fmt.Fprintln(g.out, "::endgroup::")
+		g.open = ""
+	}
+}
+
+// stripMarker drops a comment part's hidden marker line.
+func stripMarker(part string) string {
+	if strings.HasPrefix(part, "<!--") {
+		if i := strings.Index(part, "-->\n"); i >= 0 {
+			return part[i+4:]
+		}
+	}
+	return part
+}
+
+// escapeData and escapeProperty escape workflow command values as the
+// Actions toolkit does.
+func escapeData(s string) string {
+	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A").Replace(s)
+}
+
+func escapeProperty(s string) string {
+	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A", ":", "%3A", ",", "%2C").Replace(s)
+}
+
+func randomID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func cmpOrInt(a, b int) int {
+	if a != 0 {
+		return a
+	}
+	return b
+}
+
+func short(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}
+
+func oneLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}
