@@ -96,6 +96,9 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	return &Store{table: o.Table, client: o.Client}, nil
 }
 
+// Table is the name of the table the store keeps its state in.
+func (s *Store) Table() string { return s.table }
+
 // Names of the table's key attributes and its index.
 const (
 	attrPK     = "pk"

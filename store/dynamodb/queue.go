@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -80,8 +81,8 @@ func names(exprs ...string) map[string]string {
 // Enqueue stores j, or fails with store.ErrDuplicate when its id is queued,
 // claimed or done ok. A zero j.Received is taken as now.
 func (s *Store) Enqueue(ctx context.Context, j store.Job) error {
-	if j.ID == "" {
-		return fmt.Errorf("dynamodb: enqueue: the job has no ID (the delivery id)")
+	if err := checkJob(j); err != nil {
+		return err
 	}
 	if j.Received.IsZero() {
 		j.Received = time.Now()
@@ -126,6 +127,25 @@ func (s *Store) Enqueue(ctx context.Context, j store.Job) error {
 	}
 	if err != nil {
 		return fmt.Errorf("dynamodb: enqueue %s in table %s: %w", j.ID, s.table, err)
+	}
+	return nil
+}
+
+// Bounds of a job's id and Key, as the bbolt store has them (a DynamoDB
+// key holds at most 2048 bytes).
+const (
+	maxJobID  = 256
+	maxJobKey = 1024
+)
+
+func checkJob(j store.Job) error {
+	switch {
+	case j.ID == "" || len(j.ID) > maxJobID || !utf8.ValidString(j.ID):
+		return fmt.Errorf("dynamodb: enqueue: job id %.40q must be 1 to %d bytes of UTF-8", j.ID, maxJobID)
+	case j.Event == "":
+		return fmt.Errorf("dynamodb: enqueue %s: the job has no event", j.ID)
+	case j.Key == "" || len(j.Key) > maxJobKey || !utf8.ValidString(j.Key):
+		return fmt.Errorf("dynamodb: enqueue %s: job key %.40q must be 1 to %d bytes of UTF-8", j.ID, j.Key, maxJobKey)
 	}
 	return nil
 }

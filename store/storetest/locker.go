@@ -14,6 +14,7 @@ import (
 func TestLocker(t *testing.T, open func(t *testing.T) store.Locker) {
 	t.Run("AcquireHeldByAnotherIsLockedError", func(t *testing.T) { lockHeld(t, open(t)) })
 	t.Run("RenewExtendsTheLease", func(t *testing.T) { lockRenew(t, open(t)) })
+	t.Run("RenewPastTheLeaseIsLost", func(t *testing.T) { lockLapsed(t, open(t)) })
 	t.Run("ReleaseFreesAndTokensGrow", func(t *testing.T) { lockRelease(t, open(t)) })
 	t.Run("BreakFreesAndTokensGrow", func(t *testing.T) { lockBreak(t, open(t)) })
 	t.Run("ExpiredLeaseIsTakenOverWithAHigherToken", func(t *testing.T) { lockExpiry(t, open(t)) })
@@ -126,6 +127,24 @@ func lockRenew(t *testing.T, l store.Locker) {
 	}
 }
 
+func lockLapsed(t *testing.T, l store.Locker) {
+	a := acquire(t, l, fleetLock, "replica-a", short)
+	waitPast(a.Expires)
+	if _, err := l.Renew(ctx(t), a, long); !errors.Is(err, store.ErrLost) {
+		t.Errorf("Renew of a lease past its end, nobody else holding it: %v, want ErrLost", err)
+	}
+	if h, ok := holder(t, l, fleetLock); ok {
+		t.Errorf("Holder of a lease past its end = %+v, want none", h)
+	}
+	if _, ok, err := l.Break(ctx(t), fleetLock); err != nil || ok {
+		t.Errorf("Break of a lease past its end: ok %v, %v; want false, nil", ok, err)
+	}
+	b := acquire(t, l, fleetLock, "replica-b", long)
+	if b.Token <= a.Token {
+		t.Errorf("token after a lapsed lease %d, want above %d", b.Token, a.Token)
+	}
+}
+
 func lockRelease(t *testing.T, l store.Locker) {
 	a := acquire(t, l, fleetLock, "replica-a", long)
 	if err := l.Release(ctx(t), a); err != nil {
@@ -175,17 +194,17 @@ func lockExpiry(t *testing.T, l store.Locker) {
 	// replica-a dies holding the lock: replica-b gets it once the lease ends.
 	var b store.Lease
 	waitUntil(t, "replica-b takes over the expired lease", func() bool {
-		before := time.Now()
 		lease, err := l.Acquire(ctx(t), fleetLock, "replica-b", long)
+		returned := time.Now()
 		var le *store.LockedError
 		switch {
 		case errors.As(err, &le):
 			return false
 		case err != nil:
 			t.Fatalf("Acquire: %v", err)
-		case before.Before(a.Expires):
-			t.Fatalf("replica-b acquired at %s, before replica-a's lease ended at %s",
-				before.Format(time.RFC3339Nano), a.Expires.Format(time.RFC3339Nano))
+		case returned.Before(a.Expires):
+			t.Fatalf("replica-b acquired by %s, before replica-a's lease ended at %s",
+				returned.Format(time.RFC3339Nano), a.Expires.Format(time.RFC3339Nano))
 		}
 		b = lease
 		return true

@@ -21,6 +21,7 @@ func TestQueue(t *testing.T, open func(t *testing.T) store.Queue) {
 	t.Run("RedeliveryAfterFailureRunsAgain", func(t *testing.T) { queueRedelivery(t, open(t)) })
 	t.Run("OneKeyOneClaimAtATime", func(t *testing.T) { queueKeySerialization(t, open(t)) })
 	t.Run("ExpiredClaimIsReclaimedAndOldClaimLost", func(t *testing.T) { queueExpiry(t, open(t)) })
+	t.Run("ClaimPastItsLeaseIsLost", func(t *testing.T) { queueLapsed(t, open(t)) })
 	t.Run("ExtendKeepsTheClaim", func(t *testing.T) { queueExtend(t, open(t)) })
 	t.Run("DepthCountsQueuedAndClaimed", func(t *testing.T) { queueDepth(t, open(t)) })
 	t.Run("ConcurrentWorkersClaimEachJobOnce", func(t *testing.T) { queueConcurrent(t, open(t)) })
@@ -161,9 +162,8 @@ func queueRedelivery(t *testing.T, q store.Queue) {
 	enqueue(t, q, redelivered)
 	depth(t, q, 1)
 	c2 := claim(t, q, "worker-2", long)
-	if c2.Job.ID != j.ID || !bytes.Equal(c2.Job.Payload, redelivered.Payload) {
-		t.Errorf("claimed %s with payload %s, want the redelivered %s with %s", c2.Job.ID, c2.Job.Payload, j.ID, redelivered.Payload)
-	}
+	// The redelivery is a job of its own: its first claim is attempt 1.
+	sameJob(t, c2.Job, redelivered, 1)
 	if c2.Token == c1.Token {
 		t.Errorf("the redelivery's claim has the token of the first delivery's claim (%d)", c1.Token)
 	}
@@ -205,13 +205,13 @@ func queueExpiry(t *testing.T, q store.Queue) {
 	// a's key); after, a is claimable again, one attempt higher.
 	var c2 *store.Claim
 	waitUntil(t, "the expired claim is claimable again", func() bool {
-		before := time.Now()
 		c, err := q.Claim(ctx(t), "worker-2", long)
 		if err != nil {
 			t.Fatalf("Claim: %v", err)
 		}
-		if c != nil && before.Before(c1.Expires) {
-			t.Fatalf("Claim took %s while worker-1's lease ran until %s", c.Job.ID, c1.Expires.Format(time.RFC3339Nano))
+		if returned := time.Now(); c != nil && returned.Before(c1.Expires) {
+			t.Fatalf("Claim took %s by %s, while worker-1's lease ran until %s",
+				c.Job.ID, returned.Format(time.RFC3339Nano), c1.Expires.Format(time.RFC3339Nano))
 		}
 		c2 = c
 		return c != nil
@@ -232,6 +232,25 @@ func queueExpiry(t *testing.T, q store.Queue) {
 	cb := claim(t, q, "worker-3", long)
 	sameJob(t, cb.Job, b, 1)
 	done(t, q, cb, store.ResultOK)
+	depth(t, q, 0)
+}
+
+func queueLapsed(t *testing.T, q store.Queue) {
+	j := job(1, "o/r#1")
+	enqueue(t, q, j)
+	c1 := claim(t, q, "worker-1", short)
+	// Nobody took the job over yet; still, a claim past its lease is no
+	// longer the job's live claim.
+	waitPast(c1.Expires)
+	if err := q.Extend(ctx(t), c1, long); !errors.Is(err, store.ErrLost) {
+		t.Errorf("Extend of a claim past its lease: %v, want ErrLost", err)
+	}
+	if err := q.Done(ctx(t), c1, store.ResultOK); !errors.Is(err, store.ErrLost) {
+		t.Errorf("Done of a claim past its lease: %v, want ErrLost", err)
+	}
+	c2 := claim(t, q, "worker-2", long)
+	sameJob(t, c2.Job, j, 2)
+	done(t, q, c2, store.ResultOK)
 	depth(t, q, 0)
 }
 
