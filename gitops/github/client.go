@@ -287,7 +287,7 @@ func (c *Client) RepoInstallation(ctx context.Context, r Repo) (int64, error) {
 		app = c.app
 	}
 	var inst *gogithub.Installation
-	err := app.do(ctx, op, false, func(ctx context.Context) (*gogithub.Response, error) {
+	err := app.call(ctx, op, false, func(ctx context.Context) (*gogithub.Response, error) {
 		var resp *gogithub.Response
 		var err error
 		inst, resp, err = app.gh.Apps.GetRepositoryInstallation(ctx, r.Owner, r.Name)

@@ -36,6 +36,8 @@ type fakeGitHub struct {
 	appKey   *rsa.PublicKey // its public key
 	appLogin string         // the login of the App's bot user
 	pageSize int            // the most per page; default 100
+	tokenTTL time.Duration  // how long a minted token lives; default an hour
+	tokenPre string         // what a minted token begins with; default "ghs_"
 
 	// intercept, when set, may answer a request first (rate limits).
 	intercept func(w http.ResponseWriter, r *http.Request) bool
@@ -506,12 +508,16 @@ func (f *fakeGitHub) routes(mux *http.ServeMux) {
 		}
 		buf := make([]byte, 18)
 		_, _ = rand.Read(buf)
-		tok := "ghs_" + hex.EncodeToString(buf)
+		tok := cmpOr(f.tokenPre, "ghs_") + hex.EncodeToString(buf)
+		ttl := f.tokenTTL
+		if ttl == 0 {
+			ttl = time.Hour
+		}
 		f.mu.Lock()
 		f.tokens[tok] = pathInt(r, "id")
 		f.minted++
 		f.mu.Unlock()
-		writeJSON(w, http.StatusCreated, map[string]any{"token": tok, "expires_at": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)})
+		writeJSON(w, http.StatusCreated, map[string]any{"token": tok, "expires_at": time.Now().Add(ttl).UTC().Format(time.RFC3339)})
 	})
 	mux.HandleFunc("GET /repos/{owner}/{repo}/installation", func(w http.ResponseWriter, r *http.Request) {
 		if err := f.checkJWT(r.Header.Get("Authorization")); err != nil {

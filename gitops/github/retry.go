@@ -47,6 +47,11 @@ func (c *Client) do(ctx context.Context, op string, write bool, fn func(context.
 	if err := c.ready(); err != nil {
 		return c.wrap(op, err)
 	}
+	return c.call(ctx, op, write, fn)
+}
+
+// call is do for any Client, also the App's own.
+func (c *Client) call(ctx context.Context, op string, write bool, fn func(context.Context) (*gogithub.Response, error)) error {
 	for attempt := 1; ; attempt++ {
 		if write {
 			if err := c.gate.enter(ctx); err != nil {
@@ -61,16 +66,15 @@ func (c *Client) do(ctx context.Context, op string, write bool, fn func(context.
 			return nil
 		}
 		now := time.Now()
-		wait, limited := rateLimitWait(err, now)
+		wait, reset, limited := rateLimitWait(err, now)
 		if !limited {
 			return c.wrap(op, err)
 		}
-		reset := now.Add(wait)
 		why := ""
 		switch deadline, ok := ctx.Deadline(); {
 		case wait > c.opts.MaxRateLimitWait:
 			why = fmt.Sprintf("longer than nestbot waits (%s)", c.opts.MaxRateLimitWait)
-		case ok && deadline.Before(reset):
+		case ok && deadline.Before(now.Add(wait)):
 			why = "past the deadline of this work"
 		case attempt >= maxAttempts:
 			why = fmt.Sprintf("and it was still in force after %d tries", attempt)
@@ -78,7 +82,7 @@ func (c *Client) do(ctx context.Context, op string, write bool, fn func(context.
 		if why != "" {
 			return &RateLimitedError{Op: op, Reset: reset, Err: err, msg: c.secrets.redact(fmt.Sprintf(
 				"%s: GitHub's rate limit is exhausted until %s (in %s), %s; try again after then (%v)",
-				op, reset.UTC().Format(time.RFC3339), wait.Round(time.Second), why, err))}
+				op, reset.UTC().Format(time.RFC3339), time.Until(reset).Round(time.Second), why, err))}
 		}
 		c.logf("github: %s: rate limited; retrying in %s (try %d of %d)", op, wait.Round(time.Millisecond), attempt+1, maxAttempts)
 		t := time.NewTimer(wait)
@@ -92,41 +96,48 @@ func (c *Client) do(ctx context.Context, op string, write bool, fn func(context.
 }
 
 // rateLimitWait says whether err is GitHub refusing for a rate limit and,
-// if so, how long to wait before trying again.
-func rateLimitWait(err error, now time.Time) (time.Duration, bool) {
+// if so, when GitHub said the limit lifts and how long to wait before
+// trying again: a second past a reset time, for clocks that differ a little.
+func rateLimitWait(err error, now time.Time) (wait time.Duration, reset time.Time, limited bool) {
+	after := func(d time.Duration) (time.Duration, time.Time, bool) {
+		d = max(d, 0)
+		return d, now.Add(d), true
+	}
+	until := func(t time.Time) (time.Duration, time.Time, bool) {
+		return max(t.Sub(now)+time.Second, 0), t, true
+	}
 	if e, ok := errors.AsType[*gogithub.RateLimitError](err); ok {
 		if e.Rate.Reset.IsZero() {
-			return defaultRateLimitWait, true
+			return after(defaultRateLimitWait)
 		}
-		// A second past the reset, for clocks that differ a little.
-		return max(e.Rate.Reset.Sub(now)+time.Second, 0), true
+		return until(e.Rate.Reset.Time)
 	}
 	if e, ok := errors.AsType[*gogithub.AbuseRateLimitError](err); ok {
 		if e.RetryAfter == nil {
-			return defaultRateLimitWait, true
+			return after(defaultRateLimitWait)
 		}
-		return max(*e.RetryAfter, 0), true
+		return after(*e.RetryAfter)
 	}
 	e, ok := errors.AsType[*gogithub.ErrorResponse](err)
 	if !ok || e.Response == nil {
-		return 0, false
+		return 0, time.Time{}, false
 	}
 	h := e.Response.Header
 	switch code := e.Response.StatusCode; {
 	case code == http.StatusTooManyRequests:
 	case code == http.StatusForbidden && (h.Get("Retry-After") != "" || h.Get("X-Ratelimit-Remaining") == "0"):
 	default:
-		return 0, false
+		return 0, time.Time{}, false
 	}
 	if d, ok := parseRetryAfter(h.Get("Retry-After"), now); ok {
-		return d, true
+		return after(d)
 	}
 	if h.Get("X-Ratelimit-Remaining") == "0" {
 		if v, err := strconv.ParseInt(h.Get("X-Ratelimit-Reset"), 10, 64); err == nil {
-			return max(time.Unix(v, 0).Sub(now)+time.Second, 0), true
+			return until(time.Unix(v, 0))
 		}
 	}
-	return defaultRateLimitWait, true
+	return after(defaultRateLimitWait)
 }
 
 // parseRetryAfter reads a Retry-After header: seconds, or an HTTP date.

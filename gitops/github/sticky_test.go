@@ -236,9 +236,9 @@ func TestUpsertStickyRefusesPartsItCouldNotFindAgain(t *testing.T) {
 		parts  []string
 		want   string
 	}{
-		"no marker":      {"", []string{"x"}, "marker is empty"},
-		"no parts":       {marker, nil, "no parts"},
-		"unmarked part":  {marker, []string{marker + "part=1/2 -->\n", "plain"}, "part 2 of 2 does not begin with the marker"},
+		"no marker":       {"", []string{"x"}, "marker is empty"},
+		"no parts":        {marker, nil, "no parts"},
+		"unmarked part":   {marker, []string{marker + "part=1/2 -->\n", "plain"}, "part 2 of 2 does not begin with the marker"},
 		"too long a part": {marker, []string{marker + strings.Repeat("é", MaxCommentChars)}, "over GitHub's limit"},
 	} {
 		_, err := c.UpsertSticky(ctx, testRepo, 1, tc.marker, tc.parts)
