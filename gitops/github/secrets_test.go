@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	gogithub "github.com/google/go-github/v93/github"
 	"github.com/ducksnest/nestbot/reconcile"
+	gogithub "github.com/google/go-github/v93/github"
 )
 
 // echoAuthorization answers requests to path with 422 and a message that
