@@ -81,6 +81,8 @@ Every flag can also be set with an environment variable NESTBOT_<FLAG>
 		newCertsCmd(io),
 		newHostsCmd(io),
 		newRolloutCmd(io),
+		newActionCmd(io),
+		newDriftCmd(io),
 		newLabCmd(io),
 		newSchemaCmd(io),
 		newVersionCmd(io),

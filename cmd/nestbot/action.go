@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ducksnest/nestbot/gitops/action"
+)
+
+func newActionCmd(io *IO) *cobra.Command {
+	gf := &githubFlags{}
+	var command string
+	cmd := &cobra.Command{
+		Use:   "action",
+		Short: "Run inside a GitHub Actions job: plan a pull request, run its /nest command, apply a push",
+		Long: `Action is what the composite action (action.yml) runs. It reads the event from
+GITHUB_EVENT_NAME and GITHUB_EVENT_PATH and runs the same handlers as
+nestbot serve, inline:
+
+  pull_request        the plan as one sticky comment and a nest/plan check run
+  issue_comment       /nest plan, /nest apply, /nest unlock, /nest help
+  push                to the default branch: apply, as a GitHub Deployment
+  schedule            the drift check: a nest/drift check run and one issue
+  workflow_dispatch   --command plan, apply or drift
+
+The plan goes to GITHUB_STEP_SUMMARY; the outputs changes, result and
+plan-json to GITHUB_OUTPUT; mistakes in nest.yaml become ::error
+annotations; a rollout prints a ::group:: per host. It exits 1 when the
+job should fail.`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			gh, err := gf.client(io)
+			if err != nil {
+				return err
+			}
+			db, err := gf.openState(io)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			cfg := gf.botConfig(io, gh, db)
+			cfg.DetailsURL = actionsRunURL(io.Getenv)
+			_, err = action.Run(ctx, action.Config{Getenv: io.Getenv, Out: io.Out, Bot: cfg, Command: command})
+			if err != nil {
+				return &exitError{code: 1, msg: "nestbot action: " + err.Error()}
+			}
+			return nil
+		},
+	}
+	gf.register(cmd)
+	cmd.Flags().StringVar(&command, "command", "", "for workflow_dispatch: plan, apply or drift (default drift; also INPUT_COMMAND)")
+	return cmd
+}
+
+// actionsRunURL links to the workflow run, as check runs' details.
+func actionsRunURL(getenv func(string) string) string {
+	server, repo, id := getenv("GITHUB_SERVER_URL"), getenv("GITHUB_REPOSITORY"), getenv("GITHUB_RUN_ID")
+	if server == "" || repo == "" || id == "" {
+		return ""
+	}
+	return server + "/" + repo + "/actions/runs/" + id
+}
