@@ -215,3 +215,17 @@ func TestRouteOf(t *testing.T) {
 		}
 	}
 }
+
+func TestSyncIssueCutsALongBody(t *testing.T) {
+	f := newFake(t)
+	c, _ := tokenClient(t, f)
+	marker := "<!-- nestbot:drift fleet=ducksnest -->"
+	n, err := c.SyncIssue(testContext(t), testRepo, marker, "Drift", strings.Repeat("d", MaxCommentChars), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := f.issues[n].Body
+	if len([]rune(body)) > MaxCommentChars || !strings.HasPrefix(body, marker) || !strings.HasSuffix(body, "(cut to fit GitHub's limit)") {
+		t.Errorf("body of %d characters, want at most %d, marked, saying it was cut", len([]rune(body)), MaxCommentChars)
+	}
+}

@@ -15,7 +15,7 @@ const DriftLabel = "nest-drift"
 // issue labelled DriftLabel whose body begins with marker (by
 // Options.Login, when set). With open set, it is created, reopened or
 // updated to title and body (body gets the marker in front if it lacks
-// it); without, an open one is closed (its body updated first when body
+// it, and is cut to GitHub's limit, saying so); without, an open one is closed (its body updated first when body
 // is given). Nothing is written when the issue already is as asked. It
 // returns the issue's number, 0 when there is none.
 func (c *Client) SyncIssue(ctx context.Context, r Repo, marker, title, body string, open bool) (int, error) {
@@ -29,11 +29,7 @@ func (c *Client) SyncIssue(ctx context.Context, r Repo, marker, title, body stri
 	if open && title == "" {
 		return 0, fmt.Errorf("%s: an open issue needs a title", op)
 	}
-	if body != "" {
-		if err := checkBody(body); err != nil {
-			return 0, fmt.Errorf("%s: %w", op, err)
-		}
-	}
+	body = cut(body, MaxCommentChars)
 	unlock, err := c.sticky.lock(ctx, r.FullName()+" issue "+marker)
 	if err != nil {
 		return 0, c.wrap(op, err)
