@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,7 +23,7 @@ func StartDynalite(t testing.TB) string {
 	pkg := fixtures.Package(t, "dynalite")
 	script := `const s = require(process.argv[1])({createTableMs: 0, deleteTableMs: 0, updateTableMs: 0})
   .listen(0, '127.0.0.1', () => console.log('listening ' + s.address().port))`
-	return startNode(t, "dynalite", script, pkg)
+	return startNode(t, "dynalite", nil, script, pkg)
 }
 
 // StartS3rver starts s3rver (the npm package .ci/fixtures installs), keeping
@@ -35,18 +36,20 @@ func StartS3rver(t testing.TB) string {
 	script := `const S3rver = require(process.argv[1])
 new S3rver({address: '127.0.0.1', port: 0, directory: process.argv[2], silent: true}).run()
   .then(({port}) => console.log('listening ' + port), e => { console.error(e); process.exit(1) })`
-	return startNode(t, "s3rver", script, pkg, t.TempDir())
+	// s3rver's continuation tokens (listings past one page) are DES,
+	// which OpenSSL 3 keeps in its legacy provider.
+	return startNode(t, "s3rver", []string{"--openssl-legacy-provider"}, script, pkg, t.TempDir())
 }
 
-// startNode runs script under node with args until t ends, and returns the
+// startNode runs script under node (with flags) with args until t ends, and returns the
 // endpoint of the port it prints as "listening PORT". The server also
 // ends when its standard input closes, so it never outlives the test
 // binary.
-func startNode(t testing.TB, name, script string, args ...string) string {
+func startNode(t testing.TB, name string, flags []string, script string, args ...string) string {
 	t.Helper()
 	node := fixtures.Node(t)
 	script += "\nprocess.stdin.on('end', () => process.exit(0)); process.stdin.resume()"
-	cmd := exec.Command(node, append([]string{"-e", script}, args...)...)
+	cmd := exec.Command(node, slices.Concat(flags, []string{"-e", script}, args)...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
