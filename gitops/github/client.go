@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/bradleyfalzon/ghinstallation/v2"
+	ghv88 "github.com/google/go-github/v88/github" // ghinstallation's
 	gogithub "github.com/google/go-github/v93/github"
 )
 
@@ -229,6 +230,9 @@ func (c *Client) Installation(id int64) *Client {
 	}
 	itr := ghinstallation.NewFromAppsTransport(root.apps, id)
 	itr.BaseURL = root.baseURL
+	// Without options ghinstallation sends the body "null", which GitHub
+	// takes but its OpenAPI description does not allow: send "{}".
+	itr.InstallationTokenOptions = &ghv88.InstallationTokenOptions{}
 	ic := &Client{
 		opts:      root.opts,
 		baseURL:   root.baseURL,
