@@ -1,0 +1,243 @@
+// Package webhook is nestbot's GitHub webhook intake and the workers that
+// run what it accepts.
+//
+// Intake (Handler) verifies X-Hub-Signature-256 over the raw body before it
+// parses anything, decides whether nestbot handles the delivery (Classify),
+// and answers 202 only once the delivery is durably stored as a job in a
+// store.Queue. Workers (Pool) claim jobs, run them through a function the
+// caller gives, and record each delivery as done only after it ran, so a
+// deliberate redelivery of a failed one runs again while a duplicate of a
+// done one does nothing. Server puts both behind one listener with
+// /healthz, /readyz and /metrics.
+//
+//	srv, err := webhook.New(webhook.Config{
+//		Secrets: secrets, Queue: db.Queue(), Workers: 4, Run: handlers.Run, Logf: log.Printf,
+//	})
+//	if err != nil { ... }
+//	err = srv.Run(ctx, listener) // until ctx ends, then a graceful shutdown
+package webhook // import "github.com/ducksnest/nestbot/gitops/webhook"
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/ducksnest/nestbot/store"
+)
+
+// The events nestbot handles.
+const (
+	EventPullRequest  = "pull_request"
+	EventIssueComment = "issue_comment"
+	EventPush         = "push"
+	EventPing         = "ping"
+)
+
+// planActions are the pull_request actions that call for a plan.
+var planActions = map[string]bool{
+	"opened":           true,
+	"synchronize":      true,
+	"reopened":         true,
+	"ready_for_review": true,
+}
+
+// PayloadError says why a payload of an event nestbot handles cannot be
+// used: it is not JSON, or lacks a field nestbot needs. Intake answers 400.
+type PayloadError struct {
+	Event string
+	Err   error
+}
+
+func (e *PayloadError) Error() string {
+	return fmt.Sprintf("webhook: %s payload: %v", e.Event, e.Err)
+}
+
+func (e *PayloadError) Unwrap() error { return e.Err }
+
+// payload is the little of a delivery that intake and superseding read.
+type payload struct {
+	Action     string `json:"action"`
+	Number     int    `json:"number"`
+	Ref        string `json:"ref"`
+	After      string `json:"after"`
+	Deleted    bool   `json:"deleted"`
+	Repository *struct {
+		FullName      string `json:"full_name"`
+		DefaultBranch string `json:"default_branch"`
+	} `json:"repository"`
+	PullRequest *struct {
+		Head struct {
+			SHA string `json:"sha"`
+		} `json:"head"`
+		Merged bool `json:"merged"`
+	} `json:"pull_request"`
+	Issue *struct {
+		Number      int             `json:"number"`
+		PullRequest json.RawMessage `json:"pull_request"`
+	} `json:"issue"`
+	Comment *struct {
+		Body string `json:"body"`
+	} `json:"comment"`
+}
+
+// Classify decides what nestbot does with a delivery of event whose body is
+// payload. handled is true for the deliveries that become jobs; key is then
+// the job's Key, which serializes the jobs of one pull request
+// ("owner/repo#12") or of one repository's default branch ("owner/repo").
+//
+// Handled:
+//   - pull_request opened, synchronize, reopened, ready_for_review (plan);
+//     closed, merged or not (the handler finishes the PR's comment and check,
+//     and a close supersedes a plan still running for it);
+//   - issue_comment created on a pull request whose first line is a /nest
+//     command (see NestCommand);
+//   - push to the repository's default branch (apply); a push that deletes
+//     the branch, and pushes to other branches and tags, are not handled.
+//
+// Everything else, ping included (Handler answers ping itself), is not
+// handled, and its payload is not parsed. A payload of a handled event that
+// is not JSON or lacks what nestbot needs is a *PayloadError.
+func Classify(event string, body []byte) (key string, handled bool, err error) {
+	switch event {
+	case EventPullRequest, EventIssueComment, EventPush:
+	default:
+		return "", false, nil
+	}
+	p, err := parse(event, body)
+	if err != nil {
+		return "", false, err
+	}
+	bad := func(format string, args ...any) (string, bool, error) {
+		return "", false, &PayloadError{Event: event, Err: fmt.Errorf(format, args...)}
+	}
+	if p.Action == "" && event != EventPush {
+		return bad("no action")
+	}
+	switch event {
+	case EventPullRequest:
+		if !planActions[p.Action] && p.Action != "closed" {
+			return "", false, nil
+		}
+		switch {
+		case p.Number <= 0:
+			return bad("no pull request number")
+		case p.PullRequest == nil || p.PullRequest.Head.SHA == "":
+			return bad("no pull_request.head.sha")
+		}
+		return fmt.Sprintf("%s#%d", p.Repository.FullName, p.Number), true, nil
+	case EventIssueComment:
+		if p.Action != "created" {
+			return "", false, nil
+		}
+		switch {
+		case p.Issue == nil || p.Issue.Number <= 0:
+			return bad("no issue.number")
+		case p.Comment == nil:
+			return bad("no comment")
+		}
+		if !isPullRequest(p.Issue.PullRequest) {
+			return "", false, nil
+		}
+		if _, ok := NestCommand(p.Comment.Body); !ok {
+			return "", false, nil
+		}
+		return fmt.Sprintf("%s#%d", p.Repository.FullName, p.Issue.Number), true, nil
+	default: // push
+		switch {
+		case p.Ref == "":
+			return bad("no ref")
+		case p.Repository.DefaultBranch == "":
+			return bad("no repository.default_branch")
+		}
+		if p.Deleted || p.Ref != "refs/heads/"+p.Repository.DefaultBranch {
+			return "", false, nil
+		}
+		return p.Repository.FullName, true, nil
+	}
+}
+
+// parse decodes the fields of p that every handled event has.
+func parse(event string, body []byte) (payload, error) {
+	var p payload
+	if err := json.Unmarshal(body, &p); err != nil {
+		var syntax *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &syntax):
+			return p, &PayloadError{Event: event, Err: fmt.Errorf("not JSON: %v at byte %d", syntax, syntax.Offset)}
+		case errors.As(err, &typ):
+			return p, &PayloadError{Event: event, Err: fmt.Errorf("field %s is a JSON %s, want %s", typ.Field, typ.Value, typ.Type)}
+		}
+		return p, &PayloadError{Event: event, Err: err}
+	}
+	if p.Repository == nil || !strings.Contains(p.Repository.FullName, "/") {
+		return p, &PayloadError{Event: event, Err: errors.New("no repository.full_name (owner/name)")}
+	}
+	return p, nil
+}
+
+// isPullRequest tells whether an issue's pull_request field says the issue
+// is a pull request: present and not null.
+func isPullRequest(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) > 0 && !bytes.Equal(raw, []byte("null"))
+}
+
+// NestCommand reads a comment body as a nestbot command: its first line,
+// trimmed, must begin with the word "/nest". It returns the words after
+// it ("plan", "apply", ... or none for a bare "/nest") and true, or false
+// when the comment is not a command ("/nestle" and "please /nest plan" are
+// not).
+func NestCommand(body string) (args []string, ok bool) {
+	line, _, _ := strings.Cut(body, "\n")
+	words := strings.Fields(line)
+	if len(words) == 0 || words[0] != "/nest" {
+		return nil, false
+	}
+	return words[1:], true
+}
+
+// SupersedesPlan is the default rule by which a newly accepted job cancels
+// a running one of the same Key: a running plan — a pull_request opened,
+// synchronize, reopened or ready_for_review, or an issue_comment "/nest" or
+// "/nest plan" — is superseded by a pull_request synchronize with another
+// head sha (a new push to the PR), or by a pull_request closed. Nothing else
+// is: an apply is never cancelled this way.
+func SupersedesPlan(newJob, running store.Job) bool {
+	if newJob.Key != running.Key || newJob.ID == running.ID || newJob.Event != EventPullRequest {
+		return false
+	}
+	n, err := parse(newJob.Event, newJob.Payload)
+	if err != nil || n.PullRequest == nil {
+		return false
+	}
+	r, err := parse(running.Event, running.Payload)
+	if err != nil {
+		return false
+	}
+	switch running.Event {
+	case EventPullRequest:
+		if !planActions[r.Action] || r.PullRequest == nil {
+			return false
+		}
+	case EventIssueComment:
+		if r.Comment == nil {
+			return false
+		}
+		args, ok := NestCommand(r.Comment.Body)
+		if !ok || (len(args) > 0 && args[0] != "plan") {
+			return false
+		}
+	default:
+		return false
+	}
+	switch n.Action {
+	case "closed":
+		return true
+	case "synchronize":
+		return r.PullRequest == nil || r.PullRequest.Head.SHA != n.PullRequest.Head.SHA
+	}
+	return false
+}
