@@ -1,8 +1,12 @@
 package dynamodb_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -80,5 +84,82 @@ func TestNewNeedsATable(t *testing.T) {
 	_, err := dynamodb.New(context.Background(), dynamodb.Options{})
 	if err == nil {
 		t.Fatal("New without a table: nil error")
+	}
+}
+
+// A large payload is stored compressed and comes back whole; one that does
+// not fit in an item even compressed is refused, saying why.
+func TestLargePayloads(t *testing.T) {
+	l := newLab(t)
+	s := l.fresh(t)
+	ctx := context.Background()
+	var big bytes.Buffer
+	big.WriteString(`{"commits":[`)
+	for i := range 2000 {
+		fmt.Fprintf(&big, `{"id":"%040x","message":"rollout: host %d"},`, i, i%7)
+	}
+	big.WriteString(`{}]}`)
+	if big.Len() < 100<<10 {
+		t.Fatalf("payload of %d bytes: too small to test compression", big.Len())
+	}
+	if err := s.Enqueue(ctx, store.Job{ID: "big", Event: "push", Key: "o/r", Payload: big.Bytes()}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Claim(ctx, "w", time.Minute)
+	if err != nil || c == nil {
+		t.Fatalf("Claim = %v, %v", c, err)
+	}
+	if !bytes.Equal(c.Job.Payload, big.Bytes()) {
+		t.Errorf("the payload came back as %d bytes, want the %d put", len(c.Job.Payload), big.Len())
+	}
+
+	noise := make([]byte, 600<<10)
+	rand.Read(noise)
+	err = s.Enqueue(ctx, store.Job{ID: "huge", Event: "push", Key: "o/r", Payload: noise})
+	if err == nil || !strings.Contains(err.Error(), "400 KB") {
+		t.Errorf("Enqueue of %d incompressible bytes: %v, want a refusal naming the item limit", len(noise), err)
+	}
+}
+
+// A fenced key belongs to the lock it was first written under.
+func TestFencedKeyBelongsToOneLock(t *testing.T) {
+	s := newLab(t).fresh(t)
+	ctx := context.Background()
+	one, err := s.Acquire(ctx, "fleet/one", "r", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	two, err := s.Acquire(ctx, "fleet/two", "r", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Fenced(ctx, one, "applied", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Fenced(ctx, two, "applied", []byte("2"))
+	if err == nil || errors.Is(err, store.ErrFenced) || !strings.Contains(err.Error(), "belongs to lock fleet/one") {
+		t.Errorf("Fenced under another lock: %v, want a refusal naming fleet/one", err)
+	}
+	if got, err := s.Get(ctx, "applied"); err != nil || string(got) != "1" {
+		t.Errorf("Get = %q, %v; want 1", got, err)
+	}
+}
+
+// An error from DynamoDB (here: a table that does not exist) names the
+// table and never the credentials.
+func TestErrorsNameTheTableNotTheSecret(t *testing.T) {
+	const canary = "canary-secret-7f3a9c"
+	l := newLab(t)
+	cfg := aws.Config{Region: "ap-northeast-2", Credentials: credentials.NewStaticCredentialsProvider("AKIDCANARY", canary, "")}
+	s, err := dynamodb.New(context.Background(), dynamodb.Options{Table: "missing", Client: dynamodb.NewClient(cfg, l.endpoint)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Enqueue(context.Background(), store.Job{ID: "d", Event: "push", Key: "o/r"})
+	if err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("Enqueue into a missing table: %v, want an error naming it", err)
+	}
+	if strings.Contains(err.Error(), canary) {
+		t.Errorf("the error holds the secret access key: %v", err)
 	}
 }

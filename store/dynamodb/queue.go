@@ -161,7 +161,9 @@ type candidate struct {
 
 // Claim takes the oldest queued job whose Key no live claim holds: first
 // the Key's hold, then the job, each by a conditional write, so two
-// replicas never both succeed.
+// replicas never both succeed. It reads the queue index oldest first; the
+// index may show a write late, which can only delay a claim, never
+// double it, since the writes check the items themselves.
 func (s *Store) Claim(ctx context.Context, owner string, lease time.Duration) (*store.Claim, error) {
 	now := time.Now()
 	busy := map[string]bool{} // keys held by a live claim, or by an older job
@@ -393,7 +395,9 @@ func (s *Store) doneBy(ctx context.Context, c *store.Claim) (bool, error) {
 	return it.str(attrState) == stateDone && it.unum(attrToken) == c.Token && it.err == nil, it.err
 }
 
-// Depth counts the jobs queued or claimed.
+// Depth counts the jobs queued or claimed. It reads the queue index, which
+// DynamoDB updates shortly after each write (typically well within a
+// second): a gauge, not a sequence point. (dynalite updates it at once.)
 func (s *Store) Depth(ctx context.Context) (int, error) {
 	kc := "#qpk = :qpk"
 	var (

@@ -18,6 +18,9 @@ import (
 // the other) while their workers drain the queue: each delivery is
 // accepted once and processed once, and no two jobs of one Key overlap.
 func TestTwoReplicasProcessEachDeliveryOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("processes 500 deliveries on dynalite (several seconds)")
+	}
 	const (
 		deliveries = 500
 		workers    = 4 // per replica
