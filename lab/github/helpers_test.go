@@ -1,0 +1,108 @@
+package labgithub_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-github/v93/github"
+
+	labgithub "github.com/ducksnest/nestbot/lab/github"
+)
+
+const (
+	owner = "ducksnest"
+	repo  = "infra"
+)
+
+// logs keeps every line the server logged, for tests that check no secret
+// reached it.
+type logs struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logs) logf(t *testing.T) func(string, ...any) {
+	return func(format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		l.mu.Lock()
+		l.lines = append(l.lines, line)
+		l.mu.Unlock()
+		t.Log(line)
+	}
+}
+
+func (l *logs) all() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+type env struct {
+	srv  *labgithub.Server
+	gh   *github.Client // as the App's installation (nestbot[bot])
+	tok  string
+	logs *logs
+	ctx  context.Context
+}
+
+var initialFiles = map[string][]byte{
+	"nest.yaml":           []byte("version: 1\nname: ducksnest\n"),
+	"infra/nix/flake.nix": []byte("{ outputs = _: { }; }\n"),
+	"README.md":           []byte("# infra\n"),
+}
+
+// setup starts a server holding ducksnest/infra (three files on main) and
+// a go-github client authenticated as the App's installation.
+func setup(t *testing.T, configure ...func(*labgithub.Config)) *env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	l := &logs{}
+	cfg := labgithub.Config{Logf: l.logf(t)}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	srv, err := labgithub.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	if err := srv.CreateRepo(ctx, owner, repo, labgithub.RepoOptions{Files: initialFiles}); err != nil {
+		t.Fatal(err)
+	}
+	tok := srv.InstallationToken()
+	return &env{srv: srv, gh: client(t, srv, tok), tok: tok, logs: l, ctx: ctx}
+}
+
+func client(t *testing.T, srv *labgithub.Server, tok string) *github.Client {
+	t.Helper()
+	gh, err := github.NewClient(github.WithAuthToken(tok), github.WithEnterpriseURLs(srv.URL(), srv.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gh
+}
+
+func noViolations(t *testing.T, srv *labgithub.Server) {
+	t.Helper()
+	for _, v := range srv.Violations() {
+		t.Errorf("violation: %s", v)
+	}
+}
+
+// pushBranch commits files onto a new branch from main.
+func (e *env) pushBranch(t *testing.T, branch string, files map[string][]byte) labgithub.Pushed {
+	t.Helper()
+	p, err := e.srv.Commit(e.ctx, owner, repo, labgithub.Commit{Branch: branch, Message: "change " + branch, Files: files, Author: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
