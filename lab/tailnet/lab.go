@@ -16,13 +16,40 @@
 // testcontrol knows one tailnet-wide auth key (testcontrol.Server.RequireAuthKey):
 // a node registering with any other key is refused with "invalid authkey".
 // Start generates that key (AuthKey returns it); with OpenRegistration set,
-// no key is required and any key is accepted. testcontrol cannot mint
-// distinct per-node keys, so every key the lab hands out is the same string.
+// no key is required and any key is accepted. It is reusable and never
+// expires.
 //
-// Tags come from the node, not the key: a node's advertised tags
+// Keys minted through the lab's API (below) are per device, as Tailscale's
+// are: one-off or reusable, with an expiry, and with tags and ephemerality
+// that the device gets. A node joining with a tagged key gets the key's tags
+// (asking for no tags is fine; asking for others is refused).
+//
+// Otherwise tags come from the node: a node's advertised tags
 // (tsnet.Server.AdvertiseTags, NodeConfig.Tags) are trusted at registration,
 // because the lab sets testcontrol.Server.TagOwners. Later retagging is
 // allowed only between tags listed in Lab.Tags.
+//
+// # The API and the control front
+//
+// APIURL serves a stand-in for the Tailscale API v2 (api.tailscale.com):
+// the OAuth token endpoint (client credentials), minting auth keys, listing
+// devices and deleting them, in the shapes Tailscale's API uses, for the
+// v2 client (tailscale.com/client/tailscale/v2). It accepts the lab's API
+// access token (APIKey, full access) and the access tokens its OAuth
+// clients get (OAuthClient: scopes auth_keys and devices:core, owning
+// every tag in Tags; NewOAuthClient makes others), and checks scopes.
+//
+// testcontrol can do neither per-device keys nor deletion, so nodes do not
+// talk to it directly: ControlURL is a front that ends each node's Noise
+// session, checks registrations against the minted keys (rewriting them to
+// the key testcontrol requires), cuts deleted devices out of every netmap
+// and refuses their polls, and passes everything on to testcontrol over a
+// Noise session of its own per node machine (see front.go). A deleted
+// device is gone from the devices list and from its peers' netmaps at
+// once, and is logged out; testcontrol still holds it (Control().AllNodes).
+// The front also notes which devices hold a map poll open: the devices
+// list's connectedToControl and lastSeen are real, though the peers'
+// Online bit is not (below).
 //
 // # Online
 //
@@ -52,6 +79,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"sync"
+	"time"
 
 	"tailscale.com/derp/derpserver"
 	"tailscale.com/envknob"
@@ -91,6 +119,12 @@ type Lab struct {
 	authKey  string
 	control  *testcontrol.Server
 	httpSrv  *httptest.Server
+	front    *front
+	frontSrv *httptest.Server
+	api      *api
+	apiSrv   *httptest.Server
+	oauthID  string
+	oauthKey string
 	derp     *derpserver.Server
 	derpSrv  *httptest.Server
 	stunStop context.CancelFunc
@@ -159,7 +193,41 @@ func (l *Lab) Start() (err error) {
 	}
 	l.control.HTTPTestServer = l.httpSrv
 	l.httpSrv.Start()
+	return l.startFrontAndAPI(logf, domain)
+}
+
+// startFrontAndAPI starts the control front nodes talk to and the API
+// stand-in, with its one OAuth client (scopes auth_keys and devices:core,
+// owning every tag in Tags).
+func (l *Lab) startFrontAndAPI(logf logger.Logf, domain string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	keys := newKeyStore(time.Now)
+	f, err := newFront(ctx, logf, l.control, l.httpSrv.URL, l.authKey, keys)
+	if err != nil {
+		return fmt.Errorf("tailnet: control front: %w", err)
+	}
+	l.front = f
+	if l.frontSrv, err = listenAndServe(f, logf); err != nil {
+		return fmt.Errorf("tailnet: control front: %w", err)
+	}
+	l.api = newAPI(f, keys, domain, l.Tags, time.Now)
+	if l.apiSrv, err = listenAndServe(l.api, logf); err != nil {
+		return fmt.Errorf("tailnet: API: %w", err)
+	}
+	l.oauthID, l.oauthKey = l.api.newOAuthClient([]string{ScopeAuthKeys, ScopeDevices}, l.Tags)
 	return nil
+}
+
+// listenAndServe serves h over HTTP on 127.0.0.1.
+func listenAndServe(h http.Handler, logf logger.Logf) (*httptest.Server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: h, ErrorLog: logger.StdLogger(logf)}}
+	srv.Start()
+	return srv, nil
 }
 
 // startDERPAndSTUN mirrors integration.RunDERPAndSTUN: a DERP server over
@@ -218,14 +286,64 @@ func (l *Lab) startDERPAndSTUN(logf logger.Logf) error {
 }
 
 // ControlURL is the control server's URL (tsnet.Server.ControlURL,
-// `tailscale up --login-server`).
+// `tailscale up --login-server`): the front, which passes what it admits
+// on to testcontrol (see "The API and the control front").
 func (l *Lab) ControlURL() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.httpSrv == nil {
+	if l.frontSrv == nil {
 		return ""
 	}
-	return l.httpSrv.URL
+	return l.frontSrv.URL
+}
+
+// APIURL is the base URL of the lab's Tailscale API v2 stand-in, as
+// https://api.tailscale.com is Tailscale's (tailscale.Client.BaseURL,
+// TAILSCALE_BASE_URL).
+func (l *Lab) APIURL() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.apiSrv == nil {
+		return ""
+	}
+	return l.apiSrv.URL
+}
+
+// OAuthClient is the lab's OAuth client: scopes auth_keys and devices:core,
+// owning every tag in Tags.
+func (l *Lab) OAuthClient() (id, secret string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.oauthID, l.oauthKey
+}
+
+// NewOAuthClient adds an OAuth client with the given scopes, owning tags.
+func (l *Lab) NewOAuthClient(scopes, tags []string) (id, secret string) {
+	l.mu.Lock()
+	a := l.api
+	l.mu.Unlock()
+	return a.newOAuthClient(scopes, tags)
+}
+
+// APIKey is the lab's API access token: full access, as a tailnet admin's.
+func (l *Lab) APIKey() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.api == nil {
+		return ""
+	}
+	return l.api.apiKey
+}
+
+// TailnetName is the tailnet's name in API paths (its MagicDNS domain);
+// "-" names it too.
+func (l *Lab) TailnetName() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.api == nil {
+		return ""
+	}
+	return l.api.tailnet
 }
 
 // AuthKey is the tailnet's auth key; "" with OpenRegistration.
@@ -265,6 +383,17 @@ func (l *Lab) Close() error {
 
 func (l *Lab) closeLocked() {
 	l.closed = true
+	if l.apiSrv != nil {
+		l.apiSrv.CloseClientConnections()
+		l.apiSrv.Close()
+	}
+	if l.front != nil {
+		l.front.close()
+	}
+	if l.frontSrv != nil {
+		l.frontSrv.CloseClientConnections()
+		l.frontSrv.Close()
+	}
 	if l.httpSrv != nil {
 		l.httpSrv.CloseClientConnections()
 		l.httpSrv.Close()
