@@ -56,7 +56,7 @@ type front struct {
 	upURL    string // testcontrol's
 	upHost   string
 	upNoise  key.MachinePublic
-	upLegacy key.MachinePublic // testcontrol's legacy key, passed on
+	upLegacy key.MachinePublic  // testcontrol's legacy key, passed on
 	noise    key.MachinePrivate // the front's own Noise key
 	labKey   string             // the key testcontrol requires ("" for any)
 	keys     *keyStore
