@@ -1,0 +1,158 @@
+package tailnet
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"tailscale.com/tsnet"
+
+	"github.com/ducksnest/nestbot/reconcile"
+)
+
+// Applier carries out the tailnet plane's steps, in order, stopping at the
+// first failure:
+//
+//   - wait tailnet.node.<host>: wait, bounded by JoinTimeout, for the new
+//     host to join (through Bot's status);
+//   - delete tailnet.node.<name>: remove the stray through the Tailscale
+//     API (RemoveStray: only devices carrying one of Tags), then wait,
+//     bounded, until Bot no longer sees it.
+//
+// Use its Apply as the executor's reconcile.PlaneApplier.
+type Applier struct {
+	Bot *tsnet.Server
+	// API removes strays; nil skips delete steps, saying why.
+	API *API
+	// Tags are the fleet's tags (tailnet.tags): a device is nestbot's to
+	// remove only if it carries one.
+	Tags []string
+	// JoinTimeout bounds each wait step (tailnet.join_timeout); zero means
+	// DefaultJoinTimeout.
+	JoinTimeout time.Duration
+	// GoneTimeout bounds the wait for a removed stray to leave Bot's view;
+	// zero means 30s. Missing it is not a failure: the API said deleted.
+	GoneTimeout time.Duration
+	// Logf, if set, receives progress lines.
+	Logf func(format string, args ...any)
+}
+
+// Apply applies steps and returns a result for each.
+func (a *Applier) Apply(ctx context.Context, steps []reconcile.Step) ([]reconcile.StepResult, error) {
+	var out []reconcile.StepResult
+	var failed error
+	for _, st := range steps {
+		if failed != nil {
+			out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusSkipped, Detail: "an earlier step failed"})
+			continue
+		}
+		name, ok := strings.CutPrefix(st.Address, reconcile.TailnetAddress(""))
+		if !ok || name == "" {
+			failed = fmt.Errorf("%s: not a tailnet node address", st.Address)
+			out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusFailed, Detail: failed.Error()})
+			continue
+		}
+		var r reconcile.StepResult
+		switch st.Action {
+		case reconcile.ActionWait:
+			r = a.wait(ctx, st, name)
+		case reconcile.ActionDelete:
+			r = a.removeStray(ctx, st, name)
+		default:
+			r = reconcile.StepResult{Step: st, Status: reconcile.StatusSkipped, Detail: fmt.Sprintf("nestbot does not %s tailnet nodes", st.Action)}
+		}
+		if r.Status == reconcile.StatusFailed {
+			failed = fmt.Errorf("%s: %s", st.Address, r.Detail)
+		}
+		out = append(out, r)
+	}
+	return out, failed
+}
+
+func (a *Applier) logf(format string, args ...any) {
+	if a.Logf != nil {
+		a.Logf(format, args...)
+	}
+}
+
+func (a *Applier) wait(ctx context.Context, st reconcile.Step, name string) reconcile.StepResult {
+	if a.Bot == nil {
+		return reconcile.StepResult{Step: st, Status: reconcile.StatusFailed, Detail: "nestbot is not on the tailnet, so it cannot see the host join"}
+	}
+	d := a.JoinTimeout
+	if d == 0 {
+		d = DefaultJoinTimeout
+	}
+	a.logf("tailnet: waiting up to %s for %s to join", d, name)
+	wctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	n, err := WaitJoined(wctx, a.Bot, name)
+	if err != nil {
+		return reconcile.StepResult{Step: st, Status: reconcile.StatusFailed, Detail: err.Error()}
+	}
+	ip := ""
+	if len(n.IPs) > 0 {
+		ip = n.IPs[0].String()
+	}
+	return reconcile.StepResult{Step: st, Status: reconcile.StatusApplied, Detail: "joined as " + ip}
+}
+
+func (a *Applier) removeStray(ctx context.Context, st reconcile.Step, name string) reconcile.StepResult {
+	if a.API == nil {
+		return reconcile.StepResult{Step: st, Status: reconcile.StatusSkipped,
+			Detail: "removing a node needs the Tailscale API: configure an OAuth client (tailnet.oauth, or TAILSCALE_OAUTH_CLIENT_ID and TAILSCALE_OAUTH_CLIENT_SECRET) or TAILSCALE_API_KEY"}
+	}
+	removed, err := a.API.RemoveStray(ctx, name, a.Tags)
+	if err != nil {
+		return reconcile.StepResult{Step: st, Status: reconcile.StatusFailed, Detail: err.Error()}
+	}
+	if len(removed) == 0 {
+		return reconcile.StepResult{Step: st, Status: reconcile.StatusApplied, Detail: "already gone"}
+	}
+	var ids []string
+	for _, d := range removed {
+		ids = append(ids, d.ID)
+	}
+	detail := "deleted device " + strings.Join(ids, ", ")
+	if a.Bot != nil {
+		d := a.GoneTimeout
+		if d == 0 {
+			d = 30 * time.Second
+		}
+		gctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		if err := WaitGone(gctx, a.Bot, name); err != nil {
+			a.logf("tailnet: %s was deleted but is still in nestbot's netmap: %v", name, err)
+			detail += "; still in nestbot's netmap"
+		}
+	}
+	return reconcile.StepResult{Step: st, Status: reconcile.StatusApplied, Detail: detail}
+}
+
+// WaitGone waits until no peer named name is in s's status, polling,
+// bounded by ctx.
+func WaitGone(ctx context.Context, s *tsnet.Server, name string) error {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		nodes, err := Nodes(ctx, s)
+		if err == nil && !hasPeer(nodes, name) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("tailnet: %s is still on the tailnet: %w", name, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+func hasPeer(nodes []Node, name string) bool {
+	for _, n := range nodes {
+		if !n.Self && (n.Name == name || strings.HasPrefix(n.DNSName, name+".")) {
+			return true
+		}
+	}
+	return false
+}
