@@ -251,7 +251,7 @@ func cut(s string, limit int) string {
 	if utf8.RuneCountInString(s) <= limit {
 		return s
 	}
-	const more = "\n\n… (cut to fit GitHub's limit)"
+	const more = "\n\n... (cut to fit GitHub's limit)"
 	keep := limit - utf8.RuneCountInString(more)
 	i := 0
 	for n := 0; n < keep; n++ {
@@ -266,7 +266,7 @@ func cutBytes(s string, limit int) string {
 	if len(s) <= limit {
 		return s
 	}
-	const more = " … (cut)"
+	const more = " ... (cut)"
 	i := limit - len(more)
 	for i > 0 && !utf8.RuneStart(s[i]) {
 		i--

@@ -19,12 +19,13 @@ import (
 	"time"
 )
 
-// fakeGitHub is an in-memory GitHub for the endpoints this package calls,
-// served by httptest: it keeps comments, check runs, deployments, issues,
-// reviews and pull requests, mints installation tokens for a GitHub App
-// (checking the App's RS256 JSON Web Token), and counts the requests it
-// answers by method and route. A request to any other endpoint fails the
-// test.
+// fakeGitHub is a small in-memory GitHub, served by httptest, for what the
+// lab's GitHub (lab_test.go, where most of this package is tested) cannot
+// do: answer as a misbehaving server would (intercept), pages of 10, write
+// timings. It keeps comments, check runs, deployments, issues and reviews,
+// mints installation tokens for a GitHub App (checking the App's RS256
+// JSON Web Token), and counts the requests it answers by method and route.
+// A request to any other endpoint fails the test.
 type fakeGitHub struct {
 	t   *testing.T
 	srv *httptest.Server
@@ -36,7 +37,6 @@ type fakeGitHub struct {
 	appKey   *rsa.PublicKey // its public key
 	appLogin string         // the login of the App's bot user
 	pageSize int            // the most per page; default 100
-	tokenTTL time.Duration  // how long a minted token lives; default an hour
 	tokenPre string         // what a minted token begins with; default "ghs_"
 
 	// intercept, when set, may answer a request first (rate limits).
@@ -52,11 +52,7 @@ type fakeGitHub struct {
 	checkRuns   map[int64]*fakeCheckRun
 	deployments map[int64]*fakeDeployment
 	issues      map[int]*fakeIssue
-	pulls       map[int]fakePull
 	reviews     map[int][]fakeReview
-	commitPulls map[string][]int
-	perms       map[string]string // user → role_name
-	installs    map[string]int64  // "o/r" → installation id
 }
 
 type fakeComment struct {
@@ -93,16 +89,6 @@ type fakeIssue struct {
 	Created, Updated   time.Time
 }
 
-type fakePull struct {
-	Number                      int
-	HeadSHA, HeadRef, BaseRef   string
-	HeadRepo, BaseRepo          string
-	Draft, Merged               bool
-	Mergeable                   *bool
-	MergeableState, Author      string
-	MergeCommitSHA, Title, HTML string
-}
-
 type fakeReview struct {
 	User, State, CommitID string
 }
@@ -122,11 +108,7 @@ func newFake(t *testing.T) *fakeGitHub {
 		checkRuns:   map[int64]*fakeCheckRun{},
 		deployments: map[int64]*fakeDeployment{},
 		issues:      map[int]*fakeIssue{},
-		pulls:       map[int]fakePull{},
 		reviews:     map[int][]fakeReview{},
-		commitPulls: map[string][]int{},
-		perms:       map[string]string{},
-		installs:    map[string]int64{},
 		nextID:      1000,
 	}
 	mux := http.NewServeMux()
@@ -169,12 +151,6 @@ func (f *fakeGitHub) writes() int {
 		}
 	}
 	return n
-}
-
-func (f *fakeGitHub) resetCalls() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls = map[string]int{}
 }
 
 // commentsOn is the comments of issue n, oldest first.
@@ -450,19 +426,6 @@ func (f *fakeGitHub) routes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, issueJSON(is))
 	})
-	mux.HandleFunc("GET /repos/{owner}/{repo}/pulls/{number}", func(w http.ResponseWriter, r *http.Request) {
-		if f.user(w, r) == "" {
-			return
-		}
-		f.mu.Lock()
-		p, ok := f.pulls[int(pathInt(r, "number"))]
-		f.mu.Unlock()
-		if !ok {
-			writeJSON(w, http.StatusNotFound, map[string]any{"message": "Not Found"})
-			return
-		}
-		writeJSON(w, http.StatusOK, pullJSON(p))
-	})
 	mux.HandleFunc("GET /repos/{owner}/{repo}/pulls/{number}/reviews", func(w http.ResponseWriter, r *http.Request) {
 		if f.user(w, r) == "" {
 			return
@@ -475,32 +438,6 @@ func (f *fakeGitHub) routes(mux *http.ServeMux) {
 		f.mu.Unlock()
 		f.page(w, r, items)
 	})
-	mux.HandleFunc("GET /repos/{owner}/{repo}/commits/{sha}/pulls", func(w http.ResponseWriter, r *http.Request) {
-		if f.user(w, r) == "" {
-			return
-		}
-		f.mu.Lock()
-		var items []any
-		for _, n := range f.commitPulls[r.PathValue("sha")] {
-			items = append(items, pullJSON(f.pulls[n]))
-		}
-		f.mu.Unlock()
-		f.page(w, r, items)
-	})
-	mux.HandleFunc("GET /repos/{owner}/{repo}/collaborators/{user}/permission", func(w http.ResponseWriter, r *http.Request) {
-		if f.user(w, r) == "" {
-			return
-		}
-		f.mu.Lock()
-		role, ok := f.perms[r.PathValue("user")]
-		f.mu.Unlock()
-		if !ok {
-			writeJSON(w, http.StatusNotFound, map[string]any{"message": "Not Found"})
-			return
-		}
-		perm := map[string]string{"maintain": "write", "triage": "read"}[role]
-		writeJSON(w, http.StatusOK, map[string]any{"permission": cmpOr(perm, role), "role_name": role, "user": map[string]any{"login": r.PathValue("user")}})
-	})
 	mux.HandleFunc("POST /app/installations/{id}/access_tokens", func(w http.ResponseWriter, r *http.Request) {
 		if err := f.checkJWT(r.Header.Get("Authorization")); err != nil {
 			writeJSON(w, http.StatusUnauthorized, map[string]any{"message": err.Error()})
@@ -509,29 +446,12 @@ func (f *fakeGitHub) routes(mux *http.ServeMux) {
 		buf := make([]byte, 18)
 		_, _ = rand.Read(buf)
 		tok := cmpOr(f.tokenPre, "ghs_") + hex.EncodeToString(buf)
-		ttl := f.tokenTTL
-		if ttl == 0 {
-			ttl = time.Hour
-		}
+
 		f.mu.Lock()
 		f.tokens[tok] = pathInt(r, "id")
 		f.minted++
 		f.mu.Unlock()
-		writeJSON(w, http.StatusCreated, map[string]any{"token": tok, "expires_at": time.Now().Add(ttl).UTC().Format(time.RFC3339)})
-	})
-	mux.HandleFunc("GET /repos/{owner}/{repo}/installation", func(w http.ResponseWriter, r *http.Request) {
-		if err := f.checkJWT(r.Header.Get("Authorization")); err != nil {
-			writeJSON(w, http.StatusUnauthorized, map[string]any{"message": err.Error()})
-			return
-		}
-		f.mu.Lock()
-		id, ok := f.installs[r.PathValue("owner")+"/"+r.PathValue("repo")]
-		f.mu.Unlock()
-		if !ok {
-			writeJSON(w, http.StatusNotFound, map[string]any{"message": "Not Found"})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"id": id, "app_id": f.appID})
+		writeJSON(w, http.StatusCreated, map[string]any{"token": tok, "expires_at": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)})
 	})
 }
 
@@ -627,20 +547,6 @@ func issueJSON(is *fakeIssue) map[string]any {
 		"number": is.Number, "title": is.Title, "body": is.Body, "state": is.State,
 		"labels": labels, "user": map[string]any{"login": is.User},
 	}
-}
-
-func pullJSON(p fakePull) map[string]any {
-	m := map[string]any{
-		"number": p.Number, "draft": p.Draft, "merged": p.Merged, "mergeable_state": p.MergeableState,
-		"user": map[string]any{"login": p.Author}, "merge_commit_sha": p.MergeCommitSHA,
-		"title": p.Title, "html_url": p.HTML, "state": "open",
-		"head": map[string]any{"sha": p.HeadSHA, "ref": p.HeadRef, "repo": map[string]any{"full_name": p.HeadRepo}},
-		"base": map[string]any{"ref": p.BaseRef, "repo": map[string]any{"full_name": p.BaseRepo}},
-	}
-	if p.Mergeable != nil {
-		m["mergeable"] = *p.Mergeable
-	}
-	return m
 }
 
 func contains(list []string, s string) bool {

@@ -1,0 +1,673 @@
+package github_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gogithub "github.com/google/go-github/v93/github"
+
+	nestgh "github.com/ducksnest/nestbot/gitops/github"
+	labgithub "github.com/ducksnest/nestbot/lab/github"
+	"github.com/ducksnest/nestbot/reconcile"
+)
+
+// These tests drive the client against the lab's GitHub, which checks
+// every request against GitHub's OpenAPI description: each ends by
+// asserting that none of the client's requests broke it.
+
+var repo = nestgh.Repo{Owner: "ducksnest", Name: "infra"}
+
+// lab starts the lab's GitHub with ducksnest/infra holding nest.yaml and
+// a pull request #1 from branch "change".
+func lab(t *testing.T) (*labgithub.Server, labgithub.PullRequest) {
+	t.Helper()
+	return labWith(t, labgithub.Config{})
+}
+
+func labWith(t *testing.T, cfg labgithub.Config) (*labgithub.Server, labgithub.PullRequest) {
+	t.Helper()
+	srv, err := labgithub.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	ctx := context.Background()
+	if err := srv.CreateRepo(ctx, repo.Owner, repo.Name, labgithub.RepoOptions{Files: map[string][]byte{"nest.yaml": []byte("version: 1\nname: ducksnest\n")}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Commit(ctx, repo.Owner, repo.Name, labgithub.Commit{Branch: "change", Message: "grow", Files: map[string][]byte{"nest.yaml": []byte("version: 1\nname: ducksnest\nhosts: {}\n")}}); err != nil {
+		t.Fatal(err)
+	}
+	pr, err := srv.OpenPR(repo.Owner, repo.Name, "change", labgithub.PROptions{Title: "Grow the fleet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if v := srv.Violations(); len(v) > 0 {
+			t.Errorf("requests GitHub's OpenAPI description does not allow:\n%s", strings.Join(v, "\n"))
+		}
+	})
+	return srv, pr
+}
+
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) logf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, fmt.Sprintf(format, args...))
+}
+
+func (l *logLines) all() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+// appClient is the client of the lab's App, as its installation.
+func appClient(t *testing.T, srv *labgithub.Server) (*nestgh.Client, *logLines) {
+	t.Helper()
+	app := srv.App()
+	logs := &logLines{}
+	c, err := nestgh.New(nestgh.Options{BaseURL: srv.APIURL(), AppID: app.ID, PrivateKey: app.PrivateKeyPEM, Login: app.BotLogin,
+		WriteSpacing: time.Millisecond, Logf: logs.logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Installation(app.InstallationID), logs
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// plan is a plan of hosts hosts at revision rev.
+func plan(rev string, hosts int) *reconcile.Plan {
+	p := &reconcile.Plan{Fleet: "ducksnest", Revision: rev, ObservedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	for i := range hosts {
+		name := fmt.Sprintf("host-%04d", i)
+		p.Steps = append(p.Steps,
+			reconcile.Step{Plane: reconcile.PlaneCloud, Action: reconcile.ActionCreate, Address: "aws_instance." + name, Reason: "not in AWS yet",
+				Changes: []reconcile.Change{{Attr: "instance_type", After: "t3.medium"}, {Attr: "ami", After: "ami-0123456789abcdef0"},
+					{Attr: "subnet", After: "subnet-0a1b2c3d"}, {Attr: "tags.nest:host", After: name}, {Attr: "user_data", Sensitive: true}}},
+			reconcile.Step{Plane: reconcile.PlaneHosts, Action: reconcile.ActionRoll, Address: "host." + name, Reason: "revision " + rev, Batch: 1 + i/10,
+				Changes: []reconcile.Change{{Attr: "revision", Before: "0ld", After: rev}}})
+	}
+	return p
+}
+
+func TestLabPlanPer100PushesOneCommentTwoWrites(t *testing.T) {
+	srv, pr := lab(t)
+	c, _ := appClient(t, srv)
+	ctx := ctxFor(t)
+	marker := reconcile.MarkdownMarker("ducksnest")
+	// The installation token is minted once, before: it is no write of a plan.
+	if _, err := c.GitToken(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.ResetCalls()
+	for push := range 100 {
+		sha := fmt.Sprintf("%040x", push+1)
+		if push == 0 {
+			sha = pr.HeadSHA
+		}
+		before := srv.Writes()
+		if _, err := c.UpsertSticky(ctx, repo, pr.Number, marker, reconcile.RenderMarkdown(plan(sha, 3))); err != nil {
+			t.Fatalf("push %d: %v", push, err)
+		}
+		if _, err := c.CreateCheckRun(ctx, repo, nestgh.CheckRun{HeadSHA: pr.HeadSHA, Status: "completed", Conclusion: "neutral",
+			Title: "3 to create, 3 hosts to roll", Summary: "**3 to create**"}); err != nil {
+			t.Fatalf("push %d: %v", push, err)
+		}
+		if w := srv.Writes() - before; w > 2 {
+			t.Fatalf("push %d: %d writes, want at most 2", push, w)
+		}
+	}
+	comments, err := srv.Comments(repo.Owner, repo.Name, pr.Number)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(comments) != 1 || !strings.Contains(comments[0].Body, fmt.Sprintf("%x", 100)) {
+		t.Fatalf("%d comments, want 1 holding the last plan", len(comments))
+	}
+	if n := srv.Calls("issues/create-comment"); n != 1 {
+		t.Errorf("%d comments created, want 1", n)
+	}
+	if n := srv.Calls("issues/update-comment"); n != 99 {
+		t.Errorf("%d comment edits, want 99", n)
+	}
+	if n := srv.Writes(); n != 200 {
+		t.Errorf("%d writes for 100 plans, want 200", n)
+	}
+	if n := srv.Calls("apps/create-installation-access-token"); n != 0 {
+		t.Errorf("%d installation tokens minted during 100 plans, want 0 (cached)", n)
+	}
+	t.Logf("100 plans: %d writes, %d reads of comments, %d token requests", srv.Writes(),
+		srv.Calls("issues/list-comments"), srv.Calls("apps/create-installation-access-token"))
+}
+
+func TestLabThousandHostPlanSplitsAndShrinks(t *testing.T) {
+	srv, pr := lab(t)
+	c, _ := appClient(t, srv)
+	ctx := ctxFor(t)
+	marker := reconcile.MarkdownMarker("ducksnest")
+	big := reconcile.RenderMarkdown(plan(strings.Repeat("b", 40), 1000))
+	if len(big) < 3 {
+		t.Fatalf("%d parts; the test needs at least 3", len(big))
+	}
+	// Others' comments, enough for the bot's to be found across two pages.
+	if _, err := srv.AddComment(repo.Owner, repo.Name, pr.Number, "alice", "LGTM"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 150 {
+		if _, err := srv.AddComment(repo.Owner, repo.Name, pr.Number, "bob", fmt.Sprintf("comment %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := c.UpsertSticky(ctx, repo, pr.Number, marker, big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Created != len(big) {
+		t.Fatalf("%+v, want %d created", res, len(big))
+	}
+	for i, id := range res.IDs {
+		comments, _ := srv.Comments(repo.Owner, repo.Name, pr.Number)
+		for _, cm := range comments {
+			if cm.ID == id && (cm.Body != big[i] || !strings.Contains(cm.Body, fmt.Sprintf("part=%d/%d -->", i+1, len(big)))) {
+				t.Fatalf("comment %d does not hold part %d of %d", id, i+1, len(big))
+			}
+		}
+	}
+	srv.ResetCalls()
+	if res, err := c.UpsertSticky(ctx, repo, pr.Number, marker, big); err != nil || res.Unchanged != len(big) || srv.Writes() != 0 {
+		t.Fatalf("the same plan again: %+v, %v, %d writes; want no write", res, err, srv.Writes())
+	}
+	if n := srv.Calls("issues/list-comments"); n != 2 {
+		t.Errorf("%d pages of comments read, want 2", n)
+	}
+	small := reconcile.RenderMarkdown(plan("c", 1))
+	res, err = c.UpsertSticky(ctx, repo, pr.Number, marker, small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Updated != 1 || res.Deleted != len(big)-1 {
+		t.Fatalf("shrink: %+v, want 1 updated and %d deleted", res, len(big)-1)
+	}
+	comments, _ := srv.Comments(repo.Owner, repo.Name, pr.Number)
+	if len(comments) != 152 || comments[0].Body != "LGTM" || comments[151].Body != small[0] || comments[151].ID != res.IDs[0] {
+		t.Fatalf("after the shrink: %d comments, want the 151 of others and the one-part plan", len(comments))
+	}
+	if n := srv.Calls("issues/delete-comment"); n != int64(len(big)-1) {
+		t.Errorf("%d deletes, want %d", n, len(big)-1)
+	}
+}
+
+func TestLabCheckRunAnnotationsAndConclusions(t *testing.T) {
+	srv, pr := lab(t)
+	c, _ := appClient(t, srv)
+	ctx := ctxFor(t)
+	var anns []nestgh.Annotation
+	for i := range 120 {
+		anns = append(anns, nestgh.Annotation{Path: "nest.yaml", StartLine: i + 1, StartColumn: 1, EndColumn: 4, Level: "failure",
+			Title: "nest.yaml", Message: fmt.Sprintf("error %d", i+1)})
+	}
+	srv.ResetCalls()
+	id, err := c.CreateCheckRun(ctx, repo, nestgh.CheckRun{HeadSHA: pr.HeadSHA, Status: "completed", Conclusion: "failure",
+		Title: "nest.yaml is invalid", Summary: "120 errors", Annotations: anns, ExternalID: "plan-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.Calls("checks/create") != 1 || srv.Calls("checks/update") != 2 {
+		t.Errorf("%d creates and %d updates, want 1 and 2", srv.Calls("checks/create"), srv.Calls("checks/update"))
+	}
+	runs, err := srv.CheckRuns(repo.Owner, repo.Name, pr.HeadSHA)
+	if err != nil || len(runs) != 1 || runs[0].ID != id {
+		t.Fatalf("check runs %+v, %v", runs, err)
+	}
+	run := runs[0]
+	if run.Name != nestgh.CheckName || run.Conclusion != "failure" || len(run.Annotations) != 120 || run.Annotations[119].Message != "error 120" {
+		t.Errorf("check run %s %s with %d annotations", run.Name, run.Conclusion, len(run.Annotations))
+	}
+
+	id, err = c.CreateCheckRun(ctx, repo, nestgh.CheckRun{HeadSHA: pr.HeadSHA, Status: "in_progress", Title: "Planning", Summary: "Observing the fleet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.UpdateCheckRun(ctx, repo, id, nestgh.CheckRun{Conclusion: "success", Title: "No changes", Summary: "The fleet matches nest.yaml."}); err != nil {
+		t.Fatal(err)
+	}
+	runs, _ = srv.CheckRuns(repo.Owner, repo.Name, pr.HeadSHA)
+	if last := runs[len(runs)-1]; last.Status != "completed" || last.Conclusion != "success" || last.Title != "No changes" {
+		t.Errorf("updated run %+v", last)
+	}
+}
+
+func TestLabCommandsPermissionsReviews(t *testing.T) {
+	srv, pr := lab(t)
+	c, _ := appClient(t, srv)
+	ctx := ctxFor(t)
+	for login, perm := range map[string]string{"alice": "write", "bob": "read", "carol": "maintain"} {
+		if err := srv.SetPermission(repo.Owner, repo.Name, login, perm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for login, want := range map[string]string{"alice": "write", "bob": "read", "carol": "maintain", "ducksnest": "admin", "stranger": "none"} {
+		got, err := c.Permission(ctx, repo, login)
+		if err != nil || got != want {
+			t.Errorf("Permission(%s) = %q, %v; want %q", login, got, err, want)
+		}
+		if nestgh.CanWrite(got) != (want == "write" || want == "maintain" || want == "admin") {
+			t.Errorf("CanWrite(%q) = %v", got, nestgh.CanWrite(got))
+		}
+	}
+	cmd, err := srv.AddComment(repo.Owner, repo.Name, pr.Number, "alice", "/nest plan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.React(ctx, repo, cmd.ID, "eyes"); err != nil {
+		t.Fatal(err)
+	}
+	comments, _ := srv.Comments(repo.Owner, repo.Name, pr.Number)
+	if len(comments[0].Reactions) != 1 || comments[0].Reactions[0].Content != "eyes" {
+		t.Errorf("reactions %+v", comments[0].Reactions)
+	}
+	id, err := c.Comment(ctx, repo, pr.Number, "Planning…")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.EditComment(ctx, repo, id, "Planned."); err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := c.PullRequest(ctx, repo, pr.Number)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.HeadSHA != pr.HeadSHA || got.HeadRef != "change" || got.BaseRef != "main" || got.Fork || got.HeadRepo != repo.FullName() || got.Title != "Grow the fleet" {
+		t.Errorf("PullRequest = %+v", *got)
+	}
+	if ok, err := c.Approved(ctx, repo, pr.Number, pr.HeadSHA); err != nil || ok {
+		t.Errorf("Approved before any review = %v, %v", ok, err)
+	}
+	if _, err := srv.AddReview(repo.Owner, repo.Name, pr.Number, "carol", "APPROVED", ""); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := c.Approved(ctx, repo, pr.Number, pr.HeadSHA); err != nil || !ok {
+		t.Errorf("Approved after carol's approval = %v, %v", ok, err)
+	}
+	if _, err := srv.AddReview(repo.Owner, repo.Name, pr.Number, "alice", "CHANGES_REQUESTED", "no"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := c.Approved(ctx, repo, pr.Number, pr.HeadSHA); err != nil || ok {
+		t.Errorf("Approved with alice's changes requested = %v, %v", ok, err)
+	}
+
+	merged, err := srv.Merge(ctx, repo.Owner, repo.Name, pr.Number, "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prs, err := c.PullsForCommit(ctx, repo, merged.After)
+	if err != nil || len(prs) != 1 || prs[0].Number != pr.Number || !prs[0].Merged {
+		t.Errorf("PullsForCommit(merge) = %+v, %v", prs, err)
+	}
+}
+
+func TestLabDeploymentAndDriftIssue(t *testing.T) {
+	srv, pr := lab(t)
+	c, _ := appClient(t, srv)
+	ctx := ctxFor(t)
+	id, err := c.CreateDeployment(ctx, repo, pr.HeadSHA, "ducksnest", "nestbot apply")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []string{"in_progress", "success"} {
+		if err := c.DeploymentStatus(ctx, repo, id, st, "apply "+st, "http://127.0.0.1/log"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deps, _ := srv.Deployments(repo.Owner, repo.Name)
+	if len(deps) != 1 || deps[0].Environment != "ducksnest" || len(deps[0].Statuses) != 2 || deps[0].Statuses[1].State != "success" {
+		t.Errorf("deployments %+v", deps)
+	}
+
+	marker := "<!-- nestbot:drift fleet=ducksnest -->"
+	n, err := c.SyncIssue(ctx, repo, marker, "Drift in ducksnest", "2 resources drifted", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.ResetCalls()
+	if n2, err := c.SyncIssue(ctx, repo, marker, "Drift in ducksnest", "2 resources drifted", true); err != nil || n2 != n || srv.Writes() != 0 {
+		t.Errorf("same drift: issue %d, %v, %d writes; want #%d and no write", n2, err, srv.Writes(), n)
+	}
+	if _, err := c.SyncIssue(ctx, repo, marker, "", "", false); err != nil {
+		t.Fatal(err)
+	}
+	issues, _ := srv.Issues(repo.Owner, repo.Name)
+	if len(issues) != 1 || issues[0].Number != n || issues[0].State != "closed" || issues[0].Labels[0] != nestgh.DriftLabel {
+		t.Errorf("issues %+v, want #%d closed and labelled", issues, n)
+	}
+	if n3, err := c.SyncIssue(ctx, repo, marker, "Drift in ducksnest", "1 resource drifted", true); err != nil || n3 != n {
+		t.Errorf("drift again: issue %d, %v; want #%d reopened", n3, err, n)
+	}
+}
+
+func TestLabRateLimits(t *testing.T) {
+	srv, pr := lab(t)
+	c, _ := appClient(t, srv)
+	ctx := ctxFor(t)
+	if err := srv.InjectFault(labgithub.Fault{Kind: labgithub.SecondaryRateLimit, Operation: "issues/create-comment", Status: 429, RetryAfter: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := c.Comment(ctx, repo, pr.Number, "after a wait"); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < time.Second || took > 15*time.Second {
+		t.Errorf("took %s, want about the Retry-After of 1s", took)
+	}
+	if n := srv.Calls("issues/create-comment"); n != 2 {
+		t.Errorf("%d requests, want the refused one and its retry", n)
+	}
+
+	if err := srv.InjectFault(labgithub.Fault{Kind: labgithub.PrimaryRateLimit, Operation: "pulls/get", RetryAfter: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	_, err := c.PullRequest(ctx, repo, pr.Number)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("took %s: waited for a reset an hour away", took)
+	}
+	var rl *gogithub.RateLimitError
+	if !errors.Is(err, nestgh.ErrRateLimited) || !errors.As(err, &rl) || !strings.Contains(err.Error(), "try again after") {
+		t.Errorf("error %v, want a rate limit error saying when to try again", err)
+	}
+}
+
+func TestLabTokenModeAndCanary(t *testing.T) {
+	srv, pr := lab(t)
+	token := srv.Token("nestbot-pat-user")
+	if err := srv.SetPermission(repo.Owner, repo.Name, "nestbot-pat-user", "write"); err != nil {
+		t.Fatal(err)
+	}
+	logs := &logLines{}
+	c, err := nestgh.New(nestgh.Options{BaseURL: srv.APIURL(), Token: token, WriteSpacing: time.Millisecond, Logf: logs.logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxFor(t)
+	if _, err := c.UpsertSticky(ctx, repo, pr.Number, reconcile.MarkdownMarker("ducksnest"), reconcile.RenderMarkdown(plan("a", 2))); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := c.GitToken(ctx); err != nil || tok != token {
+		t.Errorf("GitToken in token mode did not give the token")
+	}
+	_, refused := c.PullRequest(ctx, repo, 999) // no such pull request
+	if refused == nil {
+		t.Fatal("pull request 999 was found")
+	}
+	app, appLogs := appClient(t, srv)
+	if _, err := app.Comment(ctx, repo, pr.Number, "from the App"); err != nil {
+		t.Fatal(err)
+	}
+	itok, err := app.GitToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	comments, _ := srv.Comments(repo.Owner, repo.Name, pr.Number)
+	key := strings.Split(string(srv.App().PrivateKeyPEM), "\n")[2] // a line inside the key
+	for _, s := range []string{token, itok, key} {
+		for where, got := range map[string]string{"log": logs.all() + appLogs.all(), "error": refused.Error(), "comments": fmt.Sprint(comments)} {
+			if strings.Contains(got, s) {
+				t.Errorf("a secret is in the %s", where)
+			}
+		}
+	}
+}
+
+func TestLabUnchangedPlanMakesNoWrite(t *testing.T) {
+	srv, pr := lab(t)
+	c, _ := appClient(t, srv)
+	ctx := ctxFor(t)
+	marker := reconcile.MarkdownMarker("ducksnest")
+	parts := reconcile.RenderMarkdown(plan("abc", 2))
+	if _, err := c.UpsertSticky(ctx, repo, pr.Number, marker, parts); err != nil {
+		t.Fatal(err)
+	}
+	srv.ResetCalls()
+	res, err := c.UpsertSticky(ctx, repo, pr.Number, marker, parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Unchanged != 1 || res.Writes() != 0 || srv.Writes() != 0 {
+		t.Fatalf("unchanged plan: %+v and %d writes; want 1 unchanged and no write", res, srv.Writes())
+	}
+}
+
+func TestLabStickyIsTheBotsOwnAndHealsDuplicates(t *testing.T) {
+	srv, pr := lab(t)
+	c, _ := appClient(t, srv)
+	ctx := ctxFor(t)
+	marker := reconcile.MarkdownMarker("ducksnest")
+	parts := reconcile.RenderMarkdown(plan("abc", 1))
+	// A user pasted the plan: not the bot's, so it is left alone. Two
+	// replicas raced and both posted it: the first is kept.
+	pasted, _ := srv.AddComment(repo.Owner, repo.Name, pr.Number, "mallory", parts[0])
+	first, _ := srv.AddComment(repo.Owner, repo.Name, pr.Number, srv.App().BotLogin, parts[0])
+	second, _ := srv.AddComment(repo.Owner, repo.Name, pr.Number, srv.App().BotLogin, parts[0])
+	res, err := c.UpsertSticky(ctx, repo, pr.Number, marker, parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Unchanged != 1 || res.Deleted != 1 || res.IDs[0] != first.ID {
+		t.Fatalf("%+v: want comment %d kept as it is and the duplicate deleted", res, first.ID)
+	}
+	comments, _ := srv.Comments(repo.Owner, repo.Name, pr.Number)
+	if len(comments) != 2 || comments[0].ID != pasted.ID || comments[1].ID != first.ID {
+		t.Fatalf("comments %+v, want mallory's and the bot's first; %d deleted", comments, second.ID)
+	}
+}
+
+func TestLabSummaryCutToGitHubsLimit(t *testing.T) {
+	srv, pr := lab(t)
+	c, _ := appClient(t, srv)
+	ctx := ctxFor(t)
+	id, err := c.CreateCheckRun(ctx, repo, nestgh.CheckRun{HeadSHA: pr.HeadSHA, Status: "completed", Conclusion: "neutral",
+		Title: "Big plan", Summary: strings.Repeat("s", 70000), Text: strings.Repeat("t", 70000)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs, _ := srv.CheckRuns(repo.Owner, repo.Name, pr.HeadSHA)
+	if len(runs) != 1 || runs[0].ID != id || len([]rune(runs[0].Summary)) > 65535 || !strings.HasSuffix(runs[0].Summary, "(cut to fit GitHub's limit)") {
+		t.Fatalf("check run summary of %d characters, want at most 65,535 and saying it was cut", len([]rune(runs[0].Summary)))
+	}
+}
+
+func TestLabPullRequestFromAFork(t *testing.T) {
+	srv, _ := lab(t)
+	c, _ := appClient(t, srv)
+	ctx := ctxFor(t)
+	if err := srv.Fork(ctx, repo.Owner, repo.Name, "mallory"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Commit(ctx, "mallory", repo.Name, labgithub.Commit{Branch: "evil", Message: "x", Author: "mallory",
+		Files: map[string][]byte{"nest.yaml": []byte("version: 1\n")}}); err != nil {
+		t.Fatal(err)
+	}
+	lp, err := srv.OpenPR(repo.Owner, repo.Name, "evil", labgithub.PROptions{Fork: "mallory", User: "mallory", Draft: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	no := false
+	if err := srv.SetMergeable(repo.Owner, repo.Name, lp.Number, &no); err != nil {
+		t.Fatal(err)
+	}
+	pr, err := c.PullRequest(ctx, repo, lp.Number)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pr.Fork || pr.HeadRepo != "mallory/infra" || !pr.Draft || pr.Author != "mallory" || pr.Mergeable == nil || *pr.Mergeable {
+		t.Errorf("PR from a fork = %+v (mergeable %v)", *pr, pr.Mergeable)
+	}
+}
+
+func TestLabRateLimitPastTheDeadlineFailsFast(t *testing.T) {
+	srv, pr := lab(t)
+	c, _ := appClient(t, srv)
+	if _, err := c.GitToken(ctxFor(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.InjectFault(labgithub.Fault{Kind: labgithub.SecondaryRateLimit, Operation: "issues/create-comment", RetryAfter: 30 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := c.Comment(ctx, repo, pr.Number, "hello")
+	var abuse *gogithub.AbuseRateLimitError
+	if !errors.Is(err, nestgh.ErrRateLimited) || !errors.As(err, &abuse) || !strings.Contains(err.Error(), "past the deadline") {
+		t.Fatalf("error %v, want a secondary rate limit past the deadline", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("took %s: the client waited although the deadline comes first", took)
+	}
+}
+
+func TestLabAppInstallationTokensCachedAndRefreshed(t *testing.T) {
+	srv, pr := lab(t)
+	app := srv.App()
+	root, err := nestgh.New(nestgh.Options{BaseURL: srv.APIURL(), AppID: app.ID, PrivateKey: app.PrivateKeyPEM, WriteSpacing: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxFor(t)
+	ic := root.Installation(app.InstallationID)
+	if root.Installation(app.InstallationID) != ic || ic.Installation(app.InstallationID) != ic || ic.InstallationID() != app.InstallationID {
+		t.Fatal("Installation made a second client for the same installation")
+	}
+	// The App's own client finds the installation, and acts on nothing else.
+	if id, err := root.RepoInstallation(ctx, repo); err != nil || id != app.InstallationID {
+		t.Fatalf("RepoInstallation = %d, %v; want %d", id, err, app.InstallationID)
+	}
+	if _, err := root.PullRequest(ctx, repo, pr.Number); err == nil || !strings.Contains(err.Error(), "call Installation(id)") {
+		t.Errorf("the App's own client read a pull request: %v", err)
+	}
+	if _, err := root.GitToken(ctx); err == nil {
+		t.Error("the App's own client gave a git token")
+	}
+	srv.ResetCalls()
+	for range 3 {
+		if _, err := ic.Comment(ctx, repo, pr.Number, "hello"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := srv.Calls("apps/create-installation-access-token"); n != 1 {
+		t.Errorf("%d tokens minted for 3 calls, want 1", n)
+	}
+	comments, _ := srv.Comments(repo.Owner, repo.Name, pr.Number)
+	if len(comments) != 3 || comments[0].User != app.BotLogin {
+		t.Errorf("comments by %v, want 3 by %s", comments, app.BotLogin)
+	}
+}
+
+func TestLabAppInstallationTokenRefreshed(t *testing.T) {
+	// The lab's clock runs 59m30s behind: the tokens it mints expire 30s
+	// from now, inside the minute before expiry in which ghinstallation
+	// refreshes, so every request needs a new token.
+	srv, pr := labWith(t, labgithub.Config{Now: func() time.Time { return time.Now().Add(-59*time.Minute - 30*time.Second) }})
+	c, _ := appClient(t, srv)
+	ctx := ctxFor(t)
+	srv.ResetCalls()
+	for range 3 {
+		if _, err := c.Comment(ctx, repo, pr.Number, "hello"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := srv.Calls("apps/create-installation-access-token"); n != 3 {
+		t.Errorf("%d tokens minted for 3 calls with expiring tokens, want 3", n)
+	}
+}
+
+func TestLabDriftIssueLeavesOthersAlone(t *testing.T) {
+	srv, _ := lab(t)
+	c, _ := appClient(t, srv)
+	ctx := ctxFor(t)
+	// alice keeps a drift issue of another fleet, with the same label.
+	alice, err := nestgh.New(nestgh.Options{BaseURL: srv.APIURL(), Token: srv.Token("alice"), WriteSpacing: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.SetPermission(repo.Owner, repo.Name, "alice", "write"); err != nil {
+		t.Fatal(err)
+	}
+	other, err := alice.SyncIssue(ctx, repo, "<!-- nestbot:drift fleet=other -->", "Drift in other", "x", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := "<!-- nestbot:drift fleet=ducksnest -->"
+	n, err := c.SyncIssue(ctx, repo, marker, "Drift in ducksnest", strings.Repeat("d", nestgh.MaxCommentChars), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SyncIssue(ctx, repo, marker, "", "", false); err != nil {
+		t.Fatal(err)
+	}
+	issues, _ := srv.Issues(repo.Owner, repo.Name)
+	if len(issues) != 2 {
+		t.Fatalf("%d issues, want 2", len(issues))
+	}
+	for _, is := range issues {
+		switch is.Number {
+		case other:
+			if is.State != "open" || is.User != "alice" {
+				t.Errorf("alice's issue was touched: %+v", is)
+			}
+		case n:
+			if is.State != "closed" || !strings.HasPrefix(is.Body, marker) || len([]rune(is.Body)) > nestgh.MaxCommentChars {
+				t.Errorf("the drift issue: %s, %d characters", is.State, len([]rune(is.Body)))
+			}
+		}
+	}
+}
+
+func TestLabObserveGetsRoutes(t *testing.T) {
+	srv, pr := lab(t)
+	var mu sync.Mutex
+	var seen []string
+	c, err := nestgh.New(nestgh.Options{BaseURL: srv.APIURL(), Token: srv.Token("nestbot-user"), WriteSpacing: -1,
+		Observe: func(method, route string, status, remaining int) {
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, fmt.Sprintf("%s %s %d %v", method, route, status, remaining > 0))
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.SetPermission(repo.Owner, repo.Name, "nestbot-user", "write"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxFor(t)
+	if _, err := c.Comment(ctx, repo, pr.Number, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PullRequest(ctx, repo, 404); err == nil {
+		t.Fatal("pull request 404 was found")
+	}
+	want := "[POST /repos/{owner}/{repo}/issues/{number}/comments 201 true GET /repos/{owner}/{repo}/pulls/{number} 404 true]"
+	if got := fmt.Sprint(seen); got != want {
+		t.Errorf("observed %s\nwant     %s", got, want)
+	}
+}
