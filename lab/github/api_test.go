@@ -17,7 +17,7 @@ import (
 // counts by.
 var operationIDs = map[string]string{
 	"GET /rate_limit": "rate-limit/get",
-	"POST /app/installations/{installation_id}/access_tokens":          "apps/create-installation-access-token",
+	"POST /app/installations/{installation_id}/access_tokens":           "apps/create-installation-access-token",
 	"GET /repos/{owner}/{repo}":                                         "repos/get",
 	"GET /repos/{owner}/{repo}/installation":                            "apps/get-repo-installation",
 	"GET /repos/{owner}/{repo}/collaborators/{username}/permission":     "repos/get-collaborator-permission-level",
@@ -125,7 +125,7 @@ func TestGoGitHubEveryOperation(t *testing.T) {
 		t.Errorf("comments held: %+v", held)
 	}
 
-	issue, _, err := gh.Issues.Create(ctx, owner, repo, github.CreateIssueRequest{Title: "Drift: ducksnest", Body: github.Ptr("1 change"), Labels: []string{"nestbot", "drift"}})
+	issue, _, err := gh.Issues.Create(ctx, owner, repo, github.CreateIssueRequest{Title: "Drift: ducksnest", Body: new("1 change"), Labels: []string{"nestbot", "drift"}})
 	if err != nil || issue.GetNumber() != pr.Number+1 {
 		t.Fatalf("create issue: %v %d", err, issue.GetNumber())
 	}
@@ -133,7 +133,7 @@ func TestGoGitHubEveryOperation(t *testing.T) {
 	if err != nil || len(open) != 1 || open[0].GetNumber() != issue.GetNumber() || open[0].IsPullRequest() {
 		t.Errorf("list issues: %v %d", err, len(open))
 	}
-	if _, _, err := gh.Issues.Update(ctx, owner, repo, issue.GetNumber(), github.UpdateIssueRequest{State: github.Ptr("closed")}); err != nil {
+	if _, _, err := gh.Issues.Update(ctx, owner, repo, issue.GetNumber(), github.UpdateIssueRequest{State: new("closed")}); err != nil {
 		t.Errorf("close issue: %v", err)
 	}
 	again, _, err := gh.Issues.Get(ctx, owner, repo, issue.GetNumber())
@@ -141,15 +141,15 @@ func TestGoGitHubEveryOperation(t *testing.T) {
 		t.Errorf("get issue: %v %q", err, again.GetState())
 	}
 
-	run, _, err := gh.Checks.CreateCheckRun(ctx, owner, repo, github.CreateCheckRunOptions{Name: "nestbot/plan", HeadSHA: pushed.After, Status: github.Ptr("in_progress")})
+	run, _, err := gh.Checks.CreateCheckRun(ctx, owner, repo, github.CreateCheckRunOptions{Name: "nestbot/plan", HeadSHA: pushed.After, Status: new("in_progress")})
 	if err != nil || run.GetStatus() != "in_progress" || run.GetApp().GetSlug() != "nestbot" {
 		t.Fatalf("create check run: %v %+v", err, run)
 	}
 	ann := []*github.CheckRunAnnotation{
-		{Path: github.Ptr("nest.yaml"), StartLine: github.Ptr(3), EndLine: github.Ptr(3), AnnotationLevel: github.Ptr("warning"), Message: github.Ptr("aws: empty")},
+		{Path: new("nest.yaml"), StartLine: new(3), EndLine: new(3), AnnotationLevel: new("warning"), Message: new("aws: empty")},
 	}
-	_, _, err = gh.Checks.UpdateCheckRun(ctx, owner, repo, run.GetID(), github.UpdateCheckRunOptions{Name: "nestbot/plan", Conclusion: github.Ptr("success"),
-		Output: &github.CheckRunOutput{Title: github.Ptr("1 to add"), Summary: github.Ptr("plan"), Annotations: ann}})
+	_, _, err = gh.Checks.UpdateCheckRun(ctx, owner, repo, run.GetID(), github.UpdateCheckRunOptions{Name: "nestbot/plan", Conclusion: new("success"),
+		Output: &github.CheckRunOutput{Title: new("1 to add"), Summary: new("plan"), Annotations: ann}})
 	if err != nil {
 		t.Fatalf("update check run: %v", err)
 	}
@@ -161,13 +161,13 @@ func TestGoGitHubEveryOperation(t *testing.T) {
 		}
 	}
 
-	dep, _, err := gh.Repositories.CreateDeployment(ctx, owner, repo, github.DeploymentRequest{Ref: "main", AutoMerge: github.Ptr(false), RequiredContexts: []string{},
-		Environment: github.Ptr("ducksnest"), Description: github.Ptr("apply"), Payload: map[string]any{"plan": "abc"}})
+	dep, _, err := gh.Repositories.CreateDeployment(ctx, owner, repo, github.DeploymentRequest{Ref: "main", AutoMerge: new(false), RequiredContexts: []string{},
+		Environment: new("ducksnest"), Description: new("apply"), Payload: map[string]any{"plan": "abc"}})
 	if err != nil || dep.GetSHA() == "" || dep.GetEnvironment() != "ducksnest" {
 		t.Fatalf("create deployment: %v %+v", err, dep)
 	}
 	for _, state := range []string{"in_progress", "success"} {
-		if _, _, err := gh.Repositories.CreateDeploymentStatus(ctx, owner, repo, dep.GetID(), github.DeploymentStatusRequest{State: state, Description: github.Ptr(state)}); err != nil {
+		if _, _, err := gh.Repositories.CreateDeploymentStatus(ctx, owner, repo, dep.GetID(), github.DeploymentStatusRequest{State: state, Description: new(state)}); err != nil {
 			t.Fatalf("deployment status %s: %v", state, err)
 		}
 	}
@@ -249,7 +249,7 @@ func TestGoGitHubEveryOperation(t *testing.T) {
 func TestInvalidRequestIsAViolation(t *testing.T) {
 	e := setup(t)
 	sha, _ := e.srv.Branch(owner, repo, "main")
-	_, resp, err := e.gh.Checks.CreateCheckRun(e.ctx, owner, repo, github.CreateCheckRunOptions{Name: "nestbot/plan", HeadSHA: sha, Conclusion: github.Ptr("bogus")})
+	_, resp, err := e.gh.Checks.CreateCheckRun(e.ctx, owner, repo, github.CreateCheckRunOptions{Name: "nestbot/plan", HeadSHA: sha, Conclusion: new("bogus")})
 	var ge *github.ErrorResponse
 	if !errors.As(err, &ge) || resp.StatusCode != http.StatusUnprocessableEntity {
 		t.Fatalf("want a 422 ErrorResponse, got %v", err)
@@ -281,14 +281,14 @@ func TestRefusalsBeyondTheDescription(t *testing.T) {
 		{"51 annotations", func() (*github.Response, error) {
 			var ann []*github.CheckRunAnnotation
 			for range 51 {
-				ann = append(ann, &github.CheckRunAnnotation{Path: github.Ptr("a"), StartLine: github.Ptr(1), EndLine: github.Ptr(1), AnnotationLevel: github.Ptr("notice"), Message: github.Ptr("m")})
+				ann = append(ann, &github.CheckRunAnnotation{Path: new("a"), StartLine: new(1), EndLine: new(1), AnnotationLevel: new("notice"), Message: new("m")})
 			}
 			_, r, err := e.gh.Checks.CreateCheckRun(e.ctx, owner, repo, github.CreateCheckRunOptions{Name: "n", HeadSHA: sha,
-				Output: &github.CheckRunOutput{Title: github.Ptr("t"), Summary: github.Ptr("s"), Annotations: ann}})
+				Output: &github.CheckRunOutput{Title: new("t"), Summary: new("s"), Annotations: ann}})
 			return r, err
 		}, 422, "annotations"},
 		{"completed without a conclusion", func() (*github.Response, error) {
-			_, r, err := e.gh.Checks.CreateCheckRun(e.ctx, owner, repo, github.CreateCheckRunOptions{Name: "n", HeadSHA: sha, Status: github.Ptr("completed")})
+			_, r, err := e.gh.Checks.CreateCheckRun(e.ctx, owner, repo, github.CreateCheckRunOptions{Name: "n", HeadSHA: sha, Status: new("completed")})
 			return r, err
 		}, 422, "conclusion"},
 		{"check run by a person", func() (*github.Response, error) {
@@ -398,14 +398,14 @@ func TestPagination(t *testing.T) {
 func TestDeploymentNeedsPassingChecks(t *testing.T) {
 	e := setup(t)
 	sha, _ := e.srv.Branch(owner, repo, "main")
-	if _, _, err := e.gh.Checks.CreateCheckRun(e.ctx, owner, repo, github.CreateCheckRunOptions{Name: "ci", HeadSHA: sha, Status: github.Ptr("in_progress")}); err != nil {
+	if _, _, err := e.gh.Checks.CreateCheckRun(e.ctx, owner, repo, github.CreateCheckRunOptions{Name: "ci", HeadSHA: sha, Status: new("in_progress")}); err != nil {
 		t.Fatal(err)
 	}
-	_, resp, err := e.gh.Repositories.CreateDeployment(e.ctx, owner, repo, github.DeploymentRequest{Ref: "main", AutoMerge: github.Ptr(false)})
+	_, resp, err := e.gh.Repositories.CreateDeployment(e.ctx, owner, repo, github.DeploymentRequest{Ref: "main", AutoMerge: new(false)})
 	if err == nil || resp.StatusCode != http.StatusConflict {
 		t.Fatalf("want 409 while ci runs, got %v", err)
 	}
-	if _, _, err := e.gh.Repositories.CreateDeployment(e.ctx, owner, repo, github.DeploymentRequest{Ref: "main", AutoMerge: github.Ptr(false), RequiredContexts: []string{}}); err != nil {
+	if _, _, err := e.gh.Repositories.CreateDeployment(e.ctx, owner, repo, github.DeploymentRequest{Ref: "main", AutoMerge: new(false), RequiredContexts: []string{}}); err != nil {
 		t.Errorf("with required_contexts []: %v", err)
 	}
 	noViolations(t, e.srv)

@@ -157,8 +157,8 @@ func (s *Server) authenticate(r *http.Request, op string) (*token, int, string) 
 		return nil, http.StatusUnauthorized, "Bad credentials"
 	}
 	if jwtOperation(op) {
-		if err := s.app.verifyJWT(cred, time.Now()); err != nil {
-			return nil, http.StatusUnauthorized, err.Error()
+		if refusal := s.app.verifyJWT(cred, time.Now()); refusal != "" {
+			return nil, http.StatusUnauthorized, refusal
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -181,29 +181,30 @@ func (s *Server) authenticate(r *http.Request, op string) (*token, int, string) 
 
 // verifyJWT checks an App JWT as GitHub does: RS256 signed with the App's
 // key, iss the App's id (or client id), iat not in the future, exp in the
-// future and at most ten minutes away.
-func (a *app) verifyJWT(tok string, now time.Time) error {
+// future and at most ten minutes away. It returns GitHub's message for a
+// JWT it refuses, "" for one it takes.
+func (a *app) verifyJWT(tok string, now time.Time) (refusal string) {
 	parts := strings.Split(tok, ".")
 	if len(parts) != 3 {
-		return fmt.Errorf("A JSON web token could not be decoded")
+		return "A JSON web token could not be decoded"
 	}
 	var header struct {
 		Alg string `json:"alg"`
 	}
 	hb, err := base64.RawURLEncoding.DecodeString(parts[0])
 	if err != nil || json.Unmarshal(hb, &header) != nil {
-		return fmt.Errorf("A JSON web token could not be decoded")
+		return "A JSON web token could not be decoded"
 	}
 	if header.Alg != "RS256" {
-		return fmt.Errorf("'Algorithm' header must be RS256")
+		return "'Algorithm' header must be RS256"
 	}
 	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
 	if err != nil {
-		return fmt.Errorf("A JSON web token could not be decoded")
+		return "A JSON web token could not be decoded"
 	}
 	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
 	if err := rsa.VerifyPKCS1v15(&a.key.PublicKey, crypto.SHA256, sum[:], sig); err != nil {
-		return fmt.Errorf("A JSON web token could not be decoded")
+		return "A JSON web token could not be decoded"
 	}
 	var claims struct {
 		Iss any      `json:"iss"`
@@ -212,7 +213,7 @@ func (a *app) verifyJWT(tok string, now time.Time) error {
 	}
 	cb, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil || json.Unmarshal(cb, &claims) != nil {
-		return fmt.Errorf("A JSON web token could not be decoded")
+		return "A JSON web token could not be decoded"
 	}
 	var iss string
 	switch v := claims.Iss.(type) {
@@ -222,26 +223,26 @@ func (a *app) verifyJWT(tok string, now time.Time) error {
 		iss = strconv.FormatFloat(v, 'f', -1, 64)
 	}
 	if iss != strconv.FormatInt(a.id, 10) && iss != a.clientID {
-		return fmt.Errorf("Integration not found")
+		return "Integration not found"
 	}
 	const skew = 60 * time.Second
 	if claims.Iat == nil || *claims.Iat != float64(int64(*claims.Iat)) {
-		return fmt.Errorf("'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued")
+		return "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued"
 	}
 	if time.Unix(int64(*claims.Iat), 0).After(now.Add(skew)) {
-		return fmt.Errorf("'Issued at' claim ('iat') must be an Integer representing a time in the past")
+		return "'Issued at' claim ('iat') must be an Integer representing a time in the past"
 	}
 	if claims.Exp == nil || *claims.Exp != float64(int64(*claims.Exp)) {
-		return fmt.Errorf("'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires")
+		return "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires"
 	}
 	exp := time.Unix(int64(*claims.Exp), 0)
 	if !exp.After(now) {
-		return fmt.Errorf("'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires")
+		return "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires"
 	}
 	if exp.After(now.Add(10*time.Minute + skew)) {
-		return fmt.Errorf("'Expiration time' claim ('exp') is too far in the future")
+		return "'Expiration time' claim ('exp') is too far in the future"
 	}
-	return nil
+	return ""
 }
 
 // spend counts one request against who's hourly limit and says whether
