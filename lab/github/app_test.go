@@ -42,7 +42,7 @@ func TestGhinstallationToken(t *testing.T) {
 		t.Errorf("tokens minted: %d, want 1", n)
 	}
 	exp, _, err := tr.Expiry()
-	if err != nil || exp.Sub(time.Now()) < 59*time.Minute || exp.Sub(time.Now()) > 61*time.Minute {
+	if err != nil || time.Until(exp) < 59*time.Minute || time.Until(exp) > 61*time.Minute {
 		t.Errorf("token expires at %v (%v)", exp, err)
 	}
 	b, _, err := gh.Issues.Create(e.ctx, owner, repo, github.CreateIssueRequest{Title: "by the bot"})

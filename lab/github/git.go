@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -165,13 +166,61 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request, owner, name st
 	r2 := r.Clone(r.Context())
 	r2.URL.Path = "/" + rp.owner.login + "/" + rp.name + ".git" + r.URL.Path[len("/"+owner+"/"+name+".git"):]
 	r2.URL.RawPath = ""
-	h.ServeHTTP(w, r2)
-	if push && r.Method == http.MethodPost {
-		s.mu.Lock()
-		rp.pushed = s.now()
-		s.refreshPullsLocked(rp)
-		s.mu.Unlock()
+	receive := push && r.Method == http.MethodPost
+	var before map[string]string
+	if receive {
+		before = s.branches(rp.dir)
 	}
+	h.ServeHTTP(w, r2)
+	if !receive {
+		return
+	}
+	after := s.branches(rp.dir)
+	s.mu.Lock()
+	rp.pushed = s.now()
+	s.refreshPullsLocked(rp)
+	s.mu.Unlock()
+	for _, p := range movedBranches(before, after) {
+		p.Owner, p.Repo, p.Pusher = rp.owner.login, rp.name, login
+		s.logf("github: push %s/%s %s %s..%s by %s", p.Owner, p.Repo, p.Ref, p.Before, p.After, login)
+		if s.cfg.OnPush != nil {
+			s.cfg.OnPush(p)
+		}
+	}
+}
+
+// branches maps each branch of the bare repository dir to its tip.
+func (s *Server) branches(dir string) map[string]string {
+	out, err := s.git(context.Background(), dir, nil, "for-each-ref", "--format=%(refname) %(objectname)", "refs/heads/")
+	m := map[string]string{}
+	if err != nil {
+		s.logf("github: list branches of %s: %v", dir, err)
+		return m
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if ref, sha, ok := strings.Cut(line, " "); ok {
+			m[ref] = sha
+		}
+	}
+	return m
+}
+
+// movedBranches are the branches that differ between two listings, by
+// name.
+func movedBranches(before, after map[string]string) []Pushed {
+	var out []Pushed
+	for ref, sha := range after {
+		if before[ref] != sha {
+			out = append(out, Pushed{Ref: ref, Before: nonEmptyOr(before[ref], zeroSHA), After: sha})
+		}
+	}
+	for ref, sha := range before {
+		if _, ok := after[ref]; !ok {
+			out = append(out, Pushed{Ref: ref, Before: sha, After: zeroSHA})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Ref < out[j].Ref })
+	return out
 }
 
 type logWriter struct {
@@ -213,7 +262,7 @@ func (s *Server) CreateRepo(ctx context.Context, owner, name string, o RepoOptio
 	dir := filepath.Join(s.dir, owner, name+".git")
 	r := &repo{id: s.st.id(), owner: s.userLocked(owner), name: name, defaultBranch: o.DefaultBranch, private: o.Private,
 		dir: dir, created: s.now(), collaborators: map[string]string{}, issues: map[int]*issue{}, labels: map[string]*label{},
-		comments: map[int64]*comment{}, checkRuns: map[int64]*checkRun{}}
+		comments: map[int64]*comment{}, deleted: map[int64]*comment{}, checkRuns: map[int64]*checkRun{}}
 	s.st.repos[strings.ToLower(owner+"/"+name)] = r
 	s.mu.Unlock()
 	if _, err := s.git(ctx, s.dir, nil, "init", "--quiet", "--bare", "--initial-branch="+o.DefaultBranch, dir); err != nil {
@@ -260,7 +309,7 @@ func (s *Server) Fork(ctx context.Context, owner, name, forkOwner string) error 
 	dir := filepath.Join(s.dir, forkOwner, name+".git")
 	r := &repo{id: s.st.id(), owner: s.userLocked(forkOwner), name: parent.name, defaultBranch: parent.defaultBranch,
 		parent: parent, dir: dir, created: s.now(), collaborators: map[string]string{}, issues: map[int]*issue{},
-		labels: map[string]*label{}, comments: map[int64]*comment{}, checkRuns: map[int64]*checkRun{}}
+		labels: map[string]*label{}, comments: map[int64]*comment{}, deleted: map[int64]*comment{}, checkRuns: map[int64]*checkRun{}}
 	s.st.repos[strings.ToLower(forkOwner+"/"+name)] = r
 	s.mu.Unlock()
 	if _, err := s.git(ctx, s.dir, nil, "clone", "--quiet", "--bare", parent.dir, dir); err != nil {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,7 +31,11 @@ func tokenAuth(tok string) *githttp.BasicAuth {
 // installation token, commits, pushes, and sees the branch move on the
 // server and the open pull request follow it.
 func TestGoGitCloneAndPush(t *testing.T) {
-	e := setup(t)
+	var mu sync.Mutex
+	var pushes []labgithub.Pushed
+	e := setup(t, func(c *labgithub.Config) {
+		c.OnPush = func(p labgithub.Pushed) { mu.Lock(); pushes = append(pushes, p); mu.Unlock() }
+	})
 	e.pushBranch(t, "feature", map[string][]byte{"f": []byte("1\n")})
 	pr, err := e.srv.OpenPR(owner, repo, "feature", labgithub.PROptions{})
 	if err != nil {
@@ -59,6 +64,12 @@ func TestGoGitCloneAndPush(t *testing.T) {
 	if tip != sha.String() {
 		t.Errorf("feature on the server is %s, pushed %s", tip, sha)
 	}
+	mu.Lock()
+	if len(pushes) != 1 || pushes[0].Ref != "refs/heads/feature" || pushes[0].After != sha.String() || pushes[0].Before != pr.HeadSHA ||
+		pushes[0].Pusher != e.srv.App().BotLogin || pushes[0].Owner != owner {
+		t.Errorf("OnPush saw %+v", pushes)
+	}
+	mu.Unlock()
 	held, _ := e.srv.PullRequest(owner, repo, pr.Number)
 	if held.HeadSHA != sha.String() {
 		t.Errorf("the pull request's head is %s after the push, want %s", held.HeadSHA, sha)

@@ -336,6 +336,7 @@ func deleteComment(s *Server, c *call) reply {
 		return errReply(http.StatusForbidden, "Resource not accessible by personal access token")
 	}
 	delete(r.comments, cm.id)
+	r.deleted[cm.id] = cm
 	return reply{status: http.StatusNoContent}
 }
 

@@ -89,6 +89,13 @@ type Config struct {
 	// WebhookExamples is the directory of the npm package
 	// @octokit/webhooks-examples; the *Event methods build events from it.
 	WebhookExamples string
+
+	// OnPush, if set, is called after a push over git smart HTTP moved
+	// branches, once per branch, as GitHub would then send a push event
+	// (make it with PushEvent). It runs on the pushing request's
+	// goroutine, after the push is committed; it may call back into the
+	// Server. Commit and Merge do not call it: they return the Pushed.
+	OnPush func(Pushed)
 }
 
 // Server is the lab's GitHub. Make one with New.

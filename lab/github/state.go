@@ -57,6 +57,7 @@ type repo struct {
 	issues      map[int]*issue // issues and pull requests share numbers, as on GitHub
 	labels      map[string]*label
 	comments    map[int64]*comment
+	deleted     map[int64]*comment // for the "deleted" issue_comment event
 	checkRuns   map[int64]*checkRun
 	deployments []*deployment
 }

@@ -380,7 +380,11 @@ func (s *Server) PushEvent(p Pushed) (Event, error) {
 	s.frame(m, r, pusher)
 	commits := []any{}
 	var head any
-	for _, c := range s.commitsBetween(r.dir, p.Before, p.After) {
+	var between []commitInfo
+	if p.After != zeroSHA {
+		between = s.commitsBetween(r.dir, p.Before, p.After)
+	}
+	for _, c := range between {
 		person := map[string]any{"name": c.authorName, "email": c.authorEmail, "username": c.authorName}
 		commit := map[string]any{
 			"id": c.sha, "tree_id": c.tree, "distinct": true, "message": c.message,
@@ -393,11 +397,13 @@ func (s *Server) PushEvent(p Pushed) (Event, error) {
 	}
 	m["ref"], m["before"], m["after"] = p.Ref, p.Before, p.After
 	m["created"], m["deleted"], m["forced"], m["base_ref"] = p.Before == zeroSHA, p.After == zeroSHA, false, nil
-	m["compare"] = s.web + "/" + r.fullName() + "/compare/" + p.Before[:12] + "..." + p.After[:12]
+	m["compare"] = s.web + "/" + r.fullName() + "/compare/" + short(p.Before) + "..." + short(p.After)
 	m["commits"], m["head_commit"] = commits, head
 	m["pusher"] = map[string]any{"name": pusher.login, "email": pusher.login + "@users.noreply.lab"}
 	return encodeEvent("push", m)
 }
+
+func short(sha string) string { return sha[:min(12, len(sha))] }
 
 func nonNil(s []string) []string {
 	if s == nil {
@@ -441,7 +447,8 @@ func (s *Server) PullRequestEvent(owner, repoName string, number int, action str
 }
 
 // IssueCommentEvent is the issue_comment event for action ("created",
-// "edited", "deleted") on comment id, as it stands.
+// "edited", "deleted") on comment id, as it stands (a deleted comment as it
+// was).
 func (s *Server) IssueCommentEvent(owner, repoName string, commentID int64, action string) (Event, error) {
 	m, err := s.pickExample("issue_comment", func(m map[string]any) bool { return m["action"] == action })
 	if err != nil {
@@ -454,6 +461,9 @@ func (s *Server) IssueCommentEvent(owner, repoName string, commentID int64, acti
 		return Event{}, err
 	}
 	cm, ok := r.comments[commentID]
+	if !ok && action == "deleted" {
+		cm, ok = r.deleted[commentID]
+	}
 	if !ok {
 		return Event{}, fmt.Errorf("labgithub: issue_comment event: %s has no comment %d", r.fullName(), commentID)
 	}

@@ -166,6 +166,14 @@ func TestEventsFromTheLabsState(t *testing.T) {
 		t.Errorf("issue_comment: %q by %s on #%d (pr %v)", ic.GetComment().GetBody(), ic.GetComment().GetUser().GetLogin(), ic.GetIssue().GetNumber(), ic.GetIssue().IsPullRequest())
 	}
 
+	if _, err := e.gh.Issues.DeleteComment(e.ctx, owner, repo, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	ev, err = e.srv.IssueCommentEvent(owner, repo, c.ID, "deleted")
+	if p, _ := github.ParseWebHook("issue_comment", ev.Payload); err != nil || p.(*github.IssueCommentEvent).GetComment().GetBody() != "/nest plan" {
+		t.Errorf("deleted comment event: %v", err)
+	}
+
 	ev, err = e.srv.PingEvent(owner, repo)
 	if err != nil {
 		t.Fatal(err)
