@@ -53,15 +53,17 @@ type Queue interface {
 	// Enqueue stores j durably before returning. It returns an error
 	// wrapping ErrDuplicate when a job with j.ID is queued, claimed, or
 	// done with ResultOK; a job done with ResultFailed is enqueued again
-	// (GitHub keeps the delivery id on a manual redelivery).
+	// (GitHub keeps the delivery id on a manual redelivery), its Attempt
+	// starting at 1 again.
 	Enqueue(ctx context.Context, j Job) error
 	// Claim takes the oldest queued job whose Key is not held by a live
 	// claim, for owner, until now+lease. A claim whose lease expired
 	// (its worker died) counts as queued again, Attempt one higher.
 	// It returns (nil, nil) when nothing can be claimed.
 	Claim(ctx context.Context, owner string, lease time.Duration) (*Claim, error)
-	// Extend moves c's expiry to now+lease; ErrLost when c is no longer
-	// the job's live claim.
+	// Extend moves c's expiry (and c.Expires) to now+lease; ErrLost when c
+	// is no longer the job's live claim. A claim past its Expires is lost
+	// even when nobody has taken the job yet.
 	Extend(ctx context.Context, c *Claim, lease time.Duration) error
 	// Done records the job as processed with result and frees its Key;
 	// ErrLost when c is no longer the job's live claim (its work must not
@@ -86,19 +88,23 @@ type Locker interface {
 	// holds an unexpired lease it fails with a *LockedError. The lease's
 	// Token is greater than that of every earlier lease of name.
 	Acquire(ctx context.Context, name, owner string, ttl time.Duration) (Lease, error)
-	// Renew extends l to now+ttl; ErrLost when l is no longer the lease.
+	// Renew extends l to now+ttl; ErrLost when l is no longer the lease
+	// (a lease past its Expires is lost even when nobody took it over).
 	Renew(ctx context.Context, l Lease, ttl time.Duration) (Lease, error)
 	// Release lets go of l; releasing a lease that was lost is not an error.
 	Release(ctx context.Context, l Lease) error
-	// Break releases whatever lease name has (/nest unlock), returning it
-	// (ok false when there was none). The next Acquire gets a higher token.
+	// Break releases whatever unexpired lease name has (/nest unlock),
+	// returning it (ok false when there was none). The next Acquire gets a
+	// higher token.
 	Break(ctx context.Context, name string) (l Lease, ok bool, err error)
 	// Holder returns the unexpired lease of name, if any.
 	Holder(ctx context.Context, name string) (l Lease, ok bool, err error)
 	// Fenced stores value under key only while l is name's current lease
 	// (same token, not expired, not broken); else it fails with ErrFenced
 	// and stores nothing. A holder's late write after losing its lease is
-	// refused this way.
+	// refused this way. A key belongs to the first lock it was written
+	// under (DynamoDB keeps it in that lock's item); values are small (at
+	// most 64 KB).
 	Fenced(ctx context.Context, l Lease, key string, value []byte) error
 	// Get returns what Fenced stored under key (ErrNotFound when nothing).
 	Get(ctx context.Context, key string) ([]byte, error)
