@@ -86,7 +86,7 @@ func NewAPI(cfg APIConfig) (*API, error) {
 		a.c.APIKey = cfg.APIKey
 		a.secrets = append(a.secrets, cfg.APIKey)
 	default:
-		return nil, errors.New("tailscale api: no credentials: give an OAuth client (id and secret) or an API access token")
+		return nil, errNoCredentials
 	}
 	return a, nil
 }

@@ -2,6 +2,12 @@
 // (ephemeral, tagged, state in a directory or in memory), the live nodes as
 // that node's status reports them, and a bounded wait for a new host to
 // join. Hosts are reached only through this node.
+//
+// Through the Tailscale API v2 (API, with an OAuth client or an API access
+// token) it mints a one-off auth key per new host for its user-data, lists
+// devices, and removes strays: devices carrying a fleet tag that nest.yaml
+// does not name. Applier carries out the tailnet plane of a plan: the join
+// waits and the stray removals.
 package tailnet
 
 import (
