@@ -30,7 +30,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rsa"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -40,8 +39,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -462,108 +459,6 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	s.checkResponse(r.Context(), input, what, op, out, b)
 }
 
-func validationOptions() *openapi3filter.Options {
-	o := &openapi3filter.Options{MultiError: true}
-	o.WithCustomSchemaErrorFunc(func(err *openapi3.SchemaError) string {
-		p := err.JSONPointer()
-		if len(p) == 0 {
-			return err.Reason
-		}
-		return "/" + strings.Join(p, "/") + ": " + err.Reason
-	})
-	return o
-}
-
-// checkResponse records a response of the server's own that the
-// description does not allow: a defect of the lab, not of nestbot.
-func (s *Server) checkResponse(ctx context.Context, in *openapi3filter.RequestValidationInput, what, op string, out reply, body []byte) {
-	if out.status >= 300 {
-		return
-	}
-	h := http.Header{"Content-Type": {"application/json; charset=utf-8"}}
-	err := openapi3filter.ValidateResponse(ctx, &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: in,
-		Status:                 out.status,
-		Header:                 h,
-		Body:                   io.NopCloser(bytes.NewReader(body)),
-		Options:                &openapi3filter.Options{MultiError: true, IncludeResponseStatus: true},
-	})
-	if err != nil {
-		s.violation("lab defect: the response to %s (%s) does not match GitHub's description: %s", what, op, validationMessage(err))
-	}
-}
-
-// validationMessage flattens kin-openapi's errors into one line each.
-func validationMessage(err error) string {
-	var lines []string
-	var walk func(error)
-	walk = func(err error) {
-		var me openapi3.MultiError
-		if errors.As(err, &me) {
-			for _, e := range me {
-				walk(e)
-			}
-			return
-		}
-		var re *openapi3filter.RequestError
-		if errors.As(err, &re) {
-			where := "request"
-			if re.Parameter != nil {
-				where = fmt.Sprintf("parameter %q in %s", re.Parameter.Name, re.Parameter.In)
-			} else if re.RequestBody != nil {
-				where = "request body"
-			}
-			if re.Err != nil {
-				var inner openapi3.MultiError
-				if errors.As(re.Err, &inner) {
-					for _, e := range inner {
-						lines = append(lines, where+": "+firstLine(e.Error()))
-					}
-					return
-				}
-				lines = append(lines, where+": "+firstLine(re.Err.Error()))
-				return
-			}
-			lines = append(lines, where+": "+re.Reason)
-			return
-		}
-		var rse *openapi3filter.ResponseError
-		if errors.As(err, &rse) {
-			if rse.Err != nil {
-				var inner openapi3.MultiError
-				if errors.As(rse.Err, &inner) {
-					for _, e := range inner {
-						lines = append(lines, "response body: "+firstLine(e.Error()))
-					}
-					return
-				}
-				lines = append(lines, "response: "+rse.Reason+": "+firstLine(rse.Err.Error()))
-				return
-			}
-			lines = append(lines, "response: "+rse.Reason)
-			return
-		}
-		lines = append(lines, firstLine(err.Error()))
-	}
-	walk(err)
-	sort.Strings(lines)
-	return strings.Join(lines, "; ")
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return strings.TrimSpace(s)
-}
-
-func isJSONSyntax(err error) bool {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return true
-	}
-	var pe *openapi3filter.ParseError
-	return errors.As(err, &pe) && pe.Kind == openapi3filter.KindInvalidFormat
-}
-
 // writeAPI writes a JSON response with GitHub's headers, rate-limit
 // headers included, and returns the body it wrote.
 func (s *Server) writeAPI(w http.ResponseWriter, r *http.Request, who *token, status int, body any, header http.Header) []byte {
@@ -574,99 +469,4 @@ func (s *Server) writeAPI(w http.ResponseWriter, r *http.Request, who *token, st
 	w.Header().Set("X-GitHub-Media-Type", "github.v3; format=json")
 	w.Header().Set("X-GitHub-Api-Version-Selected", "2022-11-28")
 	return writeJSON(w, status, body)
-}
-
-func writeJSON(w http.ResponseWriter, status int, body any) []byte {
-	if body == nil {
-		w.WriteHeader(status)
-		return nil
-	}
-	b, err := json.Marshal(body)
-	if err != nil {
-		http.Error(w, "labgithub: encode the response: "+err.Error(), http.StatusInternalServerError)
-		return nil
-	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	w.WriteHeader(status)
-	w.Write(b)
-	return b
-}
-
-// errorBody is GitHub's basic-error shape.
-func errorBody(status int, message string) map[string]any {
-	return map[string]any{
-		"message":           message,
-		"documentation_url": "https://docs.github.com/rest",
-		"status":            strconv.Itoa(status),
-	}
-}
-
-func errReply(status int, message string) reply {
-	return reply{status: status, body: errorBody(status, message)}
-}
-
-func notFound() reply { return errReply(http.StatusNotFound, "Not Found") }
-
-// validationFailed is GitHub's 422 with one error.
-func validationFailed(message, resource, field, code string) reply {
-	e := map[string]any{"resource": resource, "code": code}
-	if field != "" {
-		e["field"] = field
-	}
-	return reply{status: http.StatusUnprocessableEntity, body: map[string]any{
-		"message":           message,
-		"errors":            []any{e},
-		"documentation_url": "https://docs.github.com/rest",
-		"status":            "422",
-	}}
-}
-
-// pageLinks makes the Link header GitHub sends with a page of a list.
-func pageLinks(r *http.Request) func(page, last int) string {
-	return func(page, last int) string {
-		if last <= 1 {
-			return ""
-		}
-		q := r.URL.Query()
-		u := url.URL{Scheme: "http", Host: r.Host, Path: r.URL.Path}
-		at := func(p int) string {
-			q.Set("page", strconv.Itoa(p))
-			u.RawQuery = q.Encode()
-			return u.String()
-		}
-		var links []string
-		if page > 1 {
-			links = append(links, fmt.Sprintf("<%s>; rel=\"prev\"", at(page-1)))
-		}
-		if page < last {
-			links = append(links, fmt.Sprintf("<%s>; rel=\"next\"", at(page+1)))
-			links = append(links, fmt.Sprintf("<%s>; rel=\"last\"", at(last)))
-		}
-		if page > 1 {
-			links = append(links, fmt.Sprintf("<%s>; rel=\"first\"", at(1)))
-		}
-		return strings.Join(links, ", ")
-	}
-}
-
-// paginate cuts the page the request asks for (per_page at most 100, as
-// on GitHub) out of items and sets the Link header.
-func paginate[T any](c *call, items []T) ([]T, http.Header) {
-	per := 30
-	if v, err := strconv.Atoi(c.query.Get("per_page")); err == nil && v > 0 {
-		per = min(v, 100)
-	}
-	page := 1
-	if v, err := strconv.Atoi(c.query.Get("page")); err == nil && v > 0 {
-		page = v
-	}
-	last := max(1, (len(items)+per-1)/per)
-	h := http.Header{}
-	if l := c.link(page, last); l != "" {
-		h.Set("Link", l)
-	}
-	lo := min((page-1)*per, len(items))
-	hi := min(lo+per, len(items))
-	return items[lo:hi], h
 }

@@ -1,15 +1,20 @@
 package labgithub
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"regexp"
 	"sort"
 	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 )
@@ -135,4 +140,106 @@ func (s *Server) escapeMultiSegment(escaped string) string {
 		return b.String()
 	}
 	return escaped
+}
+
+func validationOptions() *openapi3filter.Options {
+	o := &openapi3filter.Options{MultiError: true}
+	o.WithCustomSchemaErrorFunc(func(err *openapi3.SchemaError) string {
+		p := err.JSONPointer()
+		if len(p) == 0 {
+			return err.Reason
+		}
+		return "/" + strings.Join(p, "/") + ": " + err.Reason
+	})
+	return o
+}
+
+// checkResponse records a response of the server's own that the
+// description does not allow: a defect of the lab, not of nestbot.
+func (s *Server) checkResponse(ctx context.Context, in *openapi3filter.RequestValidationInput, what, op string, out reply, body []byte) {
+	if out.status >= 300 {
+		return
+	}
+	h := http.Header{"Content-Type": {"application/json; charset=utf-8"}}
+	err := openapi3filter.ValidateResponse(ctx, &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: in,
+		Status:                 out.status,
+		Header:                 h,
+		Body:                   io.NopCloser(bytes.NewReader(body)),
+		Options:                &openapi3filter.Options{MultiError: true, IncludeResponseStatus: true},
+	})
+	if err != nil {
+		s.violation("lab defect: the response to %s (%s) does not match GitHub's description: %s", what, op, validationMessage(err))
+	}
+}
+
+// validationMessage flattens kin-openapi's errors into one line each.
+func validationMessage(err error) string {
+	var lines []string
+	var walk func(error)
+	walk = func(err error) {
+		var me openapi3.MultiError
+		if errors.As(err, &me) {
+			for _, e := range me {
+				walk(e)
+			}
+			return
+		}
+		var re *openapi3filter.RequestError
+		if errors.As(err, &re) {
+			where := "request"
+			if re.Parameter != nil {
+				where = fmt.Sprintf("parameter %q in %s", re.Parameter.Name, re.Parameter.In)
+			} else if re.RequestBody != nil {
+				where = "request body"
+			}
+			if re.Err != nil {
+				var inner openapi3.MultiError
+				if errors.As(re.Err, &inner) {
+					for _, e := range inner {
+						lines = append(lines, where+": "+firstLine(e.Error()))
+					}
+					return
+				}
+				lines = append(lines, where+": "+firstLine(re.Err.Error()))
+				return
+			}
+			lines = append(lines, where+": "+re.Reason)
+			return
+		}
+		var rse *openapi3filter.ResponseError
+		if errors.As(err, &rse) {
+			if rse.Err != nil {
+				var inner openapi3.MultiError
+				if errors.As(rse.Err, &inner) {
+					for _, e := range inner {
+						lines = append(lines, "response body: "+firstLine(e.Error()))
+					}
+					return
+				}
+				lines = append(lines, "response: "+rse.Reason+": "+firstLine(rse.Err.Error()))
+				return
+			}
+			lines = append(lines, "response: "+rse.Reason)
+			return
+		}
+		lines = append(lines, firstLine(err.Error()))
+	}
+	walk(err)
+	sort.Strings(lines)
+	return strings.Join(lines, "; ")
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return strings.TrimSpace(s)
+}
+
+func isJSONSyntax(err error) bool {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return true
+	}
+	var pe *openapi3filter.ParseError
+	return errors.As(err, &pe) && pe.Kind == openapi3filter.KindInvalidFormat
 }
