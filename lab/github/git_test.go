@@ -219,3 +219,22 @@ func TestForkPullRequest(t *testing.T) {
 	}
 	noViolations(t, e.srv)
 }
+
+// TestCreateRepoFromDir seeds a repository from a directory, as the demo
+// seeds the example fleet, and serves its files.
+func TestCreateRepoFromDir(t *testing.T) {
+	e := setup(t)
+	src := filepath.Join("..", "..", "examples", "ducksnest")
+	if err := e.srv.CreateRepo(e.ctx, owner, "fleet", labgithub.RepoOptions{FromDir: src}); err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(filepath.Join(src, "nest.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc, _, _, err := e.gh.Repositories.GetContents(e.ctx, owner, "fleet", "nest.yaml", nil)
+	if got, _ := fc.GetContent(); err != nil || got != string(want) {
+		t.Errorf("nest.yaml through the API: %v (%d bytes, want %d)", err, len(got), len(want))
+	}
+	noViolations(t, e.srv)
+}

@@ -3,6 +3,7 @@ package labgithub
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,8 +15,10 @@ type RepoOptions struct {
 	DefaultBranch string // "main" if empty
 	Private       bool
 	// Files, if any, are the first commit on the default branch, made by
-	// the owner.
+	// the owner; FromDir adds every file under a directory (.git left
+	// out), at its path relative to it.
 	Files   map[string][]byte
+	FromDir string
 	Message string // of that commit; "Initial commit" if empty
 }
 
@@ -41,6 +44,16 @@ func (s *Server) CreateRepo(ctx context.Context, owner, name string, o RepoOptio
 	s.mu.Unlock()
 	if _, err := s.git(ctx, s.dir, nil, "init", "--quiet", "--bare", "--initial-branch="+o.DefaultBranch, dir); err != nil {
 		return fmt.Errorf("labgithub: create repository %s/%s: %w", owner, name, err)
+	}
+	if o.FromDir != "" {
+		files, err := readTree(o.FromDir)
+		if err != nil {
+			return fmt.Errorf("labgithub: create repository %s/%s: %w", owner, name, err)
+		}
+		for p, b := range o.Files {
+			files[p] = b
+		}
+		o.Files = files
 	}
 	if len(o.Files) == 0 {
 		return nil
@@ -248,4 +261,35 @@ func (s *Server) GitDir(owner, repoName string) (string, error) {
 		return "", err
 	}
 	return r.dir, nil
+}
+
+// readTree reads every regular file under dir, by slash-separated path
+// relative to it; .git is left out.
+func readTree(dir string) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && d.Name() == ".git" {
+			return filepath.SkipDir
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		files[filepath.ToSlash(rel)] = b
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", dir, err)
+	}
+	return files, nil
 }
