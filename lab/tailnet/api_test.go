@@ -377,3 +377,30 @@ func TestDeleteDevice(t *testing.T) {
 		t.Fatal("the deleted device is back in bot's netmap")
 	}
 }
+
+func TestEphemeralDeviceRemovedWhenOffline(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	lab := startLab(t, &tailnet.Lab{Tags: []string{"tag:nest"}, EphemeralTimeout: 200 * time.Millisecond})
+	watcher := join(t, ctx, lab, tailnet.NodeConfig{Hostname: "watcher"})
+	eph, err := lab.Join(ctx, tailnet.NodeConfig{Hostname: "ci-runner", Dir: t.TempDir(), InMemory: true, Ephemeral: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	web, err := lab.Join(ctx, tailnet.NodeConfig{Hostname: "web", Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "watcher to see both", func() bool { return len(peerNames(t, ctx, watcher)) == 2 })
+
+	// Both go offline; only the ephemeral one is removed.
+	eph.Close()
+	web.Close()
+	waitFor(t, ctx, "ci-runner to leave the devices list", func() bool { return device(t, lab, "ci-runner") == nil })
+	waitFor(t, ctx, "ci-runner to leave watcher's netmap", func() bool {
+		return slices.Equal(peerNames(t, ctx, watcher), []string{"web"})
+	})
+	if d := device(t, lab, "web"); d == nil || d["connectedToControl"] != false {
+		t.Errorf("web = %v, want it listed, offline", d)
+	}
+}

@@ -62,6 +62,9 @@ type front struct {
 	keys     *keyStore
 	now      func() time.Time
 	passOn   *httputil.ReverseProxy // for plain HTTP paths (/generate_204, /c2n/…)
+	// ephemeralTimeout is how long an ephemeral device may hold no map
+	// poll before the front deletes it.
+	ephemeralTimeout time.Duration
 
 	mu       sync.Mutex
 	closed   bool
@@ -462,7 +465,12 @@ func (f *front) serveMap(w http.ResponseWriter, r *http.Request, m *machine) {
 			f.mu.Lock()
 			ns.streams--
 			ns.lastSeen = f.now()
+			gone := ns.ephemeral && ns.streams == 0 && !ns.deleted
 			f.mu.Unlock()
+			if gone {
+				nk := req.NodeKey
+				time.AfterFunc(f.ephemeralTimeout, func() { f.expireEphemeral(nk) })
+			}
 		}()
 	}
 	// A device tagged by its key keeps the key's tags when it asks for
@@ -621,6 +629,24 @@ func (f *front) deleteDevice(id string) error {
 	target.KeyExpiry = f.now().Add(-time.Minute)
 	f.control.UpdateNode(target)
 	return nil
+}
+
+// expireEphemeral deletes the ephemeral device nk if it has held no map
+// poll for ephemeralTimeout, as Tailscale removes ephemeral devices that
+// went offline.
+func (f *front) expireEphemeral(nk key.NodePublic) {
+	f.mu.Lock()
+	ns := f.nodes[nk]
+	stale := !f.closed && ns != nil && !ns.deleted && ns.streams == 0 && f.now().Sub(ns.lastSeen) >= f.ephemeralTimeout
+	f.mu.Unlock()
+	if !stale {
+		return // back online, deleted already, or a later timer's to decide
+	}
+	if n := f.control.Node(nk); n != nil {
+		if err := f.deleteDevice(string(n.StableID)); err == nil {
+			f.logf("tailnet front: ephemeral device %s (%s) removed after %s offline", n.StableID, n.Hostinfo.Hostname(), f.ephemeralTimeout)
+		}
+	}
 }
 
 // device is one device as the front knows it: testcontrol's node and the

@@ -48,8 +48,10 @@
 // device is gone from the devices list and from its peers' netmaps at
 // once, and is logged out; testcontrol still holds it (Control().AllNodes).
 // The front also notes which devices hold a map poll open: the devices
-// list's connectedToControl and lastSeen are real, though the peers'
-// Online bit is not (below).
+// list's connectedToControl and lastSeen are real (though the peers'
+// Online bit is not, below), and an ephemeral device that holds none for
+// EphemeralTimeout is deleted, as Tailscale deletes ephemeral devices that
+// went offline.
 //
 // # Online
 //
@@ -93,6 +95,9 @@ import (
 // DefaultMagicDNSDomain is the tailnet's MagicDNS suffix when Lab.MagicDNSDomain is empty.
 const DefaultMagicDNSDomain = "nest-lab.ts.net"
 
+// DefaultEphemeralTimeout is Lab.EphemeralTimeout when zero.
+const DefaultEphemeralTimeout = time.Minute
+
 // Lab is a tailnet in one process: control, DERP and STUN on 127.0.0.1.
 // Set its fields before Start; the zero value is ready to use.
 type Lab struct {
@@ -110,8 +115,16 @@ type Lab struct {
 
 	// Tags are the tags nodes may move between after registration (the
 	// testcontrol TagOwners model: each tag here is owned by all of them).
-	// Tags requested at registration are always granted.
+	// Tags requested at registration are always granted. They are also the
+	// tags the tailnet policy defines for the API: auth keys may carry
+	// only these, and the lab's OAuth client owns them all.
 	Tags []string
+
+	// EphemeralTimeout is how long an ephemeral device may be off control
+	// (holding no map poll) before it is deleted, as Tailscale deletes
+	// ephemeral devices that went offline. Zero means
+	// DefaultEphemeralTimeout.
+	EphemeralTimeout time.Duration
 
 	mu       sync.Mutex
 	started  bool
@@ -206,6 +219,10 @@ func (l *Lab) startFrontAndAPI(logf logger.Logf, domain string) error {
 	f, err := newFront(ctx, logf, l.control, l.httpSrv.URL, l.authKey, keys)
 	if err != nil {
 		return fmt.Errorf("tailnet: control front: %w", err)
+	}
+	f.ephemeralTimeout = l.EphemeralTimeout
+	if f.ephemeralTimeout <= 0 {
+		f.ephemeralTimeout = DefaultEphemeralTimeout
 	}
 	l.front = f
 	if l.frontSrv, err = listenAndServe(f, logf); err != nil {
