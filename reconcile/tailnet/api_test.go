@@ -15,9 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ducksnest/nestbot/lab/host"
 	labtailnet "github.com/ducksnest/nestbot/lab/tailnet"
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/reconcile"
+	nestaws "github.com/ducksnest/nestbot/reconcile/aws"
 	"github.com/ducksnest/nestbot/reconcile/tailnet"
 	"tailscale.com/tsnet"
 )
@@ -480,5 +482,44 @@ func TestAPIConfigFromEnv(t *testing.T) {
 	}
 	if _, err := tailnet.APIConfigFromEnv(env("TAILSCALE_API_KEY_FILE", dir+"/missing")); err == nil || !strings.Contains(err.Error(), "secret file") {
 		t.Errorf("missing key file: %v, want a secret file error", err)
+	}
+}
+
+// TestMintedKeyInUserDataBootsAHost follows a minted key the way a new
+// instance's does: into its user-data, out of it on the lab host that
+// boots from it, onto the tailnet with the fleet's tags.
+func TestMintedKeyInUserDataBootsAHost(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	lab, bot := startLab(t, ctx)
+	api := oauthAPI(t, lab)
+	f, err := nest.Load("../../examples/ducksnest/nest.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Tailnet.ControlURL = lab.ControlURL()
+	h := f.Hosts["ec2-controlplane"]
+
+	key, err := api.KeySource(f.Tailnet.Tags, tailnet.KeyOptions{Fleet: f.Name})(ctx, h.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	userData := []byte(nestaws.UserData(f, h, key))
+	name, _ := host.HostNameFromUserData(userData)
+	bootKey, ok := host.AuthKeyFromUserData(userData)
+	if name != h.Name || !ok || bootKey != key {
+		t.Fatalf("user-data names %q and carries the key: %v; want %s and the minted key", name, ok, h.Name)
+	}
+	hst, err := host.Boot(ctx, lab, host.Config{Name: name, Root: t.TempDir(), AuthKey: bootKey, Tags: f.Tailnet.Tags})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hst.Close()
+	n, err := tailnet.WaitJoined(ctx, bot, h.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(n.Tags, f.Tailnet.Tags) {
+		t.Errorf("%s joined tagged %v, want %v", h.Name, n.Tags, f.Tailnet.Tags)
 	}
 }
