@@ -17,7 +17,7 @@ import (
 
 // call makes one API request with token as a Bearer token (none if empty)
 // and decodes the JSON answer into a map.
-func call(t *testing.T, lab *tailnet.Lab, token, method, path string, body any) (int, map[string]any) {
+func call(t testing.TB, lab *tailnet.Lab, token, method, path string, body any) (int, map[string]any) {
 	t.Helper()
 	var r io.Reader
 	if body != nil {
@@ -198,7 +198,7 @@ func anyStrings(v any) []string {
 }
 
 // mint mints a key with the lab's API key.
-func mint(t *testing.T, lab *tailnet.Lab, c keyCaps) string {
+func mint(t testing.TB, lab *tailnet.Lab, c keyCaps) string {
 	t.Helper()
 	st, k := call(t, lab, lab.APIKey(), "POST", "/api/v2/tailnet/-/keys", keyBody(c, 600, "test"))
 	if st != 200 {
