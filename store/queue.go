@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -59,10 +58,11 @@ type jobRecord struct {
 	Done    time.Time `json:"done,omitzero"`
 }
 
-// Queue is the durable job queue kept in this file. Every Enqueue is on
-// disk (fsynced) when it returns; Enqueues that arrive while a commit is
-// under way are committed together by the next one (group commit), so
-// concurrent intake costs one fsync per batch, not one per job.
+// Queue is the durable job queue kept in this file. Every Enqueue, Claim,
+// Extend and Done is on disk (fsynced) when it returns; the ones that
+// arrive while a commit is under way are committed together by the next
+// one (group commit), so concurrent intake and workers cost one commit per
+// batch, not one per call.
 func (db *DB) Queue() Queue { return boltQueue{db} }
 
 type boltQueue struct{ db *DB }
@@ -82,7 +82,15 @@ func (q boltQueue) Enqueue(ctx context.Context, j Job) error {
 	j.Attempt = 0
 	// The commit this joins is waited for even if ctx ends meanwhile, so
 	// that the answer says what is on disk.
-	return q.db.group.enqueue(j)
+	err := q.db.group.do(len(j.Payload), func(tx *bolt.Tx) error { return q.enqueueTx(tx, j) })
+	var dup domainError
+	if errors.As(err, &dup) {
+		return dup.error // says what it is: "store: duplicate delivery: job ..."
+	}
+	if err != nil {
+		return fmt.Errorf("store: enqueue %s: %w", j.ID, err)
+	}
+	return nil
 }
 
 func checkJob(j Job) error {
@@ -97,7 +105,7 @@ func checkJob(j Job) error {
 	return nil
 }
 
-// enqueueTx adds j in tx. It returns a *domainError for a duplicate, and
+// enqueueTx adds j in tx. It returns a domainError for a duplicate, and
 // any other error only when tx must be rolled back.
 func (q boltQueue) enqueueTx(tx *bolt.Tx, j Job) error {
 	qb := tx.Bucket(queueBucket)
@@ -187,7 +195,8 @@ func (q boltQueue) Claim(ctx context.Context, owner string, lease time.Duration)
 		return nil, nil
 	}
 	var c *Claim
-	err := q.db.bolt.Update(func(tx *bolt.Tx) error {
+	err := q.db.group.do(0, func(tx *bolt.Tx) error {
+		c = nil // a retried group runs this again
 		id, rec, err := q.claimable(tx, now)
 		if rec == nil || err != nil {
 			return err
@@ -240,7 +249,7 @@ func (q boltQueue) Extend(ctx context.Context, c *Claim, lease time.Duration) er
 		return err
 	}
 	var expires time.Time
-	err := q.db.bolt.Update(func(tx *bolt.Tx) error {
+	err := q.db.group.do(0, func(tx *bolt.Tx) error {
 		now := time.Now()
 		rec, err := q.live(tx, c, now)
 		if err != nil {
@@ -264,7 +273,7 @@ func (q boltQueue) Done(ctx context.Context, c *Claim, result Result) error {
 	if result != ResultOK && result != ResultFailed {
 		return fmt.Errorf("store: done %s: result %q is neither %q nor %q", c.Job.ID, result, ResultOK, ResultFailed)
 	}
-	err := q.db.bolt.Update(func(tx *bolt.Tx) error {
+	err := q.db.group.do(0, func(tx *bolt.Tx) error {
 		now := time.Now()
 		rec, err := q.live(tx, c, now)
 		if err != nil {
@@ -307,14 +316,14 @@ func (q boltQueue) Done(ctx context.Context, c *Claim, result Result) error {
 func (q boltQueue) live(tx *bolt.Tx, c *Claim, now time.Time) (*jobRecord, error) {
 	v := tx.Bucket(queueBucket).Bucket(jobsBucket).Get([]byte(c.Job.ID))
 	if v == nil {
-		return nil, fmt.Errorf("%w: there is no job %s", ErrLost, c.Job.ID)
+		return nil, domainError{fmt.Errorf("%w: there is no job %s", ErrLost, c.Job.ID)}
 	}
 	rec, err := decodeJob(v)
 	if err != nil {
 		return nil, err
 	}
 	if rec.State != stateClaimed || rec.Token != c.Token || rec.Epoch != q.db.epoch || !now.Before(rec.Expires) {
-		return nil, fmt.Errorf("%w: job %s is %s, not claimed with token %d", ErrLost, c.Job.ID, describe(rec), c.Token)
+		return nil, domainError{fmt.Errorf("%w: job %s is %s, not claimed with token %d", ErrLost, c.Job.ID, describe(rec), c.Token)}
 	}
 	return &rec, nil
 }
@@ -367,89 +376,4 @@ func describe(rec jobRecord) string {
 		return fmt.Sprintf("claimed by %s", rec.Owner)
 	}
 	return rec.State
-}
-
-// domainError is an answer to one Enqueue (a duplicate), as opposed to a
-// failure of the commit it was part of.
-type domainError struct{ error }
-
-func (e domainError) Unwrap() error { return e.error }
-
-// groupCommit commits concurrent Enqueues in shared transactions: the
-// first Enqueue to find no commit running starts one (in a goroutine of
-// its own, so no caller is held longer than its own commit); every
-// Enqueue that arrives meanwhile waits for the next.
-type groupCommit struct {
-	db      *DB
-	mu      sync.Mutex
-	waiting []*enqueueReq
-	running bool
-}
-
-type enqueueReq struct {
-	job  Job
-	err  error
-	done chan struct{}
-}
-
-// Bounds on one group: a burst of large payloads is split over commits.
-const (
-	maxGroupJobs  = 512
-	maxGroupBytes = 64 << 20
-)
-
-func (g *groupCommit) enqueue(j Job) error {
-	r := &enqueueReq{job: j, done: make(chan struct{})}
-	g.mu.Lock()
-	g.waiting = append(g.waiting, r)
-	if !g.running {
-		g.running = true
-		go g.run()
-	}
-	g.mu.Unlock()
-	<-r.done
-	return r.err
-}
-
-func (g *groupCommit) run() {
-	for {
-		g.mu.Lock()
-		n, size := 0, 0
-		for n < len(g.waiting) && n < maxGroupJobs && (n == 0 || size+len(g.waiting[n].job.Payload) <= maxGroupBytes) {
-			size += len(g.waiting[n].job.Payload)
-			n++
-		}
-		group := g.waiting[:n:n]
-		g.waiting = g.waiting[n:]
-		if n == 0 {
-			g.waiting = nil
-			g.running = false
-			g.mu.Unlock()
-			return
-		}
-		g.mu.Unlock()
-		g.commit(group)
-	}
-}
-
-func (g *groupCommit) commit(group []*enqueueReq) {
-	q := boltQueue{g.db}
-	err := g.db.bolt.Update(func(tx *bolt.Tx) error {
-		for _, r := range group {
-			r.err = q.enqueueTx(tx, r.job)
-			if r.err != nil && !errors.As(r.err, new(domainError)) {
-				return r.err
-			}
-		}
-		return nil
-	})
-	for _, r := range group {
-		switch {
-		case err != nil:
-			r.err = fmt.Errorf("store: enqueue %s: %w", r.job.ID, err)
-		case r.err != nil:
-			r.err = r.err.(domainError).error // says what it is: "store: duplicate delivery: job ..."
-		}
-		close(r.done)
-	}
 }
