@@ -1,0 +1,23 @@
+package store_test
+
+import (
+	"testing"
+
+	"github.com/ducksnest/nestbot/store"
+	"github.com/ducksnest/nestbot/store/storetest"
+)
+
+// The bbolt implementations run the conformance suite every implementation
+// of the contracts runs, each subtest on a fresh file.
+
+func TestQueueConformance(t *testing.T) {
+	storetest.TestQueue(t, func(t *testing.T) store.Queue { return openEmpty(t).Queue() })
+}
+
+func TestLockerConformance(t *testing.T) {
+	storetest.TestLocker(t, func(t *testing.T) store.Locker { return openEmpty(t).Locks() })
+}
+
+func TestArtifactsConformance(t *testing.T) {
+	storetest.TestArtifacts(t, func(t *testing.T) store.Artifacts { return openEmpty(t).Artifacts() })
+}
