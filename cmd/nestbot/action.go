@@ -35,16 +35,16 @@ job should fail.`,
 		RunE: func(*cobra.Command, []string) error {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			gh, err := gf.client(io)
+			gh, err := gf.client(io, nil)
 			if err != nil {
 				return err
 			}
-			db, err := gf.openState(io)
+			st, closeState, err := gf.openState(ctx, io)
 			if err != nil {
 				return err
 			}
-			defer db.Close()
-			cfg := gf.botConfig(io, gh, db)
+			defer closeState()
+			cfg := gf.botConfig(io, gh, st)
 			cfg.DetailsURL = actionsRunURL(io.Getenv)
 			_, err = action.Run(ctx, action.Config{Getenv: io.Getenv, Out: io.Out, Bot: cfg, Command: command})
 			if err != nil {

@@ -35,7 +35,7 @@ Exit codes: 0 no drift, 1 error, 2 drift (for a scheduled workflow).`,
 			if err != nil {
 				return fmt.Errorf("--repo: %w", err)
 			}
-			gh, err := gf.client(io)
+			gh, err := gf.client(io, nil)
 			if err != nil {
 				return err
 			}
@@ -46,12 +46,12 @@ Exit codes: 0 no drift, 1 error, 2 drift (for a scheduled workflow).`,
 				}
 				gh = gh.Installation(id)
 			}
-			db, err := gf.openState(io)
+			st, closeState, err := gf.openState(ctx, io)
 			if err != nil {
 				return err
 			}
-			defer db.Close()
-			b, err := bot.New(gf.botConfig(io, gh, db))
+			defer closeState()
+			b, err := bot.New(gf.botConfig(io, gh, st))
 			if err != nil {
 				return err
 			}

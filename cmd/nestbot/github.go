@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log"
@@ -28,6 +29,7 @@ type githubFlags struct {
 	WorkDir    string
 	Cloud      cloudFlags
 	Tailnet    tailnetFlags
+	Shared     sharedFlags
 }
 
 func (g *githubFlags) register(cmd *cobra.Command) {
@@ -41,13 +43,14 @@ func (g *githubFlags) register(cmd *cobra.Command) {
 	f.StringVar(&g.WorkDir, "work-dir", "", "where checkouts go (default <state dir>/work)")
 	f.StringVar(&g.Cloud.Endpoint, "aws-endpoint", "", "EC2 endpoint URL (default: the SDK's, or AWS_ENDPOINT_URL)")
 	g.Tailnet.register(cmd)
+	g.Shared.register(cmd)
 }
 
 // client builds the GitHub client: a GitHub App when an app id is given,
 // else a token.
-func (g *githubFlags) client(io *IO) (*nestgh.Client, error) {
+func (g *githubFlags) client(io *IO, observe func(method, route string, status, remaining int)) (*nestgh.Client, error) {
 	opts := nestgh.Options{BaseURL: firstNonEmpty(g.APIURL, io.Getenv("GITHUB_API_URL")), Login: g.Login,
-		Logf: func(string, ...any) {}}
+		Logf: func(string, ...any) {}, Observe: observe}
 	if g.AppID != "" {
 		id, err := strconv.ParseInt(g.AppID, 10, 64)
 		if err != nil || id <= 0 {
@@ -79,24 +82,33 @@ func (g *githubFlags) client(io *IO) (*nestgh.Client, error) {
 	return c, nil
 }
 
-// botConfig is the bot's configuration from the flags, with db holding
-// locks and saved plans.
-func (g *githubFlags) botConfig(io *IO, gh *nestgh.Client, db *store.DB) bot.Config {
+// botConfig is the bot's configuration from the flags, with st holding
+// the fleet lock and saved plans.
+func (g *githubFlags) botConfig(io *IO, gh *nestgh.Client, st *stores) bot.Config {
 	fo := fleetOptions(io, g.Cloud, g.Tailnet)
-	fo.DB = db
+	fo.DB = st.DB
 	logger := log.New(io.Err, "", log.LstdFlags)
 	return bot.Config{
 		GitHub:    gh,
 		File:      g.File,
 		WorkDir:   firstNonEmpty(g.WorkDir, filepath.Join(g.Tailnet.options().StateDirOr(io.Getenv), "work")),
 		Fleet:     fo,
-		Locker:    db.Locks(),
-		Artifacts: db.Artifacts(),
+		Locker:    st.Locker,
+		Artifacts: st.Artifacts,
 		Logf:      logger.Printf,
 	}
 }
 
-// openState opens the state file in the state directory.
-func (g *githubFlags) openState(io *IO) (*store.DB, error) {
-	return store.Open(filepath.Join(g.Tailnet.options().StateDirOr(io.Getenv), "nestbot.db"))
+// openState opens the state file in the state directory, and the shared
+// stores the flags name. close closes what was opened.
+func (g *githubFlags) openState(ctx context.Context, io *IO) (st *stores, close func(), err error) {
+	db, err := store.Open(filepath.Join(g.Tailnet.options().StateDirOr(io.Getenv), "nestbot.db"))
+	if err != nil {
+		return nil, nil, err
+	}
+	if st, err = g.Shared.open(ctx, db); err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return st, func() { db.Close() }, nil
 }

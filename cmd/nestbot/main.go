@@ -81,6 +81,7 @@ Every flag can also be set with an environment variable NESTBOT_<FLAG>
 		newCertsCmd(io),
 		newHostsCmd(io),
 		newRolloutCmd(io),
+		newServeCmd(io),
 		newActionCmd(io),
 		newDriftCmd(io),
 		newLabCmd(io),

@@ -137,27 +137,6 @@ func (b *Bot) Run(ctx context.Context, j store.Job) error {
 	}
 }
 
-// Supersedes says whether a newer job makes the running one pointless: a
-// newer push to a pull request cancels the plan still running for the
-// older head. An apply is never superseded.
-func (b *Bot) Supersedes(newer, running store.Job) bool {
-	if newer.Key != running.Key || newer.Event != "pull_request" || running.Event != "pull_request" {
-		return false
-	}
-	var n, r struct {
-		Action      string `json:"action"`
-		PullRequest struct {
-			Head struct {
-				SHA string `json:"sha"`
-			} `json:"head"`
-		} `json:"pull_request"`
-	}
-	if jsonUnmarshal(newer.Payload, &n) != nil || jsonUnmarshal(running.Payload, &r) != nil {
-		return false
-	}
-	return n.Action == "synchronize" && n.PullRequest.Head.SHA != r.PullRequest.Head.SHA
-}
-
 // client is the GitHub client for the event's installation.
 func (b *Bot) client(inst *gogithub.Installation) *nestgh.Client {
 	if id := inst.GetID(); id != 0 {

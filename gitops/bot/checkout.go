@@ -2,7 +2,6 @@ package bot
 
 import (
 	"context"
-	"encoding/json"
 
 	"github.com/ducksnest/nestbot/gitops/git"
 )
@@ -26,5 +25,3 @@ func checkOut(ctx context.Context, cloneURL, dir, ref, token string) (*checkout,
 	}
 	return &checkout{repo: r, dir: dir, head: head}, nil
 }
-
-func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
