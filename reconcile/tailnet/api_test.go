@@ -80,7 +80,8 @@ func TestMintedKeyJoinsWithItsTags(t *testing.T) {
 	if _, err := joinHost(t, ctx, lab, "ec2-controlplane", key); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tailnet.WaitJoined(ctx, bot, "ec2-controlplane"); err != nil {
+	joined, err := tailnet.WaitJoined(ctx, bot, "ec2-controlplane")
+	if err != nil {
 		t.Fatal(err)
 	}
 	live, err := tailnet.Observe(ctx, bot)
@@ -104,6 +105,9 @@ func TestMintedKeyJoinsWithItsTags(t *testing.T) {
 	if host == nil || host.ID == "" || host.Ephemeral || !slices.Equal(host.Tags, []string{"tag:nest"}) ||
 		host.Name != "ec2-controlplane."+labtailnet.DefaultMagicDNSDomain || len(host.Addresses) != 2 || host.Created.IsZero() {
 		t.Fatalf("devices %+v: want ec2-controlplane, not ephemeral, tagged tag:nest, with its name and addresses", devs)
+	}
+	if joined.ID != host.ID {
+		t.Errorf("the bot sees node id %q, the API device id %q: want the same", joined.ID, host.ID)
 	}
 
 	// The key was one-off: a second machine cannot join with it.

@@ -15,6 +15,7 @@ import (
 
 // Node is one node of the tailnet as a tsnet node sees it.
 type Node struct {
+	ID       string       // stable node id: the Tailscale API's device id (nodeId)
 	Name     string       // hostname the node registered with
 	DNSName  string       // MagicDNS name, without the trailing dot
 	IPs      []netip.Addr // tailnet addresses (100.64.x.y and fd7a:115c:a1e0::…)
@@ -52,6 +53,7 @@ func Nodes(ctx context.Context, s *tsnet.Server) ([]Node, error) {
 
 func nodeOf(ps *ipnstate.PeerStatus) Node {
 	n := Node{
+		ID:       string(ps.ID),
 		Name:     ps.HostName,
 		DNSName:  strings.TrimSuffix(ps.DNSName, "."),
 		IPs:      slices.Clone(ps.TailscaleIPs),
