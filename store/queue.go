@@ -181,11 +181,10 @@ func (q boltQueue) Claim(ctx context.Context, owner string, lease time.Duration)
 	if err := checkTTL("claim lease", lease); err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	// Look first without writing: an idle worker's poll costs no fsync.
+	// Look first without writing: an idle worker's poll costs no commit.
 	var found bool
 	if err := q.db.bolt.View(func(tx *bolt.Tx) error {
-		_, rec, err := q.claimable(tx, now)
+		_, rec, err := q.claimable(tx, time.Now())
 		found = rec != nil
 		return err
 	}); err != nil || !found {
@@ -197,6 +196,7 @@ func (q boltQueue) Claim(ctx context.Context, owner string, lease time.Duration)
 	var c *Claim
 	err := q.db.group.do(0, func(tx *bolt.Tx) error {
 		c = nil // a retried group runs this again
+		now := time.Now()
 		id, rec, err := q.claimable(tx, now)
 		if rec == nil || err != nil {
 			return err
