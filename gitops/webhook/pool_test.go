@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -385,4 +386,45 @@ func openDB2(t *testing.T, path string) *store.DB {
 	}
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// losingQueue is the real queue, except that every Extend finds the claim
+// lost (as when a stalled worker's lease ran out and another took the job).
+type losingQueue struct{ store.Queue }
+
+func (losingQueue) Extend(context.Context, *store.Claim, time.Duration) error {
+	return fmt.Errorf("extend: %w", store.ErrLost)
+}
+
+func TestJobWhoseClaimIsLostIsCancelledAndNotRecordedDone(t *testing.T) {
+	db := openDB(t)
+	cancelled := make(chan struct{})
+	var once sync.Once
+	m := webhook.NewMetrics(nil)
+	base, _ := serve(t, webhook.Config{Queue: losingQueue{db.Queue()}, Lease: 300 * time.Millisecond, Metrics: m,
+		Run: func(ctx context.Context, j store.Job) error {
+			<-ctx.Done()
+			once.Do(func() { close(cancelled) })
+			return nil // it says it finished, but its claim is gone
+		}})
+	if status, _ := send(t, base+"/webhook", "push", newDelivery(), pushTo("o/r", "a1")); status != http.StatusAccepted {
+		t.Fatalf("status %d, want 202", status)
+	}
+	select {
+	case <-cancelled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the job was not cancelled when its claim was lost")
+	}
+	// (Its lease runs out unextended, so a worker takes it again, and
+	// loses it again: the count may be past one.)
+	waitFor(t, "the job counted as abandoned", 10*time.Second, func() bool {
+		n, _ := strconv.Atoi(scrape(t, base)[`nestbot_job_duration_seconds_count{event="push",result="abandoned"}`])
+		return n >= 1
+	})
+	if v := scrape(t, base)[`nestbot_job_duration_seconds_count{event="push",result="ok"}`]; v != "" {
+		t.Errorf("a job whose claim was lost counted as ok %s times", v)
+	}
+	if n := depth(t, db.Queue()); n != 1 {
+		t.Errorf("depth %d, want the job still there: a lost claim's work is not recorded done", n)
+	}
 }
