@@ -6,6 +6,7 @@
 //	intake example OUT          write GitHub's example push to the default branch to OUT
 //	intake sign SECRET-FILE F   print the X-Hub-Signature-256 of file F
 //	intake serve -listen ADDR -db FILE -secret-file FILE
+//	intake freeport             print a free TCP port on 127.0.0.1
 //
 // hey sends the same headers with every request; serve gives each request
 // a delivery id of its own (the header's value and a counter), so every
@@ -36,7 +37,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		log.Fatal("usage: intake example OUT | sign SECRET-FILE FILE | serve -listen ADDR -db FILE -secret-file FILE")
+		log.Fatal("usage: intake example OUT | sign SECRET-FILE FILE | serve -listen ADDR -db FILE -secret-file FILE | freeport")
 	}
 	var err error
 	switch os.Args[1] {
@@ -46,6 +47,8 @@ func main() {
 		err = sign(os.Args[2:])
 	case "serve":
 		err = serve(os.Args[2:])
+	case "freeport":
+		err = freeport()
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -97,6 +100,16 @@ func sign(args []string) error {
 		return err
 	}
 	fmt.Println(webhook.Sign(secret[0], body))
+	return nil
+}
+
+func freeport() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	fmt.Println(ln.Addr().(*net.TCPAddr).Port)
 	return nil
 }
 
