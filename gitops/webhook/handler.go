@@ -261,7 +261,7 @@ func validDeliveryID(id string) bool {
 // knows, whatever a sender puts in the header.
 func eventLabel(event string) string {
 	switch event {
-	case EventPullRequest, EventIssueComment, EventPush, EventPing:
+	case EventPullRequest, EventIssueComment, EventPush, EventPing, "drift":
 		return event
 	}
 	return "other"

@@ -107,6 +107,7 @@ func (s *Server) Metrics() *Metrics { return s.metrics }
 // so they run after a restart.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	if err := s.pool.Start(); err != nil {
+		ln.Close()
 		return err
 	}
 	hs := &http.Server{
