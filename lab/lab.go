@@ -32,6 +32,8 @@ type Options struct {
 	Logf  func(format string, args ...any)
 	// PendingDelay is how long a new instance stays pending (default 2s).
 	PendingDelay time.Duration
+	// GitHub, when set, starts the lab's GitHub with the fleet's repository.
+	GitHub *GitHubOptions
 }
 
 // Lab is a running lab.
@@ -39,7 +41,8 @@ type Lab struct {
 	EC2     *ec2.Server
 	Tailnet *tailnet.Lab
 	Region  string
-	AuthKey string // the tailnet's auth key, for new hosts' user-data and the bot
+	AuthKey string  // the tailnet's auth key, for new hosts' user-data and the bot
+	GitHub  *GitHub // the lab's GitHub, when Options.GitHub asked for it
 
 	dir    string // the hosts' roots
 	pkiDir string // the fleet's pki.dir relative to its flake, for hosts to serve their certificates
@@ -91,6 +94,12 @@ func Up(o Options) (*Lab, error) {
 	if err := l.bootOnPrem(o.Fleet); err != nil {
 		l.Close()
 		return nil, err
+	}
+	if o.GitHub != nil {
+		if err := l.startGitHub(o.GitHub); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("lab: github: %w", err)
+		}
 	}
 	return l, nil
 }
@@ -240,7 +249,7 @@ func labImageName(pattern string) string {
 // port mapping, no LAN addresses).
 func (l *Lab) Env() []string {
 	id, secret := l.EC2.Credentials()
-	return []string{
+	env := []string{
 		"AWS_ENDPOINT_URL=" + l.EC2.URL(),
 		"AWS_ACCESS_KEY_ID=" + id,
 		"AWS_SECRET_ACCESS_KEY=" + secret,
@@ -253,6 +262,10 @@ func (l *Lab) Env() []string {
 		"TS_DISABLE_PORTMAPPER=true",
 		"TS_DEBUG_OMIT_LOCAL_ADDRS=true",
 	}
+	if l.GitHub != nil {
+		env = append(env, l.GitHub.Env()...)
+	}
+	return env
 }
 
 // Close stops every component: hosts first, then EC2 and the tailnet.
@@ -265,6 +278,9 @@ func (l *Lab) Close() error {
 	l.hosts = map[string]*host.Host{}
 	l.mu.Unlock()
 	var err error
+	if l.GitHub != nil {
+		l.GitHub.Close()
+	}
 	if l.EC2 != nil {
 		err = l.EC2.Close()
 	}
