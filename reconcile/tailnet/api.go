@@ -18,10 +18,10 @@ import (
 // DefaultAPIURL is Tailscale's API, APIConfig.BaseURL when empty.
 const DefaultAPIURL = "https://api.tailscale.com"
 
-// APIScopes are the OAuth scopes nestbot asks for: minting auth keys and
-// listing and deleting devices. An OAuth client for nestbot needs both,
-// and owns the fleet's tags.
-var APIScopes = []string{"auth_keys", "devices:core"}
+// OAuthScopes are the OAuth scopes nestbot asks for, space-separated:
+// minting auth keys, and listing and deleting devices. An OAuth client for
+// nestbot needs both, and must own the fleet's tags.
+const OAuthScopes = "auth_keys devices:core"
 
 // DefaultKeyExpiry is how long a minted auth key is good for when
 // KeyOptions.Expiry is zero: long enough for an instance to boot and join,
@@ -80,7 +80,7 @@ func NewAPI(cfg APIConfig) (*API, error) {
 			return nil, errors.New("tailscale api: an OAuth client needs both its id and its secret")
 		}
 		a.oauth = true
-		a.c.Auth = &tsapi.OAuth{ClientID: cfg.OAuthClientID, ClientSecret: cfg.OAuthClientSecret, Scopes: slices.Clone(APIScopes)}
+		a.c.Auth = &tsapi.OAuth{ClientID: cfg.OAuthClientID, ClientSecret: cfg.OAuthClientSecret, Scopes: strings.Fields(OAuthScopes)}
 		a.secrets = append(a.secrets, cfg.OAuthClientSecret)
 	case cfg.APIKey != "":
 		a.c.APIKey = cfg.APIKey
@@ -305,7 +305,7 @@ type APIError struct {
 
 func (e *APIError) Error() string {
 	if e.OAuth {
-		return e.msg + " (the OAuth client was refused: check its id and secret, and that it has the scopes " + strings.Join(APIScopes, " and ") + ")"
+		return e.msg + " (the OAuth client was refused: check its id and secret, and that it has the scopes " + OAuthScopes + ")"
 	}
 	return e.msg
 }
