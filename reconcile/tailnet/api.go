@@ -38,7 +38,7 @@ type APIConfig struct {
 	// tailnet of the credentials.
 	Tailnet string
 	// OAuthClientID and OAuthClientSecret are an OAuth client's
-	// credentials (scopes APIScopes).
+	// credentials (scopes OAuthScopes).
 	OAuthClientID     string
 	OAuthClientSecret string
 	// APIKey is an API access token (tskey-api-…).
