@@ -262,6 +262,14 @@ func (l *Lab) Env() []string {
 		"TS_DISABLE_PORTMAPPER=true",
 		"TS_DEBUG_OMIT_LOCAL_ADDRS=true",
 	}
+	// The Tailscale API stand-in: new instances get an auth key minted
+	// for each, as with a real OAuth client.
+	clientID, clientSecret := l.Tailnet.OAuthClient()
+	env = append(env,
+		"TAILSCALE_BASE_URL="+l.Tailnet.APIURL(),
+		"TAILSCALE_OAUTH_CLIENT_ID="+clientID,
+		"TAILSCALE_OAUTH_CLIENT_SECRET="+clientSecret,
+	)
 	if l.GitHub != nil {
 		env = append(env, l.GitHub.Env()...)
 	}

@@ -97,7 +97,8 @@ func newWorld(t *testing.T, edit func(yaml string) string) *world {
 		t.Setenv(k, v) // the AWS SDK reads its endpoint and credentials from the process
 	}
 	t.Setenv("NEST_AGE_IDENTITY", id.String())
-	w.secrets = []string{id.String(), l.AuthKey, w.gh.Secret, w.gh.InstallationToken(), string(w.gh.App().PrivateKeyPEM)}
+	_, oauthSecret := l.Tailnet.OAuthClient()
+	w.secrets = []string{id.String(), l.AuthKey, oauthSecret, w.gh.Secret, w.gh.InstallationToken(), string(w.gh.App().PrivateKeyPEM)}
 
 	app := w.gh.App()
 	root, err := nestgh.New(nestgh.Options{BaseURL: w.gh.APIURL(), AppID: app.ID, PrivateKey: app.PrivateKeyPEM, Login: app.BotLogin,

@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"tailscale.com/tsnet"
-
 	"github.com/ducksnest/nestbot/gitops/git"
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/pki"
@@ -55,16 +53,25 @@ func (s *Session) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyOpt
 	if revision == "" {
 		revision = plan.Revision
 	}
+	api, err := s.TailscaleAPI()
+	if err != nil {
+		return &reconcile.Report{}, err
+	}
 	if opts.AuthKey == nil {
 		opts.AuthKey = authKeySource(d.Fleet, s.opts.Getenv)
+		if api != nil && len(d.Fleet.Tailnet.Tags) > 0 {
+			// One key per new host, minted for it, tagged with the fleet's tags.
+			opts.AuthKey = api.KeySource(d.Fleet.Tailnet.Tags, nesttailnet.KeyOptions{Fleet: d.Fleet.Name})
+		}
 	}
 	exec := &reconcile.Executor{Appliers: map[reconcile.Plane]reconcile.PlaneApplier{}}
 	if s.EC2 != nil {
 		a := &nestaws.Applier{Client: s.EC2, Fleet: d.Fleet, Live: &s.Live.Cloud, Revision: revision, Logf: opts.logf, AuthKey: opts.AuthKey}
 		exec.Appliers[reconcile.PlaneCloud] = cloudApplier(a)
 	}
-	if s.Bot != nil {
-		exec.Appliers[reconcile.PlaneTailnet] = tailnetApplier(s.Bot, d.Fleet, opts.logf)
+	if s.Bot != nil || api != nil {
+		exec.Appliers[reconcile.PlaneTailnet] = (&nesttailnet.Applier{Bot: s.Bot, API: api, Tags: d.Fleet.Tailnet.Tags,
+			JoinTimeout: d.Fleet.Tailnet.JoinTimeout.Duration, Logf: opts.logf}).Apply
 	}
 	if d.Fleet.PKI != nil && s.Live.Observed(reconcile.PlanePKI) {
 		exec.Appliers[reconcile.PlanePKI] = s.pkiApplier(opts)
@@ -105,40 +112,29 @@ func authKeySource(f *nest.Fleet, getenv func(string) string) func(context.Conte
 	}
 }
 
-// tailnetApplier carries out the tailnet plane: it waits, bounded by
-// tailnet.join_timeout, for each new host to join.
-func tailnetApplier(bot *tsnet.Server, f *nest.Fleet, logf func(string, ...any)) reconcile.PlaneApplier {
-	return func(ctx context.Context, steps []reconcile.Step) ([]reconcile.StepResult, error) {
-		var out []reconcile.StepResult
-		var failed error
-		for _, st := range steps {
-			if failed != nil {
-				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusSkipped, Detail: "an earlier step failed"})
-				continue
-			}
-			switch st.Action {
-			case reconcile.ActionWait:
-				name := st.Address[len("tailnet.node."):]
-				logf("tailnet: waiting up to %s for %s to join", f.Tailnet.JoinTimeout, name)
-				wctx, cancel := context.WithTimeout(ctx, f.Tailnet.JoinTimeout.Duration)
-				n, err := nesttailnet.WaitJoined(wctx, bot, name)
-				cancel()
-				if err != nil {
-					failed = fmt.Errorf("%s: %w", st.Address, err)
-					out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusFailed, Detail: err.Error()})
-					continue
-				}
-				ip := ""
-				if len(n.IPs) > 0 {
-					ip = n.IPs[0].String()
-				}
-				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusApplied, Detail: "joined as " + ip})
-			default:
-				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusSkipped, Detail: "removing nodes needs the Tailscale API, not available yet"})
-			}
-		}
-		return out, failed
+// TailscaleAPI is the Tailscale API client, from TAILSCALE_* in the
+// environment or nest.yaml's tailnet.oauth; nil when neither gives
+// credentials (keys then come from tailnet.auth_key, strays stay).
+func (s *Session) TailscaleAPI() (*nesttailnet.API, error) {
+	f := s.Desired.Fleet
+	cfg, err := nesttailnet.APIConfigFromEnv(s.opts.Getenv)
+	if err != nil {
+		return nil, err
 	}
+	if o := f.Tailnet.OAuth; o != nil {
+		secret, err := o.ClientSecret.Resolve(s.opts.Getenv)
+		if err != nil {
+			return nil, fmt.Errorf("tailnet.oauth.client_secret: %w", err)
+		}
+		cfg.OAuthClientID, cfg.OAuthClientSecret = o.ClientID, secret
+	}
+	if s.opts.TailscaleAPIURL != "" {
+		cfg.BaseURL = s.opts.TailscaleAPIURL
+	}
+	if !cfg.HasCredentials() {
+		return nil, nil
+	}
+	return nesttailnet.NewAPI(cfg)
 }
 
 // identityEnv names the bot's age identity: an age X25519 secret key or an

@@ -32,6 +32,8 @@ type Options struct {
 	// AWS_ENDPOINT_URL works too.
 	AWSEndpoint string
 	Tailnet     TailnetOptions
+	// TailscaleAPIURL overrides TAILSCALE_BASE_URL (the lab's API).
+	TailscaleAPIURL string
 	// Planes limits what is observed (nil: every plane nest.yaml has).
 	Planes []reconcile.Plane
 	// DB is the state file already open in this process (the server's);

@@ -23,6 +23,9 @@ type Faults struct {
 	// HealthFails: the switch succeeds, but the generation it made is
 	// unhealthy: while it is current, `systemctl is-system-running` says
 	// degraded (exit status 1) and list-units --failed names a failed unit.
+	// A configuration asks for the same itself with a line
+	// "# lab: degraded" in the flake's hosts/<name>/configuration.nix, so a
+	// commit can break a host as a broken service would.
 	HealthFails bool
 
 	// SlowSwitch is how long activation takes.
