@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"net/http"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -36,9 +37,10 @@ type GitHub struct {
 	Secret      string // the webhook secret
 	KeyFile     string // the App's private key, as a PEM file
 
-	mu     sync.Mutex
-	sender *labgithub.Sender
-	logf   func(string, ...any)
+	mu      sync.Mutex
+	sender  *labgithub.Sender
+	logf    func(string, ...any)
+	control *http.Server
 }
 
 // startGitHub starts the lab's GitHub with the repository.

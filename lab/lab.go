@@ -287,6 +287,9 @@ func (l *Lab) Close() error {
 	l.mu.Unlock()
 	var err error
 	if l.GitHub != nil {
+		if l.GitHub.control != nil {
+			l.GitHub.control.Close()
+		}
 		l.GitHub.Close()
 	}
 	if l.EC2 != nil {

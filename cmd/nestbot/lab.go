@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -17,21 +18,33 @@ import (
 func newLabCmd(io *IO) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "lab",
-		Short: "Run stand-ins for AWS (and, later, the tailnet, hosts and GitHub) on loopback",
+		Short: "Run the lab: AWS, a tailnet with hosts, and GitHub, on loopback",
 	}
-	var envFile, file string
+	var envFile, file, webhookURL string
+	var withGitHub bool
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Start the lab and print the environment that points nestbot at it",
 		Long: `Lab up starts, on loopback, an EC2 endpoint that speaks the real EC2 Query
 protocol (checked with SigV4 against the lab's static credentials), seeded with
-the images and instance profiles nest.yaml names. It prints KEY=VALUE lines
+the images and instance profiles nest.yaml names; a tailnet (tailscale's own
+control and DERP servers, and a stand-in for the Tailscale API) with the
+on-prem hosts of nest.yaml on it, each a simulated NixOS host reached over
+Tailscale SSH; and with --github, a GitHub that checks every request against
+GitHub's OpenAPI description, holding nest.yaml's directory as the repository
+ducksnest/infra, whose webhook delivers to nestbot serve. It prints KEY=VALUE lines
 (and writes them to --env-file) that, sourced into another shell, point every
 other verb at the lab, and runs until interrupted.`,
 		Args: cobra.NoArgs,
-		Example: `  nestbot lab up --env-file lab.env &
+		Example: `  nestbot lab up -f examples/ducksnest/nest.yaml --env-file lab.env &
   set -a; . ./lab.env; set +a
-  nestbot plan -f examples/ducksnest/nest.yaml`,
+  nestbot plan -f examples/ducksnest/nest.yaml
+
+  nestbot lab up -f examples/ducksnest/nest.yaml --github --env-file lab.env &
+  set -a; . ./lab.env; set +a
+  nestbot serve &
+  nestbot lab pr open --branch more-swap infra/nix/hosts/laptop-ultra/swap.nix='{ }'
+  nestbot lab pr show 1 --wait plan`,
 		RunE: func(*cobra.Command, []string) error {
 			var fleet *nest.Fleet
 			if _, err := os.Stat(file); err == nil {
@@ -41,12 +54,24 @@ other verb at the lab, and runs until interrupted.`,
 				}
 				fleet = f
 			}
-			l, err := lab.Up(lab.Options{Fleet: fleet})
+			o := lab.Options{Fleet: fleet}
+			if withGitHub {
+				o.GitHub = &lab.GitHubOptions{FromDir: filepath.Dir(file), WebhookURL: webhookURL}
+			}
+			l, err := lab.Up(o)
 			if err != nil {
 				return err
 			}
 			defer l.Close()
-			env := strings.Join(l.Env(), "\n") + "\n"
+			vars := l.Env()
+			if l.GitHub != nil {
+				url, err := l.GitHub.ServeControl()
+				if err != nil {
+					return err
+				}
+				vars = append(vars, "NESTBOT_LAB_URL="+url)
+			}
+			env := strings.Join(vars, "\n") + "\n"
 			if envFile != "" {
 				if err := writeFileAtomic(envFile, []byte(env)); err != nil {
 					return err
@@ -65,6 +90,8 @@ other verb at the lab, and runs until interrupted.`,
 	}
 	up.Flags().StringVar(&envFile, "env-file", "", "also write the KEY=VALUE lines to this file")
 	up.Flags().StringVarP(&file, "file", "f", "nest.yaml", "seed the lab with what this nest.yaml expects to exist (if present)")
-	cmd.AddCommand(up)
+	up.Flags().BoolVar(&withGitHub, "github", false, "also start the lab's GitHub, with nest.yaml's directory as the repository ducksnest/infra")
+	up.Flags().StringVar(&webhookURL, "webhook-url", "http://127.0.0.1:8080/webhook", "with --github: where the repository's webhook delivers (nestbot serve)")
+	cmd.AddCommand(up, newLabPRCmd(io))
 	return cmd
 }

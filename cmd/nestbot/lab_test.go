@@ -173,9 +173,9 @@ func copyExample(t *testing.T) string {
 // startLabUp runs `nestbot lab up` for the repository in its own process,
 // waits (bounded) for its env file, and returns the process and the
 // environment it wrote. The process is killed when the test ends.
-func startLabUp(ctx context.Context, t *testing.T, repo, envFile string, stdout, stderr io.Writer) (*exec.Cmd, []string) {
+func startLabUp(ctx context.Context, t *testing.T, repo, envFile string, stdout, stderr io.Writer, extra ...string) (*exec.Cmd, []string) {
 	t.Helper()
-	lab := nestbotCmd(ctx, nil, "lab", "up", "-f", repo+"/nest.yaml", "--env-file", envFile)
+	lab := nestbotCmd(ctx, nil, append([]string{"lab", "up", "-f", repo + "/nest.yaml", "--env-file", envFile}, extra...)...)
 	lab.Stdout, lab.Stderr = stdout, stderr
 	if err := lab.Start(); err != nil {
 		t.Fatal(err)
