@@ -2,10 +2,10 @@ package lab
 
 import (
 	"context"
-	"net/http"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
