@@ -188,6 +188,18 @@ func (l *Lab) Boot(ctx context.Context, cfg host.Config) (*host.Host, error) {
 	return h, nil
 }
 
+// HostNames are the hosts the lab runs (on-prem and booted instances), sorted.
+func (l *Lab) HostNames() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	names := make([]string, 0, len(l.hosts))
+	for n := range l.hosts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
 // Host returns the lab host named name, if it is booted.
 func (l *Lab) Host(name string) (*host.Host, bool) {
 	l.mu.Lock()

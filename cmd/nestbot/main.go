@@ -85,6 +85,7 @@ Every flag can also be set with an environment variable NESTBOT_<FLAG>
 		newActionCmd(io),
 		newDriftCmd(io),
 		newLabCmd(io),
+		newDemoCmd(io),
 		newSchemaCmd(io),
 		newVersionCmd(io),
 	)

@@ -186,7 +186,7 @@ func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 	if res.Err != nil {
 		result = "failure"
 	}
-	b.observe("apply", result)
+	defer b.observe("apply", result) // once reported everywhere
 	// The lock's holder records the outcome; a holder that lost the lock
 	// is refused here, so a late result never overwrites a newer one.
 	stopRenew()

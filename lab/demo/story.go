@@ -1,0 +1,245 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	labgithub "github.com/ducksnest/nestbot/lab/github"
+)
+
+// Story is what the demo's pull requests came to.
+type Story struct {
+	Bootstrap, AddWorker, Change, Break *Step
+	Hosts                               []HostRow
+	Took                                time.Duration
+}
+
+// The worker the first pull request adds.
+const newWorker = "ec2-worker-1"
+
+// Play runs the story: nestbot applies the default branch once; a pull
+// request adds an EC2 worker; one changes a host's configuration; one
+// breaks a host. Each is planned on the pull request and applied on merge.
+func (d *Demo) Play(ctx context.Context) (*Story, error) {
+	start := time.Now()
+	s := &Story{}
+	var err error
+	d.say("nestbot demo: the DucksNest fleet in a lab on this machine.\n")
+	d.say("  GitHub   %s (repository %s, webhook to nestbot serve at %s)", d.GitHub.ServerURL(), d.Repo.FullName(), d.Webhook)
+	d.say("  AWS      %s (the EC2 API, driven by the AWS SDK)", d.Lab.EC2.URL())
+	d.say("  tailnet  %s (tailscale's control and DERP servers)", d.Lab.Tailnet.ControlURL())
+	d.say("  on-prem  %s (simulated NixOS hosts, reached over Tailscale SSH)", strings.Join(d.Lab.HostNames(), ", "))
+
+	d.heading("1. The fleet as it stands: nestbot applies the default branch once, as after a first merge.")
+	if s.Bootstrap, err = d.bootstrap(ctx); err != nil {
+		return s, err
+	}
+	d.applyResult(s.Bootstrap)
+
+	d.heading("2. A pull request adds " + newWorker + ", a second EC2 instance.")
+	yaml, err := d.readMain("nest.yaml")
+	if err != nil {
+		return s, err
+	}
+	worker := fmt.Sprintf(`  %s:
+    roles: [worker]
+    aws:
+      instance_type: t3.small
+      ami: {name: NixOS-25.05-updated-kernel-image}
+      subnet: public-c
+      root_volume: {size_gb: 20, type: gp3, encrypted: true}
+`, newWorker)
+	yaml = strings.Replace(yaml, "  laptop-firebat:", worker+"  laptop-firebat:", 1)
+	flake, err := d.readMain("infra/nix/flake.nix")
+	if err != nil {
+		return s, err
+	}
+	flake = strings.Replace(flake, `[ "ec2-controlplane" `, `[ "ec2-controlplane" "`+newWorker+`" `, 1)
+	if s.AddWorker, err = d.PullRequest(ctx, "add-"+newWorker, "Add "+newWorker, map[string]string{
+		"nest.yaml":           yaml,
+		"infra/nix/flake.nix": flake,
+		"infra/nix/hosts/" + newWorker + "/configuration.nix": "{ ... }:\n{\n  networking.hostName = \"" + newWorker + "\";\n  services.kubernetes.roles = [ \"node\" ];\n}\n",
+	}); err != nil {
+		return s, err
+	}
+	d.showPlan(s.AddWorker)
+	if err := d.Merge(ctx, s.AddWorker); err != nil {
+		return s, err
+	}
+	d.applyResult(s.AddWorker)
+	d.newHost(newWorker)
+
+	d.heading("3. A pull request changes laptop-ultra's configuration: only that host rolls.")
+	if s.Change, err = d.PullRequest(ctx, "ultra-swap", "laptop-ultra: more swap", map[string]string{
+		"infra/nix/hosts/laptop-ultra/configuration.nix": "{ ... }:\n{\n  networking.hostName = \"laptop-ultra\";\n  services.kubernetes.roles = [ \"node\" ];\n  swapDevices = [ { device = \"/swapfile\"; size = 8192; } ];\n}\n",
+	}); err != nil {
+		return s, err
+	}
+	d.say("   The plan on #%d: %s", s.Change.Number, s.Change.PlanTitle)
+	d.hostLines(s.Change.Plan)
+	if err := d.Merge(ctx, s.Change); err != nil {
+		return s, err
+	}
+	d.applyResult(s.Change)
+
+	d.heading("4. A pull request breaks laptop-firebat (a failing service) and touches laptop-ultra.")
+	if s.Break, err = d.PullRequest(ctx, "firebat-break", "laptop-firebat: new service", map[string]string{
+		"infra/nix/hosts/laptop-firebat/configuration.nix": "{ ... }:\n{\n  networking.hostName = \"laptop-firebat\";\n  services.kubernetes.roles = [ \"node\" ];\n  # lab: degraded  (this service fails to start)\n  systemd.services.broken.script = \"exit 1\";\n}\n",
+		"infra/nix/hosts/laptop-ultra/configuration.nix":   "{ ... }:\n{\n  networking.hostName = \"laptop-ultra\";\n  services.kubernetes.roles = [ \"node\" ];\n  swapDevices = [ { device = \"/swapfile\"; size = 16384; } ];\n}\n",
+	}); err != nil {
+		return s, err
+	}
+	d.say("   The plan on #%d: %s", s.Break.Number, s.Break.PlanTitle)
+	d.hostLines(s.Break.Plan)
+	if err := d.Merge(ctx, s.Break); err != nil {
+		return s, err
+	}
+	d.applyResult(s.Break)
+
+	d.heading("5. Where every host is now.")
+	if s.Hosts, err = d.Hosts(); err != nil {
+		return s, err
+	}
+	main, _ := d.GitHub.Branch(d.Repo.Owner, d.Repo.Name, "main")
+	tw := tabwriter.NewWriter(d.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "   HOST\tREVISION\tGEN\tCERTIFICATES EXPIRE")
+	for _, h := range s.Hosts {
+		rev := short(h.Revision)
+		if h.Revision == main {
+			rev += " (main)"
+		}
+		exp := "-"
+		if !h.CertsExpire.IsZero() {
+			exp = h.CertsExpire.UTC().Format("2006-01-02")
+		}
+		fmt.Fprintf(tw, "   %s\t%s\t%d\t%s\n", h.Host, rev, h.Generation, exp)
+	}
+	tw.Flush()
+	s.Took = time.Since(start)
+	d.say("\nThe story took %s. Every request nestbot sent to the lab's GitHub was checked against GitHub's OpenAPI description: %s.",
+		s.Took.Round(100*time.Millisecond), violations(d.GitHub.Violations()))
+	return s, nil
+}
+
+func violations(v []string) string {
+	if len(v) == 0 {
+		return "all valid"
+	}
+	return fmt.Sprintf("%d invalid (%s)", len(v), v[0])
+}
+
+// bootstrap tells nestbot about the default branch's head as a push, and
+// waits for the apply.
+func (d *Demo) bootstrap(ctx context.Context) (*Step, error) {
+	head, err := d.GitHub.Branch(d.Repo.Owner, d.Repo.Name, "main")
+	if err != nil {
+		return nil, err
+	}
+	d.takeEvents()
+	ev, err := d.GitHub.PushEvent(labgithub.Pushed{Owner: d.Repo.Owner, Repo: d.Repo.Name, Ref: "refs/heads/main",
+		Before: strings.Repeat("0", 40), After: head, Pusher: d.Repo.Owner})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := d.GitHub.Send(ctx, ev); err != nil {
+		return nil, err
+	}
+	st := &Step{Merge: head}
+	select {
+	case <-d.applied:
+	case <-ctx.Done():
+		return st, fmt.Errorf("demo: waiting for the first apply: %w", ctx.Err())
+	}
+	deps, err := d.GitHub.Deployments(d.Repo.Owner, d.Repo.Name)
+	if err != nil || len(deps) == 0 {
+		return st, fmt.Errorf("demo: the first apply made no deployment (%v)", err)
+	}
+	dep := deps[len(deps)-1]
+	if n := len(dep.Statuses); n > 0 {
+		st.Deployment, st.Detail = dep.Statuses[n-1].State, dep.Statuses[n-1].Description
+	}
+	st.Rolled = rolls(d.takeEvents())
+	return st, nil
+}
+
+func (d *Demo) heading(s string) { d.say("\n%s", s) }
+
+func (d *Demo) readMain(p string) (string, error) {
+	tree, err := d.mainTree()
+	if err != nil {
+		return "", err
+	}
+	b, err := fs.ReadFile(tree, p)
+	return string(b), err
+}
+
+// showPlan prints the plan comment as GitHub renders its Markdown source.
+func (d *Demo) showPlan(st *Step) {
+	d.say("   nestbot's plan comment on #%d (%s), as posted:\n", st.Number, st.PlanTitle)
+	for _, line := range strings.Split(strings.TrimRight(st.Plan, "\n"), "\n") {
+		d.say("   │ %s", line)
+	}
+	d.say("")
+}
+
+// hostLines prints the hosts the plan rolls.
+func (d *Demo) hostLines(plan string) {
+	for _, line := range strings.Split(plan, "\n") {
+		if strings.HasPrefix(line, "| `>` | `host.") {
+			cells := strings.Split(line, "|")
+			if len(cells) >= 5 {
+				d.say("     %s %s: %s", strings.Trim(strings.TrimSpace(cells[2]), "`"), strings.TrimSpace(cells[3]), strings.TrimSpace(cells[4]))
+			}
+		}
+	}
+}
+
+// applyResult narrates a merge's apply: the deployment and each host's part.
+func (d *Demo) applyResult(st *Step) {
+	if st.Number > 0 {
+		d.say("   Merged #%d as %s; nestbot applied it.", st.Number, short(st.Merge))
+	}
+	d.say("   Deployment: %s — %s", st.Deployment, st.Detail)
+	if len(st.Rolled) == 0 {
+		d.say("   No host rolled.")
+		return
+	}
+	d.say("   Rollout, in order:")
+	for _, r := range st.Rolled {
+		line := fmt.Sprintf("     batch %d  %-18s %s", r.Batch, r.Host, r.Final)
+		if r.Detail != "" && r.Final != "confirmed" {
+			line += ": " + r.Detail
+		}
+		d.say("%s", line)
+	}
+}
+
+// newHost narrates how a new EC2 host came to be.
+func (d *Demo) newHost(name string) {
+	for _, in := range d.Lab.EC2.Instances() {
+		if in.Tags["nest:host"] == name {
+			d.say("   %s is instance %s (%s, %s); its user-data carried an auth key minted for it.", name, in.ID, in.InstanceType, in.State)
+		}
+	}
+	if h, ok := d.Lab.Host(name); ok {
+		d.say("   It booted, joined the tailnet as %s, and its SSH host key was pinned in the repository:", h.TailscaleIP())
+	}
+	tree, err := d.mainTree()
+	if err == nil {
+		if b, err := fs.ReadFile(tree, certsDir+"/hosts/"+name+".pub"); err == nil {
+			d.say("     %s/hosts/%s.pub: %s", certsDir, name, strings.TrimSpace(string(b)))
+		}
+		d.say("   Its certificates expire %s; their keys are encrypted to it and the admins.", certsExpire(tree, name).UTC().Format("2006-01-02"))
+	}
+}
+
+func short(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}
