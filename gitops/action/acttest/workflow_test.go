@@ -28,17 +28,17 @@ type world struct {
 	gh       *labgithub.Server
 	identity *age.X25519Identity // nestbot's, one of pki.admins
 	act      *actRunner
-	ghLog    *lines
+	log      *lines
 	tokens   []string // the GITHUB_TOKENs the runs were given
 }
 
-// newWorld starts the lab seeded with examples/ducksnest and its GitHub
-// holding that example as ducksnest/infra, nestbot's age identity added to
-// pki.admins.
-func newWorld(ctx context.Context, t *testing.T, act *actRunner) *world {
+// newWorld starts the lab seeded with examples/ducksnest, and its GitHub
+// holding that example as ducksnest/infra with nestbot's age identity
+// added to pki.admins.
+func newWorld(t *testing.T, act *actRunner) *world {
 	t.Helper()
 	examples := fixtures.Package(t, "@octokit/webhooks-examples")
-	w := &world{act: act, ghLog: &lines{}}
+	w := &world{act: act, log: &lines{}}
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		t.Fatal(err)
@@ -63,42 +63,21 @@ func newWorld(ctx context.Context, t *testing.T, act *actRunner) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.lab, err = lab.Up(lab.Options{Fleet: f, PendingDelay: -1}); err != nil {
+	w.lab, err = lab.Up(lab.Options{Fleet: f, PendingDelay: -1, Logf: w.log.add,
+		GitHub: &lab.GitHubOptions{Owner: owner, Repo: repoName, FromDir: dir, Examples: examples}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { w.lab.Close() })
-
-	if w.gh, err = labgithub.New(labgithub.Config{WebhookExamples: examples, Logf: w.ghLog.add}); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.gh.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.gh.Close() })
+	w.gh = w.lab.GitHub.Server
 	t.Cleanup(func() {
 		if v := w.gh.Violations(); len(v) > 0 {
 			t.Errorf("requests GitHub's OpenAPI description does not allow:\n%s", strings.Join(v, "\n"))
 		}
 		if t.Failed() {
-			t.Logf("the lab's GitHub:\n%s", w.ghLog.String())
+			t.Logf("the lab's log:\n%s", w.log.String())
 		}
+		w.lab.Close()
 	})
-	files := map[string][]byte{}
-	err = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		data, err := os.ReadFile(p)
-		files[filepath.ToSlash(rel)] = data
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.gh.CreateRepo(ctx, owner, repoName, labgithub.RepoOptions{Files: files, Message: "The DucksNest fleet"}); err != nil {
-		t.Fatal(err)
-	}
 	return w
 }
 
@@ -110,13 +89,23 @@ func newWorld(ctx context.Context, t *testing.T, act *actRunner) *world {
 func (w *world) actOptions(ctx context.Context, t *testing.T, ev labgithub.Event, sha string) actOptions {
 	t.Helper()
 	env := map[string]string{"GITHUB_REPOSITORY": owner + "/" + repoName}
-	for _, kv := range append(w.lab.Env(), w.gh.Env()...) {
+	secrets := map[string]string{}
+	for _, kv := range w.lab.Env() {
 		k, v, _ := strings.Cut(kv, "=")
-		switch k {
-		case "TS_AUTHKEY", "NESTBOT_TS_AUTHKEY", "NESTBOT_TS_CONTROL_URL":
-			continue // secrets and variables, below
+		switch {
+		case k == "TS_AUTHKEY" || k == "NESTBOT_TS_AUTHKEY" || strings.HasPrefix(k, "TAILSCALE_OAUTH_"):
+			secrets[k] = v // the example reads them from secrets
+		case strings.HasPrefix(k, "AWS_") || strings.HasPrefix(k, "TS_") || k == "TAILSCALE_BASE_URL",
+			k == "GITHUB_API_URL" || k == "GITHUB_SERVER_URL" || k == "GITHUB_REPOSITORY":
+			env[k] = v // the runner's, or AWS credentials as configure-aws-credentials sets them
 		}
-		env[k] = v
+		// The rest is for nestbot serve (the App, the webhook secret), or
+		// reaches the job as a variable (NEST_TS_CONTROL_URL, below).
+	}
+	for _, k := range []string{"TS_AUTHKEY", "GITHUB_API_URL", "AWS_ENDPOINT_URL"} {
+		if secrets[k] == "" && env[k] == "" {
+			t.Fatalf("the lab's environment has no %s", k)
+		}
 	}
 	ws := filepath.Join(t.TempDir(), repoName)
 	gitDir, err := w.gh.GitDir(owner, repoName)
@@ -130,18 +119,15 @@ func (w *world) actOptions(ctx context.Context, t *testing.T, ev labgithub.Event
 	}
 	token := w.gh.ActionsToken()
 	w.tokens = append(w.tokens, token)
+	secrets["GITHUB_TOKEN"] = token
+	secrets["NEST_AGE_IDENTITY"] = w.identity.String()
 	return actOptions{
 		Event:     ev.Name,
 		Payload:   ev.Payload,
 		Workspace: ws,
 		Env:       env,
-		Secrets: map[string]string{
-			"GITHUB_TOKEN":       token,
-			"TS_AUTHKEY":         w.lab.AuthKey,
-			"NESTBOT_TS_AUTHKEY": w.lab.AuthKey,
-			"NEST_AGE_IDENTITY":  w.identity.String(),
-		},
-		Vars: map[string]string{"NEST_TS_CONTROL_URL": w.lab.Tailnet.ControlURL()},
+		Secrets:   secrets,
+		Vars:      map[string]string{"NEST_TS_CONTROL_URL": w.lab.Tailnet.ControlURL()},
 	}
 }
 
@@ -162,7 +148,9 @@ func (w *world) runAct(ctx context.Context, t *testing.T, o actOptions, want str
 // noSecrets fails the test when text holds one of the world's secrets.
 func (w *world) noSecrets(t *testing.T, where, text string) {
 	t.Helper()
-	secrets := map[string]string{"the tailnet auth key": w.lab.AuthKey, "nestbot's age identity": w.identity.String()}
+	_, oauthSecret := w.lab.Tailnet.OAuthClient()
+	secrets := map[string]string{"the tailnet auth key": w.lab.AuthKey, "nestbot's age identity": w.identity.String(),
+		"the Tailscale OAuth client's secret": oauthSecret}
 	for i, tok := range w.tokens {
 		secrets[fmt.Sprintf("GITHUB_TOKEN %d", i+1)] = tok
 	}
@@ -188,7 +176,7 @@ func TestExampleWorkflowPlansAPullRequestThenAppliesItsMerge(t *testing.T) {
 	act := newActRunner(t, fixtures.Require(t, "act"))
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	w := newWorld(ctx, t, act)
+	w := newWorld(t, act)
 
 	// A pull request makes the control plane bigger.
 	main, err := w.gh.Branch(owner, repoName, "main")
