@@ -41,7 +41,7 @@ type lockedLog struct {
 	lines []string
 }
 
-func (l *lockedLog) logf(t *testing.T) func(string, ...any) {
+func (l *lockedLog) logf(t testing.TB) func(string, ...any) {
 	return func(format string, args ...any) {
 		line := strings.TrimSpace(fmt.Sprintf(format, args...))
 		l.mu.Lock()
@@ -59,7 +59,7 @@ func (l *lockedLog) text() string {
 
 // newWorld starts the lab with the example fleet; nestbot's age identity
 // is one of the admins, so it signs with the CAs it creates.
-func newWorld(t *testing.T, edit func(yaml string) string) *world {
+func newWorld(t testing.TB, edit func(yaml string) string) *world {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a lab")
@@ -172,7 +172,7 @@ func (w *world) checkViolations(t *testing.T) {
 }
 
 // openPR commits files on a new branch and opens a pull request from it.
-func (w *world) openPR(ctx context.Context, t *testing.T, branch string, files map[string][]byte) labgithub.PullRequest {
+func (w *world) openPR(ctx context.Context, t testing.TB, branch string, files map[string][]byte) labgithub.PullRequest {
 	t.Helper()
 	if _, err := w.gh.Commit(ctx, w.repo.Owner, w.repo.Name, labgithub.Commit{Branch: branch, Message: "change " + branch, Files: files}); err != nil {
 		t.Fatal(err)
@@ -184,7 +184,7 @@ func (w *world) openPR(ctx context.Context, t *testing.T, branch string, files m
 	return pr
 }
 
-func (w *world) comments(t *testing.T, number int) []labgithub.Comment {
+func (w *world) comments(t testing.TB, number int) []labgithub.Comment {
 	t.Helper()
 	cs, err := w.gh.Comments(w.repo.Owner, w.repo.Name, number)
 	if err != nil {
@@ -203,7 +203,7 @@ func planComments(cs []labgithub.Comment) (n int) {
 }
 
 // run delivers ev to the bot as the server's worker would.
-func (w *world) run(ctx context.Context, t *testing.T, ev labgithub.Event) error {
+func (w *world) run(ctx context.Context, t testing.TB, ev labgithub.Event) error {
 	t.Helper()
 	return w.bot.Run(ctx, store.Job{ID: labgithub.NewDeliveryID(), Event: ev.Name, Payload: ev.Payload})
 }

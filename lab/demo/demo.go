@@ -17,7 +17,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -30,6 +29,7 @@ import (
 	"github.com/ducksnest/nestbot/gitops/git"
 	nestgh "github.com/ducksnest/nestbot/gitops/github"
 	"github.com/ducksnest/nestbot/gitops/webhook"
+	"github.com/ducksnest/nestbot/internal/fixtures"
 	"github.com/ducksnest/nestbot/lab"
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/reconcile/rollout"
@@ -65,10 +65,9 @@ type Demo struct {
 	applied chan string // deployment outcomes, as the bot reports them
 }
 
-// exampleDir is examples/ducksnest beside this source file.
+// exampleDir is examples/ducksnest of the source tree.
 func exampleDir() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "examples", "ducksnest")
+	return filepath.Join(fixtures.RepoRoot(), "examples", "ducksnest")
 }
 
 // Start starts the lab with the example repository and nestbot serving it.

@@ -5,7 +5,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -41,11 +40,10 @@ type actionStep struct {
 	With  map[string]string `yaml:"with"`
 }
 
-// repoRoot is the module's root: this package is gitops/action/acttest.
+// repoRoot is the module's root.
 func repoRoot(t testing.TB) string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "..")
+	return fixtures.RepoRoot()
 }
 
 func loadAction(t *testing.T) actionMeta {
