@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"log"
 	"os"
 	"os/signal"
 	"syscall"
@@ -46,6 +47,7 @@ job should fail.`,
 			defer closeState()
 			cfg := gf.botConfig(io, gh, st)
 			cfg.DetailsURL = actionsRunURL(io.Getenv)
+			cfg.Logf = log.New(io.Err, "", 0).Printf // the runner stamps each line already
 			_, err = action.Run(ctx, action.Config{Getenv: io.Getenv, Out: io.Out, Bot: cfg, Command: command})
 			if err != nil {
 				return &exitError{code: 1, msg: "nestbot action: " + err.Error()}

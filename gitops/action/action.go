@@ -26,7 +26,6 @@ import (
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/reconcile"
 	"github.com/ducksnest/nestbot/reconcile/rollout"
-	"github.com/ducksnest/nestbot/store"
 )
 
 // Result is the action's outcome, as its `result` output says it.
@@ -219,7 +218,10 @@ func (r *run) reportPlan(plan *reconcile.Plan, parts []string, invalid nest.Erro
 }
 
 func (r *run) comment(ctx context.Context) error {
-	err := r.bot.Run(ctx, store.Job{ID: "action-" + randomID(), Event: "issue_comment", Payload: r.payload})
+	res, err := r.bot.OnComment(ctx, r.payload)
+	if res != nil {
+		r.reportPlan(res.Plan, res.Parts, res.Invalid, res.Skipped)
+	}
 	if r.out.Result == "" {
 		r.out.Result = ResultDone
 	}
@@ -313,35 +315,53 @@ func appendFile(path, s string) error {
 	return f.Close()
 }
 
-// hostGroups folds the rollout's progress into one ::group:: per host,
-// opening a host's group when its events start and closing it when another
-// host's come.
+// hostGroups prints the rollout's progress as one ::group:: per host: a
+// host's lines are held until it is done (confirmed, rolled back, failed
+// or skipped), so hosts switching side by side do not interleave.
 type hostGroups struct {
-	mu   sync.Mutex
-	out  io.Writer
-	open string
+	mu      sync.Mutex
+	out     io.Writer
+	pending map[string][]string
+	order   []string
 }
 
 func (g *hostGroups) event(e rollout.Event) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if e.Host != g.open {
-		if g.open != "" {
-			fmt.Fprintln(g.out, "::endgroup::")
-		}
-		fmt.Fprintf(g.out, "::group::host %s\n", e.Host)
-		g.open = e.Host
+	if g.pending == nil {
+		g.pending = map[string][]string{}
 	}
-	fmt.Fprintln(g.out, e.String())
+	if _, ok := g.pending[e.Host]; !ok {
+		g.order = append(g.order, e.Host)
+	}
+	g.pending[e.Host] = append(g.pending[e.Host], e.String())
+	switch e.State {
+	case rollout.StateConfirmed, rollout.StateRolledBack, rollout.StateSkipped:
+		g.flushLocked(e.Host, string(e.State))
+	}
 }
 
+func (g *hostGroups) flushLocked(host, state string) {
+	lines, ok := g.pending[host]
+	if !ok {
+		return
+	}
+	fmt.Fprintf(g.out, "::group::host %s: %s\n", host, state)
+	for _, l := range lines {
+		fmt.Fprintln(g.out, l)
+	}
+	fmt.Fprintln(g.out, "::endgroup::")
+	delete(g.pending, host)
+}
+
+// close prints the hosts still open (a failure without a rollback).
 func (g *hostGroups) close() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.open != "" {
-		fmt.Fprintln(g.out, "::endgroup::")
-		g.open = ""
+	for _, h := range g.order {
+		g.flushLocked(h, "stopped")
 	}
+	g.order = nil
 }
 
 // stripMarker drops a comment part's hidden marker line.

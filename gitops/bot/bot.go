@@ -128,7 +128,8 @@ func (b *Bot) Run(ctx context.Context, j store.Job) error {
 	case *gogithub.PullRequestEvent:
 		return b.onPullRequest(ctx, e)
 	case *gogithub.IssueCommentEvent:
-		return b.onComment(ctx, e)
+		_, err := b.onComment(ctx, e)
+		return err
 	case *gogithub.PushEvent:
 		return b.onPush(ctx, e)
 	default:

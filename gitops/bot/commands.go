@@ -48,13 +48,23 @@ func IsBot(u *gogithub.User) bool {
 	return u.GetType() == "Bot" || strings.HasSuffix(u.GetLogin(), "[bot]")
 }
 
-func (b *Bot) onComment(ctx context.Context, e *gogithub.IssueCommentEvent) error {
+// OnComment handles an issue_comment event's payload: a /nest command on
+// a pull request. The result is the plan, when the command planned.
+func (b *Bot) OnComment(ctx context.Context, payload []byte) (*PlanResult, error) {
+	ev, err := gogithub.ParseWebHook("issue_comment", payload)
+	if err != nil {
+		return nil, fmt.Errorf("issue_comment event: %w", err)
+	}
+	return b.onComment(ctx, ev.(*gogithub.IssueCommentEvent))
+}
+
+func (b *Bot) onComment(ctx context.Context, e *gogithub.IssueCommentEvent) (*PlanResult, error) {
 	if e.GetAction() != "created" || !e.GetIssue().IsPullRequest() {
-		return nil
+		return nil, nil
 	}
 	cmd, ok := ParseCommand(e.GetComment().GetBody())
 	if !ok || IsBot(e.GetComment().GetUser()) || IsBot(e.GetSender()) {
-		return nil
+		return nil, nil
 	}
 	gh := b.client(e.GetInstallation())
 	repo := repoOf(e.GetRepo())
@@ -63,8 +73,9 @@ func (b *Bot) onComment(ctx context.Context, e *gogithub.IssueCommentEvent) erro
 
 // Command carries out cmd, written by user in comment commentID on pull
 // request number: an eyes reaction acknowledges it, a user without write
-// access is refused with a reply, an unknown verb gets the help.
-func (b *Bot) Command(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cloneURL string, number int, commentID int64, user string, cmd Command) error {
+// access is refused with a reply, an unknown verb gets the help. The
+// result is the plan, when the command planned.
+func (b *Bot) Command(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cloneURL string, number int, commentID int64, user string, cmd Command) (*PlanResult, error) {
 	if commentID != 0 {
 		if err := gh.React(ctx, repo, commentID, "eyes"); err != nil {
 			b.logf("%s#%d: react: %v", repo, number, err)
@@ -72,23 +83,22 @@ func (b *Bot) Command(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, 
 	}
 	perm, err := gh.Permission(ctx, repo, user)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !nestgh.CanWrite(perm) {
-		return b.reply(ctx, gh, repo, number, fmt.Sprintf("@%s: `/nest %s` needs write access to %s; yours is %s.", user, cmd.Verb, repo, cmpOr(perm, "none")))
+		return nil, b.reply(ctx, gh, repo, number, fmt.Sprintf("@%s: `/nest %s` needs write access to %s; yours is %s.", user, cmd.Verb, repo, cmpOr(perm, "none")))
 	}
 	switch cmd.Verb {
 	case "plan":
-		_, err := b.PlanPR(ctx, gh, repo, cloneURL, number, false)
-		return err
+		return b.PlanPR(ctx, gh, repo, cloneURL, number, false)
 	case "apply":
-		return b.applyPR(ctx, gh, repo, cloneURL, number, user)
+		return nil, b.applyPR(ctx, gh, repo, cloneURL, number, user)
 	case "unlock":
-		return b.unlock(ctx, gh, repo, number, user)
+		return nil, b.unlock(ctx, gh, repo, number, user)
 	case "help":
-		return b.reply(ctx, gh, repo, number, Help)
+		return nil, b.reply(ctx, gh, repo, number, Help)
 	default:
-		return b.reply(ctx, gh, repo, number, fmt.Sprintf("@%s: `/nest %s` is not a command I know.\n\n%s", user, cmd.Verb, Help))
+		return nil, b.reply(ctx, gh, repo, number, fmt.Sprintf("@%s: `/nest %s` is not a command I know.\n\n%s", user, cmd.Verb, Help))
 	}
 }
 
