@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -49,7 +50,7 @@ func (g *GitHub) OpenPRFrom(ctx context.Context, o PROpen) (PRView, error) {
 	for p, c := range o.Files {
 		files[p] = []byte(c)
 	}
-	if _, err := g.Commit(ctx, g.Owner, g.Repo, labgithub.Commit{Branch: o.Branch, Message: firstNonEmpty(o.Title, "change "+o.Branch), Author: o.User, Files: files, Remove: o.Remove}); err != nil {
+	if _, err := g.Commit(ctx, g.Owner, g.Repo, labgithub.Commit{Branch: o.Branch, Message: cmp.Or(o.Title, "change "+o.Branch), Author: o.User, Files: files, Remove: o.Remove}); err != nil {
 		return PRView{}, err
 	}
 	pr, err := g.Server.OpenPR(g.Owner, g.Repo, o.Branch, labgithub.PROptions{Title: o.Title, User: o.User})
@@ -61,7 +62,7 @@ func (g *GitHub) OpenPRFrom(ctx context.Context, o PROpen) (PRView, error) {
 
 // CommentOn comments on a pull request and tells the webhook.
 func (g *GitHub) CommentOn(ctx context.Context, a PRAction) (PRView, error) {
-	user := firstNonEmpty(a.User, g.Owner)
+	user := cmp.Or(a.User, g.Owner)
 	g.AddUser(user)
 	c, err := g.AddComment(g.Owner, g.Repo, a.Number, user, a.Body)
 	if err != nil {
@@ -72,12 +73,12 @@ func (g *GitHub) CommentOn(ctx context.Context, a PRAction) (PRView, error) {
 
 // Approve adds an approving review.
 func (g *GitHub) Approve(ctx context.Context, a PRAction) (PRView, error) {
-	user := firstNonEmpty(a.User, "reviewer")
+	user := cmp.Or(a.User, "reviewer")
 	g.AddUser(user)
 	if p, _ := g.Permission(g.Owner, g.Repo, user); p == "" || p == "none" || p == "read" {
 		g.SetPermission(g.Owner, g.Repo, user, "write")
 	}
-	if _, err := g.AddReview(g.Owner, g.Repo, a.Number, user, "APPROVED", firstNonEmpty(a.Body, "Looks good.")); err != nil {
+	if _, err := g.AddReview(g.Owner, g.Repo, a.Number, user, "APPROVED", cmp.Or(a.Body, "Looks good.")); err != nil {
 		return PRView{}, err
 	}
 	return g.View(a.Number)
@@ -86,7 +87,7 @@ func (g *GitHub) Approve(ctx context.Context, a PRAction) (PRView, error) {
 // MergePR merges a pull request and tells the webhook: the pull request
 // closed, and the push to the default branch.
 func (g *GitHub) MergePR(ctx context.Context, a PRAction) (PRView, error) {
-	pushed, err := g.Merge(ctx, g.Owner, g.Repo, a.Number, firstNonEmpty(a.User, g.Owner))
+	pushed, err := g.Merge(ctx, g.Owner, g.Repo, a.Number, cmp.Or(a.User, g.Owner))
 	if err != nil {
 		return PRView{}, err
 	}
@@ -198,13 +199,4 @@ func reply(w http.ResponseWriter, v PRView, err error) {
 		return
 	}
 	json.NewEncoder(w).Encode(v)
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
 }

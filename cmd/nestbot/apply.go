@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -107,7 +108,7 @@ func runApply(opts *applyOptions) error {
 		}
 	}
 	rep, applyErr := s.Apply(ctx, plan, fleet.ApplyOptions{
-		Revision: firstNonEmpty(opts.Revision, plan.Revision, opts.IO.Getenv("GITHUB_SHA")),
+		Revision: cmp.Or(opts.Revision, plan.Revision, opts.IO.Getenv("GITHUB_SHA")),
 		NoCommit: opts.NoCommit,
 		Log:      opts.IO.Err,
 	})
@@ -145,13 +146,4 @@ func printReport(io *IO, rep *reconcile.Report) {
 	}
 	fmt.Fprintf(io.Out, "\nApply: %d applied, %d failed, %d skipped.\n",
 		rep.Count(reconcile.StatusApplied), rep.Count(reconcile.StatusFailed), rep.Count(reconcile.StatusSkipped))
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
 }

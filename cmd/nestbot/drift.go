@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -31,7 +32,7 @@ Exit codes: 0 no drift, 1 error, 2 drift (for a scheduled workflow).`,
 		RunE: func(*cobra.Command, []string) error {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			repo, err := nestgh.ParseRepo(firstNonEmpty(repoName, io.Getenv("GITHUB_REPOSITORY")))
+			repo, err := nestgh.ParseRepo(cmp.Or(repoName, io.Getenv("GITHUB_REPOSITORY")))
 			if err != nil {
 				return fmt.Errorf("--repo: %w", err)
 			}
@@ -56,7 +57,7 @@ Exit codes: 0 no drift, 1 error, 2 drift (for a scheduled workflow).`,
 				return err
 			}
 			if cloneURL == "" {
-				cloneURL = cloneURLFor(firstNonEmpty(io.Getenv("GITHUB_SERVER_URL"), "https://github.com"), repo)
+				cloneURL = cloneURLFor(cmp.Or(io.Getenv("GITHUB_SERVER_URL"), "https://github.com"), repo)
 			}
 			res, err := b.Drift(ctx, gh, repo, cloneURL, branch)
 			if err != nil {

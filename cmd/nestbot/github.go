@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,7 +50,7 @@ func (g *githubFlags) register(cmd *cobra.Command) {
 // client builds the GitHub client: a GitHub App when an app id is given,
 // else a token.
 func (g *githubFlags) client(io *IO, observe func(method, route string, status, remaining int)) (*nestgh.Client, error) {
-	opts := nestgh.Options{BaseURL: firstNonEmpty(g.APIURL, io.Getenv("GITHUB_API_URL")), Login: g.Login,
+	opts := nestgh.Options{BaseURL: cmp.Or(g.APIURL, io.Getenv("GITHUB_API_URL")), Login: g.Login,
 		Logf: func(string, ...any) {}, Observe: observe}
 	if g.AppID != "" {
 		id, err := strconv.ParseInt(g.AppID, 10, 64)
@@ -64,7 +65,7 @@ func (g *githubFlags) client(io *IO, observe func(method, route string, status, 
 		}
 		opts.AppID, opts.PrivateKey = id, key
 	} else {
-		opts.Token = firstNonEmpty(g.Token, io.Getenv("GITHUB_TOKEN"))
+		opts.Token = cmp.Or(g.Token, io.Getenv("GITHUB_TOKEN"))
 		if opts.Token == "" {
 			if file := io.Getenv("GITHUB_TOKEN_FILE"); file != "" {
 				tok, err := nest.SecretRef{File: file}.Resolve(io.Getenv)
@@ -91,7 +92,7 @@ func (g *githubFlags) botConfig(io *IO, gh *nestgh.Client, st *stores) bot.Confi
 	return bot.Config{
 		GitHub:    gh,
 		File:      g.File,
-		WorkDir:   firstNonEmpty(g.WorkDir, filepath.Join(g.Tailnet.options().StateDirOr(io.Getenv), "work")),
+		WorkDir:   cmp.Or(g.WorkDir, filepath.Join(g.Tailnet.options().StateDirOr(io.Getenv), "work")),
 		Fleet:     fo,
 		Locker:    st.Locker,
 		Artifacts: st.Artifacts,

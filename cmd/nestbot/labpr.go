@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -156,7 +157,7 @@ func decodeView(resp *http.Response, err error) (lab.PRView, error) {
 	if resp.StatusCode != http.StatusOK {
 		var e struct{ Error string }
 		json.Unmarshal(data, &e)
-		return v, fmt.Errorf("lab: %s", cmpOr(e.Error, strings.TrimSpace(string(data))))
+		return v, fmt.Errorf("lab: %s", cmp.Or(e.Error, strings.TrimSpace(string(data))))
 	}
 	return v, json.Unmarshal(data, &v)
 }
@@ -205,7 +206,7 @@ func printView(io *IO, v lab.PRView) {
 		fmt.Fprintln(io.Out)
 		tw := tabwriter.NewWriter(io.Out, 0, 4, 2, ' ', 0)
 		for _, c := range v.Checks {
-			fmt.Fprintf(tw, "check\t%s\t%s\t%s\n", c.Name, cmpOr(c.Conclusion, c.Status), c.Title)
+			fmt.Fprintf(tw, "check\t%s\t%s\t%s\n", c.Name, cmp.Or(c.Conclusion, c.Status), c.Title)
 		}
 		for _, d := range v.Deployments {
 			st := "created"

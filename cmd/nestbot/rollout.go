@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -166,7 +167,7 @@ func runHosts(opts *rolloutOptions) error {
 		if r.Generation > 0 {
 			gen = fmt.Sprint(r.Generation)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.Roles, online, cmpOr(r.TailnetIP, "-"), shortRev(r.Revision), gen, due)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.Roles, online, cmp.Or(r.TailnetIP, "-"), shortRev(r.Revision), gen, due)
 	}
 	tw.Flush()
 	if s.Repo != nil {
@@ -227,11 +228,11 @@ func printRolloutResult(io *IO, res *rollout.Result) {
 		if h.Reachable {
 			now = shortRev(h.Now.Revision)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", h.Name, h.Batch, h.State, shortRev(h.From), now, cmpOr(h.Detail, "-"))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", h.Name, h.Batch, h.State, shortRev(h.From), now, cmp.Or(h.Detail, "-"))
 	}
 	tw.Flush()
 	for _, in := range res.Interrupted {
-		fmt.Fprintf(io.Out, "An earlier rollout stopped on %s while %s (%s); found: %s\n", in.Host, in.Step, in.At.Format(time.DateTime), cmpOr(in.Found, "-"))
+		fmt.Fprintf(io.Out, "An earlier rollout stopped on %s while %s (%s); found: %s\n", in.Host, in.Step, in.At.Format(time.DateTime), cmp.Or(in.Found, "-"))
 	}
 }
 
@@ -251,11 +252,4 @@ func mustJSON(v any) string {
 		return fmt.Sprintf("{%q:%q}", "error", err.Error())
 	}
 	return string(data)
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }

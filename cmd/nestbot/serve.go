@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -157,7 +158,7 @@ func scheduleDrift(ctx context.Context, q store.Queue, gh *nestgh.Client, repos 
 		case now := <-t.C:
 			for _, repo := range repos {
 				job := bot.DriftJob{Repo: repo.FullName(), Branch: opts.DriftBranch,
-					CloneURL: cloneURLFor(firstNonEmpty(opts.IO.Getenv("GITHUB_SERVER_URL"), "https://github.com"), repo)}
+					CloneURL: cloneURLFor(cmp.Or(opts.IO.Getenv("GITHUB_SERVER_URL"), "https://github.com"), repo)}
 				if opts.GitHub.AppID != "" {
 					id, err := gh.RepoInstallation(ctx, repo)
 					if err != nil {

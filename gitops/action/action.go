@@ -10,6 +10,7 @@
 package action // import "github.com/ducksnest/nestbot/gitops/action"
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -93,7 +94,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	}
 	r := &run{cfg: cfg, env: env, bot: b, gh: bcfg.GitHub, repo: repo, payload: payload, out: &Outcome{Event: event}}
 	var runErr error
-	switch cmd := cmpOr(cfg.Command, env("INPUT_COMMAND")); {
+	switch cmd := cmp.Or(cfg.Command, env("INPUT_COMMAND")); {
 	case event == "pull_request" || event == "pull_request_target":
 		runErr = r.pullRequest(ctx)
 	case event == "issue_comment":
@@ -165,7 +166,7 @@ func (r *run) event() (eventPayload, error) {
 		return p, fmt.Errorf("the event payload (GITHUB_EVENT_PATH) is not JSON: %w", err)
 	}
 	if p.Repository.CloneURL == "" {
-		p.Repository.CloneURL = strings.TrimRight(cmpOr(r.env("GITHUB_SERVER_URL"), "https://github.com"), "/") + "/" + r.repo.FullName() + ".git"
+		p.Repository.CloneURL = strings.TrimRight(cmp.Or(r.env("GITHUB_SERVER_URL"), "https://github.com"), "/") + "/" + r.repo.FullName() + ".git"
 	}
 	return p, nil
 }
@@ -175,7 +176,7 @@ func (r *run) pullRequest(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	number := cmpOrInt(p.PullRequest.Number, p.Number)
+	number := cmp.Or(p.PullRequest.Number, p.Number)
 	switch p.Action {
 	case "opened", "synchronize", "reopened", "ready_for_review", "":
 	default:
@@ -195,10 +196,10 @@ func (r *run) reportPlan(plan *reconcile.Plan, parts []string, invalid nest.Erro
 	switch {
 	case invalid != nil:
 		r.out.Result = ResultInvalid
-		file := cmpOr(r.cfg.Bot.File, "nest.yaml")
+		file := cmp.Or(r.cfg.Bot.File, "nest.yaml")
 		for _, e := range invalid {
 			fmt.Fprintf(r.cfg.Out, "::error file=%s,line=%d,col=%d,title=%s::%s\n", escapeProperty(file), max(e.Pos.Line, 1), max(e.Pos.Col, 1),
-				escapeProperty(cmpOr(e.Path, file)), escapeData(strings.TrimSpace(e.Msg+"\n"+e.Hint)))
+				escapeProperty(cmp.Or(e.Path, file)), escapeData(strings.TrimSpace(e.Msg+"\n"+e.Hint)))
 		}
 	case skipped != "":
 		r.out.Result = ResultSkipped
@@ -243,7 +244,7 @@ func (r *run) applyDefault(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return r.apply(ctx, p.Repository.CloneURL, r.env("GITHUB_REF"), cmpOr(p.Repository.DefaultBranch, strings.TrimPrefix(r.env("GITHUB_REF"), "refs/heads/")),
+	return r.apply(ctx, p.Repository.CloneURL, r.env("GITHUB_REF"), cmp.Or(p.Repository.DefaultBranch, strings.TrimPrefix(r.env("GITHUB_REF"), "refs/heads/")),
 		r.env("GITHUB_SHA"), r.env("GITHUB_ACTOR"), "")
 }
 
@@ -273,7 +274,7 @@ func (r *run) drift(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	branch := cmpOr(p.Repository.DefaultBranch, strings.TrimPrefix(r.env("GITHUB_REF"), "refs/heads/"))
+	branch := cmp.Or(p.Repository.DefaultBranch, strings.TrimPrefix(r.env("GITHUB_REF"), "refs/heads/"))
 	res, err := r.bot.Drift(ctx, r.gh, r.repo, p.Repository.CloneURL, branch)
 	if res != nil && res.Plan != nil {
 		r.reportPlan(res.Plan, reconcile.RenderMarkdown(res.Plan), nil, "")
@@ -388,20 +389,6 @@ func randomID() string {
 	var b [8]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
-func cmpOrInt(a, b int) int {
-	if a != 0 {
-		return a
-	}
-	return b
 }
 
 func short(sha string) string {

@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,7 +27,7 @@ var LockWait = 30 * time.Minute
 func (b *Bot) now() time.Time { return time.Now().UTC() }
 
 func (b *Bot) onPush(ctx context.Context, e *gogithub.PushEvent) error {
-	repo := nestgh.Repo{Owner: cmpOr(e.GetRepo().GetOwner().GetLogin(), e.GetRepo().GetOwner().GetName()), Name: e.GetRepo().GetName()}
+	repo := nestgh.Repo{Owner: cmp.Or(e.GetRepo().GetOwner().GetLogin(), e.GetRepo().GetOwner().GetName()), Name: e.GetRepo().GetName()}
 	if e.GetDeleted() || e.GetAfter() == "" || strings.Trim(e.GetAfter(), "0") == "" {
 		return nil
 	}

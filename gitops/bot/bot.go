@@ -8,6 +8,7 @@
 package bot // import "github.com/ducksnest/nestbot/gitops/bot"
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -94,7 +95,7 @@ func New(cfg Config) (*Bot, error) {
 		cfg.LockTTL = 2 * time.Minute
 	}
 	if cfg.CommitEmail == "" {
-		cfg.CommitEmail = cmpOr(cfg.Fleet.Getenv("GIT_AUTHOR_EMAIL"), "nestbot@users.noreply.github.com")
+		cfg.CommitEmail = cmp.Or(cfg.Fleet.Getenv("GIT_AUTHOR_EMAIL"), "nestbot@users.noreply.github.com")
 	}
 	return &Bot{cfg: cfg}, nil
 }
@@ -168,13 +169,6 @@ func (b *Bot) workspace(ctx context.Context, gh *nestgh.Client, cloneURL, ref st
 	}
 	co.file = filepath.Join(co.dir, filepath.FromSlash(b.cfg.File))
 	return co, done, nil
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 func short(sha string) string {

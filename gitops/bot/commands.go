@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -86,7 +87,7 @@ func (b *Bot) Command(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, 
 		return nil, err
 	}
 	if !nestgh.CanWrite(perm) {
-		return nil, b.reply(ctx, gh, repo, number, fmt.Sprintf("@%s: `/nest %s` needs write access to %s; yours is %s.", user, cmd.Verb, repo, cmpOr(perm, "none")))
+		return nil, b.reply(ctx, gh, repo, number, fmt.Sprintf("@%s: `/nest %s` needs write access to %s; yours is %s.", user, cmd.Verb, repo, cmp.Or(perm, "none")))
 	}
 	switch cmd.Verb {
 	case "plan":
@@ -173,7 +174,7 @@ func (b *Bot) applyPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, 
 		}
 	}
 	if slices.Contains(require, "mergeable") && (pr.Mergeable == nil || !*pr.Mergeable) {
-		return refuse(fmt.Sprintf("it is not mergeable (GitHub says %q). Resolve conflicts and let the checks finish.", cmpOr(pr.MergeableState, "unknown")))
+		return refuse(fmt.Sprintf("it is not mergeable (GitHub says %q). Resolve conflicts and let the checks finish.", cmp.Or(pr.MergeableState, "unknown")))
 	}
 	if b.cfg.Artifacts == nil {
 		return refuse("this nestbot keeps no saved plans (no artifact store is configured).")

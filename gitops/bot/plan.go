@@ -2,6 +2,7 @@ package bot
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -178,7 +179,7 @@ func (b *Bot) reportInvalid(ctx context.Context, gh *nestgh.Client, repo nestgh.
 			msg += "\n" + e.Hint
 		}
 		anns = append(anns, nestgh.Annotation{Path: b.cfg.File, StartLine: line, EndLine: line, StartColumn: col, EndColumn: col,
-			Level: "failure", Title: cmpOr(e.Path, b.cfg.File), Message: msg})
+			Level: "failure", Title: cmp.Or(e.Path, b.cfg.File), Message: msg})
 	}
 	_, err = gh.CreateCheckRun(ctx, repo, nestgh.CheckRun{Name: CheckPlan, HeadSHA: head, Status: "completed", Conclusion: "failure",
 		Title: fmt.Sprintf("%s: %d %s", b.cfg.File, len(errs), plural(len(errs), "mistake")), Summary: checkText(res.Parts),

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -295,7 +296,7 @@ func (d *Desired) commitCerts(ctx context.Context, changed []string, message str
 			return "", err
 		}
 	}
-	author := git.Signature{Name: cmpOr(getenv("GIT_AUTHOR_NAME"), "nestbot"), Email: cmpOr(getenv("GIT_AUTHOR_EMAIL"), "nestbot@users.noreply.github.com")}
+	author := git.Signature{Name: cmp.Or(getenv("GIT_AUTHOR_NAME"), "nestbot"), Email: cmp.Or(getenv("GIT_AUTHOR_EMAIL"), "nestbot@users.noreply.github.com")}
 	return repo.CommitWorktree(ctx, abs, message, author)
 }
 
@@ -376,11 +377,4 @@ func ShortRev(rev string) string {
 		return "(unknown)"
 	}
 	return rev
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }

@@ -1,6 +1,7 @@
 package git
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -24,7 +25,7 @@ func Checkout(ctx context.Context, rawURL, dir, ref string, opts Options) (*Repo
 		return nil, fmt.Errorf("git: checkout: %w", err)
 	}
 	if opts.Token == "" && pass != "" {
-		opts.Token, opts.Username = pass, cmpOr(opts.Username, user)
+		opts.Token, opts.Username = pass, cmp.Or(opts.Username, user)
 	}
 	src := plumbing.ReferenceName(ref)
 	if !strings.HasPrefix(ref, "refs/") {
@@ -77,11 +78,4 @@ func Checkout(ctx context.Context, rawURL, dir, ref string, opts Options) (*Repo
 	}
 	rp.log.Info("git: checked out", "url", rp.redact.string(cleanURL), "ref", src.String(), "dir", dir)
 	return rp, nil
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
