@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,14 +35,22 @@ func TestMain(m *testing.M) {
 
 // serveForTest is the subprocess: a Server on the bbolt file TEST_DB whose
 // jobs append "started <id> <attempt>" to TEST_RUNS, then, unless
-// TEST_BLOCK is set (then they never return), "done <id>". It writes its
-// address to TEST_ADDR and runs until SIGTERM.
+// TEST_BLOCK is set (then they never return), "done <id>". With
+// TEST_EFFECTS set, its jobs are the fault suite's idempotent runner
+// instead (see effects), and TEST_WORKERS sets the number of workers. It
+// writes its address to TEST_ADDR and runs until SIGTERM.
 func serveForTest() error {
 	db, err := store.Open(os.Getenv("TEST_DB"))
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	workers := 2
+	if s := os.Getenv("TEST_WORKERS"); s != "" {
+		if workers, err = strconv.Atoi(s); err != nil {
+			return fmt.Errorf("TEST_WORKERS: %w", err)
+		}
+	}
 	record := func(line string) error {
 		f, err := os.OpenFile(os.Getenv("TEST_RUNS"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
 		if err != nil {
@@ -54,22 +63,30 @@ func serveForTest() error {
 		return f.Sync()
 	}
 	block := os.Getenv("TEST_BLOCK") != ""
+	run := func(ctx context.Context, j store.Job) error {
+		if err := record(fmt.Sprintf("started %s %d", j.ID, j.Attempt)); err != nil {
+			return err
+		}
+		if block {
+			select {} // killed while it runs
+		}
+		return record("done " + j.ID)
+	}
+	if path := os.Getenv("TEST_EFFECTS"); path != "" {
+		e, err := openEffects(path)
+		if err != nil {
+			return err
+		}
+		defer e.Close()
+		run = e.Run
+	}
 	secrets, err := webhook.ParseSecrets(os.Getenv("NESTBOT_WEBHOOK_SECRET"))
 	if err != nil {
 		return err
 	}
 	srv, err := webhook.New(webhook.Config{
-		Secrets: secrets, Queue: db.Queue(), Workers: 2,
+		Secrets: secrets, Queue: db.Queue(), Workers: workers, Run: run,
 		Logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
-		Run: func(ctx context.Context, j store.Job) error {
-			if err := record(fmt.Sprintf("started %s %d", j.ID, j.Attempt)); err != nil {
-				return err
-			}
-			if block {
-				select {} // killed while it runs
-			}
-			return record("done " + j.ID)
-		},
 	})
 	if err != nil {
 		return err
@@ -90,9 +107,9 @@ func serveForTest() error {
 	return srv.Run(ctx, ln)
 }
 
-// startTestServer starts the test binary as a server and returns it with
-// its base URL.
-func startTestServer(t *testing.T, dir string, block bool) (*exec.Cmd, string) {
+// startTestServer starts the test binary as a server, its environment
+// extended by env ("TEST_BLOCK=1", ...), and returns it with its base URL.
+func startTestServer(t *testing.T, dir string, env ...string) (*exec.Cmd, string) {
 	t.Helper()
 	addr := filepath.Join(dir, fmt.Sprintf("addr-%d", time.Now().UnixNano()))
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -103,9 +120,7 @@ func startTestServer(t *testing.T, dir string, block bool) (*exec.Cmd, string) {
 		"TEST_RUNS="+filepath.Join(dir, "runs"),
 		"TEST_ADDR="+addr,
 	)
-	if block {
-		cmd.Env = append(cmd.Env, "TEST_BLOCK=1")
-	}
+	cmd.Env = append(cmd.Env, env...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -135,7 +150,7 @@ func runsFile(dir string) string {
 
 func TestJobAcceptedBeforeSIGKILLRunsAfterRestart(t *testing.T) {
 	dir := t.TempDir()
-	first, base := startTestServer(t, dir, true)
+	first, base := startTestServer(t, dir, "TEST_BLOCK=1")
 	id := newDelivery()
 	if status, body := send(t, base+"/webhook", "push", id, pushTo("o/r", "a1")); status != http.StatusAccepted {
 		t.Fatalf("status %d %q, want 202", status, body)
@@ -154,7 +169,7 @@ func TestJobAcceptedBeforeSIGKILLRunsAfterRestart(t *testing.T) {
 		t.Fatal("the job finished before the kill; the test proves nothing")
 	}
 
-	second, base := startTestServer(t, dir, false)
+	second, base := startTestServer(t, dir)
 	waitFor(t, "the second process ran the job to completion", 15*time.Second, func() bool {
 		return strings.Contains(runsFile(dir), "done "+id+"\n")
 	})
