@@ -69,7 +69,16 @@ func TestServeWithLabFromShell(t *testing.T) {
 	if strings.Count(out, "### nestbot plan for") != 1 {
 		t.Errorf("want exactly one plan comment (edited, never posted anew):\n%s", out)
 	}
-	metrics := get(ctx, t, "http://"+addr+"/metrics")
+	// The apply is counted once it is reported everywhere, just after its
+	// deployment status: wait for it, bounded.
+	var metrics string
+	for metrics = get(ctx, t, "http://"+addr+"/metrics"); !strings.Contains(metrics, `nestbot_applies_total{result="success"} 1`); metrics = get(ctx, t, "http://"+addr+"/metrics") {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no successful apply in the metrics:\n%s", metrics)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	for _, want := range []string{`nestbot_webhook_deliveries_total{event="pull_request",result="accepted"}`,
 		`nestbot_webhook_deliveries_total{event="push",result="accepted"}`, `nestbot_applies_total{result="success"} 1`} {
 		if !strings.Contains(metrics, want) {
