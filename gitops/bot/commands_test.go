@@ -207,3 +207,25 @@ func TestInvalidNestYAML(t *testing.T) {
 	}
 	w.checkViolations(t)
 }
+
+func FuzzParseCommand(f *testing.F) {
+	for _, s := range []string{"/nest plan", "/nest apply now\nthanks", "/nest", " /nest\tUNLOCK ", "nope", "/nestplan", "\x00/nest"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		cmd, ok := bot.ParseCommand(body)
+		if !ok {
+			if cmd.Verb != "" || cmd.Args != nil {
+				t.Fatalf("not a command, yet %+v", cmd)
+			}
+			return
+		}
+		first := strings.Fields(strings.SplitN(strings.TrimSpace(body), "\n", 2)[0])
+		if len(first) == 0 || first[0] != "/nest" {
+			t.Fatalf("%q parsed as a command though its first line does not start with /nest", body)
+		}
+		if cmd.Verb == "" || cmd.Verb != strings.ToLower(cmd.Verb) {
+			t.Fatalf("%q: verb %q, want a non-empty lower-case verb", body, cmd.Verb)
+		}
+	})
+}
