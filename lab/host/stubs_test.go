@@ -258,6 +258,37 @@ func TestStubsUnits(t *testing.T) {
 	}
 }
 
+// TestStubsStopRightAfterStart stops units the moment systemd-run has
+// returned, before their process can have settled in its own session:
+// each stop still ends the unit's process, and the unit is gone.
+func TestStubsStopRightAfterStart(t *testing.T) {
+	h := newRoot(t, "web", "aaaa")
+	for i := range 10 {
+		for _, start := range []string{
+			"systemd-run --unit quick -- sleep 30",
+			"systemd-run --on-active=30s --unit quick -- touch /var/fired",
+		} {
+			out := mustRun(t, h, start+" 2>/dev/null && systemctl show quick.service quick.timer -p MainPID --value && systemctl stop quick.timer quick.service", nil)
+			var pid string
+			for _, p := range strings.Fields(out) {
+				if p != "0" {
+					pid = p
+				}
+			}
+			if pid == "" {
+				t.Fatalf("round %d, %s: no MainPID in %q", i, start, out)
+			}
+			waitFor(t, 5*time.Second, "process "+pid+" of a stopped unit to end", func() bool { return !processAlive(pid) })
+			if r := run(t, h, "systemctl is-active quick.service quick.timer", nil); r.stdout != "inactive\ninactive\n" {
+				t.Fatalf("round %d, %s: after stop, is-active = %q, want both inactive", i, start, r.stdout)
+			}
+		}
+	}
+	if _, err := os.Stat(h.path("var/fired")); err == nil {
+		t.Error("a stopped timer fired")
+	}
+}
+
 func TestStubsFaults(t *testing.T) {
 	h := newRoot(t, "web", "aaaa")
 	flake := ship(t, h, "bbbb")
