@@ -125,6 +125,7 @@ func runServe(opts *serveOptions) error {
 			metrics.Apply(result)
 		}
 	}
+	cfg.ObserveHosts = metrics.Hosts
 	b, err := bot.New(cfg)
 	if err != nil {
 		return err

@@ -21,6 +21,7 @@ import (
 
 	"github.com/ducksnest/nestbot/gitops/fleet"
 	nestgh "github.com/ducksnest/nestbot/gitops/github"
+	"github.com/ducksnest/nestbot/reconcile"
 	"github.com/ducksnest/nestbot/reconcile/rollout"
 	"github.com/ducksnest/nestbot/store"
 )
@@ -59,6 +60,10 @@ type Config struct {
 	// Events receives each host's state changes during a rollout; nil
 	// logs them.
 	Events func(rollout.Event)
+	// ObserveHosts receives, after each drift check, how many hosts are in
+	// each state: current (on the default branch's head), behind,
+	// unreachable, absent (not on the tailnet).
+	ObserveHosts func(byState map[string]int)
 	// Observe counts outcomes for metrics: kind is "plan", "apply" or
 	// "drift", result "success", "changes", "invalid", "failure", ...
 	Observe func(kind, result string)
@@ -137,6 +142,28 @@ func (b *Bot) Run(ctx context.Context, j store.Job) error {
 		b.logf("delivery %s: %s events are not handled", j.ID, j.Event)
 		return nil
 	}
+}
+
+// hostStates counts the fleet's hosts by state, for ObserveHosts.
+func (b *Bot) hostStates(s *fleet.Session) {
+	if b.cfg.ObserveHosts == nil || !s.Live.Observed(reconcile.PlaneHosts) {
+		return
+	}
+	counts := map[string]int{"current": 0, "behind": 0, "unreachable": 0, "absent": 0}
+	for _, name := range s.Desired.HostNames() {
+		run, ok := s.Live.Hosts[name]
+		switch {
+		case !ok:
+			counts["absent"]++
+		case !run.Reachable:
+			counts["unreachable"]++
+		case run.Revision != "" && run.Revision == s.Live.Repo.Revision:
+			counts["current"]++
+		default:
+			counts["behind"]++
+		}
+	}
+	b.cfg.ObserveHosts(counts)
 }
 
 // client is the GitHub client for the event's installation.

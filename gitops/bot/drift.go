@@ -73,6 +73,7 @@ func (b *Bot) Drift(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cl
 		return res, fmt.Errorf("observe the live fleet: %w", err)
 	}
 	defer s.Close()
+	b.hostStates(s)
 	plan, err := s.Plan(co.head)
 	if err != nil {
 		return res, err

@@ -25,13 +25,15 @@ import (
 // world is a lab with its GitHub, the DucksNest repository in it, and a
 // bot acting as the lab's GitHub App.
 type world struct {
-	lab  *lab.Lab
-	gh   *lab.GitHub
-	repo nestgh.Repo
-	app  *nestgh.Client // the installation's client
-	bot  *bot.Bot
-	db   *store.DB
-	log  *lockedLog
+	lab   *lab.Lab
+	gh    *lab.GitHub
+	repo  nestgh.Repo
+	app   *nestgh.Client // the installation's client
+	root  *nestgh.Client // the App's client
+	state string
+	bot   *bot.Bot
+	db    *store.DB
+	log   *lockedLog
 	// secrets must appear in no comment, check run, deployment, issue or log line.
 	secrets []string
 }
@@ -112,13 +114,21 @@ func newWorld(t testing.TB, edit func(yaml string) string) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.db.Close() })
-	w.bot, err = bot.New(bot.Config{GitHub: root, WorkDir: filepath.Join(state, "work"),
-		Fleet:  fleet.Options{Getenv: os.Getenv, Tailnet: fleet.TailnetOptions{StateDir: state, ControlURL: os.Getenv("NESTBOT_TS_CONTROL_URL")}, DB: w.db},
-		Locker: w.db.Locks(), Artifacts: w.db.Artifacts(), Logf: w.log.logf(t), LockTTL: 30 * time.Second})
+	w.root, w.state = root, state
+	w.bot = mustBot(t, w, nil)
+	return w
+}
+
+// mustBot makes the world's bot, as the lab's GitHub App.
+func mustBot(t testing.TB, w *world, hosts func(map[string]int)) *bot.Bot {
+	t.Helper()
+	b, err := bot.New(bot.Config{GitHub: w.root, WorkDir: filepath.Join(w.state, "work"),
+		Fleet:  fleet.Options{Getenv: os.Getenv, Tailnet: fleet.TailnetOptions{StateDir: w.state, ControlURL: os.Getenv("NESTBOT_TS_CONTROL_URL")}, DB: w.db},
+		Locker: w.db.Locks(), Artifacts: w.db.Artifacts(), Logf: w.log.logf(t), LockTTL: 30 * time.Second, ObserveHosts: hosts})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return w
+	return b
 }
 
 // checkSecrets fails t when a secret appears in anything nestbot wrote to
@@ -321,13 +331,18 @@ func TestPullRequestPlanMergeApply(t *testing.T) {
 		t.Errorf("nestbot's own commit started another apply: %d deployments", len(deps))
 	}
 
-	// Nothing drifted.
+	// Nothing drifted, and every host is on main.
+	var states map[string]int
+	w.bot = mustBot(t, w, func(m map[string]int) { states = m })
 	res, err := w.bot.Drift(ctx, w.app, w.repo, w.gh.CloneURL(owner, name), "main")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Drifted {
 		t.Errorf("drift right after the apply:\n%s", res.Plan.Summary())
+	}
+	if states["current"] != 3 || states["behind"]+states["unreachable"]+states["absent"] != 0 {
+		t.Errorf("host states after the apply: %v, want 3 current", states)
 	}
 	w.checkSecrets(t)
 	w.checkViolations(t)
