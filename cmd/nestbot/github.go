@@ -78,7 +78,7 @@ func (g *githubFlags) client(io *IO, observe func(method, route string, status, 
 	}
 	c, err := nestgh.New(opts)
 	if err != nil {
-		return nil, errors.New(err.Error() + " (--github-token, GITHUB_TOKEN, or --github-app-id with --github-app-key-file)")
+		return nil, errors.New(err.Error() + " (--github-token, or --github-app-id with --github-app-key-file)")
 	}
 	return c, nil
 }

@@ -32,9 +32,10 @@ plan comment, the check runs, the deployments.`,
 	}
 	cmd.PersistentFlags().StringVar(&labURL, "lab-url", "", "the lab's controls (NESTBOT_LAB_URL, from nestbot lab up's env file)")
 	cmd.PersistentFlags().StringVar(&user, "as", "", "act as this user (default: the repository's owner)")
+	noLab := errors.New("no lab: source the env file nestbot lab up --github wrote (NESTBOT_LAB_URL), or pass --lab-url")
 	post := func(path string, body any) (lab.PRView, error) {
 		if labURL == "" {
-			return lab.PRView{}, errors.New("no lab: source the env file nestbot lab up --github wrote (NESTBOT_LAB_URL), or pass --lab-url")
+			return lab.PRView{}, noLab
 		}
 		data, _ := json.Marshal(body)
 		resp, err := http.Post(strings.TrimRight(labURL, "/")+path, "application/json", bytes.NewReader(data))
@@ -115,6 +116,9 @@ content from FILE; -PATH deletes PATH) and opens a pull request from it.`,
 			n, err := strconv.Atoi(strings.TrimPrefix(args[0], "#"))
 			if err != nil {
 				return fmt.Errorf("%q is not a pull request number", args[0])
+			}
+			if labURL == "" {
+				return noLab
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()

@@ -83,7 +83,7 @@ func runServe(opts *serveOptions) error {
 	}
 	secrets, err := webhook.ParseSecrets(secretText)
 	if err != nil {
-		return fmt.Errorf("%w: set --webhook-secret, NESTBOT_WEBHOOK_SECRET or NESTBOT_WEBHOOK_SECRET_FILE to the secret the GitHub App's webhook has", err)
+		return err // it says which flag and variables set it
 	}
 	var drift []nestgh.Repo
 	for _, r := range opts.DriftRepos {
