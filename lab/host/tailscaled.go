@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,7 +20,8 @@ import (
 // to the root.
 const requestFile = "run/lab/tailscaled.request"
 
-// requestPoll is how often the host looks for a request.
+// requestPoll is how often the host looks for a request where it cannot
+// watch for one (see watchDir).
 const requestPoll = 25 * time.Millisecond
 
 // StopTailscaled takes the host off the tailnet, as stopping tailscaled
@@ -157,13 +159,12 @@ func (h *Host) broadcastLocked() {
 // tailscaled.
 func (h *Host) watchRequests() {
 	defer h.wg.Done()
-	tick := time.NewTicker(requestPoll)
-	defer tick.Stop()
+	wake := h.requestWakeups()
 	for {
 		select {
 		case <-h.stop:
 			return
-		case <-tick.C:
+		case <-wake:
 		}
 		b, err := os.ReadFile(h.path(requestFile))
 		if errors.Is(err, fs.ErrNotExist) {
@@ -203,6 +204,51 @@ func (h *Host) watchRequests() {
 		}
 		cancel()
 	}
+}
+
+// requestWakeups returns a channel that receives when a request may have
+// come: at once, then whenever run/lab changes (or every requestPoll where
+// it cannot be watched), until the host stops.
+func (h *Host) requestWakeups() <-chan struct{} {
+	wake := make(chan struct{}, 1)
+	wake <- struct{}{}
+	notify := func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	wait, stop, err := watchDir(h.path(path.Dir(requestFile)))
+	if err != nil {
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			tick := time.NewTicker(requestPoll)
+			defer tick.Stop()
+			for {
+				select {
+				case <-h.stop:
+					return
+				case <-tick.C:
+					notify()
+				}
+			}
+		}()
+		return wake
+	}
+	h.wg.Add(2)
+	go func() {
+		defer h.wg.Done()
+		<-h.stop
+		stop()
+	}()
+	go func() {
+		defer h.wg.Done()
+		for wait() == nil {
+			notify()
+		}
+	}()
+	return wake
 }
 
 // killUnits kills the process groups of the host's running units.
