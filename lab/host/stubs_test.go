@@ -289,6 +289,35 @@ func TestStubsStopRightAfterStart(t *testing.T) {
 	}
 }
 
+// TestStubsUnitProcessIsReaped: as under systemd, a unit's main process
+// has a parent that reaps it the moment it ends, whatever the machine's
+// init does with orphans (this one leaves them zombies for a second or
+// more): the unit's own process group leader, which waits for it. So a
+// client can wait for the unit with tail --pid.
+func TestStubsUnitProcessIsReaped(t *testing.T) {
+	h := newRoot(t, "web", "aaaa")
+	out := mustRun(t, h, "systemd-run -p RemainAfterExit=yes --unit short -- sleep 0.3 2>/dev/null && systemctl show short -p MainPID,LabProcessGroup --value", nil)
+	ids := strings.Fields(out)
+	if len(ids) != 2 || ids[0] == "0" {
+		t.Fatalf("MainPID and LabProcessGroup of a running unit: %q", out)
+	}
+	main, group := ids[0], ids[1]
+	b, err := os.ReadFile("/proc/" + main + "/stat")
+	if err != nil {
+		t.Fatalf("the unit's process %s: %v", main, err)
+	}
+	_, after, _ := strings.Cut(string(b), ") ")
+	if f := strings.Fields(after); len(f) < 3 || f[1] != group || f[2] != group {
+		t.Errorf("the unit's process %s: stat %q, want its parent and process group %s", main, after, group)
+	}
+	if r := run(t, h, "timeout 10 tail --pid="+main+" -s 0.02 -f /dev/null", nil); r.code != 0 {
+		t.Fatalf("tail --pid %s: %+v, want it to return once the unit's process ended", main, r)
+	}
+	if got := mustRun(t, h, "systemctl show short -p SubState,Result,MainPID", nil); got != "SubState=exited\nResult=success\nMainPID=0\n" {
+		t.Errorf("after its process ended, the unit is %q, want exited, success", got)
+	}
+}
+
 func TestStubsFaults(t *testing.T) {
 	h := newRoot(t, "web", "aaaa")
 	flake := ship(t, h, "bbbb")

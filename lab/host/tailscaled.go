@@ -251,7 +251,8 @@ func (h *Host) requestWakeups() <-chan struct{} {
 	return wake
 }
 
-// killUnits kills the process groups of the host's running units.
+// killUnits kills the process groups of the host's running units (each
+// unit's LabProcessGroup, see the systemd-run stub).
 func (h *Host) killUnits() {
 	dir := h.path("run/systemd/transient")
 	ents, err := os.ReadDir(dir)
@@ -267,10 +268,12 @@ func (h *Host) killUnits() {
 			continue
 		}
 		for line := range strings.Lines(string(b)) {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "MainPID="); ok {
-				if pid, err := strconv.Atoi(v); err == nil && pid > 1 {
-					syscall.Kill(-pid, syscall.SIGKILL)
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "LabProcessGroup="); ok {
+				pid, err := strconv.Atoi(v)
+				if err != nil || pid <= 1 {
+					continue
 				}
+				syscall.Kill(-pid, syscall.SIGKILL)
 			}
 		}
 	}

@@ -154,11 +154,16 @@ func (n names) armAndSwitchScript(host string, gen int, confirmWithin time.Durat
 }
 
 // waitScript waits, on the host, until the unit's main process has exited
-// (a zombie counts as exited: its reaper may be slow), checking /proc
-// every 100 ms, then prints the unit's state and the probe. A unit with no
-// main process is not waited for.
+// (a zombie counts as exited: its reaper may be slow), then prints the
+// unit's state and the probe. A unit with no main process is not waited
+// for.
+//
+// The wait blocks rather than polls: tail --pid checks the process every
+// 20 ms from one sleeping process (no process started per check), for at
+// most a second at a time, after which /proc says whether it is gone or a
+// zombie. Without timeout or tail it falls back to checking every 100 ms.
 func waitScript(unit string, ins *unitState) (string, []section) {
-	wait := fmt.Sprintf(`pid=$(systemctl show %s -p MainPID --value); case $pid in ''|0|*[!0-9]*) ;; *) while read -r st 2>/dev/null </proc/$pid/stat; do case ${st##*) } in Z*|X*) break;; esac; sleep 0.1; done;; esac`, unit)
+	wait := fmt.Sprintf(`pid=$(systemctl show %s -p MainPID --value); case $pid in ''|0|*[!0-9]*) ;; *) while read -r st 2>/dev/null </proc/$pid/stat; do case ${st##*) } in Z*|X*) break;; esac; timeout 1 tail --pid=$pid -s 0.02 -f /dev/null 2>/dev/null; case $? in 0|124) ;; *) sleep 0.1;; esac; done;; esac`, unit)
 	secs := []section{{"unit", showUnit(unit), func(l []string) { *ins = parseUnit(l) }}}
 	return wait + "; " + probeScript(secs), secs
 }
