@@ -26,6 +26,15 @@ import (
 //	cpu-hosts-s      CPU of the lab hosts' shells and stubs that ran in SSH sessions
 //	                 (the detached units — nixos-rebuild, timers — are not counted)
 //	host-switch-s    the stub nixos-rebuild's own run on the host (2 s + the stub's work)
+//	slot-idle-s      per slot of max_parallel, the time no switch ran on it:
+//	                 wall − (sum of the hosts' switches ÷ max_parallel); the
+//	                 overhead is this plus (host-switch-s − 2 s) × rounds
+//	finish-ms        per host, from its switch's end on the host to confirmed
+//	                 (noticing the end, the probe, health, confirming)
+//	handover-ms      from the k-th host confirmed (a slot freed) to the
+//	                 (k+max_parallel)-th switch starting on its host (arming,
+//	                 the stub's start; with batches, waiting for the batch too)
+//	reconnects       connections dialled again (0 unless something broke)
 //	dial-ms … confirm-ms  per host, the bot's time in each step (tsnet dial, SSH
 //	                 handshake, probes, shipping, arming, health, confirming)
 //
@@ -200,13 +209,34 @@ func report(b *testing.B, f *fleet, res *rollout.Result, ev *events, names []str
 			lastConfirm = t
 		}
 	}
-	var hostSwitch time.Duration
+	var hostSwitch, finish time.Duration
+	var starts, confirms []time.Time
 	for _, name := range names {
 		sw := f.switches(name)
 		last := sw[len(sw)-1]
 		hostSwitch += last.End.Sub(last.Start)
+		finish += confirmed[name].Sub(last.End)
+		starts = append(starts, last.Start)
+		confirms = append(confirms, confirmed[name])
 	}
+	slotIdle := wall - hostSwitch/time.Duration(maxParallel)
 	hostSwitch /= time.Duration(len(names))
+	finish /= time.Duration(len(names))
+	slices.SortFunc(starts, time.Time.Compare)
+	slices.SortFunc(confirms, time.Time.Compare)
+	var handover time.Duration
+	handovers := 0
+	for k := 0; k+maxParallel < len(starts); k++ {
+		handover += starts[k+maxParallel].Sub(confirms[k])
+		handovers++
+	}
+	if handovers > 0 {
+		handover /= time.Duration(handovers)
+	}
+	reconnects := 0
+	for _, h := range res.Hosts {
+		reconnects += h.Reconnects
+	}
 	preflight := firstArm.Sub(res.Started)
 	tail := res.Finished.Sub(lastConfirm)
 
@@ -215,6 +245,10 @@ func report(b *testing.B, f *fleet, res *rollout.Result, ev *events, names []str
 	b.ReportMetric(preflight.Seconds(), "preflight-s")
 	b.ReportMetric(overSum.Seconds()/float64(len(roundOver)), "round-over-s")
 	b.ReportMetric(hostSwitch.Seconds(), "host-switch-s")
+	b.ReportMetric(slotIdle.Seconds(), "slot-idle-s")
+	b.ReportMetric(float64(finish)/float64(time.Millisecond), "finish-ms")
+	b.ReportMetric(float64(handover)/float64(time.Millisecond), "handover-ms")
+	b.ReportMetric(float64(reconnects), "reconnects")
 	for _, m := range []struct {
 		name string
 		d    time.Duration
@@ -225,7 +259,8 @@ func report(b *testing.B, f *fleet, res *rollout.Result, ev *events, names []str
 	fmt.Fprintf(&tb, "\n  wall %v against an ideal %v: %.2fx\n", wall.Round(time.Millisecond), ideal, wall.Seconds()/ideal.Seconds())
 	fmt.Fprintf(&tb, "  until the first host switched %v; rounds over 2 s: %s; after the last confirm %v\n",
 		preflight.Round(time.Millisecond), strings.Join(roundOver, " "), tail.Round(time.Millisecond))
-	fmt.Fprintf(&tb, "  the stub switch itself, on the host: %v on average\n", hostSwitch.Round(time.Millisecond))
+	fmt.Fprintf(&tb, "  the stub switch itself, on the host: %v on average; each slot idle %v; switch end to confirmed %v; slot freed to next switch %v\n",
+		hostSwitch.Round(time.Millisecond), slotIdle.Round(time.Millisecond), finish.Round(time.Millisecond), handover.Round(time.Millisecond))
 	fmt.Fprintf(&tb, "  per host (ms): dial %.1f  handshake %.1f  probe %.1f  ship %.1f  arm %.1f  switch %.1f  health %.1f  confirm %.1f",
 		ms(sum.Dial), ms(sum.Handshake), ms(sum.Probe), ms(sum.Ship), ms(sum.Arm), ms(sum.Switch), ms(sum.Health), ms(sum.Confirm))
 	b.Log(tb.String())

@@ -66,6 +66,9 @@ func (ru *run) roll(ctx context.Context, h *hostRun, started func()) {
 		ru.failed(ctx, h, StateHealth, ru.explain(ctx, dctx, err), true)
 		return
 	}
+	// Done, and what it runs is known: its connection has nothing more to
+	// carry (no keepalives for the rest of the run).
+	h.conn.close()
 }
 
 // explain rewords a step's error when the step ran out of confirm_within.

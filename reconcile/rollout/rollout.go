@@ -29,12 +29,13 @@
 // no other host, and the run reports where every host stands, probed again
 // at the end.
 //
-// Batches run in order, each once the one before has finished. A batch's
-// hosts are reached and probed before it starts (the next batch's while
-// this one switches, with their sources shipped ahead): a host that cannot
-// be reached, or that offers another host key than the pinned one, is
-// refused before anything runs on it, and halts the rollout like any
-// failure.
+// Batches run in order, each once the one before has finished. Within a
+// batch, MaxParallel hosts roll at once, and the next one starts as soon as
+// one is done (a sliding window, not waves of MaxParallel). Each host is
+// reached and probed, and its source shipped, MaxParallel hosts ahead of
+// its turn (while the hosts before it switch): a host that cannot be
+// reached, or that offers another host key than the pinned one, is refused
+// before anything runs on it, and halts the rollout like any failure.
 //
 // A Journal records each host's steps under the revision, so that a new
 // Run with the same revision resumes one that was stopped (the bot killed,

@@ -107,12 +107,12 @@ func (ru *run) record(h *hostRun, state State, detail string) time.Time {
 	return now
 }
 
-// prepare preflights a batch's hosts, ProbeParallel at a time across the
-// run, and ships the source to those that are to roll. Each host's ready
+// prepare preflights hosts, ProbeParallel at a time across the run, and
+// ships the source to those that are to roll. Each host's ready
 // channel closes once its preflight is done; with the rollout halted, no
 // preflight is done.
-func (ru *run) prepare(ctx context.Context, batch []*hostRun) {
-	for _, h := range batch {
+func (ru *run) prepare(ctx context.Context, hosts []*hostRun) {
+	for _, h := range hosts {
 		ru.bg.Add(1)
 		go func() {
 			defer ru.bg.Done()
@@ -169,6 +169,7 @@ func (ru *run) preflightHost(ctx context.Context, h *hostRun) {
 	case actSkip:
 		h.setNow(p)
 		ru.set(h, StateSkipped, h.dec.detail)
+		h.conn.close()
 	case actFail:
 		ru.halted.Store(true)
 		err := errors.New(h.dec.detail)
@@ -228,34 +229,38 @@ func (ru *run) parallel(ctx context.Context, hosts []*hostRun, f func(*hostRun))
 	wg.Wait()
 }
 
-// rollBatches rolls batch after batch, MaxParallel hosts at a time, in
-// order, until a host fails. The next batch is prepared (probed, its
-// source shipped) once the first hosts of this one are switching: the
-// hosts are then busy with the switch, and the bot mostly waits.
+// rollBatches rolls batch after batch, in order, until a host fails. A
+// batch starts once the one before has finished; within it, MaxParallel
+// hosts roll at once, the next one starting as soon as one is done.
+//
+// Hosts are prepared (reached, probed, their source shipped) MaxParallel
+// ahead of their turn, in rollout order: the first MaxParallel at the
+// start, then one more each time a host starts switching (or is passed
+// over). So the preparing is done while hosts switch and the bot mostly
+// waits, spread out rather than all at once, and a freed slot finds the
+// next host ready.
 func (ru *run) rollBatches(ctx context.Context) {
-	if len(ru.batches) > 0 {
-		ru.prepare(ctx, ru.batches[0])
+	ahead := ru.cfg.MaxParallel
+	var mu sync.Mutex
+	prepared := 0 // ru.hosts[:prepared] are being prepared
+	prepareTo := func(n int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if n = min(n, len(ru.hosts)); n > prepared {
+			ru.prepare(ctx, ru.hosts[prepared:n])
+			prepared = n
+		}
 	}
-	for i, batch := range ru.batches {
-		var next sync.Once
-		prepareNext := func() {
-			if i+1 < len(ru.batches) {
-				next.Do(func() { ru.prepare(ctx, ru.batches[i+1]) })
-			}
-		}
-		var wave sync.WaitGroup // the first MaxParallel hosts started
-		inWave := 0
-		waveFull := func() {
-			ru.bg.Add(1)
-			go func() {
-				defer ru.bg.Done()
-				wave.Wait()
-				prepareNext()
-			}()
-		}
+	prepareTo(ahead)
+	k := 0 // the host's place in ru.hosts
+	for _, batch := range ru.batches {
 		sem := make(chan struct{}, ru.cfg.MaxParallel)
 		var wg sync.WaitGroup
 		for _, h := range batch {
+			prepareTo(k + 1) // however this host's turn came
+			k++
+			upTo := k + ahead
+			next := sync.OnceFunc(func() { prepareTo(upTo) }) // once it switches
 			select {
 			case <-h.ready:
 			case <-ctx.Done():
@@ -264,10 +269,12 @@ func (ru *run) rollBatches(ctx context.Context) {
 				break
 			}
 			if h.getState().Final() {
+				next()
 				continue
 			}
 			if ru.halted.Load() && !resumes(h) {
 				ru.set(h, StateSkipped, "not started: the rollout halted")
+				next()
 				continue
 			}
 			select {
@@ -280,32 +287,20 @@ func (ru *run) rollBatches(ctx context.Context) {
 			if ru.halted.Load() && !resumes(h) {
 				<-sem
 				ru.set(h, StateSkipped, "not started: the rollout halted")
+				next()
 				continue
-			}
-			var started func()
-			if inWave < ru.cfg.MaxParallel {
-				inWave++
-				wave.Add(1)
-				started = sync.OnceFunc(wave.Done)
-				if inWave == ru.cfg.MaxParallel {
-					waveFull()
-				}
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				ru.roll(ctx, h, started)
+				ru.roll(ctx, h, next)
 			}()
-		}
-		if inWave < ru.cfg.MaxParallel {
-			waveFull()
 		}
 		wg.Wait()
 		if ctx.Err() != nil {
 			return
 		}
-		prepareNext()
 	}
 }
 
