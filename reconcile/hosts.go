@@ -40,13 +40,15 @@ func (p *planner) hosts() {
 		}
 		byRole[group] = append(byRole[group], due{name, reason})
 	}
+	// One batch per role, in rollout.order: the rollout finishes a batch
+	// before it starts the next, and within one keeps max_parallel hosts
+	// switching, starting the next host as soon as one is done.
 	batch := 0
 	for g, hosts := range byRole {
-
-		for i, d := range hosts {
-			if i%p.f.Rollout.MaxParallel == 0 {
-				batch++
-			}
+		if len(hosts) > 0 {
+			batch++
+		}
+		for _, d := range hosts {
 			p.add(Step{Plane: PlaneHosts, Action: ActionRoll, Address: HostAddress(d.name), Batch: batch,
 				Reason:  p.f.Rollout.Order[g] + ": " + d.reason,
 				Changes: []Change{{Attr: "revision", Before: from(d.name), After: short(rev)}}})

@@ -72,8 +72,9 @@ type Step struct {
 	ID      string   `json:"id,omitempty"`
 	Reason  string   `json:"reason,omitempty"`
 	Changes []Change `json:"changes,omitempty"`
-	// Batch is the rollout batch of a roll step, from 1; hosts of one batch
-	// switch at the same time.
+	// Batch is the rollout batch of a roll step, from 1: one per role of
+	// rollout.order. A batch starts when the one before it is done; within
+	// it at most rollout.max_parallel hosts switch at once, in name order.
 	Batch int `json:"batch,omitempty"`
 }
 
