@@ -49,6 +49,11 @@ type PlaneApplier func(ctx context.Context, steps []Step) ([]StepResult, error)
 // stops at the first failure: nothing after it starts.
 type Executor struct {
 	Appliers map[Plane]PlaneApplier
+	// More, if set, is called with each plane's steps just before they are
+	// applied and returns them with any steps that earlier planes' results
+	// call for (the hosts whose certificates the pki plane just changed
+	// roll with the others).
+	More func(plane Plane, steps []Step) []Step
 }
 
 // Apply runs the plan. A plane with steps and no applier is skipped, and the
@@ -64,6 +69,9 @@ func (e *Executor) Apply(ctx context.Context, p *Plan) (*Report, error) {
 				continue
 			}
 			steps = append(steps, st)
+		}
+		if e.More != nil && failed == nil {
+			steps = e.More(plane, steps)
 		}
 		if len(steps) == 0 {
 			continue

@@ -116,4 +116,30 @@ func TestApplyThenRolloutOneChangedHost(t *testing.T) {
 	if out, _ = nestbot("plan", "-f", file); strings.Contains(out, "not yet rolled") {
 		t.Fatalf("still not rolled after the rollout:\n%s", out)
 	}
+
+	// An apply that reissues a host's certificate also rolls that host,
+	// though its configuration did not change: it serves the new one at once.
+	serving = filepath.Join(repo, f.PKI.Dir, "derived/laptop-ultra/kubernetes-kubelet-serving.crt")
+	if err := os.Remove(serving); err != nil {
+		t.Fatal(err)
+	}
+	before := git("rev-parse", "HEAD")
+	if out, code = nestbot("apply", "-f", file, "--auto-approve"); code != 0 {
+		t.Fatalf("apply: exit %d\n%s", code, out)
+	}
+	certs := git("rev-parse", "HEAD")
+	if certs == before {
+		t.Fatalf("apply committed no certificate:\n%s", out)
+	}
+	ultra, _ := l.Host("laptop-ultra")
+	if st, _ := ultra.State(); st.Revision != certs {
+		t.Errorf("laptop-ultra runs %.7s after the apply, want the certificates' commit %.7s\n%s", st.Revision, certs, out)
+	}
+	firebat, _ := l.Host("laptop-firebat")
+	if st, _ := firebat.State(); st.Revision == certs {
+		t.Errorf("laptop-firebat rolled, though none of its certificates changed\n%s", out)
+	}
+	if out, _ = nestbot("plan", "-f", file); strings.Contains(out, "not yet rolled") {
+		t.Fatalf("a reissued certificate is not rolled after the apply:\n%s", out)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/ducksnest/nestbot/gitops/git"
@@ -79,6 +80,12 @@ func (s *Session) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyOpt
 	}
 	if s.Bot != nil && s.Repo != nil {
 		exec.Appliers[reconcile.PlaneHosts] = s.rolloutApplier(opts)
+		exec.More = func(plane reconcile.Plane, steps []reconcile.Step) []reconcile.Step {
+			if plane != reconcile.PlaneHosts {
+				return steps
+			}
+			return s.rollAlso(steps)
+		}
 	}
 	return exec.Apply(ctx, plan)
 }
@@ -232,6 +239,7 @@ func (s *Session) pkiApplier(opts ApplyOptions) reconcile.PlaneApplier {
 		}
 		if sha != "" {
 			s.CertCommit = sha
+			s.certHosts = certHosts(s.Desired, append(append([]string{}, rep.Written...), rep.Removed...))
 		}
 		return out, err
 	}
@@ -377,4 +385,64 @@ func ShortRev(rev string) string {
 		return "(unknown)"
 	}
 	return rev
+}
+
+// certHosts are the hosts whose files among changed (relative to pki.dir)
+// are: derived/<host>/… is that host's; ca/… (the CAs, their bundles, the
+// service-account key) is every host's. A pinned host key (hosts/…) is a
+// new host's, in the plan already, and secrets.nix is agenix's index for
+// people re-keying, not part of any host's system.
+func certHosts(d *Desired, changed []string) map[string]bool {
+	hosts := map[string]bool{}
+	for _, p := range changed {
+		switch {
+		case strings.HasPrefix(p, "ca/"):
+			for _, h := range d.HostNames() {
+				hosts[h] = true
+			}
+		case strings.HasPrefix(p, "derived/"):
+			if h, _, ok := strings.Cut(strings.TrimPrefix(p, "derived/"), "/"); ok && d.Fleet.Hosts[h] != nil {
+				hosts[h] = true
+			}
+		}
+	}
+	return hosts
+}
+
+// rollAlso adds to the plan's roll steps the reachable hosts whose
+// certificates this apply committed, so they serve them now rather than
+// after the next rollout, and numbers the batches by role again (one per
+// role of rollout.order, as plans do).
+func (s *Session) rollAlso(steps []reconcile.Step) []reconcile.Step {
+	if len(s.certHosts) == 0 {
+		return steps
+	}
+	f := s.Desired.Fleet
+	rolling := map[string]bool{}
+	for _, st := range steps {
+		rolling[strings.TrimPrefix(st.Address, reconcile.HostAddress(""))] = true
+	}
+	for _, h := range s.Desired.HostNames() {
+		run, ok := s.Live.Hosts[h]
+		if !s.certHosts[h] || rolling[h] || !ok || !run.Reachable {
+			continue
+		}
+		steps = append(steps, reconcile.Step{Plane: reconcile.PlaneHosts, Action: reconcile.ActionRoll, Address: reconcile.HostAddress(h),
+			Reason:  "its certificates changed",
+			Changes: []reconcile.Change{{Attr: "revision", Before: ShortRev(run.Revision), After: ShortRev(s.CertCommit)}}})
+	}
+	for i := range steps {
+		host := f.Hosts[strings.TrimPrefix(steps[i].Address, reconcile.HostAddress(""))]
+		if host == nil {
+			continue
+		}
+		for g, role := range f.Rollout.Order {
+			if host.HasRole(role) {
+				steps[i].Batch = g + 1
+				break
+			}
+		}
+	}
+	sort.SliceStable(steps, func(i, j int) bool { return steps[i].Batch < steps[j].Batch })
+	return steps
 }

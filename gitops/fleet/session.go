@@ -95,6 +95,8 @@ type Session struct {
 	// Rolled is what the apply's rollout did (nil when it had none).
 	Rolled *rollout.Result
 
+	certHosts map[string]bool // hosts whose certificates this apply committed
+
 	opts Options
 }
 
