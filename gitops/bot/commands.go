@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ducksnest/nestbot/gitops/command"
+
 	gogithub "github.com/google/go-github/v93/github"
 
 	"github.com/ducksnest/nestbot/gitops/fleet"
@@ -31,17 +33,18 @@ type Command struct {
 	Args []string
 }
 
-// ParseCommand reads the command on the comment's first line; ok is false
-// when the comment is not a /nest command.
+// ParseCommand reads the command on the comment's first line (see
+// command.Fields); ok is false when the comment is not a /nest command. A
+// bare /nest asks for the help.
 func ParseCommand(body string) (cmd Command, ok bool) {
-	fields := strings.Fields(oneLine(body))
-	if len(fields) == 0 || fields[0] != "/nest" {
+	args, ok := command.Fields(body)
+	switch {
+	case !ok:
 		return Command{}, false
-	}
-	if len(fields) == 1 {
+	case len(args) == 0:
 		return Command{Verb: "help"}, true
 	}
-	return Command{Verb: strings.ToLower(fields[1]), Args: fields[2:]}, true
+	return Command{Verb: strings.ToLower(args[0]), Args: args[1:]}, true
 }
 
 // IsBot says whether an account is a bot's, whose comments are ignored.

@@ -24,6 +24,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/ducksnest/nestbot/gitops/command"
+
 	"github.com/ducksnest/nestbot/store"
 )
 
@@ -185,19 +187,10 @@ func isPullRequest(raw json.RawMessage) bool {
 	return len(raw) > 0 && !bytes.Equal(raw, []byte("null"))
 }
 
-// NestCommand reads a comment body as a nestbot command: its first line,
-// trimmed, must begin with the word "/nest". It returns the words after
-// it ("plan", "apply", ... or none for a bare "/nest") and true, or false
-// when the comment is not a command ("/nestle" and "please /nest plan" are
-// not).
-func NestCommand(body string) (args []string, ok bool) {
-	line, _, _ := strings.Cut(body, "\n")
-	words := strings.Fields(line)
-	if len(words) == 0 || words[0] != "/nest" {
-		return nil, false
-	}
-	return words[1:], true
-}
+// NestCommand reads a comment body as a nestbot command (command.Fields):
+// its first line, whose first word is exactly /nest; args are the words
+// after it.
+func NestCommand(body string) (args []string, ok bool) { return command.Fields(body) }
 
 // SupersedesPlan is the default rule by which a newly accepted job cancels
 // a running one of the same Key: a running plan — a pull_request opened,
