@@ -19,6 +19,18 @@ func MarkdownMarker(fleet string) string {
 	return "<!-- nestbot:plan fleet=" + markerName(fleet) + " "
 }
 
+// StripMarker drops the hidden marker that opens a part of a plan comment
+// (or any comment of nestbot's that opens with one), leaving what a reader
+// sees: for a step summary, a check run, a terminal.
+func StripMarker(part string) string {
+	if strings.HasPrefix(part, "<!--") {
+		if i := strings.Index(part, "-->"); i >= 0 {
+			return strings.TrimPrefix(part[i+3:], "\n")
+		}
+	}
+	return part
+}
+
 // Limits that keep any one table row, note or diff line well inside a part.
 const (
 	mdMaxCell = 1000 // bytes of an address or reason in a table cell

@@ -226,3 +226,15 @@ func checkMarkdownStructure(t *testing.T, k int, part string) {
 		t.Errorf("part %d ends inside <details>", k)
 	}
 }
+
+func TestStripMarker(t *testing.T) {
+	p := &Plan{Fleet: "ducksnest", Steps: []Step{{Plane: PlaneCloud, Action: ActionCreate, Address: "aws.vpc"}}}
+	part := RenderMarkdown(p)[0]
+	got := StripMarker(part)
+	if strings.Contains(got, "<!--") || !strings.HasPrefix(part, MarkdownMarker("ducksnest")) || !strings.HasSuffix(part, got) {
+		t.Errorf("StripMarker left the marker, or took more than it:\n%q\n%q", part, got)
+	}
+	if s := "no marker here"; StripMarker(s) != s {
+		t.Errorf("StripMarker changed a text without a marker: %q", StripMarker(s))
+	}
+}

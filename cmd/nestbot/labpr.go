@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ducksnest/nestbot/lab"
+	"github.com/ducksnest/nestbot/reconcile"
 )
 
 func newLabPRCmd(io *IO) *cobra.Command {
@@ -204,7 +205,7 @@ func printView(io *IO, v lab.PRView) {
 	}
 	fmt.Fprintf(io.Out, "#%d %s (%s → %s, %s, head %s)\n", v.PR.Number, v.PR.Title, v.PR.HeadRef, v.PR.BaseRef, state, shortRev(v.PR.HeadSHA))
 	for _, c := range v.Comments {
-		fmt.Fprintf(io.Out, "\n── comment by %s ──\n%s\n", c.User, strings.TrimSpace(stripHTMLComment(c.Body)))
+		fmt.Fprintf(io.Out, "\n── comment by %s ──\n%s\n", c.User, strings.TrimSpace(reconcile.StripMarker(c.Body)))
 	}
 	if len(v.Checks)+len(v.Deployments) > 0 {
 		fmt.Fprintln(io.Out)
@@ -221,14 +222,4 @@ func printView(io *IO, v lab.PRView) {
 		}
 		tw.Flush()
 	}
-}
-
-// stripHTMLComment drops the hidden marker that opens nestbot's comments.
-func stripHTMLComment(s string) string {
-	if strings.HasPrefix(s, "<!--") {
-		if i := strings.Index(s, "-->"); i >= 0 {
-			return s[i+3:]
-		}
-	}
-	return s
 }

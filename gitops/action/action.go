@@ -213,7 +213,7 @@ func (r *run) reportPlan(plan *reconcile.Plan, parts []string, invalid nest.Erro
 		fmt.Fprintf(r.cfg.Out, "nestbot: %s\n", plan.Summary())
 	}
 	for _, p := range parts {
-		r.summary.WriteString(stripMarker(p))
+		r.summary.WriteString(reconcile.StripMarker(p))
 		r.summary.WriteString("\n")
 	}
 }
@@ -363,16 +363,6 @@ func (g *hostGroups) close() {
 		g.flushLocked(h, "stopped")
 	}
 	g.order = nil
-}
-
-// stripMarker drops a comment part's hidden marker line.
-func stripMarker(part string) string {
-	if strings.HasPrefix(part, "<!--") {
-		if i := strings.Index(part, "-->\n"); i >= 0 {
-			return part[i+4:]
-		}
-	}
-	return part
 }
 
 // escapeData and escapeProperty escape workflow command values as the

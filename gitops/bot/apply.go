@@ -82,7 +82,7 @@ func (b *Bot) ApplyPush(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo
 		b.observe("apply", "invalid")
 		id, derr := gh.CreateDeployment(ctx, repo, sha, repo.Name, "nestbot: "+b.cfg.File+" is invalid")
 		if derr == nil {
-			derr = gh.DeploymentStatus(ctx, repo, id, "failure", cut(fmt.Sprintf("%s has %d mistakes; nothing applied", b.cfg.File, len(invalid)), 140), b.cfg.DetailsURL)
+			derr = gh.DeploymentStatus(ctx, repo, id, "failure", fmt.Sprintf("%s has %d mistakes; nothing applied", b.cfg.File, len(invalid)), b.cfg.DetailsURL)
 		}
 		return &ApplyResult{Skipped: "invalid " + b.cfg.File}, errors.Join(fmt.Errorf("%s at %s:\n%w", b.cfg.File, short(sha), invalid), derr)
 	case d.Fleet.GitHub.Apply == "off":
@@ -138,7 +138,7 @@ func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 		return res, err
 	}
 	status := func(state, desc string) {
-		if err := r.gh.DeploymentStatus(context.WithoutCancel(ctx), r.repo, res.Deployment, state, cut(desc, 140), b.cfg.DetailsURL); err != nil {
+		if err := r.gh.DeploymentStatus(context.WithoutCancel(ctx), r.repo, res.Deployment, state, desc, b.cfg.DetailsURL); err != nil {
 			b.logf("%s: deployment %d: %s: %v", r.repo, res.Deployment, state, err)
 		}
 	}

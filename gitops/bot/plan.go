@@ -23,9 +23,6 @@ const stickyMarker = "<!-- nestbot:plan "
 // CheckPlan is the name of the plan's check run.
 const CheckPlan = "nest/plan"
 
-// maxCheckText is GitHub's limit on a check run's summary and text.
-const maxCheckText = 65535
-
 // PlanResult is what planning a pull request came to.
 type PlanResult struct {
 	Head    string
@@ -127,20 +124,17 @@ func planKey(repo nestgh.Repo, number int, head string) string {
 	return fmt.Sprintf("%s/%s/pr-%d/%s", repo.Owner, repo.Name, number, head)
 }
 
-// checkText is the plan's first part, without its marker line, cut to
-// what a check run holds.
+// checkText is the plan's first part, without its marker line, for a check
+// run's summary.
 func checkText(parts []string) string {
 	if len(parts) == 0 {
 		return ""
 	}
-	text := parts[0]
-	if i := strings.Index(text, "-->\n"); strings.HasPrefix(text, "<!--") && i >= 0 {
-		text = text[i+4:]
-	}
+	text := reconcile.StripMarker(parts[0])
 	if len(parts) > 1 {
 		text += fmt.Sprintf("\n\n_The plan continues in %d more parts in the pull request's comments._\n", len(parts)-1)
 	}
-	return cut(text, maxCheckText)
+	return text // the client cuts it to what a check run holds
 }
 
 // cut shortens s to at most n bytes, on a line boundary where it can.

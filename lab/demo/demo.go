@@ -32,6 +32,7 @@ import (
 	"github.com/ducksnest/nestbot/internal/fixtures"
 	"github.com/ducksnest/nestbot/lab"
 	"github.com/ducksnest/nestbot/nest"
+	"github.com/ducksnest/nestbot/reconcile"
 	"github.com/ducksnest/nestbot/reconcile/rollout"
 	"github.com/ducksnest/nestbot/store"
 )
@@ -235,7 +236,7 @@ func (d *Demo) PullRequest(ctx context.Context, branch, title string, files map[
 			st.PlanTitle = c.Title
 			for _, cm := range v.Comments {
 				if strings.HasPrefix(cm.Body, "<!-- nestbot:plan ") {
-					st.Plan += stripMarker(cm.Body)
+					st.Plan += reconcile.StripMarker(cm.Body)
 				}
 			}
 			break
@@ -309,15 +310,6 @@ func checkRun(v lab.PRView, name string) *struct{ Status, Title string } {
 		}
 	}
 	return nil
-}
-
-func stripMarker(s string) string {
-	if strings.HasPrefix(s, "<!--") {
-		if i := strings.Index(s, "-->\n"); i >= 0 {
-			return s[i+4:]
-		}
-	}
-	return s
 }
 
 // pause waits a moment before looking again, or fails when ctx is done.
