@@ -23,6 +23,7 @@ import (
 	"sync"
 
 	"github.com/ducksnest/nestbot/gitops/bot"
+	"github.com/ducksnest/nestbot/gitops/fleet"
 	nestgh "github.com/ducksnest/nestbot/gitops/github"
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/reconcile"
@@ -251,7 +252,7 @@ func (r *run) applyDefault(ctx context.Context) error {
 func (r *run) apply(ctx context.Context, cloneURL, ref, defaultBranch, sha, actor, authorEmail string) error {
 	if authorEmail != "" && strings.EqualFold(authorEmail, r.bot.CommitEmail()) {
 		r.out.Result = ResultSkipped
-		fmt.Fprintf(r.cfg.Out, "nestbot: %s is nestbot's own commit; nothing to apply\n", short(sha))
+		fmt.Fprintf(r.cfg.Out, "nestbot: %s is nestbot's own commit; nothing to apply\n", fleet.ShortRev(sha))
 		return nil
 	}
 	res, err := r.bot.ApplyPush(ctx, r.gh, r.repo, cloneURL, ref, defaultBranch, sha, actor)
@@ -379,13 +380,6 @@ func randomID() string {
 	var b [8]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-func short(sha string) string {
-	if len(sha) > 7 {
-		return sha[:7]
-	}
-	return sha
 }
 
 func oneLine(s string) string {

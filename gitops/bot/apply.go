@@ -32,7 +32,7 @@ func (b *Bot) onPush(ctx context.Context, e *gogithub.PushEvent) error {
 		return nil
 	}
 	if email := e.GetHeadCommit().GetAuthor().GetEmail(); strings.EqualFold(email, b.cfg.CommitEmail) {
-		b.logf("%s: %s is nestbot's own commit; no apply", repo, short(e.GetAfter()))
+		b.logf("%s: %s is nestbot's own commit; no apply", repo, fleet.ShortRev(e.GetAfter()))
 		return nil
 	}
 	_, err := b.ApplyPush(ctx, b.client(e.GetInstallation()), repo, e.GetRepo().GetCloneURL(), e.GetRef(), e.GetRepo().GetDefaultBranch(), e.GetAfter(), e.GetPusher().GetName())
@@ -76,15 +76,15 @@ func (b *Bot) ApplyPush(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo
 	case branch != want || !strings.HasPrefix(ref, "refs/heads/"):
 		return &ApplyResult{Skipped: fmt.Sprintf("%s is not the default branch %s", ref, want)}, nil
 	case co.head != sha:
-		b.logf("%s: %s moved on from %s to %s; the newer push applies", repo, branch, short(sha), short(co.head))
-		return &ApplyResult{Skipped: "superseded by " + short(co.head)}, nil
+		b.logf("%s: %s moved on from %s to %s; the newer push applies", repo, branch, fleet.ShortRev(sha), fleet.ShortRev(co.head))
+		return &ApplyResult{Skipped: "superseded by " + fleet.ShortRev(co.head)}, nil
 	case invalid != nil:
 		b.observe("apply", "invalid")
 		id, derr := gh.CreateDeployment(ctx, repo, sha, repo.Name, "nestbot: "+b.cfg.File+" is invalid")
 		if derr == nil {
 			derr = gh.DeploymentStatus(ctx, repo, id, "failure", fmt.Sprintf("%s has %d mistakes; nothing applied", b.cfg.File, len(invalid)), b.cfg.DetailsURL)
 		}
-		return &ApplyResult{Skipped: "invalid " + b.cfg.File}, errors.Join(fmt.Errorf("%s at %s:\n%w", b.cfg.File, short(sha), invalid), derr)
+		return &ApplyResult{Skipped: "invalid " + b.cfg.File}, errors.Join(fmt.Errorf("%s at %s:\n%w", b.cfg.File, fleet.ShortRev(sha), invalid), derr)
 	case d.Fleet.GitHub.Apply == "off":
 		return &ApplyResult{Skipped: "github.apply is off"}, nil
 	}
@@ -134,7 +134,7 @@ func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 
 	started := b.now()
 	fleetName := r.d.Fleet.Name
-	if res.Deployment, err = r.gh.CreateDeployment(ctx, r.repo, r.sha, fleetName, fmt.Sprintf("nestbot apply of %s (%s)", short(r.sha), r.trigger)); err != nil {
+	if res.Deployment, err = r.gh.CreateDeployment(ctx, r.repo, r.sha, fleetName, fmt.Sprintf("nestbot apply of %s (%s)", fleet.ShortRev(r.sha), r.trigger)); err != nil {
 		return res, err
 	}
 	status := func(state, desc string) {
@@ -142,7 +142,7 @@ func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 			b.logf("%s: deployment %d: %s: %v", r.repo, res.Deployment, state, err)
 		}
 	}
-	status("in_progress", "applying "+short(r.sha))
+	status("in_progress", "applying "+fleet.ShortRev(r.sha))
 
 	res.Err = func() error {
 		s, err := fleet.Observe(ctx, r.d, b.cfg.Fleet)
@@ -150,7 +150,7 @@ func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 			return fmt.Errorf("observe the live fleet: %w", err)
 		}
 		defer s.Close()
-		plan := (*reconcile.Plan)(nil)
+		var plan *reconcile.Plan
 		if r.saved != nil {
 			if err := r.saved.Check(r.d.Digest(), s.Live); err != nil {
 				return fmt.Errorf("the saved plan is stale: %w; comment /nest plan to see the plan as it is now", err)
@@ -173,7 +173,7 @@ func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 		if s.CertCommit != "" {
 			res.CertCommit = s.CertCommit
 			if err := r.co.repo.Push(context.WithoutCancel(ctx), r.branch); err != nil {
-				applyErr = errors.Join(applyErr, fmt.Errorf("push the certificates' commit %s to %s: %w", short(s.CertCommit), r.branch, err))
+				applyErr = errors.Join(applyErr, fmt.Errorf("push the certificates' commit %s to %s: %w", fleet.ShortRev(s.CertCommit), r.branch, err))
 			}
 		}
 		res.rolled = s.Rolled
@@ -228,7 +228,7 @@ func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 			b.logf("%s: audit: %v", r.repo, err)
 		}
 	}
-	b.logf("%s: applied %s: %s", r.repo, short(r.sha), summaryLine(res))
+	b.logf("%s: applied %s: %s", r.repo, fleet.ShortRev(r.sha), summaryLine(res))
 	return res, res.Err
 }
 

@@ -198,13 +198,6 @@ func (b *Bot) workspace(ctx context.Context, gh *nestgh.Client, cloneURL, ref st
 	return co, done, nil
 }
 
-func short(sha string) string {
-	if len(sha) > 7 {
-		return sha[:7]
-	}
-	return sha
-}
-
 // oneLine is s's first line, trimmed.
 func oneLine(s string) string {
 	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")

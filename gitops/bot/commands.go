@@ -173,7 +173,7 @@ func (b *Bot) applyPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, 
 			return err
 		}
 		if !ok {
-			return refuse("it needs an approving review of its head commit " + short(pr.HeadSHA) + ".")
+			return refuse("it needs an approving review of its head commit " + fleet.ShortRev(pr.HeadSHA) + ".")
 		}
 	}
 	if slices.Contains(require, "mergeable") && (pr.Mergeable == nil || !*pr.Mergeable) {
@@ -184,7 +184,7 @@ func (b *Bot) applyPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, 
 	}
 	data, err := b.cfg.Artifacts.GetPlan(ctx, planKey(repo, number, pr.HeadSHA))
 	if errors.Is(err, store.ErrNotFound) {
-		return refuse("there is no plan for the head commit " + short(pr.HeadSHA) + ": comment `/nest plan` first.")
+		return refuse("there is no plan for the head commit " + fleet.ShortRev(pr.HeadSHA) + ": comment `/nest plan` first.")
 	}
 	if err != nil {
 		return err
@@ -205,7 +205,7 @@ func (b *Bot) applyPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, 
 	}
 	d, err := fleet.Load(co.file)
 	if err != nil {
-		return refuse(fmt.Sprintf("`%s` does not load at %s: %v", b.cfg.File, short(pr.HeadSHA), oneLine(err.Error())))
+		return refuse(fmt.Sprintf("`%s` does not load at %s: %v", b.cfg.File, fleet.ShortRev(pr.HeadSHA), oneLine(err.Error())))
 	}
 	_, err = b.apply(ctx, applyRun{gh: gh, repo: repo, co: co, d: d, sha: pr.HeadSHA, branch: pr.HeadRef,
 		trigger: "comment", actor: user, prs: []int{number}, saved: saved})

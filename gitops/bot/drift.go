@@ -90,12 +90,12 @@ func (b *Bot) Drift(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cl
 	}
 	marker := fmt.Sprintf("<!-- nestbot:drift fleet=%s -->", d.Fleet.Name)
 	body := fmt.Sprintf("%s\nThe live fleet differs from `%s` at %s. nestbot re-plans it on a schedule; this issue is updated while the drift lasts and closed when it is gone. A push to %s applies the plan.\n\n%s",
-		marker, branch, short(co.head), branch, checkText(parts))
+		marker, branch, fleet.ShortRev(co.head), branch, checkText(parts))
 	issueTitle := fmt.Sprintf("nestbot: %s drifted from %s", d.Fleet.Name, branch)
 	if res.Issue, err = gh.SyncIssue(ctx, repo, marker, issueTitle, body, res.Drifted); err != nil {
 		return res, err
 	}
 	b.observe("drift", map[bool]string{true: "drift", false: "clean"}[res.Drifted])
-	b.logf("%s: drift check of %s at %s: %s", repo, branch, short(co.head), title)
+	b.logf("%s: drift check of %s at %s: %s", repo, branch, fleet.ShortRev(co.head), title)
 	return res, nil
 }

@@ -115,7 +115,7 @@ func (b *Bot) PlanPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, c
 		}
 	}
 	b.observe("plan", map[bool]string{true: "changes", false: "no-changes"}[plan.HasChanges()])
-	b.logf("%s#%d: planned %s: %s (%d comment writes)", repo, number, short(co.head), plan.Summary(), res.Sticky.Writes())
+	b.logf("%s#%d: planned %s: %s (%d comment writes)", repo, number, fleet.ShortRev(co.head), plan.Summary(), res.Sticky.Writes())
 	return res, nil
 }
 

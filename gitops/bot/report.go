@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/ducksnest/nestbot/gitops/fleet"
 	"github.com/ducksnest/nestbot/reconcile"
 )
 
@@ -21,7 +22,7 @@ func summaryLine(res *ApplyResult) string {
 	s := fmt.Sprintf("%d applied, %d failed, %d skipped", res.Report.Count(reconcile.StatusApplied),
 		res.Report.Count(reconcile.StatusFailed), res.Report.Count(reconcile.StatusSkipped))
 	if res.CertCommit != "" {
-		s += "; certificates committed as " + short(res.CertCommit)
+		s += "; certificates committed as " + fleet.ShortRev(res.CertCommit)
 	}
 	return s
 }
@@ -34,7 +35,7 @@ func renderApply(fleetName string, r applyRun, res *ApplyResult) string {
 	if res.Err != nil {
 		icon, verdict = "❌", "failed"
 	}
-	fmt.Fprintf(&b, "### %s nestbot %s `%s` to %s\n\n", icon, verdict, short(r.sha), fleetName)
+	fmt.Fprintf(&b, "### %s nestbot %s `%s` to %s\n\n", icon, verdict, fleet.ShortRev(r.sha), fleetName)
 	fmt.Fprintf(&b, "%s.\n\n", capitalize(summaryLine(res)))
 	if res.Err != nil {
 		fmt.Fprintf(&b, "```\n%s\n```\n\n", cut(res.Err.Error(), 4000))
@@ -66,7 +67,7 @@ func renderApply(fleetName string, r applyRun, res *ApplyResult) string {
 		for _, h := range res.rolled.Hosts {
 			rev := "(unreachable)"
 			if h.Reachable {
-				rev = "`" + short(h.Now.Revision) + "`"
+				rev = "`" + fleet.ShortRev(h.Now.Revision) + "`"
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s |\n", h.Name, h.State, rev)
 		}

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ducksnest/nestbot/gitops/fleet"
 	labgithub "github.com/ducksnest/nestbot/lab/github"
 )
 
@@ -108,7 +109,7 @@ func (d *Demo) Play(ctx context.Context) (*Story, error) {
 	tw := tabwriter.NewWriter(d.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "   HOST\tREVISION\tGEN\tCERTIFICATES EXPIRE")
 	for _, h := range s.Hosts {
-		rev := short(h.Revision)
+		rev := fleet.ShortRev(h.Revision)
 		if h.Revision == main {
 			rev += " (main)"
 		}
@@ -201,7 +202,7 @@ func (d *Demo) hostLines(plan string) {
 // applyResult narrates a merge's apply: the deployment and each host's part.
 func (d *Demo) applyResult(st *Step) {
 	if st.Number > 0 {
-		d.say("   Merged #%d as %s; nestbot applied it.", st.Number, short(st.Merge))
+		d.say("   Merged #%d as %s; nestbot applied it.", st.Number, fleet.ShortRev(st.Merge))
 	}
 	d.say("   Deployment: %s — %s", st.Deployment, st.Detail)
 	if len(st.Rolled) == 0 {
@@ -235,11 +236,4 @@ func (d *Demo) newHost(name string) {
 		}
 		d.say("   Its certificates expire %s; their keys are encrypted to it and the admins.", certsExpire(tree, name).UTC().Format("2006-01-02"))
 	}
-}
-
-func short(sha string) string {
-	if len(sha) > 7 {
-		return sha[:7]
-	}
-	return sha
 }
