@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	osexec "os/exec"
@@ -450,6 +451,67 @@ func TestApplyFailsBeforeWriting(t *testing.T) {
 		_, err := fx.applier.Apply(context.Background(), fx.specs())
 		if err == nil || !strings.Contains(err.Error(), "secrets.nix:1:1") {
 			t.Fatalf("error %v", err)
+		}
+	})
+}
+
+// failStage is a tree on disk whose Stage fails for one file.
+type failStage struct {
+	Dir
+	name string
+}
+
+func (f failStage) Stage(name string, data []byte) (Staged, error) {
+	if name == f.name {
+		return nil, fmt.Errorf("write %s: disk full", name)
+	}
+	return f.Dir.Stage(name, data)
+}
+
+// TestApplyStagingFailureLeavesNothing: files are written aside as they are
+// issued; when one cannot be, the others are removed with the directories
+// staging made, and the tree is as it was.
+func TestApplyStagingFailureLeavesNothing(t *testing.T) {
+	t.Parallel()
+	all := func(t *testing.T, dir string) []string {
+		var out []string
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if p != dir {
+				out = append(out, strings.TrimPrefix(p, dir+"/"))
+			}
+			return err
+		})
+		return out
+	}
+	t.Run("an empty tree", func(t *testing.T) {
+		fx := newFixture(t)
+		fx.applier.Files = failStage{Dir(fx.dir), "derived/w-1/kubernetes-kubelet.crt"}
+		_, err := fx.applier.Apply(context.Background(), fx.specs())
+		if err == nil || !strings.Contains(err.Error(), "nothing written") || !strings.Contains(err.Error(), "derived/w-1/kubernetes-kubelet.crt: disk full") {
+			t.Fatalf("error %v", err)
+		}
+		if left := all(t, fx.dir); len(left) != 0 {
+			t.Errorf("left behind: %v", left)
+		}
+	})
+	t.Run("a tree being renewed", func(t *testing.T) {
+		fx := newFixture(t)
+		fx.apply(t)
+		fx.clock = t0.Add(300 * 24 * time.Hour) // every leaf is due
+		before, entries := fx.snapshot(t), all(t, fx.dir)
+		fx.applier.Files = failStage{Dir(fx.dir), "derived/cp-1/kubernetes-apiserver.key.age"}
+		if _, err := fx.applier.Apply(context.Background(), fx.specs()); err == nil || !strings.Contains(err.Error(), "disk full") {
+			t.Fatalf("error %v", err)
+		}
+		if !maps.EqualFunc(before, fx.snapshot(t), bytes.Equal) {
+			t.Error("a failed apply changed the tree")
+		}
+		if after := all(t, fx.dir); !slices.Equal(entries, after) {
+			t.Errorf("entries before %d, after %d: %v", len(entries), len(after), after)
+		}
+		fx.applier.Files = Dir(fx.dir)
+		if rep := fx.apply(t); rep.Count(Renewed) == 0 {
+			t.Errorf("the next apply renewed nothing: %s", rep.Summary())
 		}
 	})
 }

@@ -13,8 +13,9 @@ import (
 // write checks every file of the apply, then writes them: keys first, then
 // certificates, then removals, and secrets.nix last, so that a failure part
 // way leaves a tree the next apply repairs. It returns the report of what
-// was written, even when a write fails.
-func (a *Applier) write(tasks []*task, stale []ObservedCert) (*Report, error) {
+// was written, even when a write fails. staged holds the files already
+// written aside, to be put into place; the others are written here.
+func (a *Applier) write(tasks []*task, stale []ObservedCert, staged map[string]Staged) (*Report, error) {
 	rep := &Report{}
 	var keys, certs []fileWrite
 	secrets := map[string][]string{}
@@ -87,7 +88,7 @@ func (a *Applier) write(tasks []*task, stale []ObservedCert) (*Report, error) {
 	// Keys, then certificates, each group written in parallel (every write
 	// is a file of its own, synced and renamed); then removals; secrets.nix last.
 	for _, group := range [][]fileWrite{keys, certs} {
-		done, err := a.writeAll(group)
+		done, err := a.writeAll(group, staged)
 		rep.Written = append(rep.Written, done...)
 		if err != nil {
 			return rep, fmt.Errorf("pki: apply: %w", err)
@@ -111,8 +112,9 @@ func (a *Applier) write(tasks []*task, stale []ObservedCert) (*Report, error) {
 	return rep, nil
 }
 
-// writeAll writes files in parallel and returns those written.
-func (a *Applier) writeAll(files []fileWrite) ([]string, error) {
+// writeAll writes files in parallel, or puts them into place when they
+// are staged, and returns those written.
+func (a *Applier) writeAll(files []fileWrite, staged map[string]Staged) ([]string, error) {
 	const workers = 8
 	errs := make([]error, len(files))
 	var wg sync.WaitGroup
@@ -121,7 +123,11 @@ func (a *Applier) writeAll(files []fileWrite) ([]string, error) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			errs[i] = a.Files.WriteFile(w.path, w.data)
+			if s := staged[w.path]; s != nil {
+				errs[i] = s.Commit()
+			} else {
+				errs[i] = a.Files.WriteFile(w.path, w.data)
+			}
 		})
 	}
 	wg.Wait()

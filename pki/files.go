@@ -34,37 +34,104 @@ func (d Dir) Open(name string) (fs.File, error) { return os.DirFS(string(d)).Ope
 // renames it into place, so a failure leaves the old file or none. It
 // refuses a plaintext private key in anything but an .age file.
 func (d Dir) WriteFile(name string, data []byte) error {
-	if err := checkWrite(name, data); err != nil {
+	s, err := d.stage(name, data)
+	if err != nil {
 		return err
+	}
+	if err := s.Commit(); err != nil {
+		os.Remove(s.tmp) // only the file: others may be staged beside it
+		return err
+	}
+	return nil
+}
+
+// A Stager is a Files that can write a file's new content aside before
+// putting it into place. Apply stages each file as soon as it is issued,
+// so that the file system's work overlaps the issuing of the others, and
+// puts them all into place once everything succeeded.
+type Stager interface {
+	Files
+	// Stage writes data aside for name, durably, without touching name.
+	Stage(name string, data []byte) (Staged, error)
+}
+
+// Staged is a file written aside by Stage.
+type Staged interface {
+	Commit() error // puts the file into place, replacing name at once
+	// Discard removes the staged file, and what Stage created for it, once
+	// nothing else is being staged in the tree. After Commit it does nothing.
+	Discard()
+}
+
+// Stage writes data to a temporary file beside name and syncs it. It
+// refuses a plaintext private key in anything but an .age file.
+func (d Dir) Stage(name string, data []byte) (Staged, error) {
+	s, err := d.stage(name, data)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (d Dir) stage(name string, data []byte) (*dirStaged, error) {
+	if err := checkWrite(name, data); err != nil {
+		return nil, err
 	}
 	full := filepath.Join(string(d), filepath.FromSlash(name))
 	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
+		return nil, fmt.Errorf("write %s: %w", name, err)
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(full), "."+filepath.Base(full)+".*.tmp")
 	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
+		return nil, fmt.Errorf("write %s: %w", name, err)
 	}
-	defer os.Remove(tmp.Name()) // after a successful rename, there is nothing left to remove
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", name, err)
+	s := &dirStaged{root: string(d), name: name, tmp: tmp.Name(), full: full}
+	err = writeSynced(tmp, data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", name, err)
+	if err != nil {
+		os.Remove(s.tmp)
+		return nil, fmt.Errorf("write %s: %w", name, err)
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", name, err)
+	return s, nil
+}
+
+func writeSynced(f *os.File, data []byte) error {
+	if _, err := f.Write(data); err != nil {
+		return err
 	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
+	if err := f.Chmod(0o644); err != nil {
+		return err
 	}
-	if err := os.Rename(tmp.Name(), full); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
+	return f.Sync()
+}
+
+type dirStaged struct {
+	root, name, tmp, full string
+	committed             bool
+}
+
+func (s *dirStaged) Commit() error {
+	if err := os.Rename(s.tmp, s.full); err != nil {
+		return fmt.Errorf("write %s: %w", s.name, err)
 	}
+	s.committed = true
 	return nil
+}
+
+// Discard removes the staged file and then the directories above it that
+// are left empty, up to the tree's root: those Stage created.
+func (s *dirStaged) Discard() {
+	if s.committed {
+		return
+	}
+	os.Remove(s.tmp)
+	for dir := filepath.Dir(s.tmp); dir != s.root && strings.HasPrefix(dir, s.root+string(filepath.Separator)); dir = filepath.Dir(dir) {
+		if os.Remove(dir) != nil {
+			break
+		}
+	}
 }
 
 // Remove deletes name; a missing file is not an error.

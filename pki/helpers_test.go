@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"github.com/ducksnest/nestbot/internal/fixtures"
 	"github.com/ducksnest/nestbot/nest"
 	"golang.org/x/crypto/ssh"
 )
@@ -167,14 +168,11 @@ func actions(rep *Report) map[string]Action {
 	return m
 }
 
-// tool returns the path of a command-line tool, or skips the test without it.
+// tool returns the path of a command-line tool, or skips the test without
+// it (fails, in CI).
 func tool(t testing.TB, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("%s not installed (apt-get install -y openssl age)", name)
-	}
-	return p
+	return fixtures.Require(t, name)
 }
 
 // run runs a command and returns its stdout, failing the test with its stderr.

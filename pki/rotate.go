@@ -491,7 +491,7 @@ func (r *rotation) write() (*Report, error) {
 		r.a.log().Info("pki: certificate", "id", res.ID, "action", string(res.Action), "reason", res.Reason, "files", res.Files)
 	}
 	for _, group := range [][]fileWrite{r.keys, r.certs} {
-		done, err := r.a.writeAll(group)
+		done, err := r.a.writeAll(group, nil)
 		rep.Written = append(rep.Written, done...)
 		if err != nil {
 			return rep, err

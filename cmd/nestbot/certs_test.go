@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/ducksnest/nestbot/internal/fixtures"
 	"github.com/ducksnest/nestbot/lab"
 	"github.com/ducksnest/nestbot/nest"
 )
@@ -21,9 +22,7 @@ import (
 // commit and the files with the real openssl and age.
 func TestCertsApplyCommitsATreeOpenSSLAndAgeAccept(t *testing.T) {
 	for _, tool := range []string{"git", "openssl", "age"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (.ci/run installs it)", tool)
-		}
+		fixtures.Require(t, tool)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
