@@ -29,7 +29,8 @@ type attr struct {
 	value     string
 	immutable bool // a change forces replacement
 	sensitive bool
-	ignore    bool // shown on create, never compared
+	ignore    bool   // shown on create, never compared
+	ref       string // the address the value names, if any
 }
 
 // resource is one cloud resource in a comparable shape.
@@ -42,6 +43,9 @@ type resource struct {
 	adopt *nest.Adopt // desired only
 	host  string      // instances: the host
 	state string      // instances: live state
+	// vpc is, live only, the VPC a resource is in (an internet gateway: the
+	// one it is attached to, "" when detached).
+	vpc string
 }
 
 func (r *resource) attr(name string) (attr, bool) {
@@ -85,8 +89,11 @@ func (p *planner) cloud() {
 		}
 	}
 	p.adopting = p.adoptionTargets(desired)
+	p.unresolved = map[string]bool{}
 	for _, r := range desired {
-		p.reconcileResource(r)
+		if !p.reconcileResource(r) {
+			p.unresolved[r.addr] = true
+		}
 	}
 	p.deleteUndesired(desired)
 }
@@ -147,7 +154,7 @@ func (p *planner) desiredInstance(h *nest.Host) (resource, bool) {
 		attrs: []attr{
 			{name: "ami", value: ami, immutable: true},
 			{name: "instance_type", value: a.InstanceType},
-			{name: "subnet", value: a.Subnet, immutable: true},
+			{name: "subnet", value: a.Subnet, immutable: true, ref: Address(KindSubnet, a.Subnet)},
 			{name: "instance_profile", value: a.InstanceProfile},
 			{name: "key_name", value: a.KeyName, immutable: true},
 			{name: "root_volume.size_gb", value: strconv.Itoa(a.RootVolume.SizeGB)},
@@ -246,17 +253,21 @@ func (p *planner) liveResources() []resource {
 	subnetName := func(id string) string {
 		return strings.TrimPrefix(ref(id), Address(KindSubnet, "")+".")
 	}
+	subnetVPC := map[string]string{}
+	for _, s := range c.Subnets {
+		subnetVPC[s.ID] = s.VPCID
+	}
 	var out []resource
 	for _, v := range c.VPCs {
 		out = append(out, resource{kind: KindVPC, id: v.ID, tags: v.Tags, attrs: []attr{{name: "cidr", value: v.CIDR}}})
 	}
 	for _, s := range c.Subnets {
-		out = append(out, resource{kind: KindSubnet, id: s.ID, tags: s.Tags, attrs: []attr{
+		out = append(out, resource{kind: KindSubnet, id: s.ID, vpc: s.VPCID, tags: s.Tags, attrs: []attr{
 			{name: "cidr", value: s.CIDR}, {name: "zone", value: s.Zone},
 			{name: "map_public_ip", value: strconv.FormatBool(s.MapPublicIP)}}})
 	}
 	for _, g := range c.InternetGateways {
-		out = append(out, resource{kind: KindInternetGateway, id: g.ID, tags: g.Tags, attrs: []attr{{name: "vpc", value: ref(g.VPCID)}}})
+		out = append(out, resource{kind: KindInternetGateway, id: g.ID, vpc: g.VPCID, tags: g.Tags, attrs: []attr{{name: "vpc", value: ref(g.VPCID)}}})
 	}
 	for _, rt := range c.RouteTables {
 		var routes, subnets []string
@@ -270,11 +281,11 @@ func (p *planner) liveResources() []resource {
 		}
 		sort.Strings(routes)
 		sort.Strings(subnets)
-		out = append(out, resource{kind: KindRouteTable, id: rt.ID, tags: rt.Tags, attrs: []attr{
+		out = append(out, resource{kind: KindRouteTable, id: rt.ID, vpc: rt.VPCID, tags: rt.Tags, attrs: []attr{
 			{name: "routes", value: strings.Join(routes, ", ")}, {name: "subnets", value: strings.Join(subnets, ", ")}}})
 	}
 	for _, sg := range c.SecurityGroups {
-		out = append(out, resource{kind: KindSecurityGroup, id: sg.ID, tags: sg.Tags, attrs: []attr{
+		out = append(out, resource{kind: KindSecurityGroup, id: sg.ID, vpc: sg.VPCID, tags: sg.Tags, attrs: []attr{
 			{name: "ingress", value: rulesString(sg.Ingress)}, {name: "egress", value: rulesString(sg.Egress)}}})
 	}
 	for _, in := range c.Instances {
@@ -285,7 +296,9 @@ func (p *planner) liveResources() []resource {
 		if state == "pending" {
 			state = "running"
 		}
-		out = append(out, resource{kind: KindInstance, id: in.ID, tags: in.Tags, host: in.Tags[TagHost], state: in.State, attrs: []attr{
+		// A snapshot written before instances carried their VPC has it from the subnet.
+		vpc := firstNonEmpty(in.VPCID, subnetVPC[in.SubnetID])
+		out = append(out, resource{kind: KindInstance, id: in.ID, vpc: vpc, tags: in.Tags, host: in.Tags[TagHost], state: in.State, attrs: []attr{
 			{name: "ami", value: in.ImageID},
 			{name: "instance_type", value: in.Type},
 			{name: "subnet", value: subnetName(in.SubnetID)},
@@ -336,7 +349,9 @@ func (p *planner) owned(r resource) bool {
 	return r.tags[TagFleet] == p.f.Name && r.tags[TagManaged] == "true" && r.tags[TagResource] != ""
 }
 
-func (p *planner) reconcileResource(want resource) {
+// reconcileResource plans one desired resource. It reports false when its
+// live counterpart could not be told (the error says why).
+func (p *planner) reconcileResource(want resource) bool {
 	claims := p.liveIndex()[want.kind+" "+want.addr]
 	if len(claims) > 1 {
 		var ids []string
@@ -344,17 +359,26 @@ func (p *planner) reconcileResource(want resource) {
 			ids = append(ids, c.id)
 		}
 		p.errorf("%s: %d resources carry its tags (%s); remove the tags from all but one, or delete the extras by hand", want.addr, len(claims), strings.Join(ids, ", "))
-		return
+		return false
 	}
 	if len(claims) == 1 {
+		if err := p.otherVPC(claims[0], nil); err != nil {
+			p.errorf("%s: %v, yet carries this fleet's tags; nestbot never changes, replaces or deletes a resource of another VPC: remove its nest:* tags (%s)",
+				want.addr, err, untagCommand(claims[0].id))
+			return false
+		}
 		p.compare(want, claims[0], false)
-		return
+		return true
 	}
 	if want.adopt != nil {
 		target, err := p.findAdoptee(want)
 		if err != nil {
 			p.errorf("%s: adopt: %v", want.addr, err)
-			return
+			return false
+		}
+		if err := p.otherVPC(target, want.adopt); err != nil {
+			p.errorf("%s: adopt: %v; %s", want.addr, err, p.otherVPCHint(target))
+			return false
 		}
 		var changes []Change
 		for _, k := range sortedNames(want.tags) {
@@ -365,7 +389,7 @@ func (p *planner) reconcileResource(want resource) {
 		p.add(Step{Plane: PlaneCloud, Action: ActionAdopt, Address: want.addr, ID: target.id, Changes: changes,
 			Reason: "takes over " + target.id + "; tags are added, nothing is created"})
 		p.compare(want, target, true)
-		return
+		return true
 	}
 	var changes []Change
 	for _, a := range want.attrs {
@@ -382,6 +406,7 @@ func (p *planner) reconcileResource(want resource) {
 	if want.kind == KindInstance {
 		p.created[want.host] = true
 	}
+	return true
 }
 
 // adoptionTargets maps the live id of each resource that nest.yaml adopts
@@ -440,7 +465,7 @@ func (p *planner) compare(want, have resource, adopting bool) {
 	replace, reasons := false, []string(nil)
 	for _, a := range want.attrs {
 		h, _ := have.attr(a.name)
-		if a.ignore || h.value == a.value {
+		if a.ignore || h.value == a.value || p.unresolved[a.ref] {
 			continue
 		}
 		if a.name == "state" {
@@ -515,10 +540,102 @@ func (p *planner) deleteUndesired(desired []resource) {
 		}
 		sort.Slice(doomed, func(i, j int) bool { return doomed[i].tags[TagResource] < doomed[j].tags[TagResource] })
 		for _, r := range doomed {
+			if err := p.otherVPC(r, nil); err != nil {
+				p.errorf("%s: no longer in nest.yaml, but %v; nestbot never deletes a resource of another VPC: delete it by hand, or remove its nest:* tags (%s)",
+					r.tags[TagResource], err, untagCommand(r.id))
+				continue
+			}
 			p.add(Step{Plane: PlaneCloud, Action: ActionDelete, Address: r.tags[TagResource], ID: r.id,
 				Reason: "no longer in nest.yaml"})
 		}
 	}
+}
+
+// fleetVPC returns the live id of the fleet's VPC: the one nestbot owns, or
+// the one nest.yaml adopts; "" when this plan creates it. known is false
+// when that cannot be told (several VPCs claim it, or its adoption target
+// was not found: both are errors of their own).
+func (p *planner) fleetVPC() (id string, known bool) {
+	addr := Address(KindVPC, "")
+	switch claims := p.liveIndex()[KindVPC+" "+addr]; len(claims) {
+	case 0:
+	case 1:
+		return claims[0].id, true
+	default:
+		return "", false
+	}
+	for id, a := range p.adopting {
+		if a == addr {
+			return id, true
+		}
+	}
+	if p.f.AWS != nil && p.f.AWS.VPC.Adopt != nil {
+		return "", false
+	}
+	return "", true
+}
+
+// otherVPC says why r, a live resource, is not the fleet's to change: it
+// is in (or, an internet gateway, attached to) another VPC than the
+// fleet's. It is nil when r is in the fleet's VPC, is a VPC itself, is a
+// detached gateway, or when the fleet's VPC cannot be told. adopt, when
+// set, is how nest.yaml named r.
+func (p *planner) otherVPC(r resource, adopt *nest.Adopt) error {
+	if r.kind == KindVPC || r.vpc == "" {
+		return nil
+	}
+	fleet, known := p.fleetVPC()
+	if !known || r.vpc == fleet {
+		return nil
+	}
+	name := r.id
+	switch {
+	case adopt != nil && adopt.Tag != "":
+		name += " (" + adopt.Tag + ")"
+	case r.tags["Name"] != "":
+		name += " (Name=" + r.tags["Name"] + ")"
+	}
+	where := "is in " + r.vpc
+	switch r.kind {
+	case KindInternetGateway:
+		where = "is attached to " + r.vpc
+	case KindInstance:
+		if in := p.liveInstance(r.id); in != nil && in.SubnetID != "" {
+			where = "is in " + in.SubnetID + " of " + r.vpc
+		}
+	}
+	if fleet == "" {
+		return fmt.Errorf("%s %s, and the fleet's VPC does not exist yet (this plan creates it)", name, where)
+	}
+	return fmt.Errorf("%s %s, not the fleet's VPC %s", name, where, fleet)
+}
+
+// otherVPCHint says what to do about an adoption target in another VPC.
+func (p *planner) otherVPCHint(r resource) string {
+	fleet, _ := p.fleetVPC()
+	what := map[string]string{KindSubnet: "a subnet", KindInternetGateway: "an internet gateway",
+		KindRouteTable: "a route table", KindSecurityGroup: "a security group", KindInstance: "an instance"}[r.kind]
+	if fleet == "" {
+		return fmt.Sprintf("adopt %s as the fleet's VPC (aws.vpc.adopt), or drop this adoption so that nestbot creates %s in the new VPC", r.vpc, what)
+	}
+	if r.kind == KindInternetGateway {
+		return fmt.Sprintf("adopt a detached internet gateway or the one attached to %s, or adopt %s as the fleet's VPC", fleet, r.vpc)
+	}
+	return fmt.Sprintf("adopt %s of %s, or adopt %s as the fleet's VPC", what, fleet, r.vpc)
+}
+
+func (p *planner) liveInstance(id string) *Instance {
+	for i := range p.live.Cloud.Instances {
+		if p.live.Cloud.Instances[i].ID == id {
+			return &p.live.Cloud.Instances[i]
+		}
+	}
+	return nil
+}
+
+// untagCommand is the AWS CLI command that removes nestbot's tags from a resource.
+func untagCommand(id string) string {
+	return "aws ec2 delete-tags --resources " + id + " --tags Key=" + TagFleet + " Key=" + TagManaged + " Key=" + TagResource
 }
 
 func desiredRules(rules []nest.Rule) []SecurityRule {

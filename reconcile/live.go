@@ -120,6 +120,7 @@ type Instance struct {
 	Type            string `json:"type"`
 	ImageID         string `json:"image_id"`
 	SubnetID        string `json:"subnet_id"`
+	VPCID           string `json:"vpc_id,omitempty"` // the VPC of its subnet
 	PrivateIP       string `json:"private_ip,omitempty"`
 	PublicIP        string `json:"public_ip,omitempty"`
 	InstanceProfile string `json:"instance_profile,omitempty"` // name

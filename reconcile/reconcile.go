@@ -88,6 +88,9 @@ type planner struct {
 	liveByAddr map[string][]resource
 	nodes      map[string]Node   // live tailnet nodes by host name
 	adopting   map[string]string // live id → address of resources being adopted
+	// unresolved holds the cloud addresses whose live resource could not be
+	// told (an error says why); nothing is compared against them.
+	unresolved map[string]bool
 }
 
 func (p *planner) add(s Step) { p.plan.Steps = append(p.plan.Steps, s) }

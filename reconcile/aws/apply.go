@@ -714,6 +714,9 @@ func (a *Applier) delete(ctx context.Context, kind, id string) error {
 	if id == "" {
 		return errors.New("no resource id in the plan")
 	}
+	if err := a.inFleetVPC(kind, id); err != nil {
+		return err
+	}
 	var err error
 	switch kind {
 	case reconcile.KindInstance:
@@ -755,4 +758,52 @@ func (a *Applier) delete(ctx context.Context, kind, id string) error {
 		err = fmt.Errorf("unknown kind %q", kind)
 	}
 	return err
+}
+
+// inFleetVPC refuses to delete a resource that the observed state puts in
+// another VPC than the fleet's. A plan never holds such a step (the planner
+// reports it as an error); this guards a plan file that does.
+func (a *Applier) inFleetVPC(kind, id string) error {
+	fleet := a.ids[reconcile.Address(reconcile.KindVPC, "")]
+	if kind == reconcile.KindVPC || fleet == "" || a.Live == nil {
+		return nil
+	}
+	vpc := ""
+	c := a.Live
+	subnetVPC := map[string]string{}
+	for _, s := range c.Subnets {
+		subnetVPC[s.ID] = s.VPCID
+	}
+	switch kind {
+	case reconcile.KindSubnet:
+		vpc = subnetVPC[id]
+	case reconcile.KindInternetGateway:
+		for _, g := range c.InternetGateways {
+			if g.ID == id {
+				vpc = g.VPCID
+			}
+		}
+	case reconcile.KindRouteTable:
+		for _, r := range c.RouteTables {
+			if r.ID == id {
+				vpc = r.VPCID
+			}
+		}
+	case reconcile.KindSecurityGroup:
+		for _, g := range c.SecurityGroups {
+			if g.ID == id {
+				vpc = g.VPCID
+			}
+		}
+	case reconcile.KindInstance:
+		for _, in := range c.Instances {
+			if in.ID == id {
+				vpc = firstNonEmpty(in.VPCID, subnetVPC[in.SubnetID])
+			}
+		}
+	}
+	if vpc == "" || vpc == fleet {
+		return nil
+	}
+	return fmt.Errorf("%s is in %s, not the fleet's VPC %s: nestbot never deletes a resource of another VPC; plan again", id, vpc, fleet)
 }

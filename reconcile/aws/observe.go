@@ -315,7 +315,7 @@ func (o *Observer) instances(ctx context.Context, tagged []types.Filter, adopts 
 					}
 					seen[id] = true
 					li := reconcile.Instance{ID: id, Type: string(in.InstanceType), ImageID: aws.ToString(in.ImageId),
-						SubnetID: aws.ToString(in.SubnetId), PrivateIP: aws.ToString(in.PrivateIpAddress),
+						SubnetID: aws.ToString(in.SubnetId), VPCID: aws.ToString(in.VpcId), PrivateIP: aws.ToString(in.PrivateIpAddress),
 						PublicIP: aws.ToString(in.PublicIpAddress), KeyName: aws.ToString(in.KeyName), Tags: tagMap(in.Tags)}
 					if in.State != nil {
 						li.State = string(in.State.Name)
