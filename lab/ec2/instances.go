@@ -411,7 +411,7 @@ func (s *Server) createInstance(l *launch, resID string, index int, now time.Tim
 		in.publicIP = s.allocatePublicIP()
 	}
 	if in.profile != nil {
-		in.profileAssocID = s.newID("iip-assoc")
+		in.profileAssocID, in.profileAssocAt = s.newID("iip-assoc"), now
 	}
 	for _, d := range l.devices {
 		v := &volume{id: s.newID("vol"), az: in.az, volumeType: d.volumeType, snapshotID: d.snapshotID,

@@ -243,13 +243,13 @@ type xProfileAssoc struct {
 	InstanceID    string      `xml:"instanceId"`
 	Profile       xIAMProfile `xml:"iamInstanceProfile"`
 	State         string      `xml:"state"`
-	Timestamp     string      `xml:"timestamp"`
+	Timestamp     string      `xml:"timestamp,omitempty"`
 }
 
 func (s *Server) profileAssocXML(in *instance) xProfileAssoc {
 	return xProfileAssoc{AssociationID: in.profileAssocID, InstanceID: in.id,
 		Profile: xIAMProfile{Arn: in.profile.arn, ID: in.profile.id}, State: "associated",
-		Timestamp: fmtTime(in.launchTime)}
+		Timestamp: fmtTime(in.profileAssocAt)}
 }
 
 func (s *Server) describeIamInstanceProfileAssociations(c *call) (any, error) {
@@ -308,12 +308,83 @@ func (s *Server) associateIamInstanceProfile(c *call) (any, error) {
 	if in.profileAssocID != "" {
 		return nil, errf(400, "IncorrectState", "There is an existing association for instance %s", in.id)
 	}
-	if !slices.Contains([]string{statePending, stateRunning, stateStopping, stateStopped}, in.state) {
-		return nil, errf(400, "IncorrectInstanceState", "The instance '%s' is not in a valid state for this operation.", in.id)
+	if err := profileChangeAllowed(in); err != nil {
+		return nil, err
 	}
-	in.profile, in.profileAssocID = prof, s.newID("iip-assoc")
+	in.profile, in.profileAssocID, in.profileAssocAt = prof, s.newID("iip-assoc"), c.now
 	x := s.profileAssocXML(in)
 	x.State = "associating"
+	return struct {
+		Assoc xProfileAssoc `xml:"iamInstanceProfileAssociation"`
+	}{x}, nil
+}
+
+// profileAssociation finds the instance whose current association is id.
+func (s *Server) profileAssociation(id string) (*instance, error) {
+	if id == "" {
+		return nil, errf(400, "MissingParameter", "The request must contain the parameter AssociationId")
+	}
+	byAssoc := map[string]*instance{}
+	for _, in := range s.st.instances {
+		if in.profileAssocID != "" && in.profile != nil {
+			byAssoc[in.profileAssocID] = in
+		}
+	}
+	items, err := selectByID(byAssoc, []string{id}, "iip-assoc",
+		"InvalidAssociationID.Malformed", "InvalidAssociationID.NotFound", "association")
+	if err != nil {
+		return nil, err
+	}
+	return items[0], nil
+}
+
+func profileChangeAllowed(in *instance) error {
+	if !slices.Contains([]string{statePending, stateRunning, stateStopping, stateStopped}, in.state) {
+		return errf(400, "IncorrectInstanceState", "The instance '%s' is not in a valid state for this operation.", in.id)
+	}
+	return nil
+}
+
+// replaceIamInstanceProfileAssociation swaps the profile of an association
+// for another. As on EC2, the new association has an id of its own; the
+// lab makes it current at once, so the instance shows the new profile on
+// the next DescribeInstances.
+func (s *Server) replaceIamInstanceProfileAssociation(c *call) (any, error) {
+	in, err := s.profileAssociation(c.p.get("AssociationId"))
+	if err != nil {
+		return nil, err
+	}
+	prof, err := s.profileFromParams(c.p.sub("IamInstanceProfile"))
+	if err != nil {
+		return nil, err
+	}
+	if prof == nil {
+		return nil, errf(400, "MissingParameter", "The request must contain the parameter IamInstanceProfile")
+	}
+	if err := profileChangeAllowed(in); err != nil {
+		return nil, err
+	}
+	in.profile, in.profileAssocID, in.profileAssocAt = prof, s.newID("iip-assoc"), c.now
+	x := s.profileAssocXML(in)
+	x.State = "associating"
+	return struct {
+		Assoc xProfileAssoc `xml:"iamInstanceProfileAssociation"`
+	}{x}, nil
+}
+
+// disassociateIamInstanceProfile removes an instance's profile. EC2 answers
+// "disassociating"; the lab drops the association at once.
+func (s *Server) disassociateIamInstanceProfile(c *call) (any, error) {
+	in, err := s.profileAssociation(c.p.get("AssociationId"))
+	if err != nil {
+		return nil, err
+	}
+	if err := profileChangeAllowed(in); err != nil {
+		return nil, err
+	}
+	x := s.profileAssocXML(in)
+	x.State, x.Timestamp = "disassociating", ""
+	in.profile, in.profileAssocID, in.profileAssocAt = nil, "", time.Time{}
 	return struct {
 		Assoc xProfileAssoc `xml:"iamInstanceProfileAssociation"`
 	}{x}, nil

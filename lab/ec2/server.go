@@ -341,6 +341,7 @@ func SupportedActions() []string {
 		"DescribeInstances", "RunInstances", "StartInstances", "StopInstances",
 		"TerminateInstances", "ModifyInstanceAttribute", "DescribeInstanceAttribute",
 		"DescribeIamInstanceProfileAssociations", "AssociateIamInstanceProfile",
+		"ReplaceIamInstanceProfileAssociation", "DisassociateIamInstanceProfile",
 		"DescribeVolumes", "ModifyVolume", "DescribeImages", "CreateTags", "DeleteTags",
 	}
 	slices.Sort(a)
@@ -425,6 +426,10 @@ func route(action string) handler {
 		return (*Server).describeIamInstanceProfileAssociations
 	case "AssociateIamInstanceProfile":
 		return (*Server).associateIamInstanceProfile
+	case "ReplaceIamInstanceProfileAssociation":
+		return (*Server).replaceIamInstanceProfileAssociation
+	case "DisassociateIamInstanceProfile":
+		return (*Server).disassociateIamInstanceProfile
 	case "DescribeVolumes":
 		return (*Server).describeVolumes
 	case "ModifyVolume":

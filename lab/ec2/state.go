@@ -112,6 +112,7 @@ type instance struct {
 	keyName                                  string
 	profile                                  *instanceProfile
 	profileAssocID                           string
+	profileAssocAt                           time.Time // when profileAssocID was made
 	sgIDs                                    []string
 	userData                                 []byte
 	tags                                     map[string]string

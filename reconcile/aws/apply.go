@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -493,17 +494,7 @@ func (a *Applier) updateInstance(ctx context.Context, host, id string, changed m
 		}
 	}
 	if _, ok := changed["instance_profile"]; ok {
-		if live.InstanceProfile != "" {
-			return fmt.Errorf("instance %s already has instance profile %s: replacing an attached profile is not supported yet; detach it by hand, then apply", id, live.InstanceProfile)
-		}
-		ap, ok := a.Client.(interface {
-			AssociateIamInstanceProfile(context.Context, *ec2.AssociateIamInstanceProfileInput, ...func(*ec2.Options)) (*ec2.AssociateIamInstanceProfileOutput, error)
-		})
-		if !ok {
-			return errors.New("this EC2 client cannot associate instance profiles")
-		}
-		if _, err := ap.AssociateIamInstanceProfile(ctx, &ec2.AssociateIamInstanceProfileInput{InstanceId: aws.String(id),
-			IamInstanceProfile: &types.IamInstanceProfileSpecification{Name: aws.String(h.AWS.InstanceProfile)}}); err != nil {
+		if err := a.setInstanceProfile(ctx, host, id, h.AWS.InstanceProfile); err != nil {
 			return err
 		}
 	}
@@ -538,6 +529,46 @@ func (a *Applier) updateInstance(ctx context.Context, host, id string, changed m
 		return a.waitState(ctx, id, "running")
 	}
 	return nil
+}
+
+// setInstanceProfile makes want ("" for none) the instance's IAM instance
+// profile, as EC2 does it: the current association is looked up, then
+// replaced, removed, or made when there is none.
+func (a *Applier) setInstanceProfile(ctx context.Context, host, id, want string) error {
+	out, err := a.Client.DescribeIamInstanceProfileAssociations(ctx, &ec2.DescribeIamInstanceProfileAssociationsInput{
+		Filters: []types.Filter{{Name: aws.String("instance-id"), Values: []string{id}}}})
+	if err != nil {
+		return err
+	}
+	var current *types.IamInstanceProfileAssociation
+	for i, as := range out.IamInstanceProfileAssociations {
+		if as.State == types.IamInstanceProfileAssociationStateAssociated || as.State == types.IamInstanceProfileAssociationStateAssociating {
+			current = &out.IamInstanceProfileAssociations[i]
+		}
+	}
+	profile := &types.IamInstanceProfileSpecification{Name: aws.String(want)}
+	switch {
+	case current == nil && want == "":
+		return nil
+	case current == nil:
+		a.logf("update aws.instance.%s: associating instance profile %s with %s", host, want, id)
+		_, err = a.Client.AssociateIamInstanceProfile(ctx, &ec2.AssociateIamInstanceProfileInput{InstanceId: aws.String(id), IamInstanceProfile: profile})
+	case want == "":
+		a.logf("update aws.instance.%s: disassociating instance profile %s from %s", host, profileName(current), id)
+		_, err = a.Client.DisassociateIamInstanceProfile(ctx, &ec2.DisassociateIamInstanceProfileInput{AssociationId: current.AssociationId})
+	default:
+		a.logf("update aws.instance.%s: replacing instance profile %s of %s with %s", host, profileName(current), id, want)
+		_, err = a.Client.ReplaceIamInstanceProfileAssociation(ctx, &ec2.ReplaceIamInstanceProfileAssociationInput{
+			AssociationId: current.AssociationId, IamInstanceProfile: profile})
+	}
+	return err
+}
+
+func profileName(as *types.IamInstanceProfileAssociation) string {
+	if as.IamInstanceProfile == nil {
+		return aws.ToString(as.AssociationId)
+	}
+	return path.Base(aws.ToString(as.IamInstanceProfile.Arn))
 }
 
 func (a *Applier) liveRouteTable(id string) *reconcile.RouteTable {
