@@ -353,19 +353,35 @@ func drift(s Spec, c *ObservedCert) []string {
 			out = append(out, attr)
 		}
 	}
+	sans := cmp
+	if s.SANsIncomplete {
+		sans = func(attr string, have, want []string) {
+			if !SubsetOf(want, have) {
+				out = append(out, attr)
+			}
+		}
+	}
 	if c.CommonName != s.CommonName {
 		out = append(out, "common_name")
 	}
 	cmp("organization", c.Organization, s.Organization)
 	cmp("usages", c.Usages, s.Usages)
-	cmp("dns_names", c.DNSNames, s.DNSNames)
-	if !s.IPsIncomplete {
-		cmp("ips", c.IPs, s.IPs)
-	}
+	sans("dns_names", c.DNSNames, s.DNSNames)
+	sans("ips", c.IPs, s.IPs)
 	if c.IsCA != s.IsCA {
 		out = append(out, "is_ca")
 	}
 	return out
+}
+
+// SubsetOf reports whether every element of want is in have.
+func SubsetOf(want, have []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
 }
 
 func sameRecipients(have, want []string) bool {

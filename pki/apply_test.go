@@ -331,6 +331,36 @@ func TestApplyReissuesOnDrift(t *testing.T) {
 	}
 }
 
+// TestApplyKeepsSANsWhileFactsAreUnknown: without the hosts' live
+// addresses (a host off the tailnet, or certs status, which observes
+// nothing), a certificate is judged by the SANs that are known: it has
+// more, and is left alone; it lacks one, and is reissued.
+func TestApplyKeepsSANsWhileFactsAreUnknown(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t)
+	fx.apply(t)
+	unknown := Set(fx.fleet, fx.hostKeys, nil)
+	obs, err := Observe(fx.dir, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range unknown {
+		c := obs[s.ID]
+		if d := drift(s, &c); len(d) > 0 {
+			t.Errorf("%s: drift %q against the known SANs", s.ID, d)
+		}
+	}
+	fx.facts = nil
+	if rep := fx.apply(t); rep.Count(Reissued) != 0 {
+		t.Errorf("reissued without the live facts: %s", rep.Summary())
+	}
+	fx.fleet.PKI.ExtraSANs = []string{"api.testnest.example"} // a SAN that is known
+	rep := fx.apply(t)
+	if r := result(rep, "cp-1/apiserver"); r.Action != Reissued || r.Reason != "dns_names changed" {
+		t.Errorf("apiserver: %s %q", r.Action, r.Reason)
+	}
+}
+
 func TestApplyNewCAReissuesItsLeaves(t *testing.T) {
 	t.Parallel()
 	fx := newFixture(t)

@@ -47,9 +47,11 @@ type Spec struct {
 	Recipients   []string // age recipients of the private key, sorted
 	CertPath     string   // relative to pki.dir; "" for KeyOnly
 	KeyPath      string   // relative to pki.dir: the .key.age file
-	// IPsIncomplete is set when a host's addresses are not all known yet
-	// (it has not joined the tailnet), so IP SANs cannot be judged.
-	IPsIncomplete bool
+	// SANsIncomplete is set when a host's addresses or tailnet name are not
+	// all known (it has not joined the tailnet, or the tailnet or the cloud
+	// was not observed). Its SANs are then judged by what is known: a
+	// certificate drifts when it lacks one of them, not when it has more.
+	SANsIncomplete bool
 }
 
 // HostFacts are what the live world says about a host, for its SANs.
@@ -124,7 +126,7 @@ func Set(f *nest.Fleet, hostKeys map[string]string, facts map[string]HostFacts) 
 				CommonName: cn, Organization: org, Usages: sortedUnique(usages),
 				DNSNames: sortedUnique(dns), IPs: sortedUnique(ipList),
 				Validity: k.LeafValidity.Duration, KeyAlgorithm: alg, Recipients: recipients,
-				IPsIncomplete: incomplete && len(ipList) > 0,
+				SANsIncomplete: incomplete && len(dns)+len(ipList) > 0,
 			}
 			stem := fileStem(signer, name)
 			s.CertPath = path.Join("derived", h.Name, stem+".crt")

@@ -52,14 +52,21 @@ func (p *planner) pki() {
 			case s.Host != "" && p.created[s.Host]:
 				reason = "new host"
 			}
-			if s.IPsIncomplete {
-				reason += "; IP SANs completed once the host has joined"
+			if s.SANsIncomplete {
+				reason += "; its addresses are added once the host has joined"
 			}
 			p.add(Step{Plane: PlanePKI, Action: ActionIssue, Address: addr, Reason: reason, Changes: specChanges(s)})
 			continue
 		}
 		if s.Signer != "" && newCA[s.Signer] {
 			p.add(Step{Plane: PlanePKI, Action: ActionReissue, Address: addr, Reason: "its CA " + s.Signer + " is new"})
+			continue
+		}
+		if s.Host != "" && p.created[s.Host] && len(have.IPs) > 0 {
+			// A new instance for the host: its addresses change, and the
+			// apply reissues the certificate once the instance has joined.
+			p.add(Step{Plane: PlanePKI, Action: ActionReissue, Address: addr, Reason: "its host gets a new instance, with new addresses",
+				Changes: []Change{{Attr: "ips", Before: strings.Join(sortedCopy(have.IPs), ", "), After: KnownAfterApply}}})
 			continue
 		}
 		if drift := certDrift(s, have); len(drift) > 0 {
@@ -138,10 +145,13 @@ func certDrift(s pki.Spec, c Cert) []Change {
 	cmp("common_name", c.CommonName, s.CommonName)
 	cmp("organization", strings.Join(sortedCopy(c.Organization), ", "), strings.Join(sortedCopy(s.Organization), ", "))
 	cmp("usages", strings.Join(sortedCopy(c.Usages), ", "), strings.Join(s.Usages, ", "))
-	cmp("dns_names", strings.Join(sortedCopy(c.DNSNames), ", "), strings.Join(s.DNSNames, ", "))
-	if !s.IPsIncomplete {
-		cmp("ips", strings.Join(sortedCopy(c.IPs), ", "), strings.Join(s.IPs, ", "))
+	sans := func(attr string, have, want []string) {
+		if !s.SANsIncomplete || !pki.SubsetOf(want, have) {
+			cmp(attr, strings.Join(sortedCopy(have), ", "), strings.Join(want, ", "))
+		}
 	}
+	sans("dns_names", c.DNSNames, s.DNSNames)
+	sans("ips", c.IPs, s.IPs)
 	cmp("is_ca", fmt.Sprint(c.IsCA), fmt.Sprint(s.IsCA))
 	return out
 }

@@ -275,6 +275,35 @@ func TestDiffCertificates(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a new instance reissues the certificates that name its addresses", func(t *testing.T) {
+		l := convergedLive(t, d, revNew, observedAt)
+		l.Cloud.Instances[0].ImageID = "ami-0old" // ec2-controlplane is replaced
+		p := mustDiff(t, d, l)
+		for _, id := range []string{apiserver, "ec2-controlplane/etcd-server", "ec2-controlplane/etcd-peer", "ec2-controlplane/kubelet-serving"} {
+			st := findStep(p, CertAddress(id))
+			if st == nil || st.Action != ActionReissue || !strings.Contains(st.Reason, "new instance") ||
+				len(st.Changes) != 1 || st.Changes[0].Attr != "ips" || st.Changes[0].After != KnownAfterApply {
+				t.Errorf("%s: %+v", id, st)
+			}
+		}
+		if st := findStep(p, CertAddress("ec2-controlplane/kubelet")); st != nil {
+			t.Errorf("a certificate without addresses is reissued: %+v", st)
+		}
+	})
+	t.Run("a host off the tailnet keeps the SANs it had", func(t *testing.T) {
+		l := convergedLive(t, d, revNew, observedAt)
+		l.Tailnet.Nodes = slices.DeleteFunc(l.Tailnet.Nodes, func(n Node) bool { return n.Name == "laptop-ultra" })
+		p := mustDiff(t, d, l)
+		if st := findStep(p, CertAddress("laptop-ultra/kubelet-serving")); st != nil {
+			t.Errorf("reissued while its addresses are unknown: %+v", st)
+		}
+		c := l.PKI.Certs["laptop-ultra/kubelet-serving"]
+		c.DNSNames = nil // but a SAN it must have is missing
+		l.PKI.Certs["laptop-ultra/kubelet-serving"] = c
+		if st := findStep(mustDiff(t, d, l), CertAddress("laptop-ultra/kubelet-serving")); st == nil || st.Action != ActionReissue || st.Reason != "dns_names changed" {
+			t.Errorf("a missing SAN: %+v", st)
+		}
+	})
 	t.Run("new CA reissues its leaves", func(t *testing.T) {
 		l := convergedLive(t, d, revNew, observedAt)
 		delete(l.PKI.Certs, pki.EtcdCA)
