@@ -1,6 +1,7 @@
 package ec2
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -100,12 +101,28 @@ func (s *Server) volumeFilter(v *volume) filterFunc {
 	}
 }
 
+// maxVolumePage is the most volumes one DescribeVolumes page holds.
+const maxVolumePage = 500
+
+// describeVolumes answers as EC2's API reference describes MaxResults for
+// this action: "This value can be between 5 and 500; if you specify a value
+// larger than 500, only 500 items are returned. If this parameter is not
+// used, then all items are returned. You cannot specify this parameter and
+// the volume IDs parameter in the same request."
 func (s *Server) describeVolumes(c *call) (any, error) {
-	limit, after, err := c.p.paging(5, 500)
+	ids := c.p.list("VolumeId")
+	if len(ids) > 0 && c.p.has("MaxResults") {
+		return nil, errf(400, "InvalidParameterCombination", "The parameter volumeSet cannot be used with the parameter maxResults")
+	}
+	if n, ok, _ := c.p.int("MaxResults"); ok && n < 5 {
+		return nil, errf(400, "InvalidParameterValue",
+			"Value ( %d ) for parameter maxResults is invalid. Expecting a value between 5 and %d.", n, maxVolumePage)
+	}
+	limit, after, err := c.p.paging(5, math.MaxInt32)
 	if err != nil {
 		return nil, err
 	}
-	ids := c.p.list("VolumeId")
+	limit = min(limit, maxVolumePage) // no MaxResults (0): every volume
 	items, err := selectByID(s.st.volumes, ids, "vol", "InvalidVolumeID.Malformed", "InvalidVolume.NotFound", "volume")
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package aws
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"sort"
@@ -11,13 +12,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/reconcile"
 )
 
-// DefaultPageSize is the MaxResults of every Describe call. EC2 caps some
-// calls lower (volumes at 500, route tables at 100); the cap is applied.
+// DefaultPageSize is the MaxResults of the Describe calls that page through
+// the fleet's resources (volumes and images are described by id or name
+// instead). EC2 caps some calls lower (route tables at 100); the cap is
+// applied.
 const DefaultPageSize = 1000
 
 // Observer reads the cloud plane of one fleet.
@@ -341,8 +345,11 @@ func (o *Observer) instances(ctx context.Context, tagged []types.Filter, adopts 
 	return out, nil
 }
 
-// volumes fills in the root volumes' size, type and encryption, described
-// by id in pages.
+// volumes fills in the root volumes' size, type and encryption. They are
+// described by id, up to maxVolumeIDs in one call and without MaxResults
+// (EC2 refuses MaxResults with volume ids, and returns all of them), so
+// that 1,000 instances cost one DescribeVolumes; a NextToken is followed
+// should one come back.
 func (o *Observer) volumes(ctx context.Context, instances []reconcile.Instance, byVolume map[string]string) error {
 	if len(byVolume) == 0 {
 		return nil
@@ -356,28 +363,52 @@ func (o *Observer) volumes(ctx context.Context, instances []reconcile.Instance, 
 	for i, in := range instances {
 		index[in.ID] = i
 	}
-	const chunk = 500 // EC2 caps the values of one filter
-	for start := 0; start < len(ids); start += chunk {
-		part := ids[start:min(start+chunk, len(ids))]
-		p := ec2.NewDescribeVolumesPaginator(o.Client, &ec2.DescribeVolumesInput{
-			Filters:    []types.Filter{{Name: aws.String("volume-id"), Values: part}},
-			MaxResults: aws.Int32(500), // EC2's largest volume page, whatever PageSize says
-		})
-		for p.HasMorePages() {
-			o.count("DescribeVolumes")
-			page, err := p.NextPage(ctx)
-			if err != nil {
-				return fmt.Errorf("aws: describe volumes: %w", err)
-			}
-			for _, v := range page.Volumes {
-				id := aws.ToString(v.VolumeId)
-				i, ok := index[byVolume[id]]
-				if !ok {
-					continue
-				}
+	fill := func(vols []types.Volume) {
+		for _, v := range vols {
+			id := aws.ToString(v.VolumeId)
+			if i, ok := index[byVolume[id]]; ok {
 				instances[i].RootVolume = reconcile.Volume{ID: id, SizeGB: int(aws.ToInt32(v.Size)), Type: string(v.VolumeType), Encrypted: aws.ToBool(v.Encrypted)}
 			}
 		}
+	}
+	for start := 0; start < len(ids); start += maxVolumeIDs {
+		part := ids[start:min(start+maxVolumeIDs, len(ids))]
+		err := o.describeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: part}, fill)
+		var api smithy.APIError
+		if errors.As(err, &api) && api.ErrorCode() == "InvalidVolume.NotFound" {
+			// An instance went away since it was described, and its root
+			// volume with it. A filter skips what does not exist: this part
+			// is described again by filter, as many values as EC2 takes.
+			err = nil
+			for from := 0; from < len(part) && err == nil; from += maxFilterValues {
+				err = o.describeVolumes(ctx, &ec2.DescribeVolumesInput{Filters: []types.Filter{
+					{Name: aws.String("volume-id"), Values: part[from:min(from+maxFilterValues, len(part))]}}}, fill)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("aws: describe volumes: %w", err)
+		}
+	}
+	return nil
+}
+
+// Limits of one Describe call. EC2's pagination guide asks for no more than
+// 1,000 ids in one call; one filter takes fewer values (200 is the limit
+// seen in practice; EC2 does not document it).
+const (
+	maxVolumeIDs    = 1000
+	maxFilterValues = 200
+)
+
+func (o *Observer) describeVolumes(ctx context.Context, in *ec2.DescribeVolumesInput, fill func([]types.Volume)) error {
+	p := ec2.NewDescribeVolumesPaginator(o.Client, in)
+	for p.HasMorePages() {
+		o.count("DescribeVolumes")
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return err
+		}
+		fill(page.Volumes)
 	}
 	return nil
 }
