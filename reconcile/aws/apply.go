@@ -511,6 +511,7 @@ func (a *Applier) updateInstance(ctx context.Context, host, id string, changed m
 		if err := a.waitState(ctx, id, "stopped"); err != nil {
 			return err
 		}
+		a.logf("update aws.instance.%s: changing the type of %s from %s to %s", host, id, live.Type, h.AWS.InstanceType)
 		if _, err := a.Client.ModifyInstanceAttribute(ctx, &ec2.ModifyInstanceAttributeInput{InstanceId: aws.String(id),
 			InstanceType: &types.AttributeValue{Value: aws.String(h.AWS.InstanceType)}}); err != nil {
 			return err
@@ -523,6 +524,7 @@ func (a *Applier) updateInstance(ctx context.Context, host, id string, changed m
 				return err
 			}
 		}
+		a.logf("update aws.instance.%s: starting %s, waiting for it to run", host, id)
 		if _, err := a.Client.StartInstances(ctx, &ec2.StartInstancesInput{InstanceIds: []string{id}}); err != nil {
 			return err
 		}

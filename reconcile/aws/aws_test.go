@@ -169,12 +169,23 @@ func TestApplyChanges(t *testing.T) {
 		if len(p.Steps) != 1 || st.Action != reconcile.ActionUpdate || !strings.Contains(st.Reason, "stop → modify → start") {
 			t.Fatalf("plan: %+v", p.Steps)
 		}
+		w.logs.Reset()
 		if _, err := w.apply(f, p, live); err != nil {
 			t.Fatal(err)
 		}
 		ins := liveInstances(srv, "ec2-controlplane")
 		if len(ins) != 1 || ins[0].ID != first.ID || ins[0].InstanceType != "t3.large" || ins[0].State != "running" {
 			t.Fatalf("after type change: %+v", ins)
+		}
+		// Each of the three steps says so on a line of its own, in order.
+		want := strings.Join([]string{
+			"update aws.instance.ec2-controlplane: stopping " + first.ID + " to change its type",
+			"update aws.instance.ec2-controlplane: changing the type of " + first.ID + " from t3.medium to t3.large",
+			"update aws.instance.ec2-controlplane: starting " + first.ID + ", waiting for it to run",
+			"update aws.instance.ec2-controlplane: done (" + first.ID + ")",
+		}, "\n") + "\n"
+		if got := w.logs.String(); got != want {
+			t.Fatalf("log:\n%s\nwant:\n%s", got, want)
 		}
 		if again, _ := w.plan(f); len(again.Steps) != 0 {
 			t.Fatalf("re-plan: %v", actions(again))
