@@ -266,6 +266,7 @@ func (l *Lab) Env() []string {
 		"AWS_ACCESS_KEY_ID=" + id,
 		"AWS_SECRET_ACCESS_KEY=" + secret,
 		"AWS_REGION=" + l.Region,
+		"AWS_DEFAULT_REGION=" + l.Region, // the AWS CLI v1 reads only this one
 		"AWS_EC2_METADATA_DISABLED=true",
 		"TS_AUTHKEY=" + l.AuthKey,
 		"NESTBOT_TS_CONTROL_URL=" + l.Tailnet.ControlURL(),

@@ -1,9 +1,11 @@
 package nest
 
 import (
+	"bytes"
 	"fmt"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -367,14 +369,38 @@ func kindName(n *yaml.Node) string {
 	return "something else"
 }
 
+// lastLine is what follows the last newline.
+func lastLine(data []byte) []byte { return data[bytes.LastIndexByte(data, '\n')+1:] }
+
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// syntaxError turns a yaml.v3 parse error into an Error at its line.
-func syntaxError(file string, err error) *Error {
-	msg := err.Error()
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return &Error{File: file, Pos: Pos{Line: line, Col: 1}, Msg: "invalid YAML: " + m[2]}
+// yamlParserErrors are the messages of yaml.v3's parser, as against its
+// scanner: the parser's errors count lines from 0 (gopkg.in/yaml.v3
+// decode.go, parser.fail), the scanner's from 1.
+var yamlParserErrors = []string{
+	"did not find expected ',' or ']'", "did not find expected ',' or '}'",
+	"did not find expected '-' indicator", "did not find expected <document start>",
+	"did not find expected <stream-start>", "did not find expected key",
+	"did not find expected node content", "found duplicate %TAG directive",
+	"found duplicate %YAML directive", "found incompatible YAML document",
+	"found undefined tag handle",
+}
+
+// syntaxError turns a yaml.v3 parse error in data into an Error at its
+// line. An error without a line is on the first one: yaml.v3 leaves line 0
+// out. One past the last line is the end of the file.
+func syntaxError(file string, data []byte, err error) *Error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
 	}
-	return &Error{File: file, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
+	if slices.Contains(yamlParserErrors, msg) {
+		line++
+	}
+	if last := bytes.Count(data, []byte("\n")) + 1; line >= last && len(bytes.TrimSpace(lastLine(data))) == 0 {
+		line, msg = last-1, msg+" (at the end of the file)"
+	}
+	return &Error{File: file, Pos: Pos{Line: max(line, 1), Col: 1}, Msg: "invalid YAML: " + msg}
 }

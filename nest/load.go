@@ -61,13 +61,13 @@ func decodeFleet(name string, data []byte) (*Fleet, map[string]Pos, Errors) {
 		if errors.Is(err, io.EOF) {
 			return nil, nil, Errors{{File: name, Msg: "file is empty", Hint: "start from examples/ducksnest/nest.yaml or run nestbot schema"}}
 		}
-		return nil, nil, Errors{syntaxError(name, err)}
+		return nil, nil, Errors{syntaxError(name, data, err)}
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
 		return nil, nil, Errors{{File: name, Pos: nodePos(&extra), Msg: "more than one YAML document", Hint: "remove the second \"---\" and what follows"}}
 	} else if !errors.Is(err, io.EOF) {
-		return nil, nil, Errors{syntaxError(name, err)}
+		return nil, nil, Errors{syntaxError(name, data, err)}
 	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {

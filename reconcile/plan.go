@@ -150,14 +150,15 @@ func (s Summary) String() string {
 	if s.Adopt > 0 {
 		fmt.Fprintf(&b, ", %d to adopt", s.Adopt)
 	}
-	fmt.Fprintf(&b, " · %s · %s", plural(s.Certs, "cert"), plural(s.Hosts, "host"))
+	fmt.Fprintf(&b, " · %s · %s", Plural(s.Certs, "cert"), Plural(s.Hosts, "host"))
 	if s.Drift > 0 {
 		fmt.Fprintf(&b, " · %d drifted", s.Drift)
 	}
 	return b.String()
 }
 
-func plural(n int, word string) string {
+// Plural says n words: "1 host", "3 hosts".
+func Plural(n int, word string) string {
 	if n == 1 {
 		return "1 " + word
 	}

@@ -248,7 +248,7 @@ func (f *mdFlow) details(steps []Step, cont string) {
 }
 
 func mdDetailsOpen(n int, continued bool, fence string) string {
-	label := plural(n, "change")
+	label := Plural(n, "change")
 	if continued {
 		label += " (continued)"
 	}

@@ -63,7 +63,7 @@ func TestLabUpThenPlanAndApplyFromAnotherShell(t *testing.T) {
 			authKey = k
 		}
 	}
-	for _, want := range []string{"AWS_ENDPOINT_URL=http://127.0.0.1:", "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_REGION=ap-northeast-2"} {
+	for _, want := range []string{"AWS_ENDPOINT_URL=http://127.0.0.1:", "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "AWS_REGION=ap-northeast-2", "AWS_DEFAULT_REGION=ap-northeast-2"} {
 		if !strings.Contains(strings.Join(env, "\n"), want) {
 			t.Fatalf("env file lacks %s:\n%s", want, strings.Join(env, "\n"))
 		}

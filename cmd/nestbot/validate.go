@@ -7,6 +7,7 @@ import (
 	"github.com/ducksnest/nestbot/gitops/fleet"
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/pki"
+	"github.com/ducksnest/nestbot/reconcile"
 	"github.com/spf13/cobra"
 )
 
@@ -46,8 +47,8 @@ func runValidate(opts *validateOptions) error {
 		subnets = len(f.AWS.Subnets)
 	}
 	certs = len(pki.Set(f, d.HostKeys, nil))
-	fmt.Fprintf(opts.IO.Out, "%s: valid. Fleet %s: %d hosts (%d in AWS), %d subnets, %d certificates and keys.\n",
-		opts.File, f.Name, len(f.Hosts), inAWS, subnets, certs)
+	fmt.Fprintf(opts.IO.Out, "%s: valid. Fleet %s: %s (%d in AWS), %s, %s and keys.\n",
+		opts.File, f.Name, reconcile.Plural(len(f.Hosts), "host"), inAWS, reconcile.Plural(subnets, "subnet"), reconcile.Plural(certs, "certificate"))
 	return nil
 }
 
