@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -82,4 +83,37 @@ func (s *SavedPlan) Check(desiredDigest string, live *Live) error {
 		return fmt.Errorf("the live state changed since the plan was saved: plan again")
 	}
 	return nil
+}
+
+// Delta says how a plan made now differs from the saved one, by step
+// address and action, for a refusal to say why: at most five differences,
+// and how many more.
+func (s *SavedPlan) Delta(now *Plan) string {
+	key := func(st Step) string { return st.Address + " (" + string(st.Action) + ")" }
+	was, is := map[string]bool{}, map[string]bool{}
+	for _, st := range s.Plan.Steps {
+		was[key(st)] = true
+	}
+	for _, st := range now.Steps {
+		is[key(st)] = true
+	}
+	var diffs []string
+	for _, st := range s.Plan.Steps {
+		if k := key(st); !is[k] {
+			diffs = append(diffs, k+" is no longer planned")
+		}
+	}
+	for _, st := range now.Steps {
+		if k := key(st); !was[k] {
+			diffs = append(diffs, k+" is new")
+		}
+	}
+	if len(diffs) == 0 {
+		return "the steps are the same, but what they act on changed"
+	}
+	const most = 5
+	if len(diffs) > most {
+		diffs = append(diffs[:most], fmt.Sprintf("%d more", len(diffs)-most))
+	}
+	return "the plan now differs: " + strings.Join(diffs, "; ")
 }

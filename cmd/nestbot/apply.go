@@ -82,7 +82,7 @@ func runApply(opts *applyOptions) error {
 		if err != nil {
 			return err
 		}
-		if err := saved.Check(d.Digest(), s.Live); err != nil {
+		if err := s.CheckSaved(saved); err != nil {
 			return fmt.Errorf("%s: %w", opts.PlanFile, err)
 		}
 		plan = saved.Plan

@@ -152,7 +152,7 @@ func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 		defer s.Close()
 		var plan *reconcile.Plan
 		if r.saved != nil {
-			if err := r.saved.Check(r.d.Digest(), s.Live); err != nil {
+			if err := s.CheckSaved(r.saved); err != nil {
 				return fmt.Errorf("the saved plan is stale: %w; comment /nest plan to see the plan as it is now", err)
 			}
 			plan = r.saved.Plan

@@ -120,6 +120,20 @@ func (s *Session) Plan(revision string) (*reconcile.Plan, error) {
 	return plan, nil
 }
 
+// CheckSaved refuses a saved plan made from another nest.yaml or another
+// live state than the session's, and says how the plan differs now.
+func (s *Session) CheckSaved(saved *reconcile.SavedPlan) error {
+	err := saved.Check(s.Desired.Digest(), s.Live)
+	if err == nil || saved.DesiredDigest != s.Desired.Digest() {
+		return err
+	}
+	now, perr := s.Plan(saved.Plan.Revision)
+	if perr != nil {
+		return err
+	}
+	return fmt.Errorf("the live state changed since the plan was saved (%s): plan again", saved.Delta(now))
+}
+
 func (o Options) wants(p reconcile.Plane) bool {
 	if o.Planes == nil {
 		return true
