@@ -88,6 +88,13 @@ func (p *planner) cloud() {
 			}
 		}
 	}
+	// An adopted resource keeps the Name it had (Terraform's, say): nestbot
+	// names only what it creates, and adopt: {tag: Name=…} goes on matching.
+	for _, r := range desired {
+		if r.adopt != nil {
+			delete(r.tags, "Name")
+		}
+	}
 	p.adopting = p.adoptionTargets(desired)
 	p.unresolved = map[string]bool{}
 	for _, r := range desired {

@@ -253,6 +253,13 @@ func TestAdoptTerraformFleet(t *testing.T) {
 	if s.Create != 0 || s.Adopt != 7 {
 		t.Fatalf("adoption plan %+v: %v", s, actions(p))
 	}
+	for _, st := range p.Steps { // Terraform's names stay: ducksnest-vpc is not renamed ducksnest
+		for _, c := range st.Changes {
+			if c.Attr == "tags.Name" {
+				t.Errorf("%s %s renames it: %q -> %q", st.Action, st.Address, c.Before, c.After)
+			}
+		}
+	}
 	if _, err := w.apply(f, p, live); err != nil {
 		t.Fatal(err)
 	}
