@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"time"
 
@@ -42,7 +43,10 @@ secrets.nix) — any such tree, even without nest.yaml — and shows for every
 certificate its subject, SANs, usages, issuer, expiry, days left, whether its
 chain verifies, and a status: ok, renew, expired, reissue, drift or missing.
 With nest.yaml, drift and missing certificates are judged against the set the
-roles call for. Exit 1 when a file cannot be read.`,
+roles call for; without it, against what the kubeadm layout fixes for each
+file's place (subject, usages, that a host's certificates name the host).
+The table shows the first SANs and the days left; --json shows every field.
+Exit 1 when DIR is not a certificate tree or a file cannot be read.`,
 		Args: cobra.NoArgs,
 		Example: `  nestbot certs status
   nestbot certs status --dir infra/nix/secrets/certs --json`,
@@ -108,6 +112,9 @@ func runCertsStatus(opts *certsOptions) error {
 	if _, err := os.Stat(opts.File); err == nil || dir == "" {
 		d, err := loadDesired(opts.File)
 		if err != nil {
+			if dir == "" && errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%w\n  hint: run nestbot in the repository that holds nest.yaml, pass -f FILE, or pass --dir DIR to read a certificate tree without nest.yaml", err)
+			}
 			return err
 		}
 		if d.Fleet.PKI == nil {
@@ -119,10 +126,19 @@ func runCertsStatus(opts *certsOptions) error {
 		specs = pki.Set(d.Fleet, d.HostKeys, nil)
 		renewBefore = d.Fleet.PKI.RenewBefore.Duration
 	}
+	if opts.Dir != "" {
+		if err := pki.CheckTree(opts.Dir); err != nil {
+			return err
+		}
+	}
 	now := time.Now()
 	obs, obsErr := pki.Observe(dir, now)
 	if obs == nil && obsErr != nil {
-		return obsErr
+		if opts.Dir != "" || !errors.Is(obsErr, fs.ErrNotExist) {
+			return obsErr
+		}
+		// pki.dir does not exist yet: every certificate nest.yaml declares is missing.
+		obs, obsErr = map[string]pki.ObservedCert{}, nil
 	}
 	rows := pki.StatusRows(obs, specs, now, renewBefore)
 	var err error

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/ssh"
 
@@ -81,15 +82,54 @@ func TestCertsApplyCommitsATreeOpenSSLAndAgeAccept(t *testing.T) {
 		t.Fatal("one host's key decrypts another host's certificate key")
 	}
 
-	// certs status reads the tree, even without nest.yaml.
-	out, err = nestbotCmd(ctx, nil, "certs", "status", "--dir", dir, "-f", filepath.Join(t.TempDir(), "none.yaml")).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "kubernetes-apiserver") && !strings.Contains(string(out), "apiserver") {
-		t.Fatalf("certs status: %v\n%s", err, out)
+	// certs status reads the tree, even without nest.yaml, in a table that
+	// fits a terminal.
+	t.Run("status fits 160 columns", func(t *testing.T) {
+		for _, args := range [][]string{
+			{"certs", "status", "--dir", dir, "-f", filepath.Join(t.TempDir(), "none.yaml")},
+			{"certs", "status", "-f", filepath.Join(repo, "nest.yaml")},
+		} {
+			code, out, errOut := runCLI(t, nil, args...)
+			if code != 0 || !strings.Contains(out, "\nec2-controlplane/\n  admin ") || !strings.HasSuffix(out, "\n23 certificates: 23 ok\n") {
+				t.Fatalf("%v: exit %d\n%s%s", args, code, out, errOut)
+			}
+			if strings.Contains(out, "PRIVATE KEY") {
+				t.Fatal("certs status printed a key")
+			}
+			for _, line := range strings.Split(out, "\n") {
+				if n := utf8.RuneCountInString(line); n > 160 {
+					t.Errorf("%v: a line of %d columns:\n%s", args, n, line)
+				}
+			}
+			t.Logf("%v:\n%s", args, out)
+		}
+	})
+}
+
+// certs status says what it wants when it finds no tree, or no nest.yaml
+// and no --dir, instead of printing an empty table.
+func TestCertsStatusSaysWhatItNeeds(t *testing.T) {
+	root := t.TempDir()
+	certs := filepath.Join(root, "infra", "nix", "secrets", "certs")
+	if err := os.MkdirAll(filepath.Join(certs, "derived", "h1"), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	if strings.Contains(string(out), "PRIVATE KEY") {
-		t.Fatal("certs status printed a key")
+	parent := filepath.Dir(certs)
+	code, out, errOut := runCLI(t, nil, "certs", "status", "--dir", parent, "-f", filepath.Join(root, "none.yaml"))
+	want := "Error: " + parent + ": no certificate tree here (expected ca/ and derived/<host>/, the layout of pki.dir); did you mean " + certs + "?\n"
+	if code != 1 || out != "" || errOut != want {
+		t.Errorf("a parent of the tree: exit %d\n%s%s\nwant\n%s", code, out, errOut, want)
 	}
-	t.Logf("certs status:\n%s", out)
+	if code, out, errOut := runCLI(t, nil, "certs", "status", "--dir", certs, "-f", filepath.Join(root, "none.yaml")); code != 0 || !strings.HasSuffix(out, "\n0 certificates\n") {
+		t.Errorf("an empty tree: exit %d\n%s%s", code, out, errOut)
+	}
+
+	t.Chdir(root)
+	code, out, errOut = runCLI(t, nil, "certs", "status")
+	if code != 1 || out != "" || !strings.HasPrefix(errOut, "Error: nest: open nest.yaml: no such file or directory\n") ||
+		!strings.Contains(errOut, "run nestbot in the repository that holds nest.yaml, pass -f FILE, or pass --dir DIR to read a certificate tree without nest.yaml") {
+		t.Errorf("no nest.yaml, no --dir: exit %d\n%s%s", code, out, errOut)
+	}
 }
 
 // gitIn returns a function that runs git in dir, failing the test on error,
