@@ -194,7 +194,7 @@ func (s *Session) ApplyCerts(ctx context.Context) (*pki.Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	pinned, err := s.learnHostKeys(ctx, live)
+	pinned, unlearned, err := s.learnHostKeys(ctx, live)
 	if err != nil {
 		return nil, err
 	}
@@ -203,6 +203,7 @@ func (s *Session) ApplyCerts(ctx context.Context) (*pki.Report, error) {
 		return nil, err
 	}
 	rep.Written = append(rep.Written, pinned...)
+	rep.Warnings = append(rep.Warnings, unlearned...)
 	return rep, nil
 }
 

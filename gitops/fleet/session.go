@@ -296,17 +296,18 @@ func (s *Session) Refresh(ctx context.Context) (*reconcile.Live, error) {
 // learnHostKeys probes the hosts that have no pinned key yet (a new
 // instance that just joined), and pins what they present in
 // <pki.dir>/hosts/<host>.pub. It returns the files written, relative to
-// pki.dir. A pinned key is never replaced.
-func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) ([]string, error) {
+// pki.dir, and a warning for each host that did not answer: its keys stay
+// encrypted to the admins only, and the next apply tries again. A pinned
+// key is never replaced.
+func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) (written, warnings []string, err error) {
 	d := s.Desired
 	if s.Bot == nil || d.Fleet.PKI == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	ts, err := Targets(d, live)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var written []string
 	for _, t := range ts {
 		if t.HostKey != nil || t.Addr == "" {
 			continue
@@ -315,11 +316,15 @@ func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) ([]st
 		p, err := rollout.Probe(pctx, s.Bot, t)
 		cancel()
 		if err != nil {
-			return written, fmt.Errorf("learn the host key of %s: %w", t.Name, err)
+			if ctx.Err() != nil {
+				return written, warnings, ctx.Err()
+			}
+			warnings = append(warnings, fmt.Sprintf("could not learn the host key of %s (%v): its keys are encrypted to the admins only until the next apply learns it", t.Name, err))
+			continue
 		}
 		key := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(p.HostKey)))
 		if err := pki.PinHostKey(pki.Dir(d.PKIDir()), t.Name, key); err != nil {
-			return written, err
+			return written, warnings, err
 		}
 		if d.HostKeys == nil {
 			d.HostKeys = map[string]string{}
@@ -327,5 +332,5 @@ func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) ([]st
 		d.HostKeys[t.Name] = pki.NormalizeRecipient(key)
 		written = append(written, pki.HostKeyPath(t.Name))
 	}
-	return written, nil
+	return written, warnings, nil
 }
