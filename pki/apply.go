@@ -326,7 +326,7 @@ func RenewalDue(notBefore, notAfter, now time.Time, renewBefore time.Duration) (
 		return true, "expired " + roughly(-left) + " ago"
 	}
 	if left < renewBefore {
-		return true, "expires in " + roughly(left) + " (renew_before " + renewBefore.String() + ")"
+		return true, "expires in " + roughly(left) + " (renew_before " + roughly(renewBefore) + ")"
 	}
 	if life := notAfter.Sub(notBefore); life > 0 && now.Sub(notBefore) > life*2/3 {
 		return true, "past 2/3 of its lifetime (expires in " + roughly(left) + ")"
