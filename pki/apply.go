@@ -335,10 +335,15 @@ func RenewalDue(notBefore, notAfter, now time.Time, renewBefore time.Duration) (
 }
 
 func roughly(d time.Duration) string {
-	if d >= 48*time.Hour {
+	switch {
+	case d >= 48*time.Hour:
 		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+	case d >= 2*time.Hour:
+		return fmt.Sprintf("%d hours", int(d/time.Hour))
+	case d >= 2*time.Minute:
+		return fmt.Sprintf("%d minutes", int(d/time.Minute))
 	}
-	return d.Round(time.Minute).String()
+	return d.Round(time.Second).String()
 }
 
 // drift lists what a certificate says that its spec no longer does, by the

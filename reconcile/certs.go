@@ -78,7 +78,7 @@ func (p *planner) pki() {
 			continue
 		}
 		if !s.KeyOnly {
-			if due, why := renewalDue(have, now, renewBefore); due {
+			if due, why := pki.RenewalDue(have.NotBefore, have.NotAfter, now, renewBefore); due {
 				reason := why
 				if s.IsCA {
 					reason += "; a CA is rotated in phases: nestbot certs rotate-ca"
@@ -113,22 +113,6 @@ func (p *planner) pki() {
 	for _, id := range stale {
 		p.add(Step{Plane: PlanePKI, Action: ActionDelete, Address: CertAddress(id), Reason: "no host needs it any more"})
 	}
-}
-
-// renewalDue applies the renewal policy: renew when less than renewBefore is
-// left, or when more than 2/3 of the lifetime has passed.
-func renewalDue(c Cert, now time.Time, renewBefore time.Duration) (bool, string) {
-	left := c.NotAfter.Sub(now)
-	if left <= 0 {
-		return true, "expired " + ago(-left) + " ago"
-	}
-	if left < renewBefore {
-		return true, "expires in " + ago(left) + " (renew_before " + nest.Duration{Duration: renewBefore}.String() + ")"
-	}
-	if life := c.NotAfter.Sub(c.NotBefore); life > 0 && now.Sub(c.NotBefore) > life*2/3 {
-		return true, fmt.Sprintf("past 2/3 of its lifetime (expires in %s)", ago(left))
-	}
-	return false, ""
 }
 
 // certDrift lists what a certificate says that its spec no longer does.

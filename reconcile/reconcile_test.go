@@ -232,7 +232,7 @@ func TestDiffCertificates(t *testing.T) {
 			c := l.PKI.Certs[apiserver]
 			c.NotAfter = observedAt.Add(10 * 24 * time.Hour)
 			l.PKI.Certs[apiserver] = c
-		}, ActionRenew, "expires in 10d"},
+		}, ActionRenew, "expires in 10 days"},
 		{"two thirds", "laptop-ultra/kubelet", func(l *Live) {
 			c := l.PKI.Certs["laptop-ultra/kubelet"]
 			c.NotBefore, c.NotAfter = observedAt.Add(-70*24*time.Hour), observedAt.Add(30*24*time.Hour+time.Hour)
@@ -242,7 +242,7 @@ func TestDiffCertificates(t *testing.T) {
 			c := l.PKI.Certs["laptop-ultra/kubelet"]
 			c.NotAfter = observedAt.Add(-49 * time.Hour)
 			l.PKI.Certs["laptop-ultra/kubelet"] = c
-		}, ActionRenew, "expired 2d ago"},
+		}, ActionRenew, "expired 2 days ago"},
 		{"san drift", apiserver, func(l *Live) {
 			c := l.PKI.Certs[apiserver]
 			c.DNSNames = c.DNSNames[1:]

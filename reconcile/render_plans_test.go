@@ -60,7 +60,7 @@ func renderTestPlan(n int) *Plan {
 		add(Step{Plane: PlanePKI, Action: ActionIssue, Address: "pki.cert." + w + "/kubelet-client", Reason: "new host",
 			Changes: []Change{{Attr: "common_name", After: "system:node:" + w}, {Attr: "organization", After: "system:nodes"}, {Attr: "usages", After: "client auth"}}})
 	}
-	add(Step{Plane: PlanePKI, Action: ActionRenew, Address: "pki.cert.ec2-controlplane/apiserver", Reason: "expires in 12d (renew_before 720h0m0s)",
+	add(Step{Plane: PlanePKI, Action: ActionRenew, Address: "pki.cert.ec2-controlplane/apiserver", Reason: "expires in 12 days (renew_before 30 days)",
 		Changes: []Change{{Attr: "not_after", Before: "2026-07-13", After: "2027-07-01"}}})
 	add(Step{Plane: PlanePKI, Action: ActionReissue, Address: "pki.cert.ec2-controlplane/etcd-server", Reason: "dns_names changed",
 		Changes: []Change{{Attr: "dns_names", Before: "ec2-controlplane, localhost", After: "ec2-controlplane, ec2-controlplane.ducksnest.ts.net, localhost"}}})

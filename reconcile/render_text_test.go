@@ -82,7 +82,7 @@ func TestRenderTextSymbols(t *testing.T) {
 		"  - aws.subnet.legacy\n", "  = aws.vpc\n", "  * tailnet.node.worker-1\n", "  ! tailnet.node.laptop-ultra\n",
 		"  + pki.cert.worker-1/kubelet-client\n", "  ~ pki.cert.ec2-controlplane/apiserver\n",
 		"  > host.worker-1\n", "  # host.worker-1 will be switched in batch 2: new instance",
-		"  # pki.cert.ec2-controlplane/apiserver will be renewed: expires in 12d",
+		"  # pki.cert.ec2-controlplane/apiserver will be renewed: expires in 12 days",
 		"  # pki.key.sa will be re-keyed: recipients changed",
 		"  # aws.vpc (vpc-0abc1234) will be adopted: takes over vpc-0abc1234",
 		"\nCloud\n", "\nTailnet\n", "\nCertificates\n", "\nHosts\n",
