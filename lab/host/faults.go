@@ -12,7 +12,8 @@ const faultsFile = "run/lab/faults"
 
 // Faults are failures the host injects, on demand, into the next
 // `nixos-rebuild switch --flake` (a rollback, or re-activating an existing
-// generation, is not affected). The zero value injects nothing.
+// generation, is not affected), and into its SSH server (SSHDown). The
+// zero value injects nothing.
 type Faults struct {
 	// SwitchFails: activation fails. The new generation is added and
 	// run/current-system points at it (as when a real activation script
@@ -40,6 +41,15 @@ type Faults struct {
 	// NeverReturns makes activation stop tailscaled for good: the host
 	// finishes its switch but never rejoins the tailnet.
 	NeverReturns bool
+
+	// SSHDown: the host's SSH server is down, as on a new instance that
+	// joined the tailnet before its sshd started. From the moment
+	// SetFaults returns, each new connection to port 22 is closed as it
+	// arrives, before the server says a word: the client's SSH handshake
+	// fails and it never sees the host key. Sessions already open carry
+	// on (as when sshd stops), and the node stays on the tailnet. It holds
+	// across restarts of tailscaled; clearing it serves SSH again.
+	SSHDown bool
 }
 
 // shell renders f as the assignments the stubs source.
@@ -63,14 +73,21 @@ func seconds(d time.Duration) string {
 	return strconv.FormatFloat(d.Seconds(), 'f', 3, 64)
 }
 
-// SetFaults sets the faults for the switches that start from now on.
+// SetFaults sets the faults for the switches that start from now on, and
+// stops or starts the SSH server for SSHDown before it returns.
 func (h *Host) SetFaults(f Faults) error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if err := writeFileAtomic(h.path(faultsFile), []byte(f.shell()), 0o644); err != nil {
+	err := writeFileAtomic(h.path(faultsFile), []byte(f.shell()), 0o644)
+	if err == nil {
+		h.faults = f
+	}
+	h.mu.Unlock()
+	if err == nil {
+		err = h.syncSSH()
+	}
+	if err != nil {
 		return fmt.Errorf("host %s: set faults: %w", h.cfg.Name, err)
 	}
-	h.faults = f
 	return nil
 }
 

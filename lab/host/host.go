@@ -92,7 +92,8 @@
 // SetFaults changes, at any time, what the next `nixos-rebuild switch
 // --flake` does (rollbacks and re-activations of an existing generation are
 // not affected, except that a generation built while SwitchFails or
-// HealthFails held stays broken): see Faults.
+// HealthFails held stays broken), and whether the SSH server is up
+// (SSHDown, at once): see Faults.
 //
 // The stubs need a POSIX shell, GNU coreutils (date +%N, mv -T), flock and
 // setsid (util-linux), awk and sed: Linux.
@@ -203,10 +204,15 @@ type Host struct {
 	logf    logger.Logf
 
 	startMu sync.Mutex // serializes startTailscaled
+	sshMu   sync.Mutex // serializes changes to refusing
 
-	mu       sync.Mutex
-	node     *tsnet.Server // nil while tailscaled is down
-	ln       net.Listener
+	mu   sync.Mutex
+	node *tsnet.Server // nil while tailscaled is down
+	ln   net.Listener
+	// refusing, while SSHDown holds and the node is up, listen on port 22
+	// of the node's addresses ahead of ln (tsnet prefers a listener bound
+	// to the address) and close each connection.
+	refusing []net.Listener
 	changed  chan struct{} // closed and replaced when node comes or goes
 	sessions map[*session]struct{}
 	faults   Faults

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -489,4 +490,108 @@ func TestSwitchTimesFromHosts(t *testing.T) {
 			t.Fatalf("%s switches %+v, want one of at least %v to bbbb", h.Name(), s, slow)
 		}
 	}
+}
+
+func TestSSHDownRefusesUntilCleared(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	lab := startLab(t)
+	web := boot(t, ctx, lab, host.Config{Name: "web", Revision: "aaaa"})
+	bot := startBot(t, ctx, lab, "nestbot", "tag:nestbot")
+	open := mustDial(t, ctx, bot, web)
+
+	if err := web.SetFaults(host.Faults{SSHDown: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !web.Faults().SSHDown {
+		t.Error("Faults() does not report SSHDown")
+	}
+	// Every new connection is closed before the handshake: the client
+	// never sees a host key.
+	for range 3 {
+		dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
+		start := time.Now()
+		var seen ssh.PublicKey
+		c, err := dialSSHSeeing(dctx, bot, "web", &seen)
+		timedOut := dctx.Err() != nil
+		dcancel()
+		if err == nil {
+			c.Close()
+			t.Fatal("SSH to a host whose SSH server is down succeeded")
+		}
+		if timedOut {
+			t.Fatalf("SSH to a host whose SSH server is down waited for the deadline (%v), want it closed at once", err)
+		}
+		if seen != nil {
+			t.Fatal("a host whose SSH server is down presented its host key")
+		}
+		t.Logf("refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	}
+	// A connection opened before carries on, and the node stays up.
+	if got := mustRun(t, open, "hostname", nil); got != "web\n" {
+		t.Errorf("hostname on the connection opened before = %q, want web", got)
+	}
+	if !web.Up() {
+		t.Error("the host left the tailnet with its SSH server")
+	}
+
+	if err := web.SetFaults(host.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRun(t, mustDial(t, ctx, bot, web), "hostname", nil); got != "web\n" {
+		t.Errorf("hostname = %q after the SSH server came back, want web", got)
+	}
+}
+
+// dialSSHSeeing is dialSSH that pins nothing and records the host key the
+// server presents in *seen.
+func dialSSHSeeing(ctx context.Context, bot *tsnet.Server, name string, seen *ssh.PublicKey) (*ssh.Client, error) {
+	conn, err := bot.Dial(ctx, "tcp", name+":22")
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	c, chans, reqs, err := ssh.NewClientConn(conn, name+":22", &ssh.ClientConfig{
+		User: "root",
+		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			*seen = key
+			return nil
+		},
+	})
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	conn.SetDeadline(time.Time{})
+	return ssh.NewClient(c, chans, reqs), nil
+}
+
+func TestSSHDownSurvivesTailscaledRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	lab := startLab(t)
+	web := boot(t, ctx, lab, host.Config{Name: "web", Revision: "aaaa"})
+	bot := startBot(t, ctx, lab, "nestbot", "tag:nestbot")
+
+	if err := web.SetFaults(host.Faults{SSHDown: true}); err != nil {
+		t.Fatal(err)
+	}
+	web.StopTailscaled()
+	if err := web.StartTailscaled(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer dcancel()
+	if c, err := dialSSH(dctx, bot, "web", web.HostKey()); err == nil {
+		c.Close()
+		t.Fatal("SSH succeeded after tailscaled restarted with SSHDown set")
+	} else if dctx.Err() != nil {
+		t.Fatalf("SSH after the restart waited for the deadline (%v), want it closed at once", err)
+	}
+	if err := web.SetFaults(host.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, mustDial(t, ctx, bot, web), "true", nil)
 }

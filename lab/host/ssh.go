@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os/exec"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"tailscale.com/ssh/tailssh"
 	"tailscale.com/tailcfg"
+	"tailscale.com/tsnet"
 )
 
 // sessionWaitDelay bounds how long a session waits, after its command
@@ -41,6 +43,92 @@ func (s *session) hangup() {
 	}
 	syscall.Kill(-pid, syscall.SIGHUP)
 	time.AfterFunc(time.Second, func() { syscall.Kill(-pid, syscall.SIGKILL) })
+}
+
+// syncSSH makes port 22 of the host's node refuse or serve SSH as
+// Faults.SSHDown says. While tailscaled is down there is nothing to do:
+// its next start reads the faults.
+func (h *Host) syncSSH() error {
+	h.sshMu.Lock()
+	defer h.sshMu.Unlock()
+	h.mu.Lock()
+	node, refusing, down := h.node, h.refusing, h.faults.SSHDown
+	h.mu.Unlock()
+	if node == nil || down == (refusing != nil) {
+		return nil
+	}
+	if !down {
+		h.mu.Lock()
+		if h.node == node {
+			h.refusing = nil
+		}
+		h.mu.Unlock()
+		closeAll(refusing)
+		h.logf("host %s: ssh server up", h.cfg.Name)
+		return nil
+	}
+	refusing, err := h.refuseSSH(node)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	if h.node != node {
+		// tailscaled went down meanwhile: its next start refuses.
+		h.mu.Unlock()
+		closeAll(refusing)
+		return nil
+	}
+	h.refusing = refusing
+	h.wg.Add(len(refusing))
+	h.mu.Unlock()
+	for _, r := range refusing {
+		go h.refuseLoop(r)
+	}
+	h.logf("host %s: ssh server down", h.cfg.Name)
+	return nil
+}
+
+// refuseSSH listens on port 22 of each of node's addresses. tsnet hands a
+// connection to the listener bound to its destination address before one
+// bound to none (the SSH server's), so these get every new connection
+// while they are open, and the SSH server none.
+func (h *Host) refuseSSH(node *tsnet.Server) ([]net.Listener, error) {
+	var lns []net.Listener
+	ip4, ip6 := node.TailscaleIPs()
+	for _, ip := range []netip.Addr{ip4, ip6} {
+		if !ip.IsValid() {
+			continue
+		}
+		ln, err := node.Listen("tcp", netip.AddrPortFrom(ip, 22).String())
+		if err != nil {
+			closeAll(lns)
+			return nil, fmt.Errorf("take ssh down: %w", err)
+		}
+		lns = append(lns, ln)
+	}
+	if len(lns) == 0 {
+		return nil, errors.New("take ssh down: the node has no address")
+	}
+	return lns, nil
+}
+
+// refuseLoop closes each connection ln accepts before a byte is sent: the
+// client's SSH handshake fails and it never sees a host key.
+func (h *Host) refuseLoop(ln net.Listener) {
+	defer h.wg.Done()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
+}
+
+func closeAll(lns []net.Listener) {
+	for _, ln := range lns {
+		ln.Close()
+	}
 }
 
 func (h *Host) acceptLoop(ln net.Listener) {

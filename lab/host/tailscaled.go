@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path"
 	"strconv"
@@ -71,8 +72,21 @@ func (h *Host) startTailscaled(ctx context.Context) error {
 		h.setUpErr(err)
 		return err
 	}
+	// While SSHDown holds, port 22 refuses from the start. SetFaults waits
+	// until the node is in place, then applies a change of SSHDown to it.
+	h.sshMu.Lock()
+	defer h.sshMu.Unlock()
+	var refusing []net.Listener
+	if h.Faults().SSHDown {
+		if refusing, err = h.refuseSSH(node); err != nil {
+			node.Close()
+			h.setUpErr(err)
+			return err
+		}
+	}
 	ln, err := node.ListenSSH(":22")
 	if err != nil {
+		closeAll(refusing)
 		node.Close()
 		err = fmt.Errorf("listen ssh: %w", err)
 		h.setUpErr(err)
@@ -87,6 +101,7 @@ func (h *Host) startTailscaled(ctx context.Context) error {
 	h.mu.Lock()
 	if h.closed || h.node != nil {
 		h.mu.Unlock()
+		closeAll(refusing)
 		ln.Close()
 		node.Close()
 		if h.closed {
@@ -94,14 +109,17 @@ func (h *Host) startTailscaled(ctx context.Context) error {
 		}
 		return nil
 	}
-	h.node, h.ln, h.upErr = node, ln, nil
+	h.node, h.ln, h.refusing, h.upErr = node, ln, refusing, nil
 	// Like tailscaled's, the node's UDP port stays the same across
 	// restarts, so peers' direct paths to it stay good.
 	h.udpPort = node.Sys().MagicSock.Get().LocalPort()
 	h.broadcastLocked()
-	h.wg.Add(1)
+	h.wg.Add(1 + len(refusing))
 	h.mu.Unlock()
 	go h.acceptLoop(ln)
+	for _, r := range refusing {
+		go h.refuseLoop(r)
+	}
 	h.logf("host %s: tailscaled up in %v", h.cfg.Name, time.Since(start).Round(time.Millisecond))
 	return nil
 }
@@ -110,8 +128,8 @@ func (h *Host) startTailscaled(ctx context.Context) error {
 // and their processes are hung up.
 func (h *Host) stopTailscaled() {
 	h.mu.Lock()
-	node, ln := h.node, h.ln
-	h.node, h.ln = nil, nil
+	node, ln, refusing := h.node, h.ln, h.refusing
+	h.node, h.ln, h.refusing = nil, nil, nil
 	var sessions []*session
 	for s := range h.sessions {
 		sessions = append(sessions, s)
@@ -130,6 +148,7 @@ func (h *Host) stopTailscaled() {
 	// SSH server end each open session cleanly (exit status 0) before the
 	// connection goes away.
 	node.Sys().MagicSock.Get().Close()
+	closeAll(refusing)
 	ln.Close()
 	node.Close()
 	for _, s := range sessions {
