@@ -74,7 +74,7 @@ func seconds(d time.Duration) string {
 }
 
 // SetFaults sets the faults for the switches that start from now on, and
-// stops or starts the SSH server for SSHDown before it returns.
+// makes port 22 refuse or serve SSH, as SSHDown says, before it returns.
 func (h *Host) SetFaults(f Faults) error {
 	h.mu.Lock()
 	err := writeFileAtomic(h.path(faultsFile), []byte(f.shell()), 0o644)
