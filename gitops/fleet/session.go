@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -308,28 +309,43 @@ func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) (writ
 	if err != nil {
 		return nil, nil, err
 	}
+	// Every host is probed at once: each has up to 20 s to answer.
+	var unpinned []rollout.Target
 	for _, t := range ts {
-		if t.HostKey != nil || t.Addr == "" {
-			continue
+		if t.HostKey == nil && t.Addr != "" {
+			unpinned = append(unpinned, t)
 		}
-		pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		p, err := rollout.Probe(pctx, s.Bot, t)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return written, warnings, ctx.Err()
+	}
+	keys, errs := make([]string, len(unpinned)), make([]error, len(unpinned))
+	var wg sync.WaitGroup
+	for i, t := range unpinned {
+		wg.Go(func() {
+			pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			p, err := rollout.Probe(pctx, s.Bot, t)
+			if err != nil {
+				errs[i] = err
+				return
 			}
-			warnings = append(warnings, fmt.Sprintf("could not learn the host key of %s (%v): its keys are encrypted to the admins only until the next apply learns it", t.Name, err))
+			keys[i] = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(p.HostKey)))
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	for i, t := range unpinned {
+		if errs[i] != nil {
+			warnings = append(warnings, fmt.Sprintf("could not learn the host key of %s (%v): its keys are encrypted to the admins only until the next apply learns it", t.Name, errs[i]))
 			continue
 		}
-		key := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(p.HostKey)))
-		if err := pki.PinHostKey(pki.Dir(d.PKIDir()), t.Name, key); err != nil {
+		if err := pki.PinHostKey(pki.Dir(d.PKIDir()), t.Name, keys[i]); err != nil {
 			return written, warnings, err
 		}
 		if d.HostKeys == nil {
 			d.HostKeys = map[string]string{}
 		}
-		d.HostKeys[t.Name] = pki.NormalizeRecipient(key)
+		d.HostKeys[t.Name] = pki.NormalizeRecipient(keys[i])
 		written = append(written, pki.HostKeyPath(t.Name))
 	}
 	return written, warnings, nil
