@@ -1,6 +1,23 @@
 package ec2
 
-import "strings"
+import (
+	"maps"
+	"strings"
+)
+
+// Tags returns a copy of the tags of the resource with this id (a VPC,
+// subnet, internet gateway, route table, security group, instance, volume
+// or image), and false when there is none.
+func (s *Server) Tags(id string) (map[string]string, bool) {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, err := s.tagsOf(id)
+	if err != nil {
+		return nil, false
+	}
+	return maps.Clone(*t), true
+}
 
 // tagsOf finds the tag map of any taggable resource by id.
 func (s *Server) tagsOf(id string) (*map[string]string, error) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -156,7 +157,7 @@ func (a *Applier) apply(ctx context.Context, st reconcile.Step) (id, op string, 
 	}
 	switch st.Action {
 	case reconcile.ActionAdopt:
-		if err := a.tag(ctx, st.ID, a.desiredTags(kind, name)); err != nil {
+		if err := a.tag(ctx, st.ID, a.stepTags(kind, name, st)); err != nil {
 			return "", "adopt", err
 		}
 		a.ids[st.Address] = st.ID
@@ -205,6 +206,17 @@ func (a *Applier) desiredTags(kind, name string) reconcile.Tags {
 		return t
 	}
 	return reconcile.DesiredTags(f.Name, addr, f.Name, "")
+}
+
+// stepTags are the tags an adopt or update writes: nestbot's own, and Name
+// only where the step changes it, so that an adopted resource keeps the Name
+// it had (Terraform's, say), as the plan shows.
+func (a *Applier) stepTags(kind, name string, st reconcile.Step) reconcile.Tags {
+	t := a.desiredTags(kind, name)
+	if !slices.ContainsFunc(st.Changes, func(c reconcile.Change) bool { return c.Attr == "tags.Name" }) {
+		delete(t, "Name")
+	}
+	return t
 }
 
 func tagSpec(rt types.ResourceType, tags reconcile.Tags) []types.TagSpecification {
@@ -438,7 +450,7 @@ func (a *Applier) update(ctx context.Context, kind, name string, st reconcile.St
 		tagsChanged = tagsChanged || strings.HasPrefix(c.Attr, "tags.")
 	}
 	if tagsChanged {
-		if err := a.tag(ctx, st.ID, a.desiredTags(kind, name)); err != nil {
+		if err := a.tag(ctx, st.ID, a.stepTags(kind, name, st)); err != nil {
 			return err
 		}
 	}

@@ -227,6 +227,9 @@ func TestApplyChanges(t *testing.T) {
 	})
 }
 
+// TestAdoptTerraformFleet: adopting every resource Terraform built creates
+// nothing, tags each with nestbot's own tags and keeps its Name, as the plan
+// said and as the lab holds after the apply; a re-plan is empty.
 func TestAdoptTerraformFleet(t *testing.T) {
 	srv := &ec2.Server{PendingDelay: -1, StoppingDelay: -1, ShuttingDownDelay: -1}
 	if err := srv.Start(); err != nil {
@@ -237,15 +240,7 @@ func TestAdoptTerraformFleet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := example(t)
-	a := f.AWS
-	a.VPC.Adopt = &nest.Adopt{Tag: "Name=ducksnest-vpc"}
-	a.Subnets["public-a"].Adopt = &nest.Adopt{Tag: "Name=ducksnest-public-a"}
-	a.Subnets["public-c"].Adopt = &nest.Adopt{Tag: "Name=ducksnest-public-c"}
-	a.InternetGateway.Adopt = &nest.Adopt{Tag: "Name=ducksnest-igw"}
-	a.RouteTable.Adopt = &nest.Adopt{Tag: "Name=ducksnest-public"}
-	a.SecurityGroup.Adopt = &nest.Adopt{Tag: "Name=ducksnest-sg"}
-	f.Hosts["ec2-controlplane"].AWS.Adopt = &nest.Adopt{Tag: "Name=ec2-controlplane"}
+	f := adoptAll(t)
 
 	w := newWorld(t, srv, nestaws.ClientOptions{})
 	p, live := w.plan(f)
@@ -263,7 +258,18 @@ func TestAdoptTerraformFleet(t *testing.T) {
 	if _, err := w.apply(f, p, live); err != nil {
 		t.Fatal(err)
 	}
-	w.converge(f)
+	names := map[string]string{tf.VpcID: "ducksnest-vpc", tf.SubnetIDs[0]: "ducksnest-public-a", tf.SubnetIDs[1]: "ducksnest-public-c",
+		tf.InternetGatewayID: "ducksnest-igw", tf.RouteTableID: "ducksnest-public", tf.SecurityGroupID: "ducksnest-sg",
+		tf.InstanceIDs[0]: "ec2-controlplane"}
+	for id, want := range names {
+		tags, ok := srv.Tags(id)
+		if !ok || tags["Name"] != want || tags[reconcile.TagManaged] != "true" {
+			t.Errorf("%s after the adoption: tags %v, want Name=%s and nestbot's tags", id, tags, want)
+		}
+	}
+	if again, _ := w.plan(f); len(again.Steps) != 0 {
+		t.Fatalf("re-plan after the adoption: %v", actions(again))
+	}
 	if n := len(srv.Instances()); n != 1 {
 		t.Fatalf("%d instances after adoption, want the one Terraform built", n)
 	}
