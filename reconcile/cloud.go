@@ -640,9 +640,14 @@ func (p *planner) liveInstance(id string) *Instance {
 	return nil
 }
 
-// untagCommand is the AWS CLI command that removes nestbot's tags from a resource.
+// untagCommand is the AWS CLI command that removes nestbot's tags from a
+// resource; delete-tags passes over the keys it does not carry.
 func untagCommand(id string) string {
-	return "aws ec2 delete-tags --resources " + id + " --tags Key=" + TagFleet + " Key=" + TagManaged + " Key=" + TagResource
+	cmd := "aws ec2 delete-tags --resources " + id + " --tags"
+	for _, k := range []string{TagFleet, TagManaged, TagResource, TagHost, TagUserData} {
+		cmd += " Key=" + k
+	}
+	return cmd
 }
 
 func desiredRules(rules []nest.Rule) []SecurityRule {

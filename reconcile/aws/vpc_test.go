@@ -196,7 +196,8 @@ func TestFleetTagsInAnotherVPC(t *testing.T) {
 		srv.ResetCalls()
 		p, err := w.planErr(g)
 		want := "aws.subnet.public-b: " + tf.SubnetIDs[0] + " (Name=tf-public-a) is in " + tf.VpcID + ", not the fleet's VPC " + dn.VpcID +
-			", yet carries this fleet's tags; nestbot never changes, replaces or deletes a resource of another VPC: remove its nest:* tags (aws ec2 delete-tags --resources " + tf.SubnetIDs[0]
+			", yet carries this fleet's tags; nestbot never changes, replaces or deletes a resource of another VPC: remove its nest:* tags (aws ec2 delete-tags --resources " + tf.SubnetIDs[0] +
+			" --tags Key=nest:name Key=nest:managed Key=nest:resource Key=nest:host Key=nest:user-data)"
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("error:\n%v\nwant it to contain:\n%s", err, want)
 		}
