@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -304,7 +305,7 @@ func (p *planner) liveResources() []resource {
 			state = "running"
 		}
 		// A snapshot written before instances carried their VPC has it from the subnet.
-		vpc := firstNonEmpty(in.VPCID, subnetVPC[in.SubnetID])
+		vpc := cmp.Or(in.VPCID, subnetVPC[in.SubnetID])
 		out = append(out, resource{kind: KindInstance, id: in.ID, vpc: vpc, tags: in.Tags, host: in.Tags[TagHost], state: in.State, attrs: []attr{
 			{name: "ami", value: in.ImageID},
 			{name: "instance_type", value: in.Type},

@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -48,7 +49,7 @@ func Diff(d Desired, live *Live, o Options) (*Plan, error) {
 	}
 	p := &planner{d: d, f: d.Fleet, live: live, plan: &Plan{
 		Fleet:      d.Fleet.Name,
-		Revision:   firstNonEmpty(o.Revision, live.Repo.Revision),
+		Revision:   cmp.Or(o.Revision, live.Repo.Revision),
 		ObservedAt: live.ObservedAt,
 	}}
 	p.created = map[string]bool{}
@@ -111,15 +112,6 @@ func (p *planner) hostNames() []string {
 	}
 	sort.Strings(names)
 	return names
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
 }
 
 // hostFacts gathers what live knows of each host's addresses, for its certificates.

@@ -1,6 +1,7 @@
 package aws
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -392,9 +393,9 @@ func (a *Applier) image(h *nest.Host) (id, rootDevice string, err error) {
 		}
 	}
 	if best == nil {
-		return "", "", fmt.Errorf("no image for host %s (ami %q): plan again", h.Name, firstNonEmpty(h.AWS.AMI.ID, h.AWS.AMI.Name))
+		return "", "", fmt.Errorf("no image for host %s (ami %q): plan again", h.Name, cmp.Or(h.AWS.AMI.ID, h.AWS.AMI.Name))
 	}
-	return best.ID, firstNonEmpty(best.RootDevice, "/dev/xvda"), nil
+	return best.ID, cmp.Or(best.RootDevice, "/dev/xvda"), nil
 }
 
 func (a *Applier) waitState(ctx context.Context, id, want string) error {
@@ -843,7 +844,7 @@ func (a *Applier) inFleetVPC(kind, id string) error {
 	case reconcile.KindInstance:
 		for _, in := range c.Instances {
 			if in.ID == id {
-				vpc = firstNonEmpty(in.VPCID, subnetVPC[in.SubnetID])
+				vpc = cmp.Or(in.VPCID, subnetVPC[in.SubnetID])
 			}
 		}
 	}

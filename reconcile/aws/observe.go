@@ -1,6 +1,7 @@
 package aws
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -231,7 +232,7 @@ func (o *Observer) routeTables(ctx context.Context, tagged []types.Filter, adopt
 				seen[id] = true
 				r := reconcile.RouteTable{ID: id, VPCID: aws.ToString(rt.VpcId), Tags: tagMap(rt.Tags)}
 				for _, route := range rt.Routes {
-					target := firstNonEmpty(aws.ToString(route.GatewayId), aws.ToString(route.NatGatewayId), aws.ToString(route.NetworkInterfaceId), aws.ToString(route.InstanceId))
+					target := cmp.Or(aws.ToString(route.GatewayId), aws.ToString(route.NatGatewayId), aws.ToString(route.NetworkInterfaceId), aws.ToString(route.InstanceId))
 					r.Routes = append(r.Routes, reconcile.Route{Destination: aws.ToString(route.DestinationCidrBlock), Target: target})
 				}
 				for _, as := range rt.Associations {

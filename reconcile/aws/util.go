@@ -24,15 +24,6 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-func firstNonEmpty(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
-}
-
 // parseAWSTime reads the timestamps EC2 returns as strings (image creation dates).
 func parseAWSTime(s string) (time.Time, error) {
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.000Z"} {
