@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,18 +70,25 @@ func startBot(t *testing.T, ctx context.Context, lab *tailnet.Lab, name string, 
 	return s
 }
 
-// dialSSH connects to h's port 22 over the tailnet, pinning h's host key.
-func dialSSH(ctx context.Context, bot *tsnet.Server, name string, hostKey ssh.PublicKey) (*ssh.Client, error) {
+// dialSSH connects to name's port 22 over the tailnet and shakes hands as
+// root, checking the host key with hostKey (ssh.FixedHostKey pins one).
+func dialSSH(ctx context.Context, bot *tsnet.Server, name string, hostKey ssh.HostKeyCallback) (*ssh.Client, error) {
 	conn, err := bot.Dial(ctx, "tcp", name+":22")
 	if err != nil {
 		return nil, err
 	}
+	return handshake(ctx, conn, name, hostKey)
+}
+
+// handshake does the SSH client handshake as root on conn, bounded by ctx's
+// deadline, and closes conn if it fails.
+func handshake(ctx context.Context, conn net.Conn, name string, hostKey ssh.HostKeyCallback) (*ssh.Client, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
 	}
 	c, chans, reqs, err := ssh.NewClientConn(conn, name+":22", &ssh.ClientConfig{
 		User:            "root",
-		HostKeyCallback: ssh.FixedHostKey(hostKey),
+		HostKeyCallback: hostKey,
 	})
 	if err != nil {
 		conn.Close()
@@ -89,9 +98,16 @@ func dialSSH(ctx context.Context, bot *tsnet.Server, name string, hostKey ssh.Pu
 	return ssh.NewClient(c, chans, reqs), nil
 }
 
+// dialer returns a dial for unitResult: SSH to h, pinning its host key.
+func dialer(bot *tsnet.Server, h *host.Host) func(context.Context) (*ssh.Client, error) {
+	return func(ctx context.Context) (*ssh.Client, error) {
+		return dialSSH(ctx, bot, h.Name(), ssh.FixedHostKey(h.HostKey()))
+	}
+}
+
 func mustDial(t *testing.T, ctx context.Context, bot *tsnet.Server, h *host.Host) *ssh.Client {
 	t.Helper()
-	c, err := dialSSH(ctx, bot, h.Name(), h.HostKey())
+	c, err := dialer(bot, h)(ctx)
 	if err != nil {
 		t.Fatalf("ssh to %s: %v", h.Name(), err)
 	}
@@ -271,7 +287,7 @@ func TestBootProbeAndSwitch(t *testing.T) {
 	// Arm a dead-man timer, switch detached, confirm.
 	mustRun(t, c, "systemd-run --unit nest-deadman --on-active=60s -- nixos-rebuild switch --rollback", nil)
 	unit := startSwitch(t, c, "web", "bbbb")
-	dial := func(ctx context.Context) (*ssh.Client, error) { return dialSSH(ctx, bot, "web", web.HostKey()) }
+	dial := dialer(bot, web)
 	if status := unitResult(t, ctx, dial, unit); status != 0 {
 		t.Fatalf("%s ended with status %d", unit, status)
 	}
@@ -301,12 +317,12 @@ func TestHostKeyAndPeerChecks(t *testing.T) {
 
 	other, _, _ := ed25519.GenerateKey(rand.Reader)
 	wrong, _ := ssh.NewPublicKey(other)
-	if c, err := dialSSH(ctx, bot, "web", wrong); err == nil {
+	if c, err := dialSSH(ctx, bot, "web", ssh.FixedHostKey(wrong)); err == nil {
 		c.Close()
 		t.Error("SSH with a wrongly pinned host key succeeded")
 	}
 
-	c, err := dialSSH(ctx, stranger, "web", web.HostKey())
+	c, err := dialSSH(ctx, stranger, "web", ssh.FixedHostKey(web.HostKey()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +340,7 @@ func TestFaultsVisibleToClient(t *testing.T) {
 	web := boot(t, ctx, lab, host.Config{Name: "web", Revision: "aaaa"})
 	bot := startBot(t, ctx, lab, "nestbot", "tag:nestbot")
 	c := mustDial(t, ctx, bot, web)
-	dial := func(ctx context.Context) (*ssh.Client, error) { return dialSSH(ctx, bot, "web", web.HostKey()) }
+	dial := dialer(bot, web)
 
 	web.SetFaults(host.Faults{SwitchFails: true})
 	if status := unitResult(t, ctx, dial, startSwitch(t, c, "web", "bbbb")); status != 4 {
@@ -388,7 +404,7 @@ func TestTailscaledRestartDuringSwitch(t *testing.T) {
 	}
 
 	// The switch carries on; the bot reconnects and sees it finish.
-	dial := func(ctx context.Context) (*ssh.Client, error) { return dialSSH(ctx, bot, "web", web.HostKey()) }
+	dial := dialer(bot, web)
 	if status := unitResult(t, ctx, dial, unit); status != 0 {
 		t.Fatalf("%s ended with status %d", unit, status)
 	}
@@ -429,7 +445,7 @@ func TestHostNeverReturns(t *testing.T) {
 	}
 	dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
 	defer dcancel()
-	if c, err := dialSSH(dctx, bot, "web", web.HostKey()); err == nil {
+	if c, err := dialSSH(dctx, bot, "web", ssh.FixedHostKey(web.HostKey())); err == nil {
 		c.Close()
 		t.Fatal("reached a host whose tailscaled stopped")
 	}
@@ -474,7 +490,7 @@ func TestSwitchTimesFromHosts(t *testing.T) {
 		units = append(units, startSwitch(t, mustDial(t, ctx, bot, h), h.Name(), "bbbb"))
 	}
 	for i, h := range hosts {
-		dial := func(ctx context.Context) (*ssh.Client, error) { return dialSSH(ctx, bot, h.Name(), h.HostKey()) }
+		dial := dialer(bot, h)
 		if status := unitResult(t, ctx, dial, units[i]); status != 0 {
 			t.Fatalf("%s: %s ended with status %d", h.Name(), units[i], status)
 		}
@@ -490,6 +506,54 @@ func TestSwitchTimesFromHosts(t *testing.T) {
 			t.Fatalf("%s switches %+v, want one of at least %v to bbbb", h.Name(), s, slow)
 		}
 	}
+}
+
+// dialPort22 opens a TCP connection to name's port 22 over the tailnet,
+// trying again (each try bounded, all of them by ctx) until the node
+// answers. A test that wants the SSH handshake to fail dials with it
+// first, so the failure is the SSH server's and not the tailnet's.
+func dialPort22(t *testing.T, ctx context.Context, bot *tsnet.Server, name string) net.Conn {
+	t.Helper()
+	for {
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		conn, err := bot.Dial(dctx, "tcp", name+":22")
+		cancel()
+		if err == nil {
+			return conn
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("tcp to %s:22 over the tailnet: %v (last try: %v)", name, ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// requireSSHRefused requires name's SSH server to be down: a TCP
+// connection to its port 22 over the tailnet opens, and the SSH handshake
+// on it fails at once, before the server presents a host key.
+func requireSSHRefused(t *testing.T, ctx context.Context, bot *tsnet.Server, name string) {
+	t.Helper()
+	conn := dialPort22(t, ctx, bot, name)
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var keySeen atomic.Bool
+	start := time.Now()
+	c, err := handshake(hctx, conn, name, func(string, net.Addr, ssh.PublicKey) error {
+		keySeen.Store(true)
+		return nil
+	})
+	if err == nil {
+		c.Close()
+		t.Fatalf("SSH to %s, whose SSH server is down, succeeded", name)
+	}
+	if keySeen.Load() {
+		t.Fatalf("%s, whose SSH server is down, presented its host key (handshake: %v)", name, err)
+	}
+	if hctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("SSH to %s, whose SSH server is down, waited for the deadline (%v), want it closed at once", name, err)
+	}
+	t.Logf("tcp to %s:22 opened, SSH refused after %v: %v", name, time.Since(start).Round(time.Millisecond), err)
 }
 
 func TestSSHDownRefusesUntilCleared(t *testing.T) {
@@ -509,23 +573,7 @@ func TestSSHDownRefusesUntilCleared(t *testing.T) {
 	// Every new connection is closed before the handshake: the client
 	// never sees a host key.
 	for range 3 {
-		dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
-		start := time.Now()
-		var seen ssh.PublicKey
-		c, err := dialSSHSeeing(dctx, bot, "web", &seen)
-		timedOut := dctx.Err() != nil
-		dcancel()
-		if err == nil {
-			c.Close()
-			t.Fatal("SSH to a host whose SSH server is down succeeded")
-		}
-		if timedOut {
-			t.Fatalf("SSH to a host whose SSH server is down waited for the deadline (%v), want it closed at once", err)
-		}
-		if seen != nil {
-			t.Fatal("a host whose SSH server is down presented its host key")
-		}
-		t.Logf("refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
+		requireSSHRefused(t, ctx, bot, "web")
 	}
 	// A connection opened before carries on, and the node stays up.
 	if got := mustRun(t, open, "hostname", nil); got != "web\n" {
@@ -543,31 +591,6 @@ func TestSSHDownRefusesUntilCleared(t *testing.T) {
 	}
 }
 
-// dialSSHSeeing is dialSSH that pins nothing and records the host key the
-// server presents in *seen.
-func dialSSHSeeing(ctx context.Context, bot *tsnet.Server, name string, seen *ssh.PublicKey) (*ssh.Client, error) {
-	conn, err := bot.Dial(ctx, "tcp", name+":22")
-	if err != nil {
-		return nil, err
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	c, chans, reqs, err := ssh.NewClientConn(conn, name+":22", &ssh.ClientConfig{
-		User: "root",
-		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
-			*seen = key
-			return nil
-		},
-	})
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	conn.SetDeadline(time.Time{})
-	return ssh.NewClient(c, chans, reqs), nil
-}
-
 func TestSSHDownSurvivesTailscaledRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
@@ -582,14 +605,7 @@ func TestSSHDownSurvivesTailscaledRestart(t *testing.T) {
 	if err := web.StartTailscaled(ctx); err != nil {
 		t.Fatal(err)
 	}
-	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer dcancel()
-	if c, err := dialSSH(dctx, bot, "web", web.HostKey()); err == nil {
-		c.Close()
-		t.Fatal("SSH succeeded after tailscaled restarted with SSHDown set")
-	} else if dctx.Err() != nil {
-		t.Fatalf("SSH after the restart waited for the deadline (%v), want it closed at once", err)
-	}
+	requireSSHRefused(t, ctx, bot, "web")
 	if err := web.SetFaults(host.Faults{}); err != nil {
 		t.Fatal(err)
 	}
