@@ -298,12 +298,9 @@ func (s *Server) associateIamInstanceProfile(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	prof, err := s.profileFromParams(c.p.sub("IamInstanceProfile"))
+	prof, err := s.requestedProfile(c)
 	if err != nil {
 		return nil, err
-	}
-	if prof == nil {
-		return nil, errf(400, "MissingParameter", "The request must contain the parameter IamInstanceProfile")
 	}
 	if in.profileAssocID != "" {
 		return nil, errf(400, "IncorrectState", "There is an existing association for instance %s", in.id)
@@ -311,12 +308,31 @@ func (s *Server) associateIamInstanceProfile(c *call) (any, error) {
 	if err := profileChangeAllowed(in); err != nil {
 		return nil, err
 	}
+	return s.associate(c, in, prof), nil
+}
+
+// requestedProfile is the instance profile the request names in
+// IamInstanceProfile, which it must.
+func (s *Server) requestedProfile(c *call) (*instanceProfile, error) {
+	prof, err := s.profileFromParams(c.p.sub("IamInstanceProfile"))
+	if err != nil {
+		return nil, err
+	}
+	if prof == nil {
+		return nil, errf(400, "MissingParameter", "The request must contain the parameter IamInstanceProfile")
+	}
+	return prof, nil
+}
+
+// associate gives the instance prof under a new association id and answers
+// as EC2 does, with the association "associating".
+func (s *Server) associate(c *call, in *instance, prof *instanceProfile) any {
 	in.profile, in.profileAssocID, in.profileAssocAt = prof, s.newID("iip-assoc"), c.now
 	x := s.profileAssocXML(in)
 	x.State = "associating"
 	return struct {
 		Assoc xProfileAssoc `xml:"iamInstanceProfileAssociation"`
-	}{x}, nil
+	}{x}
 }
 
 // profileAssociation finds the instance whose current association is id.
@@ -354,22 +370,14 @@ func (s *Server) replaceIamInstanceProfileAssociation(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	prof, err := s.profileFromParams(c.p.sub("IamInstanceProfile"))
+	prof, err := s.requestedProfile(c)
 	if err != nil {
 		return nil, err
-	}
-	if prof == nil {
-		return nil, errf(400, "MissingParameter", "The request must contain the parameter IamInstanceProfile")
 	}
 	if err := profileChangeAllowed(in); err != nil {
 		return nil, err
 	}
-	in.profile, in.profileAssocID, in.profileAssocAt = prof, s.newID("iip-assoc"), c.now
-	x := s.profileAssocXML(in)
-	x.State = "associating"
-	return struct {
-		Assoc xProfileAssoc `xml:"iamInstanceProfileAssociation"`
-	}{x}, nil
+	return s.associate(c, in, prof), nil
 }
 
 // disassociateIamInstanceProfile removes an instance's profile. EC2 answers
