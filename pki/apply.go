@@ -218,7 +218,7 @@ func (a *Applier) decideCA(t *task, o *observer, now time.Time) {
 	case !have.HasKey:
 		hold = "its key " + s.KeyPath + " is missing"
 	default:
-		if d := drift(s, have); len(d) > 0 {
+		if d := Drift(s, have); len(d) > 0 {
 			hold = strings.Join(d, ", ") + " changed"
 		} else if due, why := RenewalDue(have.NotBefore, have.NotAfter, now, a.RenewBefore); due {
 			hold = why
@@ -250,7 +250,7 @@ func (a *Applier) decideLeaf(t *task, o *observer, newCA map[string]bool, now ti
 	s, have := t.spec, t.have
 	var drifted []string
 	if have != nil {
-		drifted = drift(s, have)
+		drifted = Drift(s, have)
 	}
 	switch {
 	case have == nil:
@@ -346,19 +346,19 @@ func roughly(d time.Duration) string {
 	return d.Round(time.Second).String()
 }
 
-// drift lists what a certificate says that its spec no longer does, by the
+// Drift lists what a certificate says that its spec no longer does, by the
 // attribute names the plan uses.
-func drift(s Spec, c *ObservedCert) []string {
+func Drift(s Spec, c *ObservedCert) []string {
 	if s.KeyOnly {
 		return nil
 	}
 	var out []string
-	cmp := func(attr string, have, want []string) {
+	differs := func(attr string, have, want []string) {
 		if !slices.Equal(sortedUnique(have), sortedUnique(want)) {
 			out = append(out, attr)
 		}
 	}
-	sans := cmp
+	sans := differs
 	if s.SANsIncomplete {
 		sans = func(attr string, have, want []string) {
 			if !SubsetOf(want, have) {
@@ -369,8 +369,8 @@ func drift(s Spec, c *ObservedCert) []string {
 	if c.CommonName != s.CommonName {
 		out = append(out, "common_name")
 	}
-	cmp("organization", c.Organization, s.Organization)
-	cmp("usages", c.Usages, s.Usages)
+	differs("organization", c.Organization, s.Organization)
+	differs("usages", c.Usages, s.Usages)
 	sans("dns_names", c.DNSNames, s.DNSNames)
 	sans("ips", c.IPs, s.IPs)
 	if c.IsCA != s.IsCA {

@@ -94,8 +94,8 @@ func TestApplyIssuesTheWholeSet(t *testing.T) {
 			t.Errorf("%s: not observed", s.ID)
 		case !c.Verified || !c.HasKey:
 			t.Errorf("%s: verified %v (%s), has key %v", s.ID, c.Verified, c.VerifyError, c.HasKey)
-		case len(drift(s, &c)) > 0:
-			t.Errorf("%s: drift %q", s.ID, drift(s, &c))
+		case len(Drift(s, &c)) > 0:
+			t.Errorf("%s: drift %q", s.ID, Drift(s, &c))
 		case !sameRecipients(c.Recipients, s.Recipients):
 			t.Errorf("%s: recipients %q", s.ID, c.Recipients)
 		}
@@ -346,7 +346,7 @@ func TestApplyKeepsSANsWhileFactsAreUnknown(t *testing.T) {
 	}
 	for _, s := range unknown {
 		c := obs[s.ID]
-		if d := drift(s, &c); len(d) > 0 {
+		if d := Drift(s, &c); len(d) > 0 {
 			t.Errorf("%s: drift %q against the known SANs", s.ID, d)
 		}
 	}
@@ -485,7 +485,9 @@ func TestApplyFailsBeforeWriting(t *testing.T) {
 	})
 }
 
-// failStage is a tree on disk whose Stage fails for one file.
+// failStage is a tree on disk whose Stage fails for one file, after it
+// made the file's directories: its name is made too long for the file
+// system.
 type failStage struct {
 	Dir
 	name string
@@ -493,7 +495,7 @@ type failStage struct {
 
 func (f failStage) Stage(name string, data []byte) (Staged, error) {
 	if name == f.name {
-		return nil, fmt.Errorf("write %s: disk full", name)
+		name += strings.Repeat("x", 300)
 	}
 	return f.Dir.Stage(name, data)
 }
@@ -517,7 +519,7 @@ func TestApplyStagingFailureLeavesNothing(t *testing.T) {
 		fx := newFixture(t)
 		fx.applier.Files = failStage{Dir(fx.dir), "derived/w-1/kubernetes-kubelet.crt"}
 		_, err := fx.applier.Apply(context.Background(), fx.specs())
-		if err == nil || !strings.Contains(err.Error(), "nothing written") || !strings.Contains(err.Error(), "derived/w-1/kubernetes-kubelet.crt: disk full") {
+		if err == nil || !strings.Contains(err.Error(), "nothing written") || !strings.Contains(err.Error(), "derived/w-1/kubernetes-kubelet.crtxxx") || !strings.Contains(err.Error(), "file name too long") {
 			t.Fatalf("error %v", err)
 		}
 		if left := all(t, fx.dir); len(left) != 0 {
@@ -530,7 +532,7 @@ func TestApplyStagingFailureLeavesNothing(t *testing.T) {
 		fx.clock = t0.Add(300 * 24 * time.Hour) // every leaf is due
 		before, entries := fx.snapshot(t), all(t, fx.dir)
 		fx.applier.Files = failStage{Dir(fx.dir), "derived/cp-1/kubernetes-apiserver.key.age"}
-		if _, err := fx.applier.Apply(context.Background(), fx.specs()); err == nil || !strings.Contains(err.Error(), "disk full") {
+		if _, err := fx.applier.Apply(context.Background(), fx.specs()); err == nil || !strings.Contains(err.Error(), "file name too long") {
 			t.Fatalf("error %v", err)
 		}
 		if !maps.EqualFunc(before, fx.snapshot(t), bytes.Equal) {
@@ -566,6 +568,29 @@ func TestApplyReissuesAKeyThatDoesNotMatch(t *testing.T) {
 	}
 	if r := result(rep, "w-1/kubelet-serving"); r.Action != Rekeyed {
 		t.Errorf("kubelet-serving: %s", r.Action)
+	}
+}
+
+// TestDirStageFailureReturnsWhatItMade: Stage that fails after making a
+// file's directories returns them, and Discard removes them, up to (not
+// including) the tree's root, even when the root is not a clean path.
+func TestDirStageFailureReturnsWhatItMade(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	d := Dir(root + "/./")
+	st, err := d.Stage("derived/new-host/"+strings.Repeat("x", 300)+".crt", []byte("not a key\n"))
+	if err == nil || st == nil {
+		t.Fatalf("Stage = %v, %v; want an error and what it made", st, err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "derived/new-host")); err != nil {
+		t.Fatalf("the directories were not made, so this tests nothing: %v", err)
+	}
+	st.Discard()
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Errorf("left behind: %v", entries)
+	}
+	if _, err := os.Stat(root); err != nil {
+		t.Errorf("the root itself was removed: %v", err)
 	}
 }
 

@@ -143,6 +143,7 @@ type staging struct {
 
 	mu     sync.Mutex
 	staged map[string]Staged
+	failed []Staged // what a failed Stage made, to remove
 	errs   []error
 }
 
@@ -155,10 +156,13 @@ func startStaging(to Stager, max int) *staging {
 			for f := range s.work {
 				st, err := s.to.Stage(f.path, f.data)
 				s.mu.Lock()
-				if err != nil {
-					s.errs = append(s.errs, err)
-				} else {
+				if err == nil {
 					s.staged[f.path] = st
+				} else {
+					s.errs = append(s.errs, err)
+					if st != nil {
+						s.failed = append(s.failed, st)
+					}
 				}
 				s.mu.Unlock()
 			}
@@ -193,6 +197,9 @@ func (s *staging) discard() {
 		return
 	}
 	for _, st := range s.staged {
+		st.Discard()
+	}
+	for _, st := range s.failed {
 		st.Discard()
 	}
 }

@@ -36,7 +36,7 @@ func (d Dir) Open(name string) (fs.File, error) { return os.DirFS(string(d)).Ope
 func (d Dir) WriteFile(name string, data []byte) error {
 	s, err := d.stage(name, data)
 	if err != nil {
-		return err
+		return err // directories it made stay: others may be writing beside them
 	}
 	if err := s.Commit(); err != nil {
 		os.Remove(s.tmp) // only the file: others may be staged beside it
@@ -52,6 +52,8 @@ func (d Dir) WriteFile(name string, data []byte) error {
 type Stager interface {
 	Files
 	// Stage writes data aside for name, durably, without touching name.
+	// When it fails having made directories, it returns a Staged as well
+	// as the error, whose Discard removes them.
 	Stage(name string, data []byte) (Staged, error)
 }
 
@@ -67,32 +69,37 @@ type Staged interface {
 // refuses a plaintext private key in anything but an .age file.
 func (d Dir) Stage(name string, data []byte) (Staged, error) {
 	s, err := d.stage(name, data)
-	if err != nil {
+	if s == nil {
 		return nil, err
 	}
-	return s, nil
+	return s, err
 }
 
+// stage writes data aside for name. On an error after it made directories,
+// it returns them as well, for Discard to remove.
 func (d Dir) stage(name string, data []byte) (*dirStaged, error) {
 	if err := checkWrite(name, data); err != nil {
 		return nil, err
 	}
-	full := filepath.Join(string(d), filepath.FromSlash(name))
+	root := filepath.Clean(string(d))
+	full := filepath.Join(root, filepath.FromSlash(name))
+	s := &dirStaged{root: root, name: name, full: full}
 	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-		return nil, fmt.Errorf("write %s: %w", name, err)
+		return s, fmt.Errorf("write %s: %w", name, err)
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(full), "."+filepath.Base(full)+".*.tmp")
 	if err != nil {
-		return nil, fmt.Errorf("write %s: %w", name, err)
+		return s, fmt.Errorf("write %s: %w", name, err)
 	}
-	s := &dirStaged{root: string(d), name: name, tmp: tmp.Name(), full: full}
+	s.tmp = tmp.Name()
 	err = writeSynced(tmp, data)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		os.Remove(s.tmp)
-		return nil, fmt.Errorf("write %s: %w", name, err)
+		s.tmp = ""
+		return s, fmt.Errorf("write %s: %w", name, err)
 	}
 	return s, nil
 }
@@ -126,8 +133,10 @@ func (s *dirStaged) Discard() {
 	if s.committed {
 		return
 	}
-	os.Remove(s.tmp)
-	for dir := filepath.Dir(s.tmp); dir != s.root && strings.HasPrefix(dir, s.root+string(filepath.Separator)); dir = filepath.Dir(dir) {
+	if s.tmp != "" {
+		os.Remove(s.tmp)
+	}
+	for dir := filepath.Dir(s.full); dir != s.root && strings.HasPrefix(dir, s.root+string(filepath.Separator)); dir = filepath.Dir(dir) {
 		if os.Remove(dir) != nil {
 			break
 		}

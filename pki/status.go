@@ -218,7 +218,7 @@ func (j judge) expiryAndChain(c ObservedCert, row *StatusRow, mark func(CertStat
 func (j judge) drift(c ObservedCert) (findings []string, rekey bool) {
 	switch {
 	case j.spec != nil:
-		return driftFindings(drift(*j.spec, &c), *j.spec, c), !sameRecipients(c.Recipients, j.spec.Recipients)
+		return driftFindings(Drift(*j.spec, &c), *j.spec, c), !sameRecipients(c.Recipients, j.spec.Recipients)
 	case j.declared:
 		if !strings.HasSuffix(c.ID, ".next") {
 			return []string{"no host needs it any more"}, false
@@ -269,24 +269,13 @@ func driftFindings(attrs []string, s Spec, c ObservedCert) []string {
 // kubelet-serving) does. Recipients, IPs and the names that depend on the
 // cluster domain or the tailnet are unknown without nest.yaml.
 func layoutDrift(s Spec, c ObservedCert) []string {
-	var attrs []string
-	if c.CommonName != s.CommonName {
-		attrs = append(attrs, "common_name")
+	// Of the SANs, the layout fixes only the host's own name.
+	names := s.DNSNames
+	s.DNSNames, s.IPs, s.SANsIncomplete = nil, nil, true
+	if s.Host != "" && slices.Contains(names, s.Host) {
+		s.DNSNames = []string{s.Host}
 	}
-	if !slices.Equal(sortedUnique(c.Organization), sortedUnique(s.Organization)) {
-		attrs = append(attrs, "organization")
-	}
-	if !slices.Equal(sortedUnique(c.Usages), sortedUnique(s.Usages)) {
-		attrs = append(attrs, "usages")
-	}
-	if c.IsCA != s.IsCA {
-		attrs = append(attrs, "is_ca")
-	}
-	out := driftFindings(attrs, s, c)
-	if s.Host != "" && slices.Contains(s.DNSNames, s.Host) && !slices.Contains(c.DNSNames, s.Host) {
-		out = append(out, "dns_names: lacks "+s.Host)
-	}
-	return out
+	return driftFindings(Drift(s, &c), s, c)
 }
 
 // listDrift words the difference of two lists: what the certificate

@@ -291,7 +291,7 @@ func TestDriftFindingsSayWhatChanged(t *testing.T) {
 	s := Spec{CommonName: "kube-apiserver", Usages: []string{UsageServer}, DNSNames: []string{"kubernetes", "node1"}, IPs: []string{"10.0.0.1"}}
 	c := ObservedCert{CommonName: "apiserver", Organization: []string{"system:masters"}, Usages: []string{UsageClient, UsageServer},
 		DNSNames: []string{"kubernetes", "node2"}, IPs: []string{"10.0.0.1", "10.0.0.9"}, IsCA: true}
-	got := driftFindings(drift(s, &c), s, c)
+	got := driftFindings(Drift(s, &c), s, c)
 	want := []string{
 		"common_name: is apiserver, want kube-apiserver",
 		"organization: has system:masters, want none",
@@ -305,7 +305,7 @@ func TestDriftFindingsSayWhatChanged(t *testing.T) {
 	}
 	// When a host's facts are unknown, names beyond the known ones are no drift.
 	s.SANsIncomplete = true
-	got = driftFindings(drift(s, &c), s, c)
+	got = driftFindings(Drift(s, &c), s, c)
 	if !slices.Contains(got, "dns_names: lacks node1") || slices.ContainsFunc(got, func(f string) bool { return strings.HasPrefix(f, "ips") }) {
 		t.Errorf("incomplete SANs: %q", got)
 	}

@@ -14,10 +14,6 @@ import (
 	"github.com/ducksnest/nestbot/nest"
 )
 
-// nodeCerts are the certificates every host gets; any other leaf of the
-// layout marks its host as a control plane.
-var nodeCerts = []string{"kubelet", "kubelet-serving", "kube-proxy"}
-
 // layoutAdmin stands in for pki.admins in the nest.yaml LayoutSpecs writes:
 // recipients are not judged without nest.yaml.
 const layoutAdmin = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
@@ -30,13 +26,15 @@ const layoutAdmin = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmca
 // tailnet names in it are placeholders, not facts. Nil when the tree's
 // host names do not make a valid fleet.
 func LayoutSpecs(obs map[string]ObservedCert) []Spec {
+	signers := leafSigners()
+	nodeCerts := []string{"kubelet", "kubelet-serving", "kube-proxy"} // every host's; any other leaf makes a control plane
 	controlPlane := map[string]bool{}
 	for id := range obs {
 		host, name, ok := strings.Cut(id, "/")
 		if !ok {
 			continue
 		}
-		_, known := leafSigners()[name]
+		_, known := signers[name]
 		controlPlane[host] = controlPlane[host] || known && !slices.Contains(nodeCerts, name)
 	}
 	// The set needs a control plane; a tree of workers alone borrows one

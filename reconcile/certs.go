@@ -115,28 +115,24 @@ func (p *planner) pki() {
 	}
 }
 
-// certDrift lists what a certificate says that its spec no longer does.
+// certDrift lists what a certificate says that its spec no longer does
+// (pki.Drift), with the values before and after.
 func certDrift(s pki.Spec, c Cert) []Change {
+	join := func(v []string) string { return strings.Join(sortedCopy(v), ", ") }
+	values := map[string][2]string{
+		"common_name":  {c.CommonName, s.CommonName},
+		"organization": {join(c.Organization), join(s.Organization)},
+		"usages":       {join(c.Usages), join(s.Usages)},
+		"dns_names":    {join(c.DNSNames), join(s.DNSNames)},
+		"ips":          {join(c.IPs), join(s.IPs)},
+		"is_ca":        {fmt.Sprint(c.IsCA), fmt.Sprint(s.IsCA)},
+	}
 	var out []Change
-	cmp := func(attr, before, after string) {
-		if before != after {
-			out = append(out, Change{Attr: attr, Before: before, After: after})
-		}
+	for _, attr := range pki.Drift(s, &pki.ObservedCert{CommonName: c.CommonName, Organization: c.Organization,
+		Usages: c.Usages, DNSNames: c.DNSNames, IPs: c.IPs, IsCA: c.IsCA}) {
+		v := values[attr]
+		out = append(out, Change{Attr: attr, Before: v[0], After: v[1]})
 	}
-	if s.KeyOnly {
-		return nil
-	}
-	cmp("common_name", c.CommonName, s.CommonName)
-	cmp("organization", strings.Join(sortedCopy(c.Organization), ", "), strings.Join(sortedCopy(s.Organization), ", "))
-	cmp("usages", strings.Join(sortedCopy(c.Usages), ", "), strings.Join(s.Usages, ", "))
-	sans := func(attr string, have, want []string) {
-		if !s.SANsIncomplete || !pki.SubsetOf(want, have) {
-			cmp(attr, strings.Join(sortedCopy(have), ", "), strings.Join(want, ", "))
-		}
-	}
-	sans("dns_names", c.DNSNames, s.DNSNames)
-	sans("ips", c.IPs, s.IPs)
-	cmp("is_ca", fmt.Sprint(c.IsCA), fmt.Sprint(s.IsCA))
 	return out
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -73,14 +74,18 @@ func DecodeSavedPlan(name string, data []byte) (*SavedPlan, error) {
 	return &s, nil
 }
 
+// ErrLiveChanged is Check's refusal of a saved plan made from another live
+// state than the one at hand.
+var ErrLiveChanged = errors.New("the live state changed since the plan was saved")
+
 // Check refuses the saved plan when the desired or live state differs from
 // what it was made from.
 func (s *SavedPlan) Check(desiredDigest string, live *Live) error {
 	if s.DesiredDigest != desiredDigest {
-		return fmt.Errorf("nest.yaml (or a file it reads) changed since the plan was saved: plan again")
+		return fmt.Errorf("nest.yaml (or a file it reads) changed since the plan was saved")
 	}
 	if s.LiveDigest != DigestLive(live) {
-		return fmt.Errorf("the live state changed since the plan was saved: plan again")
+		return ErrLiveChanged
 	}
 	return nil
 }
@@ -113,7 +118,7 @@ func (s *SavedPlan) Delta(now *Plan) string {
 	}
 	const most = 5
 	if len(diffs) > most {
-		diffs = append(diffs[:most], fmt.Sprintf("%d more", len(diffs)-most))
+		diffs = append(diffs[:most], fmt.Sprintf("and %d more", len(diffs)-most))
 	}
 	return "the plan now differs: " + strings.Join(diffs, "; ")
 }

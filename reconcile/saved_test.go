@@ -21,7 +21,7 @@ func TestSavedPlanDelta(t *testing.T) {
 	for i := range 8 {
 		many.Steps = append(many.Steps, step(fmt.Sprintf("host.h%d", i), ActionRoll))
 	}
-	if got := saved.Delta(&many); !strings.HasSuffix(got, "; 5 more") {
+	if got := saved.Delta(&many); !strings.HasSuffix(got, "; and 5 more") {
 		t.Errorf("ten differences: %q", got)
 	}
 }

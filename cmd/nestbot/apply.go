@@ -83,7 +83,7 @@ func runApply(opts *applyOptions) error {
 			return err
 		}
 		if err := s.CheckSaved(saved); err != nil {
-			return fmt.Errorf("%s: %w", opts.PlanFile, err)
+			return fmt.Errorf("%s: %w: plan again", opts.PlanFile, err)
 		}
 		plan = saved.Plan
 	} else if plan, err = s.Plan(opts.Revision); err != nil {

@@ -109,10 +109,11 @@ func runCertsStatus(opts *certsOptions) error {
 	dir := opts.Dir
 	var specs []pki.Spec
 	renewBefore := nest.DefaultRenewBefore
-	if _, err := os.Stat(opts.File); err == nil || dir == "" {
+	_, statErr := os.Stat(opts.File)
+	if statErr == nil || dir == "" {
 		d, err := loadDesired(opts.File)
 		if err != nil {
-			if dir == "" && errors.Is(err, fs.ErrNotExist) {
+			if errors.Is(statErr, fs.ErrNotExist) {
 				return fmt.Errorf("%w\n  hint: run nestbot in the repository that holds nest.yaml, pass -f FILE, or pass --dir DIR to read a certificate tree without nest.yaml", err)
 			}
 			return err

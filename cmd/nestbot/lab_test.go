@@ -147,7 +147,7 @@ func TestSavedPlanRefusedAfterLiveChanged(t *testing.T) {
 		t.Fatalf("targeted apply: %d\n%s", code, out)
 	}
 	out, code := run("apply", "-f", f, "--auto-approve", "--plan", planFile)
-	if code != 1 || !strings.Contains(out, "the live state changed since the plan was saved (the plan now differs: aws.vpc (create) is no longer planned): plan again") {
+	if code != 1 || !strings.Contains(out, "the live state changed since the plan was saved (the plan now differs: aws.vpc (create) is no longer planned): plan again\n") {
 		t.Fatalf("stale saved plan: exit %d\n%s", code, out)
 	}
 	if out, code := run("plan", "-f", f, "--save-plan", planFile); code != 0 {

@@ -125,14 +125,14 @@ func (s *Session) Plan(revision string) (*reconcile.Plan, error) {
 // live state than the session's, and says how the plan differs now.
 func (s *Session) CheckSaved(saved *reconcile.SavedPlan) error {
 	err := saved.Check(s.Desired.Digest(), s.Live)
-	if err == nil || saved.DesiredDigest != s.Desired.Digest() {
+	if !errors.Is(err, reconcile.ErrLiveChanged) {
 		return err
 	}
 	now, perr := s.Plan(saved.Plan.Revision)
 	if perr != nil {
 		return err
 	}
-	return fmt.Errorf("the live state changed since the plan was saved (%s): plan again", saved.Delta(now))
+	return fmt.Errorf("%w (%s)", err, saved.Delta(now))
 }
 
 func (o Options) wants(p reconcile.Plane) bool {
@@ -309,7 +309,7 @@ func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) (writ
 	if err != nil {
 		return nil, nil, err
 	}
-	// Every host is probed at once: each has up to 20 s to answer.
+	// The hosts are probed at once, 16 at a time: each has up to 20 s to answer.
 	var unpinned []rollout.Target
 	for _, t := range ts {
 		if t.HostKey == nil && t.Addr != "" {
@@ -318,8 +318,11 @@ func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) (writ
 	}
 	keys, errs := make([]string, len(unpinned)), make([]error, len(unpinned))
 	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
 	for i, t := range unpinned {
+		sem <- struct{}{}
 		wg.Go(func() {
+			defer func() { <-sem }()
 			pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 			defer cancel()
 			p, err := rollout.Probe(pctx, s.Bot, t)
@@ -336,7 +339,7 @@ func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) (writ
 	}
 	for i, t := range unpinned {
 		if errs[i] != nil {
-			warnings = append(warnings, fmt.Sprintf("could not learn the host key of %s (%v): its keys are encrypted to the admins only until the next apply learns it", t.Name, errs[i]))
+			warnings = append(warnings, fmt.Sprintf("%s: host key not learned, so its keys are encrypted to the admins only until an apply learns it (%v)", t.Name, errs[i]))
 			continue
 		}
 		if err := pki.PinHostKey(pki.Dir(d.PKIDir()), t.Name, keys[i]); err != nil {
