@@ -1,7 +1,6 @@
 package reconcile
 
 import (
-	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -261,10 +260,6 @@ func (p *planner) liveResources() []resource {
 	subnetName := func(id string) string {
 		return strings.TrimPrefix(ref(id), Address(KindSubnet, "")+".")
 	}
-	subnetVPC := map[string]string{}
-	for _, s := range c.Subnets {
-		subnetVPC[s.ID] = s.VPCID
-	}
 	var out []resource
 	for _, v := range c.VPCs {
 		out = append(out, resource{kind: KindVPC, id: v.ID, tags: v.Tags, attrs: []attr{{name: "cidr", value: v.CIDR}}})
@@ -304,9 +299,7 @@ func (p *planner) liveResources() []resource {
 		if state == "pending" {
 			state = "running"
 		}
-		// A snapshot written before instances carried their VPC has it from the subnet.
-		vpc := cmp.Or(in.VPCID, subnetVPC[in.SubnetID])
-		out = append(out, resource{kind: KindInstance, id: in.ID, vpc: vpc, tags: in.Tags, host: in.Tags[TagHost], state: in.State, attrs: []attr{
+		out = append(out, resource{kind: KindInstance, id: in.ID, vpc: c.instanceVPC(in), tags: in.Tags, host: in.Tags[TagHost], state: in.State, attrs: []attr{
 			{name: "ami", value: in.ImageID},
 			{name: "instance_type", value: in.Type},
 			{name: "subnet", value: subnetName(in.SubnetID)},

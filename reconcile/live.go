@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -54,6 +55,41 @@ type Cloud struct {
 	SecurityGroups   []SecurityGroup   `json:"security_groups,omitempty"`
 	Instances        []Instance        `json:"instances,omitempty"`
 	Images           []Image           `json:"images,omitempty"`
+}
+
+// VPCOf returns the VPC that the observed resource of this kind and id is
+// in (an internet gateway: the VPC it is attached to), or "" when it is not
+// observed, is a VPC, or is in none.
+func (c *Cloud) VPCOf(kind, id string) string {
+	switch kind {
+	case KindSubnet:
+		return vpcByID(c.Subnets, id, func(s Subnet) (string, string) { return s.ID, s.VPCID })
+	case KindInternetGateway:
+		return vpcByID(c.InternetGateways, id, func(g InternetGateway) (string, string) { return g.ID, g.VPCID })
+	case KindRouteTable:
+		return vpcByID(c.RouteTables, id, func(r RouteTable) (string, string) { return r.ID, r.VPCID })
+	case KindSecurityGroup:
+		return vpcByID(c.SecurityGroups, id, func(g SecurityGroup) (string, string) { return g.ID, g.VPCID })
+	case KindInstance:
+		return vpcByID(c.Instances, id, func(in Instance) (string, string) { return in.ID, c.instanceVPC(in) })
+	}
+	return ""
+}
+
+// instanceVPC is the VPC of an instance; a snapshot written before
+// instances carried their VPC has it from the subnet.
+func (c *Cloud) instanceVPC(in Instance) string {
+	return cmp.Or(in.VPCID, c.VPCOf(KindSubnet, in.SubnetID))
+}
+
+// vpcByID returns the VPC of the item whose id is id, "" when none is.
+func vpcByID[T any](items []T, id string, idVPC func(T) (id, vpc string)) string {
+	for _, x := range items {
+		if xid, vpc := idVPC(x); xid == id {
+			return vpc
+		}
+	}
+	return ""
 }
 
 // VPC as observed.

@@ -814,40 +814,7 @@ func (a *Applier) inFleetVPC(kind, id string) error {
 	if kind == reconcile.KindVPC || fleet == "" || a.Live == nil {
 		return nil
 	}
-	vpc := ""
-	c := a.Live
-	subnetVPC := map[string]string{}
-	for _, s := range c.Subnets {
-		subnetVPC[s.ID] = s.VPCID
-	}
-	switch kind {
-	case reconcile.KindSubnet:
-		vpc = subnetVPC[id]
-	case reconcile.KindInternetGateway:
-		for _, g := range c.InternetGateways {
-			if g.ID == id {
-				vpc = g.VPCID
-			}
-		}
-	case reconcile.KindRouteTable:
-		for _, r := range c.RouteTables {
-			if r.ID == id {
-				vpc = r.VPCID
-			}
-		}
-	case reconcile.KindSecurityGroup:
-		for _, g := range c.SecurityGroups {
-			if g.ID == id {
-				vpc = g.VPCID
-			}
-		}
-	case reconcile.KindInstance:
-		for _, in := range c.Instances {
-			if in.ID == id {
-				vpc = cmp.Or(in.VPCID, subnetVPC[in.SubnetID])
-			}
-		}
-	}
+	vpc := a.Live.VPCOf(kind, id)
 	if vpc == "" || vpc == fleet {
 		return nil
 	}
