@@ -37,7 +37,7 @@ func newCertsCmd(io *IO) *cobra.Command {
 	}
 	status := &cobra.Command{
 		Use:   "status",
-		Short: "Show every certificate in the tree: subject, SANs, usages, issuer, expiry, chain, status",
+		Short: "Show every certificate in the tree: subject, SANs, usages, days left, chain, status",
 		Long: `Status reads a certificate tree in the K8Nix certToolkit layout (ca/, derived/<host>/,
 secrets.nix) — any such tree, even without nest.yaml — and shows for every
 certificate its subject, SANs, usages, issuer, expiry, days left, whether its
