@@ -91,19 +91,10 @@ func (a *Applier) Apply(ctx context.Context, specs []Spec) (*Report, error) {
 		return nil, fmt.Errorf("pki: apply: %w", err)
 	}
 	w := &issuing{issuer: is, recipients: recipients, signers: signers, parallel: a.Parallel}
-	if st, ok := a.Files.(Stager); ok {
-		w.staging = startStaging(st, 2*len(tasks)) // at most a key and a certificate each
-	}
-	err = w.run(ctx, tasks)
-	staged, serr := w.staging.wait()
-	defer w.staging.discard() // what was not put into place
-	if err := cmp.Or(err, ctx.Err()); err != nil {
+	if err := cmp.Or(w.run(ctx, tasks), ctx.Err()); err != nil {
 		return nil, fmt.Errorf("pki: apply: %w", err)
 	}
-	if serr != nil {
-		return nil, fmt.Errorf("pki: apply: nothing written: %w", serr)
-	}
-	return a.write(tasks, stale, staged)
+	return a.write(tasks, stale)
 }
 
 // checkSpecs refuses a set that could not be written: duplicate ids, bad

@@ -16,7 +16,6 @@ type issuing struct {
 	recipients map[string]age.Recipient // every recipient of the set, parsed once; read only
 	signers    map[string]*KeyPair      // CA id → its key pair, as the CAs are issued or decrypted
 	parallel   int
-	staging    *staging // nil when the tree cannot stage
 }
 
 // run issues and encrypts: new CAs first, then everything else at once.
@@ -54,9 +53,7 @@ func (w *issuing) runAll(ctx context.Context, tasks []*task) error {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if errs[i] = w.exec(t); errs[i] == nil {
-				w.staging.add(t.writes)
-			}
+			errs[i] = w.exec(t)
 		})
 	}
 	wg.Wait()
@@ -131,75 +128,4 @@ func (w *issuing) encrypt(plaintext []byte, recipients []string) ([]byte, error)
 		return nil, err
 	}
 	return encrypt(plaintext, rs)
-}
-
-// staging writes each task's files aside (Stager.Stage) as soon as the task
-// is done, in a pool of its own: creating files is mostly waiting for the
-// disk, which then overlaps the issuing of the other certificates.
-type staging struct {
-	to   Stager
-	work chan fileWrite
-	wg   sync.WaitGroup
-
-	mu     sync.Mutex
-	staged map[string]Staged
-	failed []Staged // what a failed Stage made, to remove
-	errs   []error
-}
-
-// startStaging starts the pool for at most max files; add never blocks.
-func startStaging(to Stager, max int) *staging {
-	const workers = 8
-	s := &staging{to: to, work: make(chan fileWrite, max), staged: map[string]Staged{}}
-	for range workers {
-		s.wg.Go(func() {
-			for f := range s.work {
-				st, err := s.to.Stage(f.path, f.data)
-				s.mu.Lock()
-				if err == nil {
-					s.staged[f.path] = st
-				} else {
-					s.errs = append(s.errs, err)
-					if st != nil {
-						s.failed = append(s.failed, st)
-					}
-				}
-				s.mu.Unlock()
-			}
-		})
-	}
-	return s
-}
-
-func (s *staging) add(files []fileWrite) {
-	if s == nil {
-		return
-	}
-	for _, f := range files {
-		s.work <- f
-	}
-}
-
-// wait returns the staged files once every one is written aside.
-func (s *staging) wait() (map[string]Staged, error) {
-	if s == nil {
-		return nil, nil
-	}
-	close(s.work)
-	s.wg.Wait()
-	return s.staged, errors.Join(s.errs...)
-}
-
-// discard removes every staged file not put into place. It is called
-// once the pool is done.
-func (s *staging) discard() {
-	if s == nil {
-		return
-	}
-	for _, st := range s.staged {
-		st.Discard()
-	}
-	for _, st := range s.failed {
-		st.Discard()
-	}
 }

@@ -13,9 +13,10 @@ import (
 // write checks every file of the apply, then writes them: keys first, then
 // certificates, then removals, and secrets.nix last, so that a failure part
 // way leaves a tree the next apply repairs. It returns the report of what
-// was written, even when a write fails. staged holds the files already
-// written aside, to be put into place; the others are written here.
-func (a *Applier) write(tasks []*task, stale []ObservedCert, staged map[string]Staged) (*Report, error) {
+// was written, even when a write fails. A tree that can stage (Stager) has
+// every key and certificate written aside first, and put into place only
+// once all of them are: a failure there leaves the tree as it was.
+func (a *Applier) write(tasks []*task, stale []ObservedCert) (*Report, error) {
 	rep := &Report{}
 	var keys, certs []fileWrite
 	secrets := map[string][]string{}
@@ -71,6 +72,19 @@ func (a *Applier) write(tasks []*task, stale []ObservedCert, staged map[string]S
 		return nil, fmt.Errorf("pki: apply: nothing written: %w", err)
 	}
 
+	var staged map[string]Staged
+	if st, ok := a.Files.(Stager); ok {
+		var err error
+		if staged, err = stageAll(st, append(slices.Clone(keys), certs...)); err != nil {
+			return nil, fmt.Errorf("pki: apply: nothing written: %w", err)
+		}
+		defer func() { // what was not put into place
+			for _, s := range staged {
+				s.Discard()
+			}
+		}()
+	}
+
 	for _, r := range rep.Results {
 		attrs := []any{"id", r.ID, "action", string(r.Action)}
 		if r.Reason != "" {
@@ -85,8 +99,8 @@ func (a *Applier) write(tasks []*task, stale []ObservedCert, staged map[string]S
 			a.log().Info("pki: certificate", attrs...)
 		}
 	}
-	// Keys, then certificates, each group written in parallel (every write
-	// is a file of its own, synced and renamed); then removals; secrets.nix last.
+	// Keys, then certificates, each group put into place (or written) in
+	// parallel, every file synced and renamed; then removals; secrets.nix last.
 	for _, group := range [][]fileWrite{keys, certs} {
 		done, err := a.writeAll(group, staged)
 		rep.Written = append(rep.Written, done...)
@@ -138,6 +152,37 @@ func (a *Applier) writeAll(files []fileWrite, staged map[string]Staged) ([]strin
 		}
 	}
 	return done, errors.Join(errs...)
+}
+
+// stageAll writes files aside in parallel (Stager.Stage). When one cannot
+// be, it removes what it staged, and the directories it made, and fails.
+func stageAll(st Stager, files []fileWrite) (map[string]Staged, error) {
+	const workers = 8
+	staged := make([]Staged, len(files))
+	errs := make([]error, len(files))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, workers)
+	for i, f := range files {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			staged[i], errs[i] = st.Stage(f.path, f.data)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, s := range staged {
+			if s != nil {
+				s.Discard()
+			}
+		}
+		return nil, err
+	}
+	out := make(map[string]Staged, len(files))
+	for i, f := range files {
+		out[f.path] = staged[i]
+	}
+	return out, nil
 }
 
 // warnings are what will make a later apply fail.
