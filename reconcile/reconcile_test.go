@@ -141,6 +141,20 @@ func TestDiffRemovedHostIsDeleted(t *testing.T) {
 	if got := addresses(p); !slices.Equal(got, []string{"delete aws.instance.ec2-worker-9"}) {
 		t.Fatalf("got %q: want one delete, and the untagged instance left alone", got)
 	}
+
+	t.Run("its tailnet node goes with it", func(t *testing.T) {
+		l.Tailnet.Nodes = append(l.Tailnet.Nodes, Node{Name: "ec2-worker-9", Tags: []string{"tag:nest"}, Online: true},
+			Node{Name: "old-laptop", Tags: []string{"tag:nest"}, Online: true})
+		p := mustDiff(t, d, l)
+		st := findStep(p, "tailnet.node.ec2-worker-9")
+		if st == nil || st.Action != ActionDelete || !strings.Contains(st.Reason, "aws.instance.ec2-worker-9 is deleted by this plan") {
+			t.Fatalf("the deleted instance's node: %+v", st)
+		}
+		// A stray that no deleted instance explains stays a drift, without tailnet.remove_strays.
+		if st := findStep(p, "tailnet.node.old-laptop"); st == nil || st.Action != ActionDrift {
+			t.Fatalf("another stray: %+v", st)
+		}
+	})
 }
 
 func TestDiffAdoptsUntaggedFleet(t *testing.T) {

@@ -72,15 +72,32 @@ func (p *planner) tailnet() {
 		}
 	}
 	sort.Slice(strays, func(i, j int) bool { return strays[i].Name < strays[j].Name })
+	deleted := p.deletedInstances()
 	for _, n := range strays {
 		s := Step{Plane: PlaneTailnet, Action: ActionDrift, Address: TailnetAddress(n.Name),
 			Reason: "stray: tagged " + strings.Join(n.Tags, ", ") + " but not in nest.yaml"}
-		if t.RemoveStrays {
+		switch {
+		case deleted[n.Name]:
+			// nestbot launched it, and removes it: its node goes with it.
+			s.Action = ActionDelete
+			s.Reason = "its instance " + Address(KindInstance, n.Name) + " is deleted by this plan; its node goes with it"
+		case t.RemoveStrays:
 			s.Action = ActionDelete
 			s.Reason += "; removed from the tailnet (tailnet.remove_strays)"
 		}
 		p.add(s)
 	}
+}
+
+// deletedInstances are the hosts whose instance this plan deletes.
+func (p *planner) deletedInstances() map[string]bool {
+	out := map[string]bool{}
+	for _, st := range p.plan.Steps {
+		if host, ok := strings.CutPrefix(st.Address, Address(KindInstance, "")+"."); ok && st.Action == ActionDelete {
+			out[host] = true
+		}
+	}
+	return out
 }
 
 func missingTags(want, have []string) []string {
