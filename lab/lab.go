@@ -50,7 +50,10 @@ type Lab struct {
 
 	mu    sync.Mutex
 	hosts map[string]*host.Host // booted from EC2 instances or by Boot
-	wg    sync.WaitGroup
+	// instances are the hosts EC2 instances booted, by instance id; a
+	// terminated instance's id maps to nil.
+	instances map[string]*host.Host
+	wg        sync.WaitGroup
 }
 
 // Up starts the lab.
@@ -67,7 +70,7 @@ func Up(o Options) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Lab{Region: "ap-northeast-2", dir: dir, logf: logf, hosts: map[string]*host.Host{}}
+	l := &Lab{Region: "ap-northeast-2", dir: dir, logf: logf, hosts: map[string]*host.Host{}, instances: map[string]*host.Host{}}
 	l.Tailnet = &tailnet.Lab{Tags: []string{"tag:nest", "tag:nestbot"}}
 	if o.Fleet != nil && o.Fleet.Tailnet.Domain != "" {
 		l.Tailnet.MagicDNSDomain = o.Fleet.Tailnet.Domain
@@ -82,7 +85,7 @@ func Up(o Options) (*Lab, error) {
 		return nil, fmt.Errorf("lab: tailnet: %w", err)
 	}
 	l.AuthKey = l.Tailnet.AuthKey()
-	l.EC2 = &ec2.Server{Logf: o.Logf, PendingDelay: delay, StoppingDelay: delay, ShuttingDownDelay: delay, OnRunInstance: l.bootInstance}
+	l.EC2 = &ec2.Server{Logf: o.Logf, PendingDelay: delay, StoppingDelay: delay, ShuttingDownDelay: delay, OnRunInstance: l.bootInstance, OnTerminateInstance: l.haltInstance}
 	if err := l.EC2.Start(); err != nil {
 		l.Close()
 		return nil, err
@@ -157,10 +160,45 @@ func (l *Lab) bootInstance(in ec2.Instance) {
 		defer l.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if _, err := l.Boot(ctx, host.Config{Name: name, AuthKey: key, Tags: []string{"tag:nest"}}); err != nil {
+		h, err := l.Boot(ctx, host.Config{Name: name, AuthKey: key, Tags: []string{"tag:nest"}})
+		if err != nil {
 			l.logf("lab: instance %s (%s): boot: %v", in.ID, name, err)
+			return
+		}
+		l.mu.Lock()
+		h0, terminated := l.instances[in.ID]
+		if !terminated || h0 != nil {
+			l.instances[in.ID] = h
+		}
+		l.mu.Unlock()
+		if terminated && h0 == nil { // terminated while it booted
+			l.halt(h)
 		}
 	}()
+}
+
+// haltInstance shuts down the host a terminated instance booted: it goes
+// offline, as the machine would.
+func (l *Lab) haltInstance(in ec2.Instance) {
+	l.mu.Lock()
+	h := l.instances[in.ID]
+	l.instances[in.ID] = nil
+	l.mu.Unlock()
+	if h != nil {
+		l.halt(h)
+	}
+}
+
+// halt closes h, in the background, and forgets it unless another host has
+// taken its name since (a replacement instance).
+func (l *Lab) halt(h *host.Host) {
+	l.mu.Lock()
+	if l.hosts[h.Name()] == h {
+		delete(l.hosts, h.Name())
+	}
+	l.mu.Unlock()
+	l.logf("lab: host %s is shut down (its instance was terminated)", h.Name())
+	l.wg.Go(func() { h.Close() })
 }
 
 // Boot starts a lab host (an on-prem machine, or an instance) on the tailnet.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ducksnest/nestbot/lab"
@@ -99,7 +100,32 @@ func TestInstanceBootsAHostThatJoins(t *testing.T) {
 	if _, err := nesttailnet.WaitJoined(ctx, bot, "ec2-controlplane"); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := l.Host("ec2-controlplane"); !ok {
+	h, ok := l.Host("ec2-controlplane")
+	if !ok {
 		t.Fatal("joined, but the lab does not know the host")
+	}
+
+	// Terminating the instance shuts its host down: it leaves the lab and
+	// goes offline on the tailnet.
+	ec2c := awsec2.NewFromConfig(l.EC2.Config(l.Region))
+	ids := l.EC2.Instances()
+	if len(ids) != 1 {
+		t.Fatalf("%d instances", len(ids))
+	}
+	if _, err := ec2c.TerminateInstances(ctx, &awsec2.TerminateInstancesInput{InstanceIds: []string{ids[0].ID}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.Host("ec2-controlplane"); ok {
+		t.Error("the lab still lists the terminated instance's host")
+	}
+	for h.Up() { // its node stops, in the background
+		select {
+		case <-ctx.Done():
+			t.Fatal("the terminated instance's host is still on the tailnet")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if _, ok := l.Host("laptop-ultra"); !ok {
+		t.Error("an on-prem host went down with the instance")
 	}
 }

@@ -121,6 +121,10 @@ func (s *Server) terminateInstances(c *call) (any, error) {
 		}
 		in.state, in.stateAt, in.reason = stateShuttingDown, c.now, userReason(c.now)
 		in.publicIP = ""
+		if s.OnTerminateInstance != nil {
+			snap, hook := s.snapshot(in), s.OnTerminateInstance
+			c.after = append(c.after, func() { hook(snap) })
+		}
 	})
 }
 

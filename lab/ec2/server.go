@@ -90,6 +90,10 @@ type Server struct {
 	// long; it may call back into the Server.
 	OnRunInstance func(Instance)
 
+	// OnTerminateInstance, if set, is called once for each instance
+	// TerminateInstances moves to shutting-down, as OnRunInstance is.
+	OnTerminateInstance func(Instance)
+
 	initOnce sync.Once
 
 	mu        sync.Mutex // guards st, region, requestSeq, idRand
