@@ -312,6 +312,9 @@ func (l *Lab) Env() []string {
 		"TS_NO_LOGS_NO_SUPPORT=true",
 		"TS_DISABLE_PORTMAPPER=true",
 		"TS_DEBUG_OMIT_LOCAL_ADDRS=true",
+		// The lab is all on loopback: in a network namespace that has only
+		// lo, tailscale would otherwise wait for a network that never comes.
+		"TS_ASSUME_NETWORK_UP_FOR_TEST=true",
 	}
 	// The Tailscale API stand-in: new instances get an auth key minted
 	// for each, as with a real OAuth client.
