@@ -29,6 +29,27 @@ func nestbotCmd(ctx context.Context, env []string, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// nestbotSteps returns a runner of nestbot in env that fails the test on
+// an exit code other than the one wanted, and every output it produced.
+func nestbotSteps(ctx context.Context, t *testing.T, env []string) (run func(wantCode int, args ...string) string, outputs *[]string) {
+	outputs = new([]string)
+	return func(wantCode int, args ...string) string {
+		t.Helper()
+		out, err := nestbotCmd(ctx, env, args...).CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		*outputs = append(*outputs, string(out))
+		if code != wantCode {
+			t.Fatalf("nestbot %s: exit %d, want %d:\n%s", strings.Join(args, " "), code, wantCode, out)
+		}
+		return string(out)
+	}, outputs
+}
+
 // waitFile waits, bounded, until path exists and is not empty.
 func waitFile(t *testing.T, path string, limit time.Duration) []byte {
 	t.Helper()
@@ -72,22 +93,7 @@ func TestLabUpThenPlanAndApplyFromAnotherShell(t *testing.T) {
 		t.Fatal("env file has no TS_AUTHKEY")
 	}
 
-	var outputs []string
-	step := func(wantCode int, args ...string) string {
-		t.Helper()
-		out, err := nestbotCmd(ctx, env, args...).CombinedOutput()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		outputs = append(outputs, string(out))
-		if code != wantCode {
-			t.Fatalf("nestbot %s: exit %d, want %d:\n%s", strings.Join(args, " "), code, wantCode, out)
-		}
-		return string(out)
-	}
+	step, outputs := nestbotSteps(ctx, t, env)
 	f := repo + "/nest.yaml"
 	if out := step(2, "plan", "-f", f, "--detailed-exitcode", "--save-live", filepath.Join(dir, "live.json")); !strings.Contains(out, "Plan: 7 to create") {
 		t.Fatalf("first plan:\n%s", out)
@@ -101,7 +107,7 @@ func TestLabUpThenPlanAndApplyFromAnotherShell(t *testing.T) {
 	if out := step(0, "plan", "-f", f, "--detailed-exitcode"); !strings.Contains(out, "No changes.") {
 		t.Fatalf("plan after apply:\n%s", out)
 	}
-	for i, out := range outputs {
+	for i, out := range *outputs {
 		if strings.Contains(out, authKey) {
 			t.Fatalf("output %d shows the auth key", i)
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -63,22 +62,7 @@ func TestRemovedEC2HostLeavesTheTailnet(t *testing.T) {
 		return out
 	}
 
-	var outputs []string
-	nestbot := func(wantCode int, args ...string) string {
-		t.Helper()
-		out, err := nestbotCmd(ctx, env, args...).CombinedOutput()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		outputs = append(outputs, string(out))
-		if code != wantCode {
-			t.Fatalf("nestbot %s: exit %d, want %d:\n%s", strings.Join(args, " "), code, wantCode, out)
-		}
-		return string(out)
-	}
+	nestbot, outputs := nestbotSteps(ctx, t, env)
 	f := filepath.Join(repo, "nest.yaml")
 	flake := filepath.Join(repo, "infra", "nix", "flake.nix")
 	hostDir := filepath.Join(repo, "infra", "nix", "hosts", worker)
@@ -186,7 +170,7 @@ func TestRemovedEC2HostLeavesTheTailnet(t *testing.T) {
 	if devs := workerDevices(); len(devs) != 0 {
 		t.Fatalf("after the apply, the Tailscale API still lists %s: %+v", worker, devs)
 	}
-	for i, out := range outputs {
+	for i, out := range *outputs {
 		for _, secret := range []string{getenv("TS_AUTHKEY"), cfg.OAuthClientSecret} {
 			if secret != "" && strings.Contains(out, secret) {
 				t.Fatalf("output %d shows a credential from the lab's env file", i)
