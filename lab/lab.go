@@ -12,8 +12,10 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -115,7 +117,7 @@ func (l *Lab) bootOnPrem(f *nest.Fleet) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	for _, name := range sortedKeys(hostSet(f)) {
+	for _, name := range slices.Sorted(maps.Keys(hostSet(f))) {
 		if f.Hosts[name].AWS != nil {
 			continue
 		}
@@ -265,13 +267,13 @@ func (l *Lab) seed(f *nest.Fleet) error {
 			}
 		}
 	}
-	for _, name := range sortedKeys(images) {
+	for _, name := range slices.Sorted(maps.Keys(images)) {
 		if _, err := l.EC2.SeedImage(ec2.Image{Name: labImageName(name), OwnerID: nest.NixOSAMIOwner,
 			CreationDate: time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC), Public: true}); err != nil {
 			return fmt.Errorf("lab: seed image %s: %w", name, err)
 		}
 	}
-	for _, name := range sortedKeys(profiles) {
+	for _, name := range slices.Sorted(maps.Keys(profiles)) {
 		l.EC2.SeedInstanceProfile(name)
 	}
 	return nil
@@ -354,13 +356,4 @@ func (l *Lab) Close() error {
 	}
 	os.RemoveAll(l.dir)
 	return err
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -3,11 +3,12 @@ package nest
 import (
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"net/netip"
 	"net/url"
 	"path"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -144,7 +145,7 @@ func (c *checker) aws(a *AWS) {
 		pfx  netip.Prefix
 	}
 	var nets []placed
-	for _, name := range sortedKeys(a.Subnets) {
+	for _, name := range slices.Sorted(maps.Keys(a.Subnets)) {
 		s, p := a.Subnets[name], "aws.subnets."+name
 		if !dnsLabelRE.MatchString(name) {
 			c.errorAtKey(p, "use lower-case letters, digits and dashes", "%q is not a valid subnet name", name)
@@ -238,7 +239,7 @@ func (c *checker) hosts(f *Fleet) {
 		c.errorf("hosts", "add at least one host", "no hosts")
 	}
 	known := KnownRoles()
-	for _, name := range sortedKeys(f.Hosts) {
+	for _, name := range slices.Sorted(maps.Keys(f.Hosts)) {
 		h, p := f.Hosts[name], "hosts."+name
 		if !dnsLabelRE.MatchString(name) {
 			c.errorAtKey(p, "a host name is a DNS label: lower-case letters, digits and dashes, at most 63", "%q is not a valid host name", name)
@@ -249,7 +250,7 @@ func (c *checker) hosts(f *Fleet) {
 		seen := map[string]bool{}
 		for i, r := range h.Roles {
 			rp := fmt.Sprintf("%s.roles[%d]", p, i)
-			if !contains(known, r) {
+			if !slices.Contains(known, r) {
 				c.errorf(rp, "use one of: "+strings.Join(known, ", "), "role %q does not exist", r)
 			}
 			if seen[r] {
@@ -282,7 +283,7 @@ func (c *checker) hostAWS(f *Fleet, p string, a *HostAWS) {
 	}
 	if a.Subnet != "" && f.AWS != nil {
 		if _, ok := f.AWS.Subnets[a.Subnet]; !ok {
-			c.errorf(p+".subnet", "use one of: "+strings.Join(sortedKeys(f.AWS.Subnets), ", "), "subnet %q is not defined under aws.subnets", a.Subnet)
+			c.errorf(p+".subnet", "use one of: "+strings.Join(slices.Sorted(maps.Keys(f.AWS.Subnets)), ", "), "subnet %q is not defined under aws.subnets", a.Subnet)
 		}
 	}
 	switch ami := a.AMI; {
@@ -386,7 +387,7 @@ func (c *checker) rollout(f *Fleet) {
 	seen := map[string]bool{}
 	for i, role := range r.Order {
 		p := fmt.Sprintf("rollout.order[%d]", i)
-		if !contains(known, role) {
+		if !slices.Contains(known, role) {
 			c.errorf(p, "use one of: "+strings.Join(known, ", "), "role %q does not exist", role)
 		}
 		if seen[role] {
@@ -395,7 +396,7 @@ func (c *checker) rollout(f *Fleet) {
 		seen[role] = true
 	}
 	if len(r.Order) > 0 {
-		for _, name := range sortedKeys(f.Hosts) {
+		for _, name := range slices.Sorted(maps.Keys(f.Hosts)) {
 			h := f.Hosts[name]
 			in := false
 			for _, role := range h.Roles {
@@ -455,22 +456,4 @@ func validGlob(g string) bool {
 		}
 	}
 	return true
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -3,8 +3,10 @@ package reconcile
 import (
 	"bytes"
 	"flag"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -33,7 +35,7 @@ func BenchmarkDiff1000Hosts(b *testing.B) {
 func behindLive(tb testing.TB, d Desired) *Live {
 	l := convergedLive(tb, d, revOld, observedAt)
 	l.Repo.Revision = revNew
-	for i, id := range sortedNames(l.PKI.Certs) {
+	for i, id := range slices.Sorted(maps.Keys(l.PKI.Certs)) {
 		if c := l.PKI.Certs[id]; i%10 == 0 && !c.NotAfter.IsZero() {
 			c.NotAfter = observedAt.Add(48 * time.Hour)
 			l.PKI.Certs[id] = c

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"sort"
@@ -113,7 +114,7 @@ func (p *planner) desiredNetwork(a *nest.AWS) []resource {
 		tags:  DesiredTags(fleet, vpcAddr, fleet, ""),
 		attrs: []attr{{name: "cidr", value: a.VPC.CIDR, immutable: true}}})
 	var public []string
-	for _, name := range sortedNames(a.Subnets) {
+	for _, name := range slices.Sorted(maps.Keys(a.Subnets)) {
 		s := a.Subnets[name]
 		addr := Address(KindSubnet, name)
 		out = append(out, resource{kind: KindSubnet, addr: addr, adopt: s.Adopt,
@@ -382,7 +383,7 @@ func (p *planner) reconcileResource(want resource) bool {
 			return false
 		}
 		var changes []Change
-		for _, k := range sortedNames(want.tags) {
+		for _, k := range slices.Sorted(maps.Keys(want.tags)) {
 			if target.tags[k] != want.tags[k] && k != TagUserData {
 				changes = append(changes, Change{Attr: "tags." + k, Before: target.tags[k], After: want.tags[k]})
 			}
@@ -496,7 +497,7 @@ func (p *planner) compare(want, have resource, adopting bool) {
 		changes = append(changes, c)
 	}
 	if !adopting {
-		for _, k := range sortedNames(want.tags) {
+		for _, k := range slices.Sorted(maps.Keys(want.tags)) {
 			if have.tags[k] != want.tags[k] && (k != TagUserData || !p.userDataIgnored()) {
 				changes = append(changes, Change{Attr: "tags." + k, Before: have.tags[k], After: want.tags[k]})
 			}
@@ -678,15 +679,6 @@ func rulesString(rules []SecurityRule) string {
 	}
 	sort.Strings(out)
 	return strings.Join(slices.Compact(out), ", ")
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func uniq(s []string) []string {

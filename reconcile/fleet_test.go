@@ -2,6 +2,8 @@ package reconcile
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -108,7 +110,7 @@ func convergedLive(t testing.TB, d Desired, rev string, at time.Time) *Live {
 	c.VPCs = []VPC{{ID: vpc, CIDR: f.AWS.VPC.CIDR, Tags: tags(KindVPC, "", f.Name, "")}}
 	subnetIDs := map[string]string{}
 	var public []string
-	for i, name := range sortedNames(f.AWS.Subnets) {
+	for i, name := range slices.Sorted(maps.Keys(f.AWS.Subnets)) {
 		s := f.AWS.Subnets[name]
 		subnetIDs[name] = id("subnet", i+1)
 		c.Subnets = append(c.Subnets, Subnet{ID: subnetIDs[name], VPCID: vpc, CIDR: s.CIDR, Zone: s.Zone, MapPublicIP: s.Public,
@@ -124,7 +126,7 @@ func convergedLive(t testing.TB, d Desired, rev string, at time.Time) *Live {
 		Tags:   tags(KindRouteTable, "public", f.Name+"-public", "")}}
 	c.SecurityGroups = []SecurityGroup{{ID: id("sg", 1), VPCID: vpc, Name: f.Name,
 		Egress: []SecurityRule{{Protocol: "-1", CIDRs: []string{"0.0.0.0/0"}}}, Tags: tags(KindSecurityGroup, "", f.Name, "")}}
-	for i, name := range sortedNames(f.Hosts) {
+	for i, name := range slices.Sorted(maps.Keys(f.Hosts)) {
 		h := f.Hosts[name]
 		tailIP := fmt.Sprintf("100.64.%d.%d", i/250, i%250+1)
 		l.Tailnet.Nodes = append(l.Tailnet.Nodes, Node{Name: name, DNSName: name + "." + f.Tailnet.Domain + ".",

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -110,7 +111,7 @@ func (r *redactor) add(secrets ...string) {
 			continue
 		}
 		for _, form := range []string{s, url.QueryEscape(s), url.PathEscape(s), url.UserPassword("x", s).String()[2:]} {
-			if form != "" && !contains(r.secrets, form) {
+			if form != "" && !slices.Contains(r.secrets, form) {
 				r.secrets = append(r.secrets, form)
 			}
 		}
@@ -123,15 +124,6 @@ func (r *redactor) addBasic(user, secret string) {
 		return
 	}
 	r.add(secret, base64.StdEncoding.EncodeToString([]byte(user+":"+secret)))
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func (r *redactor) string(s string) string {

@@ -1,6 +1,7 @@
 package github
 
 import (
+	"cmp"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -11,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -372,10 +374,10 @@ func (f *fakeGitHub) routes(mux *http.ServeMux) {
 		f.mu.Lock()
 		var list []*fakeIssue
 		for _, is := range f.issues {
-			if st := q.Get("state"); st != "all" && is.State != cmpOr(st, "open") {
+			if st := q.Get("state"); st != "all" && is.State != cmp.Or(st, "open") {
 				continue
 			}
-			if l := q.Get("labels"); l != "" && !contains(is.Labels, l) {
+			if l := q.Get("labels"); l != "" && !slices.Contains(is.Labels, l) {
 				continue
 			}
 			list = append(list, is)
@@ -445,7 +447,7 @@ func (f *fakeGitHub) routes(mux *http.ServeMux) {
 		}
 		buf := make([]byte, 18)
 		_, _ = rand.Read(buf)
-		tok := cmpOr(f.tokenPre, "ghs_") + hex.EncodeToString(buf)
+		tok := cmp.Or(f.tokenPre, "ghs_") + hex.EncodeToString(buf)
 
 		f.mu.Lock()
 		f.tokens[tok] = pathInt(r, "id")
@@ -474,8 +476,8 @@ func (f *fakeGitHub) applyCheckRun(cr *fakeCheckRun, body map[string]any) {
 	if str("completed_at") != "" {
 		cr.CompletedAtSet = true
 	}
-	cr.ExternalID = cmpOr(str("external_id"), cr.ExternalID)
-	cr.DetailsURL = cmpOr(str("details_url"), cr.DetailsURL)
+	cr.ExternalID = cmp.Or(str("external_id"), cr.ExternalID)
+	cr.DetailsURL = cmp.Or(str("details_url"), cr.DetailsURL)
 	if out, ok := body["output"].(map[string]any); ok {
 		if out["title"] == nil || out["summary"] == nil {
 			f.t.Errorf("fake GitHub: check run output without title or summary: %v", out)
@@ -547,20 +549,4 @@ func issueJSON(is *fakeIssue) map[string]any {
 		"number": is.Number, "title": is.Title, "body": is.Body, "state": is.State,
 		"labels": labels, "user": map[string]any{"login": is.User},
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

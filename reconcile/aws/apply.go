@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"strconv"
@@ -226,7 +227,7 @@ func tagSpec(rt types.ResourceType, tags reconcile.Tags) []types.TagSpecificatio
 
 func sdkTags(tags reconcile.Tags) []types.Tag {
 	out := make([]types.Tag, 0, len(tags))
-	for _, k := range sortedKeys(tags) {
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
 		out = append(out, types.Tag{Key: aws.String(k), Value: aws.String(tags[k])})
 	}
 	return out
@@ -622,7 +623,7 @@ func (a *Applier) syncRouteTable(ctx context.Context, id string, have *reconcile
 		}
 	}
 	want := map[string]bool{}
-	for _, name := range sortedKeys(a.Fleet.AWS.Subnets) {
+	for _, name := range slices.Sorted(maps.Keys(a.Fleet.AWS.Subnets)) {
 		if a.Fleet.AWS.Subnets[name].Public {
 			sid, err := a.need(reconcile.Address(reconcile.KindSubnet, name))
 			if err != nil {
@@ -652,7 +653,7 @@ func (a *Applier) syncRouteTable(ctx context.Context, id string, have *reconcile
 			associated[sid] = true
 		}
 	}
-	for _, sid := range sortedKeys(want) {
+	for _, sid := range slices.Sorted(maps.Keys(want)) {
 		if !associated[sid] {
 			if _, err := a.Client.AssociateRouteTable(ctx, &ec2.AssociateRouteTableInput{RouteTableId: aws.String(id), SubnetId: aws.String(sid)}); err != nil {
 				return err

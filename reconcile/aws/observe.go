@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -84,7 +86,7 @@ func (o *Observer) Observe(ctx context.Context, f *nest.Fleet) (reconcile.Cloud,
 		return c, err
 	}
 	subnetAdopts := []*nest.Adopt{}
-	for _, name := range sortedKeys(a.Subnets) {
+	for _, name := range slices.Sorted(maps.Keys(a.Subnets)) {
 		subnetAdopts = append(subnetAdopts, a.Subnets[name].Adopt)
 	}
 	if c.Subnets, err = o.subnets(ctx, tagged, subnetAdopts); err != nil {
@@ -100,7 +102,7 @@ func (o *Observer) Observe(ctx context.Context, f *nest.Fleet) (reconcile.Cloud,
 		return c, err
 	}
 	var instanceAdopts []*nest.Adopt
-	for _, name := range sortedKeys(f.Hosts) {
+	for _, name := range slices.Sorted(maps.Keys(f.Hosts)) {
 		if h := f.Hosts[name]; h.AWS != nil {
 			instanceAdopts = append(instanceAdopts, h.AWS.Adopt)
 		}
@@ -435,14 +437,14 @@ func (o *Observer) images(ctx context.Context, f *nest.Fleet) ([]reconcile.Image
 			out = append(out, ri)
 		}
 	}
-	for _, name := range sortedKeys(f.Hosts) {
+	for _, name := range slices.Sorted(maps.Keys(f.Hosts)) {
 		h := f.Hosts[name]
 		if h.AWS == nil {
 			continue
 		}
 		ami := h.AWS.AMI
 		if ami.ID != "" {
-			if !seen[ami.ID] && !contains(ids, ami.ID) {
+			if !seen[ami.ID] && !slices.Contains(ids, ami.ID) {
 				ids = append(ids, ami.ID)
 			}
 			continue

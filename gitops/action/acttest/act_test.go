@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -216,22 +217,13 @@ func (a *actRunner) run(ctx context.Context, t *testing.T, o actOptions) *actRun
 func dotenv(t *testing.T, m map[string]string) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if v := m[k]; strings.ContainsAny(v, "\n\r\"'`#$ \\") {
 			t.Fatalf("%s: the value would need quoting in a dotenv file", k)
 		}
 		fmt.Fprintf(&b, "%s=%s\n", k, m[k])
 	}
 	return b.Bytes()
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // actLine is one line of act's JSON log.

@@ -1,6 +1,7 @@
 package acttest
 
 import (
+	"cmp"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -128,24 +129,17 @@ func TestActionScriptsPassShellcheck(t *testing.T) {
 			continue
 		}
 		n++
-		file := filepath.Join(dir, strings.ReplaceAll(cmpOr(st.ID, st.Name), " ", "-")+".sh")
+		file := filepath.Join(dir, strings.ReplaceAll(cmp.Or(st.ID, st.Name), " ", "-")+".sh")
 		// The runner runs it as `bash --noprofile --norc -eo pipefail {0}`.
 		if err := os.WriteFile(file, []byte("#!/usr/bin/env bash\n"+st.Run), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		out, err := exec.Command(shellcheck, "--shell=bash", "--severity=style", file).CombinedOutput()
 		if err != nil {
-			t.Errorf("shellcheck on the script of step %q:\n%s", cmpOr(st.ID, st.Name), out)
+			t.Errorf("shellcheck on the script of step %q:\n%s", cmp.Or(st.ID, st.Name), out)
 		}
 	}
 	if n == 0 {
 		t.Fatal("action.yml has no run: script")
 	}
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
