@@ -129,22 +129,12 @@ func (a *Applier) write(tasks []*task, stale []ObservedCert) (*Report, error) {
 // writeAll writes files in parallel, or puts them into place when they
 // are staged, and returns those written.
 func (a *Applier) writeAll(files []fileWrite, staged map[string]Staged) ([]string, error) {
-	const workers = 8
-	errs := make([]error, len(files))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, workers)
-	for i, w := range files {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if s := staged[w.path]; s != nil {
-				errs[i] = s.Commit()
-			} else {
-				errs[i] = a.Files.WriteFile(w.path, w.data)
-			}
-		})
-	}
-	wg.Wait()
+	errs := inParallel(len(files), func(i int) error {
+		if s := staged[files[i].path]; s != nil {
+			return s.Commit()
+		}
+		return a.Files.WriteFile(files[i].path, files[i].data)
+	})
 	var done []string
 	for i, w := range files {
 		if errs[i] == nil {
@@ -157,19 +147,11 @@ func (a *Applier) writeAll(files []fileWrite, staged map[string]Staged) ([]strin
 // stageAll writes files aside in parallel (Stager.Stage). When one cannot
 // be, it removes what it staged, and the directories it made, and fails.
 func stageAll(st Stager, files []fileWrite) (map[string]Staged, error) {
-	const workers = 8
 	staged := make([]Staged, len(files))
-	errs := make([]error, len(files))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, workers)
-	for i, f := range files {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			staged[i], errs[i] = st.Stage(f.path, f.data)
-		})
-	}
-	wg.Wait()
+	errs := inParallel(len(files), func(i int) (err error) {
+		staged[i], err = st.Stage(files[i].path, files[i].data)
+		return err
+	})
 	if err := errors.Join(errs...); err != nil {
 		for _, s := range staged {
 			if s != nil {
@@ -183,6 +165,24 @@ func stageAll(st Stager, files []fileWrite) (map[string]Staged, error) {
 		out[f.path] = staged[i]
 	}
 	return out, nil
+}
+
+// inParallel calls fn for 0 … n-1, 8 at a time (file system work), and
+// returns each call's error.
+func inParallel(n int, fn func(i int) error) []error {
+	const workers = 8
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, workers)
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = fn(i)
+		})
+	}
+	wg.Wait()
+	return errs
 }
 
 // warnings are what will make a later apply fail.
