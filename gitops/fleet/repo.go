@@ -153,31 +153,39 @@ func observeHosts(ctx context.Context, bot *tsnet.Server, d *Desired, live *reco
 		errs[""] = err
 		return runs, errs
 	}
-	var mu sync.Mutex
+	var reachable []rollout.Target
+	for _, t := range ts {
+		if t.Addr != "" { // not on the tailnet: the tailnet plane says so
+			reachable = append(reachable, t)
+		}
+	}
+	probed, perrs := probeAll(ctx, bot, reachable)
+	for i, t := range reachable {
+		if perrs[i] != nil {
+			runs[t.Name] = reconcile.HostRun{Reachable: false}
+			errs[t.Name] = perrs[i]
+			continue
+		}
+		runs[t.Name] = probed[i].HostRun()
+	}
+	return runs, errs
+}
+
+// probeAll probes targets over the tailnet, 16 at a time, each within 20 s.
+// The results and errors are in the order of targets.
+func probeAll(ctx context.Context, bot rollout.Dialer, targets []rollout.Target) ([]rollout.Probed, []error) {
+	probed, errs := make([]rollout.Probed, len(targets)), make([]error, len(targets))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
-	for _, t := range ts {
-		if t.Addr == "" {
-			continue // not on the tailnet: the tailnet plane says so
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
+	for i, t := range targets {
+		sem <- struct{}{}
+		wg.Go(func() {
 			defer func() { <-sem }()
 			pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 			defer cancel()
-			p, err := rollout.Probe(pctx, bot, t)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				runs[t.Name] = reconcile.HostRun{Reachable: false}
-				errs[t.Name] = err
-				return
-			}
-			runs[t.Name] = p.HostRun()
-		}()
+			probed[i], errs[i] = rollout.Probe(pctx, bot, t)
+		})
 	}
 	wg.Wait()
-	return runs, errs
+	return probed, errs
 }

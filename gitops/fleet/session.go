@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -309,31 +308,13 @@ func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) (writ
 	if err != nil {
 		return nil, nil, err
 	}
-	// The hosts are probed at once, 16 at a time: each has up to 20 s to answer.
 	var unpinned []rollout.Target
 	for _, t := range ts {
 		if t.HostKey == nil && t.Addr != "" {
 			unpinned = append(unpinned, t)
 		}
 	}
-	keys, errs := make([]string, len(unpinned)), make([]error, len(unpinned))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16)
-	for i, t := range unpinned {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-			defer cancel()
-			p, err := rollout.Probe(pctx, s.Bot, t)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			keys[i] = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(p.HostKey)))
-		})
-	}
-	wg.Wait()
+	probed, errs := probeAll(ctx, s.Bot, unpinned)
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
@@ -342,13 +323,14 @@ func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) (writ
 			warnings = append(warnings, fmt.Sprintf("%s: host key not learned, so its keys are encrypted to the admins only until an apply learns it (%v)", t.Name, errs[i]))
 			continue
 		}
-		if err := pki.PinHostKey(pki.Dir(d.PKIDir()), t.Name, keys[i]); err != nil {
+		key := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(probed[i].HostKey)))
+		if err := pki.PinHostKey(pki.Dir(d.PKIDir()), t.Name, key); err != nil {
 			return written, warnings, err
 		}
 		if d.HostKeys == nil {
 			d.HostKeys = map[string]string{}
 		}
-		d.HostKeys[t.Name] = pki.NormalizeRecipient(keys[i])
+		d.HostKeys[t.Name] = pki.NormalizeRecipient(key)
 		written = append(written, pki.HostKeyPath(t.Name))
 	}
 	return written, warnings, nil
