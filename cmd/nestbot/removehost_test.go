@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ducksnest/nestbot/lab/demo"
 	"github.com/ducksnest/nestbot/reconcile/tailnet"
 )
 
@@ -76,22 +77,12 @@ func TestRemovedEC2HostLeavesTheTailnet(t *testing.T) {
 		}
 		original[p] = data
 	}
-	added := map[string]string{
-		f: strings.Replace(string(original[f]), "  laptop-firebat:", fmt.Sprintf(`  %s:
-    roles: [worker]
-    aws:
-      instance_type: t3.small
-      ami: {name: NixOS-25.05-updated-kernel-image}
-      subnet: public-c
-      root_volume: {size_gb: 20, type: gp3, encrypted: true}
-  laptop-firebat:`, worker), 1),
-		flake: strings.Replace(string(original[flake]), `[ "ec2-controlplane" `, `[ "ec2-controlplane" "`+worker+`" `, 1),
-		filepath.Join(hostDir, "configuration.nix"): "{ ... }:\n{\n  networking.hostName = \"" + worker + "\";\n  services.kubernetes.roles = [ \"node\" ];\n}\n",
-	}
+	added := demo.WorkerFiles(worker, string(original[f]), string(original[flake]))
 	if err := os.MkdirAll(hostDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for p, data := range added {
+	for rel, data := range added {
+		p := filepath.Join(repo, filepath.FromSlash(rel))
 		if p != filepath.Join(hostDir, "configuration.nix") && data == string(original[p]) {
 			t.Fatalf("adding %s did not change %s: the example moved on", worker, p)
 		}

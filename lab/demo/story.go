@@ -46,60 +46,29 @@ func (d *Demo) Play(ctx context.Context) (*Story, error) {
 	if err != nil {
 		return s, err
 	}
-	worker := fmt.Sprintf(`  %s:
-    roles: [worker]
-    aws:
-      instance_type: t3.small
-      ami: {name: NixOS-25.05-updated-kernel-image}
-      subnet: public-c
-      root_volume: {size_gb: 20, type: gp3, encrypted: true}
-`, newWorker)
-	yaml = strings.Replace(yaml, "  laptop-firebat:", worker+"  laptop-firebat:", 1)
 	flake, err := d.readMain("infra/nix/flake.nix")
 	if err != nil {
 		return s, err
 	}
-	flake = strings.Replace(flake, `[ "ec2-controlplane" `, `[ "ec2-controlplane" "`+newWorker+`" `, 1)
-	if s.AddWorker, err = d.PullRequest(ctx, "add-"+newWorker, "Add "+newWorker, map[string]string{
-		"nest.yaml":           yaml,
-		"infra/nix/flake.nix": flake,
-		"infra/nix/hosts/" + newWorker + "/configuration.nix": "{ ... }:\n{\n  networking.hostName = \"" + newWorker + "\";\n  services.kubernetes.roles = [ \"node\" ];\n}\n",
-	}); err != nil {
+	if s.AddWorker, err = d.pullRequest(ctx, "add-"+newWorker, "Add "+newWorker, WorkerFiles(newWorker, yaml, flake), d.showPlan); err != nil {
 		return s, err
 	}
-	d.showPlan(s.AddWorker)
-	if err := d.Merge(ctx, s.AddWorker); err != nil {
-		return s, err
-	}
-	d.applyResult(s.AddWorker)
 	d.newHost(newWorker)
 
 	d.heading("3. A pull request changes laptop-ultra's configuration: only that host rolls.")
-	if s.Change, err = d.PullRequest(ctx, "ultra-swap", "laptop-ultra: more swap", map[string]string{
+	if s.Change, err = d.pullRequest(ctx, "ultra-swap", "laptop-ultra: more swap", map[string]string{
 		"infra/nix/hosts/laptop-ultra/configuration.nix": "{ ... }:\n{\n  networking.hostName = \"laptop-ultra\";\n  services.kubernetes.roles = [ \"node\" ];\n  swapDevices = [ { device = \"/swapfile\"; size = 8192; } ];\n}\n",
-	}); err != nil {
+	}, d.planHosts); err != nil {
 		return s, err
 	}
-	d.say("   The plan on #%d: %s", s.Change.Number, s.Change.PlanTitle)
-	d.hostLines(s.Change.Plan)
-	if err := d.Merge(ctx, s.Change); err != nil {
-		return s, err
-	}
-	d.applyResult(s.Change)
 
 	d.heading("4. A pull request breaks laptop-firebat (a failing service) and touches laptop-ultra.")
-	if s.Break, err = d.PullRequest(ctx, "firebat-break", "laptop-firebat: new service", map[string]string{
+	if s.Break, err = d.pullRequest(ctx, "firebat-break", "laptop-firebat: new service", map[string]string{
 		"infra/nix/hosts/laptop-firebat/configuration.nix": "{ ... }:\n{\n  networking.hostName = \"laptop-firebat\";\n  services.kubernetes.roles = [ \"node\" ];\n  # lab: degraded  (this service fails to start)\n  systemd.services.broken.script = \"exit 1\";\n}\n",
 		"infra/nix/hosts/laptop-ultra/configuration.nix":   "{ ... }:\n{\n  networking.hostName = \"laptop-ultra\";\n  services.kubernetes.roles = [ \"node\" ];\n  swapDevices = [ { device = \"/swapfile\"; size = 16384; } ];\n}\n",
-	}); err != nil {
+	}, d.planHosts); err != nil {
 		return s, err
 	}
-	d.say("   The plan on #%d: %s", s.Break.Number, s.Break.PlanTitle)
-	d.hostLines(s.Break.Plan)
-	if err := d.Merge(ctx, s.Break); err != nil {
-		return s, err
-	}
-	d.applyResult(s.Break)
 
 	d.heading("5. Where every host is now.")
 	if s.Hosts, err = d.Hosts(); err != nil {
@@ -188,6 +157,46 @@ func (d *Demo) showPlan(st *Step) {
 }
 
 // hostLines prints the hosts the plan rolls.
+// pullRequest opens a pull request with files, shows its plan with show,
+// merges it, and shows what nestbot applied.
+func (d *Demo) pullRequest(ctx context.Context, branch, title string, files map[string]string, show func(*Step)) (*Step, error) {
+	st, err := d.PullRequest(ctx, branch, title, files)
+	if err != nil {
+		return nil, err
+	}
+	show(st)
+	if err := d.Merge(ctx, st); err != nil {
+		return st, err
+	}
+	d.applyResult(st)
+	return st, nil
+}
+
+// planHosts shows a plan's title and its hosts' lines.
+func (d *Demo) planHosts(st *Step) {
+	d.say("   The plan on #%d: %s", st.Number, st.PlanTitle)
+	d.hostLines(st.Plan)
+}
+
+// WorkerFiles are the files, by their path in the example repository, of a
+// pull request that adds an EC2 worker called name: nest.yaml and the
+// flake (given as they are) with it, and its configuration.
+func WorkerFiles(name, nestYAML, flake string) map[string]string {
+	worker := fmt.Sprintf(`  %s:
+    roles: [worker]
+    aws:
+      instance_type: t3.small
+      ami: {name: NixOS-25.05-updated-kernel-image}
+      subnet: public-c
+      root_volume: {size_gb: 20, type: gp3, encrypted: true}
+`, name)
+	return map[string]string{
+		"nest.yaml":           strings.Replace(nestYAML, "  laptop-firebat:", worker+"  laptop-firebat:", 1),
+		"infra/nix/flake.nix": strings.Replace(flake, `[ "ec2-controlplane" `, `[ "ec2-controlplane" "`+name+`" `, 1),
+		"infra/nix/hosts/" + name + "/configuration.nix": "{ ... }:\n{\n  networking.hostName = \"" + name + "\";\n  services.kubernetes.roles = [ \"node\" ];\n}\n",
+	}
+}
+
 func (d *Demo) hostLines(plan string) {
 	for _, line := range strings.Split(plan, "\n") {
 		if strings.HasPrefix(line, "| `>` | `host.") {
