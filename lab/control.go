@@ -15,7 +15,7 @@ import (
 )
 
 // The lab's controls are what a person does on its GitHub, from a shell
-// (nestbot lab pr …) or the demo: open, comment on, approve and merge pull
+// (nestlab pr …) or the demo: open, comment on, approve and merge pull
 // requests. Each is told to nestbot's webhook as GitHub would tell it.
 
 // PROpen opens a pull request from a new branch with some files changed.

@@ -1,7 +1,7 @@
 // Package lab starts, in one process and only on loopback, stand-ins for
 // everything nestbot talks to — the EC2 endpoint, a real tailnet (tailscale's
 // own control server, DERP and STUN), and simulated NixOS hosts — so that
-// tests and `nestbot lab up` drive nestbot exactly as the real world would:
+// tests and `nestlab up` drive nestbot exactly as the real world would:
 // through endpoints and credentials. An instance created through the EC2
 // endpoint boots a lab host that joins the tailnet with the auth key from
 // its user-data.

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ducksnest/nestbot/gitops/action"
+	"github.com/ducksnest/nestbot/internal/cli"
 )
 
 func newActionCmd(io *IO) *cobra.Command {
@@ -50,7 +51,7 @@ job should fail.`,
 			cfg.Logf = log.New(io.Err, "", 0).Printf // the runner stamps each line already
 			_, err = action.Run(ctx, action.Config{Getenv: io.Getenv, Out: io.Out, Bot: cfg, Command: command})
 			if err != nil {
-				return &exitError{code: 1, msg: "nestbot action: " + err.Error()}
+				return &cli.ExitError{Code: 1, Msg: "nestbot action: " + err.Error()}
 			}
 			return nil
 		},

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ducksnest/nestbot/gitops/fleet"
+	"github.com/ducksnest/nestbot/internal/cli"
 	"github.com/ducksnest/nestbot/reconcile"
 )
 
@@ -126,7 +127,7 @@ func confirm(io *IO) error {
 	fmt.Fprint(io.Out, "\nDo you want to apply this plan? Only 'yes' will be accepted: ")
 	line, _ := bufio.NewReader(io.In).ReadString('\n')
 	if strings.TrimSpace(line) != "yes" {
-		return &exitError{code: 1, msg: "Apply cancelled."}
+		return &cli.ExitError{Code: 1, Msg: "Apply cancelled."}
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ducksnest/nestbot/gitops/bot"
 	nestgh "github.com/ducksnest/nestbot/gitops/github"
+	"github.com/ducksnest/nestbot/internal/cli"
 )
 
 func newDriftCmd(io *IO) *cobra.Command {
@@ -65,7 +66,7 @@ Exit codes: 0 no drift, 1 error, 2 drift (for a scheduled workflow).`,
 			}
 			if res.Drifted {
 				fmt.Fprintf(io.Out, "Drift: %s (issue #%d)\n", res.Plan.Summary(), res.Issue)
-				return &exitError{code: 2}
+				return &cli.ExitError{Code: 2}
 			}
 			fmt.Fprintf(io.Out, "No drift: the fleet matches %s at %s.\n", branch, shortRev(res.Head))
 			return nil

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +22,33 @@ func TestMain(m *testing.M) {
 		return
 	}
 	os.Exit(m.Run())
+}
+
+// nestlab is the lab's own command, built once for the tests that start it
+// (it is not part of nestbot).
+var nestlab = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "nestlab-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "nestlab")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/ducksnest/nestbot/cmd/nestlab").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build ./cmd/nestlab: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// nestlabCmd runs nestlab with exactly env (plus PATH).
+func nestlabCmd(ctx context.Context, t *testing.T, env []string, args ...string) *exec.Cmd {
+	t.Helper()
+	bin, err := nestlab()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()}, env...)
+	return cmd
 }
 
 // nestbotCmd runs the test binary as nestbot with exactly env (plus PATH).
@@ -176,12 +205,12 @@ func copyExample(t *testing.T) string {
 	return dst
 }
 
-// startLabUp runs `nestbot lab up` for the repository in its own process,
+// startLabUp runs `nestlab up` for the repository in its own process,
 // waits (bounded) for its env file, and returns the process and the
 // environment it wrote. The process is killed when the test ends.
 func startLabUp(ctx context.Context, t *testing.T, repo, envFile string, stdout, stderr io.Writer, extra ...string) (*exec.Cmd, []string) {
 	t.Helper()
-	lab := nestbotCmd(ctx, nil, append([]string{"lab", "up", "-f", repo + "/nest.yaml", "--env-file", envFile}, extra...)...)
+	lab := nestlabCmd(ctx, t, nil, append([]string{"up", "-f", repo + "/nest.yaml", "--env-file", envFile}, extra...)...)
 	lab.Stdout, lab.Stderr = stdout, stderr
 	if err := lab.Start(); err != nil {
 		t.Fatal(err)

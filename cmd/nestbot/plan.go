@@ -5,12 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/ducksnest/nestbot/gitops/fleet"
+	"github.com/ducksnest/nestbot/internal/cli"
 	"github.com/ducksnest/nestbot/reconcile"
 	"github.com/spf13/cobra"
 )
@@ -95,7 +93,7 @@ func runPlan(opts *planOptions) error {
 		if err := live.Encode(&b); err != nil {
 			return err
 		}
-		if err := writeFileAtomic(opts.SaveLive, b.Bytes()); err != nil {
+		if err := cli.WriteFileAtomic(opts.SaveLive, b.Bytes()); err != nil {
 			return err
 		}
 	}
@@ -109,7 +107,7 @@ func runPlan(opts *planOptions) error {
 		if err := saved.Encode(&b); err != nil {
 			return err
 		}
-		if err := writeFileAtomic(opts.SavePlan, b.Bytes()); err != nil {
+		if err := cli.WriteFileAtomic(opts.SavePlan, b.Bytes()); err != nil {
 			return err
 		}
 	}
@@ -118,7 +116,7 @@ func runPlan(opts *planOptions) error {
 		return err
 	}
 	if opts.Out != "" {
-		err = writeFileAtomic(opts.Out, buf.Bytes())
+		err = cli.WriteFileAtomic(opts.Out, buf.Bytes())
 	} else {
 		_, err = opts.IO.Out.Write(buf.Bytes())
 	}
@@ -126,7 +124,7 @@ func runPlan(opts *planOptions) error {
 		return err
 	}
 	if opts.DetailedExitcode && plan.HasChanges() {
-		return &exitError{code: 2}
+		return &cli.ExitError{Code: 2}
 	}
 	return nil
 }
@@ -149,22 +147,4 @@ func render(io *IO, plan *reconcile.Plan, format string, toStdout bool) (bytes.B
 
 func indentErr(err error) error {
 	return errors.New("  " + strings.ReplaceAll(err.Error(), "\n", "\n  "))
-}
-
-// writeFileAtomic writes data to path through a temporary file in the same
-// directory, so a reader never sees half a file and a failure leaves none.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := io.Copy(tmp, bytes.NewReader(data)); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -14,7 +14,7 @@ import (
 )
 
 // TestServeWithLabFromShell drives, as a person in a shell would, the lab's
-// GitHub (nestbot lab up --github, nestbot lab pr …) against nestbot serve,
+// GitHub (nestlab up --github, nestlab pr …) against nestbot serve,
 // each in its own process: a pull request gets its plan comment, a
 // /nest plan is answered, the merge applies and the deployment succeeds.
 func TestServeWithLabFromShell(t *testing.T) {
@@ -45,24 +45,24 @@ func TestServeWithLabFromShell(t *testing.T) {
 	t.Cleanup(func() { serve.Process.Kill(); serve.Wait() })
 	waitReady(ctx, t, "http://"+addr+"/readyz")
 
-	nestbot := func(args ...string) string {
+	pr := func(args ...string) string {
 		t.Helper()
-		out, err := nestbotCmd(ctx, env, args...).CombinedOutput()
+		out, err := nestlabCmd(ctx, t, env, append([]string{"pr"}, args...)...).CombinedOutput()
 		if err != nil {
-			t.Fatalf("nestbot %s: %v\n%s\nserver:\n%s", strings.Join(args, " "), err, out, serveLog.String())
+			t.Fatalf("nestlab pr %s: %v\n%s\nserver:\n%s", strings.Join(args, " "), err, out, serveLog.String())
 		}
 		return string(out)
 	}
-	if out := nestbot("lab", "pr", "open", "--branch", "more-swap", "infra/nix/hosts/laptop-ultra/swap.nix={ }"); !strings.Contains(out, "Opened #1") || !strings.Contains(out, "answered 202") {
+	if out := pr("open", "--branch", "more-swap", "infra/nix/hosts/laptop-ultra/swap.nix={ }"); !strings.Contains(out, "Opened #1") || !strings.Contains(out, "answered 202") {
 		t.Fatalf("open: %s", out)
 	}
-	out := nestbot("lab", "pr", "show", "1", "--wait", "plan", "--timeout", "90s")
+	out := pr("show", "1", "--wait", "plan", "--timeout", "90s")
 	if !strings.Contains(out, "Plan: 7 to create") || !strings.Contains(out, "nest/plan  neutral") {
 		t.Fatalf("the pull request shows no plan:\n%s", out)
 	}
-	nestbot("lab", "pr", "comment", "1", "/nest plan")
-	nestbot("lab", "pr", "merge", "1")
-	out = nestbot("lab", "pr", "show", "1", "--wait", "deployment", "--timeout", "120s")
+	pr("comment", "1", "/nest plan")
+	pr("merge", "1")
+	out = pr("show", "1", "--wait", "deployment", "--timeout", "120s")
 	if !strings.Contains(out, "deployment  ducksnest  success") {
 		t.Fatalf("the merge did not deploy:\n%s\nserver:\n%s", out, serveLog.String())
 	}

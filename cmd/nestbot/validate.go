@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/ducksnest/nestbot/gitops/fleet"
+	"github.com/ducksnest/nestbot/internal/cli"
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/pki"
 	"github.com/ducksnest/nestbot/reconcile"
@@ -62,7 +63,7 @@ func loadDesired(file string) (*fleet.Desired, error) {
 		if len(errs) == 1 {
 			noun = "error"
 		}
-		return nil, &exitError{code: 1, msg: fmt.Sprintf("%s\n%d %s in %s", errs.Error(), len(errs), noun, file)}
+		return nil, &cli.ExitError{Code: 1, Msg: fmt.Sprintf("%s\n%d %s in %s", errs.Error(), len(errs), noun, file)}
 	}
 	return d, err
 }

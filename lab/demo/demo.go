@@ -2,7 +2,7 @@
 // DucksNest fleet in a lab GitHub repository, nestbot serve taking its
 // webhook, and pull requests that add a host, change one, and break one —
 // each planned on the pull request and applied on merge, with a plain
-// narration of what happens. nestbot demo runs it; the end-to-end test
+// narration of what happens. nestlab demo runs it; the end-to-end test
 // plays the same steps and checks their effects in the lab.
 package demo // import "github.com/ducksnest/nestbot/lab/demo"
 

@@ -29,7 +29,7 @@ func (d *Demo) Play(ctx context.Context) (*Story, error) {
 	start := time.Now()
 	s := &Story{}
 	var err error
-	d.say("nestbot demo: the DucksNest fleet in a lab on this machine.\n")
+	d.say("nestlab demo: the DucksNest fleet in a lab on this machine.\n")
 	d.say("  GitHub   %s (repository %s, webhook to nestbot serve at %s)", d.GitHub.ServerURL(), d.Repo.FullName(), d.Webhook)
 	d.say("  AWS      %s (the EC2 API, driven by the AWS SDK)", d.Lab.EC2.URL())
 	d.say("  tailnet  %s (tailscale's control and DERP servers)", d.Lab.Tailnet.ControlURL())

@@ -9,7 +9,7 @@
 //
 // The wiring follows tailscale's own tsnet tests (tsnet/tsnet_test.go:
 // startControl and integration.RunDERPAndSTUN), without their testing.TB, so
-// that `nestbot lab up` and `nestbot demo` can run it outside `go test`.
+// that `nestlab up` and `nestlab demo` can run it outside `go test`.
 //
 // # Auth keys and tags
 //
@@ -434,6 +434,9 @@ var loopbackKnobs = [...][2]string{
 	{"TS_NO_LOGS_NO_SUPPORT", "true"},
 	{"TS_DISABLE_PORTMAPPER", "true"},
 	{"TS_DEBUG_OMIT_LOCAL_ADDRS", "true"},
+	// In a network namespace that has only lo, tailscale would otherwise
+	// wait for a network that never comes (it exempts only test binaries).
+	{"TS_ASSUME_NETWORK_UP_FOR_TEST", "true"},
 }
 
 // setLoopbackKnobs sets loopbackKnobs that are not already set. envknob

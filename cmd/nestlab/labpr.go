@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ducksnest/nestbot/gitops/fleet"
 	"github.com/ducksnest/nestbot/lab"
 	"github.com/ducksnest/nestbot/reconcile"
 )
@@ -26,14 +27,14 @@ func newLabPRCmd(io *IO) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "pr",
 		Short: "Act on the lab's GitHub as a person: open, comment on, approve, merge and show pull requests",
-		Long: `The pr verbs drive the lab's GitHub (nestbot lab up --github) from a shell.
+		Long: `The pr verbs drive the lab's GitHub (nestlab up --github) from a shell.
 Each action is told to nestbot serve through the repository's webhook, signed,
 as GitHub tells it; show prints the pull request as a person sees it: the
 plan comment, the check runs, the deployments.`,
 	}
-	cmd.PersistentFlags().StringVar(&labURL, "lab-url", "", "the lab's controls (NESTBOT_LAB_URL, from nestbot lab up's env file)")
+	cmd.PersistentFlags().StringVar(&labURL, "lab-url", "", "the lab's controls (NESTBOT_LAB_URL, from nestlab up's env file)")
 	cmd.PersistentFlags().StringVar(&user, "as", "", "act as this user (default: the repository's owner)")
-	noLab := errors.New("no lab: source the env file nestbot lab up --github wrote (NESTBOT_LAB_URL), or pass --lab-url")
+	noLab := errors.New("no lab: source the env file nestlab up --github wrote (NESTBOT_LAB_URL), or pass --lab-url")
 	post := func(path string, body any) (lab.PRView, error) {
 		if labURL == "" {
 			return lab.PRView{}, noLab
@@ -74,7 +75,7 @@ content from FILE; -PATH deletes PATH) and opens a pull request from it.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(io.Out, "Opened #%d from %s (head %s)%s\n", v.PR.Number, v.PR.HeadRef, shortRev(v.PR.HeadSHA), delivered(v))
+			fmt.Fprintf(io.Out, "Opened #%d from %s (head %s)%s\n", v.PR.Number, v.PR.HeadRef, fleet.ShortRev(v.PR.HeadSHA), delivered(v))
 			return nil
 		},
 	}
@@ -155,7 +156,7 @@ content from FILE; -PATH deletes PATH) and opens a pull request from it.`,
 func decodeView(resp *http.Response, err error) (lab.PRView, error) {
 	var v lab.PRView
 	if err != nil {
-		return v, fmt.Errorf("the lab does not answer (is nestbot lab up --github running?): %w", err)
+		return v, fmt.Errorf("the lab does not answer (is nestlab up --github running?): %w", err)
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
@@ -203,7 +204,7 @@ func printView(io *IO, v lab.PRView) {
 	if v.PR.Merged {
 		state = "merged"
 	}
-	fmt.Fprintf(io.Out, "#%d %s (%s → %s, %s, head %s)\n", v.PR.Number, v.PR.Title, v.PR.HeadRef, v.PR.BaseRef, state, shortRev(v.PR.HeadSHA))
+	fmt.Fprintf(io.Out, "#%d %s (%s → %s, %s, head %s)\n", v.PR.Number, v.PR.Title, v.PR.HeadRef, v.PR.BaseRef, state, fleet.ShortRev(v.PR.HeadSHA))
 	for _, c := range v.Comments {
 		fmt.Fprintf(io.Out, "\n── comment by %s ──\n%s\n", c.User, strings.TrimSpace(reconcile.StripMarker(c.Body)))
 	}

@@ -11,21 +11,18 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ducksnest/nestbot/internal/cli"
 	"github.com/ducksnest/nestbot/lab"
 	"github.com/ducksnest/nestbot/nest"
 )
 
-func newLabCmd(io *IO) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "lab",
-		Short: "Run the lab: AWS, a tailnet with hosts, and GitHub, on loopback",
-	}
+func newUpCmd(io *IO) *cobra.Command {
 	var envFile, file, webhookURL string
 	var withGitHub bool
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Start the lab and print the environment that points nestbot at it",
-		Long: `Lab up starts, on loopback, an EC2 endpoint that speaks the real EC2 Query
+		Long: `Up starts, on loopback, an EC2 endpoint that speaks the real EC2 Query
 protocol (checked with SigV4 against the lab's static credentials), seeded with
 the images and instance profiles nest.yaml names; a tailnet (tailscale's own
 control and DERP servers, and a stand-in for the Tailscale API) with the
@@ -36,15 +33,15 @@ ducksnest/infra, whose webhook delivers to nestbot serve. It prints KEY=VALUE li
 (and writes them to --env-file) that, sourced into another shell, point every
 other verb at the lab, and runs until interrupted.`,
 		Args: cobra.NoArgs,
-		Example: `  nestbot lab up -f examples/ducksnest/nest.yaml --env-file lab.env &
+		Example: `  nestlab up -f examples/ducksnest/nest.yaml --env-file lab.env &
   set -a; . ./lab.env; set +a
   nestbot plan -f examples/ducksnest/nest.yaml
 
-  nestbot lab up -f examples/ducksnest/nest.yaml --github --env-file lab.env &
+  nestlab up -f examples/ducksnest/nest.yaml --github --env-file lab.env &
   set -a; . ./lab.env; set +a
   nestbot serve &
-  nestbot lab pr open --branch more-swap infra/nix/hosts/laptop-ultra/swap.nix='{ }'
-  nestbot lab pr show 1 --wait plan`,
+  nestlab pr open --branch more-swap infra/nix/hosts/laptop-ultra/swap.nix='{ }'
+  nestlab pr show 1 --wait plan`,
 		RunE: func(*cobra.Command, []string) error {
 			var fleet *nest.Fleet
 			if _, err := os.Stat(file); err == nil {
@@ -73,7 +70,7 @@ other verb at the lab, and runs until interrupted.`,
 			}
 			env := strings.Join(vars, "\n") + "\n"
 			if envFile != "" {
-				if err := writeFileAtomic(envFile, []byte(env)); err != nil {
+				if err := cli.WriteFileAtomic(envFile, []byte(env)); err != nil {
 					return err
 				}
 			}
@@ -92,6 +89,5 @@ other verb at the lab, and runs until interrupted.`,
 	up.Flags().StringVarP(&file, "file", "f", "nest.yaml", "seed the lab with what this nest.yaml expects to exist (if present)")
 	up.Flags().BoolVar(&withGitHub, "github", false, "also start the lab's GitHub, with nest.yaml's directory as the repository ducksnest/infra")
 	up.Flags().StringVar(&webhookURL, "webhook-url", "http://127.0.0.1:8080/webhook", "with --github: where the repository's webhook delivers (nestbot serve)")
-	cmd.AddCommand(up, newLabPRCmd(io))
-	return cmd
+	return up
 }
