@@ -1,6 +1,9 @@
 package nest
 
-import "time"
+import (
+	"path"
+	"time"
+)
 
 // Default values, in the one place they are applied.
 const (
@@ -20,7 +23,10 @@ const (
 	DefaultApply           = "merge"
 	DefaultBranch          = "main"
 	DefaultUserDataChanges = "ignore"
-	DefaultHealthCommand   = "systemctl is-system-running --wait"
+	DefaultBuildTimeout    = time.Hour
+	DefaultSSHVia          = SSHViaTailscale
+	// DefaultDeployUser is the user nestbot logs in as over OpenSSH.
+	DefaultDeployUser = "nestbot"
 	// NixOSAMIOwner is the AWS account that publishes the official NixOS AMIs.
 	NixOSAMIOwner = "427812963091"
 )
@@ -28,10 +34,74 @@ const (
 // DefaultServingPorts are probed for served certificates: apiserver, etcd, kubelet.
 func DefaultServingPorts() []int { return []int{6443, 2379, 10250} }
 
-// DefaultHostPaths are the repository paths, relative to the flake, that
-// affect host h when nix cannot tell.
-func DefaultHostPaths(h string) []string {
-	return []string{"flake.nix", "flake.lock", "hosts/" + h + "/**", "modules/**"}
+// Ways in to a host (rollout.ssh.via).
+const (
+	SSHViaTailscale = "tailscale"
+	SSHViaOpenSSH   = "openssh"
+)
+
+// DefaultHostPaths are the repository paths (relative to nest.yaml's
+// directory) that make a host due when nix cannot evaluate its toplevel:
+// everything under the flake's directory, which holds whatever a host's
+// modules import.
+func DefaultHostPaths(flake string) []string {
+	if flake == "." || flake == "" {
+		return []string{"**"}
+	}
+	return []string{flake + "/**"}
+}
+
+// FlakeAttr is the host's attribute in nixosConfigurations.
+func (h *Host) FlakeAttr() string {
+	if h.FlakeAttribute != "" {
+		return h.FlakeAttribute
+	}
+	return h.Name
+}
+
+// TailnetNode is the host's node name on the tailnet.
+func (h *Host) TailnetNode() string {
+	if h.TailnetName != "" {
+		return h.TailnetName
+	}
+	return h.Name
+}
+
+// HostKeyPath is the repository path of the host's pinned SSH host key,
+// or "" when the fleet keeps none (no host_key and no pki.dir).
+func (f *Fleet) HostKeyPath(h *Host) string {
+	if h.HostKey != "" {
+		return h.HostKey
+	}
+	if f.PKI != nil && f.PKI.Dir != "" {
+		return path.Join(f.PKI.Dir, "hosts", h.Name+".pub")
+	}
+	return ""
+}
+
+// Login is how nestbot logs in to host h: rollout.ssh with the host's
+// overrides, defaults applied.
+func (f *Fleet) Login(h *Host) SSH {
+	l := f.Rollout.SSH
+	if h.SSH != nil {
+		if h.SSH.Via != "" {
+			l.Via = h.SSH.Via
+			l.User = "" // the other way in's default user, unless the host names one
+		}
+		if h.SSH.User != "" {
+			l.User = h.SSH.User
+		}
+	}
+	if l.Via == "" {
+		l.Via = DefaultSSHVia
+	}
+	if l.User == "" {
+		l.User = "root"
+		if l.Via == SSHViaOpenSSH {
+			l.User = DefaultDeployUser
+		}
+	}
+	return l
 }
 
 func applyDefaults(f *Fleet) {
@@ -49,9 +119,9 @@ func applyDefaults(f *Fleet) {
 	if f.Tailnet.JoinTimeout.Duration == 0 {
 		f.Tailnet.JoinTimeout.Duration = DefaultJoinTimeout
 	}
-	for name, h := range f.Hosts {
+	for _, h := range f.Hosts {
 		if len(h.Paths) == 0 {
-			h.Paths = DefaultHostPaths(name)
+			h.Paths = DefaultHostPaths(f.Flake)
 		}
 		if h.AWS == nil {
 			continue
@@ -101,14 +171,14 @@ func applyDefaults(f *Fleet) {
 	if r.MaxParallel == 0 {
 		r.MaxParallel = DefaultMaxParallel
 	}
-	if len(r.Health) == 0 {
-		r.Health = []string{DefaultHealthCommand}
-	}
 	if r.ConfirmWithin.Duration == 0 {
 		r.ConfirmWithin.Duration = DefaultConfirmWithin
 	}
 	if r.BuildOn == "" {
 		r.BuildOn = DefaultBuildOn
+	}
+	if r.BuildTimeout.Duration == 0 {
+		r.BuildTimeout.Duration = DefaultBuildTimeout
 	}
 	g := &f.GitHub
 	if g.Apply == "" {

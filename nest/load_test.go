@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -74,10 +75,15 @@ hosts:
 		{"order", strings.Join(f.Rollout.Order, ","), "control-plane,worker"},
 		{"max_parallel", f.Rollout.MaxParallel, 1},
 		{"confirm", f.Rollout.ConfirmWithin.String(), "2m"},
-		{"health", f.Rollout.Health[0], DefaultHealthCommand},
+		{"health", len(f.Rollout.Health), 0},
 		{"apply", f.GitHub.Apply, "merge"},
 		{"branch", f.GitHub.DefaultBranch, "main"},
-		{"paths", strings.Join(f.Hosts["box"].Paths, ","), "flake.nix,flake.lock,hosts/box/**,modules/**"},
+		{"paths", strings.Join(f.Hosts["box"].Paths, ","), "**"},
+		{"build_timeout", f.Rollout.BuildTimeout.String(), "1h"},
+		{"login", f.Login(f.Hosts["box"]), SSH{Via: "tailscale", User: "root"}},
+		{"flake attribute", f.Hosts["box"].FlakeAttr(), "box"},
+		{"tailnet name", f.Hosts["box"].TailnetNode(), "box"},
+		{"host key", f.HostKeyPath(f.Hosts["box"]), ""},
 		{"join", f.Tailnet.JoinTimeout.String(), "10m"},
 	}
 	for _, c := range checks {
@@ -313,5 +319,91 @@ func TestSecretRefResolve(t *testing.T) {
 	_, err := SecretRef{Env: "MISSING"}.Resolve(getenv)
 	if err == nil || !strings.Contains(err.Error(), "export MISSING") {
 		t.Errorf("missing: %v", err)
+	}
+}
+
+// TestLoadHostNamesAndLogins checks the keys that let a host go by other
+// names than its own (flake attribute, tailnet name), keep its pinned key
+// elsewhere, and log in another way.
+func TestLoadHostNamesAndLogins(t *testing.T) {
+	src := `version: 1
+name: ducksnest
+hosts:
+  firebat:
+    roles: [worker]
+    flake_attribute: laptop-firebat
+    tailnet_name: ducksnest-laptop-firebat
+    host_key: infra/nix/hosts/laptop-firebat/ssh_host_ed25519_key.pub
+    ssh: {via: openssh}
+  ultra:
+    roles: [worker]
+    flake_attribute: "9lives"
+    tailnet_name: Ultra
+    host_key: ../keys/ultra.pub
+    ssh: {user: "Deploy"}
+  twin:
+    roles: [worker]
+    tailnet_name: ducksnest-laptop-firebat
+rollout:
+  ssh: {via: telnet}
+`
+	want := []string{
+		`nest.yaml:9:16: hosts.firebat.ssh.via: host firebat logs in over openssh, which needs nestbot's key`,
+		`nest.yaml:18:19: hosts.twin.tailnet_name: host twin has the tailnet name "ducksnest-laptop-firebat" of host firebat`,
+		`nest.yaml:12:22: hosts.ultra.flake_attribute: "9lives" is not a flake attribute nestbot can name`,
+		`nest.yaml:13:19: hosts.ultra.tailnet_name: "Ultra" is not a tailnet node name`,
+		`nest.yaml:14:15: hosts.ultra.host_key: "../keys/ultra.pub" is not a clean relative path`,
+		`nest.yaml:15:17: hosts.ultra.ssh.user: "Deploy" is not a user name`,
+		`nest.yaml:20:14: rollout.ssh.via: "telnet" is not allowed`,
+	}
+	_, err := Parse("nest.yaml", []byte(src))
+	var errs Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("err = %v, want Errors", err)
+	}
+	var got []string
+	for _, e := range errs {
+		got = append(got, strings.SplitN(e.Error(), "\n", 2)[0])
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	ok := `version: 1
+name: ducksnest
+pki: {dir: secrets/certs, admins: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]}
+hosts:
+  cp: {roles: [control-plane]}
+  firebat:
+    roles: [worker]
+    flake_attribute: laptop-firebat
+    tailnet_name: ducksnest-laptop-firebat
+    host_key: infra/keys/firebat.pub
+    ssh: {via: tailscale}
+rollout:
+  ssh: {via: openssh, user: deploy, key: {env: NESTBOT_SSH_KEY}}
+`
+	f, err := Parse("nest.yaml", []byte(ok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb, cp := f.Hosts["firebat"], f.Hosts["cp"]
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"firebat's attribute", fb.FlakeAttr(), "laptop-firebat"},
+		{"firebat's node", fb.TailnetNode(), "ducksnest-laptop-firebat"},
+		{"firebat's key", f.HostKeyPath(fb), "infra/keys/firebat.pub"},
+		{"cp's key", f.HostKeyPath(cp), "secrets/certs/hosts/cp.pub"},
+		{"firebat's login", f.Login(fb).Via + " " + f.Login(fb).User, "tailscale root"},
+		{"cp's login", f.Login(cp).Via + " " + f.Login(cp).User, "openssh deploy"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
 	}
 }

@@ -21,7 +21,7 @@ type Fleet struct {
 	Flake   string           `yaml:"flake" doc:"Path of the flake, relative to the repository root; hosts are nixosConfigurations.<host>. Default \".\"."`
 	AWS     *AWS             `yaml:"aws" doc:"The cloud plane. Omit for a fleet with no AWS resources."`
 	Tailnet Tailnet          `yaml:"tailnet" doc:"The tailnet every host joins and nestbot reaches hosts through."`
-	Hosts   map[string]*Host `yaml:"hosts" doc:"Hosts by name. The name is the NixOS host name, the tailnet node name and the flake attribute." required:"true"`
+	Hosts   map[string]*Host `yaml:"hosts" doc:"Hosts by name: a DNS label. By default also the host's flake attribute and tailnet node name (see flake_attribute, tailnet_name)." required:"true"`
 	PKI     *PKI             `yaml:"pki" doc:"The Kubernetes certificate set. Omit to manage no certificates."`
 	Rollout Rollout          `yaml:"rollout" doc:"How nixos-rebuild switch rolls across the hosts."`
 	GitHub  GitHub           `yaml:"github" doc:"How the GitHub bot applies."`
@@ -119,8 +119,29 @@ type Host struct {
 	Name      string   `yaml:"-"`
 	Roles     []string `yaml:"roles" doc:"Kubernetes roles: control-plane, worker. Decide the certificates and the rollout order." required:"true"`
 	AWS       *HostAWS `yaml:"aws" doc:"Makes this an EC2 instance. Omit for an on-prem host."`
-	Paths     []string `yaml:"paths" doc:"Repository paths (globs, ** for any depth) that affect this host when nix is not available to decide. Default: the flake's flake.nix, flake.lock, hosts/<host>/** and modules/**."`
+	Paths     []string `yaml:"paths" doc:"Repository paths (globs relative to nest.yaml's directory, ** for any depth) whose change makes this host due when nix cannot evaluate its toplevel where nestbot runs. Default: everything under the flake's directory."`
 	Addresses []string `yaml:"addresses" doc:"Extra IP addresses of the host (LAN), added to its serving certificates."`
+	// FlakeAttribute is the host's nixosConfigurations attribute.
+	FlakeAttribute string `yaml:"flake_attribute" doc:"The host's attribute in the flake's nixosConfigurations. Default: the host's name."`
+	// TailnetName is the host's node name on the tailnet.
+	TailnetName string `yaml:"tailnet_name" doc:"The host's node name on the tailnet (its MagicDNS name's first label). Default: the host's name."`
+	// HostKey is the repository path of the host's pinned SSH host key.
+	HostKey string `yaml:"host_key" doc:"Repository path of the host's pinned SSH host key (an ssh-ed25519 public key, authorized_keys format). Default: <pki.dir>/hosts/<host>.pub, which is also the host's age recipient."`
+	// SSH overrides rollout.ssh for this host.
+	SSH *HostSSH `yaml:"ssh" doc:"How nestbot logs in to this host, overriding rollout.ssh."`
+}
+
+// HostSSH is a host's login, overriding the fleet's.
+type HostSSH struct {
+	Via  string `yaml:"via" doc:"tailscale (Tailscale SSH, the tailnet policy's ssh rule decides) or openssh (the host's sshd, with rollout.ssh.key)." enum:"tailscale,openssh"`
+	User string `yaml:"user" doc:"The user nestbot logs in as. Default: root for tailscale, nestbot for openssh; a user other than root runs nestbot's root commands through sudo (see the README's sudo rules)."`
+}
+
+// SSH is how nestbot logs in to hosts.
+type SSH struct {
+	Via  string     `yaml:"via" doc:"tailscale (default: Tailscale SSH, the tailnet policy's ssh rule decides) or openssh (the host's sshd, as the deploy user with key)." enum:"tailscale,openssh"`
+	User string     `yaml:"user" doc:"The user nestbot logs in as. Default: root for tailscale, nestbot for openssh; a user other than root runs nestbot's root commands through sudo (see the README's sudo rules)."`
+	Key  *SecretRef `yaml:"key" doc:"Where nestbot's own SSH private key (OpenSSH format) comes from, for openssh logins. Its public half goes in the deploy user's authorized_keys."`
 }
 
 // HostAWS is the EC2 side of a host.
@@ -167,9 +188,11 @@ type PKI struct {
 type Rollout struct {
 	Order         []string `yaml:"order" doc:"Roles in the order they roll; a host rolls with its earliest role. Default [control-plane, worker]."`
 	MaxParallel   int      `yaml:"max_parallel" doc:"At most this many hosts switch at once. Default 1."`
-	Health        []string `yaml:"health" doc:"Commands run on the host after the switch; all must exit 0. Default systemctl is-system-running --wait."`
-	ConfirmWithin Duration `yaml:"confirm_within" doc:"The host rolls itself back unless nestbot confirms within this time. Default 120s."`
-	BuildOn       string   `yaml:"build_on" doc:"Where the system is built: target (default, the host builds itself) or local." enum:"target,local"`
+	Health        []string `yaml:"health" doc:"Commands run on the host (as the login user) after the trial activation, besides the built-in check that no unit failed that had not failed before; all must exit 0. Default none."`
+	ConfirmWithin Duration `yaml:"confirm_within" doc:"After the build, the host activates the new system and rolls itself back to the one it ran unless nestbot confirms within this time. Default 120s."`
+	BuildOn       string   `yaml:"build_on" doc:"Where the system is built: target (default: the host builds it from the shipped commit) or local (where nestbot runs, then nix copy to the host over the same SSH login)." enum:"target,local"`
+	BuildTimeout  Duration `yaml:"build_timeout" doc:"How long one host's build may take before it is stopped and the host fails (nothing changed on it). Default 1h."`
+	SSH           SSH      `yaml:"ssh" doc:"How nestbot logs in to hosts (per host: hosts.<name>.ssh)."`
 }
 
 // GitHub describes how the GitHub bot applies.

@@ -19,6 +19,11 @@ var (
 	tagRE          = regexp.MustCompile(`^tag:[A-Za-z0-9][A-Za-z0-9-]*$`)
 	ageRecipientRE = regexp.MustCompile(`^age1[02-9ac-hj-np-z]{58}$`)
 	branchRE       = regexp.MustCompile(`^[A-Za-z0-9._/-]+$`)
+	// flakeAttrRE is a Nix identifier: what nixosConfigurations.<attr> and
+	// nixos-rebuild --flake .#<attr> take without quoting.
+	flakeAttrRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_'-]{0,252}$`)
+	// userRE is a POSIX login name.
+	userRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 )
 
 // checker collects semantic errors, placing each at the position of its path.
@@ -271,6 +276,58 @@ func (c *checker) hosts(f *Fleet) {
 		if h.AWS != nil {
 			c.hostAWS(f, p+".aws", h.AWS)
 		}
+		c.hostNames(f, p, h)
+	}
+	c.unique(f, "flake_attribute", (*Host).FlakeAttr)
+	c.unique(f, "tailnet_name", (*Host).TailnetNode)
+	c.unique(f, "host_key", f.HostKeyPath)
+}
+
+// hostNames checks the names a host goes by besides its own, its pinned
+// key's path and its login.
+func (c *checker) hostNames(f *Fleet, p string, h *Host) {
+	if a := h.FlakeAttribute; a != "" && !flakeAttrRE.MatchString(a) {
+		c.errorf(p+".flake_attribute", "a flake attribute here is a Nix identifier: letters, digits, _ ' and -, not starting with a digit", "%q is not a flake attribute nestbot can name", a)
+	}
+	if n := h.TailnetName; n != "" && !dnsLabelRE.MatchString(n) {
+		c.errorf(p+".tailnet_name", "a tailnet node name is a DNS label: lower-case letters, digits and dashes", "%q is not a tailnet node name", n)
+	}
+	if h.HostKey != "" {
+		c.relPath(p+".host_key", h.HostKey)
+	}
+	if h.SSH != nil {
+		c.loginUser(p+".ssh", h.SSH.User)
+	}
+	if f.Login(h).Via == SSHViaOpenSSH && f.Rollout.SSH.Key == nil {
+		at := "rollout.ssh"
+		if h.SSH != nil && h.SSH.Via == SSHViaOpenSSH {
+			at = p + ".ssh.via"
+		} else if c.present("rollout.ssh.via") {
+			at = "rollout.ssh.via"
+		}
+		c.errorf(at, "set rollout.ssh.key: {env: NESTBOT_SSH_KEY} (or file:) to nestbot's private key; its public half goes in the deploy user's authorized_keys", "host %s logs in over openssh, which needs nestbot's key", h.Name)
+	}
+}
+
+func (c *checker) loginUser(p, user string) {
+	if user != "" && !userRE.MatchString(user) {
+		c.errorf(p+".user", "a user name is lower-case letters, digits, _ and -", "%q is not a user name", user)
+	}
+}
+
+// unique reports hosts that share a name another host already goes by.
+func (c *checker) unique(f *Fleet, key string, name func(*Host) string) {
+	seen := map[string]string{}
+	for _, hn := range slices.Sorted(maps.Keys(f.Hosts)) {
+		v := name(f.Hosts[hn])
+		if v == "" {
+			continue
+		}
+		if other, ok := seen[v]; ok {
+			c.errorf("hosts."+hn+"."+key, "give each host its own", "host %s has the %s %q of host %s", hn, strings.ReplaceAll(key, "_", " "), v, other)
+			continue
+		}
+		seen[v] = hn
 	}
 }
 
@@ -415,6 +472,8 @@ func (c *checker) rollout(f *Fleet) {
 			c.errorf(fmt.Sprintf("rollout.health[%d]", i), "remove it", "empty health command")
 		}
 	}
+	c.loginUser("rollout.ssh", r.SSH.User)
+	c.secretRef("rollout.ssh.key", r.SSH.Key)
 }
 
 func (c *checker) github(g *GitHub) {
