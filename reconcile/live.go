@@ -223,8 +223,12 @@ type Cert struct {
 
 // HostRun is what a host runs, as probed over SSH.
 type HostRun struct {
-	Revision   string `json:"revision,omitempty"` // configurationRevision of nixos-version --json
-	System     string `json:"system,omitempty"`   // /run/current-system
+	// Revision is the commit the host runs: what nestbot recorded there
+	// when it confirmed the running system, else nixos-version's
+	// configurationRevision.
+	Revision   string `json:"revision,omitempty"`
+	System     string `json:"system,omitempty"`  // /run/current-system
+	Profile    string `json:"profile,omitempty"` // the system profile's toplevel: the boot default
 	Generation int    `json:"generation,omitempty"`
 	Reachable  bool   `json:"reachable"`
 }

@@ -18,8 +18,8 @@ func TestHostGroupsOnePerHost(t *testing.T) {
 	for _, e := range []rollout.Event{
 		{Host: "a", State: rollout.StateShipping},
 		{Host: "b", State: rollout.StateShipping},
-		{Host: "a", State: rollout.StateSwitching},
-		{Host: "b", State: rollout.StateSwitching},
+		{Host: "a", State: rollout.StateActivating},
+		{Host: "b", State: rollout.StateActivating},
 		{Host: "b", State: rollout.StateConfirmed},
 		{Host: "a", State: rollout.StateFailed, Detail: "health"},
 	} {

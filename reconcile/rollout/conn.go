@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,17 +19,54 @@ type Dialer interface {
 	Dial(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
-// Target is a host to reach: its name (nixosConfigurations.<Name>), where
-// to dial it, and its pinned SSH host key.
+// Target is a host to reach: its name (as nest.yaml names it), its flake
+// attribute, where to dial it, its pinned SSH host key and how to log in.
 type Target struct {
 	Name string
+	// Attr is the host's nixosConfigurations attribute; empty means Name.
+	Attr string
 	// Addr is host:port to dial over the tailnet; empty means Name:22.
 	Addr string
 	// HostKey is the host's pinned SSH host key. Nil means "learn it on
-	// first contact": the key the host offers then is pinned for the rest
-	// of the run and reported (Probed.HostKey, HostResult.HostKey) so the
-	// caller can pin it for good.
+	// first contact": the host is asked for its ed25519 key, which is
+	// pinned for the rest of the run and reported (Probed.HostKey,
+	// HostResult.HostKey) so the caller can pin it for good.
 	HostKey ssh.PublicKey
+	// Login is how to log in; the zero Login is Tailscale SSH as root.
+	Login Login
+}
+
+// Ways in to a host (Login.Via).
+const (
+	ViaTailscale = "tailscale"
+	ViaOpenSSH   = "openssh"
+)
+
+// Login is how nestbot logs in to a host.
+type Login struct {
+	// Via is ViaTailscale (Tailscale SSH: the tailnet policy's ssh rule
+	// authenticates nestbot's node, no credentials) or ViaOpenSSH (the
+	// host's sshd, with Key). Empty means ViaTailscale.
+	Via string
+	// User is the user to log in as; empty means root. A user other than
+	// root runs nestbot's root commands through sudo (SudoRules).
+	User string
+	// Key is nestbot's own key, for ViaOpenSSH.
+	Key ssh.Signer
+}
+
+func (l Login) user() string {
+	if l.User == "" {
+		return "root"
+	}
+	return l.User
+}
+
+func (l Login) via() string {
+	if l.Via == "" {
+		return ViaTailscale
+	}
+	return l.Via
 }
 
 func (t Target) addr() string {
@@ -38,16 +76,43 @@ func (t Target) addr() string {
 	return t.Name + ":22"
 }
 
+func (t Target) attr() string {
+	if t.Attr != "" {
+		return t.Attr
+	}
+	return t.Name
+}
+
+// HostKeyFile is where, on the host, the public half of the key a login
+// path presents lives: sshd's own; and for Tailscale SSH, tailscaled
+// (running as root) serves sshd's keys from /etc/ssh when they exist, else
+// its own (ssh/tailssh/hostkeys.go).
+func HostKeyFile(via, keyType string) string {
+	typ := "ed25519"
+	switch {
+	case strings.HasPrefix(keyType, "ecdsa"):
+		typ = "ecdsa"
+	case strings.HasPrefix(keyType, "ssh-rsa"), strings.HasPrefix(keyType, "rsa-"):
+		typ = "rsa"
+	}
+	f := "/etc/ssh/ssh_host_" + typ + "_key.pub"
+	if via == ViaTailscale {
+		return f + " (or, on a host without OpenSSH keys, ssh-keygen -y -f /var/lib/tailscale/ssh/ssh_host_" + typ + "_key)"
+	}
+	return f
+}
+
 // HostKeyError is returned when a host offers another key than the pinned
 // one: nothing is run on it.
 type HostKeyError struct {
 	Host      string
+	Via       string // the login path
 	Want, Got ssh.PublicKey
 }
 
 func (e *HostKeyError) Error() string {
-	return fmt.Sprintf("host key changed: pinned %s, %s offers %s; if %s was reinstalled, pin its new key (cat /etc/ssh/ssh_host_ed25519_key.pub on it)",
-		ssh.FingerprintSHA256(e.Want), e.Host, ssh.FingerprintSHA256(e.Got), e.Host)
+	return fmt.Sprintf("host key changed: pinned %s %s, %s offers %s %s; if %s was reinstalled, pin its new key (%s on it)",
+		e.Want.Type(), ssh.FingerprintSHA256(e.Want), e.Host, e.Got.Type(), ssh.FingerprintSHA256(e.Got), e.Host, HostKeyFile(e.Via, e.Want.Type()))
 }
 
 // connError is a failure of the connection rather than of a command: the
@@ -65,8 +130,6 @@ func retryable(err error) bool {
 // Connection settings. Tailscale SSH needs no client credentials (the
 // tailnet peer is the identity): x/crypto/ssh offers "none" auth.
 const (
-	// sshUser is the user sessions run as.
-	sshUser = "root"
 	// keepaliveInterval is how often an idle connection is checked, and
 	// keepaliveTimeout how long a check may go unanswered before the
 	// connection counts as dead. A restarted tailscaled kills connections
@@ -82,11 +145,13 @@ type Timings struct {
 	Dial      time.Duration `json:"dial"`      // tsnet dials
 	Handshake time.Duration `json:"handshake"` // SSH handshakes
 	Probe     time.Duration `json:"probe"`     // probes and unit inspections
-	Ship      time.Duration `json:"ship"`      // the source tar stream
-	Arm       time.Duration `json:"arm"`       // arming the dead-man rollback
-	Switch    time.Duration `json:"switch"`    // starting the switch until it ended (polls included)
-	Health    time.Duration `json:"health"`    // the health commands
+	Ship      time.Duration `json:"ship"`      // the commit's git pack
+	Build     time.Duration `json:"build"`     // the toplevel's build (and, built where nestbot runs, its copy)
+	Arm       time.Duration `json:"arm"`       // arming the dead-man rollback and starting the activation
+	Activate  time.Duration `json:"activate"`  // the trial activation, until it ended (polls included)
+	Health    time.Duration `json:"health"`    // the unit check and the health commands
 	Confirm   time.Duration `json:"confirm"`   // disarming the rollback
+	Boot      time.Duration `json:"boot"`      // making it the boot default, and recording it
 	Rollback  time.Duration `json:"rollback,omitempty"`
 }
 
@@ -188,13 +253,20 @@ func (c *conn) dial(ctx context.Context, pinned ssh.PublicKey) (*ssh.Client, ssh
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
 	var seen ssh.PublicKey
+	login := c.target.Login
 	cfg := &ssh.ClientConfig{
-		User:            sshUser,
-		HostKeyCallback: pinningCallback(c.target.Name, pinned, &seen),
+		User:            login.user(),
+		HostKeyCallback: pinningCallback(c.target.Name, login.via(), pinned, &seen),
 		Timeout:         c.dialTimeout,
+		// Learning, ask for the ed25519 key (the one to pin: Go's client
+		// would otherwise take the ecdsa key a host offers first).
+		HostKeyAlgorithms: []string{ssh.KeyAlgoED25519},
 	}
 	if pinned != nil {
 		cfg.HostKeyAlgorithms = algorithmsFor(pinned)
+	}
+	if login.Key != nil {
+		cfg.Auth = []ssh.AuthMethod{ssh.PublicKeys(login.Key)}
 	}
 	sc, chans, reqs, err := ssh.NewClientConn(nc, addr, cfg)
 	if err != nil {
@@ -202,6 +274,16 @@ func (c *conn) dial(ctx context.Context, pinned ssh.PublicKey) (*ssh.Client, ssh
 		var hk *HostKeyError
 		if errors.As(err, &hk) {
 			return nil, nil, hk
+		}
+		if strings.Contains(err.Error(), "no common algorithm for host key") {
+			want := "ssh-ed25519"
+			if pinned != nil {
+				want = pinned.Type()
+			}
+			return nil, nil, fmt.Errorf("ssh handshake with %s: the host offers no %s key (%s on it): %w", addr, want, HostKeyFile(login.via(), want), err)
+		}
+		if strings.Contains(err.Error(), "unable to authenticate") {
+			return nil, nil, fmt.Errorf("ssh handshake with %s: %s refused %s as %s: %w", addr, c.target.Name, loginWords(login), login.user(), err)
 		}
 		return nil, nil, &connError{fmt.Errorf("ssh handshake with %s: %w", addr, err)}
 	}
@@ -213,16 +295,24 @@ func (c *conn) dial(ctx context.Context, pinned ssh.PublicKey) (*ssh.Client, ssh
 	return ssh.NewClient(sc, chans, reqs), seen, nil
 }
 
+// loginWords says how a refused login was tried, and what to check.
+func loginWords(l Login) string {
+	if l.via() == ViaOpenSSH {
+		return "nestbot's key (is its public half in the user's authorized_keys, and the user in sshd's AllowUsers?)"
+	}
+	return "Tailscale SSH (does the tailnet policy have an ssh rule accepting nestbot's tag for this user, and does the host run tailscale up --ssh?)"
+}
+
 // pinningCallback checks the host key against pinned (ssh.FixedHostKey),
 // or, with nothing pinned, accepts it; either way *seen is the key offered.
-func pinningCallback(host string, pinned ssh.PublicKey, seen *ssh.PublicKey) ssh.HostKeyCallback {
+func pinningCallback(host, via string, pinned ssh.PublicKey, seen *ssh.PublicKey) ssh.HostKeyCallback {
 	return func(hostname string, remote net.Addr, key ssh.PublicKey) error {
 		*seen = key
 		if pinned == nil {
 			return nil
 		}
 		if err := ssh.FixedHostKey(pinned)(hostname, remote, key); err != nil {
-			return &HostKeyError{Host: host, Want: pinned, Got: key}
+			return &HostKeyError{Host: host, Via: via, Want: pinned, Got: key}
 		}
 		return nil
 	}

@@ -55,10 +55,11 @@ func lastGeneration(hist []store.Entry) int {
 type action int
 
 const (
-	actRoll   action = iota // roll it from the start
-	actSkip                 // it already runs the revision
-	actWait                 // its switch to the revision is running or ended: wait, check health, confirm
-	actHealth               // it switched and the dead-man is armed: check health, confirm
+	actRoll   action = iota // roll it from the start (an earlier build is reused)
+	actSkip                 // it already runs and boots the revision
+	actWait                 // its trial activation is running or ended: wait, check health, confirm
+	actHealth               // it activated and the dead-man is armed: check health, confirm
+	actBoot                 // it was confirmed: make it the boot default, record it
 	actFail                 // it cannot be rolled now
 )
 
@@ -74,36 +75,63 @@ type decision struct {
 	rolledBack bool
 }
 
+// inspection is what the probe found of an earlier attempt at the
+// revision: each unit's state (asked one unit at a time), the results
+// their ExecStopPost recorded, the built toplevel and whether the commit
+// is shipped.
+type inspection struct {
+	build, activate, timer, rollback, boot unitState
+	results                                map[string]string // step → "SERVICE_RESULT EXIT_CODE EXIT_STATUS"
+	toplevel                               string            // the build's out-link, if any
+	shipped                                bool
+}
+
+// resultOK is the result line of a unit that ran to the end with status 0.
+const resultOK = "success exited 0"
+
+func (ins inspection) ended(step string) bool     { _, ok := ins.results[step]; return ok }
+func (ins inspection) succeeded(step string) bool { return ins.results[step] == resultOK }
+
 // decide says what to do with a host found running p, with ins left by an
-// earlier attempt at rev, given whether the journal shows it in flight.
+// earlier attempt at rev, given the journal's last step for it (last, ""
+// for none) and whether that left it in flight.
 //
 // A host that an interrupted run left in flight is resumed where it
-// stands: a switch still running is waited for; a finished switch whose
-// dead-man is still armed goes on to the health checks. A host its
-// dead-man timer already rolled back is rolled again — the bot, not the
-// host, failed to confirm — unless its switch had itself failed, which
-// halts the rollout as any failure does (a later run tries it again).
-func decide(rev string, p Probed, ins inspection, inFlight bool) decision {
+// stands: an activation still running is waited for; an activated system
+// whose dead-man is still armed goes on to the health checks; a confirmed
+// one to becoming the boot default. A host its dead-man timer already
+// rolled back is rolled again — the bot, not the host, failed to confirm
+// — unless its activation had itself failed, which halts the rollout as
+// any failure does (a later run tries it again). The results come from
+// the files the units wrote, not from systemd, which forgets a unit once
+// it is collected or reset.
+func decide(rev string, p Probed, ins inspection, last State) decision {
+	inFlight := last.inFlight()
+	activated := ins.toplevel != "" && p.System == ins.toplevel
 	switch {
-	case ins.rollbackUnit.running():
+	case ins.rollback.active():
 		return decision{act: actFail, detail: "its rollback is running right now; run again once it has finished", found: "rolling back"}
-	case ins.switchUnit.running():
-		return decision{act: actWait, found: "its switch was still running: waiting for it"}
-	case p.Revision == rev && ins.timer.loaded() && ins.switchUnit.loaded():
-		return decision{act: actWait, found: "switched but not confirmed: checking health"}
-	case p.Revision == rev && ins.timer.loaded():
-		return decision{act: actHealth, found: "switched but not confirmed: checking health"}
-	case p.Revision == rev:
+	case ins.activate.active():
+		return decision{act: actWait, found: "its activation was still running: waiting for it"}
+	case ins.boot.active():
+		return decision{act: actBoot, found: "confirmed; becoming its boot default: waiting for it"}
+	case activated && ins.timer.active():
+		return decision{act: actHealth, found: "activated but not confirmed: checking health"}
+	case activated && inFlight && last == StateBooting && !ins.ended(stepRollback):
+		return decision{act: actBoot, found: "confirmed but not yet its boot default: making it so"}
+	case p.Revision == rev && p.Boots():
 		d := decision{act: actSkip, detail: "already on " + shortRev(rev)}
 		if inFlight {
 			d.found = "on the revision with nothing armed: done"
 		}
 		return d
-	case inFlight && ins.rollbackUnit.loaded() && ins.switchUnit.loaded() && !ins.switchUnit.succeeded():
+	case activated && inFlight && !ins.ended(stepRollback):
+		return decision{act: actHealth, found: "activated, its dead-man disarmed, not confirmed: checking health"}
+	case inFlight && ins.ended(stepRollback) && ins.ended(stepActivate) && !ins.succeeded(stepActivate):
 		return decision{act: actFail, rolledBack: true,
-			detail: fmt.Sprintf("its switch had failed (%s) and its dead-man timer rolled it back; run again to retry", ins.switchUnit),
-			found:  "switch failed; rolled back by its dead-man timer"}
-	case inFlight && ins.rollbackUnit.loaded():
+			detail: fmt.Sprintf("its activation had failed (%s) and its dead-man timer rolled it back; run again to retry", ins.results[stepActivate]),
+			found:  "activation failed; rolled back by its dead-man timer"}
+	case inFlight && ins.ended(stepRollback):
 		return decision{act: actRoll, found: "rolled back by its dead-man timer: rolling it again"}
 	case inFlight:
 		return decision{act: actRoll, found: "nothing left running: rolling it again"}

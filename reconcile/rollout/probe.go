@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,22 +18,38 @@ import (
 
 // Probed is what a host runs.
 type Probed struct {
-	// Revision is nixos-version's configurationRevision: the commit the
-	// running system was built from ("" if it does not say).
+	// Revision is the commit the running system was built from, as far as
+	// the host says: the commit nestbot recorded when it confirmed the
+	// system that still runs, else nixos-version's configurationRevision
+	// (set only by flakes that set system.configurationRevision); "" when
+	// neither says.
 	Revision string `json:"revision,omitempty"`
+	// ConfigurationRevision is nixos-version's configurationRevision.
+	ConfigurationRevision string `json:"configuration_revision,omitempty"`
 	// NixOSVersion is nixos-version's nixosVersion.
 	NixOSVersion string `json:"nixos_version,omitempty"`
 	// System is /run/current-system's store path.
 	System string `json:"system,omitempty"`
+	// Booted is /run/booted-system's store path.
+	Booted string `json:"booted,omitempty"`
+	// Profile is the system profile's store path: the boot default.
+	Profile string `json:"profile,omitempty"`
 	// Generation is the system profile's current generation number.
 	Generation int `json:"generation,omitempty"`
+	// Deployed and DeployedSystem are what nestbot recorded on the host
+	// when it last confirmed a rollout: the commit and its toplevel.
+	Deployed       string `json:"deployed,omitempty"`
+	DeployedSystem string `json:"deployed_system,omitempty"`
 	// HostKey is the SSH host key the host offered.
 	HostKey ssh.PublicKey `json:"-"`
 }
 
+// Boots reports whether the system the host runs is also its boot default.
+func (p Probed) Boots() bool { return p.System != "" && p.Profile == p.System }
+
 // HostRun is the probe in the plan's shape.
 func (p Probed) HostRun() reconcile.HostRun {
-	return reconcile.HostRun{Revision: p.Revision, System: p.System, Generation: p.Generation, Reachable: true}
+	return reconcile.HostRun{Revision: p.Revision, System: p.System, Profile: p.Profile, Generation: p.Generation, Reachable: true}
 }
 
 // DefaultDialTimeout bounds one dial and SSH handshake when none is set.
@@ -85,17 +102,14 @@ type section struct {
 	parse func(lines []string)
 }
 
-const (
-	profilePath        = "/nix/var/nix/profiles/system"
-	currentSystemPath  = "/run/current-system"
-	switchToConfigPath = profilePath + "/bin/switch-to-configuration"
-)
-
 func probeScript(extra []section) string {
 	var b strings.Builder
 	b.WriteString("echo @version; nixos-version --json; echo; ")
 	b.WriteString("echo @system; readlink " + currentSystemPath + "; ")
+	b.WriteString("echo @booted; readlink " + bootedSystemPath + "; ")
 	b.WriteString("echo @profile; readlink " + profilePath + "; ")
+	b.WriteString("echo @profiletop; readlink -f " + profilePath + "; ")
+	b.WriteString("echo @deployed; cat " + deployedFile + " 2>/dev/null; ")
 	for _, s := range extra {
 		b.WriteString("echo @" + s.name + "; " + s.shell + "; ")
 	}
@@ -139,9 +153,20 @@ func parseProbe(secs map[string][]string) (Probed, error) {
 	if err := json.Unmarshal([]byte(ver), &v); err != nil || v.NixosVersion == "" {
 		return p, fmt.Errorf("nixos-version --json said %q: is this NixOS?", ver)
 	}
-	p.Revision, p.NixOSVersion = v.ConfigurationRevision, v.NixosVersion
-	if sys := nonEmpty(secs["system"]); len(sys) > 0 {
-		p.System = sys[0]
+	p.ConfigurationRevision, p.NixOSVersion = v.ConfigurationRevision, v.NixosVersion
+	first := func(sec string) string {
+		if l := nonEmpty(secs[sec]); len(l) > 0 {
+			return strings.TrimSpace(l[0])
+		}
+		return ""
+	}
+	p.System, p.Booted, p.Profile = first("system"), first("booted"), first("profiletop")
+	if f := strings.Fields(first("deployed")); len(f) == 2 && validRevision.MatchString(f[0]) {
+		p.Deployed, p.DeployedSystem = f[0], f[1]
+	}
+	p.Revision = p.ConfigurationRevision
+	if p.Deployed != "" && p.DeployedSystem == p.System {
+		p.Revision = p.Deployed
 	}
 	prof := nonEmpty(secs["profile"])
 	if len(prof) == 0 {
@@ -185,31 +210,6 @@ type unitState struct {
 	Status              int // ExecMainStatus
 }
 
-// parseUnits reads the output of one systemctl show of several units: a
-// block of properties per unit, separated by blank lines.
-func parseUnits(lines []string, n int) []unitState {
-	blocks := make([][]string, n)
-	i, inBlock := 0, false
-	for _, l := range lines {
-		if strings.TrimSpace(l) == "" {
-			if inBlock {
-				i++
-			}
-			inBlock = false
-			continue
-		}
-		inBlock = true
-		if i < n {
-			blocks[i] = append(blocks[i], l)
-		}
-	}
-	out := make([]unitState, n)
-	for i, b := range blocks {
-		out[i] = parseUnit(b)
-	}
-	return out
-}
-
 func parseUnit(lines []string) unitState {
 	var u unitState
 	for _, l := range lines {
@@ -247,4 +247,54 @@ func (u unitState) String() string {
 		return "not loaded"
 	}
 	return fmt.Sprintf("%s (%s), result %s, status %d", u.Active, u.Sub, u.Result, u.Status)
+}
+
+// active reports whether the unit is starting, running (a timer: waiting)
+// or stopping.
+func (u unitState) active() bool {
+	switch u.Active {
+	case "active", "activating", "deactivating", "reloading", "refreshing":
+		return true
+	}
+	return false
+}
+
+// unitProps are the properties the bot reads of a unit.
+const unitProps = "-p ActiveState,SubState,Result,ExecMainStatus"
+
+// showUnit prints one unit's state. (systemctl show of several units
+// separates them by blank lines: one unit per call keeps them apart.)
+func showUnit(unit string) string { return "systemctl show " + unit + " " + unitProps }
+
+// inspectSections read, with the probe, what an earlier attempt at the
+// revision left on the host: each unit on its own, the results their
+// ExecStopPost wrote, the built toplevel, and whether the commit is there.
+func (n names) inspectSections(ins *inspection) []section {
+	var secs []section
+	for _, u := range []struct {
+		unit string
+		st   *unitState
+	}{
+		{n.unit(stepBuild), &ins.build}, {n.unit(stepActivate), &ins.activate}, {n.timer(), &ins.timer},
+		{n.unit(stepRollback), &ins.rollback}, {n.unit(stepBoot), &ins.boot},
+	} {
+		secs = append(secs, section{"unit-" + u.unit, showUnit(u.unit), func(l []string) { *u.st = parseUnit(l) }})
+	}
+	return append(secs,
+		section{"results", fmt.Sprintf(`for f in %s/*.result; do [ -e "$f" ] || continue; b=${f##*/}; echo "${b%%.result} $(cat "$f")"; done`, n.run), func(l []string) {
+			ins.results = map[string]string{}
+			for _, line := range nonEmpty(l) {
+				step, res, _ := strings.Cut(strings.TrimSpace(line), " ")
+				ins.results[step] = strings.TrimSpace(res)
+			}
+		}},
+		section{"toplevel", "readlink " + n.run + "/toplevel", func(l []string) {
+			if t := nonEmpty(l); len(t) > 0 {
+				ins.toplevel = strings.TrimSpace(t[0])
+			}
+		}},
+		section{"shipped", fmt.Sprintf(`git -C %s rev-parse -q --verify refs/nest/%s >/dev/null 2>&1 && echo yes`, srcRepo, n.rev), func(l []string) {
+			ins.shipped = slices.Contains(l, "yes")
+		}},
+	)
 }

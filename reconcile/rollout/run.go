@@ -17,8 +17,8 @@ import (
 // run is one Run's state.
 type run struct {
 	cfg     Rollout
-	names   names
-	hosts   []*hostRun // in rollout order
+	local   *localBuild // with BuildOn local
+	hosts   []*hostRun  // in rollout order
 	batches [][]*hostRun
 	halted  atomic.Bool
 	res     *Result
@@ -35,6 +35,7 @@ type hostRun struct {
 	target Target
 	batch  int
 	conn   *conn
+	names  names
 
 	// From preflight, done when ready is closed.
 	ready    chan struct{}
@@ -42,7 +43,9 @@ type hostRun struct {
 	ins      inspection
 	dec      decision
 	inFlight bool
-	gen      int // the generation to roll back to; 0 while unknown
+	gen      int // the system profile's generation before; 0 while unknown
+
+	toplevel string // the built system, once known
 
 	mu       sync.Mutex
 	state    State
@@ -143,15 +146,17 @@ func (ru *run) preflightHost(ctx context.Context, h *hostRun) {
 			ru.logf("rollout: %s: journal: %v", h.target.Name, err)
 		}
 	}
-	if n := len(hist); n > 0 && State(hist[n-1].Step).inFlight() {
-		h.inFlight = true
+	var last State
+	if n := len(hist); n > 0 {
+		last = State(hist[n-1].Step)
+		h.inFlight = last.inFlight()
 	}
 	h.mu.Lock()
 	h.gen = lastGeneration(hist)
 	h.mu.Unlock()
 	pctx, cancel := context.WithTimeout(ctx, 2*ru.cfg.DialTimeout)
 	defer cancel()
-	p, err := probe(pctx, h.conn, ru.names.inspectSections(&h.ins))
+	p, err := probe(pctx, h.conn, h.names.inspectSections(&h.ins))
 	if ctx.Err() != nil {
 		return
 	}
@@ -161,7 +166,8 @@ func (ru *run) preflightHost(ctx context.Context, h *hostRun) {
 		return
 	}
 	h.found = p
-	h.dec = decide(ru.cfg.Revision, p, h.ins, h.inFlight)
+	h.toplevel = h.ins.toplevel
+	h.dec = decide(ru.cfg.Revision, p, h.ins, last)
 	if h.inFlight {
 		ru.noteFound(h.target.Name, h.dec.found)
 	}
@@ -175,10 +181,10 @@ func (ru *run) preflightHost(ctx context.Context, h *hostRun) {
 		err := errors.New(h.dec.detail)
 		if h.dec.rolledBack {
 			h.mu.Lock()
-			h.err = &HostError{Host: h.target.Name, Step: StateSwitching, RolledBack: true, Err: err}
+			h.err = &HostError{Host: h.target.Name, Step: StateActivating, RolledBack: true, Err: err}
 			h.mu.Unlock()
+			h.setNow(p)
 			ru.set(h, StateRolledBack, h.dec.detail)
-			ru.afterRollback(pctx, h)
 			return
 		}
 		ru.fail(h, StateQueued, err)
@@ -194,9 +200,11 @@ func (ru *run) preflightHost(ctx context.Context, h *hostRun) {
 	}
 }
 
-// resumes reports whether h is a host an earlier run left switching, which
-// is seen through even when the rollout halts.
-func resumes(h *hostRun) bool { return h.dec.act == actWait || h.dec.act == actHealth }
+// resumes reports whether h is a host an earlier run left activated or
+// activating, which is seen through even when the rollout halts.
+func resumes(h *hostRun) bool {
+	return h.dec.act == actWait || h.dec.act == actHealth || h.dec.act == actBoot
+}
 
 func (ru *run) noteFound(host, found string) {
 	ru.emitMu.Lock()

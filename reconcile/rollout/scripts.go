@@ -3,55 +3,121 @@ package rollout
 import (
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 )
 
 // The command lines the bot runs on a host. Each is safe to run again after
-// a connection broke mid-way (the bot cannot know how far it got), or has a
-// form for that second attempt (armAndSwitchScript); each names paths as
-// NixOS lays them out. Units are systemd transient units, named by the
-// revision's first 12 characters:
+// a connection broke mid-way (the bot cannot know how far it got): every
+// step that changes the host checks first whether it was done. Everything
+// that needs root runs as a systemd transient unit of the system manager
+// (so it outlives the session that started it, and a restart of sshd or
+// tailscaled cannot kill it), named by the revision's first 12 characters:
 //
-//	nest-switch-<rev>.service    nixos-rebuild switch, detached (RemainAfterExit=yes)
-//	nest-rollback-<rev>.timer    the dead-man: fires after confirm_within unless stopped
-//	nest-rollback-<rev>.service  the rollback it (or the bot, at once) starts:
-//	                             nix-env --switch-generation N, then switch-to-configuration switch
+//	nest-build-<rev>.service     nix build of the toplevel, bounded by build_timeout
+//	nest-rollback-<rev>.timer    the dead-man: fires confirm_within after arming unless stopped
+//	nest-rollback-<rev>.service  the rollback it (or the bot, at once) starts
+//	nest-activate-<rev>.service  <toplevel>/bin/switch-to-configuration test
+//	nest-boot-<rev>.service      nix-env --set the system profile, switch-to-configuration boot
+//
+// Each unit's ExecStopPost writes systemd's $SERVICE_RESULT, $EXIT_CODE and
+// $EXIT_STATUS to <run dir>/<step>.result: switch-to-configuration calls
+// reset-failed, and --collect unloads a unit as soon as it ends, so the
+// unit itself cannot say afterwards how it ended.
+//
+// On the host, nestbot keeps (StateDir, which the NixOS module creates,
+// owned by the deploy user):
+//
+//	/var/lib/nestbot/src/.git        the shipped commits, a shallow git repository (refs/nest/<rev>)
+//	/var/lib/nestbot/deployed        "<commit> <toplevel>": what nestbot confirmed last
+//	/var/lib/nestbot/run/<rev>/      one rollout's files: toplevel (the build's out-link),
+//	                                 previous (what /run/current-system and the system profile
+//	                                 were before), previous-root (a GC root for it),
+//	                                 failed-before (units failed before activating), *.result
+//
+// A login user other than root runs the units' systemd-run and systemctl
+// through sudo, by the rules SudoRules gives.
+
+// StateDir is where nestbot keeps its files on a host.
+const StateDir = "/var/lib/nestbot"
+
+// Paths on the host, as NixOS lays them out.
+const (
+	profilePath       = "/nix/var/nix/profiles/system"
+	currentSystemPath = "/run/current-system"
+	bootedSystemPath  = "/run/booted-system"
+	// lockPath is switch-to-configuration's lock: it takes it with
+	// flock(LOCK_EX|LOCK_NB) and fails at once when it is held.
+	lockPath = "/run/nixos/switch-to-configuration.lock"
+	// SudoBinDir holds the programs the sudo rules name (NixOS's system
+	// path; sudo compares a command's full path).
+	SudoBinDir = "/run/current-system/sw/bin"
+
+	srcRepo      = StateDir + "/src"
+	deployedFile = StateDir + "/deployed"
+)
 
 var (
-	validRevision = regexp.MustCompile(`^[A-Za-z0-9._+-]{1,128}$`)
+	validRevision = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
 	validHostName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
+	validAttr     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_'-]{0,252}$`)
 	validFlakeDir = regexp.MustCompile(`^[A-Za-z0-9._+/-]+$`)
-	unitUnsafe    = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
+	validUser     = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 )
+
+// SudoRules are the sudoers lines that let user run, without a password,
+// what nestbot runs as root: systemd-run and systemctl, for units whose
+// names start with nest-, and nix-daemon --stdio (the remote end of nix
+// copy, for build_on local). These amount to root on the host (a transient
+// unit runs any command), as any deploy tool's rules do; what they buy is
+// that every root command nestbot runs is a unit named nest-*, in the
+// journal. The NixOS module (nix/module.nix) writes the same rules.
+func SudoRules(user string) []string {
+	return []string{
+		fmt.Sprintf("%s ALL=(root) NOPASSWD: %s/systemd-run --unit=nest-*", user, SudoBinDir),
+		fmt.Sprintf("%s ALL=(root) NOPASSWD: %s/systemctl stop nest-*", user, SudoBinDir),
+		fmt.Sprintf("%s ALL=(root) NOPASSWD: %s/systemctl reset-failed nest-*", user, SudoBinDir),
+		// build_on local: nix copy's remote end, as a trusted user.
+		fmt.Sprintf("%s ALL=(root) NOPASSWD: %s/nix-daemon --stdio", user, SudoBinDir),
+	}
+}
 
 // names are the host-side names one rollout uses.
 type names struct {
-	rev       string
-	switchSvc string // nest-switch-<short>.service
-	rollback  string // nest-rollback-<short> (.timer, .service)
-	srcDir    string // "$HOME/.nest/src/<rev>", for the shell
-	flakeDir  string // srcDir + "/" + flake dir, for the shell
+	rev      string
+	short    string // the unit names' revision part
+	run      string // the run directory
+	flakeDir string // the flake's directory in the repository ("." for the root)
+	root     rootCmds
 }
 
-func newNames(rev, flakeDir string) names {
-	short := unitUnsafe.ReplaceAllString(shortRev(rev), "_")
-	n := names{
-		rev:       rev,
-		switchSvc: "nest-switch-" + short + ".service",
-		rollback:  "nest-rollback-" + short,
-		srcDir:    "$HOME/.nest/src/" + rev,
+// rootCmds are the command prefixes that run systemd-run and systemctl as
+// root: directly, or through sudo.
+type rootCmds struct{ run, ctl string }
+
+func newRootCmds(user string) rootCmds {
+	if user == "" || user == "root" {
+		return rootCmds{run: "systemd-run", ctl: "systemctl"}
 	}
-	n.flakeDir = n.srcDir
-	if flakeDir != "." && flakeDir != "" {
-		n.flakeDir += "/" + flakeDir
-	}
-	return n
+	return rootCmds{run: "sudo -n " + SudoBinDir + "/systemd-run", ctl: "sudo -n " + SudoBinDir + "/systemctl"}
 }
 
-func (n names) rollbackSvc() string   { return n.rollback + ".service" }
-func (n names) rollbackTimer() string { return n.rollback + ".timer" }
+func newNames(rev, flakeDir, user string) names {
+	short := shortRev(rev)
+	return names{rev: rev, short: short, run: StateDir + "/run/" + short, flakeDir: flakeDir, root: newRootCmds(user)}
+}
+
+// Steps that run as units.
+const (
+	stepBuild    = "build"
+	stepActivate = "activate"
+	stepRollback = "rollback"
+	stepBoot     = "boot"
+)
+
+func (n names) unit(step string) string   { return "nest-" + step + "-" + n.short + ".service" }
+func (n names) timer() string             { return "nest-" + stepRollback + "-" + n.short + ".timer" }
+func (n names) result(step string) string { return n.run + "/" + step + ".result" }
 
 // shortRev is the revision as unit names and messages show it.
 func shortRev(rev string) string {
@@ -61,136 +127,218 @@ func shortRev(rev string) string {
 	return rev
 }
 
-// unitProps are the properties the bot reads of a unit.
-const unitProps = "-p ActiveState,SubState,Result,ExecMainStatus"
+// shq quotes s for the POSIX shell.
+func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
-// showUnit prints a unit's state.
-func showUnit(unit string) string { return "systemctl show " + unit + " " + unitProps }
+// startUnit is the systemd-run command line that starts step's unit with
+// argv, its result recorded by ExecStopPost. opts are more systemd-run
+// options. The unit gets the login shell's PATH (nix, git and the NixOS
+// tools are on it).
+func (n names) startUnit(step string, opts []string, argv ...string) string {
+	record := fmt.Sprintf(`-pExecStopPost=/bin/sh -c "echo $$SERVICE_RESULT $$EXIT_CODE $$EXIT_STATUS >%s"`, n.result(step))
+	parts := []string{n.root.run, "--unit=" + n.unit(step), "--collect", "--quiet", shq(record), `"--setenv=PATH=$PATH"`}
+	parts = append(parts, opts...)
+	parts = append(parts, "--")
+	parts = append(parts, argv...)
+	return strings.Join(parts, " ")
+}
 
-// inspectSections read, with the probe, what an earlier run left on the
-// host: the switch unit, the dead-man timer and its rollback unit (in one
-// systemctl call), and whether the source is there.
-func (n names) inspectSections(ins *inspection) []section {
-	return []section{
-		{"units", "systemctl show " + n.switchSvc + " " + n.rollbackTimer() + " " + n.rollbackSvc() + " " + unitProps, func(l []string) {
-			u := parseUnits(l, 3)
-			ins.switchUnit, ins.timer, ins.rollbackUnit = u[0], u[1], u[2]
-		}},
-		{"shipped", `test -f "` + n.flakeDir + `/.nest-revision" && echo yes`, func(l []string) { ins.shipped = slices.Contains(l, "yes") }},
+// unitActive is a shell test: the unit is starting, running or stopping.
+func unitActive(unit string) string {
+	return fmt.Sprintf(`case $(systemctl show -p ActiveState --value %s) in active|activating|deactivating|reloading|refreshing) true;; *) false;; esac`, unit)
+}
+
+// flakeRef is the shipped commit as nix fetches it: the git repository on
+// the host, at the revision (so the flake's self.rev is the commit), with
+// the flake in dir. The repository is shallow (each shipped commit without
+// its history), which nix must be told.
+func (n names) flakeRef(repo string) string {
+	ref := "git+file://" + repo + "?rev=" + n.rev + "&shallow=1"
+	if n.flakeDir != "." {
+		ref += "&dir=" + n.flakeDir
 	}
+	return ref
 }
 
-// leftovers reports whether an earlier attempt left units to clear.
-func (ins inspection) leftovers() bool {
-	return ins.switchUnit.loaded() || ins.timer.loaded() || ins.rollbackUnit.loaded()
+// toplevelAttr is the flake output a host's system is.
+func toplevelAttr(attr string) string {
+	return `nixosConfigurations."` + attr + `".config.system.build.toplevel`
 }
 
-// inspection is what the probe found of an earlier run.
-type inspection struct {
-	switchUnit, timer, rollbackUnit unitState
-	shipped                         bool
-}
+// nixFlags are the flags every nix command line gets: flakes and the nix
+// command are experimental in the nix releases NixOS still ships.
+const nixFlags = "--extra-experimental-features 'nix-command flakes'"
 
-// shipScript unpacks the tar stream on stdin into the source directory,
-// atomically: a directory that exists is complete.
+// shipScript receives the commit as a git pack on stdin into the host's
+// repository, marks it shallow and names it refs/nest/<rev>. The ref is
+// written last: a commit whose ref exists is complete. It also drops the
+// run directories of all but the newest rollouts.
 func (n names) shipScript() string {
-	return fmt.Sprintf(`set -e; d="%s"; mkdir -p "$HOME/.nest/src"; rm -rf "$d.part"; mkdir -p "$d.part"; tar -x -f - -C "$d.part"; rm -rf "$d"; mv "$d.part" "$d"`, n.srcDir)
+	return strings.Join([]string{
+		"set -e",
+		fmt.Sprintf("r=%s; mkdir -p %s/run %s", srcRepo, StateDir, n.run),
+		`[ -d "$r/.git" ] || git init -q "$r"`,
+		`git -C "$r" unpack-objects -q`,
+		fmt.Sprintf(`grep -qx %[1]s "$r/.git/shallow" 2>/dev/null || echo %[1]s >>"$r/.git/shallow"`, n.rev),
+		fmt.Sprintf(`git -C "$r" update-ref refs/nest/%[1]s %[1]s`, n.rev),
+		fmt.Sprintf(`git -C "$r" update-ref refs/heads/nest %s`, n.rev),
+		`git -C "$r" symbolic-ref HEAD refs/heads/nest`,
+		fmt.Sprintf(`cd %s/run && ls -1t | tail -n +6 | while read -r old; do [ "$old" = %s ] || rm -rf -- "$old"; done`, StateDir, n.short),
+	}, "\n")
 }
 
-// rollbackScript is what nest-rollback-<rev>.service runs, with the
-// generation as $1: stop the switch if it still runs, point the system
-// profile at the generation, activate it.
-func (n names) rollbackScript() string {
-	return fmt.Sprintf(`if [ "$(systemctl show %[1]s -p SubState --value)" = running ]; then systemctl stop %[1]s; fi; nix-env -p %[2]s --switch-generation "$1" && exec %[3]s switch`,
-		n.switchSvc, profilePath, switchToConfigPath)
-}
-
-// startRollback starts the rollback unit with generation gen; with after
-// > 0, as a timer that fires after that long.
-func (n names) startRollback(gen string, after time.Duration) string {
-	timer := ""
-	if after > 0 {
-		timer = fmt.Sprintf(" --on-active=%dms", after.Milliseconds())
+// buildScript starts the build of the host's toplevel, detached, bounded
+// by timeout, unless it is running or has succeeded. With store set (a
+// system built where nestbot runs and copied here), it only registers
+// that path: the out-link makes it a GC root.
+//
+// The build runs as root and reads the repository the deploy user owns:
+// git refuses a repository of another user unless it is a safe.directory
+// (given through GIT_CONFIG_*, which counts as command-line configuration).
+func (n names) buildScript(attr, store string, timeout time.Duration) string {
+	what := shq(n.flakeRef(srcRepo) + "#" + toplevelAttr(attr))
+	if store != "" {
+		what = shq(store)
 	}
-	return fmt.Sprintf(`systemd-run --unit %s%s -p RemainAfterExit=yes "--setenv=PATH=$PATH" -- /bin/sh -c '%s' nest-rollback %s`,
-		n.rollback, timer, n.rollbackScript(), gen)
+	opts := []string{"--service-type=exec", fmt.Sprintf("-pRuntimeMaxSec=%dms", timeout.Milliseconds()),
+		"--setenv=GIT_CONFIG_COUNT=1", "--setenv=GIT_CONFIG_KEY_0=safe.directory", "--setenv=GIT_CONFIG_VALUE_0=" + srcRepo}
+	return strings.Join([]string{
+		fmt.Sprintf("mkdir -p %s", n.run),
+		fmt.Sprintf(`if %s; then exit 0; fi`, unitActive(n.unit(stepBuild))),
+		fmt.Sprintf(`if [ "$(cat %s 2>/dev/null)" = "success exited 0" ] && [ -e %s/toplevel ]; then exit 0; fi`, n.result(stepBuild), n.run),
+		fmt.Sprintf("rm -f %s %s/toplevel", n.result(stepBuild), n.run),
+		n.startUnit(stepBuild, opts, "nix", nixFlags, "build", "--out-link", n.run+"/toplevel", what) + " || exit 4",
+	}, "\n")
 }
 
-// Exit statuses of armAndSwitchScript.
+// Exit statuses of armScript.
 const (
-	exitArmFailed    = 3 // nothing armed, nothing switched
-	exitSwitchFailed = 5 // armed, the switch did not start
+	exitArmFailed    = 3 // nothing armed, nothing activated
+	exitActivateFail = 5 // armed; the activation did not start
+	exitFiredAlready = 6 // the dead-man rollback already ran for this attempt
 )
 
-// armAndSwitchScript arms the dead-man rollback to generation gen (the one
-// the host's system profile must still point to), then, only if that
-// worked, starts nixos-rebuild switch detached. It prints "armed" and
-// "started" as it goes.
+// armScript arms the dead-man rollback to what the host runs now, then,
+// only if that worked, starts the trial activation of the built toplevel
+// (switch-to-configuration test: the boot default stays what it was). It
+// prints "armed" and "started" as it goes.
 //
-// The first attempt (again false) clears first what an earlier attempt at
-// this revision left, if clear is set. A later attempt (again true: the
-// connection broke and the bot cannot know how far the first one got)
-// arms and starts only what is not there yet.
-func (n names) armAndSwitchScript(host string, gen int, confirmWithin time.Duration, clear, again bool) string {
+// The first attempt (again false) clears what an earlier attempt at this
+// revision left. A later one (again true: the connection broke and the bot
+// cannot know how far the first got) arms and starts only what is not
+// there yet, looking at each unit on its own, and keeps the rollback
+// target the first attempt recorded.
+func (n names) armScript(confirmWithin time.Duration, again bool) string {
+	r := n.root
 	var lines []string
-	if clear && !again {
+	lines = append(lines, "set -u", "d="+n.run,
+		fmt.Sprintf(`T=$(readlink "$d/toplevel") || { echo "no built system in $d/toplevel" >&2; exit %d; }`, exitArmFailed))
+	if !again {
 		lines = append(lines,
-			fmt.Sprintf("systemctl stop %s %s %s >/dev/null 2>&1", n.rollbackTimer(), n.rollbackSvc(), n.switchSvc),
-			fmt.Sprintf("systemctl reset-failed %s %s >/dev/null 2>&1", n.rollbackSvc(), n.switchSvc))
+			fmt.Sprintf("%s stop %s %s >/dev/null 2>&1", r.ctl, n.timer(), n.unit(stepRollback)),
+			fmt.Sprintf("%s reset-failed %s %s %s >/dev/null 2>&1", r.ctl, n.unit(stepRollback), n.unit(stepActivate), n.unit(stepBoot)),
+			`rm -f "$d/previous" "$d/failed-before" "$d/activate.result" "$d/rollback.result" "$d/boot.result"`)
 	}
-	arm := strings.Join([]string{
-		fmt.Sprintf("g=$(readlink %s) || exit %d", profilePath, exitArmFailed),
-		fmt.Sprintf(`if [ "${g##*/}" != system-%d-link ]; then echo "the system profile moved to $g since the probe (generation %d)" >&2; exit %d; fi`, gen, gen, exitArmFailed),
-		n.startRollback(fmt.Sprint(gen), confirmWithin) + fmt.Sprintf(" || exit %d", exitArmFailed),
-	}, "\n")
-	start := fmt.Sprintf(`systemd-run --unit %s -p RemainAfterExit=yes "--setenv=PATH=$PATH" -- nixos-rebuild switch --flake "%s#%s" || exit %d`,
-		strings.TrimSuffix(n.switchSvc, ".service"), n.flakeDir, host, exitSwitchFailed)
-	if again {
-		arm = fmt.Sprintf(`if [ "$(systemctl show %s %s -p ActiveState --value | sort -u)" = inactive ]; then %s; fi`,
-			n.rollbackTimer(), n.rollbackSvc(), strings.ReplaceAll(arm, "\n", "; "))
-		start = fmt.Sprintf(`if [ "$(systemctl show %s -p ActiveState --value)" = inactive ]; then %s; fi`, n.switchSvc, start)
-	}
-	return strings.Join(append(lines, arm, "echo armed", start, "echo started"), "\n")
+	lines = append(lines,
+		// Someone else's activation (a hand-run nixos-rebuild) holds the lock:
+		// wait for it, so that what runs now is what it left.
+		fmt.Sprintf(`if [ -e %[1]s ] && ! flock -w 60 %[1]s true; then echo "another activation holds %[1]s" >&2; exit %[2]d; fi`, lockPath, exitArmFailed),
+		`if [ ! -s "$d/previous" ]; then`,
+		fmt.Sprintf(`  P=$(readlink %s) && G=$(readlink %s) || exit %d`, currentSystemPath, profilePath, exitArmFailed),
+		`  systemctl list-units --state=failed --plain --no-legend --no-pager >"$d/failed-before.part" && mv "$d/failed-before.part" "$d/failed-before"`,
+		fmt.Sprintf(`  nix-store --add-root "$d/previous-root" --realise "$P" >/dev/null || { echo "cannot keep $P from the garbage collector" >&2; exit %d; }`, exitArmFailed),
+		`  printf '%s\n%s\n' "$P" "$G" >"$d/previous.part" && mv "$d/previous.part" "$d/previous" || exit `+fmt.Sprint(exitArmFailed),
+		`fi`,
+		`{ read -r P; read -r G; } <"$d/previous"`,
+		fmt.Sprintf(`if [ -e "$d/rollback.result" ]; then echo "the dead-man rollback already ran" >&2; exit %d; fi`, exitFiredAlready),
+		fmt.Sprintf(`if ! %s && ! %s; then`, unitActive(n.timer()), unitActive(n.unit(stepRollback))),
+		"  "+n.startUnit(stepRollback, []string{fmt.Sprintf("--on-active=%dms", confirmWithin.Milliseconds()), "--timer-property=AccuracySec=100ms"},
+			"/bin/sh", "-c", shq(n.rollbackScript()), "nest-rollback", `"$P"`, `"$G"`)+fmt.Sprintf(" || exit %d", exitArmFailed),
+		"fi",
+		"echo armed",
+		fmt.Sprintf(`if ! %s && [ ! -e "$d/activate.result" ]; then`, unitActive(n.unit(stepActivate))),
+		"  "+n.startUnit(stepActivate, []string{"--service-type=exec"}, `"$T/bin/switch-to-configuration"`, "test")+fmt.Sprintf(" || exit %d", exitActivateFail),
+		"fi",
+		"echo started")
+	return strings.Join(lines, "\n")
 }
 
-// waitScript waits, on the host, until the unit's main process has exited
-// (a zombie counts as exited: its reaper may be slow), then prints the
-// unit's state and the probe. A unit with no main process is not waited
-// for.
-//
-// The wait blocks rather than polls: tail --pid checks the process every
-// 20 ms from one sleeping process (no process started per check), for at
-// most a second at a time, after which /proc says whether it is gone or a
-// zombie. Without timeout or tail it falls back to checking every 100 ms.
-func waitScript(unit string, ins *unitState) (string, []section) {
-	wait := fmt.Sprintf(`pid=$(systemctl show %s -p MainPID --value); case $pid in ''|0|*[!0-9]*) ;; *) while read -r st 2>/dev/null </proc/$pid/stat; do case ${st##*) } in Z*|X*) break;; esac; timeout 1 tail --pid=$pid -s 0.02 -f /dev/null 2>/dev/null; case $? in 0|124) ;; *) sleep 0.1;; esac; done;; esac`, unit)
-	secs := []section{{"unit", showUnit(unit), func(l []string) { *ins = parseUnit(l) }}}
-	return wait + "; " + probeScript(secs), secs
-}
-
-// exitFired is confirmScript's exit status when the dead-man timer fired first.
-const exitFired = 5
-
-// confirmScript disarms the dead-man timer, and clears the finished switch
-// unit. It fails (exitFired) if the rollback has already started.
-func (n names) confirmScript() string {
+// rollbackScript is what nest-rollback-<rev>.service runs, as root, with
+// the system that ran before as $1 and the system profile's link then
+// (system-N-link) as $2. It never stops an activation: it waits for the
+// trial activation's unit to end, and for the activation lock, then puts
+// the system profile back if it moved (and the boot default with it), and
+// activates the system that ran before.
+func (n names) rollbackScript() string {
 	return strings.Join([]string{
-		fmt.Sprintf("systemctl stop %s %s >/dev/null 2>&1", n.rollbackTimer(), n.switchSvc),
-		fmt.Sprintf(`if [ "$(systemctl show %s -p ActiveState --value)" != inactive ]; then echo "the dead-man rollback has already started" >&2; exit %d; fi`, n.rollbackSvc(), exitFired),
+		`P=$1 G=$2 i=0`,
+		fmt.Sprintf(`while %s && [ $i -lt 3600 ]; do i=$((i+1)); sleep 1; done`, unitActive(n.unit(stepActivate))),
+		fmt.Sprintf(`if [ "$(readlink %[1]s)" != "$G" ]; then g=${G#system-}; nix-env -p %[1]s --switch-generation "${g%%-link}" && %[1]s/bin/switch-to-configuration boot || exit 1; fi`, profilePath),
+		`mkdir -p /run/nixos; t=0`,
+		fmt.Sprintf(`until flock -w 600 %s true && "$P/bin/switch-to-configuration" test; do t=$((t+1)); [ $t -lt 3 ] || exit 1; done`, lockPath),
 	}, "\n")
 }
 
 // rollbackNowScript rolls back at once: it stops the timer and starts the
 // rollback unit itself, unless the timer already did.
-func (n names) rollbackNowScript(gen int) string {
+func (n names) rollbackNowScript() string {
 	return strings.Join([]string{
-		fmt.Sprintf("systemctl stop %s >/dev/null 2>&1", n.rollbackTimer()),
-		fmt.Sprintf(`if [ "$(systemctl show %s -p ActiveState --value)" = inactive ]; then %s || exit 4; fi`, n.rollbackSvc(), n.startRollback(fmt.Sprint(gen), 0)),
+		"d=" + n.run,
+		`{ read -r P; read -r G; } <"$d/previous" || { echo "no rollback target in $d/previous" >&2; exit 4; }`,
+		fmt.Sprintf("%s stop %s >/dev/null 2>&1", n.root.ctl, n.timer()),
+		fmt.Sprintf(`if %s || [ -e "$d/rollback.result" ]; then exit 0; fi`, unitActive(n.unit(stepRollback))),
+		n.startUnit(stepRollback, nil, "/bin/sh", "-c", shq(n.rollbackScript()), "nest-rollback", `"$P"`, `"$G"`) + " || exit 4",
 	}, "\n")
 }
 
-// afterRollbackScript clears the failed switch unit, so that it does not
-// leave the system degraded.
-func (n names) afterRollbackScript() string {
-	return fmt.Sprintf("systemctl reset-failed %s >/dev/null 2>&1; true", n.switchSvc)
+// exitFired is confirmScript's exit status when the dead-man timer fired first.
+const exitFired = 5
+
+// confirmScript disarms the dead-man timer. It fails (exitFired) if the
+// rollback has already started.
+func (n names) confirmScript() string {
+	return strings.Join([]string{
+		fmt.Sprintf("%s stop %s >/dev/null 2>&1", n.root.ctl, n.timer()),
+		fmt.Sprintf(`if %s || [ -e %s ]; then echo "the dead-man rollback has already started" >&2; exit %d; fi`, unitActive(n.unit(stepRollback)), n.result(stepRollback), exitFired),
+	}, "\n")
+}
+
+// bootScript makes the built toplevel the boot default, as nixos-rebuild
+// switch does after activating: nix-env --set the system profile, then
+// switch-to-configuration boot, in a unit; unless that already succeeded.
+func (n names) bootScript() string {
+	return strings.Join([]string{
+		"d=" + n.run,
+		`T=$(readlink "$d/toplevel") || exit 4`,
+		fmt.Sprintf(`if %s || [ "$(cat %s 2>/dev/null)" = "success exited 0" ]; then exit 0; fi`, unitActive(n.unit(stepBoot)), n.result(stepBoot)),
+		fmt.Sprintf("rm -f %s", n.result(stepBoot)),
+		n.startUnit(stepBoot, []string{"--service-type=exec"}, "/bin/sh", "-c",
+			shq(fmt.Sprintf(`nix-env -p %s --set "$1" && exec "$1/bin/switch-to-configuration" boot`, profilePath)), "nest-boot", `"$T"`) + " || exit 4",
+	}, "\n")
+}
+
+// recordScript writes what the host now runs and boots, and the commit it
+// was built from, to the deployed file.
+func (n names) recordScript() string {
+	return fmt.Sprintf(`T=$(readlink %s/toplevel) && printf '%%s %%s\n' %s "$T" >%s.part && mv %s.part %s`, n.run, n.rev, deployedFile, deployedFile, deployedFile)
+}
+
+// healthScript waits (for at most about 20 s) until systemd has no jobs
+// left, then lists the units that failed or are waiting to restart, and
+// those that had failed before the activation.
+func (n names) healthScript() string {
+	return strings.Join([]string{
+		`i=0; while [ -n "$(systemctl list-jobs --no-legend --no-pager 2>/dev/null)" ] && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.2; done`,
+		`echo @jobs; systemctl list-jobs --no-legend --no-pager`,
+		`echo @failed; systemctl list-units --state=failed --plain --no-legend --no-pager`,
+		`echo @restarting; systemctl list-units --state=auto-restart --plain --no-legend --no-pager`,
+		fmt.Sprintf(`echo @before; cat %s/failed-before 2>/dev/null`, n.run),
+		`echo @end`,
+	}, "\n")
+}
+
+// journalTail prints the last lines a unit logged, if the login user may
+// read the system journal (the NixOS module puts it in systemd-journal).
+func journalTail(unit string) string {
+	return fmt.Sprintf("journalctl -u %s -n 15 --no-pager -o cat 2>/dev/null | tail -n 15", unit)
 }

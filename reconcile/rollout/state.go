@@ -11,13 +11,15 @@ type State string
 // States, in the order a host goes through them.
 const (
 	StateQueued     State = "queued"      // due, waiting for its turn
-	StateShipping   State = "shipping"    // the source tree is being sent
+	StateShipping   State = "shipping"    // the commit is being sent
+	StateBuilding   State = "building"    // the toplevel is being built (nothing changed on the host yet)
 	StateArmed      State = "armed"       // the dead-man rollback is armed
-	StateSwitching  State = "switching"   // nixos-rebuild switch runs, detached
-	StateHealth     State = "health"      // the switch ended; health commands run
-	StateConfirmed  State = "confirmed"   // healthy; the rollback is disarmed (final)
+	StateActivating State = "activating"  // switch-to-configuration test runs, detached
+	StateHealth     State = "health"      // the activation ended; the unit check and health commands run
+	StateBooting    State = "booting"     // confirmed healthy; becoming the boot default
+	StateConfirmed  State = "confirmed"   // runs and boots the new system, recorded on the host (final)
 	StateFailed     State = "failed"      // a step failed (final unless a rollback follows)
-	StateRolledBack State = "rolled-back" // back on the generation it ran before (final)
+	StateRolledBack State = "rolled-back" // back on the system it ran before (final)
 	StateSkipped    State = "skipped"     // not rolled: already on the revision, or the rollout halted first (final)
 )
 
@@ -33,7 +35,7 @@ func (s State) Final() bool {
 // inFlight reports whether a host recorded in s when the bot stopped may
 // have been left with a switch or an armed rollback.
 func (s State) inFlight() bool {
-	return s == StateArmed || s == StateSwitching || s == StateHealth
+	return s == StateArmed || s == StateActivating || s == StateHealth || s == StateBooting
 }
 
 // Event is one change of one host's state, for progress output: a line per
@@ -44,7 +46,8 @@ type Event struct {
 	Host     string    `json:"host"`
 	Batch    int       `json:"batch"`
 	State    State     `json:"state"`
-	// Generation is the generation the host rolls back to, once known.
+	// Generation is the system profile's generation before the rollout,
+	// once known (the rollback returns to what ran then).
 	Generation int `json:"generation,omitempty"`
 	// Detail says why (skipped, failed) or what was found (a resumed host).
 	Detail string `json:"detail,omitempty"`
@@ -107,8 +110,9 @@ type HostResult struct {
 	Timings    Timings `json:"timings"`
 }
 
-// OnTarget reports whether the host is known to run the rollout's revision.
-func (h HostResult) OnTarget(rev string) bool { return h.Reachable && h.Now.Revision == rev }
+// OnTarget reports whether the host is known to run, and boot, the
+// rollout's revision.
+func (h HostResult) OnTarget(rev string) bool { return h.Reachable && h.Now.Revision == rev && h.Now.Boots() }
 
 // Interruption is a host an earlier run left in flight.
 type Interruption struct {
@@ -128,7 +132,7 @@ type HostError struct {
 	Host string
 	// Step is the state the host was in when it failed.
 	Step State
-	// RolledBack says whether the host is back on its previous generation.
+	// RolledBack says whether the host is back on the system it ran before.
 	RolledBack bool
 	Err        error
 }
