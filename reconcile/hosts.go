@@ -18,6 +18,9 @@ func (p *planner) hosts() {
 		p.note("the target revision is unknown, so hosts were not compared; pass --revision or plan from a git checkout")
 		return
 	}
+	if e := p.live.Repo.EvalError; e != "" && len(p.live.Repo.Toplevels) == 0 {
+		p.note("hosts were compared by their path rules, not by the system nix evaluates: %s", strings.Join(strings.Fields(e), " "))
+	}
 	type due struct {
 		name, reason string
 	}
@@ -68,14 +71,21 @@ func (p *planner) hostDue(h *nest.Host, rev string) (string, bool) {
 		}
 		return "revision unknown", true
 	}
-	if run.Revision == rev {
+	boots := run.Profile == "" || run.Profile == run.System // snapshots from before Profile was observed
+	if top, ok := p.live.Repo.Toplevels[h.Name]; ok && run.System != "" {
+		switch {
+		case top != run.System:
+			return "its system changes (nix eval)", true
+		case !boots:
+			return "runs its system but does not boot it", true
+		}
 		return "", false
 	}
-	if top, ok := p.live.Repo.Toplevels[h.Name]; ok && run.System != "" {
-		if top == run.System {
-			return "", false
+	if run.Revision == rev {
+		if !boots {
+			return "runs " + short(rev) + " but does not boot it", true
 		}
-		return "system changes (nix eval)", true
+		return "", false
 	}
 	changed, known := p.live.Repo.Changed[run.Revision]
 	if !known {
@@ -98,26 +108,19 @@ func (p *planner) hostDue(h *nest.Host, rev string) (string, bool) {
 	return reason, true
 }
 
-// affects reports whether a changed repository path affects host h: by the
-// host's path rules (relative to the flake), or because it is one of the
-// host's certificates or the CA bundle.
+// affects reports whether a changed repository path (relative to
+// nest.yaml's directory) affects host h: a path in pki.dir when it is one
+// of the host's certificates or the CA bundle (another host's certificate
+// does not), any other by the host's path rules.
 func (p *planner) affects(h *nest.Host, repoPath string) bool {
 	if k := p.f.PKI; k != nil {
 		dir := path.Clean(k.Dir)
-		if strings.HasPrefix(repoPath, dir+"/derived/"+h.Name+"/") || strings.HasPrefix(repoPath, dir+"/ca/") || repoPath == dir+"/secrets.nix" {
-			return true
-		}
-	}
-	flake := path.Clean(p.f.Flake)
-	rel := repoPath
-	if flake != "." {
-		var ok bool
-		if rel, ok = strings.CutPrefix(repoPath, flake+"/"); !ok {
-			return false
+		if strings.HasPrefix(repoPath, dir+"/") {
+			return strings.HasPrefix(repoPath, dir+"/derived/"+h.Name+"/") || strings.HasPrefix(repoPath, dir+"/ca/") || repoPath == dir+"/secrets.nix"
 		}
 	}
 	for _, g := range h.Paths {
-		if MatchGlob(g, rel) {
+		if MatchGlob(g, repoPath) {
 			return true
 		}
 	}

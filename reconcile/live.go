@@ -37,8 +37,10 @@ type Repo struct {
 	// differ between it and Revision. A missing entry means "not known".
 	Changed map[string][]string `json:"changed,omitempty"`
 	// Toplevels maps a host to its system's store path at Revision, where
-	// nix evaluated it. Hosts whose current system equals it are not rolled.
+	// nix evaluated it. Hosts that run and boot it are not rolled.
 	Toplevels map[string]string `json:"toplevels,omitempty"`
+	// EvalError says why the toplevels were not evaluated.
+	EvalError string `json:"eval_error,omitempty"`
 }
 
 // Tags are AWS resource tags.

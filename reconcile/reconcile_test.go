@@ -360,15 +360,34 @@ func TestDiffHostsRollInOrderAndBatches(t *testing.T) {
 func TestDiffHostsRollOnlyWhatChanged(t *testing.T) {
 	d := loadExample(t)
 	l := convergedLive(t, d, revOld, observedAt)
-	l.Repo = Repo{Revision: revNew, Changed: map[string][]string{revOld: {"infra/nix/hosts/laptop-ultra/configuration.nix", "README.md"}}}
-	p := mustDiff(t, d, l)
-	if got := addresses(p); !slices.Equal(got, []string{"roll host.laptop-ultra"}) {
-		t.Fatalf("got %q", got)
+	l.Repo = Repo{Revision: revNew, Changed: map[string][]string{revOld: {"README.md"}}}
+	if got := addresses(mustDiff(t, d, l)); len(got) != 0 {
+		t.Fatalf("a change outside the flake's directory rolls %q", got)
 	}
-	t.Run("a module change rolls every host", func(t *testing.T) {
-		l.Repo.Changed[revOld] = []string{"infra/nix/modules/common.nix"}
+	t.Run("by default a change in the flake's directory rolls every host", func(t *testing.T) {
+		l.Repo.Changed[revOld] = []string{"infra/nix/hosts/laptop-ultra/configuration.nix"}
 		if n := len(mustDiff(t, d, l).StepsOf(PlaneHosts)); n != 3 {
 			t.Fatalf("%d hosts roll, want 3", n)
+		}
+	})
+	t.Run("paths are repository paths", func(t *testing.T) {
+		saved := map[string][]string{}
+		for name, h := range d.Fleet.Hosts {
+			saved[name] = h.Paths
+			h.Paths = []string{"infra/nix/hosts/" + name + "/**", "infra/nix/modules/**"}
+		}
+		defer func() {
+			for name, h := range d.Fleet.Hosts {
+				h.Paths = saved[name]
+			}
+		}()
+		l.Repo.Changed[revOld] = []string{"infra/nix/hosts/laptop-ultra/configuration.nix", "README.md"}
+		if got := addresses(mustDiff(t, d, l)); !slices.Equal(got, []string{"roll host.laptop-ultra"}) {
+			t.Fatalf("got %q", got)
+		}
+		l.Repo.Changed[revOld] = []string{"infra/nix/modules/common.nix"}
+		if n := len(mustDiff(t, d, l).StepsOf(PlaneHosts)); n != 3 {
+			t.Fatalf("a module change rolls %d hosts, want 3", n)
 		}
 	})
 	t.Run("a certificate of one host rolls that host", func(t *testing.T) {
@@ -385,6 +404,14 @@ func TestDiffHostsRollOnlyWhatChanged(t *testing.T) {
 		}
 		l.Repo.Toplevels["laptop-firebat"] = "/nix/store/new-system"
 		if got := addresses(mustDiff(t, d, l)); !slices.Equal(got, []string{"roll host.laptop-firebat"}) {
+			t.Fatalf("got %q", got)
+		}
+		// It runs the new system (a hand-run nixos-rebuild test) but boots the old.
+		run := l.Hosts["laptop-firebat"]
+		run.Profile, run.System = run.System, "/nix/store/new-system"
+		l.Hosts["laptop-firebat"] = run
+		p := mustDiff(t, d, l)
+		if got := addresses(p); !slices.Equal(got, []string{"roll host.laptop-firebat"}) || !strings.Contains(p.StepsOf(PlaneHosts)[0].Reason, "does not boot it") {
 			t.Fatalf("got %q", got)
 		}
 	})

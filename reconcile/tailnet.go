@@ -10,17 +10,26 @@ import (
 // TailnetAddress returns the plan address of a tailnet node.
 func TailnetAddress(name string) string { return "tailnet.node." + name }
 
-// nodesByName indexes live tailnet nodes by their host name: the node name,
-// or the first label of the MagicDNS name.
+// nodesByName indexes live tailnet nodes by the name of the host they are:
+// the host whose tailnet name (hosts.<name>.tailnet_name, by default its
+// name) is the node name, or the first label of its MagicDNS name. A node
+// that is no host's keeps its own name.
 func (p *planner) nodesByName() map[string]Node {
 	if p.nodes != nil {
 		return p.nodes
+	}
+	host := map[string]string{}
+	for name, h := range p.f.Hosts {
+		host[h.TailnetNode()] = name
 	}
 	m := make(map[string]Node, len(p.live.Tailnet.Nodes))
 	for _, n := range p.live.Tailnet.Nodes {
 		name := n.Name
 		if name == "" {
 			name, _, _ = strings.Cut(n.DNSName, ".")
+		}
+		if h, ok := host[name]; ok {
+			name = h
 		}
 		m[name] = n
 	}

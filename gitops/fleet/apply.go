@@ -68,7 +68,11 @@ func (s *Session) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyOpt
 	}
 	exec := &reconcile.Executor{Appliers: map[reconcile.Plane]reconcile.PlaneApplier{}}
 	if s.EC2 != nil {
-		a := &nestaws.Applier{Client: s.EC2, Fleet: d.Fleet, Live: &s.Live.Cloud, Revision: revision, Logf: opts.logf, AuthKey: opts.AuthKey}
+		deployKey, err := DeployPublicKey(d.Fleet, s.opts.Getenv)
+		if err != nil {
+			return nil, err
+		}
+		a := &nestaws.Applier{Client: s.EC2, Fleet: d.Fleet, Live: &s.Live.Cloud, Revision: revision, Logf: opts.logf, AuthKey: opts.AuthKey, DeployKey: deployKey}
 		exec.Appliers[reconcile.PlaneCloud] = cloudApplier(a)
 	}
 	if s.Bot != nil || api != nil {
@@ -351,11 +355,7 @@ func (s *Session) Rollout(ctx context.Context, steps []reconcile.Step, events fu
 	if err != nil {
 		return &rollout.Result{}, err
 	}
-	src, err := s.Repo.Source()
-	if err != nil {
-		return &rollout.Result{}, err
-	}
-	ts, err := Targets(s.Desired, s.Live)
+	ts, err := Targets(s.Desired, s.Live, s.opts.Getenv)
 	if err != nil {
 		return &rollout.Result{}, err
 	}
@@ -368,8 +368,12 @@ func (s *Session) Rollout(ctx context.Context, steps []reconcile.Step, events fu
 	}
 	f := s.Desired.Fleet
 	ro := &rollout.Rollout{Dialer: s.Bot, Hosts: ts, Batches: batches, MaxParallel: f.Rollout.MaxParallel,
-		Source: src, FlakeDir: f.Flake, Revision: s.Repo.revision, Health: f.Rollout.Health,
-		ConfirmWithin: f.Rollout.ConfirmWithin.Duration, Journal: db.Journal(), Events: events}
+		Source: s.Repo.git, FlakeDir: s.Repo.flakeDir(f.Flake), Revision: s.Repo.revision, Health: f.Rollout.Health,
+		ConfirmWithin: f.Rollout.ConfirmWithin.Duration, BuildOn: f.Rollout.BuildOn, BuildTimeout: f.Rollout.BuildTimeout.Duration,
+		Journal: db.Journal(), Events: events}
+	if f.Rollout.BuildOn == rollout.BuildLocal {
+		ro.Nix = s.opts.nix()
+	}
 	res, err := ro.Run(ctx)
 	if res == nil {
 		res = &rollout.Result{}

@@ -11,10 +11,16 @@
 package fleet // import "github.com/ducksnest/nestbot/gitops/fleet"
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/pki"
@@ -23,9 +29,14 @@ import (
 
 // Desired is nest.yaml plus what the repository holds beside it.
 type Desired struct {
-	File     string // nest.yaml's path, as given
-	Fleet    *nest.Fleet
+	File  string // nest.yaml's path, as given
+	Fleet *nest.Fleet
+	// HostKeys are the hosts' age recipients (<pki.dir>/hosts/<host>.pub),
+	// which the certificates' keys are encrypted to.
 	HostKeys map[string]string
+	// Pins are the hosts' pinned SSH host keys (hosts.<name>.host_key,
+	// by default the same file as the age recipient).
+	Pins map[string]string
 	Root     string // the directory holding nest.yaml: paths in it are relative to here
 	Source   []byte // nest.yaml as read
 }
@@ -48,19 +59,68 @@ func Load(file string) (*Desired, error) {
 			return nil, err
 		}
 	}
+	if d.Pins, err = d.readPins(); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 
-// Digest fingerprints the desired state: nest.yaml and the pinned host keys.
+// readPins reads each host's pinned SSH host key from hosts.<name>.host_key,
+// or, without one, takes its age recipient from pki.dir (the same file). A
+// host without a file is not pinned yet; a file that does not hold an SSH
+// public key is an error naming it.
+func (d *Desired) readPins() (map[string]string, error) {
+	pins := map[string]string{}
+	var errs []error
+	for _, name := range d.HostNames() {
+		h := d.Fleet.Hosts[name]
+		if h.HostKey == "" {
+			if k, ok := d.HostKeys[name]; ok {
+				pins[name] = k
+			}
+			continue
+		}
+		p := d.HostKeyFile(h)
+		data, err := os.ReadFile(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("pinned host key of %s: %w", name, err))
+			continue
+		}
+		line, _, _ := strings.Cut(strings.TrimSpace(string(data)), "\n")
+		key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("pinned host key of %s: %s holds no SSH public key (authorized_keys format, e.g. the host's /etc/ssh/ssh_host_ed25519_key.pub): %w", name, p, err))
+			continue
+		}
+		pins[name] = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))
+	}
+	return pins, errors.Join(errs...)
+}
+
+// HostKeyFile is where the host's pinned SSH host key lives on disk, or ""
+// when the fleet keeps none.
+func (d *Desired) HostKeyFile(h *nest.Host) string {
+	p := d.Fleet.HostKeyPath(h)
+	if p == "" {
+		return ""
+	}
+	return filepath.Join(d.Root, filepath.FromSlash(p))
+}
+
+// Digest fingerprints the desired state: nest.yaml, the hosts' age
+// recipients and their pinned host keys.
 func (d *Desired) Digest() string {
 	parts := [][]byte{d.Source}
-	hosts := make([]string, 0, len(d.HostKeys))
-	for h := range d.HostKeys {
-		hosts = append(hosts, h)
-	}
-	sort.Strings(hosts)
-	for _, h := range hosts {
+	for _, h := range slices.Sorted(maps.Keys(d.HostKeys)) {
 		parts = append(parts, []byte(h+" "+d.HostKeys[h]))
+	}
+	for _, h := range slices.Sorted(maps.Keys(d.Pins)) {
+		if d.Pins[h] != d.HostKeys[h] {
+			parts = append(parts, []byte("pin "+h+" "+d.Pins[h]))
+		}
 	}
 	return reconcile.DigestBytes(parts...)
 }

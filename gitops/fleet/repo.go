@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
-	"sort"
+	"errors"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"tailscale.com/tsnet"
 
 	"github.com/ducksnest/nestbot/gitops/git"
+	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/reconcile"
 	"github.com/ducksnest/nestbot/reconcile/rollout"
 )
@@ -67,6 +69,15 @@ func (r *Repo) Revision() string { return r.revision }
 // Git is the repository.
 func (r *Repo) Git() *git.Repo { return r.git }
 
+// flakeDir is the flake's directory relative to the repository root (flake
+// is relative to nest.yaml's directory).
+func (r *Repo) flakeDir(flake string) string {
+	if r.prefix == "" {
+		return path.Clean(flake)
+	}
+	return path.Join(r.prefix, flake)
+}
+
 // Source is the tree at the target revision, from nest.yaml's directory down.
 func (r *Repo) Source() (fs.FS, error) {
 	tree, err := r.git.Tree(r.revision)
@@ -118,19 +129,74 @@ func (r *Repo) fill(live *reconcile.Live) {
 	}
 }
 
-// Targets are the desired hosts as the rollout reaches them: by tailnet
-// address, with their pinned host keys.
-func Targets(d *Desired, live *reconcile.Live) ([]rollout.Target, error) {
+// evalTimeout bounds evaluating every host's toplevel.
+const evalTimeout = 5 * time.Minute
+
+// evalToplevels evaluates, with nix where nestbot runs, the toplevel each
+// host's configuration builds at the target, so that the plan compares it
+// with what the host runs. Without nix, or when the evaluation fails (the
+// plan says why), hosts are compared by path rules.
+func (r *Repo) evalToplevels(ctx context.Context, d *Desired, nix *rollout.LocalNix, live *reconcile.Live) {
+	if r == nil {
+		return
+	}
+	if nix == nil {
+		live.Repo.EvalError = "nix is not installed where nestbot runs"
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, evalTimeout)
+	defer cancel()
+	co, err := nix.Checkout(ctx, r.git, r.revision, r.flakeDir(d.Fleet.Flake))
+	if err != nil {
+		live.Repo.EvalError = err.Error()
+		return
+	}
+	defer co.Close()
+	var attrs []string
+	for _, name := range d.HostNames() {
+		attrs = append(attrs, d.Fleet.Hosts[name].FlakeAttr())
+	}
+	tops, err := nix.EvalToplevels(ctx, co, attrs)
+	if err != nil {
+		live.Repo.EvalError = err.Error()
+		return
+	}
+	live.Repo.Toplevels = map[string]string{}
+	for _, name := range d.HostNames() {
+		if t := tops[d.Fleet.Hosts[name].FlakeAttr()]; t != "" {
+			live.Repo.Toplevels[name] = t
+		}
+	}
+}
+
+// Targets are the desired hosts as the rollout reaches them: by the
+// tailnet address of their node (hosts.<name>.tailnet_name), with their
+// flake attributes, pinned host keys and logins. getenv resolves
+// rollout.ssh.key, nestbot's own key, for hosts that log in over OpenSSH.
+func Targets(d *Desired, live *reconcile.Live, getenv func(string) string) ([]rollout.Target, error) {
 	addr := map[string]string{}
 	for _, n := range live.Tailnet.Nodes {
 		if len(n.IPs) > 0 {
 			addr[n.Name] = n.IPs[0] + ":22"
 		}
 	}
+	var key ssh.Signer
 	var out []rollout.Target
-	for name := range d.Fleet.Hosts {
-		t := rollout.Target{Name: name, Addr: addr[name]}
-		if k := d.HostKeys[name]; k != "" {
+	for _, name := range d.HostNames() {
+		h := d.Fleet.Hosts[name]
+		l := d.Fleet.Login(h)
+		t := rollout.Target{Name: name, Attr: h.FlakeAttr(), Addr: addr[h.TailnetNode()],
+			Login: rollout.Login{Via: l.Via, User: l.User}}
+		if l.Via == nest.SSHViaOpenSSH {
+			if key == nil {
+				var err error
+				if key, err = deployKey(d.Fleet, getenv); err != nil {
+					return nil, err
+				}
+			}
+			t.Login.Key = key
+		}
+		if k := d.Pins[name]; k != "" {
 			pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k))
 			if err != nil {
 				return nil, fmt.Errorf("pinned host key of %s: %w", name, err)
@@ -139,14 +205,48 @@ func Targets(d *Desired, live *reconcile.Live) ([]rollout.Target, error) {
 		}
 		out = append(out, t)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// deployKey reads nestbot's own SSH key from rollout.ssh.key. Its errors
+// say where the key was looked for, never what it holds.
+func deployKey(f *nest.Fleet, getenv func(string) string) (ssh.Signer, error) {
+	ref := f.Rollout.SSH.Key
+	if ref == nil {
+		return nil, errors.New("rollout.ssh.key: a host logs in over openssh, and nest.yaml names no key for nestbot")
+	}
+	pem, err := ref.Resolve(getenv)
+	if err != nil {
+		return nil, fmt.Errorf("rollout.ssh.key: %w", err)
+	}
+	key, err := ssh.ParsePrivateKey([]byte(pem))
+	if err != nil {
+		var missing *ssh.PassphraseMissingError
+		if errors.As(err, &missing) {
+			return nil, fmt.Errorf("rollout.ssh.key (%s): the key has a passphrase; give nestbot a key without one", ref)
+		}
+		return nil, fmt.Errorf("rollout.ssh.key (%s): not an SSH private key (OpenSSH or PEM format, e.g. from ssh-keygen -t ed25519)", ref)
+	}
+	return key, nil
+}
+
+// DeployPublicKey is nestbot's SSH public key (authorized_keys format), for
+// the deploy user's authorized_keys; "" when no host logs in over OpenSSH.
+func DeployPublicKey(f *nest.Fleet, getenv func(string) string) (string, error) {
+	if f.Rollout.SSH.Key == nil {
+		return "", nil
+	}
+	key, err := deployKey(f, getenv)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key.PublicKey()))) + " nestbot", nil
 }
 
 // observeHosts probes, over the tailnet, every desired host that is on it:
 // what it runs. A host that cannot be reached is recorded as such.
-func observeHosts(ctx context.Context, bot *tsnet.Server, d *Desired, live *reconcile.Live) (map[string]reconcile.HostRun, map[string]error) {
-	ts, err := Targets(d, live)
+func observeHosts(ctx context.Context, bot *tsnet.Server, d *Desired, live *reconcile.Live, getenv func(string) string) (map[string]reconcile.HostRun, map[string]error) {
+	ts, err := Targets(d, live, getenv)
 	runs := map[string]reconcile.HostRun{}
 	errs := map[string]error{}
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -39,6 +40,25 @@ type Options struct {
 	// DB is the state file already open in this process (the server's);
 	// nil opens <state dir>/nestbot.db for the rollout journal.
 	DB *store.DB
+	// Nix runs nix where nestbot runs: to evaluate the toplevel each host's
+	// configuration builds at the target (so a host is due exactly when its
+	// system changes), and for rollout.build_on local. Nil means nix on
+	// PATH, if there is one.
+	Nix *rollout.LocalNix
+	// NoEval turns the evaluation off: hosts are compared by path rules.
+	NoEval bool
+}
+
+// nix is the local nix, or nil when there is none.
+func (o Options) nix() *rollout.LocalNix {
+	n := o.Nix
+	if n == nil {
+		n = &rollout.LocalNix{}
+	}
+	if !n.Available() {
+		return nil
+	}
+	return n
 }
 
 // TailnetOptions are how nestbot's own tailnet node joins.
@@ -169,8 +189,11 @@ func Observe(ctx context.Context, d *Desired, opts Options) (*Session, error) {
 			}
 			s.Live.Planes = append(s.Live.Planes, reconcile.PlaneTailnet)
 			s.Repo = OpenRepo(d.Root)
-			s.Live.Hosts, s.HostErrors = observeHosts(ctx, bot, d, s.Live)
+			s.Live.Hosts, s.HostErrors = observeHosts(ctx, bot, d, s.Live, opts.Getenv)
 			s.Repo.fill(s.Live)
+			if !opts.NoEval {
+				s.Repo.evalToplevels(ctx, d, opts.nix(), s.Live)
+			}
 			s.Live.Planes = append(s.Live.Planes, reconcile.PlaneHosts)
 		}
 	}
@@ -248,16 +271,21 @@ func observeCerts(ctx context.Context, d *Desired, live *reconcile.Live, bot *ts
 	}
 	notRolled := map[string][]string{} // certificate id → host:port still serving an older one
 	if bot != nil {
+		byNode := map[string]string{}
+		for _, name := range d.HostNames() {
+			byNode[d.Fleet.Hosts[name].TailnetNode()] = name
+		}
 		for _, n := range live.Tailnet.Nodes {
-			if _, ok := d.Fleet.Hosts[n.Name]; !ok || len(n.IPs) == 0 {
+			host, ok := byNode[n.Name]
+			if !ok || len(n.IPs) == 0 {
 				continue
 			}
 			served, _ := pki.ProbeServed(ctx, bot.Dial, n.IPs[0], d.Fleet.PKI.ServingPorts)
-			for _, hp := range pki.NotRolled(observed, n.Name, served) {
+			for _, hp := range pki.NotRolled(observed, host, served) {
 				_, portStr, _ := strings.Cut(hp, ":")
 				port, _ := strconv.Atoi(portStr)
 				if leaf := pki.ServedLeaf(port); leaf != "" {
-					id := n.Name + "/" + leaf
+					id := host + "/" + leaf
 					notRolled[id] = append(notRolled[id], hp)
 				}
 			}
@@ -293,9 +321,35 @@ func (s *Session) Refresh(ctx context.Context) (*reconcile.Live, error) {
 	return &l, nil
 }
 
+// pinElsewhere pins a learned host key in hosts.<name>.host_key, and
+// returns the file's path relative to pki.dir (for the certificates'
+// commit).
+func pinElsewhere(d *Desired, h *nest.Host, key string) (string, error) {
+	file := d.HostKeyFile(h)
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return "", fmt.Errorf("pin host key of %s: %w", h.Name, err)
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return "", fmt.Errorf("pin host key of %s: %w", h.Name, err)
+	}
+	if _, err := f.WriteString(key + "\n"); err != nil {
+		f.Close()
+		return "", fmt.Errorf("pin host key of %s: %w", h.Name, err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("pin host key of %s: %w", h.Name, err)
+	}
+	if d.Pins == nil {
+		d.Pins = map[string]string{}
+	}
+	d.Pins[h.Name] = key
+	return filepath.Rel(d.PKIDir(), file)
+}
+
 // learnHostKeys probes the hosts that have no pinned key yet (a new
-// instance that just joined), and pins what they present in
-// <pki.dir>/hosts/<host>.pub. It returns the files written, relative to
+// instance that just joined), and pins what they present (their ed25519
+// key) in hosts.<name>.host_key, by default <pki.dir>/hosts/<host>.pub. It returns the files written, relative to
 // pki.dir, and a warning for each host that did not answer: its keys stay
 // encrypted to the admins only, and the next apply tries again. A pinned
 // key is never replaced.
@@ -304,7 +358,7 @@ func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) (writ
 	if s.Bot == nil || d.Fleet.PKI == nil {
 		return nil, nil, nil
 	}
-	ts, err := Targets(d, live)
+	ts, err := Targets(d, live, s.opts.Getenv)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -324,6 +378,21 @@ func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) (writ
 			continue
 		}
 		key := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(probed[i].HostKey)))
+		h := d.Fleet.Hosts[t.Name]
+		if h.HostKey != "" {
+			// Pinned apart from the age recipient, which nestbot does not
+			// learn: an agenix identity need not be the SSH host key.
+			rel, err := pinElsewhere(d, h, key)
+			if err != nil {
+				return written, warnings, err
+			}
+			written = append(written, rel)
+			if _, ok := d.HostKeys[t.Name]; !ok {
+				warnings = append(warnings, fmt.Sprintf("%s: its host key is pinned in %s, but it has no age recipient in %s, so its keys are encrypted to the admins only; put its agenix identity's public key there",
+					t.Name, h.HostKey, path.Join(d.Fleet.PKI.Dir, "hosts", t.Name+".pub")))
+			}
+			continue
+		}
 		if err := pki.PinHostKey(pki.Dir(d.PKIDir()), t.Name, key); err != nil {
 			return written, warnings, err
 		}
@@ -331,6 +400,7 @@ func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) (writ
 			d.HostKeys = map[string]string{}
 		}
 		d.HostKeys[t.Name] = pki.NormalizeRecipient(key)
+		d.Pins[t.Name] = d.HostKeys[t.Name]
 		written = append(written, pki.HostKeyPath(t.Name))
 	}
 	return written, warnings, nil

@@ -36,7 +36,10 @@ type Applier struct {
 	Revision string
 	// AuthKey returns the tailnet auth key for a new host's user-data.
 	AuthKey func(ctx context.Context, host string) (string, error)
-	Logf    func(format string, args ...any)
+	// DeployKey is nestbot's SSH public key (authorized_keys format), for
+	// the user-data of hosts that nestbot logs in to over OpenSSH.
+	DeployKey string
+	Logf      func(format string, args ...any)
 	// Poll is the interval of the bounded waits (default 2s); WaitTimeout
 	// bounds each wait for an instance state (default 10m).
 	Poll        time.Duration
@@ -352,7 +355,7 @@ func (a *Applier) createInstance(ctx context.Context, host string) (string, erro
 		ImageId: aws.String(ami), InstanceType: types.InstanceType(h.AWS.InstanceType),
 		MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
 		SubnetId: aws.String(subnet), SecurityGroupIds: []string{sg},
-		UserData:    aws.String(EncodeUserData(UserData(f, h, key))),
+		UserData:    aws.String(EncodeUserData(UserData(f, h, key, a.DeployKey))),
 		ClientToken: aws.String(ClientToken(f, h, ami, a.Revision)),
 		BlockDeviceMappings: []types.BlockDeviceMapping{{DeviceName: aws.String(rootDevice), Ebs: &types.EbsBlockDevice{
 			VolumeSize: aws.Int32(int32(h.AWS.RootVolume.SizeGB)), VolumeType: types.VolumeType(h.AWS.RootVolume.Type),

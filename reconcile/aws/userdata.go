@@ -7,14 +7,25 @@ import (
 	"strings"
 
 	"github.com/ducksnest/nestbot/nest"
+	"github.com/ducksnest/nestbot/reconcile/rollout"
 )
 
 // UserData renders the user-data of a new instance: a NixOS configuration
 // that the NixOS AMI's amazon-init applies on first boot. It sets the host
-// name and joins the tailnet with authKey. The result holds a secret: it is
-// passed to RunInstances and nowhere else — never logged, planned or saved.
-func UserData(f *nest.Fleet, h *nest.Host, authKey string) string {
+// name (the host's tailnet name: tailscale names the node after it) and
+// joins the tailnet with authKey, so that nestbot can log in the way
+// nest.yaml says before the host's own configuration is applied: with
+// Tailscale SSH (tailscale up --ssh; the tailnet policy's ssh rule decides
+// who may), or over OpenSSH as the deploy user, whose authorized key is
+// deployKey (nestbot's public key) and whose sudo rules are
+// rollout.SudoRules. The result holds a secret: it is passed to
+// RunInstances and nowhere else — never logged, planned or saved.
+func UserData(f *nest.Fleet, h *nest.Host, authKey, deployKey string) string {
+	login := f.Login(h)
 	var flags []string
+	if login.Via == nest.SSHViaTailscale {
+		flags = append(flags, "--ssh")
+	}
 	if len(f.Tailnet.Tags) > 0 {
 		flags = append(flags, "--advertise-tags="+strings.Join(f.Tailnet.Tags, ","))
 	}
@@ -29,11 +40,18 @@ func UserData(f *nest.Fleet, h *nest.Host, authKey string) string {
 	fmt.Fprintf(&b, "### nestbot user-data: fleet %s, host %s\n", f.Name, h.Name)
 	b.WriteString("{ config, pkgs, modulesPath, ... }:\n{\n")
 	b.WriteString("  imports = [ \"${modulesPath}/virtualisation/amazon-image.nix\" ];\n")
-	fmt.Fprintf(&b, "  networking.hostName = %s;\n", strconv.Quote(h.Name))
+	fmt.Fprintf(&b, "  networking.hostName = %s;\n", strconv.Quote(h.TailnetNode()))
 	b.WriteString("  services.tailscale.enable = true;\n")
 	fmt.Fprintf(&b, "  services.tailscale.authKeyFile = pkgs.writeText \"tailscale-authkey\" %s;\n", strconv.Quote(authKey))
 	fmt.Fprintf(&b, "  services.tailscale.extraUpFlags = [ %s ];\n", strings.Join(quoted, " "))
 	b.WriteString("  services.openssh.enable = true;\n")
+	if login.Via == nest.SSHViaOpenSSH && login.User != "root" {
+		fmt.Fprintf(&b, "  users.users.%s = { isNormalUser = true; extraGroups = [ \"systemd-journal\" ]; openssh.authorizedKeys.keys = [ %s ]; };\n",
+			strconv.Quote(login.User), strconv.Quote(deployKey))
+		fmt.Fprintf(&b, "  security.sudo.extraConfig = %s;\n", strconv.Quote(strings.Join(rollout.SudoRules(login.User), "\n")+"\n"))
+		fmt.Fprintf(&b, "  systemd.tmpfiles.rules = [ %s ];\n", strconv.Quote("d "+rollout.StateDir+" 0755 "+login.User+" root -"))
+		b.WriteString("  environment.systemPackages = [ pkgs.git ];\n")
+	}
 	if h.AWS.UserData != nil {
 		for _, line := range strings.Split(strings.TrimRight(*h.AWS.UserData, "\n"), "\n") {
 			b.WriteString("  " + line + "\n")

@@ -508,7 +508,7 @@ func TestMintedKeyInUserDataBootsAHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	userData := []byte(nestaws.UserData(f, h, key))
+	userData := []byte(nestaws.UserData(f, h, key, ""))
 	name, _ := host.HostNameFromUserData(userData)
 	bootKey, ok := host.AuthKeyFromUserData(userData)
 	if name != h.Name || !ok || bootKey != key {
