@@ -36,9 +36,9 @@ type Desired struct {
 	HostKeys map[string]string
 	// Pins are the hosts' pinned SSH host keys (hosts.<name>.host_key,
 	// by default the same file as the age recipient).
-	Pins map[string]string
-	Root     string // the directory holding nest.yaml: paths in it are relative to here
-	Source   []byte // nest.yaml as read
+	Pins   map[string]string
+	Root   string // the directory holding nest.yaml: paths in it are relative to here
+	Source []byte // nest.yaml as read
 }
 
 // Load reads nest.yaml and the host keys pinned beside it. A nest.yaml

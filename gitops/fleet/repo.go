@@ -2,12 +2,12 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
-	"errors"
 	"strings"
 	"sync"
 	"time"

@@ -1,21 +1,20 @@
 package rollout
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
-	"testing/fstest"
 	"time"
 
+	"github.com/ducksnest/nestbot/gitops/git"
+	"github.com/ducksnest/nestbot/internal/fixtures"
 	"github.com/ducksnest/nestbot/reconcile"
 	"github.com/ducksnest/nestbot/store"
 )
@@ -23,174 +22,286 @@ import (
 const rev = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 
 func TestDecide(t *testing.T) {
-	onA := Probed{Revision: "aaaa", Generation: 1}
-	onB := Probed{Revision: rev, Generation: 2}
+	const old, built = "/nix/store/aaa-nixos-system-web", "/nix/store/bbb-nixos-system-web"
+	onA := Probed{Revision: "aaaa", System: old, Profile: old, Generation: 1}
+	onB := Probed{Revision: rev, System: built, Profile: built, Generation: 2}
+	activated := Probed{Revision: "aaaa", System: built, Profile: old, Generation: 1}
 	running := unitState{Active: "active", Sub: "running", Result: "success"}
-	exited := unitState{Active: "active", Sub: "exited", Result: "success"}
-	failed := unitState{Active: "failed", Sub: "failed", Result: "exit-code", Status: 4}
-	armed := unitState{Active: "active"}
+	armed := unitState{Active: "active", Sub: "waiting"}
+	ok := map[string]string{stepBuild: resultOK, stepActivate: resultOK}
+	firedAfterFailure := map[string]string{stepBuild: resultOK, stepActivate: "exit-code exited 4", stepRollback: resultOK}
+	fired := map[string]string{stepBuild: resultOK, stepActivate: resultOK, stepRollback: resultOK}
 	for _, tc := range []struct {
-		name     string
-		p        Probed
-		ins      inspection
-		inFlight bool
-		want     action
-		found    string
+		name string
+		p    Probed
+		ins  inspection
+		last State
+		want action
+		// found is what the decision says it found, for a host in flight.
+		found string
 	}{
 		{name: "due", p: onA, want: actRoll},
 		{name: "already on the revision", p: onB, want: actSkip},
-		{name: "confirmed by an earlier run", p: onB, inFlight: false, want: actSkip},
-		{name: "switch still running", p: onA, ins: inspection{switchUnit: running, timer: armed}, inFlight: true, want: actWait, found: "still running"},
-		{name: "switch running, journal lost", p: onA, ins: inspection{switchUnit: running, timer: armed}, want: actWait},
-		{name: "switched, not confirmed", p: onB, ins: inspection{switchUnit: exited, timer: armed}, inFlight: true, want: actWait, found: "checking health"},
-		{name: "switched, unit cleared, not confirmed", p: onB, ins: inspection{timer: armed}, inFlight: true, want: actHealth, found: "checking health"},
-		{name: "switch failed, still armed", p: onB, ins: inspection{switchUnit: failed, timer: armed}, inFlight: true, want: actWait},
-		{name: "rolled back by the dead-man", p: onA, ins: inspection{switchUnit: exited, rollbackUnit: exited}, inFlight: true, want: actRoll, found: "rolled back by its dead-man timer"},
-		{name: "switch failed, then rolled back", p: onA, ins: inspection{switchUnit: failed, rollbackUnit: exited}, inFlight: true, want: actFail, found: "switch failed"},
-		{name: "rollback running", p: onA, ins: inspection{rollbackUnit: running}, inFlight: true, want: actFail, found: "rolling back"},
-		{name: "armed, never switched", p: onA, ins: inspection{timer: armed}, inFlight: true, want: actRoll, found: "nothing left running"},
-		{name: "on the revision, nothing armed", p: onB, inFlight: true, want: actSkip, found: "done"},
+		{name: "runs the revision but boots the old system", p: Probed{Revision: rev, System: built, Profile: old}, want: actRoll},
+		{name: "build still running from an earlier run", p: onA, ins: inspection{build: running}, last: StateBuilding, want: actRoll},
+		{name: "activation still running", p: onA, ins: inspection{activate: running, timer: armed, toplevel: built}, last: StateActivating, want: actWait, found: "still running"},
+		{name: "activation running, journal lost", p: onA, ins: inspection{activate: running, timer: armed, toplevel: built}, want: actWait},
+		{name: "activated, not confirmed", p: activated, ins: inspection{timer: armed, toplevel: built, results: ok}, last: StateActivating, want: actHealth, found: "checking health"},
+		{name: "confirmed, not yet the boot default", p: activated, ins: inspection{toplevel: built, results: ok}, last: StateBooting, want: actBoot, found: "boot default"},
+		{name: "becoming the boot default", p: activated, ins: inspection{boot: running, toplevel: built, results: ok}, last: StateBooting, want: actBoot, found: "boot default"},
+		{name: "activated, timer stopped, not confirmed", p: activated, ins: inspection{toplevel: built, results: ok}, last: StateHealth, want: actHealth, found: "checking health"},
+		{name: "rolled back by the dead-man", p: onA, ins: inspection{toplevel: built, results: fired}, last: StateHealth, want: actRoll, found: "rolled back by its dead-man timer"},
+		// switch-to-configuration's reset-failed clears the failed unit:
+		// only the recorded result says it failed.
+		{name: "activation failed, then rolled back", p: onA, ins: inspection{toplevel: built, results: firedAfterFailure}, last: StateActivating, want: actFail, found: "activation failed"},
+		{name: "rollback running", p: onA, ins: inspection{rollback: running}, last: StateHealth, want: actFail, found: "rolling back"},
+		{name: "armed, never activated", p: onA, ins: inspection{timer: armed, toplevel: built}, last: StateArmed, want: actRoll, found: "nothing left running"},
+		{name: "on the revision, nothing armed", p: onB, last: StateBooting, want: actSkip, found: "done"},
+		{name: "rebooted inside the window: the old generation", p: onA, ins: inspection{toplevel: built, results: ok}, last: StateHealth, want: actRoll, found: "nothing left running"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := decide(rev, tc.p, tc.ins, tc.inFlight)
+			d := decide(rev, tc.p, tc.ins, tc.last)
 			if d.act != tc.want || !strings.Contains(d.found, tc.found) {
 				t.Errorf("decide = %+v, want action %d, found containing %q", d, tc.want, tc.found)
 			}
-			if tc.inFlight && d.found == "" && tc.want != actRoll {
+			if tc.last.inFlight() && d.found == "" {
 				t.Errorf("decide = %+v: says nothing of what it found", d)
 			}
 		})
 	}
 }
 
-func TestWriteTar(t *testing.T) {
-	src := fstest.MapFS{
-		"infra/nix/flake.nix":      {Data: []byte("{ }\n"), Mode: 0o644},
-		"infra/nix/.nest-revision": {Data: []byte("stale\n")},
-		"infra/nix/run.sh":         {Data: []byte("#!/bin/sh\n"), Mode: 0o755},
-		"infra/nix/link":           {Data: []byte("flake.nix"), Mode: os.ModeSymlink | 0o777},
-		"README.md":                {Data: []byte("hi\n")},
+// testRepo makes a git repository with a flake in infra/nix whose
+// nixosConfigurations.web toplevel is a derivation named after self.rev,
+// and returns it and the commit.
+func testRepo(t *testing.T) (*git.Repo, string) {
+	t.Helper()
+	fixtures.Require(t, "git")
+	dir := t.TempDir()
+	files := map[string]string{
+		"nest.yaml": "version: 1\n",
+		"infra/nix/flake.nix": `{
+  outputs = { self }: {
+    rev = self.rev or "none";
+    nixosConfigurations.web.config.system.build.toplevel = derivation {
+      name = "nixos-system-web-${self.shortRev or "dirty"}";
+      system = "x86_64-linux";
+      builder = "/bin/sh";
+      args = [ "-c" "echo ${self.rev or "none"} > $out" ];
+    };
+    nixosConfigurations.db.config.system.build.toplevel = derivation {
+      name = "nixos-system-db"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo db > $out" ];
+    };
+  };
+}
+`,
+		"infra/nix/hosts/web.nix": "{ }\n",
+		"scripts/check.sh":        "#!/bin/sh\nexit 0\n",
 	}
-	var buf bytes.Buffer
-	if err := writeTar(&buf, src, "infra/nix", rev); err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]string{}
-	tr := tar.NewReader(&buf)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		body, _ := io.ReadAll(tr)
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			got[hdr.Name] = "dir"
-		case tar.TypeSymlink:
-			got[hdr.Name] = "-> " + hdr.Linkname
-		default:
-			got[hdr.Name] = string(body) + " " + os.FileMode(hdr.Mode).String()
+	}
+	for _, args := range [][]string{{"init", "-q"}, {"add", "-A"}, {"-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one"}} {
+		if out, err := exec.Command("git", append([]string{"-C", dir}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
 		}
 	}
-	want := map[string]string{
-		"README.md":                "hi\n -rw-r--r--",
-		"infra/":                   "dir",
-		"infra/nix/":               "dir",
-		"infra/nix/flake.nix":      "{ }\n -rw-r--r--",
-		"infra/nix/run.sh":         "#!/bin/sh\n -rwxr-xr-x",
-		"infra/nix/link":           "-> flake.nix",
-		"infra/nix/.nest-revision": rev + "\n -rw-r--r--",
-	}
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("%s: %q, want %q", k, got[k], v)
-		}
-	}
-	if len(got) != len(want) {
-		t.Errorf("tar holds %v, want %v", got, want)
-	}
-	if err := checkSource(src, "nix"); err == nil || !strings.Contains(err.Error(), "nix/flake.nix") {
-		t.Errorf("checkSource of a wrong flake dir: %v", err)
-	}
-}
-
-// The tar stream unpacks with the host's tar, as the ship script does.
-func TestShipScriptUnpacks(t *testing.T) {
-	if _, err := exec.LookPath("tar"); err != nil {
-		t.Skip("no tar")
-	}
-	home := t.TempDir()
-	var buf bytes.Buffer
-	if err := writeTar(&buf, fstest.MapFS{"f/flake.nix": {Data: []byte("{ }\n")}}, "f", rev); err != nil {
+	out, err := exec.Command("git", "-C", dir, "rev-parse", "HEAD").Output()
+	if err != nil {
 		t.Fatal(err)
 	}
-	n := newNames(rev, "f")
-	for range 2 { // again over what the first left
-		cmd := exec.Command("/bin/sh", "-c", n.shipScript())
-		cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH")}
-		cmd.Stdin = bytes.NewReader(buf.Bytes())
+	repo, err := git.Open(dir, git.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo, strings.TrimSpace(string(out))
+}
+
+// onHost makes a host-side script run in dir instead of /var/lib/nestbot.
+func onHost(script, dir string) string { return strings.ReplaceAll(script, StateDir, dir) }
+
+// TestShipScriptStoresTheCommit ships a commit into an empty state
+// directory and again (idempotent), and checks with the real git and nix
+// that the host's repository holds it, and that nix reads the flake there
+// at the commit with self.rev the commit.
+func TestShipScriptStoresTheCommit(t *testing.T) {
+	repo, commit := testRepo(t)
+	state := t.TempDir()
+	n := newNames(commit, "infra/nix", "root")
+	for i := range 2 {
+		cmd := exec.Command("/bin/sh", "-c", onHost(n.shipScript(), state))
+		cmd.Stdin = packReader(t, repo, commit)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%v: %s", err, out)
+			t.Fatalf("ship %d: %v\n%s", i+1, err, out)
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(home, ".nest/src", rev, "f/.nest-revision"))
-	if err != nil || string(b) != rev+"\n" {
-		t.Errorf(".nest-revision %q, %v", b, err)
+	src := filepath.Join(state, "src")
+	if out, err := exec.Command("git", "-C", src, "rev-parse", "--verify", "refs/nest/"+commit).CombinedOutput(); err != nil {
+		t.Fatalf("refs/nest/%s: %v %s", commit, err, out)
 	}
-	if m, _ := filepath.Glob(filepath.Join(home, ".nest/src/*.part")); len(m) != 0 {
-		t.Errorf("left behind %v", m)
+	if out, err := exec.Command("git", "-C", src, "fsck", "--no-dangling").CombinedOutput(); err != nil {
+		t.Fatalf("fsck: %v %s", err, out)
+	}
+	nix := &LocalNix{}
+	if !nix.Available() {
+		t.Skip("no nix here")
+	}
+	ref := n.flakeRef(src)
+	out, err := nix.run(t.Context(), nil, "eval", "--raw", ref+"#rev")
+	if err != nil || string(out) != commit {
+		t.Fatalf("self.rev of %s = %q, %v; want the commit", ref, out, err)
 	}
 }
 
-// Every command line the bot sends parses as POSIX shell.
-func TestScriptsParse(t *testing.T) {
-	n := newNames(rev, "infra/nix")
-	ins := &inspection{}
-	wait, _ := waitScript(n.switchSvc, &unitState{})
-	scripts := map[string]string{
-		"probe":        probeScript(n.inspectSections(ins)),
-		"ship":         n.shipScript(),
-		"arm":          n.armAndSwitchScript("web", 41, 2*time.Second, false, false),
-		"arm, clear":   n.armAndSwitchScript("web", 41, 2*time.Second, true, false),
-		"arm again":    n.armAndSwitchScript("web", 41, 2*time.Second, true, true),
-		"wait":         wait,
-		"confirm":      n.confirmScript(),
-		"rollback-now": n.rollbackNowScript(41),
-		"rollback":     n.rollbackScript(),
-		"after":        n.afterRollbackScript(),
+// packReader is the commit's pack, as the bot streams it.
+func packReader(t *testing.T, repo *git.Repo, commit string) *os.File {
+	t.Helper()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for name, s := range scripts {
-		if out, err := exec.Command("/bin/sh", "-n", "-c", s).CombinedOutput(); err != nil {
-			t.Errorf("%s: %v: %s\n%s", name, err, out, s)
+	go func() {
+		repo.WritePack(pw, commit)
+		pw.Close()
+	}()
+	t.Cleanup(func() { pr.Close() })
+	return pr
+}
+
+// TestLocalNixEvaluatesAndBuilds evaluates two hosts' toplevels in one nix
+// eval and builds one, with the machine's nix, from the commit written
+// into a shallow repository: the path built is the path evaluated, and
+// self.rev is the commit.
+func TestLocalNixEvaluatesAndBuilds(t *testing.T) {
+	nix := &LocalNix{}
+	if !nix.Available() {
+		t.Skip("no nix here")
+	}
+	repo, commit := testRepo(t)
+	co, err := nix.Checkout(t.Context(), repo, commit, "infra/nix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer co.Close()
+	tops, err := nix.EvalToplevels(t.Context(), co, []string{"web", "db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(tops["web"], "-nixos-system-web-"+commit[:7]) || !strings.HasSuffix(tops["db"], "-nixos-system-db") {
+		t.Fatalf("toplevels %v", tops)
+	}
+	attrs, err := nix.FlakeAttributes(t.Context(), co)
+	if err != nil || !slices.Equal(attrs, []string{"db", "web"}) {
+		t.Fatalf("attributes %v, %v", attrs, err)
+	}
+	built, err := nix.Build(t.Context(), co, "web")
+	if err != nil || built != tops["web"] {
+		t.Fatalf("built %q, %v; want %s", built, err, tops["web"])
+	}
+	if b, _ := os.ReadFile(built); strings.TrimSpace(string(b)) != commit {
+		t.Errorf("the build saw self.rev %q, want %s", b, commit)
+	}
+	if _, err := nix.EvalToplevels(t.Context(), co, []string{`x"; builtins.abort "`}); err == nil {
+		t.Error("an attribute that is not a Nix identifier reached nix eval")
+	}
+	if _, err := nix.EvalToplevels(t.Context(), co, []string{"nope"}); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("a missing attribute: %v", err)
+	}
+}
+
+// Every command line the bot sends parses as POSIX shell, and systemctl
+// show is never asked about two units at once (it separates them with a
+// blank line, which a check of "$(...)" = inactive never matches).
+func TestScriptsParse(t *testing.T) {
+	for _, user := range []string{"root", "nestbot"} {
+		n := newNames(rev, "infra/nix", user)
+		ins := &inspection{}
+		scripts := map[string]string{
+			"probe":        probeScript(n.inspectSections(ins)),
+			"ship":         n.shipScript(),
+			"build":        n.buildScript("web", "", time.Hour),
+			"build local":  n.buildScript("web", "/nix/store/abc-nixos-system-web", time.Hour),
+			"arm":          n.armScript(2*time.Second, false),
+			"arm again":    n.armScript(2*time.Second, true),
+			"confirm":      n.confirmScript(),
+			"rollback-now": n.rollbackNowScript(),
+			"rollback":     n.rollbackScript(),
+			"boot":         n.bootScript(),
+			"record":       n.recordScript(),
+			"health":       n.healthScript(),
+		}
+		twoUnits := regexp.MustCompile(`systemctl show (\S+\.(service|timer)) +\S+\.(service|timer)`)
+		for name, s := range scripts {
+			if out, err := exec.Command("/bin/sh", "-n", "-c", s).CombinedOutput(); err != nil {
+				t.Errorf("%s: %v: %s\n%s", name, err, out, s)
+			}
+			if m := twoUnits.FindString(s); m != "" {
+				t.Errorf("%s asks systemctl show about two units at once: %s", name, m)
+			}
+		}
+		arm := scripts["arm"]
+		if !strings.Contains(arm, "--on-active=2000ms") || strings.Index(arm, "--on-active") > strings.Index(arm, "switch-to-configuration\" test") {
+			t.Errorf("arm, then activate with test:\n%s", arm)
+		}
+		if !strings.Contains(arm, "reset-failed") || strings.Contains(scripts["arm again"], "reset-failed") {
+			t.Errorf("the first attempt clears what an earlier one left, a second clears nothing")
+		}
+		if strings.Contains(scripts["rollback"], "stop") {
+			t.Errorf("the rollback stops something: it must wait for an activation, never kill it:\n%s", scripts["rollback"])
+		}
+		if user == "nestbot" && !strings.Contains(arm, "sudo -n "+SudoBinDir+"/systemd-run --unit=nest-rollback-bbbbbbbbbbbb") {
+			t.Errorf("a deploy user's root commands go through sudo:\n%s", arm)
 		}
 	}
-	if arm := scripts["arm"]; !strings.Contains(arm, "--on-active=2000ms") || !strings.Contains(arm, `--flake "$HOME/.nest/src/`+rev+`/infra/nix#web"`) ||
-		strings.Index(arm, "--on-active") > strings.Index(arm, "nixos-rebuild") || strings.Contains(arm, "reset-failed") {
-		t.Errorf("arm, then switch:\n%s", arm)
+}
+
+// TestSudoRulesCoverEveryRootCommand: each sudo command line in the
+// scripts matches one of SudoRules, with sudo's wildcards.
+func TestSudoRulesCoverEveryRootCommand(t *testing.T) {
+	n := newNames(rev, "infra/nix", "nestbot")
+	all := strings.Join([]string{n.buildScript("web", "", time.Hour), n.armScript(time.Minute, false), n.armScript(time.Minute, true),
+		n.confirmScript(), n.rollbackNowScript(), n.bootScript()}, "\n")
+	var cmds []string
+	for _, line := range SudoRules("nestbot") {
+		_, c, _ := strings.Cut(line, "NOPASSWD: ")
+		cmds = append(cmds, c)
 	}
-	if !strings.Contains(scripts["arm, clear"], "reset-failed") {
-		t.Errorf("a first attempt after an earlier one must clear what it left:\n%s", scripts["arm, clear"])
+	uses := regexp.MustCompile(`sudo -n (\S+ \S+ \S+)`).FindAllStringSubmatch(all, -1)
+	if len(uses) < 5 {
+		t.Fatalf("only %d sudo command lines found", len(uses))
 	}
-	if again := scripts["arm again"]; strings.Contains(again, "reset-failed") || strings.Count(again, "= inactive ]") != 2 {
-		t.Errorf("a second attempt must clear nothing and start only what is missing:\n%s", again)
-	}
-	if n.switchSvc != "nest-switch-bbbbbbbbbbbb.service" || n.rollbackTimer() != "nest-rollback-bbbbbbbbbbbb.timer" {
-		t.Errorf("units %s, %s", n.switchSvc, n.rollbackTimer())
+	for _, u := range uses {
+		covered := false
+		for _, c := range cmds {
+			if ok, _ := filepath.Match(c, u[1]); ok || strings.HasPrefix(u[1], strings.TrimSuffix(c, "*")) && strings.HasSuffix(c, "*") {
+				covered = true
+			}
+		}
+		if !covered {
+			t.Errorf("sudo %s is not in SudoRules %q", u[1], cmds)
+		}
 	}
 }
 
 func TestParseProbe(t *testing.T) {
-	out := "@version\n{\"nixosVersion\":\"25.05.1\",\"configurationRevision\":\"" + rev + "\"}\n\n@system\n/nix/store/abc-nixos-system-web-25.05.1\n@profile\nsystem-41-link\n" +
-		"@switch\nActiveState=active\nSubState=exited\nResult=success\nExecMainStatus=0\n@end\n"
+	const sys = "/nix/store/abc-nixos-system-web-25.05.1"
+	out := "@version\n{\"nixosVersion\":\"25.05.1\"}\n\n@system\n" + sys + "\n@booted\n" + sys + "\n@profile\nsystem-41-link\n@profiletop\n" + sys +
+		"\n@deployed\n" + rev + " " + sys + "\n@unit-x\nActiveState=active\nSubState=exited\nResult=success\nExecMainStatus=0\n@end\n"
 	secs := parseSections(out)
 	p, err := parseProbe(secs)
-	if err != nil || p.Revision != rev || p.System != "/nix/store/abc-nixos-system-web-25.05.1" || p.Generation != 41 || p.NixOSVersion != "25.05.1" {
+	if err != nil || p.Revision != rev || p.Deployed != rev || p.ConfigurationRevision != "" || p.System != sys || !p.Boots() || p.Generation != 41 || p.NixOSVersion != "25.05.1" {
 		t.Errorf("probe %+v, %v", p, err)
 	}
-	if u := parseUnit(secs["switch"]); !u.succeeded() || u.running() || !u.loaded() {
+	// A system nestbot did not confirm (rolled back by hand) is not the recorded commit's.
+	other := strings.Replace(out, "@system\n"+sys, "@system\n/nix/store/zzz-nixos-system-web", 1)
+	if p, _ := parseProbe(parseSections(other)); p.Revision != "" || p.Boots() {
+		t.Errorf("another system than the recorded one: %+v", p)
+	}
+	if u := parseUnit(secs["unit-x"]); !u.active() {
 		t.Errorf("unit %+v", u)
 	}
 	if _, err := parseProbe(parseSections("@version\n\n@profile\nsystem-1-link\n@end\n")); err == nil || !strings.Contains(err.Error(), "NixOS") {
@@ -198,6 +309,13 @@ func TestParseProbe(t *testing.T) {
 	}
 	if _, err := parseProbe(parseSections("@version\n{\"nixosVersion\":\"25.05\"}\n@profile\nsystem-1-link\n")); err == nil {
 		t.Error("a cut-off probe parsed")
+	}
+}
+
+func TestHealthNamesTheUnit(t *testing.T) {
+	got := unitNames([]string{"● sshd.service loaded failed failed OpenSSH", "web.service loaded failed failed Web", ""})
+	if !slices.Equal(got, []string{"web.service"}) {
+		t.Errorf("units %q", got)
 	}
 }
 
@@ -226,9 +344,8 @@ func (noDialer) Dial(ctx context.Context, network, addr string) (net.Conn, error
 }
 
 func TestRunRefusesBadConfiguration(t *testing.T) {
-	src := fstest.MapFS{"nix/flake.nix": {Data: []byte("{ }")}}
 	good := func() Rollout {
-		return Rollout{Dialer: noDialer{}, Hosts: []Target{{Name: "web"}}, Batches: [][]string{{"web"}}, Source: src, FlakeDir: "nix", Revision: rev}
+		return Rollout{Dialer: noDialer{}, Hosts: []Target{{Name: "web"}}, Batches: [][]string{{"web"}}, Source: &git.Repo{}, FlakeDir: "nix", Revision: rev}
 	}
 	for _, tc := range []struct {
 		name, want string
@@ -236,12 +353,17 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 	}{
 		{"no dialer", "no dialer", func(r *Rollout) { r.Dialer = nil }},
 		{"bad revision", "bad revision", func(r *Rollout) { r.Revision = "a b" }},
+		{"no source", "no source", func(r *Rollout) { r.Source = nil }},
 		{"flake outside", "bad flake directory", func(r *Rollout) { r.FlakeDir = "../x" }},
-		{"no flake", "no nix/flake.nix", func(r *Rollout) { r.Source = fstest.MapFS{"x": {}} }},
 		{"unknown host", "not among the hosts", func(r *Rollout) { r.Batches = [][]string{{"db"}} }},
 		{"twice", "in two batches", func(r *Rollout) { r.Batches = [][]string{{"web"}, {"web"}} }},
 		{"short confirm", "too short", func(r *Rollout) { r.ConfirmWithin = time.Millisecond }},
 		{"empty health", "empty health", func(r *Rollout) { r.Health = []string{" "} }},
+		{"bad attribute", "bad flake attribute", func(r *Rollout) { r.Hosts[0].Attr = `web"; x` }},
+		{"openssh without a key", "needs nestbot's key", func(r *Rollout) { r.Hosts[0].Login = Login{Via: ViaOpenSSH, User: "nestbot"} }},
+		{"bad user", "bad login user", func(r *Rollout) { r.Hosts[0].Login = Login{User: "ro ot"} }},
+		{"unknown build_on", "build_on", func(r *Rollout) { r.BuildOn = "cloud" }},
+		{"local without nix", "needs nix", func(r *Rollout) { r.BuildOn = BuildLocal }},
 	} {
 		r := good()
 		tc.edit(&r)
@@ -259,9 +381,10 @@ func TestInterruptedReadsTheJournal(t *testing.T) {
 	defer db.Close()
 	j := db.Journal()
 	for _, e := range []store.Entry{
-		{Host: "cp", Step: "armed", Generation: 7}, {Host: "cp", Step: "switching", Generation: 7}, {Host: "cp", Step: "health", Generation: 7}, {Host: "cp", Step: "confirmed", Generation: 7},
-		{Host: "w1", Step: "armed", Generation: 3}, {Host: "w1", Step: "switching", Generation: 3},
-		{Host: "w2", Step: "shipping"},
+		{Host: "cp", Step: "armed", Generation: 7}, {Host: "cp", Step: "activating", Generation: 7}, {Host: "cp", Step: "health", Generation: 7}, {Host: "cp", Step: "confirmed", Generation: 7},
+		{Host: "w1", Step: "armed", Generation: 3}, {Host: "w1", Step: "activating", Generation: 3},
+		{Host: "w2", Step: "shipping"}, {Host: "w3", Step: "building"},
+		{Host: "w4", Step: "booting", Generation: 5},
 	} {
 		e.Rollout = rev
 		if err := j.Record(e); err != nil {
@@ -269,7 +392,7 @@ func TestInterruptedReadsTheJournal(t *testing.T) {
 		}
 	}
 	in, err := Interrupted(j, rev)
-	if err != nil || len(in) != 1 || in[0].Host != "w1" || in[0].Step != StateSwitching || in[0].Generation != 3 {
-		t.Errorf("interrupted %+v, %v; want w1 switching, generation 3", in, err)
+	if err != nil || len(in) != 2 || in[0].Host != "w1" || in[0].Step != StateActivating || in[0].Generation != 3 || in[1].Host != "w4" {
+		t.Errorf("interrupted %+v, %v; want w1 activating (generation 3) and w4 booting", in, err)
 	}
 }

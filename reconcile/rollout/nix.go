@@ -393,13 +393,15 @@ func (a *oneKeyAgent) SignWithFlags(key ssh.PublicKey, data []byte, flags agent.
 	return a.key.Sign(nil, data)
 }
 
-func (a *oneKeyAgent) Signers() ([]ssh.Signer, error)          { return []ssh.Signer{a.key}, nil }
-func (a *oneKeyAgent) Extension(string, []byte) ([]byte, error) { return nil, agent.ErrExtensionUnsupported }
-func (a *oneKeyAgent) Add(agent.AddedKey) error                 { return errReadOnlyAgent }
-func (a *oneKeyAgent) Remove(ssh.PublicKey) error               { return errReadOnlyAgent }
-func (a *oneKeyAgent) RemoveAll() error                         { return errReadOnlyAgent }
-func (a *oneKeyAgent) Lock([]byte) error                        { return errReadOnlyAgent }
-func (a *oneKeyAgent) Unlock([]byte) error                      { return errReadOnlyAgent }
+func (a *oneKeyAgent) Signers() ([]ssh.Signer, error) { return []ssh.Signer{a.key}, nil }
+func (a *oneKeyAgent) Extension(string, []byte) ([]byte, error) {
+	return nil, agent.ErrExtensionUnsupported
+}
+func (a *oneKeyAgent) Add(agent.AddedKey) error   { return errReadOnlyAgent }
+func (a *oneKeyAgent) Remove(ssh.PublicKey) error { return errReadOnlyAgent }
+func (a *oneKeyAgent) RemoveAll() error           { return errReadOnlyAgent }
+func (a *oneKeyAgent) Lock([]byte) error          { return errReadOnlyAgent }
+func (a *oneKeyAgent) Unlock([]byte) error        { return errReadOnlyAgent }
 
 // limitedWriter keeps the last max bytes written to it.
 type limitedWriter struct {
@@ -422,4 +424,3 @@ func abbreviate(s string) string {
 	}
 	return s
 }
-

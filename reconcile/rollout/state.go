@@ -112,7 +112,9 @@ type HostResult struct {
 
 // OnTarget reports whether the host is known to run, and boot, the
 // rollout's revision.
-func (h HostResult) OnTarget(rev string) bool { return h.Reachable && h.Now.Revision == rev && h.Now.Boots() }
+func (h HostResult) OnTarget(rev string) bool {
+	return h.Reachable && h.Now.Revision == rev && h.Now.Boots()
+}
 
 // Interruption is a host an earlier run left in flight.
 type Interruption struct {
