@@ -54,6 +54,15 @@ func Parse(name string, data []byte) (*Fleet, error) {
 	return fleet, nil
 }
 
+// Locate is where in nest.yaml (data, as Load read it) the key path p is,
+// or the nearest key above it that is there: for errors found by checks
+// beyond the file's own (against the flake, say).
+func Locate(name string, data []byte, p string) Pos {
+	_, pos, _ := decodeFleet(name, data)
+	c := &checker{file: name, pos: pos}
+	return c.at(p)
+}
+
 func decodeFleet(name string, data []byte) (*Fleet, map[string]Pos, Errors) {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))

@@ -51,24 +51,30 @@ func newRolloutCmd(io *IO) *cobra.Command {
 	opts := &rolloutOptions{IO: io}
 	cmd := &cobra.Command{
 		Use:   "rollout",
-		Short: "Roll nixos-rebuild switch across the hosts whose configuration changed",
+		Short: "Roll the checked-out commit across the hosts whose system it changes",
 		Long: `Rollout switches every due host to the checked-out commit — a host is due when
-it runs another revision and its configuration changed — in rollout.order, at
-most max_parallel at a time. On each host it first arms a dead-man rollback
-(the host switches itself back unless nestbot confirms within confirm_within),
-then starts nixos-rebuild switch detached (so a restart of tailscaled or sshd
-cannot kill it), waits for it, runs the health commands and confirms. A
-failure rolls that host back and halts the rollout. A journal in --state-dir
-lets a restarted rollout resume or report where it stopped.`,
+the system the commit builds for it is not what it runs and boots (by nix eval
+where nix is installed, else by hosts.<name>.paths) — in rollout.order, at most
+max_parallel at a time. On each host it ships the commit as a git repository,
+builds the system (detached, bounded by build_timeout), then arms a dead-man
+rollback (the host returns to what it ran unless nestbot confirms within
+confirm_within), activates with switch-to-configuration test (detached, so a
+restart of tailscaled or sshd cannot kill it), checks that no unit failed that
+had not before and runs rollout.health, confirms, and only then makes it the
+boot default (nix-env --set, switch-to-configuration boot) and records the
+commit on the host. A failure rolls that host back and halts the rollout. A
+journal in --state-dir lets a restarted rollout resume or report where it
+stopped.`,
 		Args: cobra.NoArgs,
 		Example: `  nestbot rollout --dry-run
   nestbot rollout --hosts laptop-ultra
+  nestbot rollout --hosts @control-plane,@tag:gpu
   nestbot rollout --max-parallel 3 --json`,
 		RunE: func(*cobra.Command, []string) error { return runRolloutCmd(opts) },
 	}
 	f := cmd.Flags()
 	f.StringVarP(&opts.File, "file", "f", "nest.yaml", "the desired state")
-	f.StringSliceVar(&opts.Hosts, "hosts", nil, "roll only these hosts (comma-separated)")
+	f.StringSliceVar(&opts.Hosts, "hosts", nil, "roll only these hosts (comma-separated): names, globs (web-*), @<role> (@worker) or @tag:<name> (a tailnet tag)")
 	f.IntVar(&opts.MaxParallel, "max-parallel", 0, "hosts switching at once (default rollout.max_parallel)")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "show which hosts would roll, in which batches, and stop")
 	f.BoolVar(&opts.JSON, "json", false, "print progress as JSON events, one per line")
@@ -189,13 +195,12 @@ func runRolloutCmd(opts *rolloutOptions) error {
 	}
 	steps := plan.StepsOf(reconcile.PlaneHosts)
 	if len(opts.Hosts) > 0 {
-		for _, h := range opts.Hosts {
-			if _, ok := d.Fleet.Hosts[h]; !ok {
-				return fmt.Errorf("--hosts %s: no such host in %s", h, opts.File)
-			}
+		picked, err := fleet.SelectHosts(d, s.Live, opts.Hosts)
+		if err != nil {
+			return err
 		}
 		steps = slices.DeleteFunc(steps, func(st reconcile.Step) bool {
-			return !slices.Contains(opts.Hosts, strings.TrimPrefix(st.Address, reconcile.HostAddress("")))
+			return !slices.Contains(picked, strings.TrimPrefix(st.Address, reconcile.HostAddress("")))
 		})
 	}
 	if len(steps) == 0 {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"fmt"
 
@@ -9,25 +11,34 @@ import (
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/pki"
 	"github.com/ducksnest/nestbot/reconcile"
+	"github.com/ducksnest/nestbot/reconcile/rollout"
 	"github.com/spf13/cobra"
 )
 
 type validateOptions struct {
-	IO   *IO
-	File string
+	IO    *IO
+	File  string
+	NoNix bool
+	Nix   *rollout.LocalNix
 }
 
 func newValidateCmd(io *IO) *cobra.Command {
 	opts := &validateOptions{IO: io}
 	cmd := &cobra.Command{
 		Use:   "validate",
-		Short: "Check nest.yaml and the pinned host keys; report every mistake at file:line:col",
-		Args:  cobra.NoArgs,
+		Short: "Check nest.yaml, the pinned host keys and (with nix) the flake's hosts; report every mistake at file:line:col",
+		Long: `Validate reads nest.yaml and the pinned host keys and reports every mistake at
+file:line:col. Where nix is installed it also evaluates the flake as it is in
+the checkout: every host's flake attribute (hosts.<name>.flake_attribute, by
+default its name) must be one of its nixosConfigurations, and a host whose
+networking.hostName differs from its tailnet name is pointed out.`,
+		Args: cobra.NoArgs,
 		Example: `  nestbot validate
   nestbot validate -f examples/ducksnest/nest.yaml`,
 		RunE: func(*cobra.Command, []string) error { return runValidate(opts) },
 	}
 	cmd.Flags().StringVarP(&opts.File, "file", "f", "nest.yaml", "the desired state")
+	cmd.Flags().BoolVar(&opts.NoNix, "no-nix", false, "do not evaluate the flake, even where nix is installed")
 	return cmd
 }
 
@@ -48,7 +59,30 @@ func runValidate(opts *validateOptions) error {
 		subnets = len(f.AWS.Subnets)
 	}
 	certs = len(pki.Set(f, d.HostKeys, nil))
-	fmt.Fprintf(opts.IO.Out, "%s: valid. Fleet %s: %s (%d in AWS), %s, %s and keys.\n",
+	checked, notes := " The flake was not checked (no nix here).", []string(nil)
+	if nix := cmp.Or(opts.Nix, &rollout.LocalNix{}); opts.NoNix {
+		checked = ""
+	} else if nix.Available() {
+		var err error
+		notes, err = d.CheckFlake(context.Background(), nix)
+		var errs nest.Errors
+		switch {
+		case errors.As(err, &errs):
+			return &cli.ExitError{Code: 1, Msg: fmt.Sprintf("%s\n%s in %s", errs.Error(), reconcile.Plural(len(errs), "error"), opts.File)}
+		case err != nil:
+			checked = ""
+			notes = append(notes, fmt.Sprintf("the flake could not be evaluated, so its hosts were not checked: %v", err))
+		default:
+			checked = fmt.Sprintf(" The flake has every host (%s).", d.Fleet.Flake)
+		}
+	}
+	defer func() {
+		fmt.Fprint(opts.IO.Out, checked+"\n")
+		for _, n := range notes {
+			fmt.Fprintf(opts.IO.Err, "note: %s\n", n)
+		}
+	}()
+	fmt.Fprintf(opts.IO.Out, "%s: valid. Fleet %s: %s (%d in AWS), %s, %s and keys.",
 		opts.File, f.Name, reconcile.Plural(len(f.Hosts), "host"), inAWS, reconcile.Plural(subnets, "subnet"), reconcile.Plural(certs, "certificate"))
 	return nil
 }

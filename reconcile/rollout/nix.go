@@ -57,7 +57,13 @@ func (n *LocalNix) run(ctx context.Context, env []string, args ...string) ([]byt
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &limitedWriter{buf: &stderr, max: outputLimit}
 	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(stderr.String())
+		var keep []string
+		for _, l := range strings.Split(stderr.String(), "\n") {
+			if !strings.HasPrefix(l, "warning: ") && !strings.HasPrefix(l, "(use '--show-trace'") && strings.TrimSpace(l) != "" {
+				keep = append(keep, l)
+			}
+		}
+		msg := strings.Join(keep, "\n")
 		if len(msg) > 1500 {
 			msg = "…" + msg[len(msg)-1500:]
 		}
@@ -72,6 +78,22 @@ type Checkout struct {
 	dir      string
 	rev      string
 	flakeDir string
+	worktree string // a flake reference to a work tree as it is (WorkTree)
+}
+
+// WorkTree is the flake at flakeDir in the checkout at dir as it is now,
+// uncommitted changes to tracked files included (as nix reads a dirty
+// git tree), for checks before a commit: git+file:// when dir is a git
+// checkout, else path:.
+func WorkTree(dir, flakeDir string, isGit bool) *Checkout {
+	ref := "path:" + filepath.Join(dir, flakeDir)
+	if isGit {
+		ref = "git+file://" + dir
+		if flakeDir != "." && flakeDir != "" {
+			ref += "?dir=" + flakeDir
+		}
+	}
+	return &Checkout{worktree: ref}
 }
 
 // Checkout writes the commit rev of src into a new repository. Close
@@ -117,9 +139,17 @@ func (n *LocalNix) Checkout(ctx context.Context, src Source, rev, flakeDir strin
 }
 
 // Close removes the repository.
-func (co *Checkout) Close() error { return os.RemoveAll(co.dir) }
+func (co *Checkout) Close() error {
+	if co.dir == "" {
+		return nil
+	}
+	return os.RemoveAll(co.dir)
+}
 
 func (co *Checkout) ref() string {
+	if co.worktree != "" {
+		return co.worktree
+	}
 	return names{rev: co.rev, flakeDir: co.flakeDir}.flakeRef(co.dir)
 }
 
