@@ -34,6 +34,12 @@ in
   environment.systemPackages = lib.mkOptionDefault [ ];
 
   environment.etc."hostname".text = config.networking.hostName + "\n";
+  # nixos/modules/config/networking.nix
+  environment.etc."hosts".text = ''
+    127.0.0.1 localhost
+    ::1 localhost
+    127.0.0.2 ${config.networking.hostName}
+  '';
   environment.etc."os-release".text = ''
     ANSI_COLOR="1;34"
     BUILD_ID="${nixos.version}"
