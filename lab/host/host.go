@@ -447,8 +447,8 @@ func (h *Host) Run(ctx context.Context, args ...string) (string, error) {
 	if leader == 0 {
 		return "", fmt.Errorf("host %s is not running", h.cfg.Name)
 	}
-	nsargs := append([]string{"--target", strconv.Itoa(leader), "--mount", "--uts", "--ipc", "--net", "--pid", "--root", "--wd=/root", "--",
-		"/usr/bin/env", "-i", "PATH=/run/current-system/sw/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}, args...)
+	nsargs := append([]string{"--target", strconv.Itoa(leader), "--mount", "--uts", "--ipc", "--net", "--pid", "--root", "--wd", "--",
+		"/usr/bin/env", "-C", "/root", "-i", "PATH=/run/current-system/sw/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}, args...)
 	out, err := exec.CommandContext(ctx, "nsenter", nsargs...).CombinedOutput()
 	return string(out), err
 }

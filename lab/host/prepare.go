@@ -69,7 +69,7 @@ TS_ASSUME_NETWORK_UP_FOR_TEST=true
 // On later boots it keeps what is there (keys, flake, generations).
 func (h *Host) prepare() error {
 	upper := filepath.Join(h.dir, "upper")
-	for _, d := range []string{"etc/ssh", "etc/nixos", "etc/nix", "etc/default", "usr/lib/nestlab", "usr/local/bin", "var/log/nest-lab", "nix/var/nix/profiles", "boot", "root"} {
+	for _, d := range []string{"etc/ssh", "etc/nixos", "etc/nix", "etc/default", "usr/lib/nestlab", "usr/local/bin", "etc/systemd/system", "var/log/nest-lab", "nix/var/nix/profiles", "boot", "root"} {
 		if err := os.MkdirAll(filepath.Join(upper, d), 0o755); err != nil {
 			return err
 		}
@@ -99,6 +99,9 @@ func (h *Host) prepare() error {
 		"usr/local/bin/tailscale":     "tailscaled",
 		"usr/local/bin/nixos-version": "/run/current-system/sw/bin/nixos-version",
 		"usr/local/bin/nixos-rebuild": "/run/current-system/sw/bin/nixos-rebuild",
+		// A user manager cannot start in these containers (no delegated
+		// cgroup): masked, so a login does not leave user@0 failed.
+		"etc/systemd/system/user@.service": "/dev/null",
 	} {
 		p := filepath.Join(upper, link)
 		os.Remove(p)
