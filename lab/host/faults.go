@@ -1,58 +1,51 @@
 package host
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 )
 
-// faultsFile holds the faults in force, as shell assignments the stubs
-// source; relative to the root.
-const faultsFile = "run/lab/faults"
+// faultsFile holds the faults in force, as shell assignments the stand-in
+// switch-to-configuration reads (in the host's /run: gone at a restart,
+// written again at each start).
+const faultsFile = "run/nestlab/faults"
 
-// Faults are failures the host injects, on demand, into the next
-// `nixos-rebuild switch --flake` (a rollback, or re-activating an existing
-// generation, is not affected), and into its SSH server (SSHDown). The
-// zero value injects nothing.
+// Faults are failures the host injects, on demand, into the activation of
+// the next configuration nixos-rebuild builds from a flake (a rollback, or
+// re-activating an existing generation, is not affected), and into its SSH
+// servers (SSHDown). The zero value injects nothing.
 type Faults struct {
-	// SwitchFails: activation fails. The new generation is added and
-	// run/current-system points at it (as when a real activation script
-	// fails halfway), then switch-to-configuration, and so nixos-rebuild,
-	// exits 4. Re-activating that generation fails again.
+	// SwitchFails: activation completes (the new generation is current)
+	// but switch-to-configuration exits 4, as when a unit fails.
 	SwitchFails bool
 
-	// HealthFails: the switch succeeds, but the generation it made is
-	// unhealthy: while it is current, `systemctl is-system-running` says
-	// degraded (exit status 1) and list-units --failed names a failed unit.
-	// A configuration asks for the same itself with a line
-	// "# lab: degraded" in the flake's hosts/<name>/configuration.nix, so a
-	// commit can break a host as a broken service would.
+	// HealthFails: the switch succeeds, then a service of the new
+	// configuration fails (a real failed unit, nest-lab-broken.service):
+	// the system reads as degraded until a later switch resets it.
 	HealthFails bool
 
 	// SlowSwitch is how long activation takes.
 	SlowSwitch time.Duration
 
-	// RestartTailscaled, if positive, makes activation restart tailscaled:
-	// the node leaves the tailnet (its open SSH sessions die with it) and
-	// comes back, with the same identity, after this long. The switch,
-	// running detached, carries on.
+	// RestartTailscaled, if positive: activation stops tailscaled and
+	// starts it again after this long (the bot's sessions over the
+	// tailnet die with it).
 	RestartTailscaled time.Duration
 
-	// NeverReturns makes activation stop tailscaled for good: the host
-	// finishes its switch but never rejoins the tailnet.
+	// NeverReturns: activation stops tailscaled for good.
 	NeverReturns bool
 
-	// SSHDown: the host's SSH server is down, as on a new instance that
-	// joined the tailnet before its sshd started. From the moment
-	// SetFaults returns, each new connection to port 22 is closed as it
-	// arrives, before the server says a word: the client's SSH handshake
-	// fails and it never sees the host key. Sessions already open carry
-	// on (as when sshd stops), and the node stays on the tailnet. It holds
-	// across restarts of tailscaled; clearing it serves SSH again.
+	// SSHDown: the host's SSH servers are down, as on a new instance that
+	// joined the tailnet before its sshd started: sshd is stopped and
+	// Tailscale SSH turned off (tailscale set --ssh=false), so a
+	// connection to port 22 is refused. Clearing it starts them again.
 	SSHDown bool
 }
 
-// shell renders f as the assignments the stubs source.
 func (f Faults) shell() string {
 	return fmt.Sprintf("LAB_SWITCH_FAILS=%s\nLAB_HEALTH_FAILS=%s\nLAB_SLOW_SWITCH=%s\nLAB_RESTART_TAILSCALED=%s\nLAB_NEVER_RETURN=%s\n",
 		bit(f.SwitchFails), bit(f.HealthFails), seconds(f.SlowSwitch), seconds(f.RestartTailscaled), bit(f.NeverReturns))
@@ -65,7 +58,6 @@ func bit(b bool) string {
 	return "0"
 }
 
-// seconds renders d for sleep(1); "0" for none.
 func seconds(d time.Duration) string {
 	if d <= 0 {
 		return "0"
@@ -74,19 +66,64 @@ func seconds(d time.Duration) string {
 }
 
 // SetFaults sets the faults for the switches that start from now on, and
-// makes port 22 refuse or serve SSH, as SSHDown says, before it returns.
+// takes the SSH servers down or up as SSHDown says, before it returns.
 func (h *Host) SetFaults(f Faults) error {
 	h.mu.Lock()
-	err := writeFileAtomic(h.path(faultsFile), []byte(f.shell()), 0o644)
-	if err == nil {
-		h.faults = f
-	}
+	old := h.faults
+	h.faults = f
 	h.mu.Unlock()
-	if err == nil {
-		err = h.syncSSH()
+	if !h.Up() {
+		return nil
 	}
-	if err != nil {
+	if err := h.writeFaults(); err != nil {
+		return err
+	}
+	if f.SSHDown == old.SSHDown {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := h.syncSSH(ctx, f.SSHDown); err != nil {
 		return fmt.Errorf("host %s: set faults: %w", h.cfg.Name, err)
+	}
+	return nil
+}
+
+// syncSSH stops or starts sshd and Tailscale SSH.
+func (h *Host) syncSSH(ctx context.Context, down bool) error {
+	ssh := "--ssh=" + strconv.FormatBool(!down && h.cfg.Login == LoginTailscale)
+	steps := [][]string{{"systemctl", "start", "sshd.service"}, {"tailscale", "set", ssh}}
+	if down {
+		steps = [][]string{{"tailscale", "set", ssh}, {"systemctl", "stop", "sshd.service"}}
+	}
+	for _, s := range steps {
+		if out, err := h.Run(ctx, s...); err != nil {
+			return fmt.Errorf("%v: %v: %s", s, err, out)
+		}
+	}
+	return nil
+}
+
+// writeFaults writes the faults into the running host's /run.
+func (h *Host) writeFaults() error {
+	root := h.Root()
+	if root == "" {
+		return nil
+	}
+	p := filepath.Join(root, faultsFile)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(p, []byte(h.Faults().shell()), 0o644); err != nil {
+		return fmt.Errorf("set faults: %w", err)
+	}
+	if h.Faults().SSHDown {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		out, err := h.Run(ctx, "systemctl", "stop", "sshd.service")
+		if err != nil {
+			return fmt.Errorf("stop sshd: %v: %s", err, out)
+		}
 	}
 	return nil
 }

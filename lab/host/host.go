@@ -1,236 +1,189 @@
-// Package host simulates a NixOS host for the lab: a tsnet node with the
-// host's name that accepts Tailscale SSH on port 22 of the lab tailnet and
-// runs each session's command line in a real shell (/bin/sh -c), with stub
-// programs first on PATH that work on a per-host root directory.
+// Package host runs the lab's hosts: small real Linux systems, each booted
+// by systemd-nspawn with real systemd as its PID 1, in network, mount, PID,
+// UTS and IPC namespaces of its own, made of real programs wherever one
+// runs here:
+//
+//   - systemd (Debian bookworm's): units, transient units and timers
+//     (systemd-run), systemctl, the journal;
+//   - OpenSSH's sshd and sudo, configured by the host's NixOS configuration
+//     as the DucksNest hosts are (AllowUsers, PermitRootLogin no, keys only,
+//     wheel with a sudo password, a deploy user with NOPASSWD rules);
+//   - tailscaled, built from the tailscale.com module nestbot pins, in
+//     userspace-networking mode, joined to the lab's tailnet with
+//     `tailscale up`, with Tailscale SSH (--ssh) when the host's login path
+//     is LoginTailscale: the tailnet policy's ssh rule decides who gets in;
+//   - nix (Debian's nix-bin 2.8): one store shared by every host, each host's
+//     own profiles and generations, real flake evaluation and builds.
+//
+// Only what needs nixpkgs is a stand-in, written from the nixpkgs sources:
+// the lab's nixpkgs flake (lab/nixpkgs) evaluates a host's modules into a
+// real toplevel derivation with its own switch-to-configuration, activate,
+// init and boot loader, and nixos-rebuild.
 //
 //	h, err := host.Boot(ctx, lab, host.Config{Name: "web", Revision: "aaaa", Root: dir})
 //	defer h.Close()
 //
 // A client reaches the host only over the tailnet, like a real one: dial
-// "web:22" from a tsnet node, speak SSH (golang.org/x/crypto/ssh, no client
-// credentials: Tailscale SSH authenticates the tailnet peer), and check the
-// host key against HostKey, the only key the host offers (ssh-ed25519).
+// "<tailnet name>:22" from a tsnet node and speak SSH: Tailscale SSH (as
+// root, if the policy lets the client's tags in) or OpenSSH (as the deploy
+// user, with its key). The host offers its rsa, ecdsa and ed25519 keys
+// (/etc/ssh, the same files for sshd and tailscaled); HostKey is the
+// ed25519 one, to pin.
 //
-// # The root
+// # Layout
 //
-// Root holds the host's filesystem as NixOS lays it out:
+// The root image (Debian, built once by mmdebstrap into CacheDir) is shared
+// read-only; each host has an overlay of its own in Root/upper, which keeps
+// /etc, /nix/var/nix/profiles, /var/lib and /boot across a stop and start;
+// /run is a tmpfs, gone at each start. The first boot installs the system
+// from the flake in /etc/nixos (as nixos-install: nix build, nix-env --set,
+// switch-to-configuration boot); every boot then starts the boot loader's
+// default generation's init, which activates it and hands over to systemd.
 //
-//	etc/hostname, etc/os-release
-//	etc/ssh/ssh_host_ed25519_key{,.pub}       the host key (Tailscale SSH serves it)
-//	nix/store/<hash>-nixos-system-<name>-<v>/ one closure per configuration: nixos-version,
-//	                                          configuration-revision, bin/switch-to-configuration,
-//	                                          lab-certs/ (see Serving TLS)
-//	nix/var/nix/profiles/system-N-link        generation N
-//	nix/var/nix/profiles/system               -> system-N-link
-//	run/current-system, run/booted-system     -> a closure
-//	run/systemd/transient/<unit>              state of units started by systemd-run
-//	var/log/journal/<unit>.log                their output (journalctl -u)
-//	var/log/nest-lab/events.log               timestamped events (Events, Switches)
-//	var/lib/tailscale/                        the tsnet node's state
-//	root/                                     HOME of SSH sessions (their working directory)
-//	lab/bin/, lab/lib.sh, run/lab/            the stubs and their settings
-//
-// A session's command line is rewritten so that absolute paths under /nix,
-// /run, /etc, /var and /root name the host's own (Root/nix/…): the lab's
-// stand-in for the host having its own filesystem. The stubs map such
-// arguments the same way and print paths as the host sees them
-// (/nix/store/…). Everything else (/bin, /usr, /tmp, /dev) is the real
-// machine's; TMPDIR is Root/tmp.
-//
-// # The stubs
-//
-//	nixos-version [--json|--revision|--configuration-revision]
-//	nixos-rebuild switch|boot|test|build --flake DIR[#NAME]    (and switch|boot --rollback)
-//	nix-env --profile /nix/var/nix/profiles/system --list-generations|--rollback|--switch-generation N|--set PATH
-//	systemctl is-system-running|is-active|is-failed|show|status|stop|reset-failed|list-units|start|restart
-//	systemd-run [--unit NAME] [--on-active=SPAN] [--timer-property=…] [-p RemainAfterExit=yes] [--collect] [--wait] [--] CMD…
-//	journalctl -u UNIT, readlink, realpath, hostname
-//	<closure>/bin/switch-to-configuration switch|test|boot|dry-activate
-//
-// nixos-rebuild's configuration revision (nixos-version's
-// configurationRevision) is the content of the nearest .nest-revision file
-// at or above the flake directory; without one the generation has no
-// revision. DIR must hold a flake.nix. A switch builds a closure, adds a
-// generation (unless the newest one is that closure already, as nix-env
-// --set does), and runs the closure's switch-to-configuration, which points
-// run/current-system at it.
-//
-// systemd-run starts the command in its own session with its output in the
-// journal, so it outlives the SSH session that started it, and keeps the
-// unit's state as systemd would: while it runs, `systemctl is-active` says
-// active; when it ends with status 0 the unit is gone (inactive, Result
-// success) unless RemainAfterExit=yes kept it (active, SubState exited);
-// when it fails it stays failed (ExecMainStatus the exit status) until
-// reset-failed, and the system reads as degraded meanwhile. With
-// --on-active=SPAN a NAME.timer runs NAME.service after SPAN unless
-// `systemctl stop NAME.timer` comes first.
-//
-// # Serving TLS
-//
-// While its node is up, the host serves TLS on the serving ports as
-// kubeadm's components would: 6443 the apiserver certificate, 2379
-// etcd-server, 10250 kubelet-serving (pki.ServedLeaf), each from its
-// current generation. A generation's certificates come from the source it
-// was built from, copied into its closure like nix copies a flake's source
-// to the store: a switch from FLAKE copies FLAKE/<PKIDir>/derived/<name>/
-// (*.crt, *.key.age) into the closure's lab-certs/, and the copy is part of
-// the closure's hash, so a tree with renewed certificates builds a new
-// generation even at the same revision. The first (boot) generation has
-// none.
-//
-// Each connection to a serving port is judged when it arrives: if the
-// current generation holds that port's certificate, the host completes one
-// TLS handshake with it (the key decrypted with the host's SSH host key)
-// and closes the connection; otherwise the connection is refused (RST),
-// as by a port nobody listens on — a worker has no apiserver. A
-// generation's certificates are read once, so a switch or a rollback is
-// served from the next connection on. A certificate that cannot be read or
-// decrypted is logged and its port refuses.
-//
-// # Faults
-//
-// SetFaults changes, at any time, what the next `nixos-rebuild switch
-// --flake` does (rollbacks and re-activations of an existing generation are
-// not affected, except that a generation built while SwitchFails or
-// HealthFails held stays broken), and whether the SSH server is up
-// (SSHDown, at once): see Faults.
-//
-// The stubs need a POSIX shell, GNU coreutils (date +%N, mv -T), flock and
-// setsid (util-linux), awk and sed: Linux.
+// The lab needs root (systemd-nspawn, namespaces), systemd-container,
+// mmdebstrap and nix-bin on the machine, and the go command (to build
+// tailscaled once).
 package host // import "github.com/ducksnest/nestbot/lab/host"
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
-	"tailscale.com/tsnet"
 	"tailscale.com/types/logger"
 
 	"github.com/ducksnest/nestbot/lab/tailnet"
-
-	// Tailscale SSH, for tsnet.Server.ListenSSH.
-	_ "tailscale.com/feature/ssh"
 )
 
-// DefaultNixOSVersion is what nixos-version reports when
-// Config.NixOSVersion is empty.
+// DefaultNixOSVersion is what nixos-version reports on the lab's hosts:
+// the stand-in nixpkgs' version at its locked revision.
 const DefaultNixOSVersion = "25.05.20250708.88983d4"
 
-// DefaultPKIDir is Config.PKIDir when empty.
-const DefaultPKIDir = "pki"
+// DefaultDeployUser is the deploy user's name when Config.DeployUser is empty.
+const DefaultDeployUser = "nestbot"
 
-// RejoinTimeout bounds the host's rejoining the tailnet after activation
-// restarted its tailscaled.
-const RejoinTimeout = 60 * time.Second
+// BootTimeout bounds a host's boot when ctx has no deadline.
+const BootTimeout = 3 * time.Minute
 
-// baseUnits are the system units every lab host reports active.
-func baseUnits() []string {
-	return []string{"multi-user.target", "sshd.service", "tailscaled.service", "nix-daemon.service"}
-}
+// Login is how a host lets nestbot in.
+type Login string
+
+const (
+	// LoginTailscale: Tailscale SSH (tailscale up --ssh); the tailnet
+	// policy's ssh rule lets nestbot's tag in as root.
+	LoginTailscale Login = "tailscale"
+	// LoginOpenSSH: the host's sshd, as the deploy user with its key and
+	// sudo rules; tailscaled hands port 22 to sshd.
+	LoginOpenSSH Login = "openssh"
+)
 
 // Config describes a lab host.
 type Config struct {
-	// Name is the host's name: its tailnet hostname and the flake's
-	// nixosConfigurations.<Name>. Lower-case letters, digits and dashes.
+	// Name is the host's name in the lab (nest.yaml's). Attribute,
+	// HostName and TailnetName default to it. Lower-case letters, digits
+	// and dashes.
 	Name string
+	// Attribute is the host's nixosConfigurations.<Attribute> in its flake.
+	Attribute string
+	// HostName is its networking.hostName.
+	HostName string
+	// TailnetName is its name on the tailnet (tailscale up --hostname).
+	TailnetName string
 
-	// AuthKey is the key the node joins the tailnet with. Empty means the
-	// lab's. It is not used when Root already holds a registered node.
+	// AuthKey is the key tailscaled joins with. Empty means the lab's.
+	// Not used once the host has joined (its state is kept).
 	AuthKey string
-
-	// Revision is the configuration revision of the first generation. It
-	// is not used when Root already holds a system profile.
-	Revision string
-
-	// Root is the host's root directory, created if missing. A Root that
-	// holds a host already is booted again: same node, key and generations.
-	Root string
-
-	// Tags are the tags the node advertises (granted by the lab's control).
+	// Tags are the tags the node advertises.
 	Tags []string
+	// Login is how nestbot gets in: LoginTailscale (the default) or
+	// LoginOpenSSH.
+	Login Login
 
-	// HostKey is the host's SSH host key. Nil means the key already in
-	// Root, or a new one.
+	// Revision is the configurationRevision of the first generation ("":
+	// none). Not used when Flake is set, or once the host is installed.
+	Revision string
+	// Flake, if set, is a directory holding the flake the first generation
+	// is built from (copied to /etc/nixos); Attribute names the host in it.
+	// Empty means a flake the lab writes (FlakeFiles) for this host.
+	Flake string
+	// Admins are the host's admins (wheel, with a sudo password), the
+	// deploy user nestbot's, with DeployKeys authorized.
+	Admins     []string
+	DeployUser string
+	DeployKeys []ssh.PublicKey
+
+	// Root is the host's directory on the machine, created if missing. A
+	// Root that holds a host already is booted again: same keys, node,
+	// generations.
+	Root string
+	// HostKey is the host's ed25519 SSH host key. Nil means the one in
+	// Root, or a new one. Its rsa and ecdsa keys are made once.
 	HostKey ed25519.PrivateKey
 
-	// SSHFrom, if set, limits who may open SSH sessions: each entry is a
-	// tag ("tag:nestbot") or a hostname of a tailnet peer. Empty means any
-	// peer on the tailnet.
-	SSHFrom []string
-
-	// NixOSVersion is what nixos-version reports. Empty means
-	// DefaultNixOSVersion.
-	NixOSVersion string
-
-	// Units are reported active by systemctl, besides multi-user.target,
-	// sshd, tailscaled and nix-daemon.
-	Units []string
-
-	// PKIDir is where the certificate tree (nest.yaml's pki.dir) lies,
-	// relative to the flake directory a switch builds from, as the NixOS
-	// configuration would reference it: "secrets/certs" for a flake in
-	// infra/nix and pki.dir infra/nix/secrets/certs; "../pki" is fine.
-	// Empty means "pki". See "Serving TLS".
-	PKIDir string
-
-	// Logf, if set, receives the host's log: sessions, tailscaled going
-	// down and up.
+	// Logf, if set, receives the host's log (boot, tailscale up, stops).
 	Logf logger.Logf
-
-	// NodeLogf, if set, receives the tsnet node's (verbose) backend logs.
+	// NodeLogf is accepted for the tailnet tests' sake and unused:
+	// tailscaled logs to the host's journal.
 	NodeLogf logger.Logf
 }
 
 var validName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 var validRevision = regexp.MustCompile(`^[A-Za-z0-9._+-]*$`)
 
-// Host is a running lab host.
+// Host is a lab host.
 type Host struct {
 	cfg     Config
 	lab     *tailnet.Lab
-	root    string
+	dir     string
+	image   string
+	tsd     string
+	store   string
+	inputs  []Input
 	hostKey ssh.PublicKey
 	logf    logger.Logf
 
-	startMu sync.Mutex // serializes startTailscaled
-	sshMu   sync.Mutex // serializes changes to refusing
-
-	mu   sync.Mutex
-	node *tsnet.Server // nil while tailscaled is down
-	ln   net.Listener
-	// refusing, while SSHDown holds and the node is up, listen on port 22
-	// of the node's addresses ahead of ln (tsnet prefers a listener bound
-	// to the address) and close each connection.
-	refusing []net.Listener
-	changed  chan struct{} // closed and replaced when node comes or goes
-	sessions map[*session]struct{}
-	faults   Faults
-	tls      *tlsServer
-	upErr    error  // why the last start of tailscaled failed
-	stopping int    // stops still closing a node; down only when 0
-	udpPort  uint16 // the node's WireGuard port, kept across restarts
-	closed   bool
-
-	stop chan struct{} // closed by Close
-	wg   sync.WaitGroup
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	ns      *netns
+	leader  int           // the container's PID 1, as seen here; 0 when stopped
+	exited  chan struct{} // closed when the running container's nspawn exits
+	faults  Faults
+	closed  bool
+	console *bytes.Buffer
 }
 
-// Boot prepares cfg.Root (stubs, host key, first generation), joins the
-// host to lab's tailnet and starts accepting SSH. ctx bounds the join.
+// Boot prepares the host's directory, boots it and joins it to lab's
+// tailnet. ctx bounds it.
 func Boot(ctx context.Context, lab *tailnet.Lab, cfg Config) (*Host, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, BootTimeout)
+		defer cancel()
+	}
 	if !validName.MatchString(cfg.Name) {
 		return nil, fmt.Errorf("host: boot: bad name %q (lower-case letters, digits and dashes)", cfg.Name)
+	}
+	cfg.Attribute = orDefault(cfg.Attribute, cfg.Name)
+	cfg.HostName = orDefault(cfg.HostName, cfg.Name)
+	cfg.TailnetName = orDefault(cfg.TailnetName, cfg.Name)
+	for _, n := range []string{cfg.HostName, cfg.TailnetName} {
+		if !validName.MatchString(n) {
+			return nil, fmt.Errorf("host: boot %s: bad name %q", cfg.Name, n)
+		}
 	}
 	if !validRevision.MatchString(cfg.Revision) {
 		return nil, fmt.Errorf("host: boot %s: bad revision %q", cfg.Name, cfg.Revision)
@@ -238,112 +191,293 @@ func Boot(ctx context.Context, lab *tailnet.Lab, cfg Config) (*Host, error) {
 	if cfg.Root == "" {
 		return nil, fmt.Errorf("host: boot %s: no root directory", cfg.Name)
 	}
-	root, err := filepath.Abs(cfg.Root)
-	if err != nil {
-		return nil, fmt.Errorf("host: boot %s: %w", cfg.Name, err)
+	cfg.Login = Login(orDefault(string(cfg.Login), string(LoginTailscale)))
+	if cfg.Login != LoginTailscale && cfg.Login != LoginOpenSSH {
+		return nil, fmt.Errorf("host: boot %s: login %q is neither %q nor %q", cfg.Name, cfg.Login, LoginTailscale, LoginOpenSSH)
 	}
-	if strings.ContainsAny(root, "'\\\n\"$`") {
-		return nil, fmt.Errorf("host: boot %s: root %q has characters the stubs cannot quote", cfg.Name, root)
+	cfg.DeployUser = orDefault(cfg.DeployUser, DefaultDeployUser)
+	if cfg.Admins == nil {
+		cfg.Admins = []string{"duck"}
 	}
 	if cfg.AuthKey == "" {
 		cfg.AuthKey = lab.AuthKey()
 	}
-	if cfg.NixOSVersion == "" {
-		cfg.NixOSVersion = DefaultNixOSVersion
+	dir, err := filepath.Abs(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("host: boot %s: %w", cfg.Name, err)
 	}
-	if cfg.PKIDir == "" {
-		cfg.PKIDir = DefaultPKIDir
-	}
-	if filepath.IsAbs(cfg.PKIDir) || strings.ContainsAny(cfg.PKIDir, "\n\x00") {
-		return nil, fmt.Errorf("host: boot %s: bad pki directory %q (give a path relative to the flake directory)", cfg.Name, cfg.PKIDir)
-	}
-	h := &Host{
-		cfg:      cfg,
-		lab:      lab,
-		root:     root,
-		logf:     cfg.Logf,
-		changed:  make(chan struct{}),
-		sessions: make(map[*session]struct{}),
-		stop:     make(chan struct{}),
-	}
+	h := &Host{cfg: cfg, lab: lab, dir: dir, logf: cfg.Logf}
 	if h.logf == nil {
 		h.logf = logger.Discard
 	}
-	h.tls = &tlsServer{h: h}
-	if err := checkSystemHostKey(); err != nil {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("host: boot %s: the lab's hosts need root (systemd-nspawn and namespaces)", cfg.Name)
+	}
+	if h.image, err = Image(ctx, h.logf); err != nil {
+		return nil, err
+	}
+	if h.tsd, err = Tailscaled(ctx, h.logf); err != nil {
+		return nil, err
+	}
+	if h.store, h.inputs, err = StoreDir(ctx); err != nil {
+		return nil, err
+	}
+	if err := h.prepare(); err != nil {
 		return nil, fmt.Errorf("host: boot %s: %w", cfg.Name, err)
 	}
-	if h.hostKey, err = h.prepareRoot(ctx); err != nil {
-		return nil, fmt.Errorf("host: boot %s: %w", cfg.Name, err)
+	if err := h.Start(ctx); err != nil {
+		return nil, err
 	}
-	if err := h.startTailscaled(ctx); err != nil {
-		return nil, fmt.Errorf("host: boot %s: %w", cfg.Name, err)
-	}
-	h.wg.Add(1)
-	go h.watchRequests()
 	return h, nil
 }
 
-// Name is the host's name.
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// Name is the host's name in the lab.
 func (h *Host) Name() string { return h.cfg.Name }
 
-// Root is the host's root directory.
-func (h *Host) Root() string { return h.root }
+// Config is the host's configuration, defaults filled in.
+func (h *Host) Config() Config { return h.cfg }
 
-// HostKey is the host's SSH host key (ssh-ed25519), to pin.
+// HostKey is the host's ed25519 SSH host key, to pin.
 func (h *Host) HostKey() ssh.PublicKey { return h.hostKey }
 
-// Node is the host's tsnet node, or nil while its tailscaled is down.
-func (h *Host) Node() *tsnet.Server {
+// Dir is the host's directory on the machine.
+func (h *Host) Dir() string { return h.dir }
+
+// Root is the running host's filesystem as seen from the machine
+// (/proc/<its PID 1>/root): /run, /nix/var, /root and the rest as the host
+// sees them. "" while it is stopped.
+func (h *Host) Root() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.node
-}
-
-// Up reports whether the host's tailscaled is up (its node on the tailnet).
-func (h *Host) Up() bool { return h.Node() != nil }
-
-// TailscaleIP is the host's tailnet IPv4 address, or the zero Addr while
-// it is down.
-func (h *Host) TailscaleIP() netip.Addr {
-	if n := h.Node(); n != nil {
-		ip4, _ := n.TailscaleIPs()
-		return ip4
+	if h.leader == 0 {
+		return ""
 	}
-	return netip.Addr{}
+	return fmt.Sprintf("/proc/%d/root", h.leader)
 }
 
-// WaitUp waits until the host's tailscaled is up, or ctx is done.
-func (h *Host) WaitUp(ctx context.Context) error { return h.waitState(ctx, true) }
+// Up reports whether the host is running.
+func (h *Host) Up() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.leader != 0
+}
 
-// WaitDown waits until the host's tailscaled is down, or ctx is done.
-func (h *Host) WaitDown(ctx context.Context) error { return h.waitState(ctx, false) }
-
-func (h *Host) waitState(ctx context.Context, up bool) error {
-	for {
-		h.mu.Lock()
-		isUp, isDown := h.node != nil, h.node == nil && h.stopping == 0
-		ch, closed, upErr := h.changed, h.closed, h.upErr
+// Start boots the host (again, after Stop): its boot loader's default
+// generation, activated, then systemd; then it rejoins the tailnet. ctx
+// bounds it.
+func (h *Host) Start(ctx context.Context) error {
+	h.mu.Lock()
+	if h.closed {
 		h.mu.Unlock()
-		if up && isUp || !up && isDown {
+		return fmt.Errorf("host %s: closed", h.cfg.Name)
+	}
+	if h.leader != 0 {
+		h.mu.Unlock()
+		return nil
+	}
+	h.mu.Unlock()
+	start := time.Now()
+	if err := h.startContainer(ctx); err != nil {
+		return fmt.Errorf("host %s: start: %w", h.cfg.Name, err)
+	}
+	if err := h.waitSystem(ctx); err != nil {
+		h.Stop()
+		return fmt.Errorf("host %s: boot: %w%s", h.cfg.Name, err, h.consoleTail())
+	}
+	if err := h.writeFaults(); err != nil {
+		h.Stop()
+		return fmt.Errorf("host %s: %w", h.cfg.Name, err)
+	}
+	if err := h.tailscaleUp(ctx); err != nil {
+		h.Stop()
+		return fmt.Errorf("host %s: %w", h.cfg.Name, err)
+	}
+	h.logf("host %s: up in %v", h.cfg.Name, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// startContainer mounts the overlay in a mount namespace of its own and
+// starts systemd-nspawn in it, in the host's network namespace.
+func (h *Host) startContainer(ctx context.Context) error {
+	ports, err := labPorts(h.lab)
+	if err != nil {
+		return err
+	}
+	ns, err := newNetns(ports)
+	if err != nil {
+		return err
+	}
+	merged := filepath.Join(h.dir, "merged")
+	work := filepath.Join(h.dir, "work")
+	for _, d := range []string{merged, work} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			ns.close()
+			return err
+		}
+	}
+	nspawn := []string{"systemd-nspawn", "--quiet", "--directory=" + merged, "--register=no", "--keep-unit",
+		"--machine=" + h.cfg.HostName, "--network-namespace-path=" + ns.path(),
+		"--kill-signal=SIGRTMIN+4", // systemd's halt: a clean stop
+		"--bind=" + filepath.Join(h.store, "nix/store") + ":/nix/store",
+		"--bind=" + filepath.Join(h.store, "nix/var/nix/db") + ":/nix/var/nix/db",
+		"--bind-ro=" + h.tsd + ":/usr/local/bin/tailscaled",
+		"--setenv=HOME=/root",
+		"/usr/lib/nestlab/boot", h.cfg.Attribute}
+	script := fmt.Sprintf("set -e; mount -t overlay overlay -o lowerdir=%s,upperdir=%s,workdir=%s %s; exec %s",
+		shq(h.image), shq(filepath.Join(h.dir, "upper")), shq(work), shq(merged), shjoin(nspawn))
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script)
+	console := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = &syncWriter{w: console}, &syncWriter{w: console}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		ns.close()
+		return err
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+		h.mu.Lock()
+		if h.exited == exited {
+			h.leader = 0
+		}
+		h.mu.Unlock()
+	}()
+	leader, err := waitLeader(ctx, cmd.Process.Pid, exited)
+	if err != nil {
+		cmd.Process.Kill()
+		<-exited
+		ns.close()
+		return fmt.Errorf("%w%s", err, tailOf(console))
+	}
+	h.mu.Lock()
+	h.cmd, h.ns, h.leader, h.exited, h.console = cmd, ns, leader, exited, console
+	h.mu.Unlock()
+	return nil
+}
+
+// waitLeader finds the container's PID 1: nspawn's child.
+func waitLeader(ctx context.Context, pid int, exited <-chan struct{}) (int, error) {
+	for {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				// nspawn's child is PID 1 in the new PID namespace once it
+				// has a root of its own.
+				if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n)); err == nil && strings.Contains(string(st), "NSpid:\t"+strconv.Itoa(n)+"\t1") {
+					return n, nil
+				}
+			}
+		}
+		select {
+		case <-exited:
+			return 0, errors.New("systemd-nspawn exited")
+		case <-ctx.Done():
+			return 0, fmt.Errorf("waiting for the container: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// waitSystem waits until systemd in the host has booted (running or
+// degraded).
+func (h *Host) waitSystem(ctx context.Context) error {
+	h.mu.Lock()
+	exited := h.exited
+	h.mu.Unlock()
+	for {
+		out, _ := h.Run(ctx, "systemctl", "is-system-running", "--wait")
+		switch s := strings.TrimSpace(out); s {
+		case "running", "degraded":
 			return nil
 		}
-		if closed {
-			return fmt.Errorf("host %s: closed", h.cfg.Name)
+		select {
+		case <-exited:
+			return errors.New("the container stopped while booting")
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for systemd: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// tailscaleUp joins (or rejoins) the tailnet, as the host's owner does:
+// tailscale up with the lab's control URL, the auth key, the host's
+// tailnet name and tags, and --ssh for LoginTailscale. It waits until the
+// node is running.
+func (h *Host) tailscaleUp(ctx context.Context) error {
+	args := []string{"tailscale", "up", "--login-server=" + h.lab.ControlURL(), "--auth-key=" + h.cfg.AuthKey,
+		"--hostname=" + h.cfg.TailnetName, "--accept-dns=false", "--timeout=60s"}
+	if len(h.cfg.Tags) > 0 {
+		args = append(args, "--advertise-tags="+strings.Join(h.cfg.Tags, ","))
+	}
+	if h.cfg.Login == LoginTailscale && !h.Faults().SSHDown {
+		args = append(args, "--ssh")
+	}
+	for {
+		out, err := h.Run(ctx, args...)
+		if err == nil {
+			return nil
+		}
+		// tailscaled may not answer on its socket yet.
+		if !strings.Contains(out, "tailscaled.sock") && !strings.Contains(out, "failed to connect") || ctx.Err() != nil {
+			return fmt.Errorf("tailscale up: %v: %s", err, strings.ReplaceAll(out, h.cfg.AuthKey, "<auth key>"))
 		}
 		select {
 		case <-ctx.Done():
-			if upErr != nil {
-				return fmt.Errorf("host %s: waiting for tailscaled: %w (last start: %v)", h.cfg.Name, ctx.Err(), upErr)
-			}
-			return fmt.Errorf("host %s: waiting for tailscaled: %w", h.cfg.Name, ctx.Err())
-		case <-ch:
+			return fmt.Errorf("tailscale up: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
-// Close stops the host: its node leaves the tailnet, its sessions and its
-// units' processes are killed. Root stays, and can be booted again.
+// Run runs a command in the host (nsenter into all its namespaces), as
+// root, and returns its combined output.
+func (h *Host) Run(ctx context.Context, args ...string) (string, error) {
+	h.mu.Lock()
+	leader := h.leader
+	h.mu.Unlock()
+	if leader == 0 {
+		return "", fmt.Errorf("host %s is not running", h.cfg.Name)
+	}
+	nsargs := append([]string{"--target", strconv.Itoa(leader), "--mount", "--uts", "--ipc", "--net", "--pid", "--root", "--wd", "--",
+		"/usr/bin/env", "-C", "/root", "-i", "PATH=/run/current-system/sw/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}, args...)
+	out, err := exec.CommandContext(ctx, "nsenter", nsargs...).CombinedOutput()
+	return string(out), err
+}
+
+// Stop stops the host as `poweroff` would (systemd stops its units), and
+// kills what is left after 20 s. Its directory stays: Start boots it again.
+func (h *Host) Stop() {
+	h.mu.Lock()
+	cmd, ns, exited := h.cmd, h.ns, h.exited
+	h.cmd, h.ns = nil, nil
+	h.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(20 * time.Second):
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+	}
+	h.mu.Lock()
+	h.leader = 0
+	h.mu.Unlock()
+	ns.close()
+	h.logf("host %s: stopped", h.cfg.Name)
+}
+
+// Close stops the host for good.
 func (h *Host) Close() error {
 	h.mu.Lock()
 	if h.closed {
@@ -351,28 +485,87 @@ func (h *Host) Close() error {
 		return nil
 	}
 	h.closed = true
-	close(h.stop)
 	h.mu.Unlock()
-	h.stopTailscaled()
-	h.wg.Wait()
-	h.killUnits()
-	h.mu.Lock()
-	close(h.changed)
-	h.changed = make(chan struct{})
-	h.mu.Unlock()
+	h.Stop()
 	return nil
 }
 
-// checkSystemHostKey refuses to boot where Tailscale SSH would present the
-// machine's own host key instead of the host's: as root, tailssh prefers
-// /etc/ssh/ssh_host_ed25519_key.
-func checkSystemHostKey() error {
-	if os.Geteuid() != 0 {
-		return nil
+// TailscaleIP is the host's tailnet IPv4 address, "" if it has none now.
+func (h *Host) TailscaleIP() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := h.Run(ctx, "tailscale", "ip", "-4")
+	if err != nil {
+		return ""
 	}
-	b, err := os.ReadFile("/etc/ssh/ssh_host_ed25519_key")
-	if err != nil || len(strings.TrimSpace(string(b))) == 0 {
-		return nil
+	return strings.TrimSpace(out)
+}
+
+// labPorts are the ports of the tailnet's control and DERP servers on
+// 127.0.0.1, which the host's namespace forwards.
+func labPorts(lab *tailnet.Lab) ([]int, error) {
+	var ports []int
+	u, err := url.Parse(lab.ControlURL())
+	if err != nil || u.Port() == "" {
+		return nil, fmt.Errorf("the tailnet's control URL %q has no port", lab.ControlURL())
 	}
-	return errors.New("running as root on a machine with /etc/ssh/ssh_host_ed25519_key: Tailscale SSH would serve that key instead of the host's; run as another user")
+	p, _ := strconv.Atoi(u.Port())
+	ports = append(ports, p)
+	for _, r := range lab.DERPMap().Regions {
+		for _, n := range r.Nodes {
+			ports = append(ports, n.DERPPort)
+		}
+	}
+	return ports, nil
+}
+
+func (h *Host) consoleTail() string {
+	h.mu.Lock()
+	c := h.console
+	h.mu.Unlock()
+	return tailOf(c)
+}
+
+func tailOf(b *bytes.Buffer) string {
+	if b == nil {
+		return ""
+	}
+	s := b.String()
+	if len(s) > 3000 {
+		s = s[len(s)-3000:]
+	}
+	if strings.TrimSpace(s) == "" {
+		return ""
+	}
+	return "\n--- console:\n" + s
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.w.Len() > 1<<20 {
+		s.w.Reset()
+	}
+	return s.w.Write(p)
+}
+
+func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+func shjoin(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = shq(a)
+	}
+	return strings.Join(q, " ")
+}
+
+// newEd25519 makes a host key.
+func newEd25519() (ed25519.PrivateKey, error) {
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	return k, err
 }

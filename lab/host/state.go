@@ -16,28 +16,37 @@ import (
 // eventsFile is the host's event log, relative to the root.
 const eventsFile = "var/log/nest-lab/events.log"
 
-// State is what the host's root says it runs.
+// State is what the host runs.
 type State struct {
-	Revision    string // configurationRevision of run/current-system ("" if none)
-	System      string // run/current-system, as the host sees it (/nix/store/…)
+	Revision    string // configurationRevision of /run/current-system ("" if it has none)
+	System      string // /run/current-system's store path
+	Booted      string // /run/booted-system's store path
 	Generation  int    // generation the system profile points to
 	Generations []int  // all generations, ascending
+	// BootDefault is the generation the boot loader boots next.
+	BootDefault int
 }
 
-// State reads the host's current system and profile from its root.
+// State reads the running host's current system and profile.
 func (h *Host) State() (State, error) {
 	var st State
-	cur, err := os.Readlink(h.path("run/current-system"))
+	root := h.Root()
+	if root == "" {
+		return st, fmt.Errorf("host %s: state: not running", h.cfg.Name)
+	}
+	cur, err := os.Readlink(filepath.Join(root, "run/current-system"))
 	if err != nil {
 		return st, fmt.Errorf("host %s: state: %w", h.cfg.Name, err)
 	}
-	st.System = strings.TrimPrefix(cur, h.root)
-	rev, err := os.ReadFile(filepath.Join(cur, "configuration-revision"))
-	if err != nil {
+	st.System = cur
+	st.Booted, _ = os.Readlink(filepath.Join(root, "run/booted-system"))
+	rev, err := os.ReadFile(filepath.Join(root, cur, "configuration-revision"))
+	if err == nil {
+		st.Revision = strings.TrimSpace(string(rev))
+	} else if !errors.Is(err, fs.ErrNotExist) {
 		return st, fmt.Errorf("host %s: state: %w", h.cfg.Name, err)
 	}
-	st.Revision = strings.TrimSpace(string(rev))
-	profiles := h.path("nix/var/nix/profiles")
+	profiles := filepath.Join(h.dir, "upper/nix/var/nix/profiles")
 	link, err := os.Readlink(filepath.Join(profiles, "system"))
 	if err != nil {
 		return st, fmt.Errorf("host %s: state: %w", h.cfg.Name, err)
@@ -53,6 +62,11 @@ func (h *Host) State() (State, error) {
 		}
 	}
 	slices.Sort(st.Generations)
+	if b, err := os.ReadFile(filepath.Join(h.dir, "upper/boot/loader/loader.conf")); err == nil {
+		s := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(b)), "default"))
+		s = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(s), "nixos-generation-"), ".conf")
+		st.BootDefault, _ = strconv.Atoi(s)
+	}
 	return st, nil
 }
 
@@ -70,13 +84,13 @@ func generationOf(name string) (int, bool) {
 	return n, err == nil
 }
 
-// Event is one line of the host's event log: what the stubs did, when,
-// by the host's clock.
+// Event is one line of the host's event log: what the stand-ins did,
+// when, by the host's clock (the machine's).
 //
-// Names: boot, switch-start, build, generation, activate-start,
-// activate-end, activate (boot), tailscaled-restart, tailscaled-stop,
-// switch-end, profile (nix-env moved it), unit-start, unit-end, unit-stop,
-// timer-start, timer-elapsed.
+// The stand-ins write them: boot (stage 2), bootloader, switch-start,
+// build, generation, switch-end (nixos-rebuild), activate-start,
+// activate-end, units-restart, tailscaled-restart, tailscaled-stop
+// (switch-to-configuration).
 type Event struct {
 	Time   time.Time
 	Name   string
@@ -85,7 +99,7 @@ type Event struct {
 
 // Events reads the host's event log.
 func (h *Host) Events() ([]Event, error) {
-	f, err := os.Open(h.path(eventsFile))
+	f, err := os.Open(filepath.Join(h.dir, "upper", eventsFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

@@ -62,6 +62,8 @@ type front struct {
 	keys     *keyStore
 	now      func() time.Time
 	passOn   *httputil.ReverseProxy // for plain HTTP paths (/generate_204, /c2n/…)
+	// sshRules are the tailnet policy's ssh rules (Lab.SSH).
+	sshRules []SSHRule
 	// ephemeralTimeout is how long an ephemeral device may hold no map
 	// poll before the front deletes it.
 	ephemeralTimeout time.Duration
@@ -510,6 +512,7 @@ func (f *front) serveMap(w http.ResponseWriter, r *http.Request, m *machine) {
 			return
 		}
 		msg = f.cutDeleted(msg, compress)
+		msg = f.withSSHPolicy(msg, compress)
 		binary.LittleEndian.PutUint32(size[:], uint32(len(msg)))
 		if _, err := w.Write(size[:]); err != nil {
 			return
@@ -586,6 +589,70 @@ func (f *front) cutDeleted(msg []byte, compress bool) []byte {
 		out = zstdframe.AppendEncode(nil, out, zstdframe.FastestCompression)
 	}
 	return out
+}
+
+// withSSHPolicy replaces a map response's SSH policy (testcontrol sends
+// one, the same to every node) by the policy's ssh rules that apply to the
+// node receiving it, their sources resolved to the addresses of the nodes
+// that carry the source tags, as Tailscale's control does.
+func (f *front) withSSHPolicy(msg []byte, compress bool) []byte {
+	if len(f.sshRules) == 0 {
+		return msg
+	}
+	raw := msg
+	if compress {
+		var err error
+		if raw, err = zstdframe.AppendDecode(nil, msg); err != nil {
+			return msg
+		}
+	}
+	var res tailcfg.MapResponse
+	if err := json.Unmarshal(raw, &res); err != nil || res.SSHPolicy == nil || res.Node == nil {
+		return msg
+	}
+	res.SSHPolicy = f.sshPolicyFor(res.Node)
+	out, err := json.Marshal(&res)
+	if err != nil {
+		return msg
+	}
+	if compress {
+		out = zstdframe.AppendEncode(nil, out, zstdframe.FastestCompression)
+	}
+	return out
+}
+
+// sshPolicyFor is the SSH policy for node: a rule for each of the
+// policy's rules whose destination tags the node has.
+func (f *front) sshPolicyFor(node *tailcfg.Node) *tailcfg.SSHPolicy {
+	pol := &tailcfg.SSHPolicy{}
+	all := f.control.AllNodes()
+	for _, r := range f.sshRules {
+		if !slices.ContainsFunc(r.Dst, func(t string) bool { return slices.Contains(node.Tags, t) }) {
+			continue
+		}
+		var principals []*tailcfg.SSHPrincipal
+		for _, n := range all {
+			if !slices.ContainsFunc(r.Src, func(t string) bool { return slices.Contains(n.Tags, t) }) {
+				continue
+			}
+			for _, a := range n.Addresses {
+				principals = append(principals, &tailcfg.SSHPrincipal{NodeIP: a.Addr().String()})
+			}
+		}
+		if len(principals) == 0 {
+			continue
+		}
+		users := map[string]string{}
+		for _, u := range r.Users {
+			users[u] = u
+		}
+		pol.Rules = append(pol.Rules, &tailcfg.SSHRule{
+			Principals: principals,
+			SSHUsers:   users,
+			Action:     &tailcfg.SSHAction{Accept: true, AllowAgentForwarding: true, AllowLocalPortForwarding: true},
+		})
+	}
+	return pol
 }
 
 // errNoDevice is deleteDevice's answer for an id no device has.

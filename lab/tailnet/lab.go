@@ -126,6 +126,12 @@ type Lab struct {
 	// DefaultEphemeralTimeout.
 	EphemeralTimeout time.Duration
 
+	// SSH are the tailnet policy's ssh rules (the "ssh" section of a
+	// tailnet policy file): who may open Tailscale SSH sessions to whom,
+	// as which users. Without any, nodes get no SSH policy and Tailscale
+	// SSH lets nobody in.
+	SSH []SSHRule
+
 	mu       sync.Mutex
 	started  bool
 	closed   bool
@@ -196,6 +202,11 @@ func (l *Lab) Start() (err error) {
 		TagOwners:      owners,
 		AllOnline:      true,
 	}
+	if len(l.SSH) > 0 {
+		// testcontrol sends a policy (and the SSH capability) only when it
+		// has one; the front gives each node its own (front.sshPolicyFor).
+		l.control.SSHPolicy = &tailcfg.SSHPolicy{}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("tailnet: control listen: %w", err)
@@ -220,6 +231,7 @@ func (l *Lab) startFrontAndAPI(logf logger.Logf, domain string) error {
 	if err != nil {
 		return fmt.Errorf("tailnet: control front: %w", err)
 	}
+	f.sshRules = l.SSH
 	f.ephemeralTimeout = l.EphemeralTimeout
 	if f.ephemeralTimeout <= 0 {
 		f.ephemeralTimeout = DefaultEphemeralTimeout
@@ -300,6 +312,17 @@ func (l *Lab) startDERPAndSTUN(logf logger.Logf) error {
 		},
 	}
 	return nil
+}
+
+// SSHRule is one rule of a tailnet policy's ssh section, action accept:
+// nodes tagged with any of Src may log in to nodes tagged with any of Dst
+// as any of Users, as
+//
+//	{"action": "accept", "src": ["tag:nestbot"], "dst": ["tag:nest"], "users": ["root"]}
+//
+// says in a policy file.
+type SSHRule struct {
+	Src, Dst, Users []string
 }
 
 // ControlURL is the control server's URL (tsnet.Server.ControlURL,

@@ -21,23 +21,33 @@ import (
 )
 
 // These tests run a real tailnet (tailscale's test control server, DERP
-// and STUN) and simulated NixOS hosts in this process. The bot is a tsnet
-// node that reaches the hosts only through SSH over the tailnet.
+// and STUN) in this process and the lab's hosts: real systemd, sshd,
+// tailscaled and nix under systemd-nspawn (lab/host). The bot is a tsnet
+// node that reaches the hosts only through SSH over the tailnet: Tailscale
+// SSH as root, which the tailnet policy's ssh rule allows.
 
 const (
 	revA = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 	revB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 )
 
-// source is the repository tree at revB: a flake in infra/nix.
-func source() fstest.MapFS {
-	return fstest.MapFS{
+// source is the repository tree the rollouts ship: a flake in infra/nix
+// with a nixosConfiguration for each of the fleet's hosts, on the lab's
+// nixpkgs, whose configurationRevision is the shipped .nest-revision.
+func (f *fleet) source() fstest.MapFS {
+	src := fstest.MapFS{
 		"nest.yaml":                   {Data: []byte("version: 1\n")},
-		"infra/nix/flake.nix":         {Data: []byte("{ outputs = _: { }; }\n")},
-		"infra/nix/hosts/common.nix":  {Data: []byte("{ }\n")},
 		"infra/nix/scripts/check.sh":  {Data: []byte("#!/bin/sh\nexit 0\n"), Mode: 0o755},
 		"infra/nix/secrets/README.md": {Data: []byte("age-encrypted keys\n")},
 	}
+	var hosts []host.FlakeHost
+	for _, name := range f.order {
+		hosts = append(hosts, host.FlakeHost{Attribute: name})
+	}
+	for name, content := range host.FlakeFiles(f.inputs, hosts...) {
+		src["infra/nix/"+name] = &fstest.MapFile{Data: []byte(content)}
+	}
+	return src
 }
 
 // hostSpec is a lab host to boot.
@@ -50,21 +60,27 @@ type hostSpec struct {
 
 // fleet is a lab tailnet with hosts and the bot's node.
 type fleet struct {
-	t     testing.TB
-	lab   *tailnet.Lab
-	bot   *tsnet.Server
-	hosts map[string]*host.Host
-	order []string
+	t      testing.TB
+	lab    *tailnet.Lab
+	bot    *tsnet.Server
+	hosts  map[string]*host.Host
+	order  []string
+	inputs []host.Input
 }
 
 func newFleet(t testing.TB, ctx context.Context, specs ...hostSpec) *fleet {
 	t.Helper()
-	lab := &tailnet.Lab{Tags: []string{"tag:nest", "tag:nestbot"}}
+	lab := &tailnet.Lab{Tags: []string{"tag:nest", "tag:nestbot"},
+		SSH: []tailnet.SSHRule{{Src: []string{"tag:nestbot"}, Dst: []string{"tag:nest"}, Users: []string{"root"}}}}
 	if err := lab.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lab.Close() })
-	f := &fleet{t: t, lab: lab, hosts: map[string]*host.Host{}}
+	_, inputs, err := host.StoreDir(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fleet{t: t, lab: lab, hosts: map[string]*host.Host{}, inputs: inputs}
 	start := time.Now()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -78,8 +94,8 @@ func newFleet(t testing.TB, ctx context.Context, specs ...hostSpec) *fleet {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			cfg := host.Config{Name: s.name, Revision: s.revision, Root: filepath.Join(t.TempDir(), s.name),
-				Tags: []string{"tag:nest"}, SSHFrom: []string{"tag:nestbot"}, Logf: s.logf}
-			h, err := bootHost(ctx, lab, cfg)
+				Tags: []string{"tag:nest"}, Logf: s.logf}
+			h, err := host.Boot(ctx, lab, cfg)
 			if err != nil {
 				errs <- err
 				return
@@ -116,18 +132,6 @@ func newFleet(t testing.TB, ctx context.Context, specs ...hostSpec) *fleet {
 	}
 	t.Logf("lab with %d hosts and the bot up in %v", len(specs), time.Since(start).Round(time.Millisecond))
 	return f
-}
-
-// bootHost boots a lab host, again if it met ETXTBSY: the host writes its
-// stub programs and runs one, and a fork elsewhere in the process (another
-// host booting) can hold the file open for writing meanwhile (golang.org/issue/22315).
-func bootHost(ctx context.Context, lab *tailnet.Lab, cfg host.Config) (*host.Host, error) {
-	for attempt := 1; ; attempt++ {
-		h, err := host.Boot(ctx, lab, cfg)
-		if err == nil || attempt == 5 || !strings.Contains(err.Error(), "text file busy") {
-			return h, err
-		}
-	}
 }
 
 func (f *fleet) host(name string) *host.Host { return f.hosts[name] }
@@ -173,7 +177,7 @@ func (f *fleet) rollout(ev *events, batches ...[]string) *rollout.Rollout {
 		Hosts:         f.targets(),
 		Batches:       batches,
 		MaxParallel:   1,
-		Source:        source(),
+		Source:        f.source(),
 		FlakeDir:      "infra/nix",
 		Revision:      revB,
 		Health:        []string{"systemctl is-system-running"},
@@ -232,14 +236,31 @@ func (f *fleet) hostEvents(name string) []string {
 	return out
 }
 
-// armedTimers lists the nest-rollback timers still armed on a host.
+// armedTimers lists the nest-rollback timers still armed on a host, as
+// its systemd says.
 func (f *fleet) armedTimers(name string) []string {
 	f.t.Helper()
-	m, err := filepath.Glob(filepath.Join(f.hosts[name].Root(), "run/systemd/transient/nest-rollback-*.timer"))
+	return f.units(name, "nest-rollback-*.timer", "active")
+}
+
+// units lists a host's loaded units matching pattern whose ActiveState is
+// state ("" for any), as its systemd says.
+func (f *fleet) units(name, pattern, state string) []string {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := f.hosts[name].Run(ctx, "systemctl", "list-units", "--all", "--plain", "--no-legend", pattern)
 	if err != nil {
-		f.t.Fatal(err)
+		f.t.Fatalf("%s: systemctl list-units: %v: %s", name, err, out)
 	}
-	return m
+	var units []string
+	for line := range strings.Lines(out) {
+		fields := strings.Fields(line)
+		if len(fields) >= 3 && (state == "" || fields[2] == state) {
+			units = append(units, fields[0])
+		}
+	}
+	return units
 }
 
 // waitFor polls cond until it holds, bounded by ctx.

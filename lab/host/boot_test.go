@@ -1,0 +1,151 @@
+package host_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"tailscale.com/tsnet"
+
+	"github.com/ducksnest/nestbot/lab/host"
+	"github.com/ducksnest/nestbot/lab/tailnet"
+)
+
+// labFor starts a tailnet for a test.
+func labFor(t *testing.T) *tailnet.Lab {
+	t.Helper()
+	lab := &tailnet.Lab{Tags: []string{"tag:nest", "tag:nestbot"}}
+	if err := lab.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lab.Close() })
+	return lab
+}
+
+func bootHost(t *testing.T, ctx context.Context, lab *tailnet.Lab, cfg host.Config) *host.Host {
+	t.Helper()
+	if cfg.Root == "" {
+		cfg.Root = filepath.Join(t.TempDir(), cfg.Name)
+	}
+	if cfg.Tags == nil {
+		cfg.Tags = []string{"tag:nest"}
+	}
+	cfg.Logf = t.Logf
+	h, err := host.Boot(ctx, lab, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+func TestBootInstallsAndJoins(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	lab := labFor(t)
+	h := bootHost(t, ctx, lab, host.Config{Name: "web", Revision: "aaaa"})
+	st, err := h.State()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("state %+v", st)
+	if st.Revision != "aaaa" || st.Generation != 1 || st.System != st.Booted {
+		t.Errorf("state %+v, want revision aaaa on generation 1, booted", st)
+	}
+	out, err := h.Run(ctx, "systemctl", "show", "sshd", "tailscaled", "-p", "ActiveState", "--value")
+	t.Logf("%q %v", out, err)
+}
+
+// sshLab is a tailnet whose policy lets tag:nestbot in to tag:nest as
+// root, with the bot's node on it.
+func sshLab(t *testing.T, ctx context.Context) (*tailnet.Lab, *tsnet.Server) {
+	t.Helper()
+	lab := &tailnet.Lab{Tags: []string{"tag:nest", "tag:nestbot"},
+		SSH: []tailnet.SSHRule{{Src: []string{"tag:nestbot"}, Dst: []string{"tag:nest"}, Users: []string{"root"}}}}
+	if err := lab.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lab.Close() })
+	bot, err := lab.Join(ctx, tailnet.NodeConfig{Hostname: "nestbot", Dir: t.TempDir(), InMemory: true, Ephemeral: true, Tags: []string{"tag:nestbot"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bot.Close() })
+	return lab, bot
+}
+
+// sshRun opens an SSH connection to addr over the tailnet and runs cmd.
+func sshRun(ctx context.Context, bot *tsnet.Server, addr string, cfg *ssh.ClientConfig, cmd string) (string, error) {
+	nc, err := bot.Dial(ctx, "tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer nc.Close()
+	c, chans, reqs, err := ssh.NewClientConn(nc, addr, cfg)
+	if err != nil {
+		return "", err
+	}
+	cl := ssh.NewClient(c, chans, reqs)
+	defer cl.Close()
+	s, err := cl.NewSession()
+	if err != nil {
+		return "", err
+	}
+	defer s.Close()
+	out, err := s.CombinedOutput(cmd)
+	return string(out), err
+}
+
+func TestLoginPaths(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	lab, bot := sshLab(t, ctx)
+	_, botKey, _ := ed25519.GenerateKey(rand.Reader)
+	signer, _ := ssh.NewSignerFromKey(botKey)
+	var web, db *host.Host
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		web = bootHost(t, ctx, lab, host.Config{Name: "web", Revision: "aaaa"})
+	}()
+	db = bootHost(t, ctx, lab, host.Config{Name: "db", Revision: "aaaa", Login: host.LoginOpenSSH, DeployKeys: []ssh.PublicKey{signer.PublicKey()}})
+	<-done
+	if web == nil {
+		t.FailNow()
+	}
+
+	// Tailscale SSH, as root, by the policy: no credentials.
+	out, err := sshRun(ctx, bot, "web:22", &ssh.ClientConfig{User: "root", HostKeyCallback: ssh.FixedHostKey(web.HostKey()), HostKeyAlgorithms: []string{ssh.KeyAlgoED25519}}, "id -u; nixos-version --json")
+	t.Logf("tailscale ssh: %q %v", out, err)
+	if err != nil || !strings.HasPrefix(out, "0\n") || !strings.Contains(out, `"configurationRevision":"aaaa"`) {
+		t.Errorf("Tailscale SSH as root: %q, %v", out, err)
+	}
+	// OpenSSH: the deploy user with its key, sudo without a password for
+	// the deploy rules only.
+	cfg := &ssh.ClientConfig{User: "nestbot", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: ssh.FixedHostKey(db.HostKey()), HostKeyAlgorithms: []string{ssh.KeyAlgoED25519}}
+	out, err = sshRun(ctx, bot, "db:22", cfg, "id -un; sudo -n systemctl is-system-running; nixos-version")
+	t.Logf("openssh: %q %v", out, err)
+	if err != nil || !strings.HasPrefix(out, "nestbot\nrunning\n") {
+		t.Errorf("OpenSSH as nestbot: %q, %v", out, err)
+	}
+	if out, err := sshRun(ctx, bot, "db:22", cfg, "sudo -n id"); err == nil {
+		t.Errorf("sudo id ran without a password: %q", out)
+	}
+	root := &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: ssh.FixedHostKey(db.HostKey()), HostKeyAlgorithms: []string{ssh.KeyAlgoED25519}}
+	if out, err := sshRun(ctx, bot, "db:22", root, "id"); err == nil {
+		t.Errorf("OpenSSH let root in: %q", out)
+	}
+	// tailscaled as root serves /etc/ssh's keys, the three of them: with no
+	// preference, Go's client picks ecdsa.
+	var offered ssh.PublicKey
+	sshRun(ctx, bot, "web:22", &ssh.ClientConfig{User: "root", HostKeyCallback: func(_ string, _ net.Addr, k ssh.PublicKey) error { offered = k; return nil }}, "true")
+	if offered == nil || offered.Type() != ssh.KeyAlgoECDSA256 {
+		t.Errorf("with no preference the host offered %v, want its ecdsa key", offered)
+	}
+}
