@@ -71,14 +71,25 @@ var (
 // copy, for build_on local). These amount to root on the host (a transient
 // unit runs any command), as any deploy tool's rules do; what they buy is
 // that every root command nestbot runs is a unit named nest-*, in the
-// journal. The NixOS module (nix/module.nix) writes the same rules.
+// journal. The NixOS module (nix/module.nix) writes the same rules, from
+// nix/sudo-commands.json, which go test ./nix -update writes from
+// SudoCommands.
 func SudoRules(user string) []string {
+	var rules []string
+	for _, c := range SudoCommands() {
+		rules = append(rules, fmt.Sprintf("%s ALL=(root) NOPASSWD: %s", user, c))
+	}
+	return rules
+}
+
+// SudoCommands are the commands (with sudo's wildcards) of SudoRules.
+func SudoCommands() []string {
 	return []string{
-		fmt.Sprintf("%s ALL=(root) NOPASSWD: %s/systemd-run --unit=nest-*", user, SudoBinDir),
-		fmt.Sprintf("%s ALL=(root) NOPASSWD: %s/systemctl stop nest-*", user, SudoBinDir),
-		fmt.Sprintf("%s ALL=(root) NOPASSWD: %s/systemctl reset-failed nest-*", user, SudoBinDir),
+		SudoBinDir + "/systemd-run --unit=nest-*",
+		SudoBinDir + "/systemctl stop nest-*",
+		SudoBinDir + "/systemctl reset-failed nest-*",
 		// build_on local: nix copy's remote end, as a trusted user.
-		fmt.Sprintf("%s ALL=(root) NOPASSWD: %s/nix-daemon --stdio", user, SudoBinDir),
+		SudoBinDir + "/nix-daemon --stdio",
 	}
 }
 
