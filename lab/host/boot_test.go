@@ -129,9 +129,10 @@ func TestLoginPaths(t *testing.T) {
 	// OpenSSH: the deploy user with its key, sudo without a password for
 	// the deploy rules only.
 	cfg := &ssh.ClientConfig{User: "nestbot", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: ssh.FixedHostKey(db.HostKey()), HostKeyAlgorithms: []string{ssh.KeyAlgoED25519}}
-	out, err = sshRun(ctx, bot, "db:22", cfg, "id -un; sudo -n systemctl is-system-running; nixos-version")
+	// (nestbot's rules, from its NixOS module: systemd-run of nest-* units.)
+	out, err = sshRun(ctx, bot, "db:22", cfg, "id -un; sudo -n /run/current-system/sw/bin/systemd-run --unit=nest-lab-check --wait --quiet -- /bin/true && echo ran; nixos-version")
 	t.Logf("openssh: %q %v", out, err)
-	if err != nil || !strings.HasPrefix(out, "nestbot\nrunning\n") {
+	if err != nil || !strings.HasPrefix(out, "nestbot\nran\n") {
 		t.Errorf("OpenSSH as nestbot: %q, %v", out, err)
 	}
 	if out, err := sshRun(ctx, bot, "db:22", cfg, "sudo -n id"); err == nil {

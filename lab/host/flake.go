@@ -2,15 +2,18 @@ package host
 
 import (
 	"fmt"
+	"io/fs"
 	"sort"
 	"strings"
+
+	nestnix "github.com/ducksnest/nestbot/nix"
 )
 
 // A FlakeHost is one host of a flake FlakeFiles writes, configured as the
 // DucksNest hosts are: Tailscale on, OpenSSH with AllowUsers (the admins
 // and the deploy user), PermitRootLogin no, keys only; the admins in wheel
 // with a sudo password; the deploy user with its keys and NOPASSWD sudo
-// rules for what a deploy runs.
+// rules nestbot's NixOS module gives it (nix/module.nix).
 type FlakeHost struct {
 	Attribute  string   // nixosConfigurations.<Attribute>
 	HostName   string   // networking.hostName (default Attribute)
@@ -31,18 +34,6 @@ const AdminPassword = "duckduck"
 
 const adminPasswordHash = "$6$nestlablab$LVfPSNv1stvLSoKp/etU14QnR3886kF9nGNqI7pToYUKV.Bue1DCan8CgM9Tq1C0XWAMfoa5sZEsJO.Ukt7Sm1"
 
-// SudoRules are the NOPASSWD rules the lab's hosts give the deploy user:
-// the programs a deploy runs as root. (Issue 14's NixOS module defines
-// nestbot's own; the lab's are an equivalent set until it does.)
-var SudoRules = []string{
-	"/run/current-system/sw/bin/nixos-rebuild",
-	"/nix/var/nix/profiles/system/bin/switch-to-configuration",
-	"/usr/bin/systemctl",
-	"/usr/bin/systemd-run",
-	"/usr/bin/nix-env",
-	"/usr/bin/nix",
-}
-
 // FlakeFiles is a flake (flake.nix, flake.lock, hosts/<attribute>.nix)
 // with nixosConfigurations for hosts, on the lab's nixpkgs stand-in. Its
 // configurationRevision is the flake's own rev when built from git, else
@@ -50,6 +41,15 @@ var SudoRules = []string{
 // nestbot ships a commit today), else unset.
 func FlakeFiles(inputs []Input, hosts ...FlakeHost) map[string]string {
 	files := map[string]string{"flake.lock": FlakeLock(inputs, "nixpkgs")}
+	// nestbot's NixOS module (nix/), as a flake that imports it by path
+	// would have it: the deploy user, its sudo rules, /var/lib/nestbot.
+	for _, name := range []string{"module.nix", "sudo-commands.json"} {
+		b, err := fs.ReadFile(nestnix.Module, name)
+		if err != nil {
+			panic("host: nestbot's module: " + err.Error()) // embedded: a build mistake
+		}
+		files["nestbot/"+name] = string(b)
+	}
 	var b strings.Builder
 	b.WriteString(`{
   description = "lab hosts";
@@ -94,12 +94,9 @@ func hostModule(h FlakeHost) string {
 	for _, a := range admins {
 		fmt.Fprintf(&b, "  users.users.%q = { isNormalUser = true; extraGroups = [ \"wheel\" ]; hashedPassword = %q; };\n", a, adminPasswordHash)
 	}
-	fmt.Fprintf(&b, "  users.users.%q = { isNormalUser = true; openssh.authorizedKeys.keys = [ %s ]; };\n", deploy, nixStrings(h.DeployKeys))
-	fmt.Fprintf(&b, "  security.sudo.extraRules = [ { users = [ %q ]; commands = [\n", deploy)
-	for _, c := range SudoRules {
-		fmt.Fprintf(&b, "    { command = %q; options = [ \"NOPASSWD\" ]; }\n", c)
-	}
-	b.WriteString("  ]; } ];\n")
+	// The deploy user, its key and sudo rules: nestbot's NixOS module.
+	fmt.Fprintf(&b, "  imports = [ ../nestbot/module.nix ];\n")
+	fmt.Fprintf(&b, "  services.nestbot = { enable = true; user = %q; authorizedKeys = [ %s ]; };\n", deploy, nixStrings(h.DeployKeys))
 	if h.Module != "" {
 		b.WriteString("  " + strings.TrimSpace(h.Module) + "\n")
 	}

@@ -16,6 +16,7 @@ let
       (if cfg.configurationRevision == null then "" else cfg.configurationRevision) versionJSON config.networking.hostName ]
     text;
   script = name: file: pkgs.writeScript name (subst (b.readFile file));
+  systemPath = map (p: "/usr/bin/" + p) [ "systemctl" "systemd-run" "journalctl" "nix" "nix-build" "nix-env" "nix-store" "nix-daemon" "flock" "sudo" ];
   activationScripts = lib.concatMapStrings (n:
     let s = cfg.activationScripts.${n}; in
     "\n# ${n}\n" + (if b.isString s then s else s.text or "") + "\n") (b.sort (x: y: x < y) (b.attrNames cfg.activationScripts));
@@ -67,6 +68,13 @@ in
     ln -s ${config.system.build.etc} "$out/etc"
     ln -s ${config.system.build.nixos-version} "$out/sw/bin/nixos-version"
     ln -s ${config.system.build.nixos-rebuild} "$out/sw/bin/nixos-rebuild"
+    # The system path (nixos/modules/config/system-path.nix): NixOS's
+    # required packages (systemd, nix, util-linux, sudo's wrapper) are the
+    # root image's programs here, and environment.systemPackages' bin/.
+    for p in ${lib.concatStringsSep " " systemPath}; do ln -sf "$p" "$out/sw/bin/"; done
+    for p in ${lib.concatMapStringsSep " " (p: "${p}") config.environment.systemPackages}; do
+      [ -d "$p/bin" ] && for f in "$p"/bin/*; do ln -sf "$f" "$out/sw/bin/"; done
+    done
     for f in activate:activate stc:bin/switch-to-configuration init:init bootloader:bin/install-bootloader; do
       eval "src=\$''${f%%:*}Path"
       sed "s|@out@|$out|g" "$src" >"$out/''${f#*:}"
