@@ -72,9 +72,12 @@ in
       extraSetFlags = [ "--ssh" ];
     };
     environment.systemPackages = [ pkgs.git ];
-    system.activationScripts.nestbot = ''
-      install -d -m 0755 -o ${user} ${stateDir} ${stateDir}/run
-    '';
+    system.activationScripts.nestbot = {
+      deps = [ "users" ];
+      text = ''
+        install -d -m 0755 -o ${user} ${stateDir} ${stateDir}/run
+      '';
+    };
     system.configurationRevision = lib.mkIf (flake != null) (lib.mkDefault (flake.rev or flake.dirtyRev or null));
   };
 }

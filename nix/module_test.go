@@ -168,9 +168,12 @@ func TestModuleSetsUpAHost(t *testing.T) {
 	}
 	var sshd bool
 	eval("web.config.services.openssh.enable", &sshd)
-	var activation string
+	var activation struct {
+		Deps []string `json:"deps"`
+		Text string   `json:"text"`
+	}
 	eval("web.config.system.activationScripts.nestbot", &activation)
-	if !sshd || !strings.Contains(activation, "-o nestbot "+rollout.StateDir) {
+	if !sshd || !strings.Contains(activation.Text, "-o nestbot "+rollout.StateDir) || !slices.Contains(activation.Deps, "users") {
 		t.Errorf("openssh enabled %v; activation %q", sshd, activation)
 	}
 

@@ -235,6 +235,8 @@ func TestScriptsParse(t *testing.T) {
 			"health":       n.healthScript(),
 		}
 		twoUnits := regexp.MustCompile(`systemctl show (\S+\.(service|timer)) +\S+\.(service|timer)`)
+		// What systemd-run is given to run must hold no "$" (see startUnit).
+		unitArgs := regexp.MustCompile(`systemd-run --unit=\S+ (.*)`)
 		for name, s := range scripts {
 			if out, err := exec.Command("/bin/sh", "-n", "-c", s).CombinedOutput(); err != nil {
 				t.Errorf("%s: %v: %s\n%s", name, err, out, s)
@@ -242,9 +244,16 @@ func TestScriptsParse(t *testing.T) {
 			if m := twoUnits.FindString(s); m != "" {
 				t.Errorf("%s asks systemctl show about two units at once: %s", name, m)
 			}
+			for _, m := range unitArgs.FindAllStringSubmatch(s, -1) {
+				args := strings.NewReplacer(`"--setenv=PATH=$PATH"`, "", `"$P"`, "", `"$G"`, "", `"$(id -un)"`, "", `"$T`, "", `$d/`, "", `$P"`, "", `|| exit`, "").Replace(m[1])
+				if strings.Contains(args, "$") {
+					t.Errorf("%s gives systemd-run a \"$\", which a daemon-reload breaks: %s", name, m[1])
+				}
+			}
 		}
 		arm := scripts["arm"]
-		if !strings.Contains(arm, "--on-active=2000ms") || strings.Index(arm, "--on-active") > strings.Index(arm, "switch-to-configuration\" test") {
+		if !strings.Contains(arm, "--on-active=2000ms") || !strings.Contains(arm, `switch-to-configuration" test`) ||
+			strings.Index(arm, "--unit=nest-rollback-") > strings.Index(arm, "--unit=nest-activate-") {
 			t.Errorf("arm, then activate with test:\n%s", arm)
 		}
 		if !strings.Contains(arm, "reset-failed") || strings.Contains(scripts["arm again"], "reset-failed") {

@@ -2,18 +2,25 @@ package rollout_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
+	"maps"
+	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 	"tailscale.com/tsnet"
 
+	"github.com/ducksnest/nestbot/gitops/git"
+	"github.com/ducksnest/nestbot/internal/fixtures"
 	"github.com/ducksnest/nestbot/lab/host"
 	"github.com/ducksnest/nestbot/lab/tailnet"
 	"github.com/ducksnest/nestbot/reconcile/rollout"
@@ -21,55 +28,61 @@ import (
 )
 
 // These tests run a real tailnet (tailscale's test control server, DERP
-// and STUN) in this process and the lab's hosts: real systemd, sshd,
-// tailscaled and nix under systemd-nspawn (lab/host). The bot is a tsnet
-// node that reaches the hosts only through SSH over the tailnet: Tailscale
-// SSH as root, which the tailnet policy's ssh rule allows.
-
-const (
-	revA = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-	revB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-)
-
-// source is the repository tree the rollouts ship: a flake in infra/nix
-// with a nixosConfiguration for each of the fleet's hosts, on the lab's
-// nixpkgs, whose configurationRevision is the shipped .nest-revision.
-func (f *fleet) source() fstest.MapFS {
-	src := fstest.MapFS{
-		"nest.yaml":                   {Data: []byte("version: 1\n")},
-		"infra/nix/scripts/check.sh":  {Data: []byte("#!/bin/sh\nexit 0\n"), Mode: 0o755},
-		"infra/nix/secrets/README.md": {Data: []byte("age-encrypted keys\n")},
-	}
-	var hosts []host.FlakeHost
-	for _, name := range f.order {
-		hosts = append(hosts, host.FlakeHost{Attribute: name})
-	}
-	for name, content := range host.FlakeFiles(f.inputs, hosts...) {
-		src["infra/nix/"+name] = &fstest.MapFile{Data: []byte(content)}
-	}
-	return src
-}
+// and STUN) in this process and the lab's hosts: real systemd, sshd, sudo,
+// tailscaled and nix under systemd-nspawn (lab/host), each built from a
+// flake on the lab's stand-in nixpkgs and set up by nestbot's NixOS module.
+// The bot is a tsnet node that reaches the hosts only through SSH over the
+// tailnet: Tailscale SSH as root (the tailnet policy's ssh rule lets
+// tag:nestbot in), or OpenSSH as the deploy user with nestbot's key and
+// sudo. What the tests change between commits is the hosts' NixOS
+// configuration, as a user would: a unit that fails, a slow build, a
+// change to sshd's and tailscaled's units.
 
 // hostSpec is a lab host to boot.
 type hostSpec struct {
-	name     string
-	revision string
-	faults   host.Faults
-	logf     func(string, ...any)
+	name        string // nest.yaml's
+	attr        string // nixosConfigurations.<attr>; default name
+	hostName    string // networking.hostName; default attr
+	tailnetName string // default name
+	login       host.Login
+	noRevision  bool // the flake does not set configurationRevision
+	logf        func(string, ...any)
 }
 
-// fleet is a lab tailnet with hosts and the bot's node.
+func (s hostSpec) attribute() string { return cmpOr(s.attr, s.name) }
+func (s hostSpec) node() string      { return cmpOr(s.tailnetName, s.name) }
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// fleet is a lab tailnet with hosts, the bot's node, and the repository
+// the rollouts ship: a flake in infra/nix with a nixosConfiguration for
+// each host.
 type fleet struct {
 	t      testing.TB
 	lab    *tailnet.Lab
 	bot    *tsnet.Server
+	dialer *dropDialer
 	hosts  map[string]*host.Host
+	specs  map[string]hostSpec
 	order  []string
 	inputs []host.Input
+	key    ssh.Signer // nestbot's own key, for OpenSSH logins
+
+	repoDir string
+	repo    *git.Repo
+	first   string // the commit the hosts booted from
 }
 
 func newFleet(t testing.TB, ctx context.Context, specs ...hostSpec) *fleet {
 	t.Helper()
+	fixtures.Require(t, "git")
+	fixtures.Require(t, "nix")
+	fixtures.Require(t, "systemd-nspawn")
 	lab := &tailnet.Lab{Tags: []string{"tag:nest", "tag:nestbot"},
 		SSH: []tailnet.SSHRule{{Src: []string{"tag:nestbot"}, Dst: []string{"tag:nest"}, Users: []string{"root"}}}}
 	if err := lab.Start(); err != nil {
@@ -80,44 +93,52 @@ func newFleet(t testing.TB, ctx context.Context, specs ...hostSpec) *fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fleet{t: t, lab: lab, hosts: map[string]*host.Host{}, inputs: inputs}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	key, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fleet{t: t, lab: lab, hosts: map[string]*host.Host{}, specs: map[string]hostSpec{}, inputs: inputs, key: key, repoDir: t.TempDir()}
+	for _, s := range specs {
+		f.order = append(f.order, s.name)
+		f.specs[s.name] = s
+	}
+	f.first = f.commit("the hosts as they boot", nil)
+	flake := filepath.Join(t.TempDir(), "flake")
+	if err := os.CopyFS(flake, os.DirFS(filepath.Join(f.repoDir, "infra/nix"))); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	errs := make(chan error, len(specs)+1)
-	sem := make(chan struct{}, 8)
+	sem := make(chan struct{}, 4)
 	for _, s := range specs {
-		f.order = append(f.order, s.name)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			cfg := host.Config{Name: s.name, Revision: s.revision, Root: filepath.Join(t.TempDir(), s.name),
-				Tags: []string{"tag:nest"}, Logf: s.logf}
+			cfg := host.Config{Name: s.name, Attribute: s.attribute(), HostName: s.hostName, TailnetName: s.node(),
+				Root: filepath.Join(t.TempDir(), s.name), Tags: []string{"tag:nest"}, Login: s.login, Flake: flake,
+				DeployKeys: []ssh.PublicKey{key.PublicKey()}, Logf: s.logf}
 			h, err := host.Boot(ctx, lab, cfg)
 			if err != nil {
 				errs <- err
 				return
 			}
-			if err := h.SetFaults(s.faults); err != nil {
-				errs <- err
-			}
 			mu.Lock()
 			f.hosts[s.name] = h
 			mu.Unlock()
-		}()
+		})
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		bot, err := lab.Join(ctx, tailnet.NodeConfig{Hostname: "nestbot", Dir: t.TempDir(), InMemory: true, Ephemeral: true, Tags: []string{"tag:nestbot"}})
 		if err != nil {
 			errs <- err
 			return
 		}
 		f.bot = bot
-	}()
+		f.dialer = &dropDialer{d: bot}
+	})
 	wg.Wait()
 	// Cleanups run last-in first-out: hosts close before the lab.
 	for _, h := range f.hosts {
@@ -134,15 +155,136 @@ func newFleet(t testing.TB, ctx context.Context, specs ...hostSpec) *fleet {
 	return f
 }
 
+// commit writes the flake with each host's extra configuration (a Nix
+// attribute set's body, by host name) and commits it; it returns the
+// commit.
+func (f *fleet) commit(msg string, extra map[string]string) string {
+	f.t.Helper()
+	var hosts []host.FlakeHost
+	for _, name := range f.order {
+		s := f.specs[name]
+		hosts = append(hosts, host.FlakeHost{Attribute: s.attribute(), HostName: cmpOr(s.hostName, s.attribute()), NoRevision: s.noRevision,
+			DeployKeys: []string{strings.TrimSpace(string(ssh.MarshalAuthorizedKey(f.key.PublicKey())))}, Module: extra[name]})
+	}
+	if err := os.WriteFile(filepath.Join(f.repoDir, "nest.yaml"), []byte("version: 1\n"), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+	for name, content := range host.FlakeFiles(f.inputs, hosts...) {
+		p := filepath.Join(f.repoDir, "infra/nix", name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	run := func(args ...string) string {
+		out, err := exec.Command("git", append([]string{"-C", f.repoDir, "-c", "user.name=t", "-c", "user.email=t@t"}, args...)...).CombinedOutput()
+		if err != nil {
+			f.t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if f.repo == nil {
+		run("init", "-q", "-b", "main")
+	}
+	run("add", "-A")
+	run("commit", "-q", "--allow-empty", "-m", msg)
+	rev := run("rev-parse", "HEAD")
+	if f.repo == nil {
+		repo, err := git.Open(f.repoDir, git.Options{})
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		f.repo = repo
+	}
+	return rev
+}
+
+// change commits the same extra configuration for every host.
+func (f *fleet) change(msg, module string) string {
+	f.t.Helper()
+	extra := map[string]string{}
+	for _, name := range f.order {
+		extra[name] = module
+	}
+	return f.commit(msg, extra)
+}
+
 func (f *fleet) host(name string) *host.Host { return f.hosts[name] }
 
-// targets are every host with its key pinned.
+// targets are every host as nest.yaml would give them, keys pinned.
 func (f *fleet) targets() []rollout.Target {
 	var ts []rollout.Target
 	for _, name := range f.order {
-		ts = append(ts, rollout.Target{Name: name, HostKey: f.hosts[name].HostKey()})
+		s := f.specs[name]
+		t := rollout.Target{Name: name, Attr: s.attribute(), Addr: s.node() + ":22", HostKey: f.hosts[name].HostKey()}
+		if s.login == host.LoginOpenSSH {
+			t.Login = rollout.Login{Via: rollout.ViaOpenSSH, User: host.DefaultDeployUser, Key: f.key}
+		}
+		ts = append(ts, t)
 	}
 	return ts
+}
+
+// rollout is a rollout of rev over the fleet.
+func (f *fleet) rollout(rev string, ev *events, batches ...[]string) *rollout.Rollout {
+	if len(batches) == 0 {
+		batches = [][]string{f.order}
+	}
+	r := &rollout.Rollout{
+		Dialer:        f.dialer,
+		Hosts:         f.targets(),
+		Batches:       batches,
+		MaxParallel:   1,
+		Source:        f.repo,
+		FlakeDir:      "infra/nix",
+		Revision:      rev,
+		ConfirmWithin: 60 * time.Second,
+		PollInterval:  100 * time.Millisecond,
+		Events: func(e rollout.Event) {
+			if ev != nil {
+				ev.add(e)
+			}
+			f.t.Log(e)
+		},
+		Logf: f.t.Logf,
+	}
+	return r
+}
+
+// sh runs a shell command line on a host, as root, outside the tailnet.
+func (f *fleet) sh(name, cmd string) string {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := f.hosts[name].Run(ctx, "/bin/sh", "-c", cmd)
+	if err != nil {
+		f.t.Fatalf("%s: %s: %v: %s", name, cmd, err, out)
+	}
+	return strings.TrimSpace(out)
+}
+
+// system is what a host runs, boots and has as its boot default.
+type system struct{ current, booted, profile, generation string }
+
+func (f *fleet) system(name string) system {
+	f.t.Helper()
+	l := strings.Split(f.sh(name, "readlink /run/current-system; readlink /run/booted-system; readlink -f /nix/var/nix/profiles/system; readlink /nix/var/nix/profiles/system"), "\n")
+	if len(l) != 4 {
+		f.t.Fatalf("%s: system %q", name, l)
+	}
+	return system{l[0], l[1], l[2], l[3]}
+}
+
+// bootDefault is the generation the host's boot loader starts.
+func (f *fleet) bootDefault(name string) string {
+	f.t.Helper()
+	return f.sh(name, "sed -n 's/^default //p' /boot/loader/loader.conf")
+}
+
+// unitLog is what systemd logged of a unit on the host.
+func (f *fleet) unitLog(name, unit string) string {
+	f.t.Helper()
+	return f.sh(name, "journalctl --no-pager -o cat -u "+unit+" || true")
 }
 
 // events collects a run's events.
@@ -157,120 +299,65 @@ func (e *events) add(ev rollout.Event) {
 	e.mu.Unlock()
 }
 
-// of lists one host's states, in order.
+// of lists one host's states, in order, each once in a row.
 func (e *events) of(host string) []rollout.State {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var out []rollout.State
 	for _, ev := range e.all {
-		if ev.Host == host {
+		if ev.Host == host && (len(out) == 0 || out[len(out)-1] != ev.State) {
 			out = append(out, ev.State)
 		}
 	}
 	return out
 }
 
-// rollout is a rollout of revB over the fleet, quick to poll.
-func (f *fleet) rollout(ev *events, batches ...[]string) *rollout.Rollout {
-	r := &rollout.Rollout{
-		Dialer:        f.bot,
-		Hosts:         f.targets(),
-		Batches:       batches,
-		MaxParallel:   1,
-		Source:        f.source(),
-		FlakeDir:      "infra/nix",
-		Revision:      revB,
-		Health:        []string{"systemctl is-system-running"},
-		ConfirmWithin: 30 * time.Second,
-		PollInterval:  100 * time.Millisecond,
-		Events: func(e rollout.Event) {
-			if ev != nil {
-				ev.add(e)
-			}
-			if testing.Verbose() {
-				f.t.Log(e)
-			}
-		},
-	}
-	if testing.Verbose() {
-		r.Logf = f.t.Logf
-	}
-	return r
+// reached reports whether the host has been in state.
+func (e *events) reached(host string, state rollout.State) bool {
+	return slices.Contains(e.of(host), state)
 }
 
-// state reads a host's state from its root.
-func (f *fleet) state(name string) host.State {
-	f.t.Helper()
-	st, err := f.hosts[name].State()
+// dropDialer dials over the tailnet and can cut every connection it made.
+type dropDialer struct {
+	d     rollout.Dialer
+	mu    sync.Mutex
+	conns map[net.Conn]bool
+}
+
+func (d *dropDialer) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := d.d.Dial(ctx, network, addr)
 	if err != nil {
-		f.t.Fatal(err)
+		return nil, err
 	}
-	return st
+	d.mu.Lock()
+	if d.conns == nil {
+		d.conns = map[net.Conn]bool{}
+	}
+	d.conns[c] = true
+	d.mu.Unlock()
+	return c, nil
 }
 
-// switches are a host's nixos-rebuild runs, from its own log.
-func (f *fleet) switches(name string) []host.Switch {
-	f.t.Helper()
-	sw, err := f.hosts[name].Switches()
-	if err != nil {
-		f.t.Fatal(err)
+// drop closes every connection dialed so far: as a network that broke.
+func (d *dropDialer) drop() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for c := range maps.Keys(d.conns) {
+		c.Close()
 	}
-	return sw
-}
-
-// hostEvents are the names of a host's logged events.
-func (f *fleet) hostEvents(name string) []string {
-	f.t.Helper()
-	evs, err := f.hosts[name].Events()
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	var out []string
-	for _, ev := range evs {
-		s := ev.Name
-		if u := ev.Fields["unit"]; u != "" {
-			s += " " + u
-		}
-		out = append(out, s)
-	}
-	return out
-}
-
-// armedTimers lists the nest-rollback timers still armed on a host, as
-// its systemd says.
-func (f *fleet) armedTimers(name string) []string {
-	f.t.Helper()
-	return f.units(name, "nest-rollback-*.timer", "active")
-}
-
-// units lists a host's loaded units matching pattern whose ActiveState is
-// state ("" for any), as its systemd says.
-func (f *fleet) units(name, pattern, state string) []string {
-	f.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := f.hosts[name].Run(ctx, "systemctl", "list-units", "--all", "--plain", "--no-legend", pattern)
-	if err != nil {
-		f.t.Fatalf("%s: systemctl list-units: %v: %s", name, err, out)
-	}
-	var units []string
-	for line := range strings.Lines(out) {
-		fields := strings.Fields(line)
-		if len(fields) >= 3 && (state == "" || fields[2] == state) {
-			units = append(units, fields[0])
-		}
-	}
-	return units
+	n := len(d.conns)
+	d.conns = nil
+	return n
 }
 
 // waitFor polls cond until it holds, bounded by ctx.
-func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
+func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
 	t.Helper()
 	for !cond() {
 		select {
 		case <-ctx.Done():
 			t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
@@ -293,7 +380,7 @@ func statesString(s []rollout.State) string {
 	return strings.Join(parts, " → ")
 }
 
-func wantStates(t *testing.T, ev *events, host string, want ...rollout.State) {
+func wantStates(t testing.TB, ev *events, host string, want ...rollout.State) {
 	t.Helper()
 	if got := ev.of(host); !slices.Equal(got, want) {
 		t.Errorf("%s went %s, want %s", host, statesString(got), statesString(want))
@@ -302,37 +389,13 @@ func wantStates(t *testing.T, ev *events, host string, want ...rollout.State) {
 
 func keyString(k ssh.PublicKey) string { return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))) }
 
-// maxOverlap is the most of the given intervals open at one instant.
-func maxOverlap(sw []host.Switch) int {
-	type edge struct {
-		t     time.Time
-		delta int
-	}
-	var edges []edge
-	for _, s := range sw {
-		edges = append(edges, edge{s.Start, 1}, edge{s.End, -1})
-	}
-	slices.SortFunc(edges, func(a, b edge) int {
-		if c := a.t.Compare(b.t); c != 0 {
-			return c
-		}
-		return a.delta - b.delta // an end before a start at the same instant
-	})
-	n, most := 0, 0
-	for _, e := range edges {
-		n += e.delta
-		most = max(most, n)
-	}
-	return most
-}
-
 func describe(res *rollout.Result) string {
 	if res == nil {
 		return "no result"
 	}
 	var b strings.Builder
 	for _, h := range res.Hosts {
-		fmt.Fprintf(&b, "\n  %s batch %d: %s (%s) now %q gen %d", h.Name, h.Batch, h.State, h.Detail, h.Now.Revision, h.Now.Generation)
+		fmt.Fprintf(&b, "\n  %s batch %d: %s (%s) now %q on %s", h.Name, h.Batch, h.State, h.Detail, h.Now.Revision, h.Now.System)
 	}
 	return b.String()
 }

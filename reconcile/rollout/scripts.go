@@ -145,13 +145,41 @@ func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'
 // argv, its result recorded by ExecStopPost. opts are more systemd-run
 // options. The unit gets the login shell's PATH (nix, git and the NixOS
 // tools are on it).
+//
+// No command line given to systemd-run may hold a "$": systemd writes a
+// transient unit into a file, escaping "$" as "\$", which it does not read
+// back as "$" when a daemon-reload (every switch-to-configuration does
+// one) loads the file again. So what needs the shell runs from the helper
+// scripts (helpers), with its arguments expanded before systemd-run sees
+// them.
 func (n names) startUnit(step string, opts []string, argv ...string) string {
-	record := fmt.Sprintf(`-pExecStopPost=/bin/sh -c "echo $$SERVICE_RESULT $$EXIT_CODE $$EXIT_STATUS >%s"`, n.result(step))
+	record := "-pExecStopPost=/bin/sh " + n.run + "/record.sh " + step
 	parts := []string{n.root.run, "--unit=" + n.unit(step), "--collect", "--quiet", shq(record), `"--setenv=PATH=$PATH"`}
 	parts = append(parts, opts...)
 	parts = append(parts, "--")
 	parts = append(parts, argv...)
 	return strings.Join(parts, " ")
+}
+
+// helpers writes the scripts the units run into the run directory:
+//
+//	record.sh STEP   ExecStopPost: systemd's $SERVICE_RESULT $EXIT_CODE $EXIT_STATUS to STEP.result
+//	keep.sh PATH     a GC root for the system that ran before
+//	rollback.sh P G  the rollback (rollbackScript)
+//	boot.sh T        nix-env --set the system profile to T, switch-to-configuration boot
+func (n names) helpers() string {
+	files := []struct{ name, body string }{
+		{"record.sh", fmt.Sprintf(`echo "$SERVICE_RESULT $EXIT_CODE $EXIT_STATUS" >"%[1]s/$1.result.part" && mv "%[1]s/$1.result.part" "%[1]s/$1.result"`, n.run)},
+		{"keep.sh", fmt.Sprintf(`exec nix-store --add-root %s/previous-root --realise "$1" >/dev/null`, n.run)},
+		{"rollback.sh", n.rollbackScript()},
+		{"boot.sh", fmt.Sprintf(`nix-env -p %s --set "$1" && exec "$1/bin/switch-to-configuration" boot`, profilePath)},
+	}
+	lines := []string{"mkdir -p " + n.run}
+	for _, f := range files {
+		p := n.run + "/" + f.name
+		lines = append(lines, fmt.Sprintf("cat >%s.part <<'NESTBOT_EOF'\n%s\nNESTBOT_EOF\nmv %s.part %s", p, f.body, p, p))
+	}
+	return strings.Join(lines, "\n")
 }
 
 // unitActive is a shell test: the unit is starting, running or stopping.
@@ -187,6 +215,9 @@ const nixFlags = "--extra-experimental-features 'nix-command flakes'"
 func (n names) shipScript() string {
 	return strings.Join([]string{
 		"set -e",
+		// The NixOS module makes StateDir the deploy user's; without it,
+		// nestbot makes it so itself, through a unit.
+		fmt.Sprintf(`[ -w %[1]s ] || { [ -e %[1]s ] && [ "$(id -u)" = 0 ]; } || %[2]s --unit=nest-setup-%[3]s --wait --quiet -- install -d -m 0755 -o "$(id -un)" %[1]s %[1]s/run`, StateDir, n.root.run, n.short),
 		fmt.Sprintf("r=%s; mkdir -p %s/run %s", srcRepo, StateDir, n.run),
 		`[ -d "$r/.git" ] || git init -q "$r"`,
 		`git -C "$r" unpack-objects -q`,
@@ -214,7 +245,7 @@ func (n names) buildScript(attr, store string, timeout time.Duration) string {
 	opts := []string{"--service-type=exec", fmt.Sprintf("-pRuntimeMaxSec=%dms", timeout.Milliseconds()),
 		"--setenv=GIT_CONFIG_COUNT=1", "--setenv=GIT_CONFIG_KEY_0=safe.directory", "--setenv=GIT_CONFIG_VALUE_0=" + srcRepo}
 	return strings.Join([]string{
-		fmt.Sprintf("mkdir -p %s", n.run),
+		n.helpers(),
 		fmt.Sprintf(`if %s; then exit 0; fi`, unitActive(n.unit(stepBuild))),
 		fmt.Sprintf(`if [ "$(cat %s 2>/dev/null)" = "success exited 0" ] && [ -e %s/toplevel ]; then exit 0; fi`, n.result(stepBuild), n.run),
 		fmt.Sprintf("rm -f %s %s/toplevel", n.result(stepBuild), n.run),
@@ -243,7 +274,11 @@ func (n names) armScript(confirmWithin time.Duration, again bool) string {
 	r := n.root
 	var lines []string
 	lines = append(lines, "set -u", "d="+n.run,
-		fmt.Sprintf(`T=$(readlink "$d/toplevel") || { echo "no built system in $d/toplevel" >&2; exit %d; }`, exitArmFailed))
+		fmt.Sprintf(`T=$(readlink "$d/toplevel") || { echo "no built system in $d/toplevel" >&2; exit %d; }`, exitArmFailed),
+		// One attempt at a time: a later attempt waits for an earlier one
+		// that may still run (its session died, not it), then looks.
+		fmt.Sprintf(`exec 8>>"$d/arm.lock" && flock 8 || exit %d`, exitArmFailed),
+		n.helpers())
 	if !again {
 		lines = append(lines,
 			fmt.Sprintf("%s stop %s %s >/dev/null 2>&1", r.ctl, n.timer(), n.unit(stepRollback)),
@@ -257,18 +292,20 @@ func (n names) armScript(confirmWithin time.Duration, again bool) string {
 		`if [ ! -s "$d/previous" ]; then`,
 		fmt.Sprintf(`  P=$(readlink %s) && G=$(readlink %s) || exit %d`, currentSystemPath, profilePath, exitArmFailed),
 		`  systemctl list-units --state=failed --plain --no-legend --no-pager >"$d/failed-before.part" && mv "$d/failed-before.part" "$d/failed-before"`,
-		fmt.Sprintf(`  nix-store --add-root "$d/previous-root" --realise "$P" >/dev/null || { echo "cannot keep $P from the garbage collector" >&2; exit %d; }`, exitArmFailed),
 		`  printf '%s\n%s\n' "$P" "$G" >"$d/previous.part" && mv "$d/previous.part" "$d/previous" || exit `+fmt.Sprint(exitArmFailed),
 		`fi`,
 		`{ read -r P; read -r G; } <"$d/previous"`,
 		fmt.Sprintf(`if [ -e "$d/rollback.result" ]; then echo "the dead-man rollback already ran" >&2; exit %d; fi`, exitFiredAlready),
 		fmt.Sprintf(`if ! %s && ! %s; then`, unitActive(n.timer()), unitActive(n.unit(stepRollback))),
 		"  "+n.startUnit(stepRollback, []string{fmt.Sprintf("--on-active=%dms", confirmWithin.Milliseconds()), "--timer-property=AccuracySec=100ms"},
-			"/bin/sh", "-c", shq(n.rollbackScript()), "nest-rollback", `"$P"`, `"$G"`)+fmt.Sprintf(" || exit %d", exitArmFailed),
+			"/bin/sh", n.run+"/rollback.sh", `"$P"`, `"$G"`)+fmt.Sprintf(" || exit %d", exitArmFailed),
 		"fi",
 		"echo armed",
 		fmt.Sprintf(`if ! %s && [ ! -e "$d/activate.result" ]; then`, unitActive(n.unit(stepActivate))),
-		"  "+n.startUnit(stepActivate, []string{"--service-type=exec"}, `"$T/bin/switch-to-configuration"`, "test")+fmt.Sprintf(" || exit %d", exitActivateFail),
+		// The system that ran before is kept from the garbage collector
+		// (it may be in no generation: a hand-run nixos-rebuild test).
+		"  "+n.startUnit(stepActivate, []string{"--service-type=exec", `"-pExecStartPre=/bin/sh $d/keep.sh $P"`},
+			`"$T/bin/switch-to-configuration"`, "test")+fmt.Sprintf(" || exit %d", exitActivateFail),
 		"fi",
 		"echo started")
 	return strings.Join(lines, "\n")
@@ -295,10 +332,11 @@ func (n names) rollbackScript() string {
 func (n names) rollbackNowScript() string {
 	return strings.Join([]string{
 		"d=" + n.run,
+		n.helpers(),
 		`{ read -r P; read -r G; } <"$d/previous" || { echo "no rollback target in $d/previous" >&2; exit 4; }`,
 		fmt.Sprintf("%s stop %s >/dev/null 2>&1", n.root.ctl, n.timer()),
 		fmt.Sprintf(`if %s || [ -e "$d/rollback.result" ]; then exit 0; fi`, unitActive(n.unit(stepRollback))),
-		n.startUnit(stepRollback, nil, "/bin/sh", "-c", shq(n.rollbackScript()), "nest-rollback", `"$P"`, `"$G"`) + " || exit 4",
+		n.startUnit(stepRollback, nil, "/bin/sh", n.run+"/rollback.sh", `"$P"`, `"$G"`) + " || exit 4",
 	}, "\n")
 }
 
@@ -320,11 +358,11 @@ func (n names) confirmScript() string {
 func (n names) bootScript() string {
 	return strings.Join([]string{
 		"d=" + n.run,
+		n.helpers(),
 		`T=$(readlink "$d/toplevel") || exit 4`,
 		fmt.Sprintf(`if %s || [ "$(cat %s 2>/dev/null)" = "success exited 0" ]; then exit 0; fi`, unitActive(n.unit(stepBoot)), n.result(stepBoot)),
 		fmt.Sprintf("rm -f %s", n.result(stepBoot)),
-		n.startUnit(stepBoot, []string{"--service-type=exec"}, "/bin/sh", "-c",
-			shq(fmt.Sprintf(`nix-env -p %s --set "$1" && exec "$1/bin/switch-to-configuration" boot`, profilePath)), "nest-boot", `"$T"`) + " || exit 4",
+		n.startUnit(stepBoot, []string{"--service-type=exec"}, "/bin/sh", n.run+"/boot.sh", `"$T"`) + " || exit 4",
 	}, "\n")
 }
 

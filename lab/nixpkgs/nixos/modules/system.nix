@@ -17,9 +17,14 @@ let
     text;
   script = name: file: pkgs.writeScript name (subst (b.readFile file));
   systemPath = map (p: "/usr/bin/" + p) [ "systemctl" "systemd-run" "journalctl" "nix" "nix-build" "nix-env" "nix-store" "nix-daemon" "flock" "sudo" ];
+  # By name, those with deps (activation-script.nix's textClosureMap) after
+  # those without.
+  scriptNames = b.sort (x: y: x < y) (b.attrNames cfg.activationScripts);
+  hasDeps = n: let s = cfg.activationScripts.${n}; in !(b.isString s) && (s.deps or [ ]) != [ ];
   activationScripts = lib.concatMapStrings (n:
     let s = cfg.activationScripts.${n}; in
-    "\n# ${n}\n" + (if b.isString s then s else s.text or "") + "\n") (b.sort (x: y: x < y) (b.attrNames cfg.activationScripts));
+    "\n# ${n}\n" + (if b.isString s then s else s.text or "") + "\n")
+    (lib.filter (n: !(hasDeps n)) scriptNames ++ lib.filter hasDeps scriptNames);
 in
 {
   networking.hostName = lib.mkOptionDefault "nixos";
