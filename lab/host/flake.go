@@ -87,7 +87,7 @@ func hostModule(h FlakeHost) string {
 	}
 	deploy := orDefault(h.DeployUser, DefaultDeployUser)
 	var b strings.Builder
-	fmt.Fprintf(&b, "{ ... }:\n{\n  networking.hostName = %q;\n", hostName)
+	fmt.Fprintf(&b, "{ lib, pkgs, ... }:\n{\n  networking.hostName = %q;\n", hostName)
 	b.WriteString("  services.tailscale.enable = true;\n  services.openssh.enable = true;\n")
 	b.WriteString("  services.openssh.settings = {\n    PermitRootLogin = \"no\";\n    PasswordAuthentication = false;\n    KbdInteractiveAuthentication = false;\n")
 	fmt.Fprintf(&b, "    AllowUsers = [ %s ];\n  };\n", nixStrings(append(append([]string(nil), admins...), deploy)))
