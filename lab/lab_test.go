@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ducksnest/nestbot/lab"
+	"github.com/ducksnest/nestbot/lab/host"
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/pki"
 	"github.com/ducksnest/nestbot/reconcile"
@@ -127,5 +128,28 @@ func TestInstanceBootsAHostThatJoins(t *testing.T) {
 	}
 	if _, ok := l.Host("laptop-ultra"); !ok {
 		t.Error("an on-prem host went down with the instance")
+	}
+}
+
+// TestExampleFlakeLocksTheStandIns: the example's flake.lock locks its
+// nixpkgs and agenix inputs at the lab's stand-ins, so its hosts build it
+// offline, as a real host builds the real lock.
+func TestExampleFlakeLocksTheStandIns(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, inputs, err := host.StoreDir(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := host.FlakeLock(inputs, "nixpkgs", "agenix")
+	path := "../examples/ducksnest/infra/nix/flake.lock"
+	if *update {
+		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil || string(got) != want {
+		t.Errorf("%s does not lock the lab's stand-ins (%v): run go test ./lab -update\nwant:\n%s", path, err, want)
 	}
 }
