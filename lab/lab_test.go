@@ -101,9 +101,18 @@ func TestInstanceBootsAHostThatJoins(t *testing.T) {
 	if _, err := nesttailnet.WaitJoined(ctx, bot, "ec2-controlplane"); err != nil {
 		t.Fatal(err)
 	}
-	h, ok := l.Host("ec2-controlplane")
-	if !ok {
-		t.Fatal("joined, but the lab does not know the host")
+	// The node is on the tailnet once tailscale up is done; the lab lists
+	// the host once its boot has returned, a moment later.
+	var h *host.Host
+	for ok := false; !ok; {
+		if h, ok = l.Host("ec2-controlplane"); ok {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("joined, but the lab does not know the host")
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 
 	// Terminating the instance shuts its host down: it leaves the lab and
