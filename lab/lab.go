@@ -72,10 +72,11 @@ func Up(o Options) (*Lab, error) {
 		return nil, err
 	}
 	l := &Lab{Region: "ap-northeast-2", dir: dir, logf: logf, hosts: map[string]*host.Host{}, instances: map[string]*host.Host{}}
-	// The tailnet policy lets nestbot's tag in to the fleet's hosts as root
-	// over Tailscale SSH, as the README's policy rule does.
+	// The tailnet policy's ssh rule lets nestbot in to the fleet's hosts
+	// as root over Tailscale SSH: by its tag, or, as nestbot's node joins
+	// today with the lab's untagged key, as a member's device.
 	l.Tailnet = &tailnet.Lab{Tags: []string{"tag:nest", "tag:nestbot"},
-		SSH: []tailnet.SSHRule{{Src: []string{"tag:nestbot"}, Dst: []string{"tag:nest"}, Users: []string{"root"}}}}
+		SSH: []tailnet.SSHRule{{Src: []string{"tag:nestbot", tailnet.AutogroupMember}, Dst: []string{"tag:nest"}, Users: []string{"root"}}}}
 	if o.Fleet != nil && o.Fleet.Tailnet.Domain != "" {
 		l.Tailnet.MagicDNSDomain = o.Fleet.Tailnet.Domain
 	}

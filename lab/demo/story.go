@@ -33,7 +33,7 @@ func (d *Demo) Play(ctx context.Context) (*Story, error) {
 	d.say("  GitHub   %s (repository %s, webhook to nestbot serve at %s)", d.GitHub.ServerURL(), d.Repo.FullName(), d.Webhook)
 	d.say("  AWS      %s (the EC2 API, driven by the AWS SDK)", d.Lab.EC2.URL())
 	d.say("  tailnet  %s (tailscale's control and DERP servers)", d.Lab.Tailnet.ControlURL())
-	d.say("  on-prem  %s (simulated NixOS hosts, reached over Tailscale SSH)", strings.Join(d.Lab.HostNames(), ", "))
+	d.say("  on-prem  %s (NixOS-like hosts of real programs — systemd, sshd, tailscaled, nix — under systemd-nspawn, reached over Tailscale SSH)", strings.Join(d.Lab.HostNames(), ", "))
 
 	d.heading("1. The fleet as it stands: nestbot applies the default branch once, as after a first merge.")
 	if s.Bootstrap, err = d.bootstrap(ctx); err != nil {
@@ -57,15 +57,20 @@ func (d *Demo) Play(ctx context.Context) (*Story, error) {
 
 	d.heading("3. A pull request changes laptop-ultra's configuration: only that host rolls.")
 	if s.Change, err = d.pullRequest(ctx, "ultra-swap", "laptop-ultra: more swap", map[string]string{
-		"infra/nix/hosts/laptop-ultra/configuration.nix": "{ ... }:\n{\n  networking.hostName = \"laptop-ultra\";\n  services.kubernetes.roles = [ \"node\" ];\n  swapDevices = [ { device = \"/swapfile\"; size = 8192; } ];\n}\n",
+		"infra/nix/hosts/laptop-ultra/configuration.nix": hostConfig("laptop-ultra", `  swapDevices = [ { device = "/swapfile"; size = 8192; } ];`),
 	}, d.planHosts); err != nil {
 		return s, err
 	}
 
 	d.heading("4. A pull request breaks laptop-firebat (a failing service) and touches laptop-ultra.")
 	if s.Break, err = d.pullRequest(ctx, "firebat-break", "laptop-firebat: new service", map[string]string{
-		"infra/nix/hosts/laptop-firebat/configuration.nix": "{ ... }:\n{\n  networking.hostName = \"laptop-firebat\";\n  services.kubernetes.roles = [ \"node\" ];\n  # lab: degraded  (this service fails to start)\n  systemd.services.broken.script = \"exit 1\";\n}\n",
-		"infra/nix/hosts/laptop-ultra/configuration.nix":   "{ ... }:\n{\n  networking.hostName = \"laptop-ultra\";\n  services.kubernetes.roles = [ \"node\" ];\n  swapDevices = [ { device = \"/swapfile\"; size = 16384; } ];\n}\n",
+		"infra/nix/hosts/laptop-firebat/configuration.nix": hostConfig("laptop-firebat", `  # A new service that fails as it starts: the switch reports it (exit 4).
+  systemd.services.broken = {
+    wantedBy = [ "multi-user.target" ];
+    serviceConfig.Type = "oneshot";
+    script = "echo 'broken: cannot start'; exit 1";
+  };`),
+		"infra/nix/hosts/laptop-ultra/configuration.nix": hostConfig("laptop-ultra", `  swapDevices = [ { device = "/swapfile"; size = 16384; } ];`),
 	}, d.planHosts); err != nil {
 		return s, err
 	}
@@ -193,8 +198,17 @@ func WorkerFiles(name, nestYAML, flake string) map[string]string {
 	return map[string]string{
 		"nest.yaml":           strings.Replace(nestYAML, "  laptop-firebat:", worker+"  laptop-firebat:", 1),
 		"infra/nix/flake.nix": strings.Replace(flake, `[ "ec2-controlplane" `, `[ "ec2-controlplane" "`+name+`" `, 1),
-		"infra/nix/hosts/" + name + "/configuration.nix": "{ ... }:\n{\n  networking.hostName = \"" + name + "\";\n  services.kubernetes.roles = [ \"node\" ];\n}\n",
+		"infra/nix/hosts/" + name + "/configuration.nix": hostConfig(name, ""),
 	}
+}
+
+// hostConfig is a worker's hosts/<name>/configuration.nix in the example,
+// with more lines.
+func hostConfig(name, more string) string {
+	if more != "" {
+		more += "\n"
+	}
+	return fmt.Sprintf("{ ... }:\n{\n  networking.hostName = \"ducksnest-%s\";\n  # Kubernetes worker; certificates under ../../secrets/certs/derived/%s/\n  services.kubernetes.roles = [ \"node\" ];\n%s}\n", name, name, more)
 }
 
 func (d *Demo) hostLines(plan string) {

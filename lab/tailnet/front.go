@@ -639,7 +639,8 @@ func (f *front) sshPolicyFor(node *tailcfg.Node) *tailcfg.SSHPolicy {
 		}
 		var principals []*tailcfg.SSHPrincipal
 		for _, n := range all {
-			if !slices.ContainsFunc(r.Src, func(t string) bool { return slices.Contains(n.Tags, t) }) {
+			member := len(n.Tags) == 0 && slices.Contains(r.Src, AutogroupMember)
+			if !member && !slices.ContainsFunc(r.Src, func(t string) bool { return slices.Contains(n.Tags, t) }) {
 				continue
 			}
 			for _, a := range n.Addresses {
