@@ -55,8 +55,16 @@ webhook examples that bash .ci/fixtures installs.`,
 			defer d.Close()
 			pctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			if _, err := d.Play(pctx); err != nil {
+			s, err := d.Play(pctx)
+			if err != nil {
 				return fmt.Errorf("demo: %w", err)
+			}
+			if problems := s.Problems(); len(problems) > 0 {
+				fmt.Fprintf(io.Out, "\nThe story did not come out as told:\n")
+				for _, p := range problems {
+					fmt.Fprintf(io.Out, "  step %s\n", p)
+				}
+				return fmt.Errorf("demo: %d of the story's steps did not come out as told", len(problems))
 			}
 			if !keep {
 				return nil

@@ -260,3 +260,46 @@ func (d *Demo) newHost(name string) {
 		d.say("   Its certificates expire %s; their keys are encrypted to it and the admins.", certsExpire(tree, name).UTC().Format("2006-01-02"))
 	}
 }
+
+// Problems are the story's steps that did not come out as the demo tells
+// them, each saying which and how; none when the story held.
+func (s *Story) Problems() []string {
+	var out []string
+	bad := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	finals := func(st *Step) map[string]string {
+		m := map[string]string{}
+		for _, r := range st.Rolled {
+			m[r.Host] = r.Final
+		}
+		return m
+	}
+	if st := s.Bootstrap; st == nil {
+		bad("1: the first apply did not run")
+	} else if st.Deployment != "success" || len(st.Rolled) != 3 {
+		bad("1: the first apply should succeed and roll the 3 hosts; it came out %s, %d rolled: %s", st.Deployment, len(st.Rolled), st.Detail)
+	}
+	if st := s.AddWorker; st == nil {
+		bad("2: the pull request adding %s did not run", newWorker)
+	} else if f := finals(st); st.Deployment != "success" || f[newWorker] != "confirmed" {
+		bad("2: adding %s should succeed with it rolled and confirmed; it came out %s (%s rolled %q): %s", newWorker, st.Deployment, newWorker, f[newWorker], st.Detail)
+	}
+	if st := s.Change; st == nil {
+		bad("3: the pull request changing laptop-ultra did not run")
+	} else if f := finals(st); st.Deployment != "success" || len(f) != 1 || f["laptop-ultra"] != "confirmed" {
+		bad("3: changing laptop-ultra should roll it alone; it came out %s, rolled %v: %s", st.Deployment, f, st.Detail)
+	}
+	if st := s.Break; st == nil {
+		bad("4: the pull request breaking laptop-firebat did not run")
+	} else if f := finals(st); st.Deployment != "failure" || f["laptop-firebat"] != "rolled-back" || f["laptop-ultra"] == "confirmed" {
+		bad("4: breaking laptop-firebat should roll it back and halt before laptop-ultra; it came out %s, rolled %v", st.Deployment, f)
+	}
+	for _, h := range s.Hosts {
+		if h.CertsExpire.IsZero() || h.CertsExpire.Before(time.Now()) {
+			bad("5: %s should have certificates valid for about a year; they expire %s", h.Host, h.CertsExpire.Format("2006-01-02"))
+		}
+		if h.Revision == "" {
+			bad("5: %s should run a commit of the repository; it reports none", h.Host)
+		}
+	}
+	return out
+}
