@@ -46,9 +46,8 @@ type Lab struct {
 	AuthKey string  // the tailnet's auth key, for new hosts' user-data and the bot
 	GitHub  *GitHub // the lab's GitHub, when Options.GitHub asked for it
 
-	dir    string // the hosts' roots
-	pkiDir string // the fleet's pki.dir relative to its flake, for hosts to serve their certificates
-	logf   func(format string, args ...any)
+	dir  string // the hosts' directories
+	logf func(format string, args ...any)
 
 	mu    sync.Mutex
 	hosts map[string]*host.Host // booted from EC2 instances or by Boot
@@ -73,14 +72,13 @@ func Up(o Options) (*Lab, error) {
 		return nil, err
 	}
 	l := &Lab{Region: "ap-northeast-2", dir: dir, logf: logf, hosts: map[string]*host.Host{}, instances: map[string]*host.Host{}}
-	l.Tailnet = &tailnet.Lab{Tags: []string{"tag:nest", "tag:nestbot"}}
+	// The tailnet policy's ssh rule lets nestbot in to the fleet's hosts
+	// as root over Tailscale SSH: by its tag, or, as nestbot's node joins
+	// today with the lab's untagged key, as a member's device.
+	l.Tailnet = &tailnet.Lab{Tags: []string{"tag:nest", "tag:nestbot"},
+		SSH: []tailnet.SSHRule{{Src: []string{"tag:nestbot", tailnet.AutogroupMember}, Dst: []string{"tag:nest"}, Users: []string{"root"}}}}
 	if o.Fleet != nil && o.Fleet.Tailnet.Domain != "" {
 		l.Tailnet.MagicDNSDomain = o.Fleet.Tailnet.Domain
-	}
-	if o.Fleet != nil && o.Fleet.PKI != nil {
-		if rel, err := filepath.Rel(filepath.FromSlash(o.Fleet.Flake), filepath.FromSlash(o.Fleet.PKI.Dir)); err == nil {
-			l.pkiDir = filepath.ToSlash(rel)
-		}
 	}
 	if err := l.Tailnet.Start(); err != nil {
 		os.RemoveAll(dir)
@@ -115,17 +113,23 @@ func (l *Lab) bootOnPrem(f *nest.Fleet) error {
 	if f == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), host.BootTimeout)
 	defer cancel()
+	errs := make(chan error, len(f.Hosts))
+	var wg sync.WaitGroup
 	for _, name := range slices.Sorted(maps.Keys(hostSet(f))) {
 		if f.Hosts[name].AWS != nil {
 			continue
 		}
-		if _, err := l.Boot(ctx, host.Config{Name: name, Tags: []string{"tag:nest"}}); err != nil {
-			return fmt.Errorf("lab: boot %s: %w", name, err)
-		}
+		wg.Go(func() {
+			if _, err := l.Boot(ctx, host.Config{Name: name, Tags: []string{"tag:nest"}}); err != nil {
+				errs <- fmt.Errorf("lab: boot %s: %w", name, err)
+			}
+		})
 	}
-	return nil
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
 
 func hostSet(f *nest.Fleet) map[string]bool {
@@ -160,7 +164,7 @@ func (l *Lab) bootInstance(in ec2.Instance) {
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), host.BootTimeout)
 		defer cancel()
 		h, err := l.Boot(ctx, host.Config{Name: name, AuthKey: key, Tags: []string{"tag:nest"}})
 		if err != nil {
@@ -211,8 +215,8 @@ func (l *Lab) Boot(ctx context.Context, cfg host.Config) (*host.Host, error) {
 	if cfg.HostKey == nil {
 		cfg.HostKey = HostKey(cfg.Name)
 	}
-	if cfg.PKIDir == "" {
-		cfg.PKIDir = l.pkiDir
+	if cfg.Logf == nil {
+		cfg.Logf = l.logf
 	}
 	h, err := host.Boot(ctx, l.Tailnet, cfg)
 	if err != nil {
@@ -221,7 +225,7 @@ func (l *Lab) Boot(ctx context.Context, cfg host.Config) (*host.Host, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if old := l.hosts[cfg.Name]; old != nil {
-		old.Close()
+		defer old.Close()
 	}
 	l.hosts[cfg.Name] = h
 	l.logf("lab: host %s is up on the tailnet", cfg.Name)
@@ -336,11 +340,13 @@ func (l *Lab) Env() []string {
 func (l *Lab) Close() error {
 	l.wg.Wait()
 	l.mu.Lock()
+	var wg sync.WaitGroup
 	for _, h := range l.hosts {
-		h.Close()
+		wg.Go(func() { h.Close() })
 	}
 	l.hosts = map[string]*host.Host{}
 	l.mu.Unlock()
+	wg.Wait()
 	var err error
 	if l.GitHub != nil {
 		if l.GitHub.control != nil {

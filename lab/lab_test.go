@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ducksnest/nestbot/lab"
+	"github.com/ducksnest/nestbot/lab/host"
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/pki"
 	"github.com/ducksnest/nestbot/reconcile"
@@ -100,9 +101,18 @@ func TestInstanceBootsAHostThatJoins(t *testing.T) {
 	if _, err := nesttailnet.WaitJoined(ctx, bot, "ec2-controlplane"); err != nil {
 		t.Fatal(err)
 	}
-	h, ok := l.Host("ec2-controlplane")
-	if !ok {
-		t.Fatal("joined, but the lab does not know the host")
+	// The node is on the tailnet once tailscale up is done; the lab lists
+	// the host once its boot has returned, a moment later.
+	var h *host.Host
+	for ok := false; !ok; {
+		if h, ok = l.Host("ec2-controlplane"); ok {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("joined, but the lab does not know the host")
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 
 	// Terminating the instance shuts its host down: it leaves the lab and
@@ -127,5 +137,28 @@ func TestInstanceBootsAHostThatJoins(t *testing.T) {
 	}
 	if _, ok := l.Host("laptop-ultra"); !ok {
 		t.Error("an on-prem host went down with the instance")
+	}
+}
+
+// TestExampleFlakeLocksTheStandIns: the example's flake.lock locks its
+// nixpkgs and agenix inputs at the lab's stand-ins, so its hosts build it
+// offline, as a real host builds the real lock.
+func TestExampleFlakeLocksTheStandIns(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, inputs, err := host.StoreDir(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := host.FlakeLock(inputs, "nixpkgs", "agenix")
+	path := "../examples/ducksnest/infra/nix/flake.lock"
+	if *update {
+		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil || string(got) != want {
+		t.Errorf("%s does not lock the lab's stand-ins (%v): run go test ./lab -update\nwant:\n%s", path, err, want)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ducksnest/nestbot/internal/cli"
 	"github.com/ducksnest/nestbot/lab/demo"
 )
 
@@ -36,10 +37,19 @@ nestbot serve taking its webhook. Then, narrating as it goes:
      the deployment is marked failed;
   5. a table of every host, its revision and its certificates' expiry.
 
-Nothing is fetched and no credentials are needed. The GitHub part needs the
+Nothing is fetched and no credentials are needed. It runs in a network
+namespace of its own (root: the hosts are systemd-nspawn containers). The GitHub part needs the
 webhook examples that bash .ci/fixtures installs.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
+			if code, done, err := inOwnNetns(io); err != nil {
+				return err
+			} else if done {
+				if code != 0 {
+					return &cli.ExitError{Code: code}
+				}
+				return nil
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			o := demo.Options{Out: io.Out}
@@ -55,13 +65,21 @@ webhook examples that bash .ci/fixtures installs.`,
 			defer d.Close()
 			pctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			if _, err := d.Play(pctx); err != nil {
+			s, err := d.Play(pctx)
+			if err != nil {
 				return fmt.Errorf("demo: %w", err)
+			}
+			if problems := s.Problems(); len(problems) > 0 {
+				fmt.Fprintf(io.Out, "\nThe story did not come out as told:\n")
+				for _, p := range problems {
+					fmt.Fprintf(io.Out, "  step %s\n", p)
+				}
+				return fmt.Errorf("demo: %d of the story's steps did not come out as told", len(problems))
 			}
 			if !keep {
 				return nil
 			}
-			fmt.Fprintf(io.Out, "\nThe lab stays up (--keep) until interrupted. Its environment, for nestbot in another shell:\n\n")
+			fmt.Fprintf(io.Out, "\nThe lab stays up (--keep) until interrupted, in this process's own network namespace:\nenter it with nsenter --net=/proc/%d/ns/net, then, for nestbot there:\n\n", os.Getpid())
 			for _, kv := range d.Lab.Env() {
 				fmt.Fprintf(io.Out, "  %s\n", kv)
 			}

@@ -33,7 +33,7 @@ func (d *Demo) Play(ctx context.Context) (*Story, error) {
 	d.say("  GitHub   %s (repository %s, webhook to nestbot serve at %s)", d.GitHub.ServerURL(), d.Repo.FullName(), d.Webhook)
 	d.say("  AWS      %s (the EC2 API, driven by the AWS SDK)", d.Lab.EC2.URL())
 	d.say("  tailnet  %s (tailscale's control and DERP servers)", d.Lab.Tailnet.ControlURL())
-	d.say("  on-prem  %s (simulated NixOS hosts, reached over Tailscale SSH)", strings.Join(d.Lab.HostNames(), ", "))
+	d.say("  on-prem  %s (NixOS-like hosts of real programs — systemd, sshd, tailscaled, nix — under systemd-nspawn, reached over Tailscale SSH)", strings.Join(d.Lab.HostNames(), ", "))
 
 	d.heading("1. The fleet as it stands: nestbot applies the default branch once, as after a first merge.")
 	if s.Bootstrap, err = d.bootstrap(ctx); err != nil {
@@ -57,15 +57,20 @@ func (d *Demo) Play(ctx context.Context) (*Story, error) {
 
 	d.heading("3. A pull request changes laptop-ultra's configuration: only that host rolls.")
 	if s.Change, err = d.pullRequest(ctx, "ultra-swap", "laptop-ultra: more swap", map[string]string{
-		"infra/nix/hosts/laptop-ultra/configuration.nix": "{ ... }:\n{\n  networking.hostName = \"laptop-ultra\";\n  services.kubernetes.roles = [ \"node\" ];\n  swapDevices = [ { device = \"/swapfile\"; size = 8192; } ];\n}\n",
+		"infra/nix/hosts/laptop-ultra/configuration.nix": hostConfig("laptop-ultra", `  swapDevices = [ { device = "/swapfile"; size = 8192; } ];`),
 	}, d.planHosts); err != nil {
 		return s, err
 	}
 
 	d.heading("4. A pull request breaks laptop-firebat (a failing service) and touches laptop-ultra.")
 	if s.Break, err = d.pullRequest(ctx, "firebat-break", "laptop-firebat: new service", map[string]string{
-		"infra/nix/hosts/laptop-firebat/configuration.nix": "{ ... }:\n{\n  networking.hostName = \"laptop-firebat\";\n  services.kubernetes.roles = [ \"node\" ];\n  # lab: degraded  (this service fails to start)\n  systemd.services.broken.script = \"exit 1\";\n}\n",
-		"infra/nix/hosts/laptop-ultra/configuration.nix":   "{ ... }:\n{\n  networking.hostName = \"laptop-ultra\";\n  services.kubernetes.roles = [ \"node\" ];\n  swapDevices = [ { device = \"/swapfile\"; size = 16384; } ];\n}\n",
+		"infra/nix/hosts/laptop-firebat/configuration.nix": hostConfig("laptop-firebat", `  # A new service that fails as it starts: the switch reports it (exit 4).
+  systemd.services.broken = {
+    wantedBy = [ "multi-user.target" ];
+    serviceConfig.Type = "oneshot";
+    script = "echo 'broken: cannot start'; exit 1";
+  };`),
+		"infra/nix/hosts/laptop-ultra/configuration.nix": hostConfig("laptop-ultra", `  swapDevices = [ { device = "/swapfile"; size = 16384; } ];`),
 	}, d.planHosts); err != nil {
 		return s, err
 	}
@@ -193,8 +198,17 @@ func WorkerFiles(name, nestYAML, flake string) map[string]string {
 	return map[string]string{
 		"nest.yaml":           strings.Replace(nestYAML, "  laptop-firebat:", worker+"  laptop-firebat:", 1),
 		"infra/nix/flake.nix": strings.Replace(flake, `[ "ec2-controlplane" `, `[ "ec2-controlplane" "`+name+`" `, 1),
-		"infra/nix/hosts/" + name + "/configuration.nix": "{ ... }:\n{\n  networking.hostName = \"" + name + "\";\n  services.kubernetes.roles = [ \"node\" ];\n}\n",
+		"infra/nix/hosts/" + name + "/configuration.nix": hostConfig(name, ""),
 	}
+}
+
+// hostConfig is a worker's hosts/<name>/configuration.nix in the example,
+// with more lines.
+func hostConfig(name, more string) string {
+	if more != "" {
+		more += "\n"
+	}
+	return fmt.Sprintf("{ ... }:\n{\n  networking.hostName = \"ducksnest-%s\";\n  # Kubernetes worker; certificates under ../../secrets/certs/derived/%s/\n  services.kubernetes.roles = [ \"node\" ];\n%s}\n", name, name, more)
 }
 
 func (d *Demo) hostLines(plan string) {
@@ -245,4 +259,47 @@ func (d *Demo) newHost(name string) {
 		}
 		d.say("   Its certificates expire %s; their keys are encrypted to it and the admins.", certsExpire(tree, name).UTC().Format("2006-01-02"))
 	}
+}
+
+// Problems are the story's steps that did not come out as the demo tells
+// them, each saying which and how; none when the story held.
+func (s *Story) Problems() []string {
+	var out []string
+	bad := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	finals := func(st *Step) map[string]string {
+		m := map[string]string{}
+		for _, r := range st.Rolled {
+			m[r.Host] = r.Final
+		}
+		return m
+	}
+	if st := s.Bootstrap; st == nil {
+		bad("1: the first apply did not run")
+	} else if st.Deployment != "success" || len(st.Rolled) != 3 {
+		bad("1: the first apply should succeed and roll the 3 hosts; it came out %s, %d rolled: %s", st.Deployment, len(st.Rolled), st.Detail)
+	}
+	if st := s.AddWorker; st == nil {
+		bad("2: the pull request adding %s did not run", newWorker)
+	} else if f := finals(st); st.Deployment != "success" || f[newWorker] != "confirmed" {
+		bad("2: adding %s should succeed with it rolled and confirmed; it came out %s (%s rolled %q): %s", newWorker, st.Deployment, newWorker, f[newWorker], st.Detail)
+	}
+	if st := s.Change; st == nil {
+		bad("3: the pull request changing laptop-ultra did not run")
+	} else if f := finals(st); st.Deployment != "success" || len(f) != 1 || f["laptop-ultra"] != "confirmed" {
+		bad("3: changing laptop-ultra should roll it alone; it came out %s, rolled %v: %s", st.Deployment, f, st.Detail)
+	}
+	if st := s.Break; st == nil {
+		bad("4: the pull request breaking laptop-firebat did not run")
+	} else if f := finals(st); st.Deployment != "failure" || f["laptop-firebat"] != "rolled-back" || f["laptop-ultra"] == "confirmed" {
+		bad("4: breaking laptop-firebat should roll it back and halt before laptop-ultra; it came out %s, rolled %v", st.Deployment, f)
+	}
+	for _, h := range s.Hosts {
+		if h.CertsExpire.IsZero() || h.CertsExpire.Before(time.Now()) {
+			bad("5: %s should have certificates valid for about a year; they expire %s", h.Host, h.CertsExpire.Format("2006-01-02"))
+		}
+		if h.Revision == "" {
+			bad("5: %s should run a commit of the repository; it reports none", h.Host)
+		}
+	}
+	return out
 }

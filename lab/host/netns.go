@@ -121,6 +121,10 @@ func (n *netns) close() {
 	n.file.Close()
 }
 
+// LoopbackUp brings up lo in the calling thread's network namespace (for
+// a process that starts in a namespace of its own, as nestlab demo does).
+func LoopbackUp() error { return loUp() }
+
 // loUp brings up lo in the calling thread's network namespace.
 func loUp() error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)

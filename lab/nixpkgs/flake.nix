@@ -16,7 +16,9 @@
 #   extraConfig}, systemd.services.<n>.{description,wantedBy,after,wants,
 #   requires,serviceConfig,script,environment,restartIfChanged,
 #   stopIfChanged,unitConfig}, environment.etc.<path>.{text,source,mode},
-#   system.activationScripts.<n>, age.secrets (with the agenix stand-in).
+#   system.activationScripts.<n>, age.secrets (with the agenix stand-in),
+#   services.kubernetes.{roles,apiserver.tlsCertFile/tlsKeyFile,
+#   kubelet.tlsCertFile/tlsKeyFile}, services.etcd.{certFile,keyFile}.
 #
 # The sources followed: nixos/modules/system/activation/top-level.nix,
 # switch-to-configuration-ng, nixos-rebuild-ng, nixos/modules/misc/version.nix,

@@ -321,9 +321,15 @@ func (l *Lab) startDERPAndSTUN(logf logger.Logf) error {
 //	{"action": "accept", "src": ["tag:nestbot"], "dst": ["tag:nest"], "users": ["root"]}
 //
 // says in a policy file.
+//
+// In Src, AutogroupMember stands for the tailnet's members' devices: the
+// untagged nodes.
 type SSHRule struct {
 	Src, Dst, Users []string
 }
+
+// AutogroupMember, in an SSHRule's Src, is every untagged node.
+const AutogroupMember = "autogroup:member"
 
 // ControlURL is the control server's URL (tsnet.Server.ControlURL,
 // `tailscale up --login-server`): the front, which passes what it admits

@@ -350,6 +350,30 @@ func (d *dropDialer) drop() int {
 	return n
 }
 
+// journal is a unit's journal on a host.
+func (f *fleet) journal(name, unit string) string {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := f.hosts[name].Run(ctx, "journalctl", "--no-pager", "-u", unit)
+	if err != nil {
+		f.t.Fatalf("%s: journalctl -u %s: %v: %s", name, unit, err, out)
+	}
+	return out
+}
+
+// dumpOnFailure logs, if the test failed, what the host's systemd says of
+// nestbot's units and the switch, and the host's event log.
+func (f *fleet) dumpOnFailure(name string) {
+	if !f.t.Failed() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, _ := f.hosts[name].Run(ctx, "sh", "-c", "systemctl status --no-pager 'nest-*' nixos-rebuild-switch-to-configuration | cat; cat /var/log/nest-lab/events.log; journalctl --no-pager -u 'nest-*' -u 'nixos-rebuild*' | tail -30")
+	f.t.Logf("%s:\n%s", name, out)
+}
+
 // waitFor polls cond until it holds, bounded by ctx.
 func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
 	t.Helper()

@@ -31,7 +31,12 @@ let
   active = d: all (c: c) d.conds;
   anyActive = defs: any (d: d.conds == [ ]) defs || any active defs;
 
-  mergeDefs = path: defs:
+  # Below the top, definitions whose conditions do not hold are dropped
+  # before their values are looked at (a value under a false mkIf may not
+  # evaluate); at the top, conditions are pushed down, so that a module's
+  # `config = mkIf cfg.enable { … }` does not need config to find config.
+  mergeDefs = path: defs0:
+    let defs = if path == [ ] then defs0 else filter active defs0; in
     if defs != [ ] && all (d: isPlainAttrs d.value) defs then
       let
         names = lib.unique (concatMap (d: attrNames d.value) defs);

@@ -12,12 +12,16 @@
         if builtins.pathExists ./.nest-revision
         then nixpkgs.lib.removeSuffix "\n" (builtins.readFile ./.nest-revision)
         else self.dirtyRev or null);
+      # A host's flake attribute is its name in nest.yaml; its
+      # networking.hostName (hosts/<name>/configuration.nix) is another.
       mkHost = name: nixpkgs.lib.nixosSystem {
         system = "x86_64-linux";
         modules = [
           agenix.nixosModules.default
           ./modules/common.nix
+          ./modules/kubernetes.nix
           ./hosts/${name}/configuration.nix
+          { nest.host = name; }
           # nixos-version --json reports this; nestbot compares it with the target commit.
           { system.configurationRevision = revision; }
         ];

@@ -8,5 +8,6 @@
     ./sudo.nix
     ./openssh.nix
     ./tailscale.nix
+    ./kubernetes.nix
   ];
 }

@@ -1,6 +1,6 @@
 { ... }:
 {
-  networking.hostName = "laptop-firebat";
+  networking.hostName = "ducksnest-laptop-firebat";
   # Kubernetes worker; certificates under ../../secrets/certs/derived/laptop-firebat/
   services.kubernetes.roles = [ "node" ];
 }

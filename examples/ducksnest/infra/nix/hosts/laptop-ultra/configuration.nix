@@ -1,6 +1,6 @@
 { ... }:
 {
-  networking.hostName = "laptop-ultra";
+  networking.hostName = "ducksnest-laptop-ultra";
   # Kubernetes worker; certificates under ../../secrets/certs/derived/laptop-ultra/
   services.kubernetes.roles = [ "node" ];
 }
