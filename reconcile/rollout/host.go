@@ -399,7 +399,7 @@ func (ru *run) health(ctx context.Context, h *hostRun) error {
 // activation.
 func (ru *run) checkUnits(ctx context.Context, h *hostRun) error {
 	for {
-		r, err := h.conn.retry(ctx, h.names.healthScript(), nil)
+		r, err := h.conn.retry(ctx, h.names.healthScript(ru.cfg.HealthSettle), nil)
 		if err != nil {
 			return fmt.Errorf("check the units: %w", err)
 		}
@@ -416,7 +416,7 @@ func (ru *run) checkUnits(ctx context.Context, h *hostRun) error {
 		before := unitNames(secs["before"])
 		var bad []string
 		for _, u := range unitNames(secs["failed"]) {
-			if !slices.Contains(before, u) && !strings.HasPrefix(u, "nest-") {
+			if !slices.Contains(before, u) && !nestbotsUnit(u) {
 				bad = append(bad, u+" failed")
 			}
 		}
@@ -433,11 +433,27 @@ func (ru *run) checkUnits(ctx context.Context, h *hostRun) error {
 	}
 }
 
-// unitNames reads the first column of systemctl list-units --plain.
+// nestbotsUnit reports whether a unit is one of those nestbot's rollouts
+// start (whose failures are the steps' own).
+func nestbotsUnit(u string) bool {
+	for _, step := range []string{stepBuild, stepActivate, stepRollback, stepBoot, "setup"} {
+		if strings.HasPrefix(u, "nest-"+step+"-") {
+			return true
+		}
+	}
+	return false
+}
+
+// unitNames reads the unit column of systemctl list-units --plain (a
+// failed unit's line starts with a "●" even so).
 func unitNames(lines []string) []string {
 	var out []string
 	for _, l := range lines {
-		if f := strings.Fields(l); len(f) > 0 && !strings.HasPrefix(f[0], "●") {
+		f := strings.Fields(l)
+		if len(f) > 0 && (f[0] == "●" || f[0] == "*") {
+			f = f[1:]
+		}
+		if len(f) > 0 {
 			out = append(out, f[0])
 		}
 	}

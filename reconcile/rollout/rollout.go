@@ -82,6 +82,7 @@ const (
 	DefaultRollbackTimeout = 5 * time.Minute
 	DefaultProbeParallel   = 16
 	DefaultBuildTimeout    = time.Hour
+	DefaultHealthSettle    = 3 * time.Second
 )
 
 // Where a host's system is built (Rollout.BuildOn).
@@ -132,6 +133,11 @@ type Rollout struct {
 	// Health are shell command lines run on each host (as the login user)
 	// after the trial activation and the unit check; every one must exit 0.
 	Health []string
+	// HealthSettle is how long, once systemd has no jobs left after the
+	// activation, the unit check waits before it looks: a service that
+	// starts and fails a moment later, or crash-loops, shows by then.
+	// Zero means DefaultHealthSettle.
+	HealthSettle time.Duration
 	// ConfirmWithin is how long after arming the dead-man rollback (once
 	// the build is done) the activation, health checks and confirmation
 	// must take; past it the host rolls itself back. Zero means
@@ -247,6 +253,9 @@ func (r *Rollout) withDefaults() (Rollout, error) {
 	}
 	if cfg.BuildTimeout <= 0 {
 		cfg.BuildTimeout = DefaultBuildTimeout
+	}
+	if cfg.HealthSettle <= 0 {
+		cfg.HealthSettle = DefaultHealthSettle
 	}
 	if cfg.FlakeDir == "" {
 		cfg.FlakeDir = "."

@@ -104,18 +104,19 @@ func TestABuildLongerThanTheWindowDoesNotRollBack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	f := newFleet(t, ctx, hostSpec{name: "web"})
-	rev := f.commit("slow to build", map[string]string{"web": slowBuild("b", 6)})
+	rev := f.commit("slow to build", map[string]string{"web": slowBuild("b", 14)})
 	ev := &events{}
 	r := f.rollout(rev, ev)
-	r.ConfirmWithin = 3 * time.Second
+	r.ConfirmWithin = 10 * time.Second
 	res, err := r.Run(ctx)
 	if err != nil {
 		t.Fatalf("rollout: %v%s", err, describe(res))
 	}
 	h, _ := res.Host("web")
-	if h.State != rollout.StateConfirmed || h.Timings.Build < 6*time.Second {
-		t.Fatalf("web: %s, build took %v; want confirmed after a build of at least 6 s", h.State, h.Timings.Build)
+	if h.State != rollout.StateConfirmed || h.Timings.Build < 14*time.Second {
+		t.Fatalf("web: %s, build took %v; want confirmed after a build of at least 14 s", h.State, h.Timings.Build)
 	}
+	t.Logf("web: build %v, then activation %v, health %v (confirm_within %v)", h.Timings.Build, h.Timings.Activate, h.Timings.Health, r.ConfirmWithin)
 	if got := f.sh("web", "ls /var/lib/nestbot/run/*/rollback.result 2>/dev/null || echo none"); got != "none" {
 		t.Errorf("a rollback ran: %s", got)
 	}

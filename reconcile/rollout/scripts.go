@@ -373,11 +373,13 @@ func (n names) recordScript() string {
 }
 
 // healthScript waits (for at most about 20 s) until systemd has no jobs
-// left, then lists the units that failed or are waiting to restart, and
-// those that had failed before the activation.
-func (n names) healthScript() string {
+// left, then for settle (a service that starts and fails a moment later,
+// or crash-loops, shows by then), then lists the units that failed or are
+// waiting to restart, and those that had failed before the activation.
+func (n names) healthScript(settle time.Duration) string {
 	return strings.Join([]string{
 		`i=0; while [ -n "$(systemctl list-jobs --no-legend --no-pager 2>/dev/null)" ] && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.2; done`,
+		fmt.Sprintf(`[ -n "$(systemctl list-jobs --no-legend --no-pager 2>/dev/null)" ] || sleep %.1f`, settle.Seconds()),
 		`echo @jobs; systemctl list-jobs --no-legend --no-pager`,
 		`echo @failed; systemctl list-units --state=failed --plain --no-legend --no-pager`,
 		`echo @restarting; systemctl list-units --state=auto-restart --plain --no-legend --no-pager`,

@@ -36,7 +36,10 @@ let
   # evaluate); at the top, conditions are pushed down, so that a module's
   # `config = mkIf cfg.enable { … }` does not need config to find config.
   mergeDefs = path: defs0:
-    let defs = if path == [ ] then defs0 else filter active defs0; in
+    # (An attribute set's conditions go on down to its children, as
+    # pushDownProperties does: looking at them here would need config to
+    # find config, for a module's own `config = mkIf cfg.enable { … }`.)
+    let defs = if path == [ ] then defs0 else filter (d: isPlainAttrs d.value || active d) defs0; in
     if defs != [ ] && all (d: isPlainAttrs d.value) defs then
       let
         names = lib.unique (concatMap (d: attrNames d.value) defs);
