@@ -293,7 +293,7 @@ func (l *localBuild) build(ctx context.Context, attr string) (string, error) {
 // dialed over the tailnet (a loopback listener forwards it), the host key
 // is the pinned one, and nestbot's key is offered by an agent in this
 // process (it is never written to a file). A login user other than root
-// runs the host's nix-daemon through sudo.
+// runs the host's nix-store --serve through sudo.
 func (l *localBuild) copyTo(ctx context.Context, h *hostRun, path string) error {
 	key := h.conn.hostKey()
 	if key == nil {
@@ -334,11 +334,15 @@ func (l *localBuild) copyTo(ctx context.Context, h *hostRun, path string) error 
 		wg.Go(func() { serveAgent(cctx, al, login.Key, &wg) })
 		opts = append(opts, "-o", "IdentityAgent="+sock, "-o", "IdentitiesOnly=no", "-o", "PubkeyAuthentication=yes")
 	}
-	program := "nix-daemon"
+	// The ssh:// store (nix-store --serve --write on the host) takes
+	// paths nobody signed, as colmena's and deploy-rs's copies are; the
+	// ssh-ng:// store's nix-daemon --stdio trusts no one when no daemon
+	// runs there, and refuses them.
+	program := "nix-store"
 	if login.user() != "root" {
-		program = "sudo -n " + SudoBinDir + "/nix-daemon"
+		program = "sudo -n " + SudoBinDir + "/nix-store"
 	}
-	to := "ssh-ng://" + login.user() + "@127.0.0.1?remote-program=" + strings.ReplaceAll(program, " ", "%20")
+	to := "ssh://" + login.user() + "@127.0.0.1?remote-program=" + strings.ReplaceAll(program, " ", "%20")
 	if _, err := l.nix.run(ctx, []string{"NIX_SSHOPTS=" + strings.Join(opts, " ")}, "copy", "--to", to, path); err != nil {
 		return fmt.Errorf("nix copy to %s: %w", h.target.Name, err)
 	}

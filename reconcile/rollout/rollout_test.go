@@ -5,6 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -12,7 +16,10 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/ducksnest/nestbot/internal/fixtures"
+	labagenix "github.com/ducksnest/nestbot/lab/agenix"
 	"github.com/ducksnest/nestbot/lab/host"
+	labnixpkgs "github.com/ducksnest/nestbot/lab/nixpkgs"
 	"github.com/ducksnest/nestbot/reconcile/rollout"
 )
 
@@ -295,7 +302,7 @@ func TestARetriedArmArms(t *testing.T) {
 		done <- err
 	}()
 	waitFor(t, ctx, "the arm script waiting for the lock", func() bool {
-		return f.sh("web", "pgrep -f 'flock -w 60' >/dev/null && echo yes || echo no") == "yes"
+		return f.sh("web", "pgrep -f 'flock -w [6]0 /run' >/dev/null && echo yes || echo no") == "yes"
 	})
 	if n := f.dialer.drop(); n == 0 {
 		t.Fatal("no connection to drop")
@@ -369,5 +376,82 @@ func TestAChangedHostKeyIsRefused(t *testing.T) {
 	}
 	if got := f.sh("web", "ls /var/lib/nestbot/src 2>/dev/null || echo nothing"); got != "nothing" {
 		t.Errorf("something was shipped: %s", got)
+	}
+}
+
+// addStandIns puts the lab's stand-in flakes into the store where the
+// test runs (the machine's), as the hosts' store has them, so that the
+// flake.lock's inputs resolve here too.
+func addStandIns(t *testing.T) {
+	t.Helper()
+	for name, src := range map[string]fs.FS{"nixpkgs": labnixpkgs.Source, "agenix": labagenix.Source} {
+		dir := filepath.Join(t.TempDir(), name, "source")
+		err := fs.WalkDir(src, ".", func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() {
+				return os.MkdirAll(filepath.Join(dir, p), 0o755)
+			}
+			b, err := fs.ReadFile(src, p)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(dir, p), b, 0o644)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("nix", "--extra-experimental-features", "nix-command flakes", "store", "add-path", "--name", "source", dir).CombinedOutput(); err != nil {
+			t.Fatalf("nix store add-path %s: %v: %s", name, err, out)
+		}
+	}
+}
+
+// TestBuildOnLocalCopiesTheClosure: with build_on local, the system is
+// built where nestbot runs (this machine's nix and store) and nix copy
+// sends its closure to the host over the same way in as the rollout's
+// sessions — the tailnet, the pinned host key, Tailscale SSH as root or
+// OpenSSH as the deploy user (the host's nix-daemon through sudo). The
+// host builds nothing and was sent no commit.
+func TestBuildOnLocalCopiesTheClosure(t *testing.T) {
+	fixtures.Require(t, "ssh")
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	addStandIns(t)
+	f := newFleet(t, ctx, hostSpec{name: "web"}, hostSpec{name: "db", login: host.LoginOpenSSH})
+	rev := f.change("a change", `environment.etc."nest-test".text = "local";`)
+	nix := &rollout.LocalNix{}
+	co, err := nix.Checkout(ctx, f.repo, rev, "infra/nix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer co.Close()
+	tops, err := nix.EvalToplevels(ctx, co, []string{"web", "db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range f.order {
+		if got := f.sh(name, "nix-store --check-validity "+tops[name]+" 2>/dev/null && echo valid || echo absent"); got != "absent" {
+			t.Fatalf("%s already has %s", name, tops[name])
+		}
+	}
+	r := f.rollout(rev, nil)
+	r.BuildOn, r.Nix = rollout.BuildLocal, nix
+	res, err := r.Run(ctx)
+	if err != nil {
+		t.Fatalf("rollout: %v%s", err, describe(res))
+	}
+	for _, name := range f.order {
+		h, _ := res.Host(name)
+		if !h.OnTarget(rev) || h.Now.System != tops[name] {
+			t.Errorf("%s: %s on %s, want %s", name, h.State, h.Now.System, tops[name])
+		}
+		if got := f.sh(name, "ls /var/lib/nestbot/src 2>/dev/null || echo none"); got != "none" {
+			t.Errorf("%s was sent the commit: %s", name, got)
+		}
+		if build := f.unitLog(name, "nest-build-"+rev[:12]+".service"); strings.Contains(build, "git+file") {
+			t.Errorf("%s built from the flake:\n%s", name, build)
+		}
 	}
 }

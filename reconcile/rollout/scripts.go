@@ -67,8 +67,8 @@ var (
 
 // SudoRules are the sudoers lines that let user run, without a password,
 // what nestbot runs as root: systemd-run and systemctl, for units whose
-// names start with nest-, and nix-daemon --stdio (the remote end of nix
-// copy, for build_on local). These amount to root on the host (a transient
+// names start with nest-, and nix-store --serve --write (the remote end of
+// nix copy, for build_on local). These amount to root on the host (a transient
 // unit runs any command), as any deploy tool's rules do; what they buy is
 // that every root command nestbot runs is a unit named nest-*, in the
 // journal. The NixOS module (nix/module.nix) writes the same rules, from
@@ -88,8 +88,8 @@ func SudoCommands() []string {
 		SudoBinDir + "/systemd-run --unit=nest-*",
 		SudoBinDir + "/systemctl stop nest-*",
 		SudoBinDir + "/systemctl reset-failed nest-*",
-		// build_on local: nix copy's remote end, as a trusted user.
-		SudoBinDir + "/nix-daemon --stdio",
+		// build_on local: nix copy's remote end (the ssh:// store's).
+		SudoBinDir + "/nix-store --serve --write",
 	}
 }
 
