@@ -345,7 +345,7 @@ func (ru *run) waitUnit(ctx context.Context, h *hostRun, step string) (waited, e
 		w.probed = p
 		if !w.unit.active() {
 			if perr == nil && w.result == "" {
-				return w, fmt.Errorf("%s ended without recording its result in %s", n.unit(step), n.result(step))
+				return w, fmt.Errorf("%s ended without recording its result in %s%s", n.unit(step), n.result(step), w.logLines())
 			}
 			return w, perr
 		}

@@ -156,20 +156,26 @@ func (n names) startUnit(step string, opts []string, argv ...string) string {
 	record := "-pExecStopPost=/bin/sh " + n.run + "/record.sh " + step
 	parts := []string{n.root.run, "--unit=" + n.unit(step), "--collect", "--quiet", shq(record), `"--setenv=PATH=$PATH"`}
 	parts = append(parts, opts...)
-	parts = append(parts, "--")
+	parts = append(parts, "--", "/bin/sh", n.run+"/run.sh", step)
 	parts = append(parts, argv...)
 	return strings.Join(parts, " ")
 }
 
 // helpers writes the scripts the units run into the run directory:
 //
+//	run.sh STEP CMD  the unit's command: runs CMD, writes how it exited to STEP.result
 //	record.sh STEP   ExecStopPost: systemd's $SERVICE_RESULT $EXIT_CODE $EXIT_STATUS to STEP.result
+//	                 (what systemd saw, a timeout or a signal too), after run.sh
 //	keep.sh PATH     a GC root for the system that ran before
 //	rollback.sh P G  the rollback (rollbackScript)
 //	boot.sh T        nix-env --set the system profile to T, switch-to-configuration boot
 func (n names) helpers() string {
 	files := []struct{ name, body string }{
 		{"record.sh", fmt.Sprintf(`echo "$SERVICE_RESULT $EXIT_CODE $EXIT_STATUS" >"%[1]s/$1.result.part" && mv "%[1]s/$1.result.part" "%[1]s/$1.result"`, n.run)},
+		// The unit's own command, which records its exit status too: under
+		// load, systemd in a container can fail to start ExecStopPost's
+		// process (status 219/CGROUP), and then only this says how it ended.
+		{"run.sh", fmt.Sprintf(`step=$1; shift; "$@"; st=$?; r=exit-code; [ $st = 0 ] && r=success; echo "$r exited $st" >"%[1]s/$step.result.part" && mv "%[1]s/$step.result.part" "%[1]s/$step.result"; exit $st`, n.run)},
 		{"keep.sh", fmt.Sprintf(`exec nix-store --add-root %s/previous-root --realise "$1" >/dev/null`, n.run)},
 		{"rollback.sh", n.rollbackScript()},
 		{"boot.sh", fmt.Sprintf(`nix-env -p %s --set "$1" && exec "$1/bin/switch-to-configuration" boot`, profilePath)},
