@@ -99,7 +99,8 @@ func TestRollsOverBothLoginPaths(t *testing.T) {
 	}
 }
 
-// slowBuild is configuration whose toplevel takes secs to build.
+// slowBuild is configuration whose toplevel takes secs to build (once per
+// nonce).
 func slowBuild(rev string, secs int) string {
 	return fmt.Sprintf(`environment.etc."nest-slow".source = pkgs.runCommand "nest-slow" { } "sleep %d; echo %s > $out";`, secs, rev)
 }
@@ -111,7 +112,7 @@ func TestABuildLongerThanTheWindowDoesNotRollBack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	f := newFleet(t, ctx, hostSpec{name: "web"})
-	rev := f.commit("slow to build", map[string]string{"web": slowBuild("b", 14)})
+	rev := f.commit("slow to build", map[string]string{"web": slowBuild(fmt.Sprint(time.Now().UnixNano()), 14)}) // a new derivation each run: the store is shared
 	ev := &events{}
 	r := f.rollout(rev, ev)
 	r.ConfirmWithin = 10 * time.Second
