@@ -141,8 +141,9 @@ func newFleet(t testing.TB, ctx context.Context, specs ...hostSpec) *fleet {
 	})
 	wg.Wait()
 	// Cleanups run last-in first-out: hosts close before the lab.
-	for _, h := range f.hosts {
+	for name, h := range f.hosts {
 		t.Cleanup(func() { h.Close() })
+		t.Cleanup(func() { f.dumpOnFailure(name) }) // before the host closes
 	}
 	if f.bot != nil {
 		t.Cleanup(func() { f.bot.Close() })
@@ -348,18 +349,6 @@ func (d *dropDialer) drop() int {
 	n := len(d.conns)
 	d.conns = nil
 	return n
-}
-
-// journal is a unit's journal on a host.
-func (f *fleet) journal(name, unit string) string {
-	f.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := f.hosts[name].Run(ctx, "journalctl", "--no-pager", "-u", unit)
-	if err != nil {
-		f.t.Fatalf("%s: journalctl -u %s: %v: %s", name, unit, err, out)
-	}
-	return out
 }
 
 // dumpOnFailure logs, if the test failed, what the host's systemd says of

@@ -232,16 +232,6 @@ func parseUnit(lines []string) unitState {
 // as inactive).
 func (u unitState) loaded() bool { return u.Active != "" && u.Active != "inactive" }
 
-// running reports whether the unit's process is still going.
-func (u unitState) running() bool {
-	return u.Active == "activating" || u.Active == "active" && u.Sub == "running" || u.Active == "deactivating" || u.Active == "reloading"
-}
-
-// succeeded reports whether the unit ran to the end with status 0.
-func (u unitState) succeeded() bool {
-	return u.Active == "active" && u.Sub == "exited" && u.Result == "success" && u.Status == 0
-}
-
 func (u unitState) String() string {
 	if !u.loaded() {
 		return "not loaded"
