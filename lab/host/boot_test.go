@@ -30,6 +30,9 @@ func labFor(t *testing.T) *tailnet.Lab {
 
 func bootHost(t *testing.T, ctx context.Context, lab *tailnet.Lab, cfg host.Config) *host.Host {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("boots lab hosts (systemd-nspawn)")
+	}
 	if cfg.Root == "" {
 		cfg.Root = filepath.Join(t.TempDir(), cfg.Name)
 	}

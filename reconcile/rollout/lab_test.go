@@ -70,6 +70,9 @@ type fleet struct {
 
 func newFleet(t testing.TB, ctx context.Context, specs ...hostSpec) *fleet {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("boots lab hosts (systemd-nspawn)")
+	}
 	lab := &tailnet.Lab{Tags: []string{"tag:nest", "tag:nestbot"},
 		SSH: []tailnet.SSHRule{{Src: []string{"tag:nestbot"}, Dst: []string{"tag:nest"}, Users: []string{"root"}}}}
 	if err := lab.Start(); err != nil {
