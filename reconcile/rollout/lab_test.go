@@ -42,7 +42,7 @@ func (f *fleet) source() fstest.MapFS {
 	}
 	var hosts []host.FlakeHost
 	for _, name := range f.order {
-		hosts = append(hosts, host.FlakeHost{Attribute: name})
+		hosts = append(hosts, host.FlakeHost{Attribute: name, Module: f.specs[name].module, NoRevision: f.specs[name].noRevision})
 	}
 	for name, content := range host.FlakeFiles(f.inputs, hosts...) {
 		src["infra/nix/"+name] = &fstest.MapFile{Data: []byte(content)}
@@ -56,6 +56,11 @@ type hostSpec struct {
 	revision string
 	faults   host.Faults
 	logf     func(string, ...any)
+	// module is more of the host's configuration in the shipped source
+	// (not in the one it boots with); noRevision leaves the shipped
+	// flake's configurationRevision unset for it.
+	module     string
+	noRevision bool
 }
 
 // fleet is a lab tailnet with hosts and the bot's node.
@@ -65,6 +70,7 @@ type fleet struct {
 	bot    *tsnet.Server
 	hosts  map[string]*host.Host
 	order  []string
+	specs  map[string]hostSpec
 	inputs []host.Input
 }
 
@@ -83,7 +89,7 @@ func newFleet(t testing.TB, ctx context.Context, specs ...hostSpec) *fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fleet{t: t, lab: lab, hosts: map[string]*host.Host{}, inputs: inputs}
+	f := &fleet{t: t, lab: lab, hosts: map[string]*host.Host{}, specs: map[string]hostSpec{}, inputs: inputs}
 	start := time.Now()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -91,6 +97,7 @@ func newFleet(t testing.TB, ctx context.Context, specs ...hostSpec) *fleet {
 	sem := make(chan struct{}, 8)
 	for _, s := range specs {
 		f.order = append(f.order, s.name)
+		f.specs[s.name] = s
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
