@@ -239,8 +239,25 @@ func (s *Server) advance(now time.Time) {
 		}
 		if in.state == stateTerminated && !now.Before(in.stateAt.Add(retention)) {
 			delete(s.st.instances, id)
+			s.forgetToken(in.clientToken)
 		}
 	}
+}
+
+// forgetToken drops a ClientToken once none of the instances it launched
+// is left: EC2 keeps a token "for at least 24 hours after the termination
+// of the instance", the lab as long as it shows the instance.
+func (s *Server) forgetToken(token string) {
+	t := s.st.tokens[token]
+	if t == nil {
+		return
+	}
+	for _, id := range t.instanceIDs {
+		if s.st.instances[id] != nil {
+			return
+		}
+	}
+	delete(s.st.tokens, token)
 }
 
 // releaseTerminated frees what a terminated instance held: its addresses,

@@ -71,7 +71,7 @@ func (w *world) plan(f *nest.Fleet) (*reconcile.Plan, *reconcile.Live) {
 }
 
 func (w *world) apply(f *nest.Fleet, p *reconcile.Plan, live *reconcile.Live) ([]nestaws.Result, error) {
-	a := &nestaws.Applier{Client: w.cli, Fleet: f, Live: &live.Cloud, Revision: "rev1",
+	a := &nestaws.Applier{Client: w.cli, Fleet: f, Live: &live.Cloud,
 		AuthKey: func(context.Context, string) (string, error) { return canaryKey, nil },
 		Logf: func(format string, args ...any) {
 			w.mu.Lock()
