@@ -145,3 +145,17 @@ func (s *Server) deleteTags(c *call) (any, error) {
 	}
 	return returnResponse{true}, nil
 }
+
+// SetTag sets one tag on the resource with this id, as CreateTags would,
+// and reports whether there is such a resource.
+func (s *Server) SetTag(id, key, value string) bool {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, err := s.tagsOf(id)
+	if err != nil {
+		return false
+	}
+	(*t)[key] = value
+	return true
+}
