@@ -22,6 +22,7 @@ type Account struct {
 	SubnetIDs                                               []string // public-a, public-c
 	AssociationIDs                                          []string
 	ImageID, InstanceID                                     string
+	ImageCreated                                            string // the image's CreationDate, as EC2 wrote it
 	KeyName, ImageName, InstanceProfile                     string
 }
 
@@ -96,6 +97,7 @@ func BuildAccount(c *CLI, srv *ec2.Server) Account {
 	a.ImageID = String(c.JSON("register-image", "--name", a.ImageName, "--architecture", "x86_64", "--root-device-name", "/dev/xvda",
 		"--virtualization-type", "hvm", "--ena-support",
 		"--block-device-mappings", "DeviceName=/dev/xvda,Ebs={SnapshotId="+snapshot+",VolumeSize=8,VolumeType=gp3}"), "ImageId")
+	a.ImageCreated = String(c.JSON("describe-images", "--image-ids", a.ImageID), "Images", 0, "CreationDate")
 
 	a.InstanceID = String(c.JSON("run-instances", "--image-id", a.ImageID, "--instance-type", "t3.medium", "--count", "1",
 		"--subnet-id", a.SubnetIDs[0], "--security-group-ids", a.SecurityGroupID, "--key-name", a.KeyName,
@@ -140,8 +142,9 @@ func (a Account) TerraformState() []byte {
 		"outputs": map[string]any{},
 		"resources": []any{
 			map[string]any{"mode": "data", "type": "aws_ami", "name": "nixos", "provider": provider, "instances": []any{
-				map[string]any{"schema_version": 0, "attributes": map[string]any{"id": a.ImageID, "name": a.ImageName}}}},
-			res("aws_vpc", "main", map[string]any{"id": a.VpcID, "cidr_block": "10.20.0.0/16", "enable_dns_hostnames": true,
+				map[string]any{"schema_version": 0, "attributes": map[string]any{"id": a.ImageID, "image_id": a.ImageID, "name": a.ImageName,
+					"owner_id": ec2.DefaultAccountID, "state": "available", "root_device_name": "/dev/xvda", "creation_date": a.ImageCreated}}}},
+			res("aws_vpc", "main", map[string]any{"id": a.VpcID, "cidr_block": "10.20.0.0/16", "enable_dns_hostnames": true, "owner_id": ec2.DefaultAccountID,
 				"tags": map[string]any{"Name": "ducksnest-vpc"}}),
 			res("aws_subnet", "public", subnet(0, "10.20.0.0/24", "ap-northeast-2a"), subnet(1, "10.20.1.0/24", "ap-northeast-2c")),
 			res("aws_internet_gateway", "gw", map[string]any{"id": a.InternetGatewayID, "vpc_id": a.VpcID, "tags": map[string]any{"Name": "ducksnest-igw"}}),
