@@ -231,15 +231,7 @@ func TestApplyChanges(t *testing.T) {
 // nothing, tags each with nestbot's own tags and keeps its Name, as the plan
 // said and as the lab holds after the apply; a re-plan is empty.
 func TestAdoptTerraformFleet(t *testing.T) {
-	srv := &ec2.Server{PendingDelay: -1, StoppingDelay: -1, ShuttingDownDelay: -1}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	tf, err := srv.SeedFleet(ec2.DucksNestFleet())
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, tf := terraformFleet(t)
 	f := adoptAll(t)
 
 	w := newWorld(t, srv, nestaws.ClientOptions{})

@@ -11,6 +11,22 @@ import (
 	nestaws "github.com/ducksnest/nestbot/reconcile/aws"
 )
 
+// terraformFleet starts the lab with the DucksNest fleet as Terraform
+// built it (untagged but for Name).
+func terraformFleet(t *testing.T) (*ec2.Server, ec2.Fleet) {
+	t.Helper()
+	srv := &ec2.Server{PendingDelay: -1, StoppingDelay: -1, ShuttingDownDelay: -1}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	tf, err := srv.SeedFleet(ec2.DucksNestFleet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, tf
+}
+
 // pastedFragment returns the adopt: lines of a plan's twins error, as a
 // person pastes them.
 func pastedFragment(t *testing.T, err error) []nest.Adoption {
@@ -63,15 +79,7 @@ func exampleWith(t *testing.T, adoptions []nest.Adoption, edit func(string) stri
 // called but Describe. Pasted into nest.yaml, they plan 7 adoptions and 0
 // creates, the apply takes them over, and the next plan is empty.
 func TestNoSilentTwins(t *testing.T) {
-	srv := &ec2.Server{PendingDelay: -1, StoppingDelay: -1, ShuttingDownDelay: -1}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	tf, err := srv.SeedFleet(ec2.DucksNestFleet())
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, tf := terraformFleet(t)
 	w := newWorld(t, srv, nestaws.ClientOptions{})
 	p, err := w.planErr(example(t))
 	noDestruction(t, srv, p)
@@ -123,20 +131,12 @@ func TestNoSilentTwins(t *testing.T) {
 // VPC (its subnets then have nothing to be twins of); the instance that
 // looks like the host still stops the plan until it too says adopt: none.
 func TestAdoptNoneCreatesBesideTheLookalike(t *testing.T) {
-	srv := &ec2.Server{PendingDelay: -1, StoppingDelay: -1, ShuttingDownDelay: -1}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	tf, err := srv.SeedFleet(ec2.DucksNestFleet())
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, tf := terraformFleet(t)
 	srv.SeedInstanceProfile("ducksnest-controlplane")
 	w := newWorld(t, srv, nestaws.ClientOptions{})
 	f := example(t)
 	f.AWS.VPC.Adopt = &nest.Adopt{None: true}
-	_, err = w.planErr(f)
+	_, err := w.planErr(f)
 	adoptions := pastedFragment(t, err)
 	if len(adoptions) != 1 || strings.Join(adoptions[0].Path, ".") != "hosts.ec2-controlplane.aws" || adoptions[0].ID != tf.InstanceIDs[0] {
 		t.Fatalf("with adopt: none at the VPC, the adopt lines are %v, want only the instance's", adoptions)
@@ -163,15 +163,7 @@ func TestAdoptNoneCreatesBesideTheLookalike(t *testing.T) {
 // one CIDR and Name) is an error that lists both ids with what they are.
 // A security group is adopted by its group name.
 func TestAdoptTwoSubnetsSharingAName(t *testing.T) {
-	srv := &ec2.Server{PendingDelay: -1, StoppingDelay: -1, ShuttingDownDelay: -1}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	tf, err := srv.SeedFleet(ec2.DucksNestFleet())
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, tf := terraformFleet(t)
 	for _, id := range tf.SubnetIDs {
 		if !srv.SetTag(id, "Name", "ducksnest-public") {
 			t.Fatalf("no %s", id)
