@@ -37,6 +37,6 @@ Every flag can also be set with an environment variable NESTBOT_<FLAG>
 		SilenceErrors:     true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return cli.BindEnv(cmd, io.Getenv) },
 	}
-	root.AddCommand(newUpCmd(io), newLabPRCmd(io), newDemoCmd(io))
+	root.AddCommand(newUpCmd(io), newLabPRCmd(io), newDemoCmd(io), newPrepareCmd(io))
 	return root
 }

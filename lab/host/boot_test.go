@@ -20,7 +20,8 @@ import (
 // labFor starts a tailnet for a test.
 func labFor(t *testing.T) *tailnet.Lab {
 	t.Helper()
-	lab := &tailnet.Lab{Tags: []string{"tag:nest", "tag:nestbot"}}
+	lab := &tailnet.Lab{Tags: []string{"tag:nest", "tag:nestbot"},
+		SSH: []tailnet.SSHRule{{Src: []string{"tag:nestbot"}, Dst: []string{"tag:nest"}, Users: []string{"root"}}}}
 	if err := lab.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -30,6 +31,9 @@ func labFor(t *testing.T) *tailnet.Lab {
 
 func bootHost(t *testing.T, ctx context.Context, lab *tailnet.Lab, cfg host.Config) *host.Host {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("boots lab hosts (systemd-nspawn)")
+	}
 	if cfg.Root == "" {
 		cfg.Root = filepath.Join(t.TempDir(), cfg.Name)
 	}
@@ -58,8 +62,94 @@ func TestBootInstallsAndJoins(t *testing.T) {
 	if st.Revision != "aaaa" || st.Generation != 1 || st.System != st.Booted {
 		t.Errorf("state %+v, want revision aaaa on generation 1, booted", st)
 	}
+	// Real systemctl: a blank line between units (the stub printed none).
 	out, err := h.Run(ctx, "systemctl", "show", "sshd", "tailscaled", "-p", "ActiveState", "--value")
-	t.Logf("%q %v", out, err)
+	if err != nil || out != "active\n\nactive\n" {
+		t.Errorf("systemctl show sshd tailscaled -p ActiveState --value = %q, %v", out, err)
+	}
+	if out, err := h.Run(ctx, "systemctl", "is-system-running"); err != nil || strings.TrimSpace(out) != "running" {
+		t.Errorf("is-system-running = %q, %v", out, err)
+	}
+}
+
+// A stop and start boots the boot loader's default: switch makes the new
+// generation the default, test does not; /run (current-system) is gone
+// across it, /nix and the profile stay.
+func TestStopAndStartBootsTheBootLoadersDefault(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	lab := labFor(t)
+	h := bootHost(t, ctx, lab, host.Config{Name: "web", Revision: "aaaa"})
+	first, _ := h.State()
+	rebuild := func(action, rev string) {
+		t.Helper()
+		out, err := h.Run(ctx, "sh", "-c", "rm -rf /root/f && cp -r /etc/nixos /root/f && echo "+rev+" >/root/f/.nest-revision && nixos-rebuild "+action+" --flake /root/f#web")
+		if err != nil {
+			t.Fatalf("nixos-rebuild %s: %v\n%s", action, err, out)
+		}
+	}
+	reboot := func() host.State {
+		t.Helper()
+		h.Stop()
+		if err := h.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st, err := h.State()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	rebuild("test", "bbbb")
+	if st, _ := h.State(); st.Revision != "bbbb" || st.Generation != 1 || st.BootDefault != 1 {
+		t.Fatalf("after nixos-rebuild test: %+v, want bbbb running, generation 1 the default", st)
+	}
+	if st := reboot(); st.System != first.System || st.Booted != first.System || st.Revision != "aaaa" {
+		t.Errorf("after test and a reboot: %+v, want generation 1 (%s) booted", st, first.System)
+	}
+	rebuild("switch", "cccc")
+	if st := reboot(); st.Revision != "cccc" || st.Generation != 2 || st.BootDefault != 2 || st.Booted != st.System {
+		t.Errorf("after switch and a reboot: %+v, want generation 2 (cccc) booted", st)
+	}
+}
+
+// switch-to-configuration fails at once while another holds its lock, as
+// switch-to-configuration-ng does.
+func TestSwitchToConfigurationLock(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	lab := labFor(t)
+	h := bootHost(t, ctx, lab, host.Config{Name: "web"})
+	start := time.Now()
+	out, err := h.Run(ctx, "sh", "-c", "flock /run/nixos/switch-to-configuration.lock /run/current-system/bin/switch-to-configuration test")
+	if err == nil || !strings.Contains(out, "Could not acquire lock") {
+		t.Errorf("a second switch-to-configuration said %q, %v; want it refused on the lock", out, err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("refused after %v: it waited for the lock", d)
+	}
+}
+
+// SSHDown stops sshd and Tailscale SSH: port 22 refuses; clearing it
+// serves again.
+func TestSSHDownRefusesUntilCleared(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	lab, bot := sshLab(t, ctx)
+	h := bootHost(t, ctx, lab, host.Config{Name: "web"})
+	cfg := &ssh.ClientConfig{User: "root", HostKeyCallback: ssh.FixedHostKey(h.HostKey()), HostKeyAlgorithms: []string{ssh.KeyAlgoED25519}}
+	if err := h.SetFaults(host.Faults{SSHDown: true}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := sshRun(ctx, bot, "web:22", cfg, "true"); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("with SSH down: %q, %v; want the connection refused", out, err)
+	}
+	if err := h.SetFaults(host.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := sshRun(ctx, bot, "web:22", cfg, "id -u"); err != nil || out != "0\n" {
+		t.Errorf("with SSH back: %q, %v", out, err)
+	}
 }
 
 // sshLab is a tailnet whose policy lets tag:nestbot in to tag:nest as

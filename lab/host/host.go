@@ -135,10 +135,8 @@ type Config struct {
 	HostKey ed25519.PrivateKey
 
 	// Logf, if set, receives the host's log (boot, tailscale up, stops).
+	// tailscaled logs to the host's journal (Run journalctl -u tailscaled).
 	Logf logger.Logf
-	// NodeLogf is accepted for the tailnet tests' sake and unused:
-	// tailscaled logs to the host's journal.
-	NodeLogf logger.Logf
 }
 
 var validName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)

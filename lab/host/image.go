@@ -26,17 +26,13 @@ var imagePackages = []string{
 const imageVersion = "1"
 
 // CacheDir is where the lab keeps what it builds once: the root image,
-// tailscaled, the hosts' nix store. $NESTLAB_CACHE, else
-// $XDG_CACHE_HOME/nestlab, else ~/.cache/nestlab.
+// tailscaled, the hosts' nix store. $NESTLAB_CACHE, else /var/cache/nestlab
+// (the lab runs as root).
 func CacheDir() (string, error) {
 	if d := os.Getenv("NESTLAB_CACHE"); d != "" {
 		return filepath.Abs(d)
 	}
-	d, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("host: cache directory: %w (set NESTLAB_CACHE)", err)
-	}
-	return filepath.Join(d, "nestlab"), nil
+	return "/var/cache/nestlab", nil
 }
 
 // withLock runs f holding an exclusive lock on name (a file in dir), so

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -80,6 +81,9 @@ type fleet struct {
 
 func newFleet(t testing.TB, ctx context.Context, specs ...hostSpec) *fleet {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("boots lab hosts (systemd-nspawn)")
+	}
 	fixtures.Require(t, "git")
 	fixtures.Require(t, "nix")
 	fixtures.Require(t, "systemd-nspawn")
@@ -286,6 +290,139 @@ func (f *fleet) bootDefault(name string) string {
 func (f *fleet) unitLog(name, unit string) string {
 	f.t.Helper()
 	return f.sh(name, "journalctl --no-pager -o cat -u "+unit+" || true")
+}
+
+// state reads what a host runs and its generations from its root.
+func (f *fleet) state(name string) host.State {
+	f.t.Helper()
+	st, err := f.hosts[name].State()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return st
+}
+
+// activation is one run of switch-to-configuration on a host, from the
+// host's event log (the stand-in's activate-start and activate-end), by the
+// host's clock. The lock lets one run at a time: a start while one is open
+// means the open one never ended (the host stopped under it).
+type activation struct {
+	Start, End time.Time // End is zero for one that never ended
+	Action     string    // test, boot, switch
+	System     string    // the toplevel activated
+	Status     int
+}
+
+// activations are a host's activations of action ("" for any), in order.
+func (f *fleet) activations(name, action string) []activation {
+	f.t.Helper()
+	evs, err := f.hosts[name].Events()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var all []activation
+	open := -1
+	for _, e := range evs {
+		switch e.Name {
+		case "activate-start":
+			all = append(all, activation{Start: e.Time, Action: e.Fields["action"], System: e.Fields["path"]})
+			open = len(all) - 1
+		case "activate-end":
+			if open >= 0 {
+				all[open].End = e.Time
+				all[open].Status, _ = strconv.Atoi(e.Fields["status"])
+				open = -1
+			}
+		}
+	}
+	var out []activation
+	for _, a := range all {
+		if action == "" || a.Action == action {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// trials are a host's trial activations (switch-to-configuration test) of
+// any system but not, the rollback's.
+func (f *fleet) trials(name, not string) []activation {
+	f.t.Helper()
+	var out []activation
+	for _, a := range f.activations(name, "test") {
+		if a.System != not {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// maxOverlap is the most of the given intervals open at one instant.
+func maxOverlap(as []activation) int {
+	type edge struct {
+		t     time.Time
+		delta int
+	}
+	var edges []edge
+	for _, a := range as {
+		edges = append(edges, edge{a.Start, 1}, edge{a.End, -1})
+	}
+	slices.SortFunc(edges, func(a, b edge) int {
+		if c := a.t.Compare(b.t); c != 0 {
+			return c
+		}
+		return a.delta - b.delta // an end before a start at the same instant
+	})
+	n, most := 0, 0
+	for _, e := range edges {
+		n += e.delta
+		most = max(most, n)
+	}
+	return most
+}
+
+// restarted lists the units the host's last activation that restarted
+// units restarted (switch-to-configuration's units-restart event).
+func (f *fleet) restarted(name string) string {
+	f.t.Helper()
+	evs, err := f.hosts[name].Events()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	last := ""
+	for _, e := range evs {
+		if e.Name == "units-restart" {
+			last = e.Fields["units"]
+		}
+	}
+	return last
+}
+
+// armedTimers lists the nest-rollback timers still armed on a host, as
+// its systemd says.
+func (f *fleet) armedTimers(name string) []string {
+	f.t.Helper()
+	return f.units(name, "nest-rollback-*.timer", "active")
+}
+
+// units lists a host's loaded units matching pattern whose ActiveState is
+// state ("" for any), as its systemd says.
+func (f *fleet) units(name, pattern, state string) []string {
+	f.t.Helper()
+	var units []string
+	for line := range strings.Lines(f.sh(name, "systemctl list-units --all --plain --no-legend "+pattern)) {
+		fields := strings.Fields(line)
+		if len(fields) >= 3 && (state == "" || fields[2] == state) {
+			units = append(units, fields[0])
+		}
+	}
+	return units
+}
+
+// journal is a unit's journal on a host.
+func (f *fleet) journal(name, unit string) string {
+	f.t.Helper()
+	return f.sh(name, "journalctl --no-pager -u "+unit)
 }
 
 // events collects a run's events.
