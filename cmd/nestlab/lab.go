@@ -13,6 +13,7 @@ import (
 
 	"github.com/ducksnest/nestbot/internal/cli"
 	"github.com/ducksnest/nestbot/lab"
+	"github.com/ducksnest/nestbot/lab/host"
 	"github.com/ducksnest/nestbot/nest"
 )
 
@@ -26,8 +27,8 @@ func newUpCmd(io *IO) *cobra.Command {
 protocol (checked with SigV4 against the lab's static credentials), seeded with
 the images and instance profiles nest.yaml names; a tailnet (tailscale's own
 control and DERP servers, and a stand-in for the Tailscale API) with the
-on-prem hosts of nest.yaml on it, each a simulated NixOS host reached over
-Tailscale SSH; and with --github, a GitHub that checks every request against
+on-prem hosts of nest.yaml on it, each a NixOS-like host of real programs
+(systemd under systemd-nspawn, sshd, sudo, tailscaled, nix; root needed); and with --github, a GitHub that checks every request against
 GitHub's OpenAPI description, holding nest.yaml's directory as the repository
 ducksnest/infra, whose webhook delivers to nestbot serve. It prints KEY=VALUE lines
 (and writes them to --env-file) that, sourced into another shell, point every
@@ -43,6 +44,9 @@ other verb at the lab, and runs until interrupted.`,
   nestlab pr open --branch more-swap infra/nix/hosts/laptop-ultra/swap.nix='{ }'
   nestlab pr show 1 --wait plan`,
 		RunE: func(*cobra.Command, []string) error {
+			if err := host.NeedRoot(); err != nil {
+				return fmt.Errorf("nestlab up: %w", err)
+			}
 			var fleet *nest.Fleet
 			if _, err := os.Stat(file); err == nil {
 				f, err := nest.Load(file)

@@ -20,6 +20,9 @@ const netnsEnv = "NESTLAB_OWN_NETNS"
 // nestbot's tsnet node binds its WireGuard and peer-API sockets on every
 // interface — listens nowhere but in that namespace.
 func inOwnNetns(io *IO) (code int, ok bool, err error) {
+	if err := host.NeedRoot(); err != nil {
+		return 0, true, fmt.Errorf("nestlab: %w", err)
+	}
 	if os.Getenv(netnsEnv) == "1" {
 		return 0, false, host.LoopbackUp()
 	}
@@ -39,6 +42,6 @@ func inOwnNetns(io *IO) (code int, ok bool, err error) {
 	case errors.As(err, &ee):
 		return ee.ExitCode(), true, nil
 	default:
-		return 0, true, fmt.Errorf("nestlab: run in a network namespace of its own: %w (the lab needs root)", err)
+		return 0, true, fmt.Errorf("nestlab: run in a network namespace of its own: %w", err)
 	}
 }

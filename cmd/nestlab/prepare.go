@@ -21,6 +21,9 @@ the hosts' nix store holding the stand-in nixpkgs and agenix flakes. up and
 demo do the same on their first run; prepare does it ahead, as CI does.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := host.NeedRoot(); err != nil {
+				return fmt.Errorf("nestlab prepare: %w", err)
+			}
 			ctx := cmd.Context()
 			logf := log.New(io.Err, "", 0).Printf
 			image, err := host.Image(ctx, logf)

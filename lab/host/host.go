@@ -208,8 +208,8 @@ func Boot(ctx context.Context, lab *tailnet.Lab, cfg Config) (*Host, error) {
 	if h.logf == nil {
 		h.logf = logger.Discard
 	}
-	if os.Geteuid() != 0 {
-		return nil, fmt.Errorf("host: boot %s: the lab's hosts need root (systemd-nspawn and namespaces)", cfg.Name)
+	if err := NeedRoot(); err != nil {
+		return nil, fmt.Errorf("host: boot %s: %w", cfg.Name, err)
 	}
 	if h.image, err = Image(ctx, h.logf); err != nil {
 		return nil, err
@@ -566,4 +566,16 @@ func shjoin(args []string) string {
 func newEd25519() (ed25519.PrivateKey, error) {
 	_, k, err := ed25519.GenerateKey(rand.Reader)
 	return k, err
+}
+
+// NeedRoot says, when this process is not root, that the lab's hosts need
+// it and what to do: each host is a systemd-nspawn container with mount,
+// PID, UTS and network namespaces of its own, over an overlay mount of the
+// shared root image, none of which an unprivileged user may make.
+func NeedRoot() error {
+	if uid := os.Geteuid(); uid != 0 {
+		return fmt.Errorf("the lab needs root, and this runs as uid %d: its hosts are systemd-nspawn containers "+
+			"with namespaces and overlay mounts of their own; run it as root (e.g. sudo nestlab demo, or in CI's root container)", uid)
+	}
+	return nil
 }
