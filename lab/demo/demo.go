@@ -7,6 +7,7 @@
 package demo // import "github.com/ducksnest/nestbot/lab/demo"
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -342,7 +343,7 @@ func (d *Demo) Hosts() ([]HostRow, error) {
 		if err != nil {
 			return nil, err
 		}
-		row := HostRow{Host: name, Revision: st.Revision, Generation: st.Generation}
+		row := HostRow{Host: name, Revision: cmp.Or(st.Deployed, st.Revision), Generation: st.Generation}
 		row.CertsExpire = certsExpire(tree, name)
 		rows = append(rows, row)
 	}

@@ -1,6 +1,7 @@
 package demo_test
 
 import (
+	"cmp"
 	"context"
 	"strings"
 	"testing"
@@ -41,7 +42,7 @@ func TestStory(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return st.Revision, st.Generation
+		return cmp.Or(st.Deployed, st.Revision), st.Generation
 	}
 
 	if s.Bootstrap.Deployment != "success" || len(s.Bootstrap.Rolled) != 3 {

@@ -18,7 +18,10 @@ const eventsFile = "var/log/nest-lab/events.log"
 
 // State is what the host runs.
 type State struct {
-	Revision    string // configurationRevision of /run/current-system ("" if it has none)
+	Revision string // configurationRevision of /run/current-system ("" if it has none)
+	// Deployed is the commit nestbot recorded for the system the host runs
+	// (/var/lib/nestbot/deployed names both); "" when it recorded another.
+	Deployed    string
 	System      string // /run/current-system's store path
 	Booted      string // /run/booted-system's store path
 	Generation  int    // generation the system profile points to
@@ -45,6 +48,11 @@ func (h *Host) State() (State, error) {
 		st.Revision = strings.TrimSpace(string(rev))
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return st, fmt.Errorf("host %s: state: %w", h.cfg.Name, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "var/lib/nestbot/deployed")); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 && f[1] == cur {
+			st.Deployed = f[0]
+		}
 	}
 	profiles := filepath.Join(h.dir, "upper/nix/var/nix/profiles")
 	link, err := os.Readlink(filepath.Join(profiles, "system"))

@@ -6,12 +6,6 @@
 
   outputs = { self, nixpkgs, agenix, ... }:
     let
-      # nestbot ships the commit's tree to each host with a .nest-revision
-      # file; a build from a git checkout uses the commit itself.
-      revision = self.rev or (
-        if builtins.pathExists ./.nest-revision
-        then nixpkgs.lib.removeSuffix "\n" (builtins.readFile ./.nest-revision)
-        else self.dirtyRev or null);
       # A host's flake attribute is its name in nest.yaml; its
       # networking.hostName (hosts/<name>/configuration.nix) is another.
       mkHost = name: nixpkgs.lib.nixosSystem {
@@ -22,8 +16,9 @@
           ./modules/kubernetes.nix
           ./hosts/${name}/configuration.nix
           { nest.host = name; }
-          # nixos-version --json reports this; nestbot compares it with the target commit.
-          { system.configurationRevision = revision; }
+          # No system.configurationRevision: it would change every host's
+          # system at every commit, so every host would roll each time.
+          # nestbot records the commit a host runs (/var/lib/nestbot/deployed).
         ];
       };
     in {
