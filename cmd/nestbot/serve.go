@@ -130,7 +130,7 @@ func runServe(opts *serveOptions) error {
 	if err != nil {
 		return err
 	}
-	srv, err := webhook.New(webhook.Config{Secrets: secrets, Queue: st.Queue, Workers: opts.Workers, Run: b.Run,
+	srv, err := webhook.New(webhook.Config{Secrets: secrets, Queue: st.Queue, Workers: opts.Workers, Run: b.Run, DeadLetter: b.DeadLetter,
 		Metrics: metrics, Logf: logger.Printf})
 	if err != nil {
 		return err

@@ -36,6 +36,7 @@ type Metrics struct {
 	plans       *prometheus.CounterVec
 	applies     *prometheus.CounterVec
 	hosts       *prometheus.GaugeVec
+	unverified  prometheus.Gauge
 }
 
 // NewMetrics returns the metrics, with nestbot_queue_depth read from q at
@@ -72,8 +73,12 @@ func NewMetrics(q store.Queue) *Metrics {
 			Name: "nestbot_hosts",
 			Help: "Hosts by state, as the last observation found them.",
 		}, []string{"state"}),
+		unverified: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "nestbot_webhook_unverified_requests",
+			Help: "Deliveries whose body is being read, before their signature is checked.",
+		}),
 	}
-	m.reg.MustRegister(m.deliveries, m.jobDuration, m.apiCalls, m.rateLimit, m.plans, m.applies, m.hosts,
+	m.reg.MustRegister(m.deliveries, m.jobDuration, m.apiCalls, m.rateLimit, m.plans, m.applies, m.hosts, m.unverified,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if q != nil {
 		m.reg.MustRegister(depthCollector{q: q, desc: prometheus.NewDesc("nestbot_queue_depth", "Jobs queued or running.", nil, nil)})
@@ -110,6 +115,14 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) Delivery(event, result string) {
 	if m != nil {
 		m.deliveries.WithLabelValues(event, result).Inc()
+	}
+}
+
+// Unverified moves the count of deliveries being read before their
+// signature is checked by delta.
+func (m *Metrics) Unverified(delta int) {
+	if m != nil {
+		m.unverified.Add(float64(delta))
 	}
 }
 

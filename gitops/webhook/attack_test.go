@@ -1,0 +1,148 @@
+package webhook_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ducksnest/nestbot/gitops/webhook"
+	"github.com/ducksnest/nestbot/store"
+)
+
+// TestCrashLoopingJobIsDeadLettered: a job that takes its process down
+// every time (issue 12 (5): a nest.yaml that exhausts memory) is claimed
+// again after each restart only until webhook.MaxAttempts; then it is
+// dead-lettered and never started again.
+func TestCrashLoopingJobIsDeadLettered(t *testing.T) {
+	dir := t.TempDir()
+	id := newDelivery()
+	for attempt := 1; attempt <= webhook.MaxAttempts; attempt++ {
+		srv, base := startTestServer(t, dir, "TEST_BLOCK=1")
+		if attempt == 1 {
+			if status, body := send(t, base+"/webhook", "pull_request", id, prPayload("opened", 7, "c0ffee")); status != http.StatusAccepted {
+				t.Fatalf("status %d %q, want 202", status, body)
+			}
+		}
+		started := fmt.Sprintf("started %s %d\n", id, attempt)
+		waitFor(t, "attempt "+fmt.Sprint(attempt)+" started", 15*time.Second, func() bool { return strings.Contains(runsFile(dir), started) })
+		// The job takes the process down, as the OOM killer would.
+		if err := srv.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		srv.Wait()
+	}
+	srv, _ := startTestServer(t, dir, "TEST_BLOCK=1")
+	waitFor(t, "the job dead-lettered", 15*time.Second, func() bool {
+		return strings.Contains(runsFile(dir), fmt.Sprintf("dead %s %d\n", id, webhook.MaxAttempts+1)) ||
+			strings.Contains(runsFile(dir), fmt.Sprintf("started %s %d\n", id, webhook.MaxAttempts+1))
+	})
+	if runs := runsFile(dir); strings.Contains(runs, fmt.Sprintf("started %s %d\n", id, webhook.MaxAttempts+1)) {
+		t.Fatalf("the job was started a %dth time after taking the process down %d times:\n%s", webhook.MaxAttempts+1, webhook.MaxAttempts, runs)
+	}
+	srv.Process.Signal(syscall.SIGTERM)
+	if err := srv.Wait(); err != nil {
+		t.Errorf("the server after the dead letter: %v", err)
+	}
+	db := openDB2(t, dir+"/nestbot.db")
+	if n := depth(t, db.Queue()); n != 0 {
+		t.Errorf("depth %d after the dead letter, want 0", n)
+	}
+}
+
+// rssOf is the resident set size of process pid, from /proc.
+func rssOf(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// TestSlowUnsignedUploadsHoldNoMemory: ten connections that each announce
+// a 25 MB delivery with a (forged) signature and then trickle it (issue 12
+// (8)) do not make the server hold what they announced: intake holds only
+// what has arrived, within its bound on unverified bytes. Before, each got
+// a buffer of its declared length: 10 took the process past 290 MB.
+func TestSlowUnsignedUploadsHoldNoMemory(t *testing.T) {
+	dir := t.TempDir()
+	srv, base := startTestServer(t, dir)
+	pid := srv.Process.Pid
+	// Warm up: one real delivery, so the baseline has the server's working set.
+	if status, _ := send(t, base+"/webhook", "push", newDelivery(), pushTo("o/r", "a1")); status != http.StatusAccepted {
+		t.Fatalf("warm-up delivery: %d", status)
+	}
+	before := rssOf(t, pid)
+	addr := strings.TrimPrefix(base, "http://")
+	const uploads = 10
+	for i := range uploads {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		fmt.Fprintf(c, "POST /webhook HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: slow-%d\r\n"+
+			"X-Hub-Signature-256: sha256=%064d\r\nContent-Length: %d\r\n\r\n{\"ref\":\"", addr, i, 0, webhook.MaxBody)
+		c.Write([]byte(strings.Repeat("x", 4<<10))) // and then nothing more, for now
+	}
+	// Wait until the server is reading every one of them (it says so in its
+	// metrics), or, as it did before, has grown by their declared size.
+	const bound = 80 << 20
+	waitFor(t, "the server reading the ten uploads", 15*time.Second, func() bool {
+		return scrape(t, base)["nestbot_webhook_unverified_requests"] == strconv.Itoa(uploads) || rssOf(t, pid)-before > bound
+	})
+	grown := rssOf(t, pid) - before
+	t.Logf("RSS %d MB before, grown by %d MB with %d slow unsigned uploads in flight", before>>20, grown>>20, uploads)
+	if grown > bound {
+		t.Errorf("ten slow unsigned uploads grew the server by %d MB, want at most %d MB", grown>>20, bound>>20)
+	}
+}
+
+// TestUnverifiedBytesAreBounded: while unverified bodies being read hold
+// MaxUnverified bytes, a further delivery is answered 503 with Retry-After
+// (GitHub shows it, and it can be redelivered); once they are gone, it is
+// taken.
+func TestUnverifiedBytesAreBounded(t *testing.T) {
+	db := openDB(t)
+	base, _ := serve(t, webhook.Config{Queue: db.Queue(), MaxUnverified: 40 << 10, Run: func(context.Context, store.Job) error { return nil }})
+	addr := strings.TrimPrefix(base, "http://")
+	slow, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(slow, "POST /webhook HTTP/1.1\r\nHost: %s\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: slow\r\nX-Hub-Signature-256: sha256=%064d\r\nContent-Length: %d\r\n\r\n{", addr, 0, 1<<20)
+	waitFor(t, "the slow upload being read", 10*time.Second, func() bool { return scrape(t, base)["nestbot_webhook_unverified_requests"] == "1" })
+	body := pushTo("o/r", "a1"+strings.Repeat(" ", 10<<10))
+	id := newDelivery()
+	req := request(t, base+"/webhook", "push", id, body)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("a delivery past the bound: %s (Retry-After %q), want 503 with Retry-After", resp.Status, resp.Header.Get("Retry-After"))
+	}
+	slow.Close()
+	waitFor(t, "the slow upload gone", 10*time.Second, func() bool { return scrape(t, base)["nestbot_webhook_unverified_requests"] == "0" })
+	if status, _ := send(t, base+"/webhook", "push", id, body); status != http.StatusAccepted {
+		t.Errorf("the delivery again, with nothing else in flight: %d, want 202", status)
+	}
+}
