@@ -146,3 +146,38 @@ func TestUnverifiedBytesAreBounded(t *testing.T) {
 		t.Errorf("the delivery again, with nothing else in flight: %d, want 202", status)
 	}
 }
+
+func commentPayload(commentID int64, body string) []byte {
+	return fmt.Appendf(nil, `{"action":"created","repository":{"full_name":"o/r","default_branch":"main"},`+
+		`"issue":{"number":7,"pull_request":{"url":"x"}},"comment":{"id":%d,"body":%q,"user":{"login":"writer"}}}`, commentID, body)
+}
+
+// TestReplayedCommentRunsOnce: a captured (signed) comment delivery sent
+// again under a new delivery id (issue 12 (10)) is a duplicate: one comment,
+// one command, however many deliveries carry it.
+func TestReplayedCommentRunsOnce(t *testing.T) {
+	db := openDB(t)
+	var r runs
+	base, _ := serve(t, webhook.Config{Queue: db.Queue(), Run: func(_ context.Context, j store.Job) error {
+		r.add(j)
+		return nil
+	}})
+	body := commentPayload(4242, "/nest apply")
+	if status, _ := send(t, base+"/webhook", "issue_comment", newDelivery(), body); status != http.StatusAccepted {
+		t.Fatalf("the comment: %d, want 202", status)
+	}
+	waitFor(t, "the command ran and was recorded done", 10*time.Second, func() bool {
+		return len(r.ids()) == 1 && depth(t, db.Queue()) == 0
+	})
+	if status, _ := send(t, base+"/webhook", "issue_comment", newDelivery(), body); status != http.StatusOK {
+		t.Errorf("the same comment under a new delivery id: %d, want 200 (duplicate)", status)
+	}
+	// Another comment runs, of course.
+	if status, _ := send(t, base+"/webhook", "issue_comment", newDelivery(), commentPayload(4243, "/nest apply")); status != http.StatusAccepted {
+		t.Errorf("another comment: %d, want 202", status)
+	}
+	waitFor(t, "the other command ran", 10*time.Second, func() bool { return len(r.ids()) >= 2 && depth(t, db.Queue()) == 0 })
+	if n := len(r.ids()); n != 2 {
+		t.Errorf("%d commands ran, want 2 (the replay must not run)", n)
+	}
+}

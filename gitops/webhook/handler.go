@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -71,7 +72,9 @@ const (
 //   - 400 when the payload of a handled event is malformed (*PayloadError),
 //     or X-GitHub-Delivery is missing or unusable as an id;
 //   - 200 {"status":"duplicate"} when the queue already has the delivery
-//     (queued, running, or done ok): nothing more is stored;
+//     (queued, running, or done ok): nothing more is stored. A comment's
+//     command is one job per comment (CommentJobID), so a delivery of a
+//     comment already run, under any delivery id, is a duplicate too;
 //   - 503 when the queue fails to store it (GitHub shows the failure, and a
 //     person can redeliver);
 //   - 202 {"status":"accepted"} once Queue.Enqueue returned: the job is on
@@ -155,7 +158,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusOK, `{"msg":"pong"}`)
 		return
 	}
-	key, handled, err := Classify(event, body)
+	c, handled, err := classify(event, body)
 	if err != nil {
 		h.refuse(w, r, label, http.StatusBadRequest, ResultMalformed, err.Error())
 		return
@@ -175,7 +178,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.Now != nil {
 		now = h.Now
 	}
-	job := store.Job{ID: id, Event: event, Key: key, Payload: body, Received: now()}
+	key := c.key
+	job := store.Job{ID: cmp.Or(c.once, id), Event: event, Key: key, Payload: body, Received: now()}
 	if h.Queue == nil {
 		h.refuse(w, r, label, http.StatusServiceUnavailable, ResultStoreFailed, "no queue to store the delivery in")
 		return
