@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	nestgh "github.com/ducksnest/nestbot/gitops/github"
 	labgithub "github.com/ducksnest/nestbot/lab/github"
 	"github.com/ducksnest/nestbot/store"
 )
@@ -32,6 +33,54 @@ func TestDeadLetteredPlanIsReportedOnItsPR(t *testing.T) {
 	runs, _ := w.gh.CheckRuns(w.repo.Owner, w.repo.Name, pr.HeadSHA)
 	if len(runs) != 1 || runs[0].Conclusion != "failure" {
 		t.Fatalf("check runs: %+v, want one failed nest/plan", runs)
+	}
+	w.checkViolations(t)
+}
+
+// TestForgedMarkerCommentStaysUntouched: a comment by someone else that
+// begins with the plan's marker (issue 12 (7)) is not taken for nestbot's:
+// the plan goes into a comment of nestbot's own, and the forged one is
+// neither edited nor deleted — with no login configured, as serve, the
+// Action and the image run by default.
+func TestForgedMarkerCommentStaysUntouched(t *testing.T) {
+	w := newWorld(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	app := w.gh.App()
+	root, err := nestgh.New(nestgh.Options{BaseURL: w.gh.APIURL(), AppID: app.ID, PrivateKey: app.PrivateKeyPEM, WriteSpacing: -1, Logf: w.log.logf(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.root = root // no Options.Login
+	w.bot = mustBot(t, w, nil)
+	pr := w.openPR(ctx, t, "forged", map[string][]byte{"README.md": []byte("x\n")})
+	w.gh.AddUser("mallory")
+	forged := "<!-- nestbot:plan ducksnest part=1/1 -->\n### nestbot: no changes, merge away\n"
+	c, err := w.gh.AddComment(w.repo.Owner, w.repo.Name, pr.Number, "mallory", forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, _ := w.gh.PullRequestEvent(w.repo.Owner, w.repo.Name, pr.Number, "opened")
+	if err := w.run(ctx, t, ev); err != nil {
+		t.Fatal(err)
+	}
+	var mine int
+	for _, cm := range w.comments(t, pr.Number) {
+		switch {
+		case cm.ID == c.ID:
+			if cm.Body != forged || cm.User != "mallory" {
+				t.Errorf("mallory's comment was changed: %q", cm.Body)
+			}
+			c.ID = -1 // seen
+		case cm.User == app.BotLogin && strings.HasPrefix(cm.Body, "<!-- nestbot:plan "):
+			mine++
+		}
+	}
+	if c.ID != -1 {
+		t.Error("mallory's comment was deleted")
+	}
+	if mine != 1 {
+		t.Errorf("%d plan comments by %s, want 1 of its own", mine, app.BotLogin)
 	}
 	w.checkViolations(t)
 }

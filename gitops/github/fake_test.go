@@ -440,6 +440,18 @@ func (f *fakeGitHub) routes(mux *http.ServeMux) {
 		f.mu.Unlock()
 		f.page(w, r, items)
 	})
+	mux.HandleFunc("GET /app", func(w http.ResponseWriter, r *http.Request) {
+		if err := f.checkJWT(r.Header.Get("Authorization")); err != nil {
+			writeJSON(w, http.StatusUnauthorized, map[string]any{"message": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"id": f.appID, "slug": strings.TrimSuffix(f.appLogin, "[bot]")})
+	})
+	mux.HandleFunc("GET /user", func(w http.ResponseWriter, r *http.Request) {
+		if user := f.user(w, r); user != "" {
+			writeJSON(w, http.StatusOK, map[string]any{"login": user})
+		}
+	})
 	mux.HandleFunc("POST /app/installations/{id}/access_tokens", func(w http.ResponseWriter, r *http.Request) {
 		if err := f.checkJWT(r.Header.Get("Authorization")); err != nil {
 			writeJSON(w, http.StatusUnauthorized, map[string]any{"message": err.Error()})

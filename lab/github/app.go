@@ -135,7 +135,7 @@ func randomToken() string {
 
 // jwtOperations are the operations that take the App's JWT, and only it.
 func jwtOperation(op string) bool {
-	return op == "apps/create-installation-access-token" || op == "apps/get-repo-installation"
+	return op == "apps/create-installation-access-token" || op == "apps/get-repo-installation" || op == "apps/get-authenticated"
 }
 
 // authenticate finds who sent r. It answers a status and GitHub's message
@@ -334,6 +334,30 @@ func getRepoInstallation(s *Server, c *call) reply {
 		return notFound()
 	}
 	return reply{status: http.StatusOK, body: s.installationJSON(r.owner)}
+}
+
+// getAuthenticatedApp is GET /app: the App its JWT is of.
+func getAuthenticatedApp(s *Server, c *call) reply {
+	return reply{status: http.StatusOK, body: s.appJSON(s.app)}
+}
+
+// getAuthenticatedUser is GET /user: the user a personal access token acts
+// as. An installation token (the App's, Actions' GITHUB_TOKEN) is refused,
+// as GitHub refuses it.
+func getAuthenticatedUser(s *Server, c *call) reply {
+	if c.who.app != nil {
+		return errReply(http.StatusForbidden, "Resource not accessible by integration")
+	}
+	u := s.userJSON(c.who.user)
+	for _, k := range []string{"name", "company", "blog", "location", "email", "hireable", "bio"} {
+		u[k] = nil
+	}
+	for _, k := range []string{"public_repos", "public_gists", "followers", "following"} {
+		u[k] = 0
+	}
+	u["created_at"], u["updated_at"] = "2008-01-14T04:33:35Z", "2008-01-14T04:33:35Z" // as GitHub's own example
+
+	return reply{status: http.StatusOK, body: u}
 }
 
 func (a *app) permissions() map[string]any {

@@ -23,6 +23,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 // OPERATIONS are "METHOD path" exactly as the description spells the path.
 export const OPERATIONS = [
   "GET /rate_limit",
+  "GET /app",
+  "GET /user",
   "POST /app/installations/{installation_id}/access_tokens",
   "GET /repos/{owner}/{repo}",
   "GET /repos/{owner}/{repo}/installation",
