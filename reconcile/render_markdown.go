@@ -333,6 +333,24 @@ func longestRun(s string, c byte) int {
 	return best
 }
 
+// MarkdownText is s escaped for the text of a Markdown paragraph or table
+// cell, on one line: nothing in it starts markup, HTML, a new cell or a new
+// line. limit above zero bounds s, in bytes, before it is escaped. For text
+// nestbot did not write (a host's output, an error quoting it).
+func MarkdownText(s string, limit int) string { return mdText(oneLineOf(s), limit) }
+
+// MarkdownFenced is s as a fenced code block that nothing in s can close:
+// its fence is a run of backticks longer than any in s.
+func MarkdownFenced(s string) string {
+	fence := strings.Repeat("`", max(3, longestRun(s, '`')+1))
+	return fence + "\n" + strings.TrimRight(s, "\n") + "\n" + fence + "\n"
+}
+
+// oneLineOf is s with its line breaks as spaces.
+func oneLineOf(s string) string {
+	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' }), " ")
+}
+
 // mdText escapes s for the text of a Markdown paragraph or table cell:
 // nothing in it can start markup, HTML, or a new cell or line. A limit
 // above zero bounds s, in bytes, before it is escaped.

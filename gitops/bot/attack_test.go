@@ -2,9 +2,15 @@ package bot_test
 
 import (
 	"context"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ducksnest/nestbot/gitops/bot"
+	"github.com/ducksnest/nestbot/gitops/fleet"
+	"github.com/ducksnest/nestbot/reconcile"
 
 	nestgh "github.com/ducksnest/nestbot/gitops/github"
 	labgithub "github.com/ducksnest/nestbot/lab/github"
@@ -69,7 +75,7 @@ func TestForgedMarkerCommentStaysUntouched(t *testing.T) {
 		switch {
 		case cm.ID == c.ID:
 			if cm.Body != forged || cm.User != "mallory" {
-				t.Errorf("mallory's comment was changed: %q", cm.Body)
+				t.Errorf("mallory's comment was changed: %.120q", cm.Body)
 			}
 			c.ID = -1 // seen
 		case cm.User == app.BotLogin && strings.HasPrefix(cm.Body, "<!-- nestbot:plan "):
@@ -83,4 +89,31 @@ func TestForgedMarkerCommentStaysUntouched(t *testing.T) {
 		t.Errorf("%d plan comments by %s, want 1 of its own", mine, app.BotLogin)
 	}
 	w.checkViolations(t)
+}
+
+// TestInstallationTokenIsMasked: the installation token a job mints to
+// clone is handed to Config.Mask (the Action masks it in the job's log)
+// before the clone uses it.
+func TestInstallationTokenIsMasked(t *testing.T) {
+	w := newWorld(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var masked []string
+	b, err := bot.New(bot.Config{GitHub: w.root, WorkDir: t.TempDir(), Locker: w.db.Locks(), Logf: w.log.logf(t),
+		Mask:  func(s string) { masked = append(masked, s) },
+		Fleet: fleet.Options{Getenv: os.Getenv, Planes: []reconcile.Plane{reconcile.PlanePKI}, DB: w.db}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := w.openPR(ctx, t, "masked", map[string][]byte{"README.md": []byte("x\n")})
+	if _, err := b.PlanPR(ctx, w.app, w.repo, w.gh.CloneURL(w.repo.Owner, w.repo.Name), pr.Number, false); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := w.app.GitToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(masked, tok) {
+		t.Errorf("the installation token was not masked (masked %d values)", len(masked))
+	}
 }

@@ -155,11 +155,12 @@ func cut(s string, n int) string {
 func (b *Bot) reportInvalid(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, number int, head string, errs nest.Errors, res *PlanResult) error {
 	var body strings.Builder
 	fmt.Fprintf(&body, "%spart=1/1 -->\n### nestbot: `%s` is not valid\n\n", reconcile.MarkdownMarker(repo.Name), b.cfg.File)
-	fmt.Fprintf(&body, "%d %s; nothing was planned. Fix them and push again.\n\n```\n", len(errs), plural(len(errs), "mistake"))
+	fmt.Fprintf(&body, "%d %s; nothing was planned. Fix them and push again.\n\n", len(errs), plural(len(errs), "mistake"))
+	var list strings.Builder
 	for _, e := range errs {
-		body.WriteString(e.Error() + "\n")
+		list.WriteString(e.Error() + "\n")
 	}
-	body.WriteString("```\n")
+	body.WriteString(reconcile.MarkdownFenced(cut(list.String(), 60000)))
 	res.Parts = []string{cut(body.String(), nestgh.MaxCommentChars)}
 	var err error
 	if res.Sticky, err = gh.UpsertSticky(ctx, repo, number, stickyMarker, res.Parts); err != nil {
@@ -184,9 +185,7 @@ func (b *Bot) reportInvalid(ctx context.Context, gh *nestgh.Client, repo nestgh.
 // reportFailure says in the plan comment and the check run that planning
 // failed, and why.
 func (b *Bot) reportFailure(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, number int, head, fleetName string, cause error, res *PlanResult) error {
-	body := fmt.Sprintf("%spart=1/1 -->\n### nestbot: the plan failed\n\n```\n%s\n```\n\nComment `/nest plan` to try again.\n",
-		reconcile.MarkdownMarker(fleetName), cause)
-	res.Parts = []string{cut(body, nestgh.MaxCommentChars)}
+	res.Parts = []string{failureBody(fleetName, cause)}
 	var err error
 	if res.Sticky, err = gh.UpsertSticky(ctx, repo, number, stickyMarker, res.Parts); err != nil {
 		return errors.Join(cause, err)
@@ -196,6 +195,13 @@ func (b *Bot) reportFailure(ctx context.Context, gh *nestgh.Client, repo nestgh.
 		return errors.Join(cause, err)
 	}
 	return cause
+}
+
+// failureBody is the plan comment that says planning failed, and why.
+func failureBody(fleetName string, cause error) string {
+	body := fmt.Sprintf("%spart=1/1 -->\n### nestbot: the plan failed\n\n%s\nComment `/nest plan` to try again.\n",
+		reconcile.MarkdownMarker(fleetName), reconcile.MarkdownFenced(cut(cause.Error(), 60000)))
+	return cut(body, nestgh.MaxCommentChars)
 }
 
 func plural(n int, word string) string {

@@ -66,6 +66,13 @@ func (s *Session) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyOpt
 			opts.AuthKey = api.KeySource(d.Fleet.Tailnet.Tags, nesttailnet.KeyOptions{Fleet: d.Fleet.Name})
 		}
 	}
+	if source := opts.AuthKey; s.opts.Mask != nil {
+		opts.AuthKey = func(ctx context.Context, host string) (string, error) {
+			key, err := source(ctx, host)
+			s.opts.mask(key) // masked before anything could print it
+			return key, err
+		}
+	}
 	exec := &reconcile.Executor{Appliers: map[reconcile.Plane]reconcile.PlaneApplier{}}
 	if s.EC2 != nil {
 		a := &nestaws.Applier{Client: s.EC2, Fleet: d.Fleet, Live: &s.Live.Cloud, Revision: revision, Logf: opts.logf, AuthKey: opts.AuthKey}
@@ -134,6 +141,7 @@ func (s *Session) TailscaleAPI() (*nesttailnet.API, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tailnet.oauth.client_secret: %w", err)
 		}
+		s.opts.mask(secret)
 		cfg.OAuthClientID, cfg.OAuthClientSecret = o.ClientID, secret
 	}
 	if s.opts.TailscaleAPIURL != "" {
@@ -150,7 +158,7 @@ func (s *Session) TailscaleAPI() (*nesttailnet.API, error) {
 // NEST_AGE_IDENTITY_FILE. It decrypts the CA keys; it stays in memory.
 const identityEnv = "NEST_AGE_IDENTITY"
 
-func loadIdentity(getenv func(string) string) (*pki.Identity, error) {
+func loadIdentity(getenv func(string) string, mask func(string)) (*pki.Identity, error) {
 	data := []byte(getenv(identityEnv))
 	if len(data) == 0 {
 		file := getenv(identityEnv + "_FILE")
@@ -162,6 +170,7 @@ func loadIdentity(getenv func(string) string) (*pki.Identity, error) {
 			return nil, fmt.Errorf("%s_FILE: %w", identityEnv, err)
 		}
 	}
+	mask(string(data))
 	id, err := pki.ParseIdentity(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", identityEnv, err)
@@ -172,7 +181,11 @@ func loadIdentity(getenv func(string) string) (*pki.Identity, error) {
 // CertsApplier is the certificate tree's applier, with the bot's identity
 // from NEST_AGE_IDENTITY (or NEST_AGE_IDENTITY_FILE).
 func (d *Desired) CertsApplier(getenv func(string) string) (*pki.Applier, error) {
-	id, err := loadIdentity(getenv)
+	return d.certsApplier(getenv, func(string) {})
+}
+
+func (d *Desired) certsApplier(getenv func(string) string, mask func(string)) (*pki.Applier, error) {
+	id, err := loadIdentity(getenv, mask)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +199,7 @@ func (d *Desired) CertsApplier(getenv func(string) string) (*pki.Applier, error)
 // of hosts that just joined, so their keys are encrypted to them.
 func (s *Session) ApplyCerts(ctx context.Context) (*pki.Report, error) {
 	d := s.Desired
-	a, err := d.CertsApplier(s.opts.Getenv)
+	a, err := d.certsApplier(s.opts.Getenv, s.opts.mask)
 	if err != nil {
 		return nil, err
 	}

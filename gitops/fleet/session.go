@@ -39,6 +39,17 @@ type Options struct {
 	// DB is the state file already open in this process (the server's);
 	// nil opens <state dir>/nestbot.db for the rollout journal.
 	DB *store.DB
+	// Mask, if set, receives every secret read or minted while observing
+	// and applying (auth keys, the OAuth client secret, the age identity),
+	// before it is used: the Action masks them in the job's log.
+	Mask func(secret string)
+}
+
+// mask hands secret to Mask, if any.
+func (o Options) mask(secret string) {
+	if o.Mask != nil && secret != "" {
+		o.Mask(secret)
+	}
 }
 
 // TailnetOptions are how nestbot's own tailnet node joins.
@@ -157,7 +168,7 @@ func Observe(ctx context.Context, d *Desired, opts Options) (*Session, error) {
 	s := &Session{Desired: d, opts: opts, Live: &reconcile.Live{FormatVersion: reconcile.FormatVersion, ObservedAt: time.Now().UTC()}}
 	s.Live.Planes = []reconcile.Plane{}
 	if opts.wants(reconcile.PlaneTailnet) || opts.wants(reconcile.PlaneHosts) {
-		bot, err := join(ctx, d, opts.Tailnet, opts.Getenv)
+		bot, err := join(ctx, d, opts.Tailnet, opts.Getenv, opts.mask)
 		if err != nil {
 			return nil, err
 		}
@@ -203,11 +214,12 @@ func Observe(ctx context.Context, d *Desired, opts Options) (*Session, error) {
 
 // join starts nestbot's own ephemeral node. It returns nil, nil when there
 // is no way to join (no key): the tailnet plane is then not observed.
-func join(ctx context.Context, d *Desired, t TailnetOptions, getenv func(string) string) (*tsnet.Server, error) {
+func join(ctx context.Context, d *Desired, t TailnetOptions, getenv func(string) string, mask func(string)) (*tsnet.Server, error) {
 	key, err := t.authKey(d.Fleet, getenv)
 	if err != nil {
 		return nil, nil
 	}
+	mask(key)
 	control := t.ControlURL
 	if control == "" {
 		control = d.Fleet.Tailnet.ControlURL
