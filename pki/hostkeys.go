@@ -4,10 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/ducksnest/nestbot/nest"
@@ -21,12 +20,18 @@ func HostKeyPath(host string) string { return filepath.Join("hosts", host+".pub"
 // A host without a file is simply not pinned yet; a file that does not hold
 // an ssh-ed25519 key is an error naming the file.
 func ReadHostKeys(dir string, hosts []string) (map[string]string, error) {
+	return ReadHostKeysFS(Dir(dir), dir, hosts)
+}
+
+// ReadHostKeysFS is ReadHostKeys for the tree in fsys (a Dir, a commit's
+// tree); name is the tree as errors name it.
+func ReadHostKeysFS(fsys fs.FS, name string, hosts []string) (map[string]string, error) {
 	keys := map[string]string{}
 	var errs []error
-	sort.Strings(hosts)
+	hosts = slices.Sorted(slices.Values(hosts))
 	for _, h := range hosts {
-		p := filepath.Join(dir, HostKeyPath(h))
-		data, err := os.ReadFile(p)
+		p := filepath.Join(name, HostKeyPath(h))
+		data, err := fs.ReadFile(fsys, path.Join("hosts", h+".pub"))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}

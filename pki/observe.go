@@ -62,7 +62,7 @@ func Observe(dir string, now time.Time) (map[string]ObservedCert, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("pki: observe: %w", err)
 	}
-	return observe(os.DirFS(dir), dir, now)
+	return observe(Dir(dir), dir, now) // through no symbolic link
 }
 
 // ObserveFS is Observe for a tree in any fs.FS (a git commit, a test map).

@@ -1,9 +1,12 @@
 package bot_test
 
 import (
+	"cmp"
 	"context"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -116,4 +119,53 @@ func TestInstallationTokenIsMasked(t *testing.T) {
 	if !slices.Contains(masked, tok) {
 		t.Errorf("the installation token was not masked (masked %d values)", len(masked))
 	}
+}
+
+// prAndPlan commits c on a new branch, opens a pull request from it and
+// runs its opened event; it returns the pull request.
+func (w *world) prAndPlan(ctx context.Context, t *testing.T, c labgithub.Commit) labgithub.PullRequest {
+	t.Helper()
+	c.Message = cmp.Or(c.Message, "change "+c.Branch)
+	if _, err := w.gh.Commit(ctx, w.repo.Owner, w.repo.Name, c); err != nil {
+		t.Fatal(err)
+	}
+	pr, err := w.gh.OpenPR(w.repo.Owner, w.repo.Name, c.Branch, labgithub.PROptions{Title: c.Branch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := w.gh.PullRequestEvent(w.repo.Owner, w.repo.Name, pr.Number, "opened")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.run(ctx, t, ev); err != nil {
+		t.Logf("the plan: %v", err)
+	}
+	return pr
+}
+
+// TestSymlinkOutOfTheCheckoutIsRefused: a pull request whose files under
+// pki.dir are symbolic links out of the checkout (issue 12 (4)) — secrets.nix
+// to a file of the bot's own, by a relative path, and a pinned host key to
+// /proc/self/environ — gets a plan that refuses them by name; what they
+// point at appears nowhere.
+func TestSymlinkOutOfTheCheckoutIsRefused(t *testing.T) {
+	w := newWorld(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	canary := "CANARY-symlinked-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if err := os.WriteFile(filepath.Join(w.state, "canary"), []byte(canary+" = {\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("NESTBOT_TEST_CANARY", canary) // /proc/self/environ holds it too
+	w.secrets = append(w.secrets, canary)
+	// The checkout is <state>/work/job-…/repo: seven levels above
+	// <pki.dir>/secrets.nix is the state directory.
+	pr := w.prAndPlan(ctx, t, labgithub.Commit{Branch: "links", Symlinks: map[string]string{
+		"infra/nix/secrets/certs/secrets.nix":            "../../../../../../../canary",
+		"infra/nix/secrets/certs/hosts/laptop-ultra.pub": "/proc/self/environ",
+	}})
+	if got := w.lastComment(t, pr.Number); !strings.Contains(got, "symbolic link") {
+		t.Errorf("the plan does not refuse the links as such; its comment: %.600q", got)
+	}
+	w.checkSecrets(t)
 }

@@ -11,10 +11,15 @@
 package fleet // import "github.com/ducksnest/nestbot/gitops/fleet"
 
 import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/pki"
@@ -32,23 +37,75 @@ type Desired struct {
 
 // Load reads nest.yaml and the host keys pinned beside it. A nest.yaml
 // with mistakes fails with nest.Errors, every mistake at file:line:col.
+//
+// Everything is read through an os.Root at nest.yaml's directory, and no
+// symbolic link is followed: nest.yaml being one, or pki.dir or a directory
+// on the way to it, is an error naming it (a pull request may hold links,
+// and through one a read could reach the bot's own files). What is under
+// pki.dir, pki.Dir reads and writes the same way.
 func Load(file string) (*Desired, error) {
-	f, err := nest.Load(file)
+	root, err := os.OpenRoot(filepath.Dir(file))
 	if err != nil {
+		return nil, fmt.Errorf("nest: %w", err)
+	}
+	defer root.Close()
+	name := filepath.Base(file)
+	if err := noLink(root, file, name); err != nil {
 		return nil, err
 	}
-	src, err := os.ReadFile(file)
+	src, err := readBounded(root, name, nest.MaxFileSize)
+	if err != nil {
+		return nil, fmt.Errorf("nest: read %s: %w", file, err)
+	}
+	if len(src) > nest.MaxFileSize {
+		return nil, nest.Errors{{File: file, Msg: fmt.Sprintf("file is larger than %d bytes", nest.MaxFileSize)}}
+	}
+	f, err := nest.Parse(file, src)
 	if err != nil {
 		return nil, err
 	}
 	d := &Desired{File: file, Fleet: f, Root: filepath.Dir(file), Source: src}
 	if f.PKI != nil {
+		if err := noLink(root, filepath.Join(d.Root, filepath.FromSlash(f.PKI.Dir)), filepath.FromSlash(f.PKI.Dir)); err != nil {
+			return nil, fmt.Errorf("pki.dir: %w", err)
+		}
 		d.HostKeys, err = pki.ReadHostKeys(d.PKIDir(), d.HostNames())
 		if err != nil {
 			return nil, err
 		}
 	}
 	return d, nil
+}
+
+// noLink refuses rel, below root, when it or a directory on the way to it
+// is a symbolic link; shown is how errors name rel. What does not exist is
+// no link.
+func noLink(root *os.Root, shown, rel string) error {
+	p := ""
+	for _, part := range strings.Split(filepath.ToSlash(rel), "/") {
+		p = filepath.Join(p, part)
+		fi, err := root.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("%s: %s is a symbolic link; nestbot follows no link in the repository (it could lead out of it): replace it with the file or directory itself", shown, p)
+		}
+	}
+	return nil
+}
+
+// readBounded reads name below root, at most limit+1 bytes.
+func readBounded(root *os.Root, name string, limit int64) ([]byte, error) {
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, limit+1))
 }
 
 // Digest fingerprints the desired state: nest.yaml and the pinned host keys.
