@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -107,6 +108,44 @@ func TestErrorsAreBounded(t *testing.T) {
 	for _, e := range errs {
 		if len(e.Msg) > maxMessage || len(e.Hint) > maxMessage {
 			t.Fatalf("a message of %d bytes (hint %d), want at most %d", len(e.Msg), len(e.Hint), maxMessage)
+		}
+	}
+}
+
+// TestFileSecretResolvesOnlyInTheSecretsDirectory: a file: reference
+// (issue 12 (1): {file: /proc/self/environ} hands the whole environment to
+// whoever receives the "secret") resolves only inside the directory the
+// operator gave for secrets, through no link out of it, and without one
+// not at all. The error names the reference, never what the file holds.
+func TestFileSecretResolvesOnlyInTheSecretsDirectory(t *testing.T) {
+	secrets := t.TempDir()
+	os.WriteFile(secrets+"/ts", []byte("tskey-auth-GOOD\n"), 0o600)
+	outside := t.TempDir()
+	const canary = "CANARY-outside-secrets-5d1e"
+	os.WriteFile(outside+"/key", []byte(canary+"\n"), 0o600)
+	os.Symlink(outside+"/key", secrets+"/link")
+	getenv := func(string) string { return "" }
+	for _, c := range []struct {
+		ref  SecretRef
+		dir  string
+		want string // the value, or "" for refused
+	}{
+		{SecretRef{File: secrets + "/ts"}, secrets, "tskey-auth-GOOD"},
+		{SecretRef{File: "ts"}, secrets, "tskey-auth-GOOD"},
+		{SecretRef{File: "/proc/self/environ"}, secrets, ""},
+		{SecretRef{File: outside + "/key"}, secrets, ""},
+		{SecretRef{File: "../" + filepath.Base(outside) + "/key"}, secrets, ""},
+		{SecretRef{File: "link"}, secrets, ""},
+		{SecretRef{File: secrets + "/ts"}, "", ""},
+	} {
+		v, err := c.ref.Resolve(getenv, c.dir)
+		switch {
+		case c.want != "" && (err != nil || v != c.want):
+			t.Errorf("%s in %q: %q, %v; want %q", c.ref, c.dir, v, err, c.want)
+		case c.want == "" && err == nil:
+			t.Errorf("%s in %q: resolved to %d bytes, want it refused", c.ref, c.dir, len(v))
+		case err != nil && strings.Contains(err.Error(), canary):
+			t.Errorf("%s: the error quotes the file: %v", c.ref, err)
 		}
 	}
 }

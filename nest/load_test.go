@@ -306,11 +306,11 @@ func TestSecretRefResolve(t *testing.T) {
 	env := map[string]string{"TS_AUTHKEY": "tskey-auth-CANARY", "OTHER_FILE": file}
 	getenv := func(k string) string { return env[k] }
 	for _, r := range []SecretRef{{Env: "TS_AUTHKEY"}, {Env: "OTHER"}, {File: file}} {
-		if v, err := r.Resolve(getenv); err != nil || v != "tskey-auth-CANARY" {
+		if v, err := r.Resolve(getenv, dir); err != nil || v != "tskey-auth-CANARY" {
 			t.Errorf("%s: %q, %v", r, v, err)
 		}
 	}
-	_, err := SecretRef{Env: "MISSING"}.Resolve(getenv)
+	_, err := SecretRef{Env: "MISSING"}.Resolve(getenv, dir)
 	if err == nil || !strings.Contains(err.Error(), "export MISSING") {
 		t.Errorf("missing: %v", err)
 	}

@@ -68,7 +68,7 @@ func (g *githubFlags) client(io *IO, observe func(method, route string, status, 
 		opts.Token = cmp.Or(g.Token, io.Getenv("GITHUB_TOKEN"))
 		if opts.Token == "" {
 			if file := io.Getenv("GITHUB_TOKEN_FILE"); file != "" {
-				tok, err := nest.SecretRef{File: file}.Resolve(io.Getenv)
+				tok, err := nest.ReadSecretFile(file)
 				if err != nil {
 					return nil, fmt.Errorf("GITHUB_TOKEN_FILE: %w", err)
 				}

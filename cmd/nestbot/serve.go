@@ -76,7 +76,7 @@ func runServe(opts *serveOptions) error {
 	if secretText == "" {
 		if file := io.Getenv("NESTBOT_WEBHOOK_SECRET_FILE"); file != "" {
 			var err error
-			if secretText, err = (nest.SecretRef{File: file}).Resolve(io.Getenv); err != nil {
+			if secretText, err = nest.ReadSecretFile(file); err != nil {
 				return fmt.Errorf("NESTBOT_WEBHOOK_SECRET_FILE: %w", err)
 			}
 		}

@@ -253,7 +253,9 @@ func (r *run) applyDefault(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return r.apply(ctx, p.Repository.CloneURL, r.env("GITHUB_REF"), cmp.Or(p.Repository.DefaultBranch, strings.TrimPrefix(r.env("GITHUB_REF"), "refs/heads/")),
+	// The default branch as the event says it, never the workflow's ref: a
+	// dispatch on another branch applies nothing.
+	return r.apply(ctx, p.Repository.CloneURL, r.env("GITHUB_REF"), p.Repository.DefaultBranch,
 		r.env("GITHUB_SHA"), r.env("GITHUB_ACTOR"), "")
 }
 

@@ -3,13 +3,18 @@ package bot_test
 import (
 	"cmp"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"tailscale.com/tstest/integration/testcontrol"
 
 	"github.com/ducksnest/nestbot/gitops/bot"
 	"github.com/ducksnest/nestbot/gitops/fleet"
@@ -168,4 +173,182 @@ func TestSymlinkOutOfTheCheckoutIsRefused(t *testing.T) {
 		t.Errorf("the plan does not refuse the links as such; its comment: %.600q", got)
 	}
 	w.checkSecrets(t)
+}
+
+// attackerControl is a tailnet control server an attacker runs: tailscale's
+// testcontrol, which lets in only a node that registers with canary as its
+// auth key, behind a handler that counts every request it gets.
+func attackerControl(t *testing.T, w *world, canary string) (url string, requests *atomic.Int64) {
+	t.Helper()
+	ctl := &testcontrol.Server{DERPMap: w.lab.Tailnet.DERPMap(), RequireAuthKey: canary, Logf: t.Logf}
+	requests = &atomic.Int64{}
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		ctl.ServeHTTP(rw, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, requests
+}
+
+// TestPRCannotRedirectCredentials: a pull request whose nest.yaml points
+// the tailnet at an attacker's control server and names another secret as
+// the auth key (issue 12 (1)) is planned with the default branch's values:
+// the attacker's server gets no request at all, the canary appears
+// nowhere, the plan says the change takes effect after merge, and
+// /nest apply refuses the pull request.
+func TestPRCannotRedirectCredentials(t *testing.T) {
+	w := newWorld(t, func(yaml string) string { return yaml + "github:\n  apply: comment\n" })
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	owner, name := w.repo.Owner, w.repo.Name
+	canary := "tskey-auth-CANARY" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	t.Setenv("NESTBOT_TEST_CANARY", canary)
+	w.secrets = append(w.secrets, canary)
+	attacker, requests := attackerControl(t, w, canary)
+
+	// The default branch names the lab's control server itself (no
+	// operator flag overrides it here), as a Headscale user's would.
+	mainYAML := w.yaml
+	legit := strings.Replace(string(mainYAML), "  auth_key: {env: TS_AUTHKEY}\n", "  auth_key: {env: TS_AUTHKEY}\n  control_url: "+os.Getenv("NESTBOT_TS_CONTROL_URL")+"\n", 1)
+	if legit == string(mainYAML) {
+		t.Fatal("the example's tailnet.auth_key line moved; this test edits it")
+	}
+	if _, err := w.gh.Commit(ctx, owner, name, labgithub.Commit{Branch: "main", Message: "name the control server", Files: map[string][]byte{"nest.yaml": []byte(legit)}}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := bot.New(bot.Config{GitHub: w.root, WorkDir: filepath.Join(w.state, "work"), Logf: w.log.logf(t), LockTTL: 30 * time.Second,
+		Fleet:  fleet.Options{Getenv: os.Getenv, Tailnet: fleet.TailnetOptions{StateDir: w.state}, DB: w.db},
+		Locker: w.db.Locks(), Artifacts: w.db.Artifacts()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.bot = b
+
+	evil := strings.Replace(legit, "  auth_key: {env: TS_AUTHKEY}\n  control_url: "+os.Getenv("NESTBOT_TS_CONTROL_URL")+"\n",
+		"  auth_key: {env: NESTBOT_TEST_CANARY}\n  control_url: "+attacker+"\n", 1)
+	pr := w.prAndPlan(ctx, t, labgithub.Commit{Branch: "faster-tailnet", Files: map[string][]byte{"nest.yaml": []byte(evil)}})
+	if n := requests.Load(); n != 0 {
+		t.Errorf("the attacker's control server got %d requests from the plan; want none", n)
+	}
+	plan := w.lastComment(t, pr.Number)
+	if !strings.Contains(plan, "takes effect after merge") || !strings.Contains(plan, "tailnet.control_url") || !strings.Contains(plan, "tailnet.auth_key") {
+		t.Errorf("the plan does not say the tailnet change takes effect after merge:\n%.3000s", plan)
+	}
+
+	// Approved by a writer, planned: /nest apply still refuses it.
+	w.gh.AddUser("reviewer")
+	w.gh.SetPermission(owner, name, "reviewer", "write")
+	if _, err := w.gh.AddReview(owner, name, pr.Number, "reviewer", "APPROVED", "lgtm"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.comment(ctx, t, pr.Number, owner, "/nest apply"); err != nil {
+		t.Logf("/nest apply: %v", err)
+	}
+	if got := w.lastComment(t, pr.Number); !strings.Contains(got, "take effect after merge") {
+		t.Errorf("/nest apply of a pull request that redirects the tailnet got %q", got)
+	}
+	if n := requests.Load(); n != 0 {
+		t.Errorf("the attacker's control server got %d requests; want none", n)
+	}
+	if n := len(w.lab.EC2.Instances()); n != 0 {
+		t.Errorf("%d instances: the pull request was applied", n)
+	}
+	w.checkSecrets(t)
+}
+
+// TestBaseBranchPolicyDoesNotApply: a writer who opens a pull request into
+// a branch of their own whose nest.yaml enables /nest apply (issue 12 (2))
+// applies nothing: the policy is the default branch's, and /nest apply
+// takes only pull requests into the default branch.
+func TestBaseBranchPolicyDoesNotApply(t *testing.T) {
+	w := newWorld(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	owner, name := w.repo.Owner, w.repo.Name
+	mainYAML := w.yaml
+	policy := string(mainYAML) + "github:\n  apply: comment\n  require: [mergeable]\n"
+	if _, err := w.gh.Commit(ctx, owner, name, labgithub.Commit{Branch: "evil-base", Message: "my own rules", Files: map[string][]byte{"nest.yaml": []byte(policy)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.gh.Commit(ctx, owner, name, labgithub.Commit{Branch: "evil-head", From: "evil-base", Message: "ship it", Files: map[string][]byte{"README.md": []byte("x\n")}}); err != nil {
+		t.Fatal(err)
+	}
+	pr, err := w.gh.OpenPR(owner, name, "evil-head", labgithub.PROptions{Base: "evil-base", Title: "ship it"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.comment(ctx, t, pr.Number, owner, "/nest plan"); err != nil {
+		t.Logf("/nest plan: %v", err)
+	}
+	if _, err := w.comment(ctx, t, pr.Number, owner, "/nest apply"); err != nil {
+		t.Logf("/nest apply: %v", err)
+	}
+	if got := w.lastComment(t, pr.Number); !strings.Contains(got, "not applied") || !strings.Contains(got, "default branch") {
+		t.Errorf("/nest apply into a branch with its own policy got %q", got)
+	}
+	if n := len(w.lab.EC2.Instances()); n != 0 {
+		t.Errorf("%d instances: the pull request into evil-base was applied", n)
+	}
+	if deps, _ := w.gh.Deployments(owner, name); len(deps) != 0 {
+		t.Errorf("%d deployments, want none", len(deps))
+	}
+}
+
+// TestReadOnlyApprovalDoesNotCount: with github.apply: comment, an
+// approval by someone with read access, or by the pull request's author,
+// is no approval (issue 12 (3)); and a pull request GitHub holds back for
+// branch protection (mergeable_state blocked) is not mergeable.
+func TestReadOnlyApprovalDoesNotCount(t *testing.T) {
+	w := newWorld(t, func(yaml string) string { return yaml + "github:\n  apply: comment\n" })
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	owner, name := w.repo.Owner, w.repo.Name
+	w.gh.AddUser("alice")
+	w.gh.SetPermission(owner, name, "alice", "write")
+	w.gh.AddUser("rita")
+	w.gh.SetPermission(owner, name, "rita", "read")
+	if _, err := w.gh.Commit(ctx, owner, name, labgithub.Commit{Branch: "grow", Author: "alice", Message: "grow", Files: map[string][]byte{"README.md": []byte("x\n")}}); err != nil {
+		t.Fatal(err)
+	}
+	pr, err := w.gh.OpenPR(owner, name, "grow", labgithub.PROptions{User: "alice", Title: "grow"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, who := range []string{"rita", "alice"} {
+		if _, err := w.gh.AddReview(owner, name, pr.Number, who, "APPROVED", "lgtm"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.comment(ctx, t, pr.Number, "alice", "/nest plan"); err != nil {
+		t.Logf("/nest plan: %v", err)
+	}
+	if _, err := w.comment(ctx, t, pr.Number, "alice", "/nest apply"); err != nil {
+		t.Logf("/nest apply: %v", err)
+	}
+	if got := w.lastComment(t, pr.Number); !strings.Contains(got, "approving review") {
+		t.Errorf("/nest apply approved only by a reader and the author got %q", got)
+	}
+	if n := len(w.lab.EC2.Instances()); n != 0 {
+		t.Fatalf("%d instances: a reader's approval counted", n)
+	}
+
+	// A writer approves, but branch protection holds it back.
+	w.gh.AddUser("bob")
+	w.gh.SetPermission(owner, name, "bob", "write")
+	if _, err := w.gh.AddReview(owner, name, pr.Number, "bob", "APPROVED", "lgtm"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.gh.SetBlocked(owner, name, pr.Number, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.comment(ctx, t, pr.Number, "alice", "/nest apply"); err != nil {
+		t.Logf("/nest apply: %v", err)
+	}
+	if got := w.lastComment(t, pr.Number); !strings.Contains(got, "blocked") {
+		t.Errorf("/nest apply of a pull request branch protection blocks got %q", got)
+	}
+	if n := len(w.lab.EC2.Instances()); n != 0 {
+		t.Errorf("%d instances: a blocked pull request was applied", n)
+	}
+	w.checkViolations(t)
 }

@@ -25,7 +25,11 @@ const CheckPlan = "nest/plan"
 
 // PlanResult is what planning a pull request came to.
 type PlanResult struct {
-	Head    string
+	Head string
+	// Deferred are the trusted values (fleet.Desired.Trust) the pull
+	// request changes: planned with the default branch's, in effect after
+	// merge.
+	Deferred []string
 	Plan    *reconcile.Plan // nil when nest.yaml was invalid or planning failed
 	Invalid nest.Errors
 	Parts   []string // the comment's parts
@@ -59,6 +63,17 @@ func (b *Bot) PlanPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, c
 		return nil, err
 	}
 	res := &PlanResult{Head: co.head}
+	// Everything that decides where credentials go comes from the default
+	// branch, as GitHub names it, never from the pull request.
+	pr, err := gh.PullRequest(ctx, repo, number)
+	if err != nil {
+		return res, err
+	}
+	trusted, why, err := b.trusted(ctx, co, pr.DefaultBranch)
+	if err != nil {
+		b.observe("plan", "failure")
+		return res, b.reportFailure(ctx, gh, repo, number, co.head, repo.Name, err, res)
+	}
 	d, err := fleet.Load(co.file)
 	var invalid nest.Errors
 	if errors.As(err, &invalid) {
@@ -70,6 +85,7 @@ func (b *Bot) PlanPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, c
 		b.observe("plan", "failure")
 		return res, b.reportFailure(ctx, gh, repo, number, co.head, repo.Name, err, res)
 	}
+	res.Deferred = d.Trust(trusted)
 	if draft && !d.Fleet.GitHub.PlanDrafts {
 		res.Skipped = "draft pull request (github.plan_drafts is off)"
 		b.logf("%s#%d: a draft; not planned", repo, number)
@@ -91,6 +107,9 @@ func (b *Bot) PlanPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, c
 	}
 	if err := ctx.Err(); err != nil {
 		return res, err // superseded: a newer head is being planned
+	}
+	if len(res.Deferred) > 0 {
+		plan.Notes = append([]string{deferredNote(res.Deferred, pr.DefaultBranch, why)}, plan.Notes...)
 	}
 	res.Plan = plan
 	res.Parts = reconcile.RenderMarkdown(plan)

@@ -60,7 +60,7 @@ func (s *Session) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyOpt
 		return &reconcile.Report{}, err
 	}
 	if opts.AuthKey == nil {
-		opts.AuthKey = authKeySource(d.Fleet, s.opts.Getenv)
+		opts.AuthKey = authKeySource(d.Fleet, s.opts.Getenv, s.opts.SecretsDir)
 		if api != nil && len(d.Fleet.Tailnet.Tags) > 0 {
 			// One key per new host, minted for it, tagged with the fleet's tags.
 			opts.AuthKey = api.KeySource(d.Fleet.Tailnet.Tags, nesttailnet.KeyOptions{Fleet: d.Fleet.Name})
@@ -118,12 +118,12 @@ func cloudApplier(a *nestaws.Applier) reconcile.PlaneApplier {
 
 // authKeySource reads the tailnet auth key for new hosts from the secret
 // nest.yaml names.
-func authKeySource(f *nest.Fleet, getenv func(string) string) func(context.Context, string) (string, error) {
+func authKeySource(f *nest.Fleet, getenv func(string) string, secretsDir string) func(context.Context, string) (string, error) {
 	return func(context.Context, string) (string, error) {
 		if f.Tailnet.AuthKey == nil {
 			return "", errors.New("tailnet.auth_key is not set in nest.yaml: new instances could not join the tailnet")
 		}
-		return f.Tailnet.AuthKey.Resolve(getenv)
+		return f.Tailnet.AuthKey.Resolve(getenv, secretsDir)
 	}
 }
 
@@ -137,7 +137,7 @@ func (s *Session) TailscaleAPI() (*nesttailnet.API, error) {
 		return nil, err
 	}
 	if o := f.Tailnet.OAuth; o != nil {
-		secret, err := o.ClientSecret.Resolve(s.opts.Getenv)
+		secret, err := o.ClientSecret.Resolve(s.opts.Getenv, s.opts.SecretsDir)
 		if err != nil {
 			return nil, fmt.Errorf("tailnet.oauth.client_secret: %w", err)
 		}

@@ -39,6 +39,9 @@ type Options struct {
 	// DB is the state file already open in this process (the server's);
 	// nil opens <state dir>/nestbot.db for the rollout journal.
 	DB *store.DB
+	// SecretsDir is the only directory a file: reference in nest.yaml may
+	// name (--secrets-dir); "" refuses file: references.
+	SecretsDir string
 	// Mask, if set, receives every secret read or minted while observing
 	// and applying (auth keys, the OAuth client secret, the age identity),
 	// before it is used: the Action masks them in the job's log.
@@ -78,15 +81,15 @@ func (t TailnetOptions) StateDirOr(getenv func(string) string) string {
 
 // authKey is the node's key: AuthKey, NESTBOT_TS_AUTHKEY_FILE, or the
 // fleet's tailnet.auth_key.
-func (t TailnetOptions) authKey(f *nest.Fleet, getenv func(string) string) (string, error) {
+func (t TailnetOptions) authKey(f *nest.Fleet, getenv func(string) string, secretsDir string) (string, error) {
 	if t.AuthKey != "" {
 		return t.AuthKey, nil
 	}
 	if file := getenv("NESTBOT_TS_AUTHKEY_FILE"); file != "" {
-		return nest.SecretRef{File: file}.Resolve(getenv)
+		return nest.ReadSecretFile(file) // the operator's
 	}
 	if f.Tailnet.AuthKey != nil {
-		return f.Tailnet.AuthKey.Resolve(getenv)
+		return f.Tailnet.AuthKey.Resolve(getenv, secretsDir)
 	}
 	return "", errors.New("no auth key for nestbot's tailnet node: set tailnet.auth_key in nest.yaml or --ts-authkey")
 }
@@ -168,7 +171,7 @@ func Observe(ctx context.Context, d *Desired, opts Options) (*Session, error) {
 	s := &Session{Desired: d, opts: opts, Live: &reconcile.Live{FormatVersion: reconcile.FormatVersion, ObservedAt: time.Now().UTC()}}
 	s.Live.Planes = []reconcile.Plane{}
 	if opts.wants(reconcile.PlaneTailnet) || opts.wants(reconcile.PlaneHosts) {
-		bot, err := join(ctx, d, opts.Tailnet, opts.Getenv, opts.mask)
+		bot, err := join(ctx, d, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -214,8 +217,9 @@ func Observe(ctx context.Context, d *Desired, opts Options) (*Session, error) {
 
 // join starts nestbot's own ephemeral node. It returns nil, nil when there
 // is no way to join (no key): the tailnet plane is then not observed.
-func join(ctx context.Context, d *Desired, t TailnetOptions, getenv func(string) string, mask func(string)) (*tsnet.Server, error) {
-	key, err := t.authKey(d.Fleet, getenv)
+func join(ctx context.Context, d *Desired, opts Options) (*tsnet.Server, error) {
+	t, getenv, mask := opts.Tailnet, opts.Getenv, opts.mask
+	key, err := t.authKey(d.Fleet, getenv, opts.SecretsDir)
 	if err != nil {
 		return nil, nil
 	}

@@ -20,11 +20,16 @@ func TestApproved(t *testing.T) {
 		"approve then comment": {[]fakeReview{{"bob", "APPROVED", "head"}, {"bob", "COMMENTED", "head"}}, true},
 		"approval dismissed":   {[]fakeReview{{"bob", "APPROVED", "head"}, {"bob", "DISMISSED", "head"}}, false},
 		"request dismissed":    {[]fakeReview{{"bob", "APPROVED", "head"}, {"carol", "CHANGES_REQUESTED", "head"}, {"carol", "DISMISSED", "head"}}, true},
+		// Only writers other than the author count (issue 12 (3)).
+		"approved by a reader":      {[]fakeReview{{"rita", "APPROVED", "head"}}, false},
+		"approved by the author":    {[]fakeReview{{"alice", "APPROVED", "head"}}, false},
+		"a reader requests changes": {[]fakeReview{{"bob", "APPROVED", "head"}, {"rita", "CHANGES_REQUESTED", "head"}}, true},
 	} {
 		f := newFake(t)
 		f.reviews[3] = tc.reviews
+		f.perms["rita"] = "read"
 		c, _ := tokenClient(t, f)
-		got, err := c.Approved(testContext(t), testRepo, 3, "head")
+		got, err := c.Approved(testContext(t), testRepo, 3, "head", "alice")
 		if err != nil || got != tc.want {
 			t.Errorf("%s: Approved = %v, %v; want %v", name, got, err, tc.want)
 		}
@@ -39,7 +44,7 @@ func TestApprovedReadsEveryPage(t *testing.T) {
 	}
 	f.reviews[3] = append(f.reviews[3], fakeReview{"r0", "CHANGES_REQUESTED", "head"})
 	c, _ := tokenClient(t, f)
-	if got, err := c.Approved(testContext(t), testRepo, 3, "head"); err != nil || got {
+	if got, err := c.Approved(testContext(t), testRepo, 3, "head", "alice"); err != nil || got {
 		t.Errorf("Approved = %v, %v; want false: the request for changes is on the last page", got, err)
 	}
 	if n := f.count("GET /repos/{owner}/{repo}/pulls/{number}/reviews"); n != 3 {

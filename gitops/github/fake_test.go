@@ -55,6 +55,7 @@ type fakeGitHub struct {
 	deployments map[int64]*fakeDeployment
 	issues      map[int]*fakeIssue
 	reviews     map[int][]fakeReview
+	perms       map[string]string // a user's permission; "write" when not here
 }
 
 type fakeComment struct {
@@ -111,6 +112,7 @@ func newFake(t *testing.T) *fakeGitHub {
 		deployments: map[int64]*fakeDeployment{},
 		issues:      map[int]*fakeIssue{},
 		reviews:     map[int][]fakeReview{},
+		perms:       map[string]string{},
 		nextID:      1000,
 	}
 	mux := http.NewServeMux()
@@ -439,6 +441,15 @@ func (f *fakeGitHub) routes(mux *http.ServeMux) {
 		}
 		f.mu.Unlock()
 		f.page(w, r, items)
+	})
+	mux.HandleFunc("GET /repos/{owner}/{repo}/collaborators/{username}/permission", func(w http.ResponseWriter, r *http.Request) {
+		if f.user(w, r) == "" {
+			return
+		}
+		f.mu.Lock()
+		perm := cmp.Or(f.perms[r.PathValue("username")], "write")
+		f.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]any{"permission": perm, "role_name": perm, "user": map[string]any{"login": r.PathValue("username")}})
 	})
 	mux.HandleFunc("GET /app", func(w http.ResponseWriter, r *http.Request) {
 		if err := f.checkJWT(r.Header.Get("Authorization")); err != nil {

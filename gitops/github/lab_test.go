@@ -297,19 +297,19 @@ func TestLabCommandsPermissionsReviews(t *testing.T) {
 	if got.HeadSHA != pr.HeadSHA || got.HeadRef != "change" || got.BaseRef != "main" || got.Fork || got.HeadRepo != repo.FullName() || got.Title != "Grow the fleet" {
 		t.Errorf("PullRequest = %+v", *got)
 	}
-	if ok, err := c.Approved(ctx, repo, pr.Number, pr.HeadSHA); err != nil || ok {
+	if ok, err := c.Approved(ctx, repo, pr.Number, pr.HeadSHA, got.Author); err != nil || ok {
 		t.Errorf("Approved before any review = %v, %v", ok, err)
 	}
 	if _, err := srv.AddReview(repo.Owner, repo.Name, pr.Number, "carol", "APPROVED", ""); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := c.Approved(ctx, repo, pr.Number, pr.HeadSHA); err != nil || !ok {
+	if ok, err := c.Approved(ctx, repo, pr.Number, pr.HeadSHA, got.Author); err != nil || !ok {
 		t.Errorf("Approved after carol's approval = %v, %v", ok, err)
 	}
 	if _, err := srv.AddReview(repo.Owner, repo.Name, pr.Number, "alice", "CHANGES_REQUESTED", "no"); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := c.Approved(ctx, repo, pr.Number, pr.HeadSHA); err != nil || ok {
+	if ok, err := c.Approved(ctx, repo, pr.Number, pr.HeadSHA, got.Author); err != nil || ok {
 		t.Errorf("Approved with alice's changes requested = %v, %v", ok, err)
 	}
 

@@ -258,6 +258,24 @@ func (s *Server) SetMergeable(owner, repoName string, number int, mergeable *boo
 	return nil
 }
 
+// SetBlocked says whether branch protection holds pull request number back
+// (a required status check or review is missing): GitHub then answers
+// mergeable_state "blocked", though it merges cleanly.
+func (s *Server) SetBlocked(owner, repoName string, number int, blocked bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.repoLocked(owner, repoName)
+	if err != nil {
+		return err
+	}
+	is, ok := r.issues[number]
+	if !ok || is.pr == nil {
+		return fmt.Errorf("labgithub: %s has no pull request #%d", r.fullName(), number)
+	}
+	is.pr.blocked = blocked
+	return nil
+}
+
 // Merge merges pull request number as login with a real merge commit
 // (git merge --no-ff, in a temporary clone, pushed to the base branch),
 // and marks it merged and closed. The push event of the base branch is

@@ -590,6 +590,8 @@ func (s *Server) pullJSON(r *repo, is *issue, full bool) map[string]any {
 		state = "draft"
 	case mergeable != nil && !*mergeable:
 		state = "dirty"
+	case p.blocked:
+		state = "blocked"
 	case mergeable != nil:
 		state = "clean"
 	}

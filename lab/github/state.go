@@ -100,6 +100,9 @@ type pull struct {
 	mergeClean  bool
 
 	mergeable *bool // overrides what git merge-tree says
+	// blocked says branch protection holds the pull request back (a
+	// required check or review missing): mergeable_state "blocked".
+	blocked bool
 	merged    bool
 	mergedAt  time.Time
 	mergedBy  *user
