@@ -30,11 +30,11 @@ type PlanResult struct {
 	// request changes: planned with the default branch's, in effect after
 	// merge.
 	Deferred []string
-	Plan    *reconcile.Plan // nil when nest.yaml was invalid or planning failed
-	Invalid nest.Errors
-	Parts   []string // the comment's parts
-	Sticky  nestgh.StickyResult
-	Skipped string // why nothing was planned, if nothing was
+	Plan     *reconcile.Plan // nil when nest.yaml was invalid or planning failed
+	Invalid  nest.Errors
+	Parts    []string // the comment's parts
+	Sticky   nestgh.StickyResult
+	Skipped  string // why nothing was planned, if nothing was
 }
 
 func repoOf(r *gogithub.Repository) nestgh.Repo {

@@ -102,12 +102,12 @@ type pull struct {
 	mergeable *bool // overrides what git merge-tree says
 	// blocked says branch protection holds the pull request back (a
 	// required check or review missing): mergeable_state "blocked".
-	blocked bool
-	merged    bool
-	mergedAt  time.Time
-	mergedBy  *user
-	mergeSHA  string
-	reviews   []*review
+	blocked  bool
+	merged   bool
+	mergedAt time.Time
+	mergedBy *user
+	mergeSHA string
+	reviews  []*review
 }
 
 type review struct {
