@@ -191,6 +191,9 @@ type Tailnet struct {
 
 // Node is one tailnet device.
 type Node struct {
+	// ID is the node's stable id (the Tailscale API's device nodeId): what
+	// binds it to a host, whatever name it gives itself.
+	ID       string    `json:"id,omitempty"`
 	Name     string    `json:"name"`
 	DNSName  string    `json:"dns_name,omitempty"`
 	IPs      []string  `json:"ips,omitempty"`

@@ -1,8 +1,13 @@
 package bot_test
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,14 +19,20 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
+	"filippo.io/age/agessh"
+	"filippo.io/age/armor"
+	"golang.org/x/crypto/ssh"
 	"tailscale.com/tstest/integration/testcontrol"
 
 	"github.com/ducksnest/nestbot/gitops/bot"
 	"github.com/ducksnest/nestbot/gitops/fleet"
+	"github.com/ducksnest/nestbot/gitops/git"
 	"github.com/ducksnest/nestbot/reconcile"
 
 	nestgh "github.com/ducksnest/nestbot/gitops/github"
 	labgithub "github.com/ducksnest/nestbot/lab/github"
+	"github.com/ducksnest/nestbot/lab/host"
 	"github.com/ducksnest/nestbot/store"
 )
 
@@ -351,4 +362,112 @@ func TestReadOnlyApprovalDoesNotCount(t *testing.T) {
 		t.Errorf("%d instances: a blocked pull request was applied", n)
 	}
 	w.checkViolations(t)
+}
+
+// TestImpersonatingNodeGetsNoKeysAndNoRollout: a compromised fleet member
+// holding the shared auth key registers a node named like the host the
+// next apply creates (issue 12 (6)). The apply takes for that host only the
+// node that joins after it launched the instance: the impersonator's SSH key
+// is not pinned, no private key is encrypted to it, it is not rolled out
+// to, and the node pinned for the host is the instance's.
+func TestImpersonatingNodeGetsNoKeysAndNoRollout(t *testing.T) {
+	w := newWorld(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	owner, name := w.repo.Owner, w.repo.Name
+	// The next host has no pinned key yet, as a host about to be created has not.
+	if _, err := w.gh.Commit(ctx, owner, name, labgithub.Commit{Branch: "main", Message: "unpin",
+		Remove: []string{"infra/nix/secrets/certs/hosts/ec2-controlplane.pub"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, attackerKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imp, err := host.Boot(ctx, w.lab.Tailnet, host.Config{Name: "ec2-controlplane", Root: t.TempDir(), HostKey: attackerKey, Tags: []string{"tag:nest"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { imp.Close() })
+	before, err := imp.State()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	head, err := w.gh.Branch(owner, name, "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.bot.ApplyPush(ctx, w.app, w.repo, w.gh.CloneURL(owner, name), "refs/heads/main", "main", head, owner); err != nil {
+		t.Errorf("the apply: %v", err)
+	}
+
+	// What the apply committed.
+	tok, err := w.app.GitToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := git.Clone(ctx, w.gh.CloneURL(owner, name), filepath.Join(t.TempDir(), "repo"), git.Options{Token: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := r.Tree("HEAD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs := "infra/nix/secrets/certs"
+	attackerPub := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(mustSSHPub(t, attackerKey.Public()))))
+	if pinned, _ := fs.ReadFile(tree, certs+"/hosts/ec2-controlplane.pub"); strings.Contains(string(pinned), strings.Fields(attackerPub)[1]) {
+		t.Errorf("the impersonator's SSH key was pinned for ec2-controlplane")
+	}
+	if node, err := fs.ReadFile(tree, certs+"/hosts/ec2-controlplane.node"); err != nil || strings.TrimSpace(string(node)) == impNodeID(t, imp) {
+		t.Errorf("the node pinned for ec2-controlplane: %q, %v; want the instance's, not the impersonator's %s", node, err, impNodeID(t, imp))
+	}
+	id, err := agessh.NewEd25519Identity(attackerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := fs.Glob(tree, certs+"/derived/ec2-controlplane/*.key.age")
+	if len(keys) == 0 {
+		t.Fatal("no keys were issued for ec2-controlplane: the test proves nothing")
+	}
+	for _, k := range keys {
+		data, _ := fs.ReadFile(tree, k)
+		if _, err := age.Decrypt(armor.NewReader(bytes.NewReader(data)), id); err == nil {
+			t.Errorf("the impersonator can decrypt %s", k)
+		}
+	}
+	if after, err := imp.State(); err != nil || after.Revision != before.Revision || after.Generation != before.Generation {
+		t.Errorf("the impersonator was rolled out to: %+v, was %+v (%v)", after, before, err)
+	}
+	main, _ := w.gh.Branch(owner, name, "main")
+	if real, ok := w.lab.Host("ec2-controlplane"); !ok {
+		t.Error("the instance's host did not boot")
+	} else if st, err := real.State(); err != nil || st.Revision != main {
+		t.Errorf("the instance's host runs %q (%v), want main's %s: the real host was not rolled out to", st.Revision, err, fleet.ShortRev(main))
+	}
+	w.checkSecrets(t)
+}
+
+func mustSSHPub(t *testing.T, k crypto.PublicKey) ssh.PublicKey {
+	t.Helper()
+	pub, err := ssh.NewPublicKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub
+}
+
+// impNodeID is the node id a lab host's tailnet node has.
+func impNodeID(t *testing.T, h *host.Host) string {
+	t.Helper()
+	lc, err := h.Node().LocalClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := lc.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(st.Self.ID)
 }

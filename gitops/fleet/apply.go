@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/ducksnest/nestbot/gitops/git"
 	"github.com/ducksnest/nestbot/nest"
@@ -60,17 +62,21 @@ func (s *Session) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyOpt
 		return &reconcile.Report{}, err
 	}
 	if opts.AuthKey == nil {
-		opts.AuthKey = authKeySource(d.Fleet, s.opts.Getenv, s.opts.SecretsDir)
-		if api != nil && len(d.Fleet.Tailnet.Tags) > 0 {
-			// One key per new host, minted for it, tagged with the fleet's tags.
-			opts.AuthKey = api.KeySource(d.Fleet.Tailnet.Tags, nesttailnet.KeyOptions{Fleet: d.Fleet.Name})
-		}
-	}
-	if source := opts.AuthKey; s.opts.Mask != nil {
+		static := authKeySource(d.Fleet, s.opts.Getenv, s.opts.SecretsDir)
 		opts.AuthKey = func(ctx context.Context, host string) (string, error) {
-			key, err := source(ctx, host)
-			s.opts.mask(key) // masked before anything could print it
+			key, err := static(ctx, host)
+			s.opts.maskUnlessEnv(d.Fleet.Tailnet.AuthKey, key)
 			return key, err
+		}
+		if api != nil && len(d.Fleet.Tailnet.Tags) > 0 {
+			// One key per new host, minted for it, tagged with the fleet's
+			// tags, and masked before anything could print it.
+			mint := api.KeySource(d.Fleet.Tailnet.Tags, nesttailnet.KeyOptions{Fleet: d.Fleet.Name})
+			opts.AuthKey = func(ctx context.Context, host string) (string, error) {
+				key, err := mint(ctx, host)
+				s.opts.mask(key)
+				return key, err
+			}
 		}
 	}
 	exec := &reconcile.Executor{Appliers: map[reconcile.Plane]reconcile.PlaneApplier{}}
@@ -79,8 +85,16 @@ func (s *Session) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyOpt
 		exec.Appliers[reconcile.PlaneCloud] = cloudApplier(a)
 	}
 	if s.Bot != nil || api != nil {
-		exec.Appliers[reconcile.PlaneTailnet] = (&nesttailnet.Applier{Bot: s.Bot, API: api, Tags: d.Fleet.Tailnet.Tags,
-			JoinTimeout: d.Fleet.Tailnet.JoinTimeout.Duration, Logf: opts.logf}).Apply
+		exec.Appliers[reconcile.PlaneTailnet] = s.rebinding((&nesttailnet.Applier{Bot: s.Bot, API: api, Tags: d.Fleet.Tailnet.Tags,
+			JoinTimeout: d.Fleet.Tailnet.JoinTimeout.Duration, Logf: opts.logf,
+			// A new host is a node that joins now, not one that was there.
+			Before: maps.Clone(s.seen), Pinned: s.pinnedNodes(), Since: time.Now(),
+			Joined: func(host, id string) {
+				if s.joined == nil {
+					s.joined = map[string]string{}
+				}
+				s.joined[host] = id
+			}}).Apply)
 	}
 	if d.Fleet.PKI != nil && s.Live.Observed(reconcile.PlanePKI) {
 		exec.Appliers[reconcile.PlanePKI] = s.pkiApplier(opts)
@@ -95,6 +109,22 @@ func (s *Session) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyOpt
 		}
 	}
 	return exec.Apply(ctx, plan)
+}
+
+// rebinding runs the tailnet plane, then, when a new host joined, observes
+// the tailnet again: the later planes reach each host at the node bound to
+// it now (the one that joined as it), not one that was named like it before.
+func (s *Session) rebinding(apply reconcile.PlaneApplier) reconcile.PlaneApplier {
+	return func(ctx context.Context, steps []reconcile.Step) ([]reconcile.StepResult, error) {
+		out, err := apply(ctx, steps)
+		if len(s.joined) > 0 && s.Bot != nil {
+			if t, oerr := nesttailnet.Observe(ctx, s.Bot); oerr == nil {
+				t.Nodes, s.refused = s.bind(t.Nodes)
+				s.Live.Tailnet = t
+			}
+		}
+		return out, err
+	}
 }
 
 // cloudApplier adapts the AWS applier to the executor.
@@ -141,7 +171,7 @@ func (s *Session) TailscaleAPI() (*nesttailnet.API, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tailnet.oauth.client_secret: %w", err)
 		}
-		s.opts.mask(secret)
+		s.opts.maskUnlessEnv(&o.ClientSecret, secret)
 		cfg.OAuthClientID, cfg.OAuthClientSecret = o.ClientID, secret
 	}
 	if s.opts.TailscaleAPIURL != "" {
@@ -169,8 +199,8 @@ func loadIdentity(getenv func(string) string, mask func(string)) (*pki.Identity,
 		if data, err = os.ReadFile(file); err != nil {
 			return nil, fmt.Errorf("%s_FILE: %w", identityEnv, err)
 		}
+		mask(string(data)) // from a file: the runner does not know it
 	}
-	mask(string(data))
 	id, err := pki.ParseIdentity(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", identityEnv, err)

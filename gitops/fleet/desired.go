@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,8 +32,11 @@ type Desired struct {
 	File     string // nest.yaml's path, as given
 	Fleet    *nest.Fleet
 	HostKeys map[string]string
-	Root     string // the directory holding nest.yaml: paths in it are relative to here
-	Source   []byte // nest.yaml as read
+	// Nodes are the tailnet node ids pinned for the hosts
+	// (<pki.dir>/hosts/<host>.node): only that node is the host.
+	Nodes  map[string]string
+	Root   string // the directory holding nest.yaml: paths in it are relative to here
+	Source []byte // nest.yaml as read
 }
 
 // Load reads nest.yaml and the host keys pinned beside it. A nest.yaml
@@ -71,6 +75,9 @@ func Load(file string) (*Desired, error) {
 		}
 		d.HostKeys, err = pki.ReadHostKeys(d.PKIDir(), d.HostNames())
 		if err != nil {
+			return nil, err
+		}
+		if d.Nodes, err = pki.ReadNodeIDs(d.PKIDir(), d.HostNames()); err != nil {
 			return nil, err
 		}
 	}
@@ -118,6 +125,9 @@ func (d *Desired) Digest() string {
 	sort.Strings(hosts)
 	for _, h := range hosts {
 		parts = append(parts, []byte(h+" "+d.HostKeys[h]))
+	}
+	for _, h := range slices.Sorted(maps.Keys(d.Nodes)) {
+		parts = append(parts, []byte("node "+h+" "+d.Nodes[h]))
 	}
 	return reconcile.DigestBytes(parts...)
 }

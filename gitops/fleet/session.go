@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -42,9 +43,11 @@ type Options struct {
 	// SecretsDir is the only directory a file: reference in nest.yaml may
 	// name (--secrets-dir); "" refuses file: references.
 	SecretsDir string
-	// Mask, if set, receives every secret read or minted while observing
-	// and applying (auth keys, the OAuth client secret, the age identity),
-	// before it is used: the Action masks them in the job's log.
+	// Mask, if set, receives every secret minted or read from a file while
+	// observing and applying (auth keys, the OAuth client secret, the age
+	// identity), before it is used: the Action masks them in the job's
+	// log. One straight from an environment variable is not: the runner
+	// masks the workflow's secrets itself.
 	Mask func(secret string)
 }
 
@@ -53,6 +56,15 @@ func (o Options) mask(secret string) {
 	if o.Mask != nil && secret != "" {
 		o.Mask(secret)
 	}
+}
+
+// maskUnlessEnv masks secret, resolved from ref, unless it came straight
+// from an environment variable.
+func (o Options) maskUnlessEnv(ref *nest.SecretRef, secret string) {
+	if ref != nil && ref.Env != "" && o.Getenv(ref.Env) != "" {
+		return
+	}
+	o.mask(secret)
 }
 
 // TailnetOptions are how nestbot's own tailnet node joins.
@@ -111,6 +123,13 @@ type Session struct {
 
 	certHosts map[string]bool // hosts whose certificates this apply committed
 
+	// The tailnet as bound to the hosts (nesttailnet.Bind): every node id
+	// observed, what was refused and why, and the nodes new hosts joined
+	// as during this apply (pinned with their host keys).
+	seen    map[string]bool
+	refused []string
+	joined  map[string]string
+
 	opts Options
 }
 
@@ -131,6 +150,7 @@ func (s *Session) Plan(revision string) (*reconcile.Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plan %s:\n  %s", s.Desired.Fleet.Name, strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
+	plan.Notes = append(plan.Notes, s.refused...)
 	return plan, nil
 }
 
@@ -181,6 +201,7 @@ func Observe(ctx context.Context, d *Desired, opts Options) (*Session, error) {
 				s.Close()
 				return nil, fmt.Errorf("observe the tailnet: %w", err)
 			}
+			s.Live.Tailnet.Nodes, s.refused = s.bind(s.Live.Tailnet.Nodes)
 			s.Live.Planes = append(s.Live.Planes, reconcile.PlaneTailnet)
 			s.Repo = OpenRepo(d.Root)
 			s.Live.Hosts, s.HostErrors = observeHosts(ctx, bot, d, s.Live)
@@ -215,15 +236,50 @@ func Observe(ctx context.Context, d *Desired, opts Options) (*Session, error) {
 	return s, nil
 }
 
+// bind keeps the nodes that may stand for the fleet's hosts
+// (nesttailnet.Bind): by the fleet's tags and the node ids pinned for the
+// hosts, or joined as them during this apply. It notes every node id seen.
+func (s *Session) bind(nodes []reconcile.Node) ([]reconcile.Node, []string) {
+	d := s.Desired
+	if s.seen == nil {
+		s.seen = map[string]bool{}
+	}
+	for _, n := range nodes {
+		s.seen[n.ID] = true
+	}
+	hosts := map[string]string{}
+	for name := range d.Fleet.Hosts {
+		hosts[name] = name
+	}
+	return nesttailnet.Bind(nodes, nesttailnet.BindOptions{Hosts: hosts, Tags: d.Fleet.Tailnet.Tags, Pinned: s.pinnedNodes()})
+}
+
+// pinnedNodes are the node ids pinned for the hosts, with those new hosts
+// joined as during this apply.
+func (s *Session) pinnedNodes() map[string]string {
+	pinned := maps.Clone(s.Desired.Nodes)
+	if pinned == nil {
+		pinned = map[string]string{}
+	}
+	maps.Copy(pinned, s.joined)
+	return pinned
+}
+
 // join starts nestbot's own ephemeral node. It returns nil, nil when there
 // is no way to join (no key): the tailnet plane is then not observed.
 func join(ctx context.Context, d *Desired, opts Options) (*tsnet.Server, error) {
-	t, getenv, mask := opts.Tailnet, opts.Getenv, opts.mask
+	t, getenv := opts.Tailnet, opts.Getenv
 	key, err := t.authKey(d.Fleet, getenv, opts.SecretsDir)
 	if err != nil {
 		return nil, nil
 	}
-	mask(key)
+	switch {
+	case t.AuthKey != "": // a flag, as the operator gave it
+	case getenv("NESTBOT_TS_AUTHKEY_FILE") != "":
+		opts.mask(key)
+	default:
+		opts.maskUnlessEnv(d.Fleet.Tailnet.AuthKey, key)
+	}
 	control := t.ControlURL
 	if control == "" {
 		control = d.Fleet.Tailnet.ControlURL
@@ -305,6 +361,7 @@ func (s *Session) Refresh(ctx context.Context) (*reconcile.Live, error) {
 		if l.Tailnet, err = nesttailnet.Observe(ctx, s.Bot); err != nil {
 			return nil, fmt.Errorf("observe the tailnet again: %w", err)
 		}
+		l.Tailnet.Nodes, _ = s.bind(l.Tailnet.Nodes)
 	}
 	return &l, nil
 }
@@ -348,6 +405,32 @@ func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) (writ
 		}
 		d.HostKeys[t.Name] = pki.NormalizeRecipient(key)
 		written = append(written, pki.HostKeyPath(t.Name))
+	}
+	// Beside each pinned key, the node it was learned from: only that node
+	// is the host from now on (nesttailnet.Bind), whatever others call
+	// themselves. A host pinned before nestbot pinned nodes gets its node now.
+	node := map[string]string{}
+	for _, n := range live.Tailnet.Nodes { // bound already: one node per host at most
+		if _, ok := d.Fleet.Hosts[n.Name]; ok && n.ID != "" {
+			node[n.Name] = n.ID
+		}
+	}
+	for _, t := range ts {
+		id := node[t.Name]
+		if d.HostKeys[t.Name] == "" || id == "" || d.Nodes[t.Name] != "" {
+			continue
+		}
+		wrote, err := pki.PinNode(pki.Dir(d.PKIDir()), t.Name, id)
+		if err != nil {
+			return written, warnings, err
+		}
+		if d.Nodes == nil {
+			d.Nodes = map[string]string{}
+		}
+		d.Nodes[t.Name] = id
+		if wrote {
+			written = append(written, pki.NodePath(t.Name))
+		}
 	}
 	return written, warnings, nil
 }

@@ -50,6 +50,9 @@ func LoadTree(fsys fs.FS, file string) (*Desired, error) {
 		if d.HostKeys, err = pki.ReadHostKeysFS(noLinksFS{sub}, dir, d.HostNames()); err != nil {
 			return nil, err
 		}
+		if d.Nodes, err = pki.ReadNodeIDsFS(noLinksFS{sub}, dir, d.HostNames()); err != nil {
+			return nil, err
+		}
 	}
 	return d, nil
 }
@@ -114,15 +117,25 @@ func (d *Desired) Trust(trusted *Desired) (changed []string) {
 		if len(keys) > 0 {
 			changed = append(changed, "the pinned host keys of "+joinNames(keys))
 		}
-		pinned := map[string]string{}
-		for h, k := range trusted.HostKeys {
-			if f.Hosts[h] != nil {
-				pinned[h] = k
+		for _, h := range slices.Sorted(maps.Keys(d.Nodes)) {
+			if trusted.Nodes[h] != d.Nodes[h] {
+				changed = append(changed, "the pinned tailnet node of "+h)
 			}
 		}
-		d.HostKeys = pinned
+		d.HostKeys, d.Nodes = ofHosts(trusted.HostKeys, f), ofHosts(trusted.Nodes, f)
 	}
 	return changed
+}
+
+// ofHosts is what of m is for a host of f.
+func ofHosts(m map[string]string, f *nest.Fleet) map[string]string {
+	out := map[string]string{}
+	for h, v := range m {
+		if f.Hosts[h] != nil {
+			out[h] = v
+		}
+	}
+	return out
 }
 
 func joinNames(names []string) string {
