@@ -121,7 +121,7 @@ type OAuth struct {
 // variable or a file. The value itself never appears in nest.yaml.
 type SecretRef struct {
 	Env  string `yaml:"env" doc:"Name of an environment variable holding the secret."`
-	File string `yaml:"file" doc:"Path of a file holding the secret."`
+	File string `yaml:"file" doc:"Path of a file holding the secret, inside the directory nestbot is given for secrets (--secrets-dir)."`
 }
 
 // String describes the reference, never the value.
@@ -197,7 +197,7 @@ type Rollout struct {
 type GitHub struct {
 	Apply         string   `yaml:"apply" doc:"merge (default): apply after merge to the default branch; comment: also allow /nest apply on an approved PR; off: never apply." enum:"merge,comment,off"`
 	Require       []string `yaml:"require" doc:"What /nest apply requires of the PR: approved, mergeable. Default both." enum:"approved,mergeable"`
-	DefaultBranch string   `yaml:"default_branch" doc:"The branch whose pushes apply. Default main."`
+	DefaultBranch string   `yaml:"default_branch" doc:"The repository's default branch, whose pushes apply: only that branch ever applies, and when this names another nothing does. Default main."`
 	PlanDrafts    bool     `yaml:"plan_drafts" doc:"Also plan draft pull requests."`
 }
 

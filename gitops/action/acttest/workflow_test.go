@@ -95,6 +95,9 @@ func (w *world) actOptions(ctx context.Context, t *testing.T, ev labgithub.Event
 		switch {
 		case k == "TS_AUTHKEY" || k == "NESTBOT_TS_AUTHKEY" || strings.HasPrefix(k, "TAILSCALE_OAUTH_"):
 			secrets[k] = v // the example reads them from secrets
+			if k == "NESTBOT_TS_AUTHKEY" {
+				secrets["NESTBOT_TS_PLAN_AUTHKEY"] = v // the plan job's own (the lab has one tailnet key)
+			}
 		case strings.HasPrefix(k, "AWS_") || strings.HasPrefix(k, "TS_") || k == "TAILSCALE_BASE_URL",
 			k == "GITHUB_API_URL" || k == "GITHUB_SERVER_URL" || k == "GITHUB_REPOSITORY":
 			env[k] = v // the runner's, or AWS credentials as configure-aws-credentials sets them
