@@ -49,6 +49,9 @@ type Desired struct {
 // pki.dir, pki.Dir reads and writes the same way.
 func Load(file string) (*Desired, error) {
 	root, err := os.OpenRoot(filepath.Dir(file))
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		return nil, fmt.Errorf("nest: %w", &fs.PathError{Op: "open", Path: file, Err: pe.Err})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("nest: %w", err)
 	}
@@ -58,6 +61,9 @@ func Load(file string) (*Desired, error) {
 		return nil, err
 	}
 	src, err := readBounded(root, name, nest.MaxFileSize)
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		return nil, fmt.Errorf("nest: %w", &fs.PathError{Op: "open", Path: file, Err: pe.Err}) // as os.Open says it
+	}
 	if err != nil {
 		return nil, fmt.Errorf("nest: read %s: %w", file, err)
 	}
