@@ -184,6 +184,7 @@ func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 	if cause := context.Cause(ctx); res.Err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		res.Err = fmt.Errorf("%w (%v)", res.Err, cause)
 	}
+	res.Err = r.co.relative(res.Err)
 
 	result := "success"
 	if res.Err != nil {

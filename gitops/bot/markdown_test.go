@@ -84,3 +84,14 @@ func TestHostOutputStaysInsideItsFence(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorsNameFilesAsTheRepositoryDoes: an error shown on a pull request
+// names files relative to the checkout, nothing of the bot's file system.
+func TestErrorsNameFilesAsTheRepositoryDoes(t *testing.T) {
+	co := &checkout{dir: "/var/lib/nestbot/work/job-123/repo"}
+	cause := errors.New("observe the certificates: /var/lib/nestbot/work/job-123/repo/infra/nix/secrets/certs/secrets.nix:1:1: want {")
+	err := co.relative(cause)
+	if got := err.Error(); got != "observe the certificates: infra/nix/secrets/certs/secrets.nix:1:1: want {" || !errors.Is(err, cause) {
+		t.Errorf("relative = %q (is the cause: %v)", got, errors.Is(err, cause))
+	}
+}

@@ -72,7 +72,7 @@ func (b *Bot) PlanPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, c
 	trusted, why, err := b.trusted(ctx, co, pr.DefaultBranch)
 	if err != nil {
 		b.observe("plan", "failure")
-		return res, b.reportFailure(ctx, gh, repo, number, co.head, repo.Name, err, res)
+		return res, b.reportFailure(ctx, gh, repo, number, co.head, repo.Name, co.relative(err), res)
 	}
 	d, err := fleet.Load(co.file)
 	var invalid nest.Errors
@@ -83,7 +83,7 @@ func (b *Bot) PlanPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, c
 	}
 	if err != nil {
 		b.observe("plan", "failure")
-		return res, b.reportFailure(ctx, gh, repo, number, co.head, repo.Name, err, res)
+		return res, b.reportFailure(ctx, gh, repo, number, co.head, repo.Name, co.relative(err), res)
 	}
 	res.Deferred = d.Trust(trusted)
 	if draft && !d.Fleet.GitHub.PlanDrafts {
@@ -97,13 +97,13 @@ func (b *Bot) PlanPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, c
 			return res, ctx.Err()
 		}
 		b.observe("plan", "failure")
-		return res, b.reportFailure(ctx, gh, repo, number, co.head, d.Fleet.Name, fmt.Errorf("observe the live fleet: %w", err), res)
+		return res, b.reportFailure(ctx, gh, repo, number, co.head, d.Fleet.Name, co.relative(fmt.Errorf("observe the live fleet: %w", err)), res)
 	}
 	defer s.Close()
 	plan, err := s.Plan(co.head)
 	if err != nil {
 		b.observe("plan", "failure")
-		return res, b.reportFailure(ctx, gh, repo, number, co.head, d.Fleet.Name, err, res)
+		return res, b.reportFailure(ctx, gh, repo, number, co.head, d.Fleet.Name, co.relative(err), res)
 	}
 	if err := ctx.Err(); err != nil {
 		return res, err // superseded: a newer head is being planned
@@ -177,7 +177,9 @@ func (b *Bot) reportInvalid(ctx context.Context, gh *nestgh.Client, repo nestgh.
 	fmt.Fprintf(&body, "%d %s; nothing was planned. Fix them and push again.\n\n", len(errs), plural(len(errs), "mistake"))
 	var list strings.Builder
 	for _, e := range errs {
-		list.WriteString(e.Error() + "\n")
+		shown := *e
+		shown.File = b.cfg.File // as the repository names it, not where the bot checked it out
+		list.WriteString(shown.Error() + "\n")
 	}
 	body.WriteString(reconcile.MarkdownFenced(cut(list.String(), 60000)))
 	res.Parts = []string{cut(body.String(), nestgh.MaxCommentChars)}
