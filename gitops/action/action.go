@@ -128,11 +128,26 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	if err := r.writeOutputs(); err != nil {
 		runErr = errors.Join(runErr, err)
 	}
-	if runErr != nil {
-		fmt.Fprintf(cfg.Out, "::error title=nestbot::%s\n", escapeData(oneLine(runErr.Error())))
-	}
-	return r.out, runErr
+	return r.out, r.fail(runErr)
 }
+
+// fail reports the error a run ends with as an annotation and returns it
+// inert: the caller prints it to the job's log as it is (nestbot action
+// does, on exit), and it may quote a host's output.
+func (r *run) fail(err error) error {
+	if err == nil {
+		return nil
+	}
+	fmt.Fprintf(r.log, "::error title=nestbot::%s\n", escapeData(oneLine(err.Error())))
+	return inertError{err}
+}
+
+// inertError is an error whose text is inert (see inert) in an Actions
+// log, however its cause reads.
+type inertError struct{ err error }
+
+func (e inertError) Error() string { return inert(e.err.Error()) }
+func (e inertError) Unwrap() error { return e.err }
 
 type run struct {
 	cfg     Config
