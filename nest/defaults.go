@@ -8,9 +8,9 @@ const (
 	DefaultJoinTimeout     = 10 * time.Minute
 	DefaultInstanceVolume  = 20
 	DefaultVolumeType      = "gp3"
-	DefaultKeyAlgorithm    = "ecdsa-p256" // of the kubeadm layout; K8Nix's is rsa-2048
+	DefaultKeyAlgorithm    = "ecdsa-p256"              // of the kubeadm layout; K8Nix's is rsa-2048
 	DefaultCAValidity      = 10 * 365 * 24 * time.Hour // of the kubeadm layout; K8Nix's is 5 years
-	DefaultK8NixCAValidity = 5 * 365 * 24 * time.Hour // what cfssl gencert -initca gives
+	DefaultK8NixCAValidity = 5 * 365 * 24 * time.Hour  // what cfssl gencert -initca gives
 	DefaultLeafValidity    = 365 * 24 * time.Hour
 	DefaultRenewBefore     = 30 * 24 * time.Hour
 	DefaultServiceCIDR     = "10.96.0.0/12"

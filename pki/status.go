@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"cmp"
 	"fmt"
 	"path"
 	"slices"
@@ -205,7 +206,7 @@ func (j judge) expiryAndChain(c ObservedCert, row *StatusRow, mark func(CertStat
 		mark(StatusReissue, fmt.Sprintf("chain does not verify against %s%s: %s", orDash(c.SignerPath), issuer, c.VerifyError))
 	}
 	if c.Verified && !c.IsCA {
-		ca := signerForStem(strings.TrimSuffix(path.Base(c.CertPath), ".crt"))
+		ca := cmp.Or(c.Signer, signerForStem(strings.TrimSuffix(path.Base(c.CertPath), ".crt")))
 		if r := j.obs[ca].Rotation; r != nil && r.Phase == PhaseReissue && c.IssuerSerial == r.OldSerial {
 			mark(StatusReissue, fmt.Sprintf("signed by the old %s, which is being rotated (%s applied); nestbot certs apply moves it to the new CA", ca, r.Phase))
 		}
