@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -165,7 +166,13 @@ func runCertsPlan(opts *certsOptions) error {
 		return err
 	}
 	plan.Steps = plan.StepsOf(reconcile.PlanePKI)
-	plan.Notes = nil
+	var notes []string // the certificates' only
+	for _, n := range plan.Notes {
+		if strings.HasPrefix(n, reconcile.PKINotePrefix) {
+			notes = append(notes, n)
+		}
+	}
+	plan.Notes = notes
 	out, err := render(opts.IO, plan, "text", true)
 	if err != nil {
 		return err

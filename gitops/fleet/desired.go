@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/pki"
@@ -43,7 +44,17 @@ func Load(file string) (*Desired, error) {
 	}
 	d := &Desired{File: file, Fleet: f, Root: filepath.Dir(file), Source: src}
 	if f.PKI != nil {
-		d.HostKeys, err = pki.ReadHostKeys(d.PKIDir(), d.HostNames())
+		// The hosts' keys, and those pinned for a directory of the tree no
+		// host names (hosts/<dir>.pub), which its adopted keys are encrypted to.
+		names := d.HostNames()
+		if entries, err := os.ReadDir(filepath.Join(d.PKIDir(), "derived")); err == nil {
+			for _, e := range entries {
+				if e.IsDir() && !slices.Contains(names, e.Name()) && !strings.HasPrefix(e.Name(), ".") {
+					names = append(names, e.Name())
+				}
+			}
+		}
+		d.HostKeys, err = pki.ReadHostKeys(d.PKIDir(), names)
 		if err != nil {
 			return nil, err
 		}
