@@ -217,18 +217,31 @@ func found(c ObservedCert) Spec {
 func adopt(s Spec, c ObservedCert, cas map[string]bool) Spec {
 	s.Adopted = !c.IssuedByNestbot
 	s.CommonName, s.Organization, s.RawSubject = c.CommonName, slices.Clone(c.Organization), c.RawSubject
-	s.Usages = sortedUnique(c.Usages)
+	s.Usages = slices.Compact(slices.Clone(c.Usages)) // in its order
 	s.KeyAlgorithm = c.KeyAlgorithm
 	if life := c.NotAfter.Sub(c.NotBefore); life > 0 {
 		s.Validity = life
 	}
-	s.DNSNames = sortedUnique(append(slices.Clone(c.DNSNames), dnsOnly(s.RequiredSANs)...))
-	s.IPs = sortedUnique(append(slices.Clone(c.IPs), ipsOnly(s.RequiredSANs)...))
+	// In the certificate's order, which the renewal keeps; what nest.yaml
+	// requires after.
+	s.DNSNames = appendMissing(c.DNSNames, dnsOnly(s.RequiredSANs))
+	s.IPs = appendMissing(c.IPs, ipsOnly(s.RequiredSANs))
 	s.SANsIncomplete, s.FactSANs = false, false
 	if c.Signer != "" && cas[c.Signer] {
 		s.Signer = c.Signer
 	}
 	return s
+}
+
+// appendMissing is have, then what of more it lacks.
+func appendMissing(have, more []string) []string {
+	out := slices.Clone(have)
+	for _, m := range more {
+		if !slices.Contains(out, m) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 func compactSorted(s []string) []string {

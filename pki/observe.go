@@ -10,7 +10,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 )
@@ -21,8 +20,8 @@ type ObservedCert struct {
 	CommonName   string    `json:"common_name,omitempty"`
 	Organization []string  `json:"organization,omitempty"`
 	DNSNames     []string  `json:"dns_names,omitempty"`
-	IPs          []string  `json:"ips,omitempty"`
-	Usages       []string  `json:"usages,omitempty"` // server, client (sorted)
+	IPs          []string  `json:"ips,omitempty"` // DNS names and IPs in the certificate's order
+	Usages       []string  `json:"usages,omitempty"` // server, client, in the certificate's order
 	IsCA         bool      `json:"is_ca,omitempty"`
 	Issuer       string    `json:"issuer,omitempty"` // the issuer's common name
 	NotBefore    time.Time `json:"not_before,omitzero"`
@@ -374,11 +373,11 @@ func certIPs(c *x509.Certificate) []string {
 			out = append(out, a.Unmap().String())
 		}
 	}
-	sort.Strings(out)
-	return out
+	return out // in the certificate's order, which a renewal keeps
 }
 
-// usageNames spells a certificate's extended key usages as specs do.
+// usageNames spells a certificate's extended key usages as specs do, in
+// the order the certificate lists them.
 func usageNames(c *x509.Certificate) []string {
 	names := map[x509.ExtKeyUsage]string{
 		x509.ExtKeyUsageServerAuth: UsageServer, x509.ExtKeyUsageClientAuth: UsageClient,
@@ -397,8 +396,7 @@ func usageNames(c *x509.Certificate) []string {
 	for _, oid := range c.UnknownExtKeyUsage {
 		out = append(out, oid.String())
 	}
-	sort.Strings(out)
-	return out
+	return out // in the certificate's order, which a renewal keeps
 }
 
 func daysLeft(notAfter, now time.Time) int {
