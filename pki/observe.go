@@ -20,7 +20,7 @@ type ObservedCert struct {
 	CommonName   string    `json:"common_name,omitempty"`
 	Organization []string  `json:"organization,omitempty"`
 	DNSNames     []string  `json:"dns_names,omitempty"`
-	IPs          []string  `json:"ips,omitempty"` // DNS names and IPs in the certificate's order
+	IPs          []string  `json:"ips,omitempty"`    // DNS names and IPs in the certificate's order
 	Usages       []string  `json:"usages,omitempty"` // server, client, in the certificate's order
 	IsCA         bool      `json:"is_ca,omitempty"`
 	Issuer       string    `json:"issuer,omitempty"` // the issuer's common name
