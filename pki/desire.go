@@ -117,11 +117,11 @@ func Desired(f *nest.Fleet, hostKeys map[string]string, facts map[string]HostFac
 	for _, s := range profile {
 		c, found := tree[s.ID]
 		if r := listedIn(s.CertPath + PublicKeyPath(s)); r != "" {
-			who := "the set"
+			what := "is a CA of the " + d.Layout + " layout"
 			if s.Host != "" {
-				who = "host " + s.Host + "'s roles"
+				what = "is a certificate host " + s.Host + "'s roles need; remove the host or the role instead"
 			}
-			errs = append(errs, fmt.Sprintf("pki.remove lists %s, but %s need %s; remove the host or its role instead", r, who, s.CertPath+PublicKeyPath(s)))
+			errs = append(errs, fmt.Sprintf("pki.remove lists %s, but %s %s", r, s.CertPath+PublicKeyPath(s), what))
 		}
 		if found && c.Error == "" && !c.KeyOnly && !c.IssuedByNestbot {
 			s = adopt(s, c, cas)
