@@ -98,7 +98,7 @@ func (p *planner) pki() {
 	for _, r := range desire.Remove {
 		p.add(Step{Plane: PlanePKI, Action: ActionDelete, Address: CertAddress(r.ID), Reason: pki.RemovalReason(r)})
 		if !r.IssuedByNestbot {
-			p.warn("this plan deletes %s, which nestbot did not issue (it lacks nestbot's certificate policy): %s", r.CertPath, r.Reason)
+			p.warn("This plan deletes %s, which nestbot did not issue (it lacks nestbot's certificate policy): %s", r.CertPath, r.Reason)
 		}
 	}
 }
