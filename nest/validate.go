@@ -281,6 +281,9 @@ func (c *checker) hosts(f *Fleet) {
 	for _, name := range slices.Sorted(maps.Keys(f.Hosts)) {
 		hn := f.Hosts[name].NetworkingHostName()
 		if other, ok := byHostName[hn]; ok {
+			if f.Hosts[name].HostName == "" && f.Hosts[other].HostName != "" {
+				name, other = other, name // point at the host_name that takes another's name
+			}
 			p := "hosts." + name
 			if f.Hosts[name].HostName != "" {
 				p += ".host_name"

@@ -44,8 +44,9 @@ secrets.nix) — any such tree, even without nest.yaml — and shows for every
 certificate its subject, SANs, usages, issuer, expiry, days left, whether its
 chain verifies, and a status: ok, renew, expired, reissue, drift or missing.
 With nest.yaml, drift and missing certificates are judged against the set the
-roles call for; without it, against what the kubeadm layout fixes for each
-file's place (subject, usages, that a host's certificates name the host).
+roles call for, the tree adopted; without it, against what the tree's layout
+(kubeadm or K8Nix) fixes for each file's place (subject, usages, that a host's
+certificates name the host).
 The table shows the first SANs and the days left; --json shows every field.
 Exit 1 when DIR is not a certificate tree or a file cannot be read.`,
 		Args: cobra.NoArgs,
@@ -108,11 +109,12 @@ Without --phase it shows where each rotation stands.`,
 
 func runCertsStatus(opts *certsOptions) error {
 	dir := opts.Dir
-	var specs []pki.Spec
+	var d *fleet.Desired
 	renewBefore := nest.DefaultRenewBefore
 	_, statErr := os.Stat(opts.File)
 	if statErr == nil || dir == "" {
-		d, err := loadDesired(opts.File)
+		var err error
+		d, err = loadDesired(opts.File)
 		if err != nil {
 			if errors.Is(statErr, fs.ErrNotExist) {
 				return fmt.Errorf("%w\n  hint: run nestbot in the repository that holds nest.yaml, pass -f FILE, or pass --dir DIR to read a certificate tree without nest.yaml", err)
@@ -125,7 +127,6 @@ func runCertsStatus(opts *certsOptions) error {
 		if dir == "" {
 			dir = d.PKIDir()
 		}
-		specs = pki.Set(d.Fleet, d.HostKeys, nil)
 		renewBefore = d.Fleet.PKI.RenewBefore.Duration
 	}
 	if opts.Dir != "" {
@@ -141,6 +142,17 @@ func runCertsStatus(opts *certsOptions) error {
 		}
 		// pki.dir does not exist yet: every certificate nest.yaml declares is missing.
 		obs, obsErr = map[string]pki.ObservedCert{}, nil
+	}
+	var specs []pki.Spec
+	if d != nil { // judged against nest.yaml's set, with the tree adopted as plans adopt it
+		desire, err := pki.Desired(d.Fleet, d.HostKeys, nil, obs)
+		if err != nil {
+			return err
+		}
+		specs = desire.Specs
+		if specs == nil {
+			specs = []pki.Spec{}
+		}
 	}
 	rows := pki.StatusRows(obs, specs, now, renewBefore)
 	var err error

@@ -337,6 +337,13 @@ func TestK8NixTreeRenewedInPlace(t *testing.T) {
 			if detected := strings.Contains(plan, "Note: pki: pki.layout is not set and the tree holds K8Nix's CA"); detected != (layout == "") {
 				t.Errorf("the note that the layout was read from the tree: %v, want %v", detected, layout == "")
 			}
+			// certs status judges the tree as the plan does, with nest.yaml
+			// or, without it, against the K8Nix layout alone.
+			for _, args := range [][]string{{"certs", "status", "-f", file}, {"certs", "status", "--dir", tr.dir, "-f", filepath.Join(root, "none.yaml")}} {
+				if out := nestbot(0, args...); !strings.HasSuffix(out, "\n49 certificates: 1 ok, 48 renew\n") {
+					t.Errorf("%v:\n%s", args, out)
+				}
+			}
 			if layout == "" {
 				return // the same plan; the apply is the other subtest's
 			}
@@ -395,6 +402,9 @@ func TestK8NixTreeRenewedInPlace(t *testing.T) {
 				t.Errorf("certs apply left changes uncommitted:\n%s", status)
 			}
 
+			if out := nestbot(0, "certs", "status", "-f", file); !strings.HasSuffix(out, "\n49 certificates: 49 ok\n") {
+				t.Errorf("certs status after the apply:\n%s", out)
+			}
 			plan = nestbot(0, "certs", "plan", "-f", file)
 			if !strings.HasPrefix(plan, "No changes.") {
 				t.Errorf("certs plan after the apply:\n%s", plan)
