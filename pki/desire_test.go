@@ -184,7 +184,9 @@ func TestAdoptedTreeIsKeptRenewedAndRemovedOnlyWhenListed(t *testing.T) {
 		t.Error("derived/old-1/k8s-kubelet.crt is still there")
 	}
 	d, _, _ = fx.desire(t, removing)
-	if len(d.Remove) != 0 || !slices.ContainsFunc(d.Notes, func(n string) bool { return strings.Contains(n, "pki.remove lists derived/old-1/, which the tree does not hold") }) {
+	if len(d.Remove) != 0 || !slices.ContainsFunc(d.Notes, func(n string) bool {
+		return strings.Contains(n, "pki.remove lists derived/old-1/, which the tree does not hold")
+	}) {
 		t.Errorf("after the removal: removes %v, notes %q", d.Remove, d.Notes)
 	}
 
