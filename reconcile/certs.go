@@ -184,12 +184,3 @@ func sortedCopy(s []string) []string {
 	sort.Strings(out)
 	return out
 }
-
-func normalizedRecipients(rs []string) []string {
-	out := make([]string, 0, len(rs))
-	for _, r := range rs {
-		out = append(out, pki.NormalizeRecipient(r))
-	}
-	sort.Strings(out)
-	return slices.Compact(out)
-}
