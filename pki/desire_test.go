@@ -271,3 +271,37 @@ func TestRecipientsFromTheAgeHeader(t *testing.T) {
 		t.Errorf("a key also encrypted to a stranger: %s %q (unknown %q)", v.Action, v.Reason, v.Unknown)
 	}
 }
+
+// K8Nix's one CA rotates as kubeadm's do, through the three phases, its
+// subject kept byte for byte and its leaves following it; an adopted CA's
+// successor is as unmarked as it was.
+func TestRotateTheK8NixCA(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t)
+	f := withYAML(t, fx, k8nixLayout)
+	fx.issueAdopted(t, f)
+	ctx := context.Background()
+	for _, phase := range []RotationPhase{PhasePublish, PhaseReissue, PhaseDrop} {
+		fx.clock = fx.clock.Add(24 * time.Hour)
+		d, _, err := fx.desire(t, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fx.applier.RotateCA(ctx, d.Specs, K8sCA, phase, true); err != nil {
+			t.Fatalf("%s: %v", phase, err)
+		}
+	}
+	tree, err := Observe(fx.dir, fx.clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := tree[K8sCA]
+	if ca.CommonName != "TestNest Kubernetes Cluster CA" || ca.IssuedByNestbot || ca.Rotation != nil || ca.Next != nil {
+		t.Fatalf("the CA after its rotation: %+v", ca)
+	}
+	for id, c := range tree {
+		if strings.Contains(id, "/") && (!c.Verified || c.IssuerSerial != ca.Serial) {
+			t.Errorf("%s: verified %v by %s, want the new CA %s (%s)", id, c.Verified, c.IssuerSerial, ca.Serial, c.VerifyError)
+		}
+	}
+}

@@ -85,7 +85,7 @@ func ParseRotationPhase(s string) (RotationPhase, error) {
 // Rotation is where the rotation of one CA stands: the marker file
 // ca/<stem>.rotation. It exists from phase 1 until phase 3 deletes it.
 type Rotation struct {
-	CA          string        `json:"ca"`            // ca, etcd-ca or front-proxy-ca
+	CA          string        `json:"ca"`            // ca, etcd-ca, front-proxy-ca or k8s
 	Phase       RotationPhase `json:"phase"`         // the last phase applied
 	Started     time.Time     `json:"started"`       // when phase 1 was applied
 	Updated     time.Time     `json:"updated"`       // when the last phase was applied
@@ -127,7 +127,7 @@ func NextKeyPath(ca string) string { return path.Join(caDirName, caDir(ca)+".nex
 
 func caCertPath(ca string) string { return path.Join(caDirName, caDir(ca)+".crt") }
 
-func caIDs() []string { return []string{CA, EtcdCA, FrontProxyCA} }
+func caIDs() []string { return []string{CA, EtcdCA, FrontProxyCA, K8sCA} }
 
 // ErrRotationRefused is matched (errors.Is) by an error of RotateCA that
 // refused to run a phase out of order or unconfirmed; nothing was written.

@@ -92,7 +92,7 @@ Without --phase it shows where each rotation stands.`,
   nestbot certs rotate-ca --ca etcd-ca --phase reissue --rolled`,
 		RunE: func(*cobra.Command, []string) error { return runRotateCA(opts) },
 	}
-	rotate.Flags().StringVar(&opts.CA, "ca", "", "the CA: ca, etcd-ca or front-proxy-ca")
+	rotate.Flags().StringVar(&opts.CA, "ca", "", "the CA: ca, etcd-ca or front-proxy-ca (kubeadm layout), k8s (k8nix)")
 	rotate.Flags().StringVar(&opts.Phase, "phase", "", "publish, reissue or drop")
 	rotate.Flags().BoolVar(&opts.Rolled, "rolled", false, "every host has rolled the previous phase's commit")
 	rotate.Flags().BoolVar(&opts.NoCommit, "no-commit", false, "write the files, do not commit them")
@@ -230,7 +230,7 @@ func runRotateCA(opts *certsOptions) error {
 		return nil
 	}
 	if opts.CA == "" {
-		return errors.New("--phase needs --ca: ca, etcd-ca or front-proxy-ca")
+		return errors.New("--phase needs --ca: ca, etcd-ca or front-proxy-ca (kubeadm layout), k8s (k8nix)")
 	}
 	phase, err := pki.ParseRotationPhase(opts.Phase)
 	if err != nil {
@@ -241,7 +241,16 @@ func runRotateCA(opts *certsOptions) error {
 		return err
 	}
 	ctx := context.Background()
-	rep, err := a.RotateCA(ctx, pki.Set(d.Fleet, d.HostKeys, nil), opts.CA, phase, opts.Rolled)
+	// The set as plans see it: the tree's CA adopted as it is.
+	obs, err := pki.Observe(d.PKIDir(), time.Now())
+	if err != nil {
+		return err
+	}
+	desire, err := pki.Desired(d.Fleet, d.HostKeys, nil, obs)
+	if err != nil {
+		return err
+	}
+	rep, err := a.RotateCA(ctx, desire.Specs, opts.CA, phase, opts.Rolled)
 	if err != nil {
 		return err
 	}
