@@ -344,7 +344,16 @@ func TestK8NixTreeRenewedInPlace(t *testing.T) {
 					t.Errorf("%v:\n%s", args, out)
 				}
 			}
+			if out := nestbot(0, "validate", "-f", file); !strings.Contains(out, "3 hosts (0 in AWS), 0 subnets, 49 certificates and keys.") {
+				t.Errorf("validate:\n%s", out)
+			}
 			if layout == "" {
+				// pki.remove may not take what a host's roles need: validate says so.
+				bad := strings.Replace(k8nixNestYAML(tr.admin, layout), "  admins:", "  remove: [derived/ducksnest-controlplane/k8s-kubelet.crt]\n  admins:", 1)
+				os.WriteFile(file, []byte(bad), 0o644)
+				if out := nestbot(1, "validate", "-f", file); !strings.Contains(out, "pki.remove lists derived/ducksnest-controlplane/k8s-kubelet.crt, but derived/ducksnest-controlplane/k8s-kubelet.crt is a certificate host ec2-controlplane's roles need") {
+					t.Errorf("validate with pki.remove of a needed certificate:\n%s", out)
+				}
 				return // the same plan; the apply is the other subtest's
 			}
 
