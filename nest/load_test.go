@@ -156,15 +156,7 @@ github: {apply: sometimes}
 		`nest.yaml:35:12: rollout.health[0]: empty health command`,
 		`nest.yaml:36:17: github.apply: "sometimes" is not allowed`,
 	}
-	_, err := Parse("nest.yaml", []byte(src))
-	var errs Errors
-	if !errors.As(err, &errs) {
-		t.Fatalf("err = %v, want Errors", err)
-	}
-	var got []string
-	for _, e := range errs {
-		got = append(got, strings.SplitN(e.Error(), "\n", 2)[0])
-	}
+	got, errs := errorLines(t, src)
 	missing := map[string]bool{}
 	for _, w := range want {
 		missing[w] = true
@@ -209,15 +201,7 @@ pki:
 		`nest.yaml:10:56: pki.remove[2]: "etc/passwd" is not under ca/ or derived/`,
 		`nest.yaml:10:82: pki.remove[4]: "derived/old/" is listed twice`,
 	}
-	_, err := Parse("nest.yaml", []byte(src))
-	var errs Errors
-	if !errors.As(err, &errs) {
-		t.Fatalf("err = %v, want Errors", err)
-	}
-	var got []string
-	for _, e := range errs {
-		got = append(got, strings.SplitN(e.Error(), "\n", 2)[0])
-	}
+	got, _ := errorLines(t, src)
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -232,6 +216,22 @@ pki:
 	if f.PKI.KeyAlgorithm != "" || f.PKI.CAValidity.Duration != 0 {
 		t.Errorf("key_algorithm %q and ca_validity %s were defaulted; the layout's defaults apply in pki", f.PKI.KeyAlgorithm, f.PKI.CAValidity)
 	}
+}
+
+// errorLines parses src, which must fail with Errors, and returns the first
+// line of each.
+func errorLines(t *testing.T, src string) ([]string, Errors) {
+	t.Helper()
+	_, err := Parse("nest.yaml", []byte(src))
+	var errs Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("err = %v, want Errors", err)
+	}
+	var got []string
+	for _, e := range errs {
+		got = append(got, strings.SplitN(e.Error(), "\n", 2)[0])
+	}
+	return got, errs
 }
 
 func TestLoadSyntaxAndShapeErrors(t *testing.T) {

@@ -18,6 +18,32 @@ import (
 	"github.com/ducksnest/nestbot/reconcile"
 )
 
+// exampleRepoWithBot is a git checkout of the example (one commit, on
+// main) whose admins include nestbot's own age identity, so that it can
+// sign with the CAs it issues.
+func exampleRepoWithBot(ctx context.Context, t *testing.T) (repo string, git func(args ...string) string, id *age.X25519Identity) {
+	t.Helper()
+	repo = copyExample(t)
+	git = gitIn(ctx, t, repo)
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(repo, "nest.yaml")
+	yaml, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	yaml = []byte(strings.Replace(string(yaml), "  admins:\n", "  admins:\n    - "+id.Recipient().String()+"   # nestbot\n", 1))
+	if err := os.WriteFile(file, yaml, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	git("init", "-q", "-b", "main")
+	git("add", ".")
+	git("commit", "-q", "-m", "the fleet")
+	return repo, git, id
+}
+
 // planDoc is what TestApplyThenPlanIsEmptyOnEveryPlane reads of a JSON plan.
 type planDoc struct {
 	Summary reconcile.Summary `json:"summary"`
@@ -81,12 +107,7 @@ func TestApplyThenPlanIsEmptyOnEveryPlane(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	repo := copyExample(t)
-	git := gitIn(ctx, t, repo)
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo, git, id := exampleRepoWithBot(ctx, t)
 	file := filepath.Join(repo, "nest.yaml")
 	flake := filepath.Join(repo, "infra", "nix", "flake.nix")
 	read := func(p string) string {
@@ -102,10 +123,6 @@ func TestApplyThenPlanIsEmptyOnEveryPlane(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write(file, strings.Replace(read(file), "  admins:\n", "  admins:\n    - "+id.Recipient().String()+"   # nestbot\n", 1))
-	git("init", "-q", "-b", "main")
-	git("add", ".")
-	git("commit", "-q", "-m", "the fleet")
 	_, l := labFor(t, repo)
 	nestbot, _ := nestbotSteps(ctx, t, append(l.Env(), "NESTBOT_STATE_DIR="+t.TempDir(), "NEST_AGE_IDENTITY="+id.String()))
 
