@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"net/netip"
@@ -174,13 +175,28 @@ func observeTree(fsys fs.FS, root string, now time.Time) *observer {
 		if c.HasKey && !recorded {
 			// Not in secrets.nix (a tree nestbot did not write): its header
 			// says what it can of the recipients.
-			if data, err := fs.ReadFile(o.fsys, c.KeyPath); err == nil {
-				c.KeyStanzas, _ = KeyStanzas(data)
-			}
+			c.KeyStanzas = o.keyStanzas(c.KeyPath)
 		}
 		o.out[id] = c
 	}
 	return o
+}
+
+// keyStanzas reads the recipient stanzas of the key file at p, from its
+// first 64 KiB only (a header is a few hundred bytes; the file may come
+// from a pull request). Nil when it is not an age file.
+func (o *observer) keyStanzas(p string) []string {
+	f, err := o.fsys.Open(p)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyHeader))
+	if err != nil {
+		return nil
+	}
+	stanzas, _ := KeyStanzas(data)
+	return stanzas
 }
 
 func (o *observer) name(p string) string {

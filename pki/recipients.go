@@ -24,6 +24,9 @@ import (
 // tag being the first 4 bytes of the SHA-256 of the key (agessh's
 // sshFingerprint), which does.
 
+// maxKeyHeader bounds what is read of a key file for its header.
+const maxKeyHeader = 64 << 10
+
 // KeyStanzas reads the recipient stanzas of an age file's header, armored
 // or binary, in the spelling RecipientStanza gives: "X25519",
 // "ssh-ed25519 QiUr1g", "scrypt", … Grease stanzas (rage adds them) are
@@ -33,7 +36,7 @@ func KeyStanzas(data []byte) ([]string, error) {
 	if trimmed := bytes.TrimLeft(data, " \t\r\n"); bytes.HasPrefix(trimmed, []byte(armorHeader)) {
 		src = armor.NewReader(bytes.NewReader(trimmed))
 	}
-	br := bufio.NewReader(io.LimitReader(src, 64<<10))
+	br := bufio.NewReader(io.LimitReader(src, maxKeyHeader))
 	line, err := br.ReadString('\n')
 	if err != nil || line != "age-encryption.org/v1\n" {
 		return nil, errors.New("not an age file (no age-encryption.org/v1 header)")

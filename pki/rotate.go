@@ -127,7 +127,10 @@ func NextKeyPath(ca string) string { return path.Join(caDirName, caDir(ca)+".nex
 
 func caCertPath(ca string) string { return path.Join(caDirName, caDir(ca)+".crt") }
 
-func caIDs() []string { return []string{CA, EtcdCA, FrontProxyCA, K8sCA} }
+// kubeadmCAs are the kubeadm layout's CAs; caIDs every CA of the layouts.
+func kubeadmCAs() []string { return []string{CA, EtcdCA, FrontProxyCA} }
+
+func caIDs() []string { return append(kubeadmCAs(), K8sCA) }
 
 // ErrRotationRefused is matched (errors.Is) by an error of RotateCA that
 // refused to run a phase out of order or unconfirmed; nothing was written.
@@ -258,7 +261,13 @@ func (a *Applier) rotateCA(ctx context.Context, specs []Spec, ca string, phase R
 	now := is.now()
 	caSpec := ByID(specs)[ca]
 	if caSpec == nil || !caSpec.IsCA {
-		return nil, fmt.Errorf("%w: %q is not a CA of the set; want %s", ErrRotationRefused, ca, strings.Join(caIDs(), ", "))
+		var cas []string
+		for _, s := range specs {
+			if s.IsCA {
+				cas = append(cas, s.ID)
+			}
+		}
+		return nil, fmt.Errorf("%w: %q is not a CA of the set; want %s", ErrRotationRefused, ca, strings.Join(cas, ", "))
 	}
 	recipients, err := checkSpecs(specs)
 	if err != nil {
