@@ -270,7 +270,7 @@ func observeCerts(ctx context.Context, d *Desired, live *reconcile.Live, bot *ts
 		}
 		certs[id] = reconcile.Cert{CommonName: o.CommonName, Organization: o.Organization, DNSNames: o.DNSNames, IPs: o.IPs,
 			Usages: o.Usages, IsCA: o.IsCA, Issuer: o.Issuer, NotBefore: o.NotBefore, NotAfter: o.NotAfter, Recipients: o.Recipients,
-			Path: o.CertPath, KeyOnly: o.KeyOnly, KeyAlgorithm: o.KeyAlgorithm, Signer: o.Signer, Adopted: !o.IssuedByNestbot && o.Error == "",
+			Path: o.CertPath, KeyOnly: o.KeyOnly, KeyAlgorithm: o.KeyAlgorithm, Signer: o.Signer, Adopted: !o.KeyOnly && !o.IssuedByNestbot && o.Error == "",
 			KeyStanzas: o.KeyStanzas, NotRolled: notRolled[id]}
 	}
 	return certs, nil
