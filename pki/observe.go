@@ -184,8 +184,16 @@ func observeTree(fsys fs.FS, root string, now time.Time) *observer {
 
 // keyStanzas reads the recipient stanzas of the key file at p, from its
 // first 64 KiB only (a header is a few hundred bytes; the file may come
-// from a pull request). Nil when it is not an age file.
+// from a pull request). Nil when it is not an age file, or not a regular
+// file of the tree.
 func (o *observer) keyStanzas(p string) []string {
+	// Only a file of the tree: a symbolic link (a pull request may hold
+	// one to anywhere) is not followed.
+	if lfs, ok := o.fsys.(fs.ReadLinkFS); ok {
+		if fi, err := lfs.Lstat(p); err != nil || !fi.Mode().IsRegular() {
+			return nil
+		}
+	}
 	f, err := o.fsys.Open(p)
 	if err != nil {
 		return nil

@@ -2,6 +2,9 @@ package pki
 
 import (
 	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -68,4 +71,35 @@ func FuzzKeyStanzas(f *testing.F) {
 			t.Errorf("stanzas not sorted: %q", stanzas)
 		}
 	})
+}
+
+// A key file that is a symbolic link out of the tree (a pull request may
+// hold one) is not read for its header: what it points to never reaches
+// a plan, even when it looks like an age file.
+func TestKeyHeaderNotReadThroughASymlink(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t)
+	fx.apply(t)
+	if err := os.Remove(filepath.Join(fx.dir, SecretsNixPath)); err != nil {
+		t.Fatal(err)
+	}
+	const canary = "CANARY-7f3e1c"
+	outside := writeTemp(t, "outside", []byte("age-encryption.org/v1\n-> ssh-ed25519 "+canary+" x\nbody\n--- mac\n"))
+	key := filepath.Join(fx.dir, "derived/w-1/kubernetes-kubelet.key.age")
+	if err := os.Remove(key); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, key); err != nil {
+		t.Fatal(err)
+	}
+	obs, err := Observe(fx.dir, fx.clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := obs["w-1/kubelet"]; c.KeyStanzas != nil || strings.Contains(fmt.Sprint(c), canary) {
+		t.Errorf("the header was read through the link: %q", c.KeyStanzas)
+	}
+	if c := obs["w-1/kube-proxy"]; len(c.KeyStanzas) == 0 {
+		t.Errorf("a regular key's header was not read: %+v", c)
+	}
 }
