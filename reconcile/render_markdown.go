@@ -103,6 +103,9 @@ func mdLayout(p *Plan, budget int) []string {
 	default:
 		f.block("**" + mdText(p.Summary().String(), 0) + "**\n\n")
 	}
+	for _, w := range p.Warnings {
+		f.block("> [!WARNING]\n> " + mdText(w, mdMaxNote) + "\n\n")
+	}
 	if len(p.Notes) > 0 {
 		for _, n := range p.Notes {
 			f.block("- **Note:** " + mdText(n, mdMaxNote) + "\n")

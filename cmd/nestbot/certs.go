@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -43,8 +44,9 @@ secrets.nix) — any such tree, even without nest.yaml — and shows for every
 certificate its subject, SANs, usages, issuer, expiry, days left, whether its
 chain verifies, and a status: ok, renew, expired, reissue, drift or missing.
 With nest.yaml, drift and missing certificates are judged against the set the
-roles call for; without it, against what the kubeadm layout fixes for each
-file's place (subject, usages, that a host's certificates name the host).
+roles call for, the tree adopted; without it, against what the tree's layout
+(kubeadm or K8Nix) fixes for each file's place (subject, usages, that a host's
+certificates name the host).
 The table shows the first SANs and the days left; --json shows every field.
 Exit 1 when DIR is not a certificate tree or a file cannot be read.`,
 		Args: cobra.NoArgs,
@@ -90,7 +92,7 @@ Without --phase it shows where each rotation stands.`,
   nestbot certs rotate-ca --ca etcd-ca --phase reissue --rolled`,
 		RunE: func(*cobra.Command, []string) error { return runRotateCA(opts) },
 	}
-	rotate.Flags().StringVar(&opts.CA, "ca", "", "the CA: ca, etcd-ca or front-proxy-ca")
+	rotate.Flags().StringVar(&opts.CA, "ca", "", "the CA: ca, etcd-ca or front-proxy-ca (kubeadm layout), k8s (k8nix)")
 	rotate.Flags().StringVar(&opts.Phase, "phase", "", "publish, reissue or drop")
 	rotate.Flags().BoolVar(&opts.Rolled, "rolled", false, "every host has rolled the previous phase's commit")
 	rotate.Flags().BoolVar(&opts.NoCommit, "no-commit", false, "write the files, do not commit them")
@@ -107,11 +109,12 @@ Without --phase it shows where each rotation stands.`,
 
 func runCertsStatus(opts *certsOptions) error {
 	dir := opts.Dir
-	var specs []pki.Spec
+	var d *fleet.Desired
 	renewBefore := nest.DefaultRenewBefore
 	_, statErr := os.Stat(opts.File)
 	if statErr == nil || dir == "" {
-		d, err := loadDesired(opts.File)
+		var err error
+		d, err = loadDesired(opts.File)
 		if err != nil {
 			if errors.Is(statErr, fs.ErrNotExist) {
 				return fmt.Errorf("%w\n  hint: run nestbot in the repository that holds nest.yaml, pass -f FILE, or pass --dir DIR to read a certificate tree without nest.yaml", err)
@@ -124,7 +127,6 @@ func runCertsStatus(opts *certsOptions) error {
 		if dir == "" {
 			dir = d.PKIDir()
 		}
-		specs = pki.Set(d.Fleet, d.HostKeys, nil)
 		renewBefore = d.Fleet.PKI.RenewBefore.Duration
 	}
 	if opts.Dir != "" {
@@ -140,6 +142,17 @@ func runCertsStatus(opts *certsOptions) error {
 		}
 		// pki.dir does not exist yet: every certificate nest.yaml declares is missing.
 		obs, obsErr = map[string]pki.ObservedCert{}, nil
+	}
+	var specs []pki.Spec
+	if d != nil { // judged against nest.yaml's set, with the tree adopted as plans adopt it
+		desire, err := pki.Desired(d.Fleet, d.HostKeys, nil, obs)
+		if err != nil {
+			return err
+		}
+		specs = desire.Specs
+		if specs == nil {
+			specs = []pki.Spec{}
+		}
 	}
 	rows := pki.StatusRows(obs, specs, now, renewBefore)
 	var err error
@@ -165,7 +178,13 @@ func runCertsPlan(opts *certsOptions) error {
 		return err
 	}
 	plan.Steps = plan.StepsOf(reconcile.PlanePKI)
-	plan.Notes = nil
+	var notes []string // the certificates' only
+	for _, n := range plan.Notes {
+		if strings.HasPrefix(n, reconcile.PKINotePrefix) {
+			notes = append(notes, n)
+		}
+	}
+	plan.Notes = notes
 	out, err := render(opts.IO, plan, "text", true)
 	if err != nil {
 		return err
@@ -211,7 +230,7 @@ func runRotateCA(opts *certsOptions) error {
 		return nil
 	}
 	if opts.CA == "" {
-		return errors.New("--phase needs --ca: ca, etcd-ca or front-proxy-ca")
+		return errors.New("--phase needs --ca: ca, etcd-ca or front-proxy-ca (kubeadm layout), k8s (k8nix)")
 	}
 	phase, err := pki.ParseRotationPhase(opts.Phase)
 	if err != nil {
@@ -222,7 +241,16 @@ func runRotateCA(opts *certsOptions) error {
 		return err
 	}
 	ctx := context.Background()
-	rep, err := a.RotateCA(ctx, pki.Set(d.Fleet, d.HostKeys, nil), opts.CA, phase, opts.Rolled)
+	// The set as plans see it: the tree's CA adopted as it is.
+	obs, err := pki.Observe(d.PKIDir(), time.Now())
+	if err != nil {
+		return err
+	}
+	desire, err := pki.Desired(d.Fleet, d.HostKeys, nil, obs)
+	if err != nil {
+		return err
+	}
+	rep, err := a.RotateCA(ctx, desire.Specs, opts.CA, phase, opts.Rolled)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/ducksnest/nestbot/gitops/fleet"
 	"github.com/ducksnest/nestbot/internal/cli"
@@ -47,7 +48,18 @@ func runValidate(opts *validateOptions) error {
 	if f.AWS != nil {
 		subnets = len(f.AWS.Subnets)
 	}
-	certs = len(pki.Set(f, d.HostKeys, nil))
+	if f.PKI != nil {
+		// The set as plans see it: the tree's layout, what it holds adopted.
+		tree := map[string]pki.ObservedCert{}
+		if obs, err := pki.Observe(d.PKIDir(), time.Now()); err == nil {
+			tree = obs
+		}
+		desire, err := pki.Desired(f, d.HostKeys, nil, tree)
+		if err != nil {
+			return &cli.ExitError{Code: 1, Msg: fmt.Sprintf("%s: %v", opts.File, err)}
+		}
+		certs = len(desire.Specs)
+	}
 	fmt.Fprintf(opts.IO.Out, "%s: valid. Fleet %s: %s (%d in AWS), %s, %s and keys.\n",
 		opts.File, f.Name, reconcile.Plural(len(f.Hosts), "host"), inAWS, reconcile.Plural(subnets, "subnet"), reconcile.Plural(certs, "certificate"))
 	return nil

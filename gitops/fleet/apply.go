@@ -234,7 +234,7 @@ func (s *Session) ApplyCerts(ctx context.Context) (*pki.Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep, err := a.Apply(ctx, pki.Set(d.Fleet, d.HostKeys, reconcile.HostFacts(d.reconcileDesired(), live)))
+	rep, err := a.ApplyFleet(ctx, d.Fleet, d.HostKeys, reconcile.HostFacts(d.reconcileDesired(), live))
 	if err != nil {
 		return nil, err
 	}
@@ -266,6 +266,9 @@ func (s *Session) pkiApplier(opts ApplyOptions) reconcile.PlaneApplier {
 				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusSkipped, Detail: "not in the certificate set"})
 			case r.Action == pki.Held:
 				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusSkipped, Detail: r.Reason})
+			case r.Action == pki.Unchanged:
+				// The tree changed between the plan and the apply.
+				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusSkipped, Detail: "already current"})
 			default:
 				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusApplied, Detail: string(r.Action)})
 			}
@@ -438,8 +441,11 @@ func certHosts(d *Desired, changed []string) map[string]bool {
 				hosts[h] = true
 			}
 		case strings.HasPrefix(p, "derived/"):
-			if h, _, ok := strings.Cut(strings.TrimPrefix(p, "derived/"), "/"); ok && d.Fleet.Hosts[h] != nil {
-				hosts[h] = true
+			dir, _, ok := strings.Cut(strings.TrimPrefix(p, "derived/"), "/")
+			for _, h := range d.HostNames() {
+				if ok && d.Fleet.Hosts[h].NetworkingHostName() == dir {
+					hosts[h] = true
+				}
 			}
 		}
 	}

@@ -76,10 +76,23 @@ func Load(file string) (*Desired, error) {
 	}
 	d := &Desired{File: file, Fleet: f, Root: filepath.Dir(file), Source: src}
 	if f.PKI != nil {
-		if err := noLink(root, filepath.Join(d.Root, filepath.FromSlash(f.PKI.Dir)), filepath.FromSlash(f.PKI.Dir)); err != nil {
+		pkiRel := filepath.FromSlash(f.PKI.Dir)
+		if err := noLink(root, filepath.Join(d.Root, pkiRel), pkiRel); err != nil {
 			return nil, fmt.Errorf("pki.dir: %w", err)
 		}
-		d.HostKeys, err = pki.ReadHostKeys(d.PKIDir(), d.HostNames())
+		// The hosts' keys, and those pinned for a directory of the tree no
+		// host names (hosts/<dir>.pub), which its adopted keys are encrypted to.
+		names := d.HostNames()
+		if dir, err := root.Open(filepath.Join(pkiRel, "derived")); err == nil {
+			entries, _ := dir.ReadDir(-1)
+			dir.Close()
+			for _, e := range entries {
+				if e.IsDir() && !slices.Contains(names, e.Name()) && !strings.HasPrefix(e.Name(), ".") {
+					names = append(names, e.Name())
+				}
+			}
+		}
+		d.HostKeys, err = pki.ReadHostKeys(d.PKIDir(), names)
 		if err != nil {
 			return nil, err
 		}

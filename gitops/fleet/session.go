@@ -329,7 +329,7 @@ func observeCerts(ctx context.Context, d *Desired, live *reconcile.Live, bot *ts
 				_, portStr, _ := strings.Cut(hp, ":")
 				port, _ := strconv.Atoi(portStr)
 				if leaf := pki.ServedLeaf(port); leaf != "" {
-					id := n.Name + "/" + leaf
+					id := d.Fleet.Hosts[n.Name].NetworkingHostName() + "/" + leaf
 					notRolled[id] = append(notRolled[id], hp)
 				}
 			}
@@ -342,7 +342,8 @@ func observeCerts(ctx context.Context, d *Desired, live *reconcile.Live, bot *ts
 		}
 		certs[id] = reconcile.Cert{CommonName: o.CommonName, Organization: o.Organization, DNSNames: o.DNSNames, IPs: o.IPs,
 			Usages: o.Usages, IsCA: o.IsCA, Issuer: o.Issuer, NotBefore: o.NotBefore, NotAfter: o.NotAfter, Recipients: o.Recipients,
-			NotRolled: notRolled[id]}
+			Path: o.CertPath, KeyOnly: o.KeyOnly, KeyAlgorithm: o.KeyAlgorithm, Signer: o.Signer, Adopted: !o.KeyOnly && !o.IssuedByNestbot && o.Error == "",
+			KeyStanzas: o.KeyStanzas, NotRolled: notRolled[id]}
 	}
 	return certs, nil
 }
