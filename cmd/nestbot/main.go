@@ -56,6 +56,7 @@ Every flag can also be set with an environment variable NESTBOT_<FLAG>
 		newDriftCmd(io),
 		newSchemaCmd(io),
 		newVersionCmd(io),
+		newManCmd(io),
 	)
 	return root
 }
