@@ -36,6 +36,7 @@ Every flag can also be set with an environment variable NESTBOT_<FLAG>
 		SilenceErrors:     true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return cli.BindEnv(cmd, io.Getenv) },
 	}
+	cli.Conventions(io, root)
 	// nestbot --version prints what nestbot version does.
 	in := buildinfo.Read()
 	var version strings.Builder
