@@ -47,6 +47,10 @@ type resource struct {
 	// vpc is, live only, the VPC a resource is in (an internet gateway: the
 	// one it is attached to, "" when detached).
 	vpc string
+	// groupName is a live security group's name; main marks a VPC's main
+	// route table.
+	groupName string
+	main      bool
 }
 
 func (r *resource) attr(name string) (attr, bool) {
@@ -92,16 +96,24 @@ func (p *planner) cloud() {
 	// An adopted resource keeps the Name it had (Terraform's, say): nestbot
 	// names only what it creates, and adopt: {tag: Name=…} goes on matching.
 	for _, r := range desired {
-		if r.adopt != nil {
+		if r.adopt.Takes() {
 			delete(r.tags, "Name")
 		}
 	}
-	p.adopting = p.adoptionTargets(desired)
+	p.adoptionTargets(desired)
 	p.unresolved = map[string]bool{}
+	var twins []twin
 	for _, r := range desired {
-		if !p.reconcileResource(r) {
+		ok, t := p.reconcileResource(r)
+		if !ok {
 			p.unresolved[r.addr] = true
 		}
+		if t != nil {
+			twins = append(twins, *t)
+		}
+	}
+	if len(twins) > 0 {
+		p.errs = append(p.errs, p.twinsError(twins))
 	}
 	p.deleteUndesired(desired)
 }
@@ -285,11 +297,11 @@ func (p *planner) liveResources() []resource {
 		}
 		sort.Strings(routes)
 		sort.Strings(subnets)
-		out = append(out, resource{kind: KindRouteTable, id: rt.ID, vpc: rt.VPCID, tags: rt.Tags, attrs: []attr{
+		out = append(out, resource{kind: KindRouteTable, id: rt.ID, vpc: rt.VPCID, tags: rt.Tags, main: rt.Main, attrs: []attr{
 			{name: "routes", value: strings.Join(routes, ", ")}, {name: "subnets", value: strings.Join(subnets, ", ")}}})
 	}
 	for _, sg := range c.SecurityGroups {
-		out = append(out, resource{kind: KindSecurityGroup, id: sg.ID, vpc: sg.VPCID, tags: sg.Tags, attrs: []attr{
+		out = append(out, resource{kind: KindSecurityGroup, id: sg.ID, vpc: sg.VPCID, tags: sg.Tags, groupName: sg.Name, attrs: []attr{
 			{name: "ingress", value: rulesString(sg.Ingress)}, {name: "egress", value: rulesString(sg.Egress)}}})
 	}
 	for _, in := range c.Instances {
@@ -352,8 +364,9 @@ func (p *planner) owned(r resource) bool {
 }
 
 // reconcileResource plans one desired resource. It reports false when its
-// live counterpart could not be told (the error says why).
-func (p *planner) reconcileResource(want resource) bool {
+// live counterpart could not be told (an error says why), and the twin when
+// creating it would put one beside untagged lookalikes.
+func (p *planner) reconcileResource(want resource) (bool, *twin) {
 	claims := p.liveIndex()[want.kind+" "+want.addr]
 	if len(claims) > 1 {
 		var ids []string
@@ -361,26 +374,26 @@ func (p *planner) reconcileResource(want resource) bool {
 			ids = append(ids, c.id)
 		}
 		p.errorf("%s: %d resources carry its tags (%s); remove the tags from all but one, or delete the extras by hand", want.addr, len(claims), strings.Join(ids, ", "))
-		return false
+		return false, nil
 	}
 	if len(claims) == 1 {
 		if err := p.otherVPC(claims[0], nil); err != nil {
 			p.errorf("%s: %v, yet carries this fleet's tags; nestbot never changes, replaces or deletes a resource of another VPC: remove its nest:* tags (%s)",
 				want.addr, err, untagCommand(claims[0].id))
-			return false
+			return false, nil
 		}
 		p.compare(want, claims[0], false)
-		return true
+		return true, nil
 	}
-	if want.adopt != nil {
-		target, err := p.findAdoptee(want)
+	if want.adopt.Takes() {
+		target, how, err := p.findAdoptee(want)
 		if err != nil {
 			p.errorf("%s: adopt: %v", want.addr, err)
-			return false
+			return false, nil
 		}
 		if err := p.otherVPC(target, want.adopt); err != nil {
 			p.errorf("%s: adopt: %v; %s", want.addr, err, p.otherVPCHint(target))
-			return false
+			return false, nil
 		}
 		var changes []Change
 		for _, k := range slices.Sorted(maps.Keys(want.tags)) {
@@ -389,9 +402,14 @@ func (p *planner) reconcileResource(want resource) bool {
 			}
 		}
 		p.add(Step{Plane: PlaneCloud, Action: ActionAdopt, Address: want.addr, ID: target.id, Changes: changes,
-			Reason: "takes over " + target.id + "; tags are added, nothing is created"})
+			Reason: "takes over " + target.id + how + "; tags are added, nothing is created"})
 		p.compare(want, target, true)
-		return true
+		return true, nil
+	}
+	if want.adopt == nil { // adopt: none creates it whatever looks like it
+		if found := p.lookalikes(want); len(found) > 0 {
+			return false, &twin{want: want, found: found}
+		}
 	}
 	var changes []Change
 	for _, a := range want.attrs {
@@ -408,57 +426,103 @@ func (p *planner) reconcileResource(want resource) bool {
 	if want.kind == KindInstance {
 		p.created[want.host] = true
 	}
-	return true
+	return true, nil
 }
 
-// adoptionTargets maps the live id of each resource that nest.yaml adopts
-// (and that nestbot does not own yet) to its desired address, so that
-// references to it (a subnet's VPC, an instance's subnet) compare equal.
-func (p *planner) adoptionTargets(desired []resource) map[string]string {
-	out := map[string]string{}
-	raw := p.liveResources() // references unresolved; ids and tags are all that is used
+// adoptionTargets finds, for each resource that nest.yaml adopts (and that
+// nestbot does not own yet), its live id, so that references to it (a
+// subnet's VPC, an instance's subnet) compare equal: p.adopting maps the id
+// to the desired address. The VPC comes first, so that what it narrows (a
+// group name found in several VPCs) is known.
+func (p *planner) adoptionTargets(desired []resource) {
+	p.adopting = map[string]string{}
+	raw := p.liveResources() // references unresolved; ids, tags and VPCs are all that is used
 	for _, want := range desired {
-		if want.adopt == nil {
+		if !want.adopt.Takes() {
 			continue
 		}
-		key, value, _ := strings.Cut(want.adopt.Tag, "=")
-		var found []string
-		for _, r := range raw {
-			if r.kind == want.kind && (want.adopt.ID != "" && r.id == want.adopt.ID || want.adopt.Tag != "" && r.tags[key] == value) {
-				found = append(found, r.id)
+		if found := p.narrow(want, adoptMatches(want, raw)); len(found) == 1 {
+			p.adopting[found[0].id] = want.addr
+		}
+	}
+}
+
+// adoptMatches are the live resources of want's kind that its adopt block names.
+func adoptMatches(want resource, live []resource) []resource {
+	a := want.adopt
+	key, value, _ := strings.Cut(a.Tag, "=")
+	var found []resource
+	for _, r := range live {
+		if r.kind == want.kind && (a.ID != "" && r.id == a.ID || a.Tag != "" && r.tags[key] == value ||
+			a.GroupName != "" && r.kind == KindSecurityGroup && r.groupName == a.GroupName) {
+			found = append(found, r)
+		}
+	}
+	return found
+}
+
+// narrow picks, among several resources a tag or group name finds, the ones
+// that are what nest.yaml describes: of a subnet or VPC, the same CIDR; of
+// anything else, those in the fleet's VPC.
+func (p *planner) narrow(want resource, found []resource) []resource {
+	if len(found) < 2 {
+		return found
+	}
+	var out []resource
+	switch want.kind {
+	case KindVPC, KindSubnet:
+		cidr, _ := want.attr("cidr")
+		for _, r := range found {
+			if c, _ := r.attr("cidr"); c.value == cidr.value {
+				out = append(out, r)
 			}
 		}
-		if len(found) == 1 {
-			out[found[0]] = want.addr
+	default:
+		if vpc, _ := p.fleetVPC(); vpc != "" {
+			for _, r := range found {
+				if r.vpc == vpc {
+					out = append(out, r)
+				}
+			}
 		}
+	}
+	if len(out) == 0 {
+		return found
 	}
 	return out
 }
 
-// findAdoptee finds the one live resource an adopt block names.
-func (p *planner) findAdoptee(want resource) (resource, error) {
-	var found []resource
-	key, value, _ := strings.Cut(want.adopt.Tag, "=")
-	for _, r := range p.liveList() {
-		if r.kind != want.kind {
-			continue
-		}
-		if want.adopt.ID != "" && r.id == want.adopt.ID || want.adopt.Tag != "" && r.tags[key] == value {
-			found = append(found, r)
-		}
+// findAdoptee finds the one live resource an adopt block names, and says
+// how it was told from others the block also names.
+func (p *planner) findAdoptee(want resource) (resource, string, error) {
+	a := want.adopt
+	by := "tagged " + a.Tag
+	if a.GroupName != "" {
+		by = "named " + a.GroupName
 	}
+	all := adoptMatches(want, p.liveList())
+	found := p.narrow(want, all)
 	switch {
-	case len(found) == 0 && want.adopt.ID != "":
-		return resource{}, fmt.Errorf("no %s with id %s", want.kind, want.adopt.ID)
+	case len(found) == 0 && a.ID != "":
+		return resource{}, "", fmt.Errorf("no %s with id %s", want.kind, a.ID)
 	case len(found) == 0:
-		return resource{}, fmt.Errorf("no %s tagged %s", want.kind, want.adopt.Tag)
+		return resource{}, "", fmt.Errorf("no %s %s", want.kind, by)
 	case len(found) > 1:
-		return resource{}, fmt.Errorf("%d resources tagged %s; adopt by id instead", len(found), want.adopt.Tag)
+		var ids []string
+		for _, r := range found {
+			ids = append(ids, r.id+" ("+p.describe(r)+")")
+		}
+		return resource{}, "", fmt.Errorf("%d resources are %s: %s; adopt one by id instead: adopt: {id: %s}",
+			len(found), by, strings.Join(ids, "; "), found[0].id)
 	}
 	if t := found[0].tags; t[TagFleet] != "" && t[TagFleet] != p.f.Name {
-		return resource{}, fmt.Errorf("%s belongs to fleet %q", found[0].id, t[TagFleet])
+		return resource{}, "", fmt.Errorf("%s belongs to fleet %q", found[0].id, t[TagFleet])
 	}
-	return found[0], nil
+	how := ""
+	if len(all) > 1 {
+		how = fmt.Sprintf(" (%d resources are %s; %s is the one nest.yaml describes)", len(all), by, found[0].id)
+	}
+	return found[0], how, nil
 }
 
 // compare diffs one desired resource against its live counterpart.
@@ -571,7 +635,7 @@ func (p *planner) fleetVPC() (id string, known bool) {
 			return id, true
 		}
 	}
-	if p.f.AWS != nil && p.f.AWS.VPC.Adopt != nil {
+	if p.f.AWS != nil && p.f.AWS.VPC.Adopt.Takes() {
 		return "", false
 	}
 	return "", true
@@ -594,6 +658,8 @@ func (p *planner) otherVPC(r resource, adopt *nest.Adopt) error {
 	switch {
 	case adopt != nil && adopt.Tag != "":
 		name += " (" + adopt.Tag + ")"
+	case adopt != nil && adopt.GroupName != "":
+		name += " (group " + adopt.GroupName + ")"
 	case r.tags["Name"] != "":
 		name += " (Name=" + r.tags["Name"] + ")"
 	}

@@ -55,6 +55,7 @@ Every flag can also be set with an environment variable NESTBOT_<FLAG>
 		newServeCmd(io),
 		newActionCmd(io),
 		newDriftCmd(io),
+		newAdoptCmd(io),
 		newSchemaCmd(io),
 		newVersionCmd(io),
 		newManCmd(io),
