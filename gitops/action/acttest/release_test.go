@@ -231,7 +231,7 @@ func startReleaseServer(ctx context.Context, t *testing.T, s *snapshot) *release
 		{"--git-dir", bare, "tag", "-a", "-m", "v1.2.2", "v1.2.2", s.Older},
 		{"--git-dir", bare, "tag", "-a", "-m", "v1.2.3", "v1.2.3", s.Commit},
 		{"--git-dir", bare, "tag", "-a", "-m", "v1.3.0-rc.1", "v1.3.0-rc.1", s.Commit}, // a prerelease at the same commit
-		{"--git-dir", bare, "tag", "v1", s.Commit},                                      // the moving tags, as release.yml makes them
+		{"--git-dir", bare, "tag", "v1", s.Commit},                                     // the moving tags, as release.yml makes them
 		{"--git-dir", bare, "tag", "v1.2", s.Commit},
 	} {
 		cmd := exec.CommandContext(ctx, "git", args...)
