@@ -18,7 +18,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -52,7 +54,7 @@ var hostTarget = runtime.GOOS + "_" + runtime.GOARCH
 // --snapshot there with .goreleaser.yaml as it is but for the targets:
 // only this machine's (the full matrix compiles everything four times
 // over; bench/install measures it), and no image (no docker here).
-func buildSnapshot(ctx context.Context, t *testing.T, dir string) *snapshot {
+func buildSnapshot(ctx context.Context, t testing.TB, dir string) *snapshot {
 	t.Helper()
 	root := repoRoot(t)
 	src := filepath.Join(dir, "nestbot")
@@ -134,7 +136,7 @@ var shared struct {
 	s    *snapshot
 }
 
-func sharedSnapshot(ctx context.Context, t *testing.T) *snapshot {
+func sharedSnapshot(ctx context.Context, t testing.TB) *snapshot {
 	t.Helper()
 	shared.once.Do(func() {
 		dir, err := os.MkdirTemp("", "nestbot-snapshot-")
@@ -159,7 +161,7 @@ func TestMain(m *testing.M) {
 }
 
 // readArchive reads a .tar.gz into its files' contents and modes.
-func readArchive(t *testing.T, data []byte) (files map[string][]byte, modes map[string]os.FileMode) {
+func readArchive(t testing.TB, data []byte) (files map[string][]byte, modes map[string]os.FileMode) {
 	t.Helper()
 	zr, err := gzip.NewReader(bytes.NewReader(data))
 	if err != nil {
@@ -184,7 +186,7 @@ func readArchive(t *testing.T, data []byte) (files map[string][]byte, modes map[
 }
 
 // writeArchive is the inverse of readArchive, for a tampered release.
-func writeArchive(t *testing.T, files map[string][]byte) []byte {
+func writeArchive(t testing.TB, files map[string][]byte) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	zw := gzip.NewWriter(&b)
@@ -222,7 +224,7 @@ type releaseServer struct {
 
 // startReleaseServer serves s's source repository with its tags, and no
 // release until setRelease.
-func startReleaseServer(ctx context.Context, t *testing.T, s *snapshot) *releaseServer {
+func startReleaseServer(ctx context.Context, t testing.TB, s *snapshot) *releaseServer {
 	t.Helper()
 	projects := t.TempDir()
 	bare := filepath.Join(projects, "ducksnest", "nestbot.git")
@@ -309,7 +311,7 @@ type installRun struct {
 	vars map[string]string
 }
 
-func newInstallRun(t *testing.T, act *actRunner, ref string, vars map[string]string) *installRun {
+func newInstallRun(t testing.TB, act *actRunner, ref string, vars map[string]string) *installRun {
 	t.Helper()
 	tmpl, err := os.ReadFile(filepath.Join("testdata", "install.yml"))
 	if err != nil {
@@ -341,7 +343,7 @@ func newInstallRun(t *testing.T, act *actRunner, ref string, vars map[string]str
 	return &installRun{act: &a, ws: ws, vars: vars}
 }
 
-func (ir *installRun) run(ctx context.Context, t *testing.T) *actRun {
+func (ir *installRun) run(ctx context.Context, t testing.TB) *actRun {
 	t.Helper()
 	a := *ir.act
 	if ir.gh != "" {
@@ -366,7 +368,7 @@ func (ir *installRun) run(ctx context.Context, t *testing.T) *actRun {
 // attested by the named repository's signer workflow. Here the attested
 // digests are the genuine release's; it records its command lines.
 // A stand-in: the real gh needs github.com's attestations API and Sigstore.
-func ghStandIn(t *testing.T, attested map[string]bool) (dir, log string) {
+func ghStandIn(t testing.TB, attested map[string]bool) (dir, log string) {
 	t.Helper()
 	dir = t.TempDir()
 	log = filepath.Join(dir, "gh.log")
@@ -587,4 +589,66 @@ func TestSnapshotReleaseAndTheActionInstallingIt(t *testing.T) {
 			t.Errorf("@main downloaded %v", got)
 		}
 	})
+}
+
+// BenchmarkInstall measures, under act, the action's job with the install
+// step on each path, in the same run: @v1 downloading the release, and
+// @main building nestbot from source with the build cache warm (a runner
+// whose setup-go cache holds it) and cold (a fresh runner; the module
+// cache stays warm, as nothing can be downloaded here). bench/install
+// prints them as a table.
+func BenchmarkInstall(b *testing.B) {
+	actBin := fixtures.Require(b, "act")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
+	defer cancel()
+	dir := b.TempDir()
+	s := buildSnapshot(ctx, b, dir)
+	rs := startReleaseServer(ctx, b, s)
+	rs.setRelease("v1.2.3", s.Assets)
+	act := newActRunner(b, actBin)
+	vars := map[string]string{"NESTBOT_RELEASES_URL": rs.URL}
+	for _, c := range []struct {
+		name, ref string
+		coldCache bool
+	}{
+		{"download@v1", "v1", false},
+		{"build@main/warm-cache", "main", false},
+		{"build@main/cold-cache", "main", true},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				ir := newInstallRun(b, act, c.ref, vars)
+				if c.coldCache {
+					ir.act.env = slices.Clone(ir.act.env)
+					for i, kv := range ir.act.env {
+						if strings.HasPrefix(kv, "GOCACHE=") {
+							ir.act.env[i] = "GOCACHE=" + b.TempDir()
+						}
+					}
+				}
+				b.StartTimer()
+				r := ir.run(ctx, b)
+				b.StopTimer()
+				if r.Err != nil || r.Jobs["install"] != "success" {
+					b.Fatalf("act: %v, jobs %v\n%s", r.Err, r.Jobs, r.Log)
+				}
+				b.ReportMetric(installStep(r.Log), "install-s/op")
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+// installStep is how long act says the install step took, in seconds.
+func installStep(log string) float64 {
+	m := regexp.MustCompile(`Success - Main Install nestbot \[([^\]]+)\]`).FindStringSubmatch(log)
+	if m == nil {
+		return 0
+	}
+	d, err := time.ParseDuration(m[1])
+	if err != nil {
+		return 0
+	}
+	return d.Seconds()
 }
