@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // maxNodes bounds the work of decoding one file, so that a file of aliases
@@ -437,7 +437,7 @@ func lastLine(data []byte) []byte { return data[bytes.LastIndexByte(data, '\n')+
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // yamlParserErrors are the messages of yaml.v3's parser, as against its
-// scanner: the parser's errors count lines from 0 (gopkg.in/yaml.v3
+// scanner: the parser's errors count lines from 0 (go.yaml.in/yaml/v3,
 // decode.go, parser.fail), the scanner's from 1.
 var yamlParserErrors = []string{
 	"did not find expected ',' or ']'", "did not find expected ',' or '}'",

@@ -35,6 +35,9 @@ func newCertsCmd(io *IO) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "certs",
 		Short: "The Kubernetes certificates: status, plan, apply, CA rotation",
+		Example: `  nestbot certs status
+  nestbot certs plan && nestbot certs apply
+  nestbot certs rotate-ca --ca etcd-ca --phase publish`,
 	}
 	status := &cobra.Command{
 		Use:   "status",
@@ -60,8 +63,10 @@ Exit 1 when DIR is not a certificate tree or a file cannot be read.`,
 	plan := &cobra.Command{
 		Use:   "plan",
 		Short: "Show what certs apply would issue, renew, reissue or rekey",
-		Args:  cobra.NoArgs,
-		RunE:  func(*cobra.Command, []string) error { return runCertsPlan(opts) },
+		Example: `  nestbot certs plan
+  nestbot certs plan -f examples/ducksnest/nest.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error { return runCertsPlan(opts) },
 	}
 	apply := &cobra.Command{
 		Use:   "apply",
@@ -72,6 +77,8 @@ recipients changed, and rewrites secrets.nix — nothing is written unless every
 certificate succeeded — then commits the changed files as one commit on the
 checked-out branch (unless --no-commit). Signing with an existing CA needs the
 bot's identity in NEST_AGE_IDENTITY (or a file named by NEST_AGE_IDENTITY_FILE).`,
+		Example: `  NEST_AGE_IDENTITY_FILE=~/.config/nestbot/age.key nestbot certs apply
+  nestbot certs apply --no-commit && git diff --stat`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error { return runCertsApply(opts) },
 	}
@@ -117,7 +124,7 @@ func runCertsStatus(opts *certsOptions) error {
 		d, err = loadDesired(opts.File)
 		if err != nil {
 			if errors.Is(statErr, fs.ErrNotExist) {
-				return fmt.Errorf("%w\n  hint: run nestbot in the repository that holds nest.yaml, pass -f FILE, or pass --dir DIR to read a certificate tree without nest.yaml", err)
+				return fmt.Errorf("%w, or read a certificate tree without nest.yaml with --dir DIR", err)
 			}
 			return err
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/ducksnest/nestbot/gitops/bot"
 	nestgh "github.com/ducksnest/nestbot/gitops/github"
 	"github.com/ducksnest/nestbot/gitops/webhook"
+	"github.com/ducksnest/nestbot/internal/buildinfo"
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/store"
 )
@@ -139,7 +140,7 @@ func runServe(opts *serveOptions) error {
 	if err != nil {
 		return err
 	}
-	logger.Printf("nestbot %s serving on %s (webhook at /webhook)", versionString(), ln.Addr())
+	logger.Printf("nestbot %s serving on %s (webhook at /webhook)", buildinfo.Read(), ln.Addr())
 	if opts.DriftInterval > 0 {
 		go scheduleDrift(ctx, st.Queue, gh, drift, opts, logger.Printf)
 	}

@@ -3,6 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/ducksnest/nestbot/gitops/fleet"
@@ -67,7 +70,17 @@ func runValidate(opts *validateOptions) error {
 
 // loadDesired reads nest.yaml and the host keys pinned beside it. Every
 // mistake in nest.yaml is reported, one per line, and the count last.
+//
+// A nest.yaml that is not there says where nestbot looked and how to
+// name another (-f).
 func loadDesired(file string) (*fleet.Desired, error) {
+	if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
+		where := file
+		if abs, err := filepath.Abs(file); err == nil {
+			where = abs
+		}
+		return nil, fmt.Errorf("no %s at %s: run nestbot in the repository that holds it, or name it with -f FILE (or NESTBOT_FILE)", filepath.Base(file), where)
+	}
 	d, err := fleet.Load(file)
 	var errs nest.Errors
 	if errors.As(err, &errs) {

@@ -4,12 +4,14 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ducksnest/nestbot/internal/buildinfo"
 	"github.com/ducksnest/nestbot/store"
 )
 
@@ -24,6 +26,7 @@ import (
 //	nestbot_plans_total{result}                      plans made
 //	nestbot_applies_total{result}                    applies run
 //	nestbot_hosts{state}                             hosts by state, as the last observation found them
+//	nestbot_build_info{version,revision,goversion,goos,goarch}   1, labelled with this binary's build
 //
 // plus the Go runtime's and the process's own. The methods are safe for
 // concurrent use, and do nothing on a nil *Metrics.
@@ -78,7 +81,16 @@ func NewMetrics(q store.Queue) *Metrics {
 			Help: "Deliveries whose body is being read, before their signature is checked.",
 		}),
 	}
-	m.reg.MustRegister(m.deliveries, m.jobDuration, m.apiCalls, m.rateLimit, m.plans, m.applies, m.hosts, m.unverified,
+	bi := buildinfo.Read()
+	goos, goarch, _ := strings.Cut(bi.Platform, "/")
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "nestbot_build_info",
+		Help: "Always 1; the labels say which nestbot build runs (nestbot version prints the same).",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Commit, "goversion": bi.GoVersion,
+			"goos": goos, "goarch": goarch},
+	})
+	build.Set(1)
+	m.reg.MustRegister(m.deliveries, m.jobDuration, m.apiCalls, m.rateLimit, m.plans, m.applies, m.hosts, m.unverified, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if q != nil {
 		m.reg.MustRegister(depthCollector{q: q, desc: prometheus.NewDesc("nestbot_queue_depth", "Jobs queued or running.", nil, nil)})

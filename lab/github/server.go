@@ -122,6 +122,8 @@ type Server struct {
 	hs  *http.Server
 	ln  net.Listener
 	web string // http://127.0.0.1:port
+
+	backend string // git-http-backend, found by Start
 }
 
 // New makes a server: it loads the embedded OpenAPI subset, makes the App's
@@ -169,9 +171,11 @@ func (s *Server) Start() error {
 	if s.hs != nil {
 		return errors.New("labgithub.Start: already started")
 	}
-	if _, err := os.Stat(gitHTTPBackend); err != nil {
-		return fmt.Errorf("labgithub.Start: git's smart HTTP server %s is missing (%v); install git", gitHTTPBackend, err)
+	backend, err := gitHTTPBackend()
+	if err != nil {
+		return fmt.Errorf("labgithub.Start: %w", err)
 	}
+	s.backend = backend
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("labgithub.Start: %w", err)
