@@ -100,7 +100,7 @@ func TestUnknownIDAnswers(t *testing.T) {
 			return tagIt("rtb-" + hex17)
 		}},
 
-		{"DescribeSecurityGroups", "InvalidGroup.NotFound", "The security group ID 'sg-" + hex17 + "' does not exist", func() error {
+		{"DescribeSecurityGroups", "InvalidGroup.NotFound", "The security group 'sg-" + hex17 + "' does not exist", func() error {
 			_, err := c.DescribeSecurityGroups(cx, &awsec2.DescribeSecurityGroupsInput{GroupIds: []string{"sg-" + hex17}})
 			return err
 		}},
@@ -116,7 +116,7 @@ func TestUnknownIDAnswers(t *testing.T) {
 			_, err := c.DeleteSecurityGroup(cx, &awsec2.DeleteSecurityGroupInput{GroupId: aws.String("sg-1")})
 			return err
 		}},
-		{"CreateTags sg", "InvalidGroup.NotFound", "The security group ID 'sg-" + hex17 + "' does not exist", func() error {
+		{"CreateTags sg", "InvalidGroup.NotFound", "The security group 'sg-" + hex17 + "' does not exist", func() error {
 			return tagIt("sg-" + hex17)
 		}},
 		{"DescribeSecurityGroupRules", "InvalidSecurityGroupRuleId.NotFound", "The security group rule ID 'sgr-" + hex17 + "' does not exist", func() error {
@@ -180,7 +180,7 @@ func TestUnknownIDAnswers(t *testing.T) {
 			_, err := c.DeregisterImage(cx, &awsec2.DeregisterImageInput{ImageId: aws.String("ami-" + hex17)})
 			return err
 		}},
-		{"CreateTags image", "InvalidAMIID.NotFound", "The image ID 'ami-" + hex17 + "' does not exist", func() error {
+		{"CreateTags image", "InvalidAMIID.NotFound", "The image id '[ami-" + hex17 + "]' does not exist", func() error {
 			return tagIt("ami-" + hex17)
 		}},
 
@@ -204,7 +204,7 @@ func TestUnknownIDAnswers(t *testing.T) {
 			_, err := c.DescribeKeyPairs(cx, &awsec2.DescribeKeyPairsInput{KeyPairIds: []string{"key-" + hex17}})
 			return err
 		}},
-		{"CreateTags key pair", "InvalidKeyPair.NotFound", "The key pair ID 'key-" + hex17 + "' does not exist", func() error {
+		{"CreateTags key pair", "InvalidKeyPair.NotFound", "The key pair 'key-" + hex17 + "' does not exist", func() error {
 			return tagIt("key-" + hex17)
 		}},
 		{"CreateTags unknown kind", "InvalidID", "The ID 'eni-" + hex17 + "' is not valid", func() error {

@@ -221,6 +221,16 @@ func (s *Server) describeSecurityGroups(c *call) (any, error) {
 	}
 	items, err := selectByID(s.st.sgs, c.p.list("GroupId"), "sg", "InvalidGroupId.Malformed", "InvalidGroup.NotFound", "security group")
 	if err != nil {
+		if ae, ok := err.(*apiError); ok && ae.code == "InvalidGroup.NotFound" {
+			// As EC2 words it (boto/boto3#701), and as lookupSG does.
+			var missing []string
+			for _, id := range c.p.list("GroupId") {
+				if s.st.sgs[id] == nil {
+					missing = append(missing, id)
+				}
+			}
+			ae.message = "The security group '" + strings.Join(missing, ", ") + "' does not exist"
+		}
 		return nil, err
 	}
 	if names := c.p.list("GroupName"); len(names) > 0 {

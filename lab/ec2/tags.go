@@ -82,6 +82,14 @@ func (s *Server) tagsOf(id string) (*map[string]string, error) {
 		return nil, errf(400, "InvalidID", "The ID '%s' is not valid", id)
 	}
 	if tags == nil {
+		switch prefix {
+		case "sg": // as DescribeSecurityGroups, DeleteSecurityGroup, … word it
+			return nil, errf(400, code, "The security group '%s' does not exist", id)
+		case "ami": // as EC2 words it (cloudposse/terraform-aws-ec2-ami-backup#16)
+			return nil, errf(400, code, "The image id '[%s]' does not exist", id)
+		case "key": // as DescribeKeyPairs and RunInstances word it
+			return nil, errf(400, code, "The key pair '%s' does not exist", id)
+		}
 		return nil, notFound(code, what, []string{id})
 	}
 	if *tags == nil {
