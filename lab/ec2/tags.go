@@ -190,11 +190,11 @@ type tagDescription struct {
 }
 
 // allTags lists every tag of every resource, by resource id and key.
-func (s *Server) allTags() []tagDescription {
-	var out []tagDescription
+func (s *Server) allTags() []*tagDescription {
+	var out []*tagDescription
 	add := func(id, typ string, tags map[string]string) {
 		for k, v := range tags {
-			out = append(out, tagDescription{Key: k, ResourceID: id, ResourceType: typ, Value: v})
+			out = append(out, &tagDescription{Key: k, ResourceID: id, ResourceType: typ, Value: v})
 		}
 	}
 	for _, v := range s.st.vpcs {
@@ -236,32 +236,25 @@ func (s *Server) allTags() []tagDescription {
 	return out
 }
 
-func (s *Server) describeTags(c *call) (any, error) {
-	limit, after, err := c.p.paging(5, 1000)
-	if err != nil {
-		return nil, err
-	}
-	out, err := applyFilters(s.allTags(), c.p.filters(), func(t tagDescription) filterFunc {
-		return func(name string) ([]string, bool) {
-			switch name {
-			case "key":
-				return []string{t.Key}, true
-			case "value":
-				return []string{t.Value}, true
-			case "resource-id":
-				return []string{t.ResourceID}, true
-			case "resource-type":
-				return []string{t.ResourceType}, true
-			}
-			return tagFilter(map[string]string{t.Key: t.Value}, name)
+func tagDescriptionFilter(t *tagDescription) filterFunc {
+	return func(name string) ([]string, bool) {
+		switch name {
+		case "key":
+			return []string{t.Key}, true
+		case "value":
+			return []string{t.Value}, true
+		case "resource-id":
+			return []string{t.ResourceID}, true
+		case "resource-type":
+			return []string{t.ResourceType}, true
 		}
-	}, tagDescription{})
-	if err != nil {
-		return nil, err
+		return tagFilter(map[string]string{t.Key: t.Value}, name)
 	}
-	page, next := paginate(out, func(t tagDescription) string { return t.ResourceID + "\x00" + t.Key }, limit, after)
-	return struct {
-		Tags      set[tagDescription] `xml:"tagSet"`
-		NextToken string              `xml:"nextToken,omitempty"`
-	}{set[tagDescription]{page}, next}, nil
+}
+
+func (s *Server) describeTags(c *call) (any, error) {
+	xml := func(t *tagDescription) tagDescription { return *t }
+	return describe(c, "tagSet", xml, listing[tagDescription]{pageMin: 5, pageMax: 1000,
+		pick:   func() ([]*tagDescription, error) { return s.allTags(), nil },
+		filter: tagDescriptionFilter, id: func(t *tagDescription) string { return t.ResourceID + "\x00" + t.Key }})
 }
