@@ -1,4 +1,4 @@
-// Package labgithub is the lab's GitHub: an in-process HTTP server, on
+// Package github is the lab's GitHub: an in-process HTTP server, on
 // loopback only, that answers the REST operations nestbot calls and serves
 // the lab's repositories over git's smart HTTP protocol.
 //
@@ -20,11 +20,16 @@
 // build the webhook events GitHub would send (PushEvent, ...; see
 // webhook.go).
 //
+// Beside nestbot's client (gitops/github) and go-github, it is imported as
+// labgithub:
+//
+//	import labgithub "github.com/ducksnest/nestbot/lab/github"
+//
 //	srv, err := labgithub.New(labgithub.Config{Logf: t.Logf})
 //	if err := srv.Start(); err != nil { ... }
 //	defer srv.Close()
 //	client, _ := github.NewClient(github.WithAuthToken(srv.InstallationToken()), github.WithEnterpriseURLs(srv.URL(), srv.URL()))
-package labgithub // import "github.com/ducksnest/nestbot/lab/github"
+package github // import "github.com/ducksnest/nestbot/lab/github"
 
 import (
 	"bytes"
