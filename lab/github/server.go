@@ -88,6 +88,12 @@ type Config struct {
 	// DefaultRateLimit (the Actions token gets 1000, as on GitHub).
 	RateLimit int
 
+	// LegacyTokens mints tokens as GitHub did before April 2021 (and an
+	// older GitHub Enterprise Server still does): a personal access token
+	// is 40 hex digits, an installation token "v1." and 40 hex digits, with
+	// none of the ghp_/ghs_ prefixes that tools recognise tokens by.
+	LegacyTokens bool
+
 	// WebhookExamples is the directory of the npm package
 	// @octokit/webhooks-examples; the *Event methods build events from it.
 	WebhookExamples string
