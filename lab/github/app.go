@@ -1,4 +1,4 @@
-package labgithub
+package github
 
 import (
 	"crypto"
@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -111,16 +112,27 @@ func (s *Server) ActionsToken() string {
 func (s *Server) Token(login string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tok := "ghp_" + randomToken()
+	tok := s.newToken("ghp_", "")
 	s.st.tokens[tok] = &token{user: s.userLocked(login), limit: s.app.limit}
 	return tok
 }
 
 func (s *Server) mintLocked(a *app) (string, time.Time) {
-	tok := "ghs_" + randomToken()
+	tok := s.newToken("ghs_", "v1.")
 	exp := s.now().Add(time.Hour)
 	s.st.tokens[tok] = &token{user: s.userLocked(a.botLogin()), app: a, expires: exp, limit: a.limit}
 	return tok, exp
+}
+
+// newToken is a new token with GitHub's prefix, or as a legacy token
+// (Config.LegacyTokens): 40 hex digits after legacyPrefix.
+func (s *Server) newToken(prefix, legacyPrefix string) string {
+	if s.cfg.LegacyTokens {
+		b := make([]byte, 20)
+		_, _ = rand.Read(b) // never fails: crypto/rand crashes the program instead
+		return legacyPrefix + hex.EncodeToString(b)
+	}
+	return prefix + randomToken()
 }
 
 func randomToken() string {

@@ -3,7 +3,7 @@
 // GitHub serves: only the operations nestbot calls, plus every component
 // they reference, directly or through other components. The result,
 // api.github.com.subset.json beside this script, is committed and embedded
-// by package labgithub; a Go test re-runs this script and fails when the
+// by lab/github; a Go test re-runs this script and fails when the
 // committed subset no longer matches the installed package.
 //
 // Usage (from the repository root, after `bash .ci/fixtures`):
