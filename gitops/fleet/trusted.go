@@ -78,7 +78,8 @@ func (n noLinksFS) Open(name string) (fs.File, error) {
 //
 // The trusted values: tailnet.control_url, tailnet.auth_key,
 // tailnet.oauth, tailnet.tags (the keys minted and the devices that are
-// the fleet's), pki.admins and the pinned host keys (who can decrypt), and
+// the fleet's), pki.admins and the pinned host keys (who can decrypt),
+// pki.serving_ports (what the plan connects to on the fleet's nodes), and
 // github (the apply policy). Operator flags (--ts-control-url,
 // --ts-authkey) still win over both.
 func (d *Desired) Trust(trusted *Desired) (changed []string) {
@@ -103,6 +104,13 @@ func (d *Desired) Trust(trusted *Desired) (changed []string) {
 		} else {
 			changed = append(changed, "pki.admins") // planned as given: the plan encrypts nothing
 		}
+		// The ports the plan probes on the fleet's nodes are the default
+		// branch's: a pull request does not choose what nestbot connects to.
+		ports := nest.DefaultServingPorts()
+		if t.PKI != nil && len(t.PKI.ServingPorts) > 0 {
+			ports = t.PKI.ServingPorts
+		}
+		take("pki.serving_ports", !slices.Equal(f.PKI.ServingPorts, ports), func() { f.PKI.ServingPorts = slices.Clone(ports) })
 		var keys []string
 		for _, h := range slices.Sorted(maps.Keys(d.HostKeys)) {
 			if trusted.HostKeys[h] != d.HostKeys[h] {
