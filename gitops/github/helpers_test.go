@@ -41,6 +41,32 @@ func setup(t *testing.T) *world {
 
 func setupWith(t *testing.T, cfg labgithub.Config) *world {
 	t.Helper()
+	srv, pr := LabWithPR(t, cfg)
+	w := &world{srv: srv, pr: pr, login: "nestbot-test"}
+	w.token = srv.Token(w.login)
+	if err := srv.SetPermission(testRepo.Owner, testRepo.Name, w.login, "write"); err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w.mu.Lock()
+		intercept := w.intercept
+		w.mu.Unlock()
+		if intercept != nil && intercept(rw, r) {
+			return
+		}
+		srv.ServeHTTP(rw, r)
+	}))
+	t.Cleanup(front.Close)
+	w.url = front.URL + strings.TrimPrefix(srv.APIURL(), srv.ServerURL()) // …/api/v3
+	return w
+}
+
+// LabWithPR starts the lab GitHub with ducksnest/infra and pull request #1
+// (branch change, growing nest.yaml), and fails t on any request GitHub's
+// OpenAPI description does not allow. The package's external tests use it
+// too.
+func LabWithPR(t *testing.T, cfg labgithub.Config) (*labgithub.Server, labgithub.PullRequest) {
+	t.Helper()
 	srv, err := labgithub.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -61,28 +87,12 @@ func setupWith(t *testing.T, cfg labgithub.Config) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{srv: srv, pr: pr, login: "nestbot-test"}
-	w.token = srv.Token(w.login)
-	if err := srv.SetPermission(testRepo.Owner, testRepo.Name, w.login, "write"); err != nil {
-		t.Fatal(err)
-	}
-	front := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		w.mu.Lock()
-		intercept := w.intercept
-		w.mu.Unlock()
-		if intercept != nil && intercept(rw, r) {
-			return
-		}
-		srv.ServeHTTP(rw, r)
-	}))
-	t.Cleanup(front.Close)
-	w.url = front.URL + strings.TrimPrefix(srv.APIURL(), srv.ServerURL()) // …/api/v3
 	t.Cleanup(func() {
 		if v := srv.Violations(); len(v) > 0 {
 			t.Errorf("requests GitHub's OpenAPI description does not allow:\n%s", strings.Join(v, "\n"))
 		}
 	})
-	return w
+	return srv, pr
 }
 
 // interceptWith has f answer the requests it wants before the lab does.

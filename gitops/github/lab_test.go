@@ -28,31 +28,7 @@ func lab(t *testing.T) (*labgithub.Server, labgithub.PullRequest) {
 
 func labWith(t *testing.T, cfg labgithub.Config) (*labgithub.Server, labgithub.PullRequest) {
 	t.Helper()
-	srv, err := labgithub.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	ctx := context.Background()
-	if err := srv.CreateRepo(ctx, repo.Owner, repo.Name, labgithub.RepoOptions{Files: map[string][]byte{"nest.yaml": []byte("version: 1\nname: ducksnest\n")}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := srv.Commit(ctx, repo.Owner, repo.Name, labgithub.Commit{Branch: "change", Message: "grow", Files: map[string][]byte{"nest.yaml": []byte("version: 1\nname: ducksnest\nhosts: {}\n")}}); err != nil {
-		t.Fatal(err)
-	}
-	pr, err := srv.OpenPR(repo.Owner, repo.Name, "change", labgithub.PROptions{Title: "Grow the fleet"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if v := srv.Violations(); len(v) > 0 {
-			t.Errorf("requests GitHub's OpenAPI description does not allow:\n%s", strings.Join(v, "\n"))
-		}
-	})
-	return srv, pr
+	return nestgh.LabWithPR(t, cfg)
 }
 
 type logLines struct {
