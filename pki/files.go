@@ -2,6 +2,8 @@ package pki
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -24,11 +26,80 @@ type Files interface {
 	Remove(name string) error
 }
 
-// Dir is a certificate tree in a directory on disk.
+// Dir is a certificate tree in a directory on disk. Everything it reads
+// and writes goes through an os.Root opened at the directory, and it
+// follows no symbolic link: the directory itself, or anything on the way
+// to a name in it, being a link is a *LinkError. (A pull request may hold
+// links; through one, a read or a write could reach outside the checkout.)
 type Dir string
 
-// Open opens name below the directory.
-func (d Dir) Open(name string) (fs.File, error) { return os.DirFS(string(d)).Open(name) }
+// LinkError is a symbolic link where Dir reads or writes. It names the link,
+// never what it points at.
+type LinkError struct {
+	Dir  string // the tree
+	Path string // the link, relative to Dir ("." for Dir itself)
+}
+
+func (e *LinkError) Error() string {
+	return fmt.Sprintf("%s: a symbolic link; nestbot reads and writes nothing through a link in pki.dir (it could lead out of the repository): replace it with the file or directory itself",
+		filepath.Join(e.Dir, filepath.FromSlash(e.Path)))
+}
+
+// ErrSymlink is matched (errors.Is) by a *LinkError.
+var ErrSymlink = errors.New("symbolic link")
+
+// Is makes errors.Is(err, ErrSymlink) hold.
+func (e *LinkError) Is(target error) bool { return target == ErrSymlink }
+
+// root opens the tree's directory, refusing it when it is a link.
+func (d Dir) root() (*os.Root, error) {
+	if fi, err := os.Lstat(string(d)); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return nil, &LinkError{Dir: string(d), Path: "."}
+	}
+	return os.OpenRoot(string(d))
+}
+
+// noLinks refuses name when it, or a directory on the way to it, is a
+// symbolic link; what does not exist yet is no link.
+func (d Dir) noLinks(r *os.Root, name string) error {
+	p := ""
+	for part := range strings.SplitSeq(name, "/") {
+		p = path.Join(p, part)
+		fi, err := r.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return &LinkError{Dir: string(d), Path: p}
+		}
+	}
+	return nil
+}
+
+// Open opens name below the directory (fs.FS), following no link.
+func (d Dir) Open(name string) (fs.File, error) {
+	if !fs.ValidPath(name) {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
+	}
+	r, err := d.root()
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	defer r.Close()
+	if name != "." {
+		if err := d.noLinks(r, name); err != nil {
+			return nil, err
+		}
+	}
+	f, err := r.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
 
 // WriteFile writes data to a temporary file beside name, syncs it, and
 // renames it into place, so a failure leaves the old file or none. It
@@ -39,7 +110,7 @@ func (d Dir) WriteFile(name string, data []byte) error {
 		return err // directories it made stay: others may be writing beside them
 	}
 	if err := s.Commit(); err != nil {
-		os.Remove(s.tmp) // only the file: others may be staged beside it
+		s.removeTmp() // only the file: others may be staged beside it
 		return err
 	}
 	return nil
@@ -81,27 +152,51 @@ func (d Dir) stage(name string, data []byte) (*dirStaged, error) {
 	if err := checkWrite(name, data); err != nil {
 		return nil, err
 	}
-	root := filepath.Clean(string(d))
-	full := filepath.Join(root, filepath.FromSlash(name))
-	s := &dirStaged{root: root, name: name, full: full}
-	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+	if err := os.MkdirAll(string(d), 0o755); err != nil {
+		return nil, fmt.Errorf("write %s: %w", name, err)
+	}
+	r, err := d.root()
+	if err != nil {
+		return nil, fmt.Errorf("write %s: %w", name, err)
+	}
+	defer r.Close()
+	if err := d.noLinks(r, name); err != nil {
+		return nil, err
+	}
+	s := &dirStaged{d: d, name: name}
+	if err := r.MkdirAll(path.Dir(name), 0o755); err != nil {
 		return s, fmt.Errorf("write %s: %w", name, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(full), "."+filepath.Base(full)+".*.tmp")
+	tmp, f, err := createTemp(r, name)
 	if err != nil {
 		return s, fmt.Errorf("write %s: %w", name, err)
 	}
-	s.tmp = tmp.Name()
-	err = writeSynced(tmp, data)
-	if cerr := tmp.Close(); err == nil {
+	s.tmp = tmp
+	err = writeSynced(f, data)
+	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(s.tmp)
+		r.Remove(tmp)
 		s.tmp = ""
 		return s, fmt.Errorf("write %s: %w", name, err)
 	}
 	return s, nil
+}
+
+// createTemp creates a new file beside name, "."+base+".<random>.tmp".
+func createTemp(r *os.Root, name string) (string, *os.File, error) {
+	for range 100 {
+		var b [8]byte
+		rand.Read(b[:])
+		tmp := path.Join(path.Dir(name), "."+path.Base(name)+"."+hex.EncodeToString(b[:])+".tmp")
+		f, err := r.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return tmp, f, err
+	}
+	return "", nil, errors.New("no free temporary name")
 }
 
 func writeSynced(f *os.File, data []byte) error {
@@ -115,14 +210,34 @@ func writeSynced(f *os.File, data []byte) error {
 }
 
 type dirStaged struct {
-	root, name, tmp, full string
-	committed             bool
+	d         Dir
+	name, tmp string
+	committed bool
+}
+
+// with runs f on the tree's root, opened for it (a staged file holds no
+// descriptor: thousands may be staged at once).
+func (s *dirStaged) with(f func(r *os.Root) error) error {
+	r, err := s.d.root()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return f(r)
+}
+
+func (s *dirStaged) removeTmp() {
+	if s.tmp != "" {
+		s.with(func(r *os.Root) error { return r.Remove(s.tmp) })
+		s.tmp = ""
+	}
 }
 
 func (s *dirStaged) Commit() error {
-	if err := os.Rename(s.tmp, s.full); err != nil {
+	if err := s.with(func(r *os.Root) error { return r.Rename(s.tmp, s.name) }); err != nil {
 		return fmt.Errorf("write %s: %w", s.name, err)
 	}
+	s.tmp = ""
 	s.committed = true
 	return nil
 }
@@ -133,14 +248,15 @@ func (s *dirStaged) Discard() {
 	if s.committed {
 		return
 	}
-	if s.tmp != "" {
-		os.Remove(s.tmp)
-	}
-	for dir := filepath.Dir(s.full); dir != s.root && strings.HasPrefix(dir, s.root+string(filepath.Separator)); dir = filepath.Dir(dir) {
-		if os.Remove(dir) != nil {
-			break
+	s.removeTmp()
+	s.with(func(r *os.Root) error {
+		for dir := path.Dir(s.name); dir != "." && dir != "/"; dir = path.Dir(dir) {
+			if r.Remove(dir) != nil {
+				break
+			}
 		}
-	}
+		return nil
+	})
 }
 
 // Remove deletes name; a missing file is not an error.
@@ -148,7 +264,18 @@ func (d Dir) Remove(name string) error {
 	if !fs.ValidPath(name) || name == "." {
 		return fmt.Errorf("remove %q: not a relative slash-separated path", name)
 	}
-	err := os.Remove(filepath.Join(string(d), filepath.FromSlash(name)))
+	r, err := d.root()
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", name, err)
+	}
+	defer r.Close()
+	if err := d.noLinks(r, path.Dir(name)); err != nil {
+		return err
+	}
+	err = r.Remove(name)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", name, err)
 	}

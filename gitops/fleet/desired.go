@@ -13,6 +13,7 @@ package fleet // import "github.com/ducksnest/nestbot/gitops/fleet"
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -36,40 +37,89 @@ type Desired struct {
 	HostKeys map[string]string
 	// Pins are the hosts' pinned SSH host keys (hosts.<name>.host_key,
 	// by default the same file as the age recipient).
-	Pins   map[string]string
+	Pins map[string]string
+	// Nodes are the tailnet node ids pinned for the hosts
+	// (<pki.dir>/hosts/<host>.node): only that node is the host.
+	Nodes  map[string]string
 	Root   string // the directory holding nest.yaml: paths in it are relative to here
 	Source []byte // nest.yaml as read
 }
 
 // Load reads nest.yaml and the host keys pinned beside it. A nest.yaml
 // with mistakes fails with nest.Errors, every mistake at file:line:col.
+//
+// Everything is read through an os.Root at nest.yaml's directory, and no
+// symbolic link is followed: nest.yaml being one, or pki.dir or a directory
+// on the way to it, is an error naming it (a pull request may hold links,
+// and through one a read could reach the bot's own files). What is under
+// pki.dir, pki.Dir reads and writes the same way.
 func Load(file string) (*Desired, error) {
-	f, err := nest.Load(file)
+	root, err := os.OpenRoot(filepath.Dir(file))
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		return nil, fmt.Errorf("nest: %w", &fs.PathError{Op: "open", Path: file, Err: pe.Err})
+	}
 	if err != nil {
+		return nil, fmt.Errorf("nest: %w", err)
+	}
+	defer root.Close()
+	name := filepath.Base(file)
+	if err := noLink(root, file, name); err != nil {
 		return nil, err
 	}
-	src, err := os.ReadFile(file)
+	src, err := readBounded(root, name, nest.MaxFileSize)
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		return nil, fmt.Errorf("nest: %w", &fs.PathError{Op: "open", Path: file, Err: pe.Err}) // as os.Open says it
+	}
+	if err != nil {
+		return nil, fmt.Errorf("nest: read %s: %w", file, err)
+	}
+	if len(src) > nest.MaxFileSize {
+		return nil, nest.Errors{{File: file, Msg: fmt.Sprintf("file is larger than %d bytes", nest.MaxFileSize)}}
+	}
+	f, err := nest.Parse(file, src)
 	if err != nil {
 		return nil, err
 	}
 	d := &Desired{File: file, Fleet: f, Root: filepath.Dir(file), Source: src}
 	if f.PKI != nil {
-		d.HostKeys, err = pki.ReadHostKeys(d.PKIDir(), d.HostNames())
+		pkiRel := filepath.FromSlash(f.PKI.Dir)
+		if err := noLink(root, filepath.Join(d.Root, pkiRel), pkiRel); err != nil {
+			return nil, fmt.Errorf("pki.dir: %w", err)
+		}
+		// The hosts' keys, and those pinned for a directory of the tree no
+		// host names (hosts/<dir>.pub), which its adopted keys are encrypted to.
+		names := d.HostNames()
+		if dir, err := root.Open(filepath.Join(pkiRel, "derived")); err == nil {
+			entries, _ := dir.ReadDir(-1)
+			dir.Close()
+			for _, e := range entries {
+				if e.IsDir() && !slices.Contains(names, e.Name()) && !strings.HasPrefix(e.Name(), ".") {
+					names = append(names, e.Name())
+				}
+			}
+		}
+		d.HostKeys, err = pki.ReadHostKeys(d.PKIDir(), names)
 		if err != nil {
 			return nil, err
 		}
+		if d.Nodes, err = pki.ReadNodeIDs(d.PKIDir(), d.HostNames()); err != nil {
+			return nil, err
+		}
 	}
-	if d.Pins, err = d.readPins(); err != nil {
+	if d.Pins, err = d.readPins(root); err != nil {
 		return nil, err
 	}
 	return d, nil
 }
 
+// maxKeyFile bounds a pinned host key's file: one public key line.
+const maxKeyFile = 16 << 10
+
 // readPins reads each host's pinned SSH host key from hosts.<name>.host_key,
 // or, without one, takes its age recipient from pki.dir (the same file). A
 // host without a file is not pinned yet; a file that does not hold an SSH
 // public key is an error naming it.
-func (d *Desired) readPins() (map[string]string, error) {
+func (d *Desired) readPins(root *os.Root) (map[string]string, error) {
 	pins := map[string]string{}
 	var errs []error
 	for _, name := range d.HostNames() {
@@ -81,12 +131,21 @@ func (d *Desired) readPins() (map[string]string, error) {
 			continue
 		}
 		p := d.HostKeyFile(h)
-		data, err := os.ReadFile(p)
+		rel := filepath.FromSlash(h.HostKey)
+		if err := noLink(root, p, rel); err != nil {
+			errs = append(errs, fmt.Errorf("pinned host key of %s: %w", name, err))
+			continue
+		}
+		data, err := readBounded(root, rel, maxKeyFile)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("pinned host key of %s: %w", name, err))
+			continue
+		}
+		if len(data) > maxKeyFile {
+			errs = append(errs, fmt.Errorf("pinned host key of %s: %s is larger than %d bytes; it should hold one SSH public key", name, p, maxKeyFile))
 			continue
 		}
 		line, _, _ := strings.Cut(strings.TrimSpace(string(data)), "\n")
@@ -110,8 +169,49 @@ func (d *Desired) HostKeyFile(h *nest.Host) string {
 	return filepath.Join(d.Root, filepath.FromSlash(p))
 }
 
+// noLink refuses rel, below root, when it or a directory on the way to it
+// is a symbolic link; shown is how errors name rel. What does not exist is
+// no link.
+func noLink(root *os.Root, shown, rel string) error {
+	p := ""
+	for _, part := range strings.Split(filepath.ToSlash(rel), "/") {
+		p = filepath.Join(p, part)
+		fi, err := root.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("%s: %s is a symbolic link; nestbot follows no link in the repository (it could lead out of it): replace it with the file or directory itself", shown, p)
+		}
+	}
+	return nil
+}
+
+// readBounded reads name below root, at most limit+1 bytes.
+func readBounded(root *os.Root, name string, limit int64) ([]byte, error) {
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, limit+1))
+}
+
+// HostsByNode maps each host's tailnet node name (hosts.<name>.tailnet_name)
+// to the host.
+func (d *Desired) HostsByNode() map[string]string {
+	m := make(map[string]string, len(d.Fleet.Hosts))
+	for name, h := range d.Fleet.Hosts {
+		m[h.TailnetNode()] = name
+	}
+	return m
+}
+
 // Digest fingerprints the desired state: nest.yaml, the hosts' age
-// recipients and their pinned host keys.
+// recipients, their pinned host keys and their pinned nodes.
 func (d *Desired) Digest() string {
 	parts := [][]byte{d.Source}
 	for _, h := range slices.Sorted(maps.Keys(d.HostKeys)) {
@@ -121,6 +221,9 @@ func (d *Desired) Digest() string {
 		if d.Pins[h] != d.HostKeys[h] {
 			parts = append(parts, []byte("pin "+h+" "+d.Pins[h]))
 		}
+	}
+	for _, h := range slices.Sorted(maps.Keys(d.Nodes)) {
+		parts = append(parts, []byte("node "+h+" "+d.Nodes[h]))
 	}
 	return reconcile.DigestBytes(parts...)
 }

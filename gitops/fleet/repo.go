@@ -171,9 +171,10 @@ func (r *Repo) evalToplevels(ctx context.Context, d *Desired, nix *rollout.Local
 
 // Targets are the desired hosts as the rollout reaches them: by the
 // tailnet address of their node (hosts.<name>.tailnet_name), with their
-// flake attributes, pinned host keys and logins. getenv resolves
-// rollout.ssh.key, nestbot's own key, for hosts that log in over OpenSSH.
-func Targets(d *Desired, live *reconcile.Live, getenv func(string) string) ([]rollout.Target, error) {
+// flake attributes, pinned host keys and logins. getenv and secretsDir
+// resolve rollout.ssh.key, nestbot's own key, for hosts that log in over
+// OpenSSH (nest.SecretRef.Resolve).
+func Targets(d *Desired, live *reconcile.Live, getenv func(string) string, secretsDir string) ([]rollout.Target, error) {
 	addr := map[string]string{}
 	for _, n := range live.Tailnet.Nodes {
 		if len(n.IPs) > 0 {
@@ -190,7 +191,7 @@ func Targets(d *Desired, live *reconcile.Live, getenv func(string) string) ([]ro
 		if l.Via == nest.SSHViaOpenSSH {
 			if key == nil {
 				var err error
-				if key, err = deployKey(d.Fleet, getenv); err != nil {
+				if key, err = deployKey(d.Fleet, getenv, secretsDir); err != nil {
 					return nil, err
 				}
 			}
@@ -210,12 +211,12 @@ func Targets(d *Desired, live *reconcile.Live, getenv func(string) string) ([]ro
 
 // deployKey reads nestbot's own SSH key from rollout.ssh.key. Its errors
 // say where the key was looked for, never what it holds.
-func deployKey(f *nest.Fleet, getenv func(string) string) (ssh.Signer, error) {
+func deployKey(f *nest.Fleet, getenv func(string) string, secretsDir string) (ssh.Signer, error) {
 	ref := f.Rollout.SSH.Key
 	if ref == nil {
 		return nil, errors.New("rollout.ssh.key: a host logs in over openssh, and nest.yaml names no key for nestbot")
 	}
-	pem, err := ref.Resolve(getenv)
+	pem, err := ref.Resolve(getenv, secretsDir)
 	if err != nil {
 		return nil, fmt.Errorf("rollout.ssh.key: %w", err)
 	}
@@ -232,11 +233,11 @@ func deployKey(f *nest.Fleet, getenv func(string) string) (ssh.Signer, error) {
 
 // DeployPublicKey is nestbot's SSH public key (authorized_keys format), for
 // the deploy user's authorized_keys; "" when no host logs in over OpenSSH.
-func DeployPublicKey(f *nest.Fleet, getenv func(string) string) (string, error) {
+func DeployPublicKey(f *nest.Fleet, getenv func(string) string, secretsDir string) (string, error) {
 	if f.Rollout.SSH.Key == nil {
 		return "", nil
 	}
-	key, err := deployKey(f, getenv)
+	key, err := deployKey(f, getenv, secretsDir)
 	if err != nil {
 		return "", err
 	}
@@ -245,8 +246,8 @@ func DeployPublicKey(f *nest.Fleet, getenv func(string) string) (string, error) 
 
 // observeHosts probes, over the tailnet, every desired host that is on it:
 // what it runs. A host that cannot be reached is recorded as such.
-func observeHosts(ctx context.Context, bot *tsnet.Server, d *Desired, live *reconcile.Live, getenv func(string) string) (map[string]reconcile.HostRun, map[string]error) {
-	ts, err := Targets(d, live, getenv)
+func observeHosts(ctx context.Context, bot *tsnet.Server, d *Desired, live *reconcile.Live, getenv func(string) string, secretsDir string) (map[string]reconcile.HostRun, map[string]error) {
+	ts, err := Targets(d, live, getenv, secretsDir)
 	runs := map[string]reconcile.HostRun{}
 	errs := map[string]error{}
 	if err != nil {

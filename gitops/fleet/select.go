@@ -18,10 +18,7 @@ import (
 func SelectHosts(d *Desired, live *reconcile.Live, selectors []string) ([]string, error) {
 	tags := map[string][]string{} // host → its node's tags
 	if live != nil {
-		byNode := map[string]string{}
-		for _, name := range d.HostNames() {
-			byNode[d.Fleet.Hosts[name].TailnetNode()] = name
-		}
+		byNode := d.HostsByNode()
 		for _, n := range live.Tailnet.Nodes {
 			if h, ok := byNode[n.Name]; ok {
 				tags[h] = n.Tags

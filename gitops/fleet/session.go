@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -47,6 +48,15 @@ type Options struct {
 	Nix *rollout.LocalNix
 	// NoEval turns the evaluation off: hosts are compared by path rules.
 	NoEval bool
+	// SecretsDir is the only directory a file: reference in nest.yaml may
+	// name (--secrets-dir); "" refuses file: references.
+	SecretsDir string
+	// Mask, if set, receives every secret minted or read from a file while
+	// observing and applying (auth keys, the OAuth client secret, the age
+	// identity), before it is used: the Action masks them in the job's
+	// log. One straight from an environment variable is not: the runner
+	// masks the workflow's secrets itself.
+	Mask func(secret string)
 }
 
 // nix is the local nix, or nil when there is none.
@@ -59,6 +69,22 @@ func (o Options) nix() *rollout.LocalNix {
 		return nil
 	}
 	return n
+}
+
+// mask hands secret to Mask, if any.
+func (o Options) mask(secret string) {
+	if o.Mask != nil && secret != "" {
+		o.Mask(secret)
+	}
+}
+
+// maskUnlessEnv masks secret, resolved from ref, unless it came straight
+// from an environment variable.
+func (o Options) maskUnlessEnv(ref *nest.SecretRef, secret string) {
+	if ref != nil && ref.Env != "" && o.Getenv(ref.Env) != "" {
+		return
+	}
+	o.mask(secret)
 }
 
 // TailnetOptions are how nestbot's own tailnet node joins.
@@ -87,15 +113,15 @@ func (t TailnetOptions) StateDirOr(getenv func(string) string) string {
 
 // authKey is the node's key: AuthKey, NESTBOT_TS_AUTHKEY_FILE, or the
 // fleet's tailnet.auth_key.
-func (t TailnetOptions) authKey(f *nest.Fleet, getenv func(string) string) (string, error) {
+func (t TailnetOptions) authKey(f *nest.Fleet, getenv func(string) string, secretsDir string) (string, error) {
 	if t.AuthKey != "" {
 		return t.AuthKey, nil
 	}
 	if file := getenv("NESTBOT_TS_AUTHKEY_FILE"); file != "" {
-		return nest.SecretRef{File: file}.Resolve(getenv)
+		return nest.ReadSecretFile(file) // the operator's
 	}
 	if f.Tailnet.AuthKey != nil {
-		return f.Tailnet.AuthKey.Resolve(getenv)
+		return f.Tailnet.AuthKey.Resolve(getenv, secretsDir)
 	}
 	return "", errors.New("no auth key for nestbot's tailnet node: set tailnet.auth_key in nest.yaml or --ts-authkey")
 }
@@ -117,6 +143,13 @@ type Session struct {
 
 	certHosts map[string]bool // hosts whose certificates this apply committed
 
+	// The tailnet as bound to the hosts (nesttailnet.Bind): every node id
+	// observed, what was refused and why, and the nodes new hosts joined
+	// as during this apply (pinned with their host keys).
+	seen    map[string]bool
+	refused []string
+	joined  map[string]string
+
 	opts Options
 }
 
@@ -137,6 +170,7 @@ func (s *Session) Plan(revision string) (*reconcile.Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plan %s:\n  %s", s.Desired.Fleet.Name, strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
+	plan.Notes = append(plan.Notes, s.refused...)
 	return plan, nil
 }
 
@@ -177,7 +211,7 @@ func Observe(ctx context.Context, d *Desired, opts Options) (*Session, error) {
 	s := &Session{Desired: d, opts: opts, Live: &reconcile.Live{FormatVersion: reconcile.FormatVersion, ObservedAt: time.Now().UTC()}}
 	s.Live.Planes = []reconcile.Plane{}
 	if opts.wants(reconcile.PlaneTailnet) || opts.wants(reconcile.PlaneHosts) {
-		bot, err := join(ctx, d, opts.Tailnet, opts.Getenv)
+		bot, err := join(ctx, d, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -187,9 +221,10 @@ func Observe(ctx context.Context, d *Desired, opts Options) (*Session, error) {
 				s.Close()
 				return nil, fmt.Errorf("observe the tailnet: %w", err)
 			}
+			s.Live.Tailnet.Nodes, s.refused = s.bind(s.Live.Tailnet.Nodes)
 			s.Live.Planes = append(s.Live.Planes, reconcile.PlaneTailnet)
 			s.Repo = OpenRepo(d.Root)
-			s.Live.Hosts, s.HostErrors = observeHosts(ctx, bot, d, s.Live, opts.Getenv)
+			s.Live.Hosts, s.HostErrors = observeHosts(ctx, bot, d, s.Live, opts.Getenv, opts.SecretsDir)
 			s.Repo.fill(s.Live)
 			if !opts.NoEval {
 				s.Repo.evalToplevels(ctx, d, opts.nix(), s.Live)
@@ -224,12 +259,49 @@ func Observe(ctx context.Context, d *Desired, opts Options) (*Session, error) {
 	return s, nil
 }
 
+// bind keeps the nodes that may stand for the fleet's hosts
+// (nesttailnet.Bind): by the fleet's tags and the node ids pinned for the
+// hosts, or joined as them during this apply. It notes every node id seen.
+func (s *Session) bind(nodes []reconcile.Node) ([]reconcile.Node, []string) {
+	d := s.Desired
+	if s.seen == nil {
+		s.seen = map[string]bool{}
+	}
+	for _, n := range nodes {
+		s.seen[n.ID] = true
+	}
+	hosts := map[string]string{}
+	for name, h := range d.Fleet.Hosts {
+		hosts[name] = h.TailnetNode()
+	}
+	return nesttailnet.Bind(nodes, nesttailnet.BindOptions{Hosts: hosts, Tags: d.Fleet.Tailnet.Tags, Pinned: s.pinnedNodes()})
+}
+
+// pinnedNodes are the node ids pinned for the hosts, with those new hosts
+// joined as during this apply.
+func (s *Session) pinnedNodes() map[string]string {
+	pinned := maps.Clone(s.Desired.Nodes)
+	if pinned == nil {
+		pinned = map[string]string{}
+	}
+	maps.Copy(pinned, s.joined)
+	return pinned
+}
+
 // join starts nestbot's own ephemeral node. It returns nil, nil when there
 // is no way to join (no key): the tailnet plane is then not observed.
-func join(ctx context.Context, d *Desired, t TailnetOptions, getenv func(string) string) (*tsnet.Server, error) {
-	key, err := t.authKey(d.Fleet, getenv)
+func join(ctx context.Context, d *Desired, opts Options) (*tsnet.Server, error) {
+	t, getenv := opts.Tailnet, opts.Getenv
+	key, err := t.authKey(d.Fleet, getenv, opts.SecretsDir)
 	if err != nil {
 		return nil, nil
+	}
+	switch {
+	case t.AuthKey != "": // a flag, as the operator gave it
+	case getenv("NESTBOT_TS_AUTHKEY_FILE") != "":
+		opts.mask(key)
+	default:
+		opts.maskUnlessEnv(d.Fleet.Tailnet.AuthKey, key)
 	}
 	control := t.ControlURL
 	if control == "" {
@@ -271,10 +343,7 @@ func observeCerts(ctx context.Context, d *Desired, live *reconcile.Live, bot *ts
 	}
 	notRolled := map[string][]string{} // certificate id → host:port still serving an older one
 	if bot != nil {
-		byNode := map[string]string{}
-		for _, name := range d.HostNames() {
-			byNode[d.Fleet.Hosts[name].TailnetNode()] = name
-		}
+		byNode := d.HostsByNode()
 		for _, n := range live.Tailnet.Nodes {
 			host, ok := byNode[n.Name]
 			if !ok || len(n.IPs) == 0 {
@@ -285,7 +354,7 @@ func observeCerts(ctx context.Context, d *Desired, live *reconcile.Live, bot *ts
 				_, portStr, _ := strings.Cut(hp, ":")
 				port, _ := strconv.Atoi(portStr)
 				if leaf := pki.ServedLeaf(port); leaf != "" {
-					id := host + "/" + leaf
+					id := d.Fleet.Hosts[host].NetworkingHostName() + "/" + leaf
 					notRolled[id] = append(notRolled[id], hp)
 				}
 			}
@@ -298,7 +367,8 @@ func observeCerts(ctx context.Context, d *Desired, live *reconcile.Live, bot *ts
 		}
 		certs[id] = reconcile.Cert{CommonName: o.CommonName, Organization: o.Organization, DNSNames: o.DNSNames, IPs: o.IPs,
 			Usages: o.Usages, IsCA: o.IsCA, Issuer: o.Issuer, NotBefore: o.NotBefore, NotAfter: o.NotAfter, Recipients: o.Recipients,
-			NotRolled: notRolled[id]}
+			Path: o.CertPath, KeyOnly: o.KeyOnly, KeyAlgorithm: o.KeyAlgorithm, Signer: o.Signer, Adopted: !o.KeyOnly && !o.IssuedByNestbot && o.Error == "",
+			KeyStanzas: o.KeyStanzas, NotRolled: notRolled[id]}
 	}
 	return certs, nil
 }
@@ -317,6 +387,7 @@ func (s *Session) Refresh(ctx context.Context) (*reconcile.Live, error) {
 		if l.Tailnet, err = nesttailnet.Observe(ctx, s.Bot); err != nil {
 			return nil, fmt.Errorf("observe the tailnet again: %w", err)
 		}
+		l.Tailnet.Nodes, _ = s.bind(l.Tailnet.Nodes)
 	}
 	return &l, nil
 }
@@ -358,7 +429,7 @@ func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) (writ
 	if s.Bot == nil || d.Fleet.PKI == nil {
 		return nil, nil, nil
 	}
-	ts, err := Targets(d, live, s.opts.Getenv)
+	ts, err := Targets(d, live, s.opts.Getenv, s.opts.SecretsDir)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -402,6 +473,33 @@ func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) (writ
 		d.HostKeys[t.Name] = pki.NormalizeRecipient(key)
 		d.Pins[t.Name] = d.HostKeys[t.Name]
 		written = append(written, pki.HostKeyPath(t.Name))
+	}
+	// Beside each pinned key, the node it was learned from: only that node
+	// is the host from now on (nesttailnet.Bind), whatever others call
+	// themselves. A host pinned before nestbot pinned nodes gets its node now.
+	byNode := d.HostsByNode()
+	node := map[string]string{}
+	for _, n := range live.Tailnet.Nodes { // bound already: one node per host at most
+		if host, ok := byNode[n.Name]; ok && n.ID != "" {
+			node[host] = n.ID
+		}
+	}
+	for _, t := range ts {
+		id := node[t.Name]
+		if d.HostKeys[t.Name] == "" || id == "" || d.Nodes[t.Name] != "" {
+			continue
+		}
+		wrote, err := pki.PinNode(pki.Dir(d.PKIDir()), t.Name, id)
+		if err != nil {
+			return written, warnings, err
+		}
+		if d.Nodes == nil {
+			d.Nodes = map[string]string{}
+		}
+		d.Nodes[t.Name] = id
+		if wrote {
+			written = append(written, pki.NodePath(t.Name))
+		}
 	}
 	return written, warnings, nil
 }
