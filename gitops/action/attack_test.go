@@ -83,7 +83,7 @@ const hostileStderr = "switch failed\n::add-mask::laptop-ultra\n  ::error title=
 func TestHostStderrReachesTheLogInert(t *testing.T) {
 	var out strings.Builder
 	g := &hostGroups{out: &out}
-	g.event(rollout.Event{Host: "laptop-ultra", State: rollout.StateSwitching})
+	g.event(rollout.Event{Host: "laptop-ultra", State: rollout.StateActivating})
 	g.event(rollout.Event{Host: "laptop-ultra", State: rollout.StateRolledBack, Detail: hostileStderr})
 	g.close()
 	inertLog(func(format string, args ...any) { fmt.Fprintf(&out, format+"\n", args...) })("%s: rollout: %s", "ducksnest/infra", hostileStderr)

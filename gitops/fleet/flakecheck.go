@@ -73,9 +73,9 @@ func (d *Desired) CheckFlake(ctx context.Context, nix *rollout.LocalNix) ([]stri
 	for _, name := range d.HostNames() {
 		h := d.Fleet.Hosts[name]
 		hn := hostNames[h.FlakeAttr()]
-		if hn != "" && hn != h.TailnetNode() {
-			notes = append(notes, fmt.Sprintf("host %s: its networking.hostName is %s, but nestbot looks for the tailnet node %s; if tailscale names it %s, set hosts.%s.tailnet_name: %s",
-				name, hn, h.TailnetNode(), hn, name, hn))
+		if hn != "" && hn != h.NetworkingHostName() {
+			notes = append(notes, fmt.Sprintf("host %s: its networking.hostName is %s, but nest.yaml gives it the host name %s (its certificates' directory and host name, and its tailnet node's name unless tailnet_name says otherwise); set hosts.%s.host_name: %s",
+				name, hn, h.NetworkingHostName(), name, hn))
 		}
 	}
 	return notes, nil

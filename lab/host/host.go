@@ -50,6 +50,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -497,6 +498,21 @@ func (h *Host) TailscaleIP() string {
 		return ""
 	}
 	return strings.TrimSpace(out)
+}
+
+// NodeID is the id of the host's tailnet node, "" if it has none now.
+func (h *Host) NodeID() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := h.Run(ctx, "tailscale", "status", "--json", "--peers=false")
+	if err != nil {
+		return ""
+	}
+	var st struct{ Self struct{ ID string } }
+	if json.Unmarshal([]byte(out), &st) != nil {
+		return ""
+	}
+	return st.Self.ID
 }
 
 // labPorts are the ports of the tailnet's control and DERP servers on

@@ -12,7 +12,8 @@ import (
 
 // UserData renders the user-data of a new instance: a NixOS configuration
 // that the NixOS AMI's amazon-init applies on first boot. It sets the host
-// name (the host's tailnet name: tailscale names the node after it) and
+// name (networking.hostName, which tailscale names the node after unless
+// tailnet_name asks for --hostname) and
 // joins the tailnet with authKey, so that nestbot can log in the way
 // nest.yaml says before the host's own configuration is applied: with
 // Tailscale SSH (tailscale up --ssh; the tailnet policy's ssh rule decides
@@ -25,6 +26,9 @@ func UserData(f *nest.Fleet, h *nest.Host, authKey, deployKey string) string {
 	var flags []string
 	if login.Via == nest.SSHViaTailscale {
 		flags = append(flags, "--ssh")
+	}
+	if node := h.TailnetNode(); node != h.NetworkingHostName() {
+		flags = append(flags, "--hostname="+node)
 	}
 	if len(f.Tailnet.Tags) > 0 {
 		flags = append(flags, "--advertise-tags="+strings.Join(f.Tailnet.Tags, ","))
@@ -40,7 +44,7 @@ func UserData(f *nest.Fleet, h *nest.Host, authKey, deployKey string) string {
 	fmt.Fprintf(&b, "### nestbot user-data: fleet %s, host %s\n", f.Name, h.Name)
 	b.WriteString("{ config, pkgs, modulesPath, ... }:\n{\n")
 	b.WriteString("  imports = [ \"${modulesPath}/virtualisation/amazon-image.nix\" ];\n")
-	fmt.Fprintf(&b, "  networking.hostName = %s;\n", strconv.Quote(h.TailnetNode()))
+	fmt.Fprintf(&b, "  networking.hostName = %s;\n", strconv.Quote(h.NetworkingHostName()))
 	b.WriteString("  services.tailscale.enable = true;\n")
 	fmt.Fprintf(&b, "  services.tailscale.authKeyFile = pkgs.writeText \"tailscale-authkey\" %s;\n", strconv.Quote(authKey))
 	fmt.Fprintf(&b, "  services.tailscale.extraUpFlags = [ %s ];\n", strings.Join(quoted, " "))
