@@ -2,12 +2,16 @@ package lab_test
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ducksnest/nestbot/internal/fixtures"
 
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"golang.org/x/crypto/ssh"
@@ -160,5 +164,79 @@ func TestExampleFlakeLocksTheStandIns(t *testing.T) {
 	got, err := os.ReadFile(path)
 	if err != nil || string(got) != want {
 		t.Errorf("%s does not lock the lab's stand-ins (%v): run go test ./lab -update\nwant:\n%s", path, err, want)
+	}
+}
+
+// TestExampleHostChangesAlone: a change to one host's configuration, or a
+// certificate issued for another host, changes that host's toplevel only,
+// as nix evaluates the example with the lab's stand-ins. (The stand-in
+// agenix once named the key files by the flake's source path, so every
+// commit changed every host's system and every rollout rolled them all.)
+func TestExampleHostChangesAlone(t *testing.T) {
+	fixtures.Require(t, "nix")
+	fixtures.Require(t, "git")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, _, err := host.StoreDir(ctx); err != nil { // the stand-ins, in this machine's store too
+		t.Fatal(err)
+	}
+	repo := t.TempDir()
+	if err := os.CopyFS(repo, os.DirFS("../examples/ducksnest")); err != nil {
+		t.Fatal(err)
+	}
+	git := func(args ...string) {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, "git", append([]string{"-C", repo, "-c", "user.name=t", "-c", "user.email=t@example.com"}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %s: %v: %s", args[0], err, out)
+		}
+	}
+	toplevels := func() map[string]string {
+		t.Helper()
+		git("add", "-A")
+		git("commit", "-qm", "change")
+		out, err := exec.CommandContext(ctx, "nix", "--extra-experimental-features", "nix-command flakes", "eval", "--json",
+			"git+file://"+repo+"?dir=infra/nix#nixosConfigurations", "--apply",
+			"cs: builtins.mapAttrs (_: c: c.config.system.build.toplevel.outPath) cs").Output()
+		if err != nil {
+			t.Fatalf("nix eval: %v: %s", err, out)
+		}
+		var tops map[string]string
+		if err := json.Unmarshal(out, &tops); err != nil {
+			t.Fatal(err)
+		}
+		return tops
+	}
+	write := func(rel, content string) {
+		t.Helper()
+		p := filepath.Join(repo, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	git("init", "-q")
+	// Every host serves its certificates, so that agenix has keys to name.
+	for _, h := range []string{"ec2-controlplane", "laptop-firebat", "laptop-ultra"} {
+		for _, stem := range []string{"kubernetes-kubelet-serving", "kubernetes-apiserver", "etcd-server"} {
+			write("infra/nix/secrets/certs/derived/"+h+"/"+stem+".crt", "cert of "+h+"\n")
+			write("infra/nix/secrets/certs/derived/"+h+"/"+stem+".key.age", "key of "+h+"\n")
+		}
+	}
+	before := toplevels()
+	ultra := filepath.Join(repo, "infra/nix/hosts/laptop-ultra/configuration.nix")
+	conf, err := os.ReadFile(ultra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("infra/nix/hosts/laptop-ultra/configuration.nix", strings.Replace(string(conf), "{ ... }:\n{\n", "{ ... }:\n{\n  environment.etc.\"motd\".text = \"quack\";\n", 1))
+	write("infra/nix/secrets/certs/derived/laptop-firebat/kubernetes-kubelet-serving.crt", "renewed cert of laptop-firebat\n")
+	after := toplevels()
+	for h, want := range map[string]bool{"ec2-controlplane": false, "laptop-firebat": true, "laptop-ultra": true} {
+		if changed := before[h] != after[h]; changed != want {
+			t.Errorf("%s: toplevel changed %v, want %v (%s → %s)", h, changed, want, before[h], after[h])
+		}
 	}
 }

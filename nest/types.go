@@ -21,7 +21,7 @@ type Fleet struct {
 	Flake   string           `yaml:"flake" doc:"Path of the flake, relative to the repository root; hosts are nixosConfigurations.<host>. Default \".\"."`
 	AWS     *AWS             `yaml:"aws" doc:"The cloud plane. Omit for a fleet with no AWS resources."`
 	Tailnet Tailnet          `yaml:"tailnet" doc:"The tailnet every host joins and nestbot reaches hosts through."`
-	Hosts   map[string]*Host `yaml:"hosts" doc:"Hosts by name: a DNS label. By default also the host's flake attribute and tailnet node name (see flake_attribute, tailnet_name)." required:"true"`
+	Hosts   map[string]*Host `yaml:"hosts" doc:"Hosts by name: a DNS label. By default also the host's flake attribute, networking.hostName and tailnet node name (see flake_attribute, host_name, tailnet_name)." required:"true"`
 	PKI     *PKI             `yaml:"pki" doc:"The Kubernetes certificate set. Omit to manage no certificates."`
 	Rollout Rollout          `yaml:"rollout" doc:"How commits roll across the hosts (see Hosts and rollouts)."`
 	GitHub  GitHub           `yaml:"github" doc:"How the GitHub bot applies."`

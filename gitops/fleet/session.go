@@ -46,8 +46,6 @@ type Options struct {
 	// system changes), and for rollout.build_on local. Nil means nix on
 	// PATH, if there is one.
 	Nix *rollout.LocalNix
-	// NoEval turns the evaluation off: hosts are compared by path rules.
-	NoEval bool
 	// SecretsDir is the only directory a file: reference in nest.yaml may
 	// name (--secrets-dir); "" refuses file: references.
 	SecretsDir string
@@ -226,9 +224,7 @@ func Observe(ctx context.Context, d *Desired, opts Options) (*Session, error) {
 			s.Repo = OpenRepo(d.Root)
 			s.Live.Hosts, s.HostErrors = observeHosts(ctx, bot, d, s.Live, opts.Getenv, opts.SecretsDir)
 			s.Repo.fill(s.Live)
-			if !opts.NoEval {
-				s.Repo.evalToplevels(ctx, d, opts.nix(), s.Live)
-			}
+			s.Repo.evalToplevels(ctx, d, opts.nix(), s.Live)
 			s.Live.Planes = append(s.Live.Planes, reconcile.PlaneHosts)
 		}
 	}

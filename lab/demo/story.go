@@ -56,8 +56,8 @@ func (d *Demo) Play(ctx context.Context) (*Story, error) {
 	d.newHost(newWorker)
 
 	d.heading("3. A pull request changes laptop-ultra's configuration: only that host rolls.")
-	if s.Change, err = d.pullRequest(ctx, "ultra-swap", "laptop-ultra: more swap", map[string]string{
-		"infra/nix/hosts/laptop-ultra/configuration.nix": hostConfig("laptop-ultra", `  swapDevices = [ { device = "/swapfile"; size = 8192; } ];`),
+	if s.Change, err = d.pullRequest(ctx, "ultra-keepalive", "laptop-ultra: keep idle SSH sessions alive", map[string]string{
+		"infra/nix/hosts/laptop-ultra/configuration.nix": hostConfig("laptop-ultra", `  services.openssh.settings.ClientAliveInterval = 60;`),
 	}, d.planHosts); err != nil {
 		return s, err
 	}
@@ -70,7 +70,7 @@ func (d *Demo) Play(ctx context.Context) (*Story, error) {
     serviceConfig.Type = "oneshot";
     script = "echo 'broken: cannot start'; exit 1";
   };`),
-		"infra/nix/hosts/laptop-ultra/configuration.nix": hostConfig("laptop-ultra", `  swapDevices = [ { device = "/swapfile"; size = 16384; } ];`),
+		"infra/nix/hosts/laptop-ultra/configuration.nix": hostConfig("laptop-ultra", `  services.openssh.settings.ClientAliveInterval = 120;`),
 	}, d.planHosts); err != nil {
 		return s, err
 	}

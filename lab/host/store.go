@@ -64,6 +64,9 @@ func StoreDir(ctx context.Context) (string, []Input, error) {
 			if err != nil {
 				return fmt.Errorf("%s: %w", s.in.Name, err)
 			}
+			if err := addHere(ctx, cache, in, s.src); err != nil {
+				return fmt.Errorf("%s: %w", s.in.Name, err)
+			}
 			inputs = append(inputs, in)
 		}
 		return nil
@@ -110,6 +113,30 @@ func addSource(ctx context.Context, cache, root string, in Input, src fs.FS) (In
 	in.NarHash = strings.TrimSpace(string(out))
 	b, _ := json.Marshal(in)
 	return in, os.WriteFile(meta, b, 0o644)
+}
+
+// addHere puts a stand-in into the nix store of this machine too, where
+// nestbot runs, as a machine that fetched nixpkgs and agenix once has them:
+// nestbot's nix eval of each host's toplevel (and build_on local) then
+// resolves a flake.lock that locks them offline. The store path is the
+// hosts' one: both stores are /nix/store and the path is the content's.
+func addHere(ctx context.Context, cache string, in Input, src fs.FS) error {
+	if _, err := os.Stat(in.StorePath); err == nil {
+		return nil
+	}
+	sum, err := treeSum(src)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(cache, "inputs", in.Name+"-"+sum[:16], "source")
+	out, err := exec.CommandContext(ctx, "nix", append(slicesClone(nixFlags), "store", "add-path", "--name", "source", dir)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("nix store add-path (this machine's store): %v: %s", err, tail(out))
+	}
+	if got := strings.TrimSpace(lastLine(string(out))); got != in.StorePath {
+		return fmt.Errorf("nix store add-path put the stand-in at %s here, but at %s in the hosts' store", got, in.StorePath)
+	}
+	return nil
 }
 
 // writeTree writes src under dir, files 0644 and directories 0755 (a NAR

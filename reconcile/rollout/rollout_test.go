@@ -5,10 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,9 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ducksnest/nestbot/internal/fixtures"
-	labagenix "github.com/ducksnest/nestbot/lab/agenix"
 	"github.com/ducksnest/nestbot/lab/host"
-	labnixpkgs "github.com/ducksnest/nestbot/lab/nixpkgs"
 	"github.com/ducksnest/nestbot/reconcile/rollout"
 )
 
@@ -253,30 +247,11 @@ func TestARetriedArmArms(t *testing.T) {
 
 // addStandIns puts the lab's stand-in flakes into the store where the
 // test runs (the machine's), as the hosts' store has them, so that the
-// flake.lock's inputs resolve here too.
+// flake.lock's inputs resolve here too (host.StoreDir does both).
 func addStandIns(t *testing.T) {
 	t.Helper()
-	for name, src := range map[string]fs.FS{"nixpkgs": labnixpkgs.Source, "agenix": labagenix.Source} {
-		dir := filepath.Join(t.TempDir(), name, "source")
-		err := fs.WalkDir(src, ".", func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if d.IsDir() {
-				return os.MkdirAll(filepath.Join(dir, p), 0o755)
-			}
-			b, err := fs.ReadFile(src, p)
-			if err != nil {
-				return err
-			}
-			return os.WriteFile(filepath.Join(dir, p), b, 0o644)
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if out, err := exec.Command("nix", "--extra-experimental-features", "nix-command flakes", "store", "add-path", "--name", "source", dir).CombinedOutput(); err != nil {
-			t.Fatalf("nix store add-path %s: %v: %s", name, err, out)
-		}
+	if _, _, err := host.StoreDir(t.Context()); err != nil {
+		t.Fatal(err)
 	}
 }
 

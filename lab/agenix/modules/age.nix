@@ -1,6 +1,10 @@
 # age.secrets.<name> = { file; path ? "/run/agenix/<name>"; mode ? "0400";
 # owner ? "root"; group ? "root"; }, decrypted with age.identityPaths
-# (the host's /etc/ssh/ssh_host_ed25519_key by default).
+# (the host's /etc/ssh/ssh_host_ed25519_key by default). As agenix's
+# modules/age.nix does ("${secretType.file}", the option a types.path), a
+# file given as a path is copied into the store on its own, by its content:
+# the system changes when the encrypted file does, not when anything else in
+# the flake's source does.
 { config, lib, ... }:
 let
   cfg = config.age;
@@ -16,7 +20,7 @@ in
     ${lib.concatStrings (lib.mapAttrsToList (n: s:
       let path = s.path or "/run/agenix/${n}"; in ''
         mkdir -p "$(dirname ${esc path})"
-        if age -d ${ids} -o ${esc path}.tmp ${esc (toString s.file)}; then
+        if age -d ${ids} -o ${esc path}.tmp ${esc "${s.file}"}; then
           chmod ${esc (s.mode or "0400")} ${esc path}.tmp
           chown ${esc (s.owner or "root")}:${esc (s.group or "root")} ${esc path}.tmp
           mv -f ${esc path}.tmp ${esc path}

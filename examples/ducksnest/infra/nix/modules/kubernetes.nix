@@ -24,15 +24,15 @@ in
     (secret "kubernetes-kubelet-serving" kubelet)
   ];
   config.services.kubernetes.apiserver = lib.mkIf (has apiserver) {
-    tlsCertFile = "${apiserver.crt}";
+    tlsCertFile = apiserver.crt;
     tlsKeyFile = "/run/agenix/kubernetes-apiserver";
   };
   config.services.etcd = lib.mkIf (has etcd) {
-    certFile = "${etcd.crt}";
+    certFile = etcd.crt;
     keyFile = "/run/agenix/etcd-server";
   };
   config.services.kubernetes.kubelet = lib.mkIf (has kubelet) {
-    tlsCertFile = "${kubelet.crt}";
+    tlsCertFile = kubelet.crt;
     tlsKeyFile = "/run/agenix/kubernetes-kubelet-serving";
   };
 }
