@@ -1,12 +1,6 @@
 package main
 
 import (
-	"context"
-	"log"
-	"os"
-	"os/signal"
-	"syscall"
-
 	"github.com/spf13/cobra"
 
 	"github.com/ducksnest/nestbot/gitops/action"
@@ -39,9 +33,8 @@ job should fail.`,
   GITHUB_EVENT_NAME=workflow_dispatch GITHUB_EVENT_PATH=event.json GITHUB_REPOSITORY=ducksnest/infra \
     nestbot action --command drift`,
 		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
 			gh, err := gf.client(io, nil)
 			if err != nil {
 				return err
@@ -53,7 +46,7 @@ job should fail.`,
 			defer closeState()
 			cfg := gf.botConfig(io, gh, st)
 			cfg.DetailsURL = actionsRunURL(io.Getenv)
-			cfg.Logf = log.New(io.Err, "", 0).Printf // the runner stamps each line already
+			cfg.Logger = io.Logger()
 			_, err = action.Run(ctx, action.Config{Getenv: io.Getenv, Out: io.Out, Bot: cfg, Command: command})
 			if err != nil {
 				return &cli.ExitError{Code: 1, Msg: "nestbot action: " + err.Error()}

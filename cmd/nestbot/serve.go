@@ -5,11 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log"
+	"log/slog"
 	"net"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -54,11 +51,17 @@ drift reported in an issue.
 
 It refuses to start without a webhook secret (--webhook-secret,
 NESTBOT_WEBHOOK_SECRET, or a file named by NESTBOT_WEBHOOK_SECRET_FILE; one
-secret per line accepts either during a rotation).`,
+secret per line accepts either during a rotation).
+
+It logs to standard error as --log-format says (JSON lines unless standard
+error is a terminal); a delivery's records carry its delivery id, event,
+repository and pull request. The first SIGINT or SIGTERM stops it taking
+deliveries and lets running jobs finish (up to 30 s); it then exits 130
+(143 for SIGTERM). A second signal exits at once.`,
 		Args: cobra.NoArgs,
 		Example: `  nestbot serve --listen :8080 --github-app-id 123 --github-app-key-file app.pem
   NESTBOT_WEBHOOK_SECRET_FILE=/run/secrets/webhook nestbot serve --drift-interval 1h --drift-repo ducksnest/infra`,
-		RunE: func(*cobra.Command, []string) error { return runServe(opts) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return runServe(cmd.Context(), opts) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.Listen, "listen", ":8080", "address to serve on")
@@ -71,7 +74,7 @@ secret per line accepts either during a rotation).`,
 	return cmd
 }
 
-func runServe(opts *serveOptions) error {
+func runServe(ctx context.Context, opts *serveOptions) error {
 	io := opts.IO
 	secretText := opts.Secret
 	if secretText == "" {
@@ -97,9 +100,6 @@ func runServe(opts *serveOptions) error {
 	if opts.DriftInterval > 0 && len(drift) == 0 {
 		return fmt.Errorf("--drift-interval %s needs --drift-repo: the repositories to check", opts.DriftInterval)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
 	st, closeState, err := opts.GitHub.openState(ctx, io)
 	if err != nil {
 		return err
@@ -116,7 +116,7 @@ func runServe(opts *serveOptions) error {
 	if err != nil {
 		return err
 	}
-	logger := log.New(io.Err, "", log.LstdFlags)
+	logger := io.Logger()
 	cfg := opts.GitHub.botConfig(io, gh, st)
 	cfg.Observe = func(kind, result string) {
 		switch kind {
@@ -132,7 +132,7 @@ func runServe(opts *serveOptions) error {
 		return err
 	}
 	srv, err := webhook.New(webhook.Config{Secrets: secrets, Queue: st.Queue, Workers: opts.Workers, Run: b.Run, DeadLetter: b.DeadLetter,
-		Metrics: metrics, Logf: logger.Printf})
+		Metrics: metrics, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -140,9 +140,9 @@ func runServe(opts *serveOptions) error {
 	if err != nil {
 		return err
 	}
-	logger.Printf("nestbot %s serving on %s (webhook at /webhook)", buildinfo.Read(), ln.Addr())
+	logger.Info("nestbot serving; webhook at /webhook", "version", buildinfo.Read().String(), "addr", ln.Addr().String())
 	if opts.DriftInterval > 0 {
-		go scheduleDrift(ctx, st.Queue, gh, drift, opts, logger.Printf)
+		go scheduleDrift(ctx, st.Queue, gh, drift, opts, logger)
 	}
 	return srv.Run(ctx, ln)
 }
@@ -150,7 +150,7 @@ func runServe(opts *serveOptions) error {
 // scheduleDrift enqueues a drift check of every repository each interval;
 // the workers run it like any job, one at a time with the applies of the
 // same repository.
-func scheduleDrift(ctx context.Context, q store.Queue, gh *nestgh.Client, repos []nestgh.Repo, opts *serveOptions, logf func(string, ...any)) {
+func scheduleDrift(ctx context.Context, q store.Queue, gh *nestgh.Client, repos []nestgh.Repo, opts *serveOptions, log *slog.Logger) {
 	t := time.NewTicker(opts.DriftInterval)
 	defer t.Stop()
 	for {
@@ -164,7 +164,7 @@ func scheduleDrift(ctx context.Context, q store.Queue, gh *nestgh.Client, repos 
 				if opts.GitHub.AppID != "" {
 					id, err := gh.RepoInstallation(ctx, repo)
 					if err != nil {
-						logf("drift %s: %v", repo, err)
+						log.Error("drift: find the App's installation", "repository", repo.FullName(), "err", err)
 						continue
 					}
 					job.InstallationID = id
@@ -173,7 +173,7 @@ func scheduleDrift(ctx context.Context, q store.Queue, gh *nestgh.Client, repos 
 				err := q.Enqueue(ctx, store.Job{ID: fmt.Sprintf("drift-%s-%d", repo.FullName(), now.Unix()), Event: "drift",
 					Key: repo.FullName(), Payload: payload, Received: now.UTC()})
 				if err != nil {
-					logf("drift %s: %v", repo, err)
+					log.Error("drift: enqueue the check", "repository", repo.FullName(), "err", err)
 				}
 			}
 		}

@@ -5,9 +5,8 @@ import (
 	"fmt"
 	goio "io"
 	"log"
+	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -41,7 +40,7 @@ Nothing is fetched and no credentials are needed. It runs in a network
 namespace of its own (root: the hosts are systemd-nspawn containers). The GitHub part needs the
 webhook examples that bash .ci/fixtures installs.`,
 		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			if code, done, err := inOwnNetns(io); err != nil {
 				return err
 			} else if done {
@@ -50,11 +49,10 @@ webhook examples that bash .ci/fixtures installs.`,
 				}
 				return nil
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
+			ctx := cmd.Context()
 			o := demo.Options{Out: io.Out}
 			if verbose {
-				o.Logf = log.New(io.Err, "", log.Ltime|log.Lmicroseconds).Printf
+				o.Logger = slog.New(slog.NewTextHandler(io.Err, nil))
 			} else {
 				log.SetOutput(goio.Discard) // the lab's servers log through the standard logger
 			}

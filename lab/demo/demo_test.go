@@ -3,6 +3,7 @@ package demo_test
 import (
 	"cmp"
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ func TestStory(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var narration strings.Builder
-	d, err := demo.Start(ctx, demo.Options{Out: &narration, Logf: t.Logf})
+	d, err := demo.Start(ctx, demo.Options{Out: &narration, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

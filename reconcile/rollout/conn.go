@@ -161,7 +161,7 @@ type conn struct {
 	dialer      Dialer
 	target      Target
 	dialTimeout time.Duration
-	logf        func(string, ...any)
+	warn        func(host, msg string, args ...any)
 
 	dialMu sync.Mutex // one dial at a time
 
@@ -172,8 +172,8 @@ type conn struct {
 	timings Timings
 }
 
-func newConn(d Dialer, t Target, dialTimeout time.Duration, logf func(string, ...any)) *conn {
-	return &conn{dialer: d, target: t, key: t.HostKey, dialTimeout: dialTimeout, logf: logf}
+func newConn(d Dialer, t Target, dialTimeout time.Duration, warn func(host, msg string, args ...any)) *conn {
+	return &conn{dialer: d, target: t, key: t.HostKey, dialTimeout: dialTimeout, warn: warn}
 }
 
 // hostKey is the key pinned for the host (nil until learned).
@@ -355,12 +355,12 @@ func (c *conn) keepalive(cl *ssh.Client) {
 		case err := <-reply:
 			timer.Stop()
 			if err != nil {
-				c.logf("rollout: %s: connection lost: %v", c.target.Name, err)
+				c.warn(c.target.Name, "connection lost", "err", err)
 				c.drop(cl)
 				return
 			}
 		case <-timer.C:
-			c.logf("rollout: %s: connection dead (no keepalive reply in %v)", c.target.Name, keepaliveTimeout)
+			c.warn(c.target.Name, "connection dead: no keepalive reply", "within", keepaliveTimeout)
 			c.drop(cl)
 			return
 		case <-closed:
@@ -482,7 +482,7 @@ func (c *conn) retry(ctx context.Context, cmd string, stdin func() (io.Reader, f
 		if ctx.Err() != nil {
 			return r, fmt.Errorf("%w (last: %v)", ctx.Err(), err)
 		}
-		c.logf("rollout: %s: %v; reconnecting", c.target.Name, err)
+		c.warn(c.target.Name, "reconnecting", "err", err)
 		select {
 		case <-ctx.Done():
 			return r, fmt.Errorf("%w (last: %v)", ctx.Err(), err)

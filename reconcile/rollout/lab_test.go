@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
 	"os"
@@ -251,7 +252,7 @@ func (f *fleet) rollout(rev string, ev *events, batches ...[]string) *rollout.Ro
 			}
 			f.t.Log(e)
 		},
-		Logf: f.t.Logf,
+		Logger: slog.New(slog.NewTextHandler(f.t.Output(), nil)),
 	}
 	return r
 }

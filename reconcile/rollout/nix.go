@@ -365,7 +365,7 @@ func forward(ctx context.Context, ln net.Listener, c *conn, wg *sync.WaitGroup) 
 			rc, err := c.dialer.Dial(dctx, "tcp", c.target.addr())
 			cancel()
 			if err != nil {
-				c.logf("rollout: %s: nix copy: dial: %v", c.target.Name, err)
+				c.warn(c.target.Name, "nix copy: dial", "err", err)
 				return
 			}
 			defer rc.Close()

@@ -59,7 +59,7 @@ const DefaultDialTimeout = 10 * time.Second
 // or learning it) and reads what it runs: nixos-version --json, the
 // current system and the system profile's generation. ctx bounds it.
 func Probe(ctx context.Context, d Dialer, t Target) (Probed, error) {
-	c := newConn(d, t, DefaultDialTimeout, func(string, ...any) {})
+	c := newConn(d, t, DefaultDialTimeout, func(string, string, ...any) {})
 	defer c.close()
 	p, err := probe(ctx, c, nil)
 	p.HostKey = c.hostKey()

@@ -70,6 +70,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"path"
 	"strings"
 	"time"
@@ -150,8 +151,9 @@ type Rollout struct {
 	// Events, if set, is called with every change of a host's state, one
 	// call at a time, in order.
 	Events func(Event)
-	// Logf, if set, receives diagnostics (reconnects, journal trouble).
-	Logf func(format string, args ...any)
+	// Logger receives diagnostics (reconnects, journal trouble), each with
+	// the host it concerns; nil discards.
+	Logger *slog.Logger
 
 	// PollInterval is how often a switch unit is polled; zero means
 	// DefaultPollInterval.
@@ -193,7 +195,7 @@ func (r *Rollout) Run(ctx context.Context) (*Result, error) {
 			t := byName[name]
 			h := &hostRun{target: t, batch: i + 1, names: newNames(cfg.Revision, cfg.FlakeDir, t.Login.user()),
 				ready: make(chan struct{}), shipDone: make(chan struct{})}
-			h.conn = newConn(cfg.Dialer, h.target, cfg.DialTimeout, ru.logf)
+			h.conn = newConn(cfg.Dialer, h.target, cfg.DialTimeout, ru.warn)
 			ru.hosts = append(ru.hosts, h)
 			batch = append(batch, h)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/ducksnest/nestbot/internal/logs"
 	"github.com/ducksnest/nestbot/store"
 )
 
@@ -23,7 +24,7 @@ type run struct {
 	halted  atomic.Bool
 	res     *Result
 
-	emitMu sync.Mutex // serializes Events and Logf
+	emitMu sync.Mutex // serializes Events and Logger
 
 	shipSem  chan struct{}
 	probeSem chan struct{}
@@ -71,13 +72,11 @@ func (h *hostRun) getState() State {
 	return h.state
 }
 
-func (ru *run) logf(format string, args ...any) {
-	if ru.cfg.Logf == nil {
-		return
-	}
+// warn logs msg about host, with its attributes.
+func (ru *run) warn(host, msg string, args ...any) {
 	ru.emitMu.Lock()
 	defer ru.emitMu.Unlock()
-	ru.cfg.Logf(format, args...)
+	logs.Or(ru.cfg.Logger).Warn("rollout: "+msg, append([]any{"host", host}, args...)...)
 }
 
 // set moves h to state, telling Events and the journal.
@@ -104,7 +103,7 @@ func (ru *run) record(h *hostRun, state State, detail string) time.Time {
 		h.mu.Unlock()
 		err := j.Record(store.Entry{Rollout: ru.cfg.Revision, Host: h.target.Name, Step: string(state), Time: now, Generation: gen, Detail: detail})
 		if err != nil {
-			ru.logf("rollout: %s: journal: %v", h.target.Name, err)
+			ru.warn(h.target.Name, "journal", "err", err)
 		}
 	}
 	return now
@@ -143,7 +142,7 @@ func (ru *run) preflightHost(ctx context.Context, h *hostRun) {
 	if j := ru.cfg.Journal; j != nil {
 		var err error
 		if hist, err = j.History(ru.cfg.Revision, h.target.Name); err != nil {
-			ru.logf("rollout: %s: journal: %v", h.target.Name, err)
+			ru.warn(h.target.Name, "journal", "err", err)
 		}
 	}
 	var last State
@@ -330,7 +329,7 @@ func (ru *run) reprobe(ctx context.Context) {
 		if p, err := probe(ctx, h.conn, nil); err == nil {
 			h.setNow(p)
 		} else {
-			ru.logf("rollout: %s: final probe: %v", h.target.Name, err)
+			ru.warn(h.target.Name, "final probe", "err", err)
 		}
 	})
 }
