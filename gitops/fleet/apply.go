@@ -409,7 +409,12 @@ func (s *Session) Rollout(ctx context.Context, steps []reconcile.Step, events fu
 	if f.Rollout.BuildOn == rollout.BuildLocal {
 		ro.Nix = s.opts.nix()
 	}
-	res, err := ro.Run(ctx)
+	// ctx's end (a first Ctrl-C, a server shutting down) winds the
+	// rollout down: no host starts, the hosts in flight are seen through.
+	// What stops at once is the process (a second Ctrl-C): the hosts'
+	// dead-man timers roll them back.
+	ro.Stop = ctx.Done()
+	res, err := ro.Run(context.WithoutCancel(ctx))
 	if res == nil {
 		res = &rollout.Result{}
 	}

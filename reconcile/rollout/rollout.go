@@ -167,6 +167,11 @@ type Rollout struct {
 	// ProbeParallel is how many hosts are probed at once before and after
 	// the rollout; zero means DefaultProbeParallel.
 	ProbeParallel int
+	// Stop, once closed, winds the rollout down (a first Ctrl-C): no host
+	// starts any more, and the hosts in flight go on until they are
+	// confirmed or rolled back. Cancelling Run's context instead stops at
+	// once, leaving the hosts in flight to their dead-man timers.
+	Stop <-chan struct{}
 }
 
 // Run rolls the revision out. The error is the failure that halted the
@@ -219,6 +224,18 @@ func (r *Rollout) Run(ctx context.Context) (*Result, error) {
 		ru.res.Interrupted = ins
 	}
 
+	if cfg.Stop != nil {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			select {
+			case <-cfg.Stop:
+				ru.stopped.Store(true)
+				ru.halted.Store(true)
+			case <-done:
+			}
+		}()
+	}
 	ru.rollBatches(ctx)
 	ru.bg.Wait()
 	if ctx.Err() == nil {

@@ -21,7 +21,8 @@ type run struct {
 	local   *localBuild // with BuildOn local
 	hosts   []*hostRun  // in rollout order
 	batches [][]*hostRun
-	halted  atomic.Bool
+	halted  atomic.Bool // no host starts any more
+	stopped atomic.Bool // halted by Stop
 	res     *Result
 
 	emitMu sync.Mutex // serializes Events and Logger
@@ -280,7 +281,7 @@ func (ru *run) rollBatches(ctx context.Context) {
 				continue
 			}
 			if ru.halted.Load() && !resumes(h) {
-				ru.set(h, StateSkipped, "not started: the rollout halted")
+				ru.set(h, StateSkipped, ru.notStarted())
 				next()
 				continue
 			}
@@ -293,7 +294,7 @@ func (ru *run) rollBatches(ctx context.Context) {
 			}
 			if ru.halted.Load() && !resumes(h) {
 				<-sem
-				ru.set(h, StateSkipped, "not started: the rollout halted")
+				ru.set(h, StateSkipped, ru.notStarted())
 				next()
 				continue
 			}
@@ -309,6 +310,18 @@ func (ru *run) rollBatches(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// ErrStopped is matched (errors.Is) by the error of a rollout wound down
+// by Rollout.Stop.
+var ErrStopped = errors.New("stopped before every host was rolled")
+
+// notStarted is why a host was skipped once the rollout halted.
+func (ru *run) notStarted() string {
+	if ru.stopped.Load() {
+		return "not started: the rollout was stopped"
+	}
+	return "not started: the rollout halted"
 }
 
 // reprobe probes, once more, the hosts whose last probe is older than
@@ -362,12 +375,15 @@ func (ru *run) finish(ctx context.Context) (*Result, error) {
 		}
 		res.Hosts = append(res.Hosts, hr)
 	}
-	res.Halted = ru.halted.Load()
+	res.Halted, res.Stopped = ru.halted.Load(), ru.stopped.Load()
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("rollout %s: stopped: %w (hosts in flight roll themselves back unless a new run resumes them)", shortRev(ru.cfg.Revision), err)
 	}
 	if first != nil {
 		return res, first
+	}
+	if ru.stopped.Load() {
+		return res, fmt.Errorf("rollout %s: %w: the hosts in flight were seen through; run it again to roll the rest", shortRev(ru.cfg.Revision), ErrStopped)
 	}
 	if res.Halted {
 		return res, fmt.Errorf("rollout %s: halted", shortRev(ru.cfg.Revision))

@@ -71,6 +71,8 @@ type Result struct {
 	Hosts []HostResult `json:"hosts"`
 	// Halted is set when a failure stopped the rollout.
 	Halted bool `json:"halted,omitempty"`
+	// Stopped is set when Rollout.Stop wound the rollout down.
+	Stopped bool `json:"stopped,omitempty"`
 	// Interrupted lists hosts that an earlier run left in flight (from the
 	// journal), with what this run found on them.
 	Interrupted []Interruption `json:"interrupted,omitempty"`
