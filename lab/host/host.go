@@ -162,7 +162,7 @@ type Host struct {
 	exited  chan struct{} // closed when the running container's nspawn exits
 	faults  Faults
 	closed  bool
-	console *bytes.Buffer
+	console *syncWriter
 }
 
 // Boot prepares the host's directory, boots it and joins it to lab's
@@ -332,8 +332,8 @@ func (h *Host) startContainer(ctx context.Context) error {
 	script := fmt.Sprintf("set -e; mount -t overlay overlay -o lowerdir=%s,upperdir=%s,workdir=%s %s; exec %s",
 		shq(h.image), shq(filepath.Join(h.dir, "upper")), shq(work), shq(merged), shjoin(nspawn))
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script)
-	console := &bytes.Buffer{}
-	cmd.Stdout, cmd.Stderr = &syncWriter{w: console}, &syncWriter{w: console}
+	console := &syncWriter{w: &bytes.Buffer{}} // one lock for both streams
+	cmd.Stdout, cmd.Stderr = console, console
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		ns.close()
@@ -540,11 +540,13 @@ func (h *Host) consoleTail() string {
 	return tailOf(c)
 }
 
-func tailOf(b *bytes.Buffer) string {
+func tailOf(b *syncWriter) string {
 	if b == nil {
 		return ""
 	}
-	s := b.String()
+	b.mu.Lock()
+	s := b.w.String()
+	b.mu.Unlock()
 	if len(s) > 3000 {
 		s = s[len(s)-3000:]
 	}
