@@ -88,7 +88,7 @@ func (p *planner) pki() {
 				continue
 			}
 		}
-		if !slices.Equal(normalizedRecipients(have.Recipients), s.Recipients) {
+		if !sameRecipients(have.Recipients, s.Recipients) {
 			p.add(Step{Plane: PlanePKI, Action: ActionRekey, Address: addr, Reason: "recipients changed; the key is re-encrypted, not reissued",
 				Changes: []Change{{Attr: "recipients", Before: recipientsString(have.Recipients), After: recipientsString(s.Recipients)}}})
 			continue
@@ -118,6 +118,11 @@ func (p *planner) pki() {
 // certDrift lists what a certificate says that its spec no longer does
 // (pki.Drift), with the values before and after.
 func certDrift(s pki.Spec, c Cert) []Change {
+	drift := pki.Drift(s, &pki.ObservedCert{CommonName: c.CommonName, Organization: c.Organization,
+		Usages: c.Usages, DNSNames: c.DNSNames, IPs: c.IPs, IsCA: c.IsCA})
+	if len(drift) == 0 {
+		return nil
+	}
 	join := func(v []string) string { return strings.Join(sortedCopy(v), ", ") }
 	values := map[string][2]string{
 		"common_name":  {c.CommonName, s.CommonName},
@@ -127,9 +132,8 @@ func certDrift(s pki.Spec, c Cert) []Change {
 		"ips":          {join(c.IPs), join(s.IPs)},
 		"is_ca":        {fmt.Sprint(c.IsCA), fmt.Sprint(s.IsCA)},
 	}
-	var out []Change
-	for _, attr := range pki.Drift(s, &pki.ObservedCert{CommonName: c.CommonName, Organization: c.Organization,
-		Usages: c.Usages, DNSNames: c.DNSNames, IPs: c.IPs, IsCA: c.IsCA}) {
+	out := make([]Change, 0, len(drift))
+	for _, attr := range drift {
 		v := values[attr]
 		out = append(out, Change{Attr: attr, Before: v[0], After: v[1]})
 	}
@@ -182,6 +186,13 @@ func sortedCopy(s []string) []string {
 	out := slices.Clone(s)
 	sort.Strings(out)
 	return out
+}
+
+// sameRecipients reports whether the recipients a key was encrypted to are
+// want (normalized, sorted and unique, as pki.Set gives them). A list that
+// is already want's, as after every apply, is compared without normalizing.
+func sameRecipients(have, want []string) bool {
+	return slices.Equal(have, want) || slices.Equal(normalizedRecipients(have), want)
 }
 
 func normalizedRecipients(rs []string) []string {

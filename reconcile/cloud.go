@@ -337,14 +337,22 @@ func (p *planner) liveIndex() map[string][]resource {
 	return p.liveByAddr
 }
 
+// managedInstance returns the first live instance, in observed order, that
+// is not going away and carries the fleet's tags for host.
 func (p *planner) managedInstance(host string) *Instance {
-	for i := range p.live.Cloud.Instances {
-		in := &p.live.Cloud.Instances[i]
-		if in.State != "terminated" && in.State != "shutting-down" && in.Tags[TagFleet] == p.f.Name && in.Tags[TagResource] == Address(KindInstance, host) {
-			return in
+	if p.instances == nil {
+		p.instances = map[string]*Instance{}
+		for i := range p.live.Cloud.Instances {
+			in := &p.live.Cloud.Instances[i]
+			if in.State == "terminated" || in.State == "shutting-down" || in.Tags[TagFleet] != p.f.Name {
+				continue
+			}
+			if addr := in.Tags[TagResource]; p.instances[addr] == nil {
+				p.instances[addr] = in
+			}
 		}
 	}
-	return nil
+	return p.instances[Address(KindInstance, host)]
 }
 
 func (p *planner) owned(r resource) bool {
@@ -416,20 +424,16 @@ func (p *planner) reconcileResource(want resource) bool {
 // references to it (a subnet's VPC, an instance's subnet) compare equal.
 func (p *planner) adoptionTargets(desired []resource) map[string]string {
 	out := map[string]string{}
-	raw := p.liveResources() // references unresolved; ids and tags are all that is used
+	var raw *adoptIndex
 	for _, want := range desired {
 		if want.adopt == nil {
 			continue
 		}
-		key, value, _ := strings.Cut(want.adopt.Tag, "=")
-		var found []string
-		for _, r := range raw {
-			if r.kind == want.kind && (want.adopt.ID != "" && r.id == want.adopt.ID || want.adopt.Tag != "" && r.tags[key] == value) {
-				found = append(found, r.id)
-			}
+		if raw == nil {
+			raw = newAdoptIndex(p.liveResources()) // references unresolved; ids and tags are all that is used
 		}
-		if len(found) == 1 {
-			out[found[0]] = want.addr
+		if found := raw.find(want.kind, want.adopt); len(found) == 1 {
+			out[raw.res[found[0]].id] = want.addr
 		}
 	}
 	return out
@@ -437,15 +441,12 @@ func (p *planner) adoptionTargets(desired []resource) map[string]string {
 
 // findAdoptee finds the one live resource an adopt block names.
 func (p *planner) findAdoptee(want resource) (resource, error) {
+	if p.adoptees == nil {
+		p.adoptees = newAdoptIndex(p.liveList())
+	}
 	var found []resource
-	key, value, _ := strings.Cut(want.adopt.Tag, "=")
-	for _, r := range p.liveList() {
-		if r.kind != want.kind {
-			continue
-		}
-		if want.adopt.ID != "" && r.id == want.adopt.ID || want.adopt.Tag != "" && r.tags[key] == value {
-			found = append(found, r)
-		}
+	for _, i := range p.adoptees.find(want.kind, want.adopt) {
+		found = append(found, p.adoptees.res[i])
 	}
 	switch {
 	case len(found) == 0 && want.adopt.ID != "":
@@ -459,6 +460,57 @@ func (p *planner) findAdoptee(want resource) (resource, error) {
 		return resource{}, fmt.Errorf("%s belongs to fleet %q", found[0].id, t[TagFleet])
 	}
 	return found[0], nil
+}
+
+// adoptIndex finds the live resources an adopt block names (its id, or a
+// Key=Value tag) without a pass over every live resource for each block,
+// so a fleet that adopts each of its instances plans in linear time.
+type adoptIndex struct {
+	res   []resource
+	byID  map[string][]int            // "kind id" → positions in res
+	byTag map[string]map[string][]int // tag key → "kind value" → positions, built per key on first use
+}
+
+func newAdoptIndex(res []resource) *adoptIndex {
+	x := &adoptIndex{res: res, byID: map[string][]int{}, byTag: map[string]map[string][]int{}}
+	for i, r := range res {
+		x.byID[r.kind+" "+r.id] = append(x.byID[r.kind+" "+r.id], i)
+	}
+	return x
+}
+
+// find returns, in observed order, the positions of the resources of kind
+// that a names: the one with its id, and those whose tag has its value.
+func (x *adoptIndex) find(kind string, a *nest.Adopt) []int {
+	var found []int
+	if a.ID != "" {
+		found = append(found, x.byID[kind+" "+a.ID]...)
+	}
+	if a.Tag != "" {
+		key, value, _ := strings.Cut(a.Tag, "=")
+		if value == "" {
+			// An empty value also matches a resource without the key.
+			for i, r := range x.res {
+				if r.kind == kind && r.tags[key] == "" {
+					found = append(found, i)
+				}
+			}
+		} else {
+			values, ok := x.byTag[key]
+			if !ok {
+				values = map[string][]int{}
+				for i, r := range x.res {
+					if v, ok := r.tags[key]; ok {
+						values[r.kind+" "+v] = append(values[r.kind+" "+v], i)
+					}
+				}
+				x.byTag[key] = values
+			}
+			found = append(found, values[kind+" "+value]...)
+		}
+	}
+	slices.Sort(found)
+	return slices.Compact(found)
 }
 
 // compare diffs one desired resource against its live counterpart.
