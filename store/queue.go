@@ -13,12 +13,14 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// The queue's top-level bucket holds four buckets:
+// The queue's top-level bucket holds five buckets:
 //
 //	jobs      id -> jobRecord (JSON, without the payload), kept after Done for de-duplication
 //	payloads  id -> the payload, as received; deleted on Done
 //	pending   key 0x00 order -> id, every queued or claimed job, by Key, oldest first
 //	heads     order -> id, the job of each Key that runs next: its claimed job, else its oldest
+//	done      done time (Unix nanoseconds, big-endian) id -> nothing, every done job, oldest
+//	          first, so that those past the retention are found and deleted (retention.go)
 //
 // order is 16 bytes: Received (Unix nanoseconds) then the enqueue sequence,
 // both big-endian, so jobs are claimed in the order they were received.
@@ -30,6 +32,7 @@ var (
 	payloadsBucket = []byte("payloads")
 	pendingBucket  = []byte("pending")
 	headsBucket    = []byte("heads")
+	doneBucket     = []byte("done")
 	depthKey       = []byte("depth") // in the queue bucket: jobs queued or claimed
 )
 
@@ -77,7 +80,7 @@ func (q boltQueue) Enqueue(ctx context.Context, j Job) error {
 		return err
 	}
 	if j.Received.IsZero() {
-		j.Received = time.Now()
+		j.Received = q.db.now()
 	}
 	j.Attempt = 0
 	// The commit this joins is waited for even if ctx ends meanwhile, so
@@ -115,8 +118,11 @@ func (q boltQueue) enqueueTx(tx *bolt.Tx, j Job) error {
 		if err != nil {
 			return err
 		}
-		if rec.State != stateDone || rec.Result != ResultFailed {
+		if rec.State != stateDone || rec.Result != ResultFailed && !q.forgotten(rec) {
 			return domainError{fmt.Errorf("%w: job %s is %s", ErrDuplicate, j.ID, describe(rec))}
+		}
+		if err := qb.Bucket(doneBucket).Delete(doneKey(rec.Done, j.ID)); err != nil {
+			return err
 		}
 	}
 	pending := qb.Bucket(pendingBucket)
@@ -184,7 +190,7 @@ func (q boltQueue) Claim(ctx context.Context, owner string, lease time.Duration)
 	// Look first without writing: an idle worker's poll costs no commit.
 	var found bool
 	if err := q.db.bolt.View(func(tx *bolt.Tx) error {
-		_, rec, err := q.claimable(tx, time.Now())
+		_, rec, err := q.claimable(tx, q.db.now())
 		found = rec != nil
 		return err
 	}); err != nil || !found {
@@ -196,7 +202,7 @@ func (q boltQueue) Claim(ctx context.Context, owner string, lease time.Duration)
 	var c *Claim
 	err := q.db.group.do(0, func(tx *bolt.Tx) error {
 		c = nil // a retried group runs this again
-		now := time.Now()
+		now := q.db.now()
 		id, rec, err := q.claimable(tx, now)
 		if rec == nil || err != nil {
 			return err
@@ -250,7 +256,7 @@ func (q boltQueue) Extend(ctx context.Context, c *Claim, lease time.Duration) er
 	}
 	var expires time.Time
 	err := q.db.group.do(0, func(tx *bolt.Tx) error {
-		now := time.Now()
+		now := q.db.now()
 		rec, err := q.live(tx, c, now)
 		if err != nil {
 			return err
@@ -274,7 +280,7 @@ func (q boltQueue) Done(ctx context.Context, c *Claim, result Result) error {
 		return fmt.Errorf("store: done %s: result %q is neither %q nor %q", c.Job.ID, result, ResultOK, ResultFailed)
 	}
 	err := q.db.group.do(0, func(tx *bolt.Tx) error {
-		now := time.Now()
+		now := q.db.now()
 		rec, err := q.live(tx, c, now)
 		if err != nil {
 			return err
@@ -304,7 +310,13 @@ func (q boltQueue) Done(ctx context.Context, c *Claim, result Result) error {
 		}
 		rec.State, rec.Result, rec.Done = stateDone, result, now
 		rec.Owner, rec.Token, rec.Epoch, rec.Expires = "", 0, 0, time.Time{}
-		return putJob(tx, id, rec)
+		if err := putJob(tx, id, rec); err != nil {
+			return err
+		}
+		if err := qb.Bucket(doneBucket).Put(doneKey(now, c.Job.ID), []byte{}); err != nil {
+			return err
+		}
+		return q.prune(qb, now)
 	})
 	if err != nil {
 		return fmt.Errorf("store: done %s: %w", c.Job.ID, err)

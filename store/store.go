@@ -33,16 +33,38 @@ const OpenTimeout = 2 * time.Second
 // ErrLocked is returned by Open when another process holds the file.
 var ErrLocked = errors.New("store: the state file is in use by another nestbot process")
 
+// DeliveryRetention is how long the queue remembers a done delivery, so
+// that a redelivery of it is answered as a duplicate. GitHub redelivers
+// deliveries of the past 3 days (github.com) or 7 days (GitHub Enterprise
+// Server), and never on its own; a delivery done longer ago than this is
+// forgotten: its record is deleted, and an id seen again is a new job.
+const DeliveryRetention = 7 * 24 * time.Hour
+
 // DB is an open state file. Its methods are safe for concurrent use.
 type DB struct {
-	bolt  *bolt.DB
-	path  string
-	epoch uint64 // this Open's epoch (see openShared)
-	group groupCommit
+	bolt      *bolt.DB
+	path      string
+	epoch     uint64 // this Open's epoch (see openShared)
+	group     groupCommit
+	now       func() time.Time
+	retention time.Duration
+}
+
+// Options tune OpenWith; the zero value is what Open uses.
+type Options struct {
+	// Retention is how long a done delivery is remembered (0:
+	// DeliveryRetention).
+	Retention time.Duration
+	// Now is the queue's clock (nil: time.Now): tests move it instead of
+	// waiting.
+	Now func() time.Time
 }
 
 // Open opens (creating it, and its directory, if needed) the state file at path.
-func Open(path string) (*DB, error) {
+func Open(path string) (*DB, error) { return OpenWith(path, Options{}) }
+
+// OpenWith is Open with options.
+func OpenWith(path string, o Options) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
@@ -53,7 +75,13 @@ func Open(path string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	db := &DB{bolt: b, path: path}
+	db := &DB{bolt: b, path: path, now: o.Now, retention: o.Retention}
+	if db.now == nil {
+		db.now = time.Now
+	}
+	if db.retention <= 0 {
+		db.retention = DeliveryRetention
+	}
 	db.group.db = db
 	if err := b.Update(func(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucketIfNotExists(journalBucket); err != nil {
