@@ -48,3 +48,22 @@ func BenchmarkIntakePush(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkClassifyPush is Classify alone on GitHub's example push to the
+// default branch (about 10 KB).
+func BenchmarkClassifyPush(b *testing.B) {
+	var payload []byte
+	for _, e := range examples(b, "push") {
+		if _, handled, _ := webhook.Classify("push", e.Payload); handled {
+			payload = e.Payload
+			break
+		}
+	}
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, handled, err := webhook.Classify("push", payload); !handled || err != nil {
+			b.Fatal(handled, err)
+		}
+	}
+}
