@@ -72,17 +72,17 @@ func (a *Applier) write(tasks []*task, stale []ObservedCert) (*Report, error) {
 		return nil, fmt.Errorf("pki: apply: nothing written: %w", err)
 	}
 
-	var staged map[string]Staged
+	var staged Staging
 	if st, ok := a.Files.(Stager); ok {
+		files := make(map[string][]byte, len(keys)+len(certs))
+		for _, w := range slices.Concat(keys, certs) {
+			files[w.path] = w.data
+		}
 		var err error
-		if staged, err = stageAll(st, append(slices.Clone(keys), certs...)); err != nil {
+		if staged, err = st.Stage(files); err != nil {
 			return nil, fmt.Errorf("pki: apply: nothing written: %w", err)
 		}
-		defer func() { // what was not put into place
-			for _, s := range staged {
-				s.Discard()
-			}
-		}()
+		defer staged.Discard() // what was not put into place
 	}
 
 	for _, r := range rep.Results {
@@ -128,10 +128,10 @@ func (a *Applier) write(tasks []*task, stale []ObservedCert) (*Report, error) {
 
 // writeAll writes files in parallel, or puts them into place when they
 // are staged, and returns those written.
-func (a *Applier) writeAll(files []fileWrite, staged map[string]Staged) ([]string, error) {
+func (a *Applier) writeAll(files []fileWrite, staged Staging) ([]string, error) {
 	errs := inParallel(len(files), func(i int) error {
-		if s := staged[files[i].path]; s != nil {
-			return s.Commit()
+		if staged != nil {
+			return staged.Commit(files[i].path)
 		}
 		return a.Files.WriteFile(files[i].path, files[i].data)
 	})
@@ -142,29 +142,6 @@ func (a *Applier) writeAll(files []fileWrite, staged map[string]Staged) ([]strin
 		}
 	}
 	return done, errors.Join(errs...)
-}
-
-// stageAll writes files aside in parallel (Stager.Stage). When one cannot
-// be, it removes what it staged, and the directories it made, and fails.
-func stageAll(st Stager, files []fileWrite) (map[string]Staged, error) {
-	staged := make([]Staged, len(files))
-	errs := inParallel(len(files), func(i int) (err error) {
-		staged[i], err = st.Stage(files[i].path, files[i].data)
-		return err
-	})
-	if err := errors.Join(errs...); err != nil {
-		for _, s := range staged {
-			if s != nil {
-				s.Discard()
-			}
-		}
-		return nil, err
-	}
-	out := make(map[string]Staged, len(files))
-	for i, f := range files {
-		out[f.path] = staged[i]
-	}
-	return out, nil
 }
 
 // inParallel calls fn for 0 … n-1, 8 at a time (file system work), and
