@@ -25,7 +25,6 @@ import (
 	"strings"
 
 	jsonv2 "github.com/go-json-experiment/json"
-	"github.com/go-json-experiment/json/jsontext"
 	jsonv1 "github.com/go-json-experiment/json/v1"
 
 	"github.com/ducksnest/nestbot/gitops/command"
@@ -169,15 +168,13 @@ func Classify(event string, body []byte) (key string, handled bool, err error) {
 // It reads with encoding/json/v2's decoder as published outside the
 // standard library (github.com/go-json-experiment/json), which validates
 // the whole payload in one pass and skips what payload does not name
-// without decoding it: about a third of the CPU of encoding/json, which
-// validates in a pass of its own first. Names match as encoding/json (and
-// so go-github, which the handlers decode with) matches them, regardless
-// of case (but not of '_' and '-'); a name given twice, or text that is
-// not UTF-8, is refused, so intake and the handlers cannot read one
+// without decoding it, where encoding/json validates in a pass of its own
+// first. It reads exactly as encoding/json (and so go-github, which the
+// handlers decode with) does, so intake and the handlers cannot read one
 // payload two ways.
 func parse(event string, body []byte) (payload, error) {
 	var p payload
-	if err := jsonv2.Unmarshal(body, &p, nameMatching); err != nil {
+	if err := jsonv2.Unmarshal(body, &p, asEncodingJSON); err != nil {
 		var syntax *jsonv1.SyntaxError
 		var typ *jsonv1.UnmarshalTypeError
 		switch {
@@ -194,9 +191,10 @@ func parse(event string, body []byte) (payload, error) {
 	return p, nil
 }
 
-// nameMatching is encoding/json's way of matching names (case folded,
-// underscores and dashes kept), refusing what it would let through.
-var nameMatching = jsonv2.JoinOptions(jsonv1.DefaultOptionsV1(), jsontext.AllowDuplicateNames(false), jsontext.AllowInvalidUTF8(false))
+// asEncodingJSON reads as encoding/json reads: names matched regardless of
+// case (not of '_' and '-'), the last of a repeated name winning, bytes
+// that are not UTF-8 read as U+FFFD.
+var asEncodingJSON = jsonv1.DefaultOptionsV1()
 
 // isPullRequest tells whether an issue's pull_request field says the issue
 // is a pull request: present and not null.
