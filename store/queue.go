@@ -65,7 +65,9 @@ type jobRecord struct {
 // Extend and Done is on disk (fsynced) when it returns; the ones that
 // arrive while a commit is under way are committed together by the next
 // one (group commit), so concurrent intake and workers cost one commit per
-// batch, not one per call.
+// batch, not one per call. An Enqueue is on disk in the intake log
+// (intakelog.go): one fdatasync per batch, where a commit of the state
+// file takes two.
 func (db *DB) Queue() Queue { return boltQueue{db} }
 
 type boltQueue struct{ db *DB }
@@ -83,15 +85,45 @@ func (q boltQueue) Enqueue(ctx context.Context, j Job) error {
 		j.Received = q.db.now()
 	}
 	j.Attempt = 0
-	// The commit this joins is waited for even if ctx ends meanwhile, so
-	// that the answer says what is on disk.
-	err := q.db.group.do(len(j.Payload), func(tx *bolt.Tx) error { return q.enqueueTx(tx, j) })
-	var dup domainError
-	if errors.As(err, &dup) {
-		return dup.error // says what it is: "store: duplicate delivery: job ..."
-	}
+	// The id is reserved, checked against the state file, and the job
+	// written to the intake log (intakelog.go), whose write this joins and
+	// waits for even if ctx ends meanwhile, so that the answer says what
+	// is on disk.
+	free, err := q.db.intake.reserve(j.ID)
 	if err != nil {
 		return fmt.Errorf("store: enqueue %s: %w", j.ID, err)
+	}
+	if !free {
+		return fmt.Errorf("%w: job %s is queued", ErrDuplicate, j.ID)
+	}
+	if err := q.db.bolt.View(func(tx *bolt.Tx) error { return q.duplicate(tx, j.ID) }); err != nil {
+		q.db.intake.unreserve(j.ID)
+		var dup domainError
+		if errors.As(err, &dup) {
+			return dup.error // says what it is: "store: duplicate delivery: job ..."
+		}
+		return fmt.Errorf("store: enqueue %s: %w", j.ID, err)
+	}
+	if err := q.db.intake.append(j); err != nil {
+		return fmt.Errorf("store: enqueue %s: %w", j.ID, err)
+	}
+	return nil
+}
+
+// duplicate returns a domainError when the state file has a job with id
+// that a delivery with it duplicates: queued, claimed, or done ok within
+// the retention.
+func (q boltQueue) duplicate(tx *bolt.Tx, id string) error {
+	v := tx.Bucket(queueBucket).Bucket(jobsBucket).Get([]byte(id))
+	if v == nil {
+		return nil
+	}
+	rec, err := decodeJob(v)
+	if err != nil {
+		return err
+	}
+	if rec.State != stateDone || rec.Result != ResultFailed && !q.forgotten(rec) {
+		return domainError{fmt.Errorf("%w: job %s is %s", ErrDuplicate, id, describe(rec))}
 	}
 	return nil
 }
@@ -113,13 +145,13 @@ func checkJob(j Job) error {
 func (q boltQueue) enqueueTx(tx *bolt.Tx, j Job) error {
 	qb := tx.Bucket(queueBucket)
 	jobs := qb.Bucket(jobsBucket)
+	if err := q.duplicate(tx, j.ID); err != nil {
+		return err
+	}
 	if v := jobs.Get([]byte(j.ID)); v != nil {
 		rec, err := decodeJob(v)
 		if err != nil {
 			return err
-		}
-		if rec.State != stateDone || rec.Result != ResultFailed && !q.forgotten(rec) {
-			return domainError{fmt.Errorf("%w: job %s is %s", ErrDuplicate, j.ID, describe(rec))}
 		}
 		if err := qb.Bucket(doneBucket).Delete(doneKey(rec.Done, j.ID)); err != nil {
 			return err
@@ -186,6 +218,10 @@ func (q boltQueue) Claim(ctx context.Context, owner string, lease time.Duration)
 	}
 	if err := checkTTL("claim lease", lease); err != nil {
 		return nil, err
+	}
+	// The jobs accepted so far are in the state file first.
+	if err := q.db.intake.flush(ctx); err != nil {
+		return nil, fmt.Errorf("store: claim: %w", err)
 	}
 	// Look first without writing: an idle worker's poll costs no commit.
 	var found bool
@@ -342,6 +378,9 @@ func (q boltQueue) live(tx *bolt.Tx, c *Claim, now time.Time) (*jobRecord, error
 
 func (q boltQueue) Depth(ctx context.Context) (int, error) {
 	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("store: queue depth: %w", err)
+	}
+	if err := q.db.intake.flush(ctx); err != nil {
 		return 0, fmt.Errorf("store: queue depth: %w", err)
 	}
 	var n uint64

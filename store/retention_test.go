@@ -32,9 +32,13 @@ func (c *clock) Set(t time.Time) {
 	c.now = t
 }
 
-// counts returns how many records the jobs and done buckets hold.
+// counts returns how many records the jobs and done buckets hold, once
+// the state file has every job accepted.
 func counts(t *testing.T, db *DB) (jobs, done int) {
 	t.Helper()
+	if err := db.intake.flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	if err := db.bolt.View(func(tx *bolt.Tx) error {
 		qb := tx.Bucket(queueBucket)
 		jobs, done = qb.Bucket(jobsBucket).Stats().KeyN, qb.Bucket(doneBucket).Stats().KeyN

@@ -46,8 +46,10 @@ type DB struct {
 	path      string
 	epoch     uint64 // this Open's epoch (see openShared)
 	group     groupCommit
+	intake    *intakeLog
 	now       func() time.Time
 	retention time.Duration
+	logf      func(format string, args ...any)
 }
 
 // Options tune OpenWith; the zero value is what Open uses.
@@ -58,6 +60,8 @@ type Options struct {
 	// Now is the queue's clock (nil: time.Now): tests move it instead of
 	// waiting.
 	Now func() time.Time
+	// Logf, if set, is told of failures the queue retries on its own.
+	Logf func(format string, args ...any)
 }
 
 // Open opens (creating it, and its directory, if needed) the state file at path.
@@ -75,7 +79,10 @@ func OpenWith(path string, o Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	db := &DB{bolt: b, path: path, now: o.Now, retention: o.Retention}
+	db := &DB{bolt: b, path: path, now: o.Now, retention: o.Retention, logf: o.Logf}
+	if db.logf == nil {
+		db.logf = func(string, ...any) {}
+	}
 	if db.now == nil {
 		db.now = time.Now
 	}
@@ -94,16 +101,24 @@ func OpenWith(path string, o Options) (*DB, error) {
 		b.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	if db.intake, err = openIntake(db, path+".intake"); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
 	return db, nil
 }
 
 // Path is the file's path.
 func (db *DB) Path() string { return db.path }
 
-// Close closes the file.
+// Close closes the file, once the jobs accepted are in it.
 func (db *DB) Close() error {
+	ierr := db.intake.close()
 	if err := db.bolt.Close(); err != nil {
 		return fmt.Errorf("store: close %s: %w", db.path, err)
+	}
+	if ierr != nil {
+		return fmt.Errorf("store: close %s: %w", db.intake.path, ierr)
 	}
 	return nil
 }
