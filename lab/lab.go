@@ -149,12 +149,12 @@ func HostKey(name string) ed25519.PrivateKey {
 func (l *Lab) bootInstance(in ec2.Instance) {
 	name, ok := host.HostNameFromUserData(in.UserData)
 	if !ok {
-		l.logf("lab: instance %s has no networking.hostName in its user-data; it boots off the tailnet", in.ID)
+		l.EC2.BootFailed(in.ID, "its user-data sets no networking.hostName, so the lab cannot tell which host it is")
 		return
 	}
 	key, ok := host.AuthKeyFromUserData(in.UserData)
 	if !ok {
-		l.logf("lab: instance %s (%s) has no tailnet auth key in its user-data; it never joins", in.ID, name)
+		l.EC2.BootFailed(in.ID, "its user-data ("+name+") holds no tailnet auth key, so it would never join")
 		return
 	}
 	l.wg.Add(1)
@@ -164,7 +164,7 @@ func (l *Lab) bootInstance(in ec2.Instance) {
 		defer cancel()
 		h, err := l.Boot(ctx, host.Config{Name: name, AuthKey: key, Tags: []string{"tag:nest"}})
 		if err != nil {
-			l.logf("lab: instance %s (%s): boot: %v", in.ID, name, err)
+			l.EC2.BootFailed(in.ID, fmt.Sprintf("host %s did not boot: %v", name, err))
 			return
 		}
 		l.mu.Lock()
@@ -248,11 +248,12 @@ func (l *Lab) Host(name string) (*host.Host, bool) {
 	return h, ok
 }
 
-// seed adds the images and instance profiles a fleet refers to, as an
-// account that already has them would.
+// seed adds the images, instance profiles and key pairs a fleet refers
+// to, as an account that already has them would.
 func (l *Lab) seed(f *nest.Fleet) error {
 	images := map[string]bool{"NixOS-25.05-updated-kernel-image": true}
 	profiles := map[string]bool{"ducksnest-controlplane": true}
+	keyPairs := map[string]bool{}
 	if f != nil && f.AWS != nil {
 		l.Region = f.AWS.Region
 		for _, h := range f.Hosts {
@@ -265,6 +266,9 @@ func (l *Lab) seed(f *nest.Fleet) error {
 			if h.AWS.InstanceProfile != "" {
 				profiles[h.AWS.InstanceProfile] = true
 			}
+			if h.AWS.KeyName != "" {
+				keyPairs[h.AWS.KeyName] = true
+			}
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(images)) {
@@ -275,6 +279,11 @@ func (l *Lab) seed(f *nest.Fleet) error {
 	}
 	for _, name := range slices.Sorted(maps.Keys(profiles)) {
 		l.EC2.SeedInstanceProfile(name)
+	}
+	for _, name := range slices.Sorted(maps.Keys(keyPairs)) {
+		if err := l.EC2.SeedKeyPair(name); err != nil {
+			return fmt.Errorf("lab: seed key pair %s: %w", name, err)
+		}
 	}
 	return nil
 }

@@ -22,9 +22,16 @@ type scalarParser interface {
 	parseScalar(string) error
 }
 
+// scalarOrMapping is implemented by types written as a mapping or as one
+// scalar word (adopt: none).
+type scalarOrMapping interface {
+	parseScalarOrMapping(string) error
+}
+
 var (
-	scalarParserType = reflect.TypeFor[scalarParser]()
-	secretRefType    = reflect.TypeFor[SecretRef]()
+	scalarParserType    = reflect.TypeFor[scalarParser]()
+	scalarOrMappingType = reflect.TypeFor[scalarOrMapping]()
+	secretRefType       = reflect.TypeFor[SecretRef]()
 )
 
 // decoder maps a yaml.Node tree onto the Go types strictly: an unknown key,
@@ -87,6 +94,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		if err := v.Addr().Interface().(scalarParser).parseScalar(n.Value); err != nil {
+			d.errorf(n, path, "", "%v", err)
+		}
+		return
+	}
+	if n.Kind == yaml.ScalarNode && v.CanAddr() && v.Addr().Type().Implements(scalarOrMappingType) {
+		if err := v.Addr().Interface().(scalarOrMapping).parseScalarOrMapping(n.Value); err != nil {
 			d.errorf(n, path, "", "%v", err)
 		}
 		return

@@ -29,6 +29,7 @@ func Schema() []byte {
 var (
 	durationType  = reflect.TypeFor[Duration]()
 	portRangeType = reflect.TypeFor[PortRange]()
+	adoptType     = reflect.TypeFor[Adopt]()
 )
 
 func schemaFor(t reflect.Type) map[string]any {
@@ -40,6 +41,10 @@ func schemaFor(t reflect.Type) map[string]any {
 			map[string]any{"type": "integer", "minimum": 0, "maximum": 65535},
 			map[string]any{"type": "string", "pattern": `^[0-9]+(-[0-9]+)?$`},
 		}}
+	}
+	if t == adoptType {
+		object := schemaOfStruct(t)
+		return map[string]any{"oneOf": []any{object, map[string]any{"type": "string", "enum": []any{AdoptNone}}}}
 	}
 	switch t.Kind() {
 	case reflect.Pointer:
@@ -55,31 +60,36 @@ func schemaFor(t reflect.Type) map[string]any {
 	case reflect.Map:
 		return map[string]any{"type": "object", "additionalProperties": schemaFor(t.Elem())}
 	case reflect.Struct:
-		props := map[string]any{}
-		var required []string
-		for _, f := range Fields(t) {
-			p := schemaFor(f.Type)
-			p["description"] = f.Doc
-			if f.Enum != nil {
-				if p["type"] == "array" {
-					p["items"] = map[string]any{"type": "string", "enum": f.Enum}
-				} else {
-					p["enum"] = f.Enum
-				}
-			}
-			props[f.Key] = p
-			if f.Required {
-				required = append(required, f.Key)
-			}
-		}
-		s := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
-		if len(required) > 0 {
-			sort.Strings(required)
-			s["required"] = required
-		}
-		return s
+		return schemaOfStruct(t)
 	}
 	panic("nest: schema: unsupported type " + t.String())
+}
+
+// schemaOfStruct is the schema of a mapping of the struct's keys.
+func schemaOfStruct(t reflect.Type) map[string]any {
+	props := map[string]any{}
+	var required []string
+	for _, f := range Fields(t) {
+		p := schemaFor(f.Type)
+		p["description"] = f.Doc
+		if f.Enum != nil {
+			if p["type"] == "array" {
+				p["items"] = map[string]any{"type": "string", "enum": f.Enum}
+			} else {
+				p["enum"] = f.Enum
+			}
+		}
+		props[f.Key] = p
+		if f.Required {
+			required = append(required, f.Key)
+		}
+	}
+	s := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
+	if len(required) > 0 {
+		sort.Strings(required)
+		s["required"] = required
+	}
+	return s
 }
 
 // Field describes one key of nest.yaml, for the schema and the reference.
@@ -162,6 +172,8 @@ func typeName(t reflect.Type) string {
 		return "duration"
 	case portRangeType:
 		return "port or range"
+	case adoptType:
+		return "mapping, or none"
 	}
 	switch t.Kind() {
 	case reflect.Pointer:

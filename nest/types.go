@@ -39,10 +39,31 @@ type AWS struct {
 }
 
 // Adopt names an existing resource that nestbot should take over by tagging
-// it instead of creating a new one: by id, or by one tag (Key=Value).
+// it instead of creating a new one: by id, by one tag (Key=Value), or (a
+// security group) by its group name. Written as the word none, it says to
+// create the resource even beside an untagged one that looks the same.
 type Adopt struct {
-	ID  string `yaml:"id" doc:"The resource id: vpc-…, subnet-…, igw-…, rtb-…, sg-… or i-…"`
-	Tag string `yaml:"tag" doc:"A tag that finds exactly one resource, as Key=Value, e.g. Name=ducksnest-vpc."`
+	ID        string `yaml:"id" doc:"The resource id: vpc-…, subnet-…, igw-…, rtb-…, sg-… or i-…"`
+	Tag       string `yaml:"tag" doc:"A tag that finds exactly one resource, as Key=Value, e.g. Name=ducksnest-vpc."`
+	GroupName string `yaml:"group_name" doc:"Security groups only: the group name (GroupName), e.g. ducksnest, as Terraform's aws_security_group name."`
+	// None is adopt: none — create the resource, although an untagged one
+	// that looks the same exists.
+	None bool `yaml:"-"`
+}
+
+// AdoptNone is how nest.yaml says adopt: none.
+const AdoptNone = "none"
+
+// Takes reports whether the block names a resource to take over (not none).
+func (a *Adopt) Takes() bool { return a != nil && !a.None }
+
+// parseScalarOrMapping reads the scalar form, adopt: none.
+func (a *Adopt) parseScalarOrMapping(s string) error {
+	if s != AdoptNone {
+		return fmt.Errorf("%q is not an adoption: write adopt: {id: …}, adopt: {tag: Key=Value} or adopt: none", s)
+	}
+	a.None = true
+	return nil
 }
 
 // Adoptable is a resource with nothing to configure but its adoption.

@@ -108,14 +108,26 @@ func (c *checker) cidr(p, v string) (netip.Prefix, bool) {
 }
 
 func (c *checker) adopt(p string, a *Adopt, idPrefix string) {
-	if a == nil {
+	if a == nil || a.None {
 		return
 	}
+	named := 0
+	for _, v := range []string{a.ID, a.Tag, a.GroupName} {
+		if v != "" {
+			named++
+		}
+	}
+	hint := "give id: " + idPrefix + "… or tag: Key=Value"
+	if idPrefix == "sg-" {
+		hint += " or group_name: NAME"
+	}
 	switch {
-	case a.ID == "" && a.Tag == "":
-		c.errorf(p, "give id: "+idPrefix+"… or tag: Key=Value", "adopt names nothing")
-	case a.ID != "" && a.Tag != "":
-		c.errorf(p, "keep one of them", "adopt gives both id and tag")
+	case named == 0:
+		c.errorf(p, hint+"; or write adopt: none to create it anyway", "adopt names nothing")
+	case named > 1:
+		c.errorf(p, "keep one of them", "adopt names the resource more than one way (id, tag, group_name)")
+	case a.GroupName != "" && idPrefix != "sg-":
+		c.errorf(p+".group_name", "adopt it by id: or tag: instead", "group_name adopts only a security group")
 	case a.ID != "" && !strings.HasPrefix(a.ID, idPrefix):
 		c.errorf(p+".id", "", "%q is not an id of this kind (%s…)", a.ID, idPrefix)
 	case a.Tag != "":

@@ -47,6 +47,10 @@ type resource struct {
 	// vpc is, live only, the VPC a resource is in (an internet gateway: the
 	// one it is attached to, "" when detached).
 	vpc string
+	// groupName is a live security group's name; main marks a VPC's main
+	// route table.
+	groupName string
+	main      bool
 }
 
 func (r *resource) attr(name string) (attr, bool) {
@@ -92,16 +96,24 @@ func (p *planner) cloud() {
 	// An adopted resource keeps the Name it had (Terraform's, say): nestbot
 	// names only what it creates, and adopt: {tag: Name=…} goes on matching.
 	for _, r := range desired {
-		if r.adopt != nil {
+		if r.adopt.Takes() {
 			delete(r.tags, "Name")
 		}
 	}
-	p.adopting = p.adoptionTargets(desired)
+	p.adoptionTargets(desired)
 	p.unresolved = map[string]bool{}
+	var twins []twin
 	for _, r := range desired {
-		if !p.reconcileResource(r) {
+		ok, t := p.reconcileResource(r)
+		if !ok {
 			p.unresolved[r.addr] = true
 		}
+		if t != nil {
+			twins = append(twins, *t)
+		}
+	}
+	if len(twins) > 0 {
+		p.errs = append(p.errs, p.twinsError(twins))
 	}
 	p.deleteUndesired(desired)
 }
@@ -285,11 +297,11 @@ func (p *planner) liveResources() []resource {
 		}
 		sort.Strings(routes)
 		sort.Strings(subnets)
-		out = append(out, resource{kind: KindRouteTable, id: rt.ID, vpc: rt.VPCID, tags: rt.Tags, attrs: []attr{
+		out = append(out, resource{kind: KindRouteTable, id: rt.ID, vpc: rt.VPCID, tags: rt.Tags, main: rt.Main, attrs: []attr{
 			{name: "routes", value: strings.Join(routes, ", ")}, {name: "subnets", value: strings.Join(subnets, ", ")}}})
 	}
 	for _, sg := range c.SecurityGroups {
-		out = append(out, resource{kind: KindSecurityGroup, id: sg.ID, vpc: sg.VPCID, tags: sg.Tags, attrs: []attr{
+		out = append(out, resource{kind: KindSecurityGroup, id: sg.ID, vpc: sg.VPCID, tags: sg.Tags, groupName: sg.Name, attrs: []attr{
 			{name: "ingress", value: rulesString(sg.Ingress)}, {name: "egress", value: rulesString(sg.Egress)}}})
 	}
 	for _, in := range c.Instances {
@@ -360,8 +372,9 @@ func (p *planner) owned(r resource) bool {
 }
 
 // reconcileResource plans one desired resource. It reports false when its
-// live counterpart could not be told (the error says why).
-func (p *planner) reconcileResource(want resource) bool {
+// live counterpart could not be told (an error says why), and the twin when
+// creating it would put one beside untagged lookalikes.
+func (p *planner) reconcileResource(want resource) (bool, *twin) {
 	claims := p.liveIndex()[want.kind+" "+want.addr]
 	if len(claims) > 1 {
 		var ids []string
@@ -369,26 +382,26 @@ func (p *planner) reconcileResource(want resource) bool {
 			ids = append(ids, c.id)
 		}
 		p.errorf("%s: %d resources carry its tags (%s); remove the tags from all but one, or delete the extras by hand", want.addr, len(claims), strings.Join(ids, ", "))
-		return false
+		return false, nil
 	}
 	if len(claims) == 1 {
 		if err := p.otherVPC(claims[0], nil); err != nil {
 			p.errorf("%s: %v, yet carries this fleet's tags; nestbot never changes, replaces or deletes a resource of another VPC: remove its nest:* tags (%s)",
 				want.addr, err, untagCommand(claims[0].id))
-			return false
+			return false, nil
 		}
 		p.compare(want, claims[0], false)
-		return true
+		return true, nil
 	}
-	if want.adopt != nil {
-		target, err := p.findAdoptee(want)
+	if want.adopt.Takes() {
+		target, how, err := p.findAdoptee(want)
 		if err != nil {
 			p.errorf("%s: adopt: %v", want.addr, err)
-			return false
+			return false, nil
 		}
 		if err := p.otherVPC(target, want.adopt); err != nil {
 			p.errorf("%s: adopt: %v; %s", want.addr, err, p.otherVPCHint(target))
-			return false
+			return false, nil
 		}
 		var changes []Change
 		for _, k := range slices.Sorted(maps.Keys(want.tags)) {
@@ -397,9 +410,14 @@ func (p *planner) reconcileResource(want resource) bool {
 			}
 		}
 		p.add(Step{Plane: PlaneCloud, Action: ActionAdopt, Address: want.addr, ID: target.id, Changes: changes,
-			Reason: "takes over " + target.id + "; tags are added, nothing is created"})
+			Reason: "takes over " + target.id + how + "; tags are added, nothing is created"})
 		p.compare(want, target, true)
-		return true
+		return true, nil
+	}
+	if want.adopt == nil { // adopt: none creates it whatever looks like it
+		if found := p.lookalikes(want); len(found) > 0 {
+			return false, &twin{want: want, found: found}
+		}
 	}
 	var changes []Change
 	for _, a := range want.attrs {
@@ -416,83 +434,66 @@ func (p *planner) reconcileResource(want resource) bool {
 	if want.kind == KindInstance {
 		p.created[want.host] = true
 	}
-	return true
+	return true, nil
 }
 
-// adoptionTargets maps the live id of each resource that nest.yaml adopts
-// (and that nestbot does not own yet) to its desired address, so that
-// references to it (a subnet's VPC, an instance's subnet) compare equal.
-func (p *planner) adoptionTargets(desired []resource) map[string]string {
-	out := map[string]string{}
+// adoptionTargets finds, for each resource that nest.yaml adopts (and that
+// nestbot does not own yet), its live id, so that references to it (a
+// subnet's VPC, an instance's subnet) compare equal: p.adopting maps the id
+// to the desired address. The VPC comes first, so that what it narrows (a
+// group name found in several VPCs) is known.
+func (p *planner) adoptionTargets(desired []resource) {
+	p.adopting = map[string]string{}
 	var raw *adoptIndex
 	for _, want := range desired {
-		if want.adopt == nil {
+		if !want.adopt.Takes() {
 			continue
 		}
 		if raw == nil {
-			raw = newAdoptIndex(p.liveResources()) // references unresolved; ids and tags are all that is used
+			raw = newAdoptIndex(p.liveResources()) // references unresolved; ids, tags and VPCs are all that is used
 		}
-		if found := raw.find(want.kind, want.adopt); len(found) == 1 {
-			out[raw.res[found[0]].id] = want.addr
+		if found := p.narrow(want, raw.matches(want)); len(found) == 1 {
+			p.adopting[found[0].id] = want.addr
 		}
 	}
-	return out
 }
 
-// findAdoptee finds the one live resource an adopt block names.
-func (p *planner) findAdoptee(want resource) (resource, error) {
-	if p.adoptees == nil {
-		p.adoptees = newAdoptIndex(p.liveList())
-	}
-	var found []resource
-	for _, i := range p.adoptees.find(want.kind, want.adopt) {
-		found = append(found, p.adoptees.res[i])
-	}
-	switch {
-	case len(found) == 0 && want.adopt.ID != "":
-		return resource{}, fmt.Errorf("no %s with id %s", want.kind, want.adopt.ID)
-	case len(found) == 0:
-		return resource{}, fmt.Errorf("no %s tagged %s", want.kind, want.adopt.Tag)
-	case len(found) > 1:
-		return resource{}, fmt.Errorf("%d resources tagged %s; adopt by id instead", len(found), want.adopt.Tag)
-	}
-	if t := found[0].tags; t[TagFleet] != "" && t[TagFleet] != p.f.Name {
-		return resource{}, fmt.Errorf("%s belongs to fleet %q", found[0].id, t[TagFleet])
-	}
-	return found[0], nil
-}
-
-// adoptIndex finds the live resources an adopt block names (its id, or a
-// Key=Value tag) without a pass over every live resource for each block,
-// so a fleet that adopts each of its instances plans in linear time.
+// adoptIndex finds the live resources of a kind that an adopt block names
+// — by id, by a Key=Value tag, or (a security group) by group name — in
+// the order they were observed, without a pass over every live resource
+// for each block: a fleet that adopts each of its instances plans in
+// linear time.
 type adoptIndex struct {
 	res   []resource
 	byID  map[string][]int            // "kind id" → positions in res
-	byTag map[string]map[string][]int // tag key → "kind value" → positions, built per key on first use
+	byTag map[string]map[string][]int // tag key → "kind value" → positions, made on first use of the key
+	group map[string][]int            // security group name → positions
 }
 
 func newAdoptIndex(res []resource) *adoptIndex {
-	x := &adoptIndex{res: res, byID: map[string][]int{}, byTag: map[string]map[string][]int{}}
+	x := &adoptIndex{res: res, byID: map[string][]int{}, byTag: map[string]map[string][]int{}, group: map[string][]int{}}
 	for i, r := range res {
 		x.byID[r.kind+" "+r.id] = append(x.byID[r.kind+" "+r.id], i)
+		if r.kind == KindSecurityGroup && r.groupName != "" {
+			x.group[r.groupName] = append(x.group[r.groupName], i)
+		}
 	}
 	return x
 }
 
-// find returns, in observed order, the positions of the resources of kind
-// that a names: the one with its id, and those whose tag has its value.
-func (x *adoptIndex) find(kind string, a *nest.Adopt) []int {
-	var found []int
+// matches are the live resources of want's kind that its adopt block names.
+func (x *adoptIndex) matches(want resource) []resource {
+	a := want.adopt
+	var at []int
 	if a.ID != "" {
-		found = append(found, x.byID[kind+" "+a.ID]...)
+		at = append(at, x.byID[want.kind+" "+a.ID]...)
 	}
 	if a.Tag != "" {
 		key, value, _ := strings.Cut(a.Tag, "=")
-		if value == "" {
-			// An empty value also matches a resource without the key.
+		if value == "" { // an empty value also matches a resource without the key
 			for i, r := range x.res {
-				if r.kind == kind && r.tags[key] == "" {
-					found = append(found, i)
+				if r.kind == want.kind && r.tags[key] == "" {
+					at = append(at, i)
 				}
 			}
 		} else {
@@ -506,11 +507,85 @@ func (x *adoptIndex) find(kind string, a *nest.Adopt) []int {
 				}
 				x.byTag[key] = values
 			}
-			found = append(found, values[kind+" "+value]...)
+			at = append(at, values[want.kind+" "+value]...)
 		}
 	}
-	slices.Sort(found)
-	return slices.Compact(found)
+	if a.GroupName != "" && want.kind == KindSecurityGroup {
+		at = append(at, x.group[a.GroupName]...)
+	}
+	slices.Sort(at)
+	var found []resource
+	for _, i := range slices.Compact(at) {
+		found = append(found, x.res[i])
+	}
+	return found
+}
+
+// narrow picks, among several resources a tag or group name finds, the ones
+// that are what nest.yaml describes: of a subnet or VPC, the same CIDR; of
+// anything else, those in the fleet's VPC.
+func (p *planner) narrow(want resource, found []resource) []resource {
+	if len(found) < 2 {
+		return found
+	}
+	var out []resource
+	switch want.kind {
+	case KindVPC, KindSubnet:
+		cidr, _ := want.attr("cidr")
+		for _, r := range found {
+			if c, _ := r.attr("cidr"); c.value == cidr.value {
+				out = append(out, r)
+			}
+		}
+	default:
+		if vpc, _ := p.fleetVPC(); vpc != "" {
+			for _, r := range found {
+				if r.vpc == vpc {
+					out = append(out, r)
+				}
+			}
+		}
+	}
+	if len(out) == 0 {
+		return found
+	}
+	return out
+}
+
+// findAdoptee finds the one live resource an adopt block names, and says
+// how it was told from others the block also names.
+func (p *planner) findAdoptee(want resource) (resource, string, error) {
+	a := want.adopt
+	by := "tagged " + a.Tag
+	if a.GroupName != "" {
+		by = "named " + a.GroupName
+	}
+	if p.adoptees == nil {
+		p.adoptees = newAdoptIndex(p.liveList())
+	}
+	all := p.adoptees.matches(want)
+	found := p.narrow(want, all)
+	switch {
+	case len(found) == 0 && a.ID != "":
+		return resource{}, "", fmt.Errorf("no %s with id %s", want.kind, a.ID)
+	case len(found) == 0:
+		return resource{}, "", fmt.Errorf("no %s %s", want.kind, by)
+	case len(found) > 1:
+		var ids []string
+		for _, r := range found {
+			ids = append(ids, r.id+" ("+p.describe(r)+")")
+		}
+		return resource{}, "", fmt.Errorf("%d resources are %s: %s; adopt one by id instead: adopt: {id: %s}",
+			len(found), by, strings.Join(ids, "; "), found[0].id)
+	}
+	if t := found[0].tags; t[TagFleet] != "" && t[TagFleet] != p.f.Name {
+		return resource{}, "", fmt.Errorf("%s belongs to fleet %q", found[0].id, t[TagFleet])
+	}
+	how := ""
+	if len(all) > 1 {
+		how = fmt.Sprintf(" (%d resources are %s; %s is the one nest.yaml describes)", len(all), by, found[0].id)
+	}
+	return found[0], how, nil
 }
 
 // compare diffs one desired resource against its live counterpart.
@@ -623,7 +698,7 @@ func (p *planner) fleetVPC() (id string, known bool) {
 			return id, true
 		}
 	}
-	if p.f.AWS != nil && p.f.AWS.VPC.Adopt != nil {
+	if p.f.AWS != nil && p.f.AWS.VPC.Adopt.Takes() {
 		return "", false
 	}
 	return "", true
@@ -646,6 +721,8 @@ func (p *planner) otherVPC(r resource, adopt *nest.Adopt) error {
 	switch {
 	case adopt != nil && adopt.Tag != "":
 		name += " (" + adopt.Tag + ")"
+	case adopt != nil && adopt.GroupName != "":
+		name += " (group " + adopt.GroupName + ")"
 	case r.tags["Name"] != "":
 		name += " (Name=" + r.tags["Name"] + ")"
 	}

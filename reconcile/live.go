@@ -123,7 +123,10 @@ type RouteTable struct {
 	VPCID        string   `json:"vpc_id"`
 	Routes       []Route  `json:"routes,omitempty"`
 	Associations []string `json:"associations,omitempty"` // subnet ids
-	Tags         Tags     `json:"tags,omitempty"`
+	// Main is the VPC's main route table (the one subnets use unless
+	// associated with another).
+	Main bool `json:"main,omitempty"`
+	Tags Tags `json:"tags,omitempty"`
 }
 
 // Route is one route of a route table.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -56,7 +55,7 @@ commit on the checked-out branch (unless --no-commit).`,
 	f.StringSliceVar(&opts.Targets, "target", nil, "apply only these addresses and what they need (repeatable)")
 	f.BoolVar(&opts.AutoApprove, "auto-approve", false, "apply without asking")
 	f.BoolVar(&opts.NoCommit, "no-commit", false, "write certificates into pki.dir, do not commit them")
-	f.StringVar(&opts.Revision, "revision", "", "the commit being applied (seeds idempotency tokens; default GITHUB_SHA)")
+	f.StringVar(&opts.Revision, "revision", "", "the commit being applied: the revision hosts roll to (default: the checkout's HEAD)")
 	f.StringVar(&opts.Cloud.Endpoint, "aws-endpoint", "", "EC2 endpoint URL (default: the SDK's, or AWS_ENDPOINT_URL)")
 	opts.Tailnet.register(cmd)
 	return cmd
@@ -109,7 +108,6 @@ func runApply(opts *applyOptions) error {
 		}
 	}
 	rep, applyErr := s.Apply(ctx, plan, fleet.ApplyOptions{
-		Revision: cmp.Or(opts.Revision, plan.Revision, opts.IO.Getenv("GITHUB_SHA")),
 		NoCommit: opts.NoCommit,
 		Log:      opts.IO.Err,
 	})

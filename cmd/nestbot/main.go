@@ -44,6 +44,7 @@ Every flag can also be set with an environment variable NESTBOT_<FLAG>
 		newServeCmd(io),
 		newActionCmd(io),
 		newDriftCmd(io),
+		newAdoptCmd(io),
 		newSchemaCmd(io),
 		newVersionCmd(io),
 	)

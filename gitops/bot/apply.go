@@ -168,7 +168,7 @@ func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 		if events == nil {
 			events = func(e rollout.Event) { b.logf("%s: %s", r.repo, e) }
 		}
-		rep, applyErr := s.Apply(ctx, plan, fleet.ApplyOptions{Revision: r.sha, Log: logWriter(b.logf), Events: events})
+		rep, applyErr := s.Apply(ctx, plan, fleet.ApplyOptions{Log: logWriter(b.logf), Events: events})
 		res.Report = rep
 		if s.CertCommit != "" {
 			res.CertCommit = s.CertCommit

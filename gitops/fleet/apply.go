@@ -24,9 +24,6 @@ import (
 
 // ApplyOptions shape an apply.
 type ApplyOptions struct {
-	// Revision is the commit being applied; it seeds idempotency tokens
-	// (default: the plan's).
-	Revision string
 	// NoCommit writes certificates into pki.dir without committing them.
 	NoCommit bool
 	// Log receives progress lines and the certificates' report; nil
@@ -51,10 +48,6 @@ func (o ApplyOptions) logf(format string, args ...any) {
 // report says what was applied before it.
 func (s *Session) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyOptions) (*reconcile.Report, error) {
 	d := s.Desired
-	revision := opts.Revision
-	if revision == "" {
-		revision = plan.Revision
-	}
 	api, err := s.TailscaleAPI()
 	if err != nil {
 		return &reconcile.Report{}, err
@@ -68,7 +61,7 @@ func (s *Session) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyOpt
 	}
 	exec := &reconcile.Executor{Appliers: map[reconcile.Plane]reconcile.PlaneApplier{}}
 	if s.EC2 != nil {
-		a := &nestaws.Applier{Client: s.EC2, Fleet: d.Fleet, Live: &s.Live.Cloud, Revision: revision, Logf: opts.logf, AuthKey: opts.AuthKey}
+		a := &nestaws.Applier{Client: s.EC2, Fleet: d.Fleet, Live: &s.Live.Cloud, Logf: opts.logf, AuthKey: opts.AuthKey}
 		exec.Appliers[reconcile.PlaneCloud] = cloudApplier(a)
 	}
 	if s.Bot != nil || api != nil {

@@ -42,7 +42,69 @@ type xInstance struct {
 	IAMInstanceProfile *xIAMProfile   `xml:"iamInstanceProfile"`
 	EbsOptimized       bool           `xml:"ebsOptimized"`
 	EnaSupport         bool           `xml:"enaSupport"`
+	NetworkInterfaces  []xInstanceENI `xml:"networkInterfaceSet>item"`
+	CPUOptions         xCPUOptions    `xml:"cpuOptions"`
+	MetadataOptions    xMetadata      `xml:"metadataOptions"`
 	PlatformDetails    string         `xml:"platformDetails"`
+}
+
+type xInstanceENI struct {
+	Association     *xENIAssociation `xml:"association"`
+	Attachment      xENIAttachment   `xml:"attachment"`
+	Description     string           `xml:"description"`
+	Groups          []xGroup         `xml:"groupSet>item"`
+	MacAddress      string           `xml:"macAddress"`
+	ID              string           `xml:"networkInterfaceId"`
+	OwnerID         string           `xml:"ownerId"`
+	PrivateDNSName  string           `xml:"privateDnsName,omitempty"`
+	PrivateIP       string           `xml:"privateIpAddress,omitempty"`
+	PrivateIPs      []xENIPrivateIP  `xml:"privateIpAddressesSet>item"`
+	SourceDestCheck bool             `xml:"sourceDestCheck"`
+	Status          string           `xml:"status"`
+	SubnetID        string           `xml:"subnetId"`
+	VpcID           string           `xml:"vpcId"`
+	InterfaceType   string           `xml:"interfaceType"`
+}
+
+type xENIAssociation struct {
+	IPOwnerID     string `xml:"ipOwnerId"`
+	PublicDNSName string `xml:"publicDnsName"`
+	PublicIP      string `xml:"publicIp"`
+}
+
+type xENIAttachment struct {
+	AttachTime          string `xml:"attachTime"`
+	AttachmentID        string `xml:"attachmentId"`
+	DeleteOnTermination bool   `xml:"deleteOnTermination"`
+	DeviceIndex         int    `xml:"deviceIndex"`
+	Status              string `xml:"status"`
+	NetworkCardIndex    int    `xml:"networkCardIndex"`
+}
+
+type xENIPrivateIP struct {
+	Association    *xENIAssociation `xml:"association"`
+	Primary        bool             `xml:"primary"`
+	PrivateDNSName string           `xml:"privateDnsName,omitempty"`
+	PrivateIP      string           `xml:"privateIpAddress"`
+}
+
+type xCPUOptions struct {
+	CoreCount      int `xml:"coreCount"`
+	ThreadsPerCore int `xml:"threadsPerCore"`
+}
+
+type xMetadata struct {
+	State                string `xml:"state"`
+	HTTPTokens           string `xml:"httpTokens"`
+	HopLimit             int    `xml:"httpPutResponseHopLimit"`
+	HTTPEndpoint         string `xml:"httpEndpoint"`
+	HTTPProtocolIPv6     string `xml:"httpProtocolIpv6"`
+	InstanceMetadataTags string `xml:"instanceMetadataTags"`
+}
+
+func (m metadataOptions) xml() xMetadata {
+	return xMetadata{State: "applied", HTTPTokens: m.httpTokens, HopLimit: m.hopLimit, HTTPEndpoint: m.httpEndpoint,
+		HTTPProtocolIPv6: m.httpProtocolIPv6, InstanceMetadataTags: m.instanceMetadataTags}
 }
 
 type xInstanceState struct {
@@ -133,6 +195,19 @@ func (s *Server) instanceXML(in *instance) xInstance {
 	}
 	if in.profile != nil {
 		x.IAMInstanceProfile = &xIAMProfile{Arn: in.profile.arn, ID: in.profile.id}
+	}
+	x.CPUOptions = xCPUOptions{in.coreCount, in.threadsPerCore}
+	x.MetadataOptions = in.metadata.xml()
+	if in.state != stateTerminated && in.eniID != "" {
+		eni := xInstanceENI{Attachment: xENIAttachment{AttachTime: fmtTime(in.launchTime), AttachmentID: in.eniAttachmentID,
+			DeleteOnTermination: true, Status: "attached"}, Groups: s.groupsXML(in.sgIDs), MacAddress: in.mac, ID: in.eniID,
+			OwnerID: s.AccountID, PrivateDNSName: private, PrivateIP: in.privateIP, SourceDestCheck: true, Status: "in-use",
+			SubnetID: in.subnetID, VpcID: in.vpcID, InterfaceType: "interface"}
+		if in.publicIP != "" {
+			eni.Association = &xENIAssociation{IPOwnerID: "amazon", PublicDNSName: public, PublicIP: in.publicIP}
+		}
+		eni.PrivateIPs = []xENIPrivateIP{{Association: eni.Association, Primary: true, PrivateDNSName: private, PrivateIP: in.privateIP}}
+		x.NetworkInterfaces = []xInstanceENI{eni}
 	}
 	for _, d := range in.devices {
 		x.BlockDevices = append(x.BlockDevices, xInstanceBDM{DeviceName: d.device, Ebs: xEbsDev{

@@ -1,9 +1,11 @@
 package ec2
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -86,6 +88,11 @@ type launch struct {
 	clientToken  string
 	state        string
 	visibleAt    time.Time
+	// What RunInstances may set beyond the above, with EC2's defaults.
+	disableAPITermination, disableAPIStop bool
+	metadata                              metadataOptions
+	cpuCredits                            string
+	coreCount, threadsPerCore             int
 }
 
 type deviceSpec struct {
@@ -93,6 +100,7 @@ type deviceSpec struct {
 	size, iops, thru    int
 	volumeType          string
 	encrypted           bool
+	kmsKeyID            string
 	deleteOnTermination bool
 	snapshotID          string
 }
@@ -205,6 +213,12 @@ func (s *Server) parseLaunch(c *call, imageID string) (*launch, error) {
 	if !validInstanceType(l.instanceType) {
 		return nil, errf(400, "InvalidParameterValue", "Invalid value '%s' for InstanceType.", l.instanceType)
 	}
+	if l.keyName != "" && s.st.keyPairs[l.keyName] == nil {
+		return nil, errf(400, "InvalidKeyPair.NotFound", "The key pair '%s' does not exist", l.keyName)
+	}
+	if err := parseLaunchOptions(p, l); err != nil {
+		return nil, err
+	}
 
 	subnetID := p.get("SubnetId")
 	sgIDs := p.list("SecurityGroupId")
@@ -284,6 +298,13 @@ func (s *Server) parseLaunch(c *call, imageID string) (*launch, error) {
 	}
 	if l.devices, err = parseDevices(p, img); err != nil {
 		return nil, err
+	}
+	for i := range l.devices {
+		d := &l.devices[i]
+		d.encrypted = d.encrypted || s.st.ebsEncryptionByDefault
+		if d.encrypted && d.kmsKeyID == "" {
+			d.kmsKeyID = s.kmsKeyARN(c.region)
+		}
 	}
 	specs, err := p.tagSpecs("instance", "volume", "network-interface")
 	if err != nil {
@@ -367,6 +388,12 @@ func parseDevices(p params, img *image) ([]deviceSpec, error) {
 		if v, ok := ebs.boolean("Encrypted"); ok {
 			d.encrypted = v
 		}
+		if k := ebs.get("KmsKeyId"); k != "" {
+			if !d.encrypted {
+				return nil, errf(400, "InvalidParameterDependency", "The parameter KmsKeyId requires the parameter Encrypted to be set.")
+			}
+			d.kmsKeyID = k
+		}
 		if v, ok := ebs.boolean("DeleteOnTermination"); ok {
 			d.deleteOnTermination = v
 		}
@@ -404,10 +431,14 @@ func (s *Server) createInstance(l *launch, resID string, index int, now time.Tim
 		tags: cloneTags(l.instanceTags), launchTime: now, clientToken: l.clientToken, launchIndex: index,
 		architecture: l.img.Architecture, rootDeviceName: l.img.RootDeviceName,
 		state: l.state, stateAt: now, visibleAt: l.visibleAt,
+		disableAPITermination: l.disableAPITermination, disableAPIStop: l.disableAPIStop,
+		metadata: l.metadata, cpuCredits: l.cpuCredits, coreCount: l.coreCount, threadsPerCore: l.threadsPerCore,
 	}
+	in.eniID, in.eniAttachmentID = s.newID("eni"), s.newID("eni-attach")
+	in.mac = fmt.Sprintf("06:%s:%s:%s:%s:%s", in.eniID[4:6], in.eniID[6:8], in.eniID[8:10], in.eniID[10:12], in.eniID[12:14])
 	ip, _ := l.sn.allocatePrivateIP(in.id)
 	in.privateIP = ip.String()
-	if l.publicIP && in.state != stateStopped {
+	if l.publicIP && in.state == stateRunning { // a pending one gets its address when it runs
 		in.publicIP = s.allocatePublicIP()
 	}
 	if in.profile != nil {
@@ -420,6 +451,9 @@ func (s *Server) createInstance(l *launch, resID string, index int, now time.Tim
 			attachTime: now, tags: cloneTags(l.volumeTags)}
 		if v.iops == 0 {
 			v.iops = defaultIOPS(v.volumeType, v.size)
+		}
+		if v.encrypted {
+			v.kmsKeyID = cmp.Or(d.kmsKeyID, s.kmsKeyARN(regionOf(in.az)))
 		}
 		if v.throughput == 0 && v.volumeType == "gp3" {
 			v.throughput = 125
@@ -438,4 +472,82 @@ func regionOf(az string) string {
 		return ""
 	}
 	return strings.TrimRight(az, "abcdefghijklmnopqrstuvwxyz")
+}
+
+// parseLaunchOptions reads what RunInstances sets beyond the machine and
+// its network — termination and stop protection, the instance metadata
+// options, the CPU options and credits — checked against the type, with
+// EC2's defaults.
+func parseLaunchOptions(p params, l *launch) error {
+	l.disableAPITermination, _ = p.boolean("DisableApiTermination")
+	l.disableAPIStop, _ = p.boolean("DisableApiStop")
+	l.metadata = metadataOptions{httpTokens: "optional", httpEndpoint: "enabled", httpProtocolIPv6: "disabled",
+		instanceMetadataTags: "disabled", hopLimit: 1}
+	if err := l.metadata.set(p.sub("MetadataOptions")); err != nil {
+		return err
+	}
+	t, known := lookupInstanceType(l.instanceType)
+	l.coreCount, l.threadsPerCore = 1, 2
+	if known {
+		l.coreCount, l.threadsPerCore = t.cores, t.vcpus/t.cores
+	}
+	cpu := p.sub("CpuOptions")
+	if n, ok, err := cpu.int("CoreCount"); err != nil {
+		return err
+	} else if ok {
+		l.coreCount = n
+	}
+	if n, ok, err := cpu.int("ThreadsPerCore"); err != nil {
+		return err
+	} else if ok {
+		if n != 1 && n != 2 {
+			return errf(400, "InvalidParameterValue", "Value (%d) for parameter threadsPerCore is invalid. Expected 1 or 2.", n)
+		}
+		l.threadsPerCore = n
+	}
+	if known && t.burstable {
+		l.cpuCredits = "unlimited"
+		if strings.HasPrefix(l.instanceType, "t2.") {
+			l.cpuCredits = "standard"
+		}
+	}
+	if c := p.get("CreditSpecification.CpuCredits"); c != "" {
+		if !known || !t.burstable {
+			return errf(400, "InvalidParameterCombination", "The CreditSpecification parameter applies to burstable performance instances only (T2, T3, T3a, T4g), not %s.", l.instanceType)
+		}
+		if c != "standard" && c != "unlimited" {
+			return errf(400, "InvalidParameterValue", "Value (%s) for parameter cpuCredits is invalid. Expected standard or unlimited.", c)
+		}
+		l.cpuCredits = c
+	}
+	return nil
+}
+
+// set applies MetadataOptions.* (RunInstances) or the same keys at the top
+// level (ModifyInstanceMetadataOptions).
+func (m *metadataOptions) set(p params) error {
+	for key, field := range map[string]*string{"HttpTokens": &m.httpTokens, "HttpEndpoint": &m.httpEndpoint,
+		"HttpProtocolIpv6": &m.httpProtocolIPv6, "InstanceMetadataTags": &m.instanceMetadataTags} {
+		v := p.get(key)
+		if v == "" {
+			continue
+		}
+		allowed := []string{"enabled", "disabled"}
+		if key == "HttpTokens" {
+			allowed = []string{"optional", "required"}
+		}
+		if !slices.Contains(allowed, v) {
+			return errf(400, "InvalidParameterValue", "Value (%s) for parameter %s is invalid. Expected one of %s.", v, key, strings.Join(allowed, ", "))
+		}
+		*field = v
+	}
+	if n, ok, err := p.int("HttpPutResponseHopLimit"); err != nil {
+		return err
+	} else if ok {
+		if n < 1 || n > 64 {
+			return errf(400, "InvalidParameterValue", "Value (%d) for parameter httpPutResponseHopLimit is invalid. Expected 1 to 64.", n)
+		}
+		m.hopLimit = n
+	}
+	return nil
 }

@@ -86,14 +86,15 @@ func (s *Server) startInstances(c *call) (any, error) {
 			return
 		}
 		in.state, in.stateAt, in.reason, in.reasonCode, in.reasonDetail = statePending, c.now, "", "", ""
-		if in.wantPublicIP {
-			in.publicIP = s.allocatePublicIP()
-		}
 	})
 }
 
 func (s *Server) stopInstances(c *call) (any, error) {
 	return s.transition(c, func(in *instance) error {
+		if in.disableAPIStop {
+			return errf(400, "OperationNotPermitted",
+				"The instance '%s' may not be stopped. Modify its 'disableApiStop' instance attribute and try again.", in.id)
+		}
 		switch in.state {
 		case stateRunning, stateStopping, stateStopped:
 			return nil
@@ -137,7 +138,7 @@ func (s *Server) modifyInstanceAttribute(c *call) (any, error) {
 	// The Attribute/Value form is the same as the <Attribute>.Value form.
 	if attr := p.get("Attribute"); attr != "" {
 		key := map[string]string{"instanceType": "InstanceType", "userData": "UserData",
-			"disableApiTermination": "DisableApiTermination"}[attr]
+			"disableApiTermination": "DisableApiTermination", "disableApiStop": "DisableApiStop"}[attr]
 		if key == "" {
 			return nil, errf(400, "UnsupportedOperation", "The lab does not support modifying attribute %s.", attr)
 		}
@@ -170,6 +171,8 @@ func (s *Server) modifyInstanceAttribute(c *call) (any, error) {
 		in.userData = b
 	case p.has("DisableApiTermination.Value"):
 		in.disableAPITermination, _ = p.boolean("DisableApiTermination.Value")
+	case p.has("DisableApiStop.Value"):
+		in.disableAPIStop, _ = p.boolean("DisableApiStop.Value")
 	case len(p.list("GroupId")) > 0:
 		ids := p.list("GroupId")
 		for _, id := range ids {
@@ -184,7 +187,7 @@ func (s *Server) modifyInstanceAttribute(c *call) (any, error) {
 		in.sgIDs = ids
 	default:
 		return nil, errf(400, "UnsupportedOperation",
-			"The lab supports modifying only InstanceType, UserData, DisableApiTermination and GroupId.")
+			"The lab supports modifying only InstanceType, UserData, DisableApiTermination, DisableApiStop and GroupId.")
 	}
 	return returnResponse{true}, nil
 }
@@ -203,6 +206,7 @@ func (s *Server) describeInstanceAttribute(c *call) (any, error) {
 		InstanceType       *xValue        `xml:"instanceType"`
 		UserData           *xValue        `xml:"userData"`
 		DisableAPITerm     *xBoolValue    `xml:"disableApiTermination"`
+		DisableAPIStop     *xBoolValue    `xml:"disableApiStop"`
 		ShutdownBehavior   *xValue        `xml:"instanceInitiatedShutdownBehavior"`
 		RootDeviceName     *xValue        `xml:"rootDeviceName"`
 		SourceDestCheck    *xBoolValue    `xml:"sourceDestCheck"`
@@ -222,6 +226,8 @@ func (s *Server) describeInstanceAttribute(c *call) (any, error) {
 		}
 	case "disableApiTermination":
 		r.DisableAPITerm = &xBoolValue{in.disableAPITermination}
+	case "disableApiStop":
+		r.DisableAPIStop = &xBoolValue{in.disableAPIStop}
 	case "instanceInitiatedShutdownBehavior":
 		r.ShutdownBehavior = &xValue{"stop"}
 	case "rootDeviceName":

@@ -122,6 +122,9 @@ func (s *Server) seedInstance(spec InstanceSpec) (*instance, error) {
 	if l.instanceType == "" {
 		l.instanceType = "t3.micro"
 	}
+	if err := parseLaunchOptions(params{}, l); err != nil {
+		return nil, err
+	}
 	switch l.state {
 	case "":
 		l.state = stateRunning

@@ -347,6 +347,11 @@ func SupportedActions() []string {
 		"DescribeIamInstanceProfileAssociations", "AssociateIamInstanceProfile",
 		"ReplaceIamInstanceProfileAssociation", "DisassociateIamInstanceProfile",
 		"DescribeVolumes", "ModifyVolume", "DescribeImages", "CreateTags", "DeleteTags",
+		"ImportKeyPair", "DescribeKeyPairs", "DeleteKeyPair", "RegisterImage", "DeregisterImage",
+		"DescribeAvailabilityZones", "DescribeAccountAttributes", "GetEbsEncryptionByDefault",
+		"EnableEbsEncryptionByDefault", "DisableEbsEncryptionByDefault", "DescribeTags", "DescribeNetworkAcls",
+		"DescribeInstanceTypes", "DescribeInstanceCreditSpecifications", "ModifyInstanceMetadataOptions",
+		"GetConsoleOutput", "DescribeInstanceStatus",
 	}
 	slices.Sort(a)
 	return a
@@ -444,6 +449,38 @@ func route(action string) handler {
 		return (*Server).createTags
 	case "DeleteTags":
 		return (*Server).deleteTags
+	case "ImportKeyPair":
+		return (*Server).importKeyPair
+	case "DescribeKeyPairs":
+		return (*Server).describeKeyPairs
+	case "DeleteKeyPair":
+		return (*Server).deleteKeyPair
+	case "RegisterImage":
+		return (*Server).registerImage
+	case "DeregisterImage":
+		return (*Server).deregisterImage
+	case "DescribeAvailabilityZones":
+		return (*Server).describeAvailabilityZones
+	case "DescribeAccountAttributes":
+		return (*Server).describeAccountAttributes
+	case "GetEbsEncryptionByDefault":
+		return (*Server).getEbsEncryptionByDefault
+	case "EnableEbsEncryptionByDefault", "DisableEbsEncryptionByDefault":
+		return (*Server).setEbsEncryptionByDefault
+	case "DescribeTags":
+		return (*Server).describeTags
+	case "DescribeNetworkAcls":
+		return (*Server).describeNetworkAcls
+	case "DescribeInstanceTypes":
+		return (*Server).describeInstanceTypes
+	case "DescribeInstanceCreditSpecifications":
+		return (*Server).describeInstanceCreditSpecifications
+	case "ModifyInstanceMetadataOptions":
+		return (*Server).modifyInstanceMetadataOptions
+	case "GetConsoleOutput":
+		return (*Server).getConsoleOutput
+	case "DescribeInstanceStatus":
+		return (*Server).describeInstanceStatus
 	}
 	return nil
 }

@@ -22,6 +22,10 @@ type state struct {
 	profiles  map[string]*instanceProfile // by name
 	tokens    map[string]*runToken        // RunInstances ClientToken
 	ids       map[string]bool             // every id ever handed out
+	keyPairs  map[string]*keyPair         // by name
+	acls      map[string]*networkACL
+
+	ebsEncryptionByDefault bool
 
 	dhcpOptionsID string
 	publicIPSeq   uint32
@@ -40,6 +44,8 @@ func newState() *state {
 		profiles:  map[string]*instanceProfile{},
 		tokens:    map[string]*runToken{},
 		ids:       map[string]bool{},
+		keyPairs:  map[string]*keyPair{},
+		acls:      map[string]*networkACL{},
 	}
 }
 
@@ -48,7 +54,9 @@ type vpc struct {
 	prefix                netip.Prefix
 	dnsSupport            bool
 	dnsHostnames          bool
+	addressUsageMetrics   bool // enableNetworkAddressUsageMetrics
 	defaultSG, mainRT     string
+	defaultACL            string
 	tags                  map[string]string
 }
 
@@ -57,6 +65,7 @@ type subnet struct {
 	prefix              netip.Prefix
 	mapPublicIP         bool
 	used                map[netip.Addr]string // private IP -> instance id
+	aclAssocID          string                // its association with the VPC's default network ACL
 	tags                map[string]string
 }
 
@@ -123,6 +132,13 @@ type instance struct {
 	rootDeviceName                           string
 	devices                                  []*instanceDevice
 	disableAPITermination                    bool
+	disableAPIStop                           bool
+	eniID, eniAttachmentID, mac              string // its primary network interface
+	metadata                                 metadataOptions
+	cpuCredits                               string // burstable types: standard or unlimited
+	coreCount, threadsPerCore                int
+	console                                  string // GetConsoleOutput, as the machine would print it
+	impaired                                 bool   // its instance status check fails (BootFailed)
 
 	state        string
 	stateAt      time.Time // when the instance entered state
@@ -130,6 +146,12 @@ type instance struct {
 	reasonCode   string    // stateReason
 	reasonDetail string
 	visibleAt    time.Time
+}
+
+// metadataOptions are an instance's instance metadata service settings.
+type metadataOptions struct {
+	httpTokens, httpEndpoint, httpProtocolIPv6, instanceMetadataTags string
+	hopLimit                                                         int
 }
 
 type instanceDevice struct {
@@ -144,6 +166,7 @@ type volume struct {
 	encrypted                      bool
 	createTime                     time.Time
 	instanceID, device             string // attachment; empty when available
+	kmsKeyID                       string // encrypted volumes: the KMS key
 	deleteOnTermination            bool
 	attachTime                     time.Time
 	tags                           map[string]string
@@ -224,6 +247,11 @@ func (s *Server) advance(now time.Time) {
 		case statePending:
 			if at := in.stateAt.Add(pending); !now.Before(at) {
 				in.state, in.stateAt = stateRunning, at
+				// EC2 gives a public address once the instance runs, not
+				// while it is pending.
+				if in.wantPublicIP && in.publicIP == "" {
+					in.publicIP = s.allocatePublicIP()
+				}
 			}
 		case stateStopping:
 			if at := in.stateAt.Add(stopping); !now.Before(at) {
@@ -239,8 +267,25 @@ func (s *Server) advance(now time.Time) {
 		}
 		if in.state == stateTerminated && !now.Before(in.stateAt.Add(retention)) {
 			delete(s.st.instances, id)
+			s.forgetToken(in.clientToken)
 		}
 	}
+}
+
+// forgetToken drops a ClientToken once none of the instances it launched
+// is left: EC2 keeps a token "for at least 24 hours after the termination
+// of the instance", the lab as long as it shows the instance.
+func (s *Server) forgetToken(token string) {
+	t := s.st.tokens[token]
+	if t == nil {
+		return
+	}
+	for _, id := range t.instanceIDs {
+		if s.st.instances[id] != nil {
+			return
+		}
+	}
+	delete(s.st.tokens, token)
 }
 
 // releaseTerminated frees what a terminated instance held: its addresses,

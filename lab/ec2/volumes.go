@@ -20,6 +20,7 @@ type xVolume struct {
 	Iops             int                 `xml:"iops,omitempty"`
 	Throughput       int                 `xml:"throughput,omitempty"`
 	Encrypted        bool                `xml:"encrypted"`
+	KmsKeyID         string              `xml:"kmsKeyId,omitempty"`
 	MultiAttach      bool                `xml:"multiAttachEnabled"`
 }
 
@@ -57,7 +58,7 @@ func volumeStatus(v *volume) string {
 func (s *Server) volumeXML(v *volume) xVolume {
 	x := xVolume{VolumeID: v.id, Size: v.size, SnapshotID: v.snapshotID, AvailabilityZone: v.az,
 		Status: volumeStatus(v), CreateTime: fmtTime(v.createTime), Tags: tagsXML(v.tags),
-		VolumeType: v.volumeType, Iops: v.iops, Throughput: v.throughput, Encrypted: v.encrypted}
+		VolumeType: v.volumeType, Iops: v.iops, Throughput: v.throughput, Encrypted: v.encrypted, KmsKeyID: v.kmsKeyID}
 	if v.instanceID != "" {
 		x.Attachments = []xVolumeAttachment{{VolumeID: v.id, InstanceID: v.instanceID, Device: v.device,
 			Status: "attached", AttachTime: fmtTime(v.attachTime), DeleteOnTermination: v.deleteOnTermination}}

@@ -193,9 +193,13 @@ func (s *Server) createVpc(c *call) (any, error) {
 		return nil, err
 	}
 	v := s.addVpc(pfx, tagsFrom(specs["vpc"]))
+	// EC2 answers CreateVpc with the VPC pending; it is available by the
+	// next request.
+	x := s.vpcXML(v)
+	x.State = "pending"
 	return struct {
 		Vpc xVpc `xml:"vpc"`
-	}{s.vpcXML(v)}, nil
+	}{x}, nil
 }
 
 // addVpc creates a VPC with, as EC2 does, its main route table (with the
@@ -219,6 +223,10 @@ func (s *Server) addVpc(pfx netip.Prefix, tags map[string]string) *vpc {
 	sg.egress = []*sgRule{{id: s.newID("sgr"), proto: "-1", from: -1, to: -1, cidr: "0.0.0.0/0", egress: true, ownerSGID: sg.id}}
 	s.st.sgs[sg.id] = sg
 	v.defaultSG = sg.id
+
+	acl := &networkACL{id: s.newID("acl"), vpcID: v.id, isDefault: true, tags: map[string]string{}}
+	s.st.acls[acl.id] = acl
+	v.defaultACL = acl.id
 	return v
 }
 
@@ -249,6 +257,7 @@ func (s *Server) deleteVpc(c *call) (any, error) {
 	}
 	delete(s.st.rtbs, v.mainRT)
 	delete(s.st.sgs, v.defaultSG)
+	delete(s.st.acls, v.defaultACL)
 	delete(s.st.vpcs, id)
 	return returnResponse{true}, nil
 }
@@ -264,13 +273,23 @@ func (s *Server) modifyVpcAttribute(c *call) (any, error) {
 	}
 	sup, hasSup := c.p.boolean("EnableDnsSupport.Value")
 	host, hasHost := c.p.boolean("EnableDnsHostnames.Value")
-	if hasSup == hasHost {
+	metrics, hasMetrics := c.p.boolean("EnableNetworkAddressUsageMetrics.Value")
+	n := 0
+	for _, has := range []bool{hasSup, hasHost, hasMetrics} {
+		if has {
+			n++
+		}
+	}
+	if n != 1 {
 		return nil, errf(400, "InvalidParameterCombination", "Exactly one attribute must be specified per call.")
 	}
-	if hasSup {
+	switch {
+	case hasSup:
 		v.dnsSupport = sup
-	} else {
+	case hasHost:
 		v.dnsHostnames = host
+	default:
+		v.addressUsageMetrics = metrics
 	}
 	return returnResponse{true}, nil
 }
@@ -292,12 +311,15 @@ func (s *Server) describeVpcAttribute(c *call) (any, error) {
 		VpcID        string      `xml:"vpcId"`
 		DNSSupport   *xBoolValue `xml:"enableDnsSupport"`
 		DNSHostnames *xBoolValue `xml:"enableDnsHostnames"`
+		UsageMetrics *xBoolValue `xml:"enableNetworkAddressUsageMetrics"`
 	}{VpcID: id}
 	switch attr {
 	case "enableDnsSupport":
 		resp.DNSSupport = &xBoolValue{v.dnsSupport}
 	case "enableDnsHostnames":
 		resp.DNSHostnames = &xBoolValue{v.dnsHostnames}
+	case "enableNetworkAddressUsageMetrics":
+		resp.UsageMetrics = &xBoolValue{v.addressUsageMetrics}
 	default:
 		return nil, errf(400, "InvalidParameterValue", "Value (%s) for parameter attribute is invalid. Unknown attribute.", attr)
 	}
@@ -415,7 +437,7 @@ func (s *Server) addSubnet(v *vpc, pfx netip.Prefix, az string, tags map[string]
 		}
 	}
 	sn := &subnet{id: s.newID("subnet"), vpcID: v.id, cidr: pfx.String(), prefix: pfx, az: az,
-		used: map[netip.Addr]string{}, tags: tags}
+		used: map[netip.Addr]string{}, aclAssocID: s.newID("aclassoc"), tags: tags}
 	s.st.subnets[sn.id] = sn
 	return sn, nil
 }

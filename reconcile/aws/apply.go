@@ -10,6 +10,7 @@ import (
 	"maps"
 	"path"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -30,10 +31,6 @@ type Applier struct {
 	// Live is the cloud as observed for the plan: it supplies the ids of
 	// resources that already exist.
 	Live *reconcile.Cloud
-	// Revision is the commit being applied; it seeds each instance's
-	// ClientToken, so a retried apply of the same commit never launches a
-	// second instance.
-	Revision string
 	// AuthKey returns the tailnet auth key for a new host's user-data.
 	AuthKey func(ctx context.Context, host string) (string, error)
 	Logf    func(format string, args ...any)
@@ -183,7 +180,13 @@ func (a *Applier) apply(ctx context.Context, st reconcile.Step) (id, op string, 
 			return st.ID, "replace (delete)", err
 		}
 		delete(a.ids, st.Address)
-		id, err := a.create(ctx, kind, name)
+		var id string
+		var err error
+		if kind == reconcile.KindInstance {
+			id, err = a.createInstance(ctx, name, st.ID)
+		} else {
+			id, err = a.create(ctx, kind, name)
+		}
 		if err == nil {
 			a.ids[st.Address] = id
 		}
@@ -304,7 +307,7 @@ func (a *Applier) create(ctx context.Context, kind, name string) (string, error)
 		have := []reconcile.SecurityRule{{Protocol: "all", CIDRs: []string{"0.0.0.0/0"}}}
 		return id, a.syncRules(ctx, id, nil, have)
 	case reconcile.KindInstance:
-		return a.createInstance(ctx, name)
+		return a.createInstance(ctx, name, "")
 	}
 	return "", fmt.Errorf("unknown kind %q", kind)
 }
@@ -315,14 +318,33 @@ func (a *Applier) setMapPublicIP(ctx context.Context, subnet string, on bool) er
 	return err
 }
 
-// ClientToken derives the RunInstances idempotency token of a host from the
-// fleet, the host, what it launches and the commit being applied.
-func ClientToken(f *nest.Fleet, h *nest.Host, ami, revision string) string {
-	sum := sha256.Sum256([]byte(strings.Join([]string{f.Name, h.Name, ami, h.AWS.InstanceType, h.AWS.Subnet, reconcile.UserDataHash(f, h), revision}, "\x00")))
+// ClientToken derives the RunInstances idempotency token of a host's launch
+// from the fleet, the host and what makes the instance the one nest.yaml
+// asks for: the attributes whose change replaces it (AMI, subnet, key pair,
+// root volume encryption, and the user-data template where
+// aws.user_data_changes is replace). It never holds the commit: a launch
+// whose answer was lost, applied again from another commit while EC2 does
+// not show the instance yet, sends the same token, and EC2 answers with
+// the instance it launched instead of launching a second. after lists the
+// instances this token already launched and that are gone since (EC2
+// keeps a token for at least 24 hours after its instance terminates), so
+// that the host's next launch is a new one.
+func ClientToken(f *nest.Fleet, h *nest.Host, ami string, after ...string) string {
+	userData := ""
+	if f.AWS != nil && f.AWS.UserDataChanges == "replace" {
+		userData = reconcile.UserDataHash(f, h)
+	}
+	encrypted := h.AWS.RootVolume.Encrypted == nil || *h.AWS.RootVolume.Encrypted
+	parts := []string{"nest-launch-1", f.Name, h.Name, ami, h.AWS.Subnet, h.AWS.KeyName, strconv.FormatBool(encrypted), userData}
+	sum := sha256.Sum256([]byte(strings.Join(append(parts, after...), "\x00")))
 	return "nest-" + hex.EncodeToString(sum[:])[:48]
 }
 
-func (a *Applier) createInstance(ctx context.Context, host string) (string, error) {
+// maxRelaunches bounds how often one create moves to a new token because
+// the one before had launched an instance that is gone.
+const maxRelaunches = 4
+
+func (a *Applier) createInstance(ctx context.Context, host, replacing string) (string, error) {
 	f := a.Fleet
 	h := f.Hosts[host]
 	if h == nil || h.AWS == nil {
@@ -340,6 +362,15 @@ func (a *Applier) createInstance(ctx context.Context, host string) (string, erro
 	if err != nil {
 		return "", err
 	}
+	// An earlier apply may have launched it (its answer lost, or observed
+	// before EC2 showed it): the host's tagged instance, in any state but
+	// gone, is taken instead of launching a second.
+	if in, err := a.launched(ctx, host, replacing); err != nil || in != nil {
+		if err != nil {
+			return "", err
+		}
+		return a.takeLaunched(ctx, host, in)
+	}
 	if a.AuthKey == nil {
 		return "", errors.New("no tailnet auth key source: set tailnet.auth_key in nest.yaml")
 	}
@@ -352,8 +383,7 @@ func (a *Applier) createInstance(ctx context.Context, host string) (string, erro
 		ImageId: aws.String(ami), InstanceType: types.InstanceType(h.AWS.InstanceType),
 		MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
 		SubnetId: aws.String(subnet), SecurityGroupIds: []string{sg},
-		UserData:    aws.String(EncodeUserData(UserData(f, h, key))),
-		ClientToken: aws.String(ClientToken(f, h, ami, a.Revision)),
+		UserData: aws.String(EncodeUserData(UserData(f, h, key))),
 		BlockDeviceMappings: []types.BlockDeviceMapping{{DeviceName: aws.String(rootDevice), Ebs: &types.EbsBlockDevice{
 			VolumeSize: aws.Int32(int32(h.AWS.RootVolume.SizeGB)), VolumeType: types.VolumeType(h.AWS.RootVolume.Type),
 			Encrypted: h.AWS.RootVolume.Encrypted, DeleteOnTermination: aws.Bool(true)}}},
@@ -365,18 +395,119 @@ func (a *Applier) createInstance(ctx context.Context, host string) (string, erro
 	if h.AWS.KeyName != "" {
 		in.KeyName = aws.String(h.AWS.KeyName)
 	}
-	out, err := a.Client.RunInstances(ctx, in)
+	var gone []string
+	for range maxRelaunches {
+		token := ClientToken(f, h, ami, gone...)
+		in.ClientToken = aws.String(token)
+		out, err := a.Client.RunInstances(ctx, in)
+		var api smithy.APIError
+		if errors.As(err, &api) && api.ErrorCode() == "IdempotentParameterMismatch" {
+			// This token launched an instance with other arguments (another
+			// auth key, another type): that one is the host's, or is gone.
+			found, ended, err := a.byToken(ctx, token)
+			switch {
+			case err != nil:
+				return "", err
+			case found != nil:
+				return a.takeLaunched(ctx, host, found)
+			case len(ended) > 0:
+				gone = append(gone, ended...)
+				continue
+			}
+			return "", fmt.Errorf("an earlier apply launched this host's instance (ClientToken %s) and EC2 does not show it yet; "+
+				"nothing was launched: plan and apply again in a few minutes", token)
+		}
+		if err != nil {
+			return "", err
+		}
+		if len(out.Instances) != 1 {
+			return "", fmt.Errorf("RunInstances returned %d instances", len(out.Instances))
+		}
+		launched := out.Instances[0]
+		id := aws.ToString(launched.InstanceId)
+		if s := instanceState(launched); s == "terminated" || s == "shutting-down" {
+			// EC2 answered with what this token launched before, since gone.
+			a.logf("create aws.instance.%s: %s, launched earlier with this ClientToken, is %s: launching anew", host, id, s)
+			gone = append(gone, id)
+			continue
+		}
+		a.logf("create aws.instance.%s: launched %s, waiting for it to run", host, id)
+		// EC2 is eventually consistent: the new instance may be invisible to
+		// DescribeInstances for a while. It is waited for, never launched again.
+		return id, a.waitState(ctx, id, "running")
+	}
+	return "", fmt.Errorf("EC2 answered %d launches with instances that are gone (%s)", maxRelaunches, strings.Join(gone, ", "))
+}
+
+func instanceState(in types.Instance) string {
+	if in.State == nil {
+		return ""
+	}
+	return string(in.State.Name)
+}
+
+// launched finds the host's instance by nestbot's tags, in every state
+// (terminated and shutting-down ones are gone; replacing is the instance
+// this apply just terminated).
+func (a *Applier) launched(ctx context.Context, host, replacing string) (*types.Instance, error) {
+	in := &ec2.DescribeInstancesInput{Filters: []types.Filter{
+		{Name: aws.String("tag:" + reconcile.TagFleet), Values: []string{a.Fleet.Name}},
+		{Name: aws.String("tag:" + reconcile.TagResource), Values: []string{reconcile.Address(reconcile.KindInstance, host)}},
+	}}
+	var found *types.Instance
+	p := ec2.NewDescribeInstancesPaginator(a.Client, in)
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("look for the host's instance before launching: %w", err)
+		}
+		for _, r := range page.Reservations {
+			for i, x := range r.Instances {
+				s := instanceState(x)
+				if s == "terminated" || s == "shutting-down" || aws.ToString(x.InstanceId) == replacing {
+					continue
+				}
+				if found == nil || aws.ToString(x.InstanceId) < aws.ToString(found.InstanceId) {
+					found = &r.Instances[i]
+				}
+			}
+		}
+	}
+	return found, nil
+}
+
+// byToken finds what a ClientToken launched: the instance that is not
+// gone, or the ids of those that are.
+func (a *Applier) byToken(ctx context.Context, token string) (alive *types.Instance, gone []string, err error) {
+	out, err := a.Client.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []types.Filter{
+		{Name: aws.String("client-token"), Values: []string{token}}}})
 	if err != nil {
-		return "", err
+		return nil, nil, fmt.Errorf("look for the instance ClientToken %s launched: %w", token, err)
 	}
-	if len(out.Instances) != 1 {
-		return "", fmt.Errorf("RunInstances returned %d instances", len(out.Instances))
+	for _, r := range out.Reservations {
+		for i, x := range r.Instances {
+			switch instanceState(x) {
+			case "terminated", "shutting-down":
+				gone = append(gone, aws.ToString(x.InstanceId))
+			default:
+				alive = &r.Instances[i]
+			}
+		}
 	}
-	id := aws.ToString(out.Instances[0].InstanceId)
-	a.logf("create aws.instance.%s: launched %s, waiting for it to run", host, id)
-	// EC2 is eventually consistent: the new instance may be invisible to
-	// DescribeInstances for a while. It is waited for, never launched again.
-	return id, a.waitState(ctx, id, "running")
+	sort.Strings(gone)
+	return alive, gone, nil
+}
+
+// takeLaunched makes an instance found already launched the host's: waited
+// for while it starts, taken as it is otherwise (the next plan shows what
+// differs from nest.yaml).
+func (a *Applier) takeLaunched(ctx context.Context, host string, in *types.Instance) (string, error) {
+	id, state := aws.ToString(in.InstanceId), instanceState(*in)
+	a.logf("create aws.instance.%s: %s (%s) was launched for it already: taking it, not launching another", host, id, state)
+	if state == "pending" || state == "running" {
+		return id, a.waitState(ctx, id, "running")
+	}
+	return id, nil
 }
 
 // image finds the AMI (and its root device) of a host, as the plan resolved it.

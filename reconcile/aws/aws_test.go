@@ -71,7 +71,7 @@ func (w *world) plan(f *nest.Fleet) (*reconcile.Plan, *reconcile.Live) {
 }
 
 func (w *world) apply(f *nest.Fleet, p *reconcile.Plan, live *reconcile.Live) ([]nestaws.Result, error) {
-	a := &nestaws.Applier{Client: w.cli, Fleet: f, Live: &live.Cloud, Revision: "rev1",
+	a := &nestaws.Applier{Client: w.cli, Fleet: f, Live: &live.Cloud,
 		AuthKey: func(context.Context, string) (string, error) { return canaryKey, nil },
 		Logf: func(format string, args ...any) {
 			w.mu.Lock()
@@ -231,15 +231,7 @@ func TestApplyChanges(t *testing.T) {
 // nothing, tags each with nestbot's own tags and keeps its Name, as the plan
 // said and as the lab holds after the apply; a re-plan is empty.
 func TestAdoptTerraformFleet(t *testing.T) {
-	srv := &ec2.Server{PendingDelay: -1, StoppingDelay: -1, ShuttingDownDelay: -1}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	tf, err := srv.SeedFleet(ec2.DucksNestFleet())
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, tf := terraformFleet(t)
 	f := adoptAll(t)
 
 	w := newWorld(t, srv, nestaws.ClientOptions{})

@@ -232,7 +232,7 @@ func TestFaultNoDuplicateInstances(t *testing.T) {
 				}
 			}
 		}
-		a := &nestaws.Applier{Client: cli, Fleet: f, Live: &live.Cloud, Revision: "rev1",
+		a := &nestaws.Applier{Client: cli, Fleet: f, Live: &live.Cloud,
 			AuthKey: func(context.Context, string) (string, error) { return canaryKey, nil },
 			Poll:    50 * time.Millisecond, WaitTimeout: 20 * time.Second}
 		res, err := a.Apply(ctx, p.Steps)

@@ -81,34 +81,125 @@ func (o *Observer) Observe(ctx context.Context, f *nest.Fleet) (reconcile.Cloud,
 	c.Region = f.AWS.Region
 	tagged := fleetFilter(f.Name)
 	a := f.AWS
+	queries := func(adopts []*nest.Adopt, idFilter string) [][]types.Filter {
+		return append([][]types.Filter{tagged}, adoptFilters(adopts, idFilter)...)
+	}
 	var err error
-	if c.VPCs, err = o.vpcs(ctx, tagged, a.VPC.Adopt); err != nil {
+	if c.VPCs, err = o.vpcs(ctx, queries([]*nest.Adopt{a.VPC.Adopt}, "vpc-id")); err != nil {
 		return c, err
 	}
+	// No silent twins: what nestbot would create is looked for untagged,
+	// once per kind, and only while something of that kind is neither the
+	// fleet's nor adopted (a converged fleet costs no call more).
+	if a.VPC.Adopt == nil && !claimed(f, reconcile.Address(reconcile.KindVPC, ""), c.VPCs, func(v reconcile.VPC) reconcile.Tags { return v.Tags }) {
+		all, err := o.vpcs(ctx, [][]types.Filter{nil})
+		if err != nil {
+			return c, err
+		}
+		c.VPCs = merge(c.VPCs, all, func(v reconcile.VPC) string { return v.ID })
+	}
+	fleetVPCs := candidateVPCs(f, c.VPCs)
+	lookFor := func(kind string, names []string, adopt func(string) *nest.Adopt, tags func(int) reconcile.Tags, n int) bool {
+		if len(fleetVPCs) == 0 {
+			return false
+		}
+		for _, name := range names {
+			if adopt(name) != nil {
+				continue
+			}
+			addr, mine := reconcile.Address(kind, name), false
+			for i := range n {
+				mine = mine || tags(i)[reconcile.TagFleet] == f.Name && tags(i)[reconcile.TagResource] == addr
+			}
+			if !mine {
+				return true
+			}
+		}
+		return false
+	}
+	inFleetVPCs := func(filter string) [][]types.Filter {
+		return [][]types.Filter{{{Name: aws.String(filter), Values: fleetVPCs}}}
+	}
+
+	subnetNames := slices.Sorted(maps.Keys(a.Subnets))
 	subnetAdopts := []*nest.Adopt{}
-	for _, name := range slices.Sorted(maps.Keys(a.Subnets)) {
+	for _, name := range subnetNames {
 		subnetAdopts = append(subnetAdopts, a.Subnets[name].Adopt)
 	}
-	if c.Subnets, err = o.subnets(ctx, tagged, subnetAdopts); err != nil {
+	if c.Subnets, err = o.subnets(ctx, queries(subnetAdopts, "subnet-id")); err != nil {
 		return c, err
 	}
-	if c.InternetGateways, err = o.internetGateways(ctx, tagged, a.InternetGateway.Adopt); err != nil {
+	if lookFor(reconcile.KindSubnet, subnetNames, func(n string) *nest.Adopt { return a.Subnets[n].Adopt },
+		func(i int) reconcile.Tags { return c.Subnets[i].Tags }, len(c.Subnets)) {
+		more, err := o.subnets(ctx, inFleetVPCs("vpc-id"))
+		if err != nil {
+			return c, err
+		}
+		c.Subnets = merge(c.Subnets, more, func(s reconcile.Subnet) string { return s.ID })
+	}
+	one := func(adopt *nest.Adopt) func(string) *nest.Adopt { return func(string) *nest.Adopt { return adopt } }
+	if c.InternetGateways, err = o.internetGateways(ctx, queries([]*nest.Adopt{a.InternetGateway.Adopt}, "internet-gateway-id")); err != nil {
 		return c, err
 	}
-	if c.RouteTables, err = o.routeTables(ctx, tagged, a.RouteTable.Adopt); err != nil {
+	if lookFor(reconcile.KindInternetGateway, []string{""}, one(a.InternetGateway.Adopt),
+		func(i int) reconcile.Tags { return c.InternetGateways[i].Tags }, len(c.InternetGateways)) {
+		more, err := o.internetGateways(ctx, inFleetVPCs("attachment.vpc-id"))
+		if err != nil {
+			return c, err
+		}
+		c.InternetGateways = merge(c.InternetGateways, more, func(g reconcile.InternetGateway) string { return g.ID })
+	}
+	if c.RouteTables, err = o.routeTables(ctx, queries([]*nest.Adopt{a.RouteTable.Adopt}, "route-table-id")); err != nil {
 		return c, err
 	}
-	if c.SecurityGroups, err = o.securityGroups(ctx, tagged, a.SecurityGroup.Adopt); err != nil {
+	if lookFor(reconcile.KindRouteTable, []string{"public"}, one(a.RouteTable.Adopt),
+		func(i int) reconcile.Tags { return c.RouteTables[i].Tags }, len(c.RouteTables)) {
+		more, err := o.routeTables(ctx, inFleetVPCs("vpc-id"))
+		if err != nil {
+			return c, err
+		}
+		c.RouteTables = merge(c.RouteTables, more, func(r reconcile.RouteTable) string { return r.ID })
+	}
+	if c.SecurityGroups, err = o.securityGroups(ctx, queries([]*nest.Adopt{a.SecurityGroup.Adopt}, "group-id")); err != nil {
 		return c, err
 	}
+	if lookFor(reconcile.KindSecurityGroup, []string{""}, one(a.SecurityGroup.Adopt),
+		func(i int) reconcile.Tags { return c.SecurityGroups[i].Tags }, len(c.SecurityGroups)) {
+		more, err := o.securityGroups(ctx, inFleetVPCs("vpc-id"))
+		if err != nil {
+			return c, err
+		}
+		c.SecurityGroups = merge(c.SecurityGroups, more, func(g reconcile.SecurityGroup) string { return g.ID })
+	}
+
+	var hosts []string
 	var instanceAdopts []*nest.Adopt
 	for _, name := range slices.Sorted(maps.Keys(f.Hosts)) {
 		if h := f.Hosts[name]; h.AWS != nil {
+			hosts = append(hosts, name)
 			instanceAdopts = append(instanceAdopts, h.AWS.Adopt)
 		}
 	}
-	if c.Instances, err = o.instances(ctx, tagged, instanceAdopts); err != nil {
+	if c.Instances, err = o.instances(ctx, queries(instanceAdopts, "instance-id")); err != nil {
 		return c, err
+	}
+	// An instance that looks like a host's is one Named as it, anywhere.
+	var named []string
+	for _, h := range hosts {
+		mine := false
+		for _, in := range c.Instances {
+			mine = mine || in.Tags[reconcile.TagFleet] == f.Name && in.Tags[reconcile.TagResource] == reconcile.Address(reconcile.KindInstance, h)
+		}
+		if !mine && f.Hosts[h].AWS.Adopt == nil {
+			named = append(named, reconcile.LookalikeNames(f.Name, reconcile.KindInstance, h)...)
+		}
+	}
+	if len(named) > 0 {
+		more, err := o.instances(ctx, [][]types.Filter{{{Name: aws.String("tag:Name"), Values: named}}})
+		if err != nil {
+			return c, err
+		}
+		c.Instances = merge(c.Instances, more, func(in reconcile.Instance) string { return in.ID })
 	}
 	if c.Images, err = o.images(ctx, f); err != nil {
 		return c, err
@@ -117,13 +208,55 @@ func (o *Observer) Observe(ctx context.Context, f *nest.Fleet) (reconcile.Cloud,
 	return c, nil
 }
 
+// claimed reports whether one of the observed resources carries the
+// fleet's tags for addr.
+func claimed[T any](f *nest.Fleet, addr string, items []T, tags func(T) reconcile.Tags) bool {
+	for _, x := range items {
+		if t := tags(x); t[reconcile.TagFleet] == f.Name && t[reconcile.TagResource] == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// candidateVPCs are the observed VPCs the fleet's network may be in: the
+// fleet's own, those nest.yaml's adopt block found, and the untagged ones
+// that look like it. The planner tells which it is.
+func candidateVPCs(f *nest.Fleet, vpcs []reconcile.VPC) []string {
+	var out []string
+	for _, v := range vpcs {
+		if v.Tags[reconcile.TagFleet] == f.Name || v.Tags[reconcile.TagFleet] == "" && (f.AWS.VPC.Adopt.Takes() || reconcile.VPCLooksLike(f, v)) {
+			out = append(out, v.ID)
+		}
+	}
+	return out
+}
+
+// merge adds to have what more holds that have does not, sorted by id.
+func merge[T any](have, more []T, id func(T) string) []T {
+	seen := map[string]bool{}
+	for _, x := range have {
+		seen[id(x)] = true
+	}
+	for _, x := range more {
+		if !seen[id(x)] {
+			seen[id(x)] = true
+			have = append(have, x)
+		}
+	}
+	sort.Slice(have, func(i, j int) bool { return id(have[i]) < id(have[j]) })
+	return have
+}
+
 // adoptFilters returns, for each adopt block, the extra Describe filters
 // that find its target: by id (idFilter), or by tag.
 func adoptFilters(adopts []*nest.Adopt, idFilter string) [][]types.Filter {
 	var out [][]types.Filter
 	for _, ad := range adopts {
 		switch {
-		case ad == nil:
+		case !ad.Takes():
+		case ad.GroupName != "":
+			out = append(out, []types.Filter{{Name: aws.String("group-name"), Values: []string{ad.GroupName}}})
 		case ad.ID != "":
 			out = append(out, []types.Filter{{Name: aws.String(idFilter), Values: []string{ad.ID}}})
 		case ad.Tag != "":
@@ -134,10 +267,10 @@ func adoptFilters(adopts []*nest.Adopt, idFilter string) [][]types.Filter {
 	return out
 }
 
-func (o *Observer) vpcs(ctx context.Context, tagged []types.Filter, adopt *nest.Adopt) ([]reconcile.VPC, error) {
+func (o *Observer) vpcs(ctx context.Context, queries [][]types.Filter) ([]reconcile.VPC, error) {
 	seen := map[string]bool{}
 	var out []reconcile.VPC
-	for _, filters := range append([][]types.Filter{tagged}, adoptFilters([]*nest.Adopt{adopt}, "vpc-id")...) {
+	for _, filters := range queries {
 		p := ec2.NewDescribeVpcsPaginator(o.Client, &ec2.DescribeVpcsInput{Filters: filters, MaxResults: o.page(1000)})
 		for p.HasMorePages() {
 			o.count("DescribeVpcs")
@@ -148,7 +281,7 @@ func (o *Observer) vpcs(ctx context.Context, tagged []types.Filter, adopt *nest.
 			for _, v := range page.Vpcs {
 				if id := aws.ToString(v.VpcId); !seen[id] {
 					seen[id] = true
-					if tagMap(v.Tags)[reconcile.TagFleet] != "" {
+					if tagMap(v.Tags)[reconcile.TagFleet] != "" || o.account == "" {
 						o.account = aws.ToString(v.OwnerId)
 					}
 					out = append(out, reconcile.VPC{ID: id, CIDR: aws.ToString(v.CidrBlock), Tags: tagMap(v.Tags)})
@@ -160,10 +293,10 @@ func (o *Observer) vpcs(ctx context.Context, tagged []types.Filter, adopt *nest.
 	return out, nil
 }
 
-func (o *Observer) subnets(ctx context.Context, tagged []types.Filter, adopts []*nest.Adopt) ([]reconcile.Subnet, error) {
+func (o *Observer) subnets(ctx context.Context, queries [][]types.Filter) ([]reconcile.Subnet, error) {
 	seen := map[string]bool{}
 	var out []reconcile.Subnet
-	for _, filters := range append([][]types.Filter{tagged}, adoptFilters(adopts, "subnet-id")...) {
+	for _, filters := range queries {
 		p := ec2.NewDescribeSubnetsPaginator(o.Client, &ec2.DescribeSubnetsInput{Filters: filters, MaxResults: o.page(1000)})
 		for p.HasMorePages() {
 			o.count("DescribeSubnets")
@@ -184,10 +317,10 @@ func (o *Observer) subnets(ctx context.Context, tagged []types.Filter, adopts []
 	return out, nil
 }
 
-func (o *Observer) internetGateways(ctx context.Context, tagged []types.Filter, adopt *nest.Adopt) ([]reconcile.InternetGateway, error) {
+func (o *Observer) internetGateways(ctx context.Context, queries [][]types.Filter) ([]reconcile.InternetGateway, error) {
 	seen := map[string]bool{}
 	var out []reconcile.InternetGateway
-	for _, filters := range append([][]types.Filter{tagged}, adoptFilters([]*nest.Adopt{adopt}, "internet-gateway-id")...) {
+	for _, filters := range queries {
 		p := ec2.NewDescribeInternetGatewaysPaginator(o.Client, &ec2.DescribeInternetGatewaysInput{Filters: filters, MaxResults: o.page(1000)})
 		for p.HasMorePages() {
 			o.count("DescribeInternetGateways")
@@ -215,10 +348,10 @@ func (o *Observer) internetGateways(ctx context.Context, tagged []types.Filter, 
 	return out, nil
 }
 
-func (o *Observer) routeTables(ctx context.Context, tagged []types.Filter, adopt *nest.Adopt) ([]reconcile.RouteTable, error) {
+func (o *Observer) routeTables(ctx context.Context, queries [][]types.Filter) ([]reconcile.RouteTable, error) {
 	seen := map[string]bool{}
 	var out []reconcile.RouteTable
-	for _, filters := range append([][]types.Filter{tagged}, adoptFilters([]*nest.Adopt{adopt}, "route-table-id")...) {
+	for _, filters := range queries {
 		p := ec2.NewDescribeRouteTablesPaginator(o.Client, &ec2.DescribeRouteTablesInput{Filters: filters, MaxResults: o.page(100)})
 		for p.HasMorePages() {
 			o.count("DescribeRouteTables")
@@ -241,6 +374,7 @@ func (o *Observer) routeTables(ctx context.Context, tagged []types.Filter, adopt
 					if s := aws.ToString(as.SubnetId); s != "" {
 						r.Associations = append(r.Associations, s)
 					}
+					r.Main = r.Main || aws.ToBool(as.Main)
 				}
 				sort.Strings(r.Associations)
 				out = append(out, r)
@@ -251,10 +385,10 @@ func (o *Observer) routeTables(ctx context.Context, tagged []types.Filter, adopt
 	return out, nil
 }
 
-func (o *Observer) securityGroups(ctx context.Context, tagged []types.Filter, adopt *nest.Adopt) ([]reconcile.SecurityGroup, error) {
+func (o *Observer) securityGroups(ctx context.Context, queries [][]types.Filter) ([]reconcile.SecurityGroup, error) {
 	seen := map[string]bool{}
 	var out []reconcile.SecurityGroup
-	for _, filters := range append([][]types.Filter{tagged}, adoptFilters([]*nest.Adopt{adopt}, "group-id")...) {
+	for _, filters := range queries {
 		p := ec2.NewDescribeSecurityGroupsPaginator(o.Client, &ec2.DescribeSecurityGroupsInput{Filters: filters, MaxResults: o.page(1000)})
 		for p.HasMorePages() {
 			o.count("DescribeSecurityGroups")
@@ -297,16 +431,13 @@ func rules(perms []types.IpPermission) []reconcile.SecurityRule {
 // instances are gone for every purpose.
 var liveStates = []string{"pending", "running", "stopping", "stopped", "shutting-down"}
 
-func (o *Observer) instances(ctx context.Context, tagged []types.Filter, adopts []*nest.Adopt) ([]reconcile.Instance, error) {
+func (o *Observer) instances(ctx context.Context, queries [][]types.Filter) ([]reconcile.Instance, error) {
 	state := types.Filter{Name: aws.String("instance-state-name"), Values: liveStates}
 	seen := map[string]bool{}
 	var out []reconcile.Instance
 	rootVolume := map[string]string{} // volume id → instance id
-	queries := [][]types.Filter{append(tagged, state)}
-	for _, f := range adoptFilters(adopts, "instance-id") {
-		queries = append(queries, append(f, state))
-	}
 	for _, filters := range queries {
+		filters = append(slices.Clone(filters), state)
 		p := ec2.NewDescribeInstancesPaginator(o.Client, &ec2.DescribeInstancesInput{Filters: filters, MaxResults: o.page(1000)})
 		for p.HasMorePages() {
 			o.count("DescribeInstances")
