@@ -242,14 +242,20 @@ func (l *intakeLog) append(j Job) error {
 	w := &logWrite{job: j, done: make(chan struct{})}
 	l.mu.Lock()
 	l.waiting = append(l.waiting, w)
-	if !l.writing {
-		l.writing = true
-		l.idle.Add(1)
-		go l.write()
-	}
+	l.start(&l.writing, l.write)
 	l.mu.Unlock()
 	<-w.done
 	return w.err
+}
+
+// start runs loop in a goroutine of its own unless *running says one is;
+// l.mu is held.
+func (l *intakeLog) start(running *bool, loop func()) {
+	if !*running {
+		*running = true
+		l.idle.Add(1)
+		go loop()
+	}
 }
 
 // write writes what is waiting, a batch at a time, each with one write
@@ -308,11 +314,7 @@ func (l *intakeLog) write() {
 				b.jobs[i] = w.job
 			}
 			l.batches = append(l.batches, b)
-			if !l.applying {
-				l.applying = true
-				l.idle.Add(1)
-				go l.apply()
-			}
+			l.start(&l.applying, l.apply)
 		}
 		l.mu.Unlock()
 		for _, w := range group {

@@ -32,6 +32,20 @@ func (c *clock) Set(t time.Time) {
 	c.now = t
 }
 
+// openAtClock opens a fresh file whose clock the test moves, standing at
+// start; the file closes with the test.
+func openAtClock(t *testing.T) (time.Time, *clock, *DB) {
+	t.Helper()
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	c := newClock(start)
+	db, err := OpenWith(filepath.Join(t.TempDir(), "nestbot.db"), Options{Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return start, c, db
+}
+
 // counts returns how many records the jobs and done buckets hold, once
 // the state file has every job accepted.
 func counts(t *testing.T, db *DB) (jobs, done int) {
@@ -71,13 +85,7 @@ func runJobs(t *testing.T, q Queue, prefix string, n int) {
 // keep done deliveries forever: once they are past the retention, each
 // Done deletes up to pruneBatch of them, oldest first, until none is left.
 func TestDoneDeliveriesArePrunedAfterTheRetention(t *testing.T) {
-	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	clock := newClock(start)
-	db, err := OpenWith(filepath.Join(t.TempDir(), "nestbot.db"), Options{Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	start, clock, db := openAtClock(t)
 	q := db.Queue()
 	old := pruneBatch + 44
 	runJobs(t, q, "old", old)
@@ -137,13 +145,7 @@ func TestOpenIndexesDoneDeliveriesOfAnOlderFile(t *testing.T) {
 // TestRedeliveredFailureLeavesNoStaleDoneEntry: a failed delivery enqueued
 // again drops its done entry, and its new record is not pruned by the old.
 func TestRedeliveredFailureLeavesNoStaleDoneEntry(t *testing.T) {
-	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	clock := newClock(start)
-	db, err := OpenWith(filepath.Join(t.TempDir(), "nestbot.db"), Options{Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	start, clock, db := openAtClock(t)
 	q, ctx := db.Queue(), context.Background()
 	j := Job{ID: "d-1", Event: "push", Key: "o/r"}
 	if err := q.Enqueue(ctx, j); err != nil {
