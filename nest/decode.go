@@ -10,12 +10,19 @@ import (
 	"strconv"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // maxNodes bounds the work of decoding one file, so that a file of aliases
 // that expands exponentially (a "billion laughs") is refused, not followed.
 const maxNodes = 200_000
+
+// maxAliasBytes bounds what aliases may add to a document: the scalars
+// decoded, aliases followed, may exceed the file's own size by at most this
+// many bytes. A few aliased values cost nothing; a large value aliased
+// thousands of times (each copy then repeated in an error) is refused
+// before it is followed.
+const maxAliasBytes = 64 << 10
 
 // scalarParser is implemented by types written as one scalar (Duration, PortRange).
 type scalarParser interface {
@@ -42,6 +49,10 @@ type decoder struct {
 	errs  Errors
 	pos   map[string]Pos // path → position of its value
 	nodes int
+	// bytes counts the scalar bytes decoded, aliases followed; budget is
+	// the most it may reach (the file's size plus maxAliasBytes).
+	bytes, budget int
+	refused       bool // the alias budget ran out; nothing more is decoded
 }
 
 func (d *decoder) errorf(n *yaml.Node, path, hint, format string, args ...any) {
@@ -70,12 +81,23 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		}
 		return
 	}
+	if d.refused {
+		return
+	}
 	if n.Kind == yaml.AliasNode {
 		if n.Alias == nil {
 			return
 		}
+		if d.bytes+scalarBytes(n.Alias, maxAliasBytes+1) > d.budget {
+			d.refused = true
+			d.errorf(n, path, "write the values out instead of aliasing large ones; nothing after this alias was read", "refused: aliases expand the document by more than %d bytes", maxAliasBytes)
+			return
+		}
 		d.decode(n.Alias, v, path)
 		return
+	}
+	if n.Kind == yaml.ScalarNode {
+		d.bytes += len(n.Value)
 	}
 	if path != "" {
 		d.pos[path] = nodePos(n)
@@ -330,6 +352,33 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
+// scalarBytes is the size of the scalars under n, aliases followed, counted
+// up to limit (past it, it stops and returns what it has).
+func scalarBytes(n *yaml.Node, limit int) int {
+	total := 0
+	var walk func(n *yaml.Node, depth int)
+	walk = func(n *yaml.Node, depth int) {
+		if total > limit || depth > 64 {
+			total = limit + 1
+			return
+		}
+		switch n.Kind {
+		case yaml.ScalarNode:
+			total += len(n.Value)
+		case yaml.AliasNode:
+			if n.Alias != nil {
+				walk(n.Alias, depth+1)
+			}
+		default:
+			for _, c := range n.Content {
+				walk(c, depth+1)
+			}
+		}
+	}
+	walk(n, 0)
+	return total
+}
+
 func isNull(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.Tag == "!!null"
 }
@@ -388,7 +437,7 @@ func lastLine(data []byte) []byte { return data[bytes.LastIndexByte(data, '\n')+
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // yamlParserErrors are the messages of yaml.v3's parser, as against its
-// scanner: the parser's errors count lines from 0 (gopkg.in/yaml.v3
+// scanner: the parser's errors count lines from 0 (go.yaml.in/yaml/v3,
 // decode.go, parser.fail), the scanner's from 1.
 var yamlParserErrors = []string{
 	"did not find expected ',' or ']'", "did not find expected ',' or '}'",

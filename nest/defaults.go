@@ -8,8 +8,9 @@ const (
 	DefaultJoinTimeout     = 10 * time.Minute
 	DefaultInstanceVolume  = 20
 	DefaultVolumeType      = "gp3"
-	DefaultKeyAlgorithm    = "ecdsa-p256"
-	DefaultCAValidity      = 10 * 365 * 24 * time.Hour
+	DefaultKeyAlgorithm    = "ecdsa-p256"              // of the kubeadm layout; K8Nix's is rsa-2048
+	DefaultCAValidity      = 10 * 365 * 24 * time.Hour // of the kubeadm layout; K8Nix's is 5 years
+	DefaultK8NixCAValidity = 5 * 365 * 24 * time.Hour  // what cfssl gencert -initca gives
 	DefaultLeafValidity    = 365 * 24 * time.Hour
 	DefaultRenewBefore     = 30 * 24 * time.Hour
 	DefaultServiceCIDR     = "10.96.0.0/12"
@@ -72,12 +73,8 @@ func applyDefaults(f *Fleet) {
 		}
 	}
 	if p := f.PKI; p != nil {
-		if p.KeyAlgorithm == "" {
-			p.KeyAlgorithm = DefaultKeyAlgorithm
-		}
-		if p.CAValidity.Duration == 0 {
-			p.CAValidity.Duration = DefaultCAValidity
-		}
+		// key_algorithm and ca_validity default by layout, which may be
+		// read from the tree: pki.Set applies them.
 		if p.LeafValidity.Duration == 0 {
 			p.LeafValidity.Duration = DefaultLeafValidity
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // Pos is a position in a file, 1-based.
@@ -60,4 +61,38 @@ func (es Errors) sort() {
 		}
 		return a.Col < b.Col
 	})
+}
+
+// Bounds on what Errors hold, whatever the file: a mistake's message and
+// hint are cut at maxMessage bytes, and past maxErrors mistakes the rest are
+// counted, not listed.
+const (
+	maxMessage = 512
+	maxErrors  = 100
+)
+
+// bounded cuts every message to maxMessage bytes and the list to maxErrors
+// mistakes, saying how many more there were.
+func (es Errors) bounded(file string) Errors {
+	for _, e := range es {
+		e.Msg, e.Hint = cutText(e.Msg, maxMessage), cutText(e.Hint, maxMessage)
+	}
+	if len(es) <= maxErrors {
+		return es
+	}
+	more := len(es) - maxErrors
+	return append(es[:maxErrors:maxErrors], &Error{File: file, Msg: fmt.Sprintf("%d more mistakes not listed", more), Hint: "fix these first, then validate again"})
+}
+
+// cutText shortens s to at most n bytes, on a rune boundary, marking the cut.
+func cutText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = "…(cut)"
+	i := n - len(mark)
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + mark
 }

@@ -9,7 +9,7 @@ import (
 	"reflect"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // MaxFileSize bounds what Load reads: a nest.yaml is a few kilobytes.
@@ -48,7 +48,7 @@ func Parse(name string, data []byte) (*Fleet, error) {
 	}
 	if len(errs) > 0 {
 		errs.sort()
-		return nil, errs
+		return nil, errs.bounded(name)
 	}
 	applyDefaults(fleet)
 	return fleet, nil
@@ -73,12 +73,15 @@ func decodeFleet(name string, data []byte) (*Fleet, map[string]Pos, Errors) {
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
-	d := &decoder{file: name, pos: map[string]Pos{}}
+	d := &decoder{file: name, pos: map[string]Pos{}, budget: len(data) + maxAliasBytes}
 	var fleet Fleet
 	if isNull(root) {
 		return nil, nil, Errors{{File: name, Pos: nodePos(root), Msg: "file is empty", Hint: "start from examples/ducksnest/nest.yaml or run nestbot schema"}}
 	}
 	d.decode(root, reflect.ValueOf(&fleet).Elem(), "")
+	if d.refused {
+		return nil, nil, d.errs // a part of the document only: not validated
+	}
 	d.pos[""] = nodePos(root)
 	for name, h := range fleet.Hosts {
 		h.Name = name

@@ -156,15 +156,7 @@ github: {apply: sometimes}
 		`nest.yaml:35:12: rollout.health[0]: empty health command`,
 		`nest.yaml:36:17: github.apply: "sometimes" is not allowed`,
 	}
-	_, err := Parse("nest.yaml", []byte(src))
-	var errs Errors
-	if !errors.As(err, &errs) {
-		t.Fatalf("err = %v, want Errors", err)
-	}
-	var got []string
-	for _, e := range errs {
-		got = append(got, strings.SplitN(e.Error(), "\n", 2)[0])
-	}
+	got, errs := errorLines(t, src)
 	missing := map[string]bool{}
 	for _, w := range want {
 		missing[w] = true
@@ -183,6 +175,63 @@ github: {apply: sometimes}
 			t.Errorf("errors not in file order: %v before %v", a, b)
 		}
 	}
+}
+
+// The keys that adopt a certificate tree: pki.layout, pki.organization,
+// pki.remove and hosts.<h>.host_name, each mistake at its position.
+func TestLoadReportsTreeAdoptionMistakes(t *testing.T) {
+	src := `version: 1
+name: ducksnest
+hosts:
+  ec2-controlplane: {roles: [control-plane], host_name: Ducksnest_CP}
+  laptop-firebat: {roles: [worker], host_name: laptop-ultra}
+  laptop-ultra: {roles: [worker]}
+pki:
+  dir: certs
+  layout: cfssl
+  remove: [../secrets/, derived/x/k8s-kubelet.key.age, etc/passwd, derived/old/, derived/old/]
+  admins: [age14zzepmfg3quqwpzzl4222cpcsyn2raxx69wqa0vctdr70qnh9cqs98v583]
+`
+	want := []string{
+		`nest.yaml:4:57: hosts.ec2-controlplane.host_name: "Ducksnest_CP" is not a valid host name`,
+		`nest.yaml:5:48: hosts.laptop-firebat.host_name: host laptop-firebat has the host name "laptop-ultra" of host laptop-ultra: they would share derived/laptop-ultra/`,
+		`nest.yaml:9:11: pki.layout: "cfssl" is not allowed`,
+		`nest.yaml:10:12: pki.remove[0]: "../secrets/" is not a clean relative path`,
+		`nest.yaml:10:25: pki.remove[1]: "derived/x/k8s-kubelet.key.age" is neither a certificate nor a directory`,
+		`nest.yaml:10:56: pki.remove[2]: "etc/passwd" is not under ca/ or derived/`,
+		`nest.yaml:10:82: pki.remove[4]: "derived/old/" is listed twice`,
+	}
+	got, _ := errorLines(t, src)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	f, err := Parse("nest.yaml", []byte(strings.NewReplacer("Ducksnest_CP", "ducksnest-controlplane", "host_name: laptop-ultra", "host_name: ducksnest-laptop-firebat",
+		"cfssl", "k8nix", "[../secrets/, derived/x/k8s-kubelet.key.age, etc/passwd, derived/old/, derived/old/]", "[derived/old/]").Replace(src)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Hosts["laptop-firebat"].NetworkingHostName() + " " + f.Hosts["laptop-ultra"].NetworkingHostName(); got != "ducksnest-laptop-firebat laptop-ultra" {
+		t.Errorf("host names: %s", got)
+	}
+	if f.PKI.KeyAlgorithm != "" || f.PKI.CAValidity.Duration != 0 {
+		t.Errorf("key_algorithm %q and ca_validity %s were defaulted; the layout's defaults apply in pki", f.PKI.KeyAlgorithm, f.PKI.CAValidity)
+	}
+}
+
+// errorLines parses src, which must fail with Errors, and returns the first
+// line of each.
+func errorLines(t *testing.T, src string) ([]string, Errors) {
+	t.Helper()
+	_, err := Parse("nest.yaml", []byte(src))
+	var errs Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("err = %v, want Errors", err)
+	}
+	var got []string
+	for _, e := range errs {
+		got = append(got, strings.SplitN(e.Error(), "\n", 2)[0])
+	}
+	return got, errs
 }
 
 func TestLoadSyntaxAndShapeErrors(t *testing.T) {
@@ -306,11 +355,11 @@ func TestSecretRefResolve(t *testing.T) {
 	env := map[string]string{"TS_AUTHKEY": "tskey-auth-CANARY", "OTHER_FILE": file}
 	getenv := func(k string) string { return env[k] }
 	for _, r := range []SecretRef{{Env: "TS_AUTHKEY"}, {Env: "OTHER"}, {File: file}} {
-		if v, err := r.Resolve(getenv); err != nil || v != "tskey-auth-CANARY" {
+		if v, err := r.Resolve(getenv, dir); err != nil || v != "tskey-auth-CANARY" {
 			t.Errorf("%s: %q, %v", r, v, err)
 		}
 	}
-	_, err := SecretRef{Env: "MISSING"}.Resolve(getenv)
+	_, err := SecretRef{Env: "MISSING"}.Resolve(getenv, dir)
 	if err == nil || !strings.Contains(err.Error(), "export MISSING") {
 		t.Errorf("missing: %v", err)
 	}

@@ -121,7 +121,7 @@ type OAuth struct {
 // variable or a file. The value itself never appears in nest.yaml.
 type SecretRef struct {
 	Env  string `yaml:"env" doc:"Name of an environment variable holding the secret."`
-	File string `yaml:"file" doc:"Path of a file holding the secret."`
+	File string `yaml:"file" doc:"Path of a file holding the secret, inside the directory nestbot is given for secrets (--secrets-dir)."`
 }
 
 // String describes the reference, never the value.
@@ -142,6 +142,16 @@ type Host struct {
 	AWS       *HostAWS `yaml:"aws" doc:"Makes this an EC2 instance. Omit for an on-prem host."`
 	Paths     []string `yaml:"paths" doc:"Repository paths (globs, ** for any depth) that affect this host when nix is not available to decide. Default: the flake's flake.nix, flake.lock, hosts/<host>/** and modules/**."`
 	Addresses []string `yaml:"addresses" doc:"Extra IP addresses of the host (LAN), added to its serving certificates."`
+	HostName  string   `yaml:"host_name" doc:"The host's networking.hostName, when it differs from its name here: it names the host's certificate directory (derived/<host_name>/) and is the host name in its certificates. Default: the host's name."`
+}
+
+// NetworkingHostName is the host's networking.hostName: host_name, or else
+// its name in nest.yaml. Its certificates live in derived/<it>/.
+func (h *Host) NetworkingHostName() string {
+	if h.HostName != "" {
+		return h.HostName
+	}
+	return h.Name
 }
 
 // HostAWS is the EC2 side of a host.
@@ -173,8 +183,10 @@ type Volume struct {
 // PKI describes the Kubernetes certificate set.
 type PKI struct {
 	Dir           string   `yaml:"dir" doc:"Directory in the repository holding ca/, derived/<host>/, hosts/ and secrets.nix." required:"true"`
-	KeyAlgorithm  string   `yaml:"key_algorithm" doc:"Private key type: ecdsa-p256 (default), rsa-2048 or rsa-4096." enum:"ecdsa-p256,rsa-2048,rsa-4096"`
-	CAValidity    Duration `yaml:"ca_validity" doc:"Lifetime of a new CA certificate. Default 87600h (10 years)."`
+	Layout        string   `yaml:"layout" doc:"Which certificates the roles call for, and their names: kubeadm (three CAs, kubeadm's leaves) or k8nix (the K8Nix certToolkit's: one CA ca/k8s.crt, leaves derived/<host>/k8s-<name>.crt). Default: k8nix when the tree holds ca/k8s.crt, else kubeadm." enum:"kubeadm,k8nix"`
+	Organization  string   `yaml:"organization" doc:"The O= of the k8nix layout's CA and leaves (\"<organization> Kubernetes Cluster CA\"). Default: the O= of the tree's ca/k8s.crt, else the fleet's name."`
+	KeyAlgorithm  string   `yaml:"key_algorithm" doc:"Private key type of new keys: ecdsa-p256, rsa-2048 or rsa-4096. Default ecdsa-p256 (kubeadm layout), rsa-2048 (k8nix). A certificate found in the tree keeps its own." enum:"ecdsa-p256,rsa-2048,rsa-4096"`
+	CAValidity    Duration `yaml:"ca_validity" doc:"Lifetime of a new CA certificate. Default 87600h (10 years) for kubeadm, 43800h (5 years, as cfssl) for k8nix."`
 	LeafValidity  Duration `yaml:"leaf_validity" doc:"Lifetime of a new leaf certificate. Default 8760h (1 year)."`
 	RenewBefore   Duration `yaml:"renew_before" doc:"Renew a certificate this long before it expires (also renewed past 2/3 of its lifetime). Default 720h."`
 	ExtraSANs     []string `yaml:"extra_sans" doc:"Extra DNS names or IPs for the apiserver certificate."`
@@ -182,6 +194,7 @@ type PKI struct {
 	ClusterDomain string   `yaml:"cluster_domain" doc:"The cluster DNS domain. Default cluster.local."`
 	Admins        []string `yaml:"admins" doc:"Age recipients (age1… or ssh-ed25519 …) that can decrypt every private key." required:"true"`
 	ServingPorts  []int    `yaml:"serving_ports" doc:"Ports probed over the tailnet to read the served certificates. Default 6443, 2379, 10250."`
+	Remove        []string `yaml:"remove" doc:"Certificates to delete though nestbot did not issue them (it never deletes those otherwise): paths relative to dir, a file (derived/old-host/k8s-kubelet.crt, its key goes with it) or a directory ending in / (derived/old-host/)."`
 }
 
 // Rollout describes how hosts are switched.
@@ -197,7 +210,7 @@ type Rollout struct {
 type GitHub struct {
 	Apply         string   `yaml:"apply" doc:"merge (default): apply after merge to the default branch; comment: also allow /nest apply on an approved PR; off: never apply." enum:"merge,comment,off"`
 	Require       []string `yaml:"require" doc:"What /nest apply requires of the PR: approved, mergeable. Default both." enum:"approved,mergeable"`
-	DefaultBranch string   `yaml:"default_branch" doc:"The branch whose pushes apply. Default main."`
+	DefaultBranch string   `yaml:"default_branch" doc:"The repository's default branch, whose pushes apply: only that branch ever applies, and when this names another nothing does. Default main."`
 	PlanDrafts    bool     `yaml:"plan_drafts" doc:"Also plan draft pull requests."`
 }
 
@@ -235,6 +248,12 @@ func KnownRoles() []string { return []string{RoleControlPlane, RoleWorker} }
 const (
 	RoleControlPlane = "control-plane"
 	RoleWorker       = "worker"
+)
+
+// Certificate layouts (pki.layout).
+const (
+	LayoutKubeadm = "kubeadm"
+	LayoutK8Nix   = "k8nix"
 )
 
 // PortRange is one port (443) or an inclusive range (30000-32767).

@@ -3,6 +3,7 @@ package nest
 import (
 	"encoding/base64"
 	"fmt"
+	"io/fs"
 	"maps"
 	"net/netip"
 	"net/url"
@@ -280,9 +281,29 @@ func (c *checker) hosts(f *Fleet) {
 				c.errorf(fmt.Sprintf("%s.paths[%d]", p, i), "use a relative path with * and ** wildcards", "%q is not a valid path pattern", g)
 			}
 		}
+		if h.HostName != "" && !dnsLabelRE.MatchString(h.HostName) {
+			c.errorf(p+".host_name", "networking.hostName is a DNS label: lower-case letters, digits and dashes, at most 63", "%q is not a valid host name", h.HostName)
+		}
 		if h.AWS != nil {
 			c.hostAWS(f, p+".aws", h.AWS)
 		}
+	}
+	// Two hosts with one networking.hostName would share a certificate directory.
+	byHostName := map[string]string{}
+	for _, name := range slices.Sorted(maps.Keys(f.Hosts)) {
+		hn := f.Hosts[name].NetworkingHostName()
+		if other, ok := byHostName[hn]; ok {
+			if f.Hosts[name].HostName == "" && f.Hosts[other].HostName != "" {
+				name, other = other, name // point at the host_name that takes another's name
+			}
+			p := "hosts." + name
+			if f.Hosts[name].HostName != "" {
+				p += ".host_name"
+			}
+			c.errorf(p, "give each host its own networking.hostName", "host %s has the host name %q of host %s: they would share derived/%s/", name, hn, other, hn)
+			continue
+		}
+		byHostName[hn] = name
 	}
 }
 
@@ -325,6 +346,9 @@ func (c *checker) pki(f *Fleet, k *PKI) {
 	ca := k.CAValidity.Duration
 	if ca == 0 {
 		ca = DefaultCAValidity
+		if k.Layout != LayoutKubeadm { // k8nix, or a tree that may turn out to be K8Nix's
+			ca = DefaultK8NixCAValidity
+		}
 	}
 	if k.RenewBefore.Duration >= leaf {
 		c.errorf("pki.renew_before", "make it shorter than leaf_validity, e.g. 720h", "%s is not shorter than leaf_validity (%s): every certificate would renew on every run", k.RenewBefore, Duration{leaf})
@@ -355,6 +379,25 @@ func (c *checker) pki(f *Fleet, k *PKI) {
 		if port < 1 || port > 65535 {
 			c.errorf(fmt.Sprintf("pki.serving_ports[%d]", i), "", "%d is not a port", port)
 		}
+	}
+	if k.Organization != "" && strings.ContainsAny(k.Organization, "\n\r\t") {
+		c.errorf("pki.organization", "", "%q holds a control character", k.Organization)
+	}
+	seenRemove := map[string]bool{}
+	for i, r := range k.Remove {
+		p := fmt.Sprintf("pki.remove[%d]", i)
+		clean := strings.TrimSuffix(r, "/")
+		switch {
+		case !fs.ValidPath(clean) || clean == ".":
+			c.errorf(p, "a path relative to pki.dir, e.g. derived/old-host/ or derived/old-host/k8s-kubelet.crt", "%q is not a clean relative path", r)
+		case !strings.HasPrefix(clean, "ca/") && !strings.HasPrefix(clean, "derived/"):
+			c.errorf(p, "name a file or directory under ca/ or derived/", "%q is not under ca/ or derived/", r)
+		case !strings.HasSuffix(r, "/") && !strings.HasSuffix(r, ".crt") && !strings.HasSuffix(r, ".pub"):
+			c.errorf(p, "name a certificate (….crt; its .key.age goes with it) or a directory ending in /", "%q is neither a certificate nor a directory", r)
+		case seenRemove[r]:
+			c.errorf(p, "", "%q is listed twice", r)
+		}
+		seenRemove[r] = true
 	}
 	hasCP := false
 	for _, h := range f.Hosts {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"path"
 	"slices"
 	"sort"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"filippo.io/age"
+
+	"github.com/ducksnest/nestbot/nest"
 )
 
 // Applier brings a certificate tree in line with a certificate set: it
@@ -72,20 +75,50 @@ func (a *Applier) log() *slog.Logger {
 	return a.Log
 }
 
-// Apply brings the tree in line with specs (as Set returns them) and
-// reports what it did per certificate.
+// Apply brings the tree in line with specs (as Set returns them), taken
+// as they are, and reports what it did per certificate. A leaf nestbot
+// issued that specs lack is deleted; nothing else is.
 func (a *Applier) Apply(ctx context.Context, specs []Spec) (*Report, error) {
+	return a.apply(ctx, func(tree map[string]ObservedCert) (*Desire, error) {
+		d := &Desire{Specs: specs}
+		want := map[string]bool{}
+		for _, s := range specs {
+			want[s.ID] = true
+		}
+		for _, id := range slices.Sorted(maps.Keys(tree)) {
+			if c := tree[id]; !want[id] && c.IssuedByNestbot && strings.HasPrefix(c.CertPath, derivedDirName+"/") {
+				d.Remove = append(d.Remove, Removal{ID: id, CertPath: c.CertPath, KeyPath: c.KeyPath, IssuedByNestbot: true, Reason: "no host needs it any more"})
+			}
+		}
+		return d, nil
+	})
+}
+
+// ApplyFleet brings the tree in line with fleet f: the Desire (Desired)
+// of the tree as it observes it, so that it adopts what the tree holds
+// exactly as a plan of the same tree does.
+func (a *Applier) ApplyFleet(ctx context.Context, f *nest.Fleet, hostKeys map[string]string, facts map[string]HostFacts) (*Report, error) {
+	return a.apply(ctx, func(tree map[string]ObservedCert) (*Desire, error) {
+		return Desired(f, hostKeys, facts, tree)
+	})
+}
+
+func (a *Applier) apply(ctx context.Context, desire func(map[string]ObservedCert) (*Desire, error)) (*Report, error) {
 	is := a.issuer()
 	now := is.now()
-	recipients, err := checkSpecs(specs)
-	if err != nil {
-		return nil, fmt.Errorf("pki: apply: %w", err)
-	}
 	o := observeTree(a.Files, "", now)
 	if err := errors.Join(o.fatal...); err != nil {
 		return nil, fmt.Errorf("pki: apply: %w", err)
 	}
-	tasks, stale := a.decide(specs, o, now)
+	d, err := desire(o.out)
+	if err != nil {
+		return nil, fmt.Errorf("pki: apply: %w", err)
+	}
+	recipients, err := checkSpecs(d.Specs)
+	if err != nil {
+		return nil, fmt.Errorf("pki: apply: %w", err)
+	}
+	tasks := a.decide(d.Specs, o, now)
 	signers, err := a.loadKeys(tasks, o)
 	if err != nil {
 		return nil, fmt.Errorf("pki: apply: %w", err)
@@ -94,7 +127,13 @@ func (a *Applier) Apply(ctx context.Context, specs []Spec) (*Report, error) {
 	if err := cmp.Or(w.run(ctx, tasks), ctx.Err()); err != nil {
 		return nil, fmt.Errorf("pki: apply: %w", err)
 	}
-	return a.write(tasks, stale)
+	kept := map[string][]string{} // secrets.nix's rules of the keys still there
+	for p, rs := range o.rules {
+		if o.exists(p) {
+			kept[p] = rs
+		}
+	}
+	return a.write(tasks, d.Remove, kept)
 }
 
 // checkSpecs refuses a set that could not be written: duplicate ids, bad
@@ -144,8 +183,8 @@ func checkSpecs(specs []Spec) (map[string]age.Recipient, error) {
 	return parsed, errors.Join(errs...)
 }
 
-// decide plans every Spec, CAs first, and lists the stale certificates.
-func (a *Applier) decide(specs []Spec, o *observer, now time.Time) ([]*task, []ObservedCert) {
+// decide plans every Spec, CAs first.
+func (a *Applier) decide(specs []Spec, o *observer, now time.Time) []*task {
 	ordered := slices.Clone(specs)
 	rank := func(s Spec) int {
 		switch {
@@ -158,10 +197,8 @@ func (a *Applier) decide(specs []Spec, o *observer, now time.Time) ([]*task, []O
 	}
 	sort.SliceStable(ordered, func(i, j int) bool { return rank(ordered[i]) < rank(ordered[j]) })
 	newCA := map[string]bool{}
-	want := map[string]bool{}
 	var tasks []*task
 	for _, s := range ordered {
-		want[s.ID] = true
 		t := &task{spec: s}
 		if c, ok := o.out[s.ID]; ok {
 			t.have = &c
@@ -176,103 +213,45 @@ func (a *Applier) decide(specs []Spec, o *observer, now time.Time) ([]*task, []O
 		}
 		tasks = append(tasks, t)
 	}
-	var stale []ObservedCert
-	for id, c := range o.out {
-		if !want[id] && strings.HasPrefix(c.CertPath, derivedDirName+"/") {
-			stale = append(stale, c)
-		}
-	}
-	sort.Slice(stale, func(i, j int) bool { return stale[i].ID < stale[j].ID })
-	return tasks, stale
+	return tasks
 }
 
-// decideCA: a missing CA is issued; an existing one is never replaced here,
-// since replacing it breaks every chain the hosts hold. Drift or expiry
-// holds it for the phased rotation (nestbot certs rotate-ca); during a
-// rotation it is held, and its new key is rekeyed with the old one.
+// decideCA is Judge's verdict, but for a CA in rotation: it is held, and
+// its new key is rekeyed with the old one.
 func (a *Applier) decideCA(t *task, o *observer, now time.Time) {
 	s, have := t.spec, t.have
 	rot := o.rotations[s.ID]
-	if rot != nil && have != nil {
-		t.nextKeyPath = NextKeyPath(s.ID)
-		if have.Next != nil {
-			t.nextRecipients = have.Next.Recipients
-		}
-	}
-	var hold string
-	switch {
-	case have == nil:
-		t.action, t.reason = Issued, "missing"
+	if rot == nil || have == nil {
+		v := Judge(s, have, false, now, a.RenewBefore)
+		t.action, t.reason = v.Action, v.Reason
 		return
-	case have.Error != "":
-		hold = "unreadable (" + have.Error + ")"
-	case !have.HasKey:
-		hold = "its key " + s.KeyPath + " is missing"
-	default:
-		if d := Drift(s, have); len(d) > 0 {
-			hold = strings.Join(d, ", ") + " changed"
-		} else if due, why := RenewalDue(have.NotBefore, have.NotAfter, now, a.RenewBefore); due {
-			hold = why
-		}
 	}
-	switch {
-	case rot != nil:
-		hold = fmt.Sprintf("rotation at %s, applied %s; %s", rot.Phase, rot.Updated.UTC().Format(time.DateOnly), rot.Next())
-		if !have.HasKey {
-			hold = "its key " + s.KeyPath + " is missing; " + hold
-		}
-	case hold != "":
-		hold += "; a CA is replaced only in phases: nestbot certs rotate-ca"
+	t.nextKeyPath = NextKeyPath(s.ID)
+	if have.Next != nil {
+		t.nextRecipients = have.Next.Recipients
 	}
-	recipientsChanged := !sameRecipients(have.Recipients, s.Recipients) ||
-		(t.nextKeyPath != "" && !sameRecipients(t.nextRecipients, s.Recipients))
-	if have.HasKey && have.Error == "" && recipientsChanged {
+	hold := fmt.Sprintf("rotation at %s, applied %s; %s", rot.Phase, rot.Updated.UTC().Format(time.DateOnly), rot.Next())
+	if !have.HasKey {
+		hold = "its key " + s.KeyPath + " is missing; " + hold
+	}
+	differ, _ := have.Keys().Differ(s.Recipients)
+	if have.HasKey && have.Error == "" && (differ || !sameRecipients(t.nextRecipients, s.Recipients)) {
 		t.action, t.reason = Rekeyed, joinReasons("recipients changed; the key is re-encrypted, not reissued", hold)
 		return
 	}
-	if hold != "" {
-		t.action, t.reason = Held, hold
-		return
-	}
-	t.action = Unchanged
+	t.action, t.reason = Held, hold
 }
 
+// decideLeaf is Judge's verdict, and what only the tree's signatures tell:
+// a leaf its CA's current key did not sign is reissued.
 func (a *Applier) decideLeaf(t *task, o *observer, newCA map[string]bool, now time.Time) {
 	s, have := t.spec, t.have
-	var drifted []string
-	if have != nil {
-		drifted = Drift(s, have)
-	}
-	switch {
-	case have == nil:
-		t.action, t.reason = Issued, "missing"
-		if s.Signer != "" && newCA[s.Signer] {
-			t.reason = "new " + s.Signer
+	v := Judge(s, have, newCA[s.Signer], now, a.RenewBefore)
+	t.action, t.reason = v.Action, v.Reason
+	if (v.Action == Unchanged || v.Action == Rekeyed) && !s.KeyOnly {
+		if ok, why := o.signedByCurrent(have.CertPath, s.Signer); !ok {
+			t.action, t.reason = Reissued, why
 		}
-	case have.Error != "":
-		t.action, t.reason = Reissued, "unreadable ("+have.Error+")"
-	case s.Signer != "" && newCA[s.Signer]:
-		t.action, t.reason = Reissued, "its CA "+s.Signer+" is new"
-	case !have.HasKey:
-		t.action, t.reason = Reissued, "its key "+s.KeyPath+" is missing"
-	case len(drifted) > 0:
-		t.action, t.reason = Reissued, strings.Join(drifted, ", ")+" changed"
-	default:
-		if !s.KeyOnly {
-			if due, why := RenewalDue(have.NotBefore, have.NotAfter, now, a.RenewBefore); due {
-				t.action, t.reason = Renewed, why
-				return
-			}
-			if ok, why := o.signedByCurrent(have.CertPath, s.Signer); !ok {
-				t.action, t.reason = Reissued, why
-				return
-			}
-		}
-		if !sameRecipients(have.Recipients, s.Recipients) {
-			t.action, t.reason = Rekeyed, "recipients changed; the key is re-encrypted, not reissued"
-			return
-		}
-		t.action = Unchanged
 	}
 }
 

@@ -16,10 +16,14 @@ import (
 // was written, even when a write fails. A tree that can stage (Stager) has
 // every key and certificate written aside first, and put into place only
 // once all of them are: a failure there leaves the tree as it was.
-func (a *Applier) write(tasks []*task, stale []ObservedCert) (*Report, error) {
+// secrets.nix keeps the rules (kept, as read) of keys no task covers.
+func (a *Applier) write(tasks []*task, removals []Removal, kept map[string][]string) (*Report, error) {
 	rep := &Report{}
 	var keys, certs []fileWrite
 	secrets := map[string][]string{}
+	for p, rs := range kept {
+		secrets[p] = rs // a key nestbot leaves alone keeps its rule
+	}
 	for _, t := range tasks {
 		s := t.spec
 		res := Result{ID: s.ID, Action: t.action, Reason: t.reason, NotAfter: t.notAfter}
@@ -46,11 +50,12 @@ func (a *Applier) write(tasks []*task, stale []ObservedCert) (*Report, error) {
 		}
 		rep.Results = append(rep.Results, res)
 	}
-	var removals []string
-	for _, c := range stale {
-		files := []string{c.CertPath, c.KeyPath}
-		removals = append(removals, files...)
-		rep.Results = append(rep.Results, Result{ID: c.ID, Action: Deleted, Reason: "no host needs it any more", Files: files})
+	var removed []string
+	for _, r := range removals {
+		files := []string{r.CertPath, r.KeyPath}
+		removed = append(removed, files...)
+		delete(secrets, r.KeyPath)
+		rep.Results = append(rep.Results, Result{ID: r.ID, Action: Deleted, Reason: RemovalReason(r), Files: files})
 	}
 	sort.Slice(rep.Results, func(i, j int) bool { return rep.Results[i].ID < rep.Results[j].ID })
 	rep.Warnings = a.warnings(tasks)
@@ -108,7 +113,7 @@ func (a *Applier) write(tasks []*task, stale []ObservedCert) (*Report, error) {
 			return rep, fmt.Errorf("pki: apply: %w", err)
 		}
 	}
-	for _, p := range removals {
+	for _, p := range removed {
 		if err := a.Files.Remove(p); err != nil {
 			return rep, fmt.Errorf("pki: apply: %w", err)
 		}

@@ -36,7 +36,7 @@ type chainCheck struct {
 func (c *chainCheck) verify(leaves, bundles treeState, at time.Time) int {
 	c.t.Helper()
 	bad := 0
-	for _, ca := range caIDs() {
+	for _, ca := range kubeadmCAs() {
 		bundle := filepath.Join(bundles.dir, filepath.FromSlash(caCertPath(ca)))
 		pool := x509.NewCertPool()
 		for _, cert := range readCerts(c.t, bundle) {
@@ -86,7 +86,7 @@ func TestFaultCARotation(t *testing.T) {
 
 	fx.apply(t)
 	states := []treeState{{name: "issue", dir: copyTree(t, fx.dir), at: fx.clock}}
-	for _, ca := range caIDs() {
+	for _, ca := range kubeadmCAs() {
 		for _, phase := range []RotationPhase{PhasePublish, PhaseReissue, PhaseDrop} {
 			fx.clock = fx.clock.Add(24 * time.Hour)
 			if _, err := fx.applier.RotateCA(ctx, fx.specs(), ca, phase, true); err != nil {
@@ -119,7 +119,7 @@ func TestFaultCARotation(t *testing.T) {
 	// the bundle from before its publish, and a leaf of the old CA against
 	// the bundle after its drop. The check above would have seen it.
 	skipped := &chainCheck{t: t, openssl: openssl}
-	for i, ca := range caIDs() {
+	for i, ca := range kubeadmCAs() {
 		published, reissued, dropped := states[3*i+1], states[3*i+2], states[3*i+3]
 		beforePublish := states[3*i]
 		if skipped.verify(reissued, beforePublish, reissued.at) == 0 {
@@ -130,7 +130,7 @@ func TestFaultCARotation(t *testing.T) {
 		}
 	}
 
-	t.Logf("FIGURE: pki phases: %d (issue, then publish, reissue, drop for each of %d CAs)", len(states), len(caIDs()))
+	t.Logf("FIGURE: pki phases: %d (issue, then publish, reissue, drop for each of %d CAs)", len(states), len(kubeadmCAs()))
 	t.Logf("FIGURE: pki chains verified: %d (%d cross-phase pairs of leaves and bundles, all verifying)", c.chains, cross)
 	t.Logf("FIGURE: pki chain failures: %d", len(c.fails))
 	t.Logf("FIGURE: pki chains broken by skipping a phase: %d of %d (the check can fail)", len(skipped.fails), skipped.chains)

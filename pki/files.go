@@ -2,6 +2,8 @@ package pki
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -28,11 +30,80 @@ type Files interface {
 	Remove(name string) error
 }
 
-// Dir is a certificate tree in a directory on disk.
+// Dir is a certificate tree in a directory on disk. Everything it reads
+// and writes goes through an os.Root opened at the directory, and it
+// follows no symbolic link: the directory itself, or anything on the way
+// to a name in it, being a link is a *LinkError. (A pull request may hold
+// links; through one, a read or a write could reach outside the checkout.)
 type Dir string
 
-// Open opens name below the directory.
-func (d Dir) Open(name string) (fs.File, error) { return os.DirFS(string(d)).Open(name) }
+// LinkError is a symbolic link where Dir reads or writes. It names the link,
+// never what it points at.
+type LinkError struct {
+	Dir  string // the tree
+	Path string // the link, relative to Dir ("." for Dir itself)
+}
+
+func (e *LinkError) Error() string {
+	return fmt.Sprintf("%s: a symbolic link; nestbot reads and writes nothing through a link in pki.dir (it could lead out of the repository): replace it with the file or directory itself",
+		filepath.Join(e.Dir, filepath.FromSlash(e.Path)))
+}
+
+// ErrSymlink is matched (errors.Is) by a *LinkError.
+var ErrSymlink = errors.New("symbolic link")
+
+// Is makes errors.Is(err, ErrSymlink) hold.
+func (e *LinkError) Is(target error) bool { return target == ErrSymlink }
+
+// root opens the tree's directory, refusing it when it is a link.
+func (d Dir) root() (*os.Root, error) {
+	if fi, err := os.Lstat(string(d)); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return nil, &LinkError{Dir: string(d), Path: "."}
+	}
+	return os.OpenRoot(string(d))
+}
+
+// noLinks refuses name when it, or a directory on the way to it, is a
+// symbolic link; what does not exist yet is no link.
+func (d Dir) noLinks(r *os.Root, name string) error {
+	p := ""
+	for part := range strings.SplitSeq(name, "/") {
+		p = path.Join(p, part)
+		fi, err := r.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return &LinkError{Dir: string(d), Path: p}
+		}
+	}
+	return nil
+}
+
+// Open opens name below the directory (fs.FS), following no link.
+func (d Dir) Open(name string) (fs.File, error) {
+	if !fs.ValidPath(name) {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
+	}
+	r, err := d.root()
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	defer r.Close()
+	if name != "." {
+		if err := d.noLinks(r, name); err != nil {
+			return nil, err
+		}
+	}
+	f, err := r.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
 
 // WriteFile writes data to a temporary file beside name, syncs it, and
 // renames it into place, so a failure leaves the old file or none. It
@@ -41,19 +112,34 @@ func (d Dir) WriteFile(name string, data []byte) error {
 	if err := checkWrite(name, data); err != nil {
 		return err
 	}
-	full := filepath.Join(filepath.Clean(string(d)), filepath.FromSlash(name))
-	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-		return fmt.Errorf("write %s: %w", name, err) // directories it made stay: others may be writing beside them
-	}
-	tmp, err := writeAside(full, data)
+	r, err := d.openForWrite()
 	if err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
-	if err := os.Rename(tmp, full); err != nil {
-		os.Remove(tmp) // only the file: others may be staged beside it
+	defer r.Close()
+	if err := d.noLinks(r, name); err != nil {
+		return err
+	}
+	if err := r.MkdirAll(path.Dir(name), 0o755); err != nil {
+		return fmt.Errorf("write %s: %w", name, err) // directories it made stay: others may be writing beside them
+	}
+	tmp, err := writeAside(r, name, data)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := r.Rename(tmp, name); err != nil {
+		r.Remove(tmp) // only the file: others may be staged beside it
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	return nil
+}
+
+// openForWrite makes the tree's directory when it is missing and opens it.
+func (d Dir) openForWrite() (*os.Root, error) {
+	if err := os.MkdirAll(string(d), 0o755); err != nil {
+		return nil, err
+	}
+	return d.root()
 }
 
 // A Stager is a Files that can write the new content of many files aside
@@ -73,21 +159,25 @@ type Staging interface {
 	// directory that is new); Commit of those then does nothing more.
 	// It is called concurrently, for different names.
 	Commit(name string) error
-	// Discard removes what was staged and not put into place.
+	// Discard removes what was staged and not put into place, and
+	// releases the tree. It is called once, after the last Commit.
 	Discard()
 }
 
-// Stage writes files aside and syncs each. A file in a directory that
-// exists goes to a temporary file beside it, renamed into place by Commit.
-// The files of a directory that does not exist yet are written, under
-// their own names, into a hidden directory beside the first missing one
-// (derived/.node-7.*.tmp for derived/node-7/…), which Commit renames into
-// place whole: a new host's directory appears complete or not at all, and
-// its files cost no rename each. It refuses a plaintext private key in
-// anything but an .age file, and then writes nothing.
+// Stage writes files aside and syncs each, through the tree's os.Root and
+// following no link, as WriteFile does. A file in a directory that exists
+// goes to a temporary file beside it, renamed into place by Commit. The
+// files of a directory that does not exist yet are written, under their
+// own names, into a hidden directory beside the first missing one
+// (derived/.node-7.<random>.tmp for derived/node-7/…), which Commit
+// renames into place whole: a new host's directory appears complete or
+// not at all, and its files cost no rename each. It refuses a plaintext
+// private key in anything but an .age file, or a link on the way to a
+// name, and then writes nothing.
 func (d Dir) Stage(files map[string][]byte) (Staging, error) {
+	names := slices.Sorted(maps.Keys(files))
 	var errs []error
-	for _, name := range slices.Sorted(maps.Keys(files)) {
+	for _, name := range names {
 		if err := checkWrite(name, files[name]); err != nil {
 			errs = append(errs, err)
 		}
@@ -95,11 +185,11 @@ func (d Dir) Stage(files map[string][]byte) (Staging, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	root := filepath.Clean(string(d))
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return nil, fmt.Errorf("write %s: %w", root, err)
+	r, err := d.openForWrite()
+	if err != nil {
+		return nil, fmt.Errorf("write %s: %w", d, err)
 	}
-	s := &dirStaging{root: root, files: map[string]*stagedFile{}}
+	s := &dirStaging{d: d, r: r, files: make(map[string]*stagedFile, len(files))}
 	fail := func(err error) (Staging, error) {
 		s.Discard()
 		return nil, err
@@ -107,33 +197,34 @@ func (d Dir) Stage(files map[string][]byte) (Staging, error) {
 	// Where each file's directory is: there already, or below a new one.
 	dirs := map[string]*stagedTree{} // a file's directory → the tree it is new in (nil: it exists)
 	var made []string                // directories to make inside the trees
-	for name := range files {
-		full := filepath.Join(root, filepath.FromSlash(name))
-		dir := filepath.Dir(full)
-		if _, seen := dirs[dir]; seen {
-			s.files[name] = &stagedFile{name: name, full: full, tree: dirs[dir]}
-			continue
+	for _, name := range names {
+		dir := path.Dir(name)
+		tree, seen := dirs[dir]
+		if !seen {
+			if tree, err = s.treeOf(dir); err != nil {
+				return fail(err)
+			}
+			dirs[dir] = tree
+			if tree != nil && dir != tree.top {
+				made = append(made, tree.inside(dir))
+			}
 		}
-		tree, err := s.treeOf(dir)
-		if err != nil {
-			return fail(fmt.Errorf("write %s: %w", name, err))
+		if tree == nil { // name itself, in a directory that exists, must be no link
+			if err := d.noLinks(r, name); err != nil {
+				return fail(err)
+			}
 		}
-		dirs[dir] = tree
-		if tree != nil && dir != tree.full {
-			made = append(made, tree.inside(dir))
-		}
-		s.files[name] = &stagedFile{name: name, full: full, tree: tree}
+		s.files[name] = &stagedFile{name: name, tree: tree}
 	}
-	if err := errors.Join(inParallel(len(made), func(i int) error { return os.MkdirAll(made[i], 0o755) })...); err != nil {
+	if err := errors.Join(inParallel(len(made), func(i int) error { return r.MkdirAll(made[i], 0o755) })...); err != nil {
 		return fail(fmt.Errorf("write: %w", err))
 	}
-	staged := slices.Collect(maps.Values(s.files))
-	errs = inParallel(len(staged), func(i int) (err error) {
-		f := staged[i]
+	errs = inParallel(len(names), func(i int) (err error) {
+		f := s.files[names[i]]
 		if f.tree == nil {
-			f.tmp, err = writeAside(f.full, files[f.name])
+			f.tmp, err = writeAside(r, f.name, files[f.name])
 		} else {
-			err = writeNew(f.tree.inside(f.full), files[f.name])
+			err = writeNew(r, f.tree.inside(f.name), files[f.name])
 		}
 		if err != nil {
 			return fmt.Errorf("write %s: %w", f.name, err)
@@ -146,65 +237,78 @@ func (d Dir) Stage(files map[string][]byte) (Staging, error) {
 	return s, nil
 }
 
-// dirStaging is what one Dir.Stage wrote aside.
+// dirStaging is what one Dir.Stage wrote aside, in the tree r opens.
 type dirStaging struct {
-	root  string
-	files map[string]*stagedFile
-	mu    sync.Mutex
+	d     Dir
+	r     *os.Root
+	files map[string]*stagedFile // read-only once staged
+	mu    sync.Mutex             // guards committed
 	trees []*stagedTree
 }
 
 type stagedFile struct {
-	name, full string
-	tmp        string      // written aside in an existing directory
-	tree       *stagedTree // or written into a new directory, staged whole
-	committed  bool
+	name      string
+	tmp       string      // written aside in an existing directory
+	tree      *stagedTree // or written into a new directory, staged whole
+	committed bool
 }
 
-// stagedTree is a new directory, full, staged whole as hidden.
+// stagedTree is a new directory, top, staged whole as hidden.
 type stagedTree struct {
-	full, hidden string
-	once         sync.Once
-	err          error
-	committed    bool
+	top, hidden string
+	once        sync.Once
+	err         error
+	committed   bool
 }
 
-// inside is where path, below t.full, is staged.
-func (t *stagedTree) inside(path string) string {
-	return filepath.Join(t.hidden, strings.TrimPrefix(path, t.full))
+// inside is where name, top or below it, is staged.
+func (t *stagedTree) inside(name string) string {
+	return t.hidden + strings.TrimPrefix(name, t.top)
 }
 
 // treeOf returns the staged tree that dir is new in, making one when dir's
-// first missing ancestor has none yet; nil when dir exists.
+// first missing ancestor has none yet; nil when dir exists. A link on the
+// way to dir is a *LinkError.
 func (s *dirStaging) treeOf(dir string) (*stagedTree, error) {
-	top := ""
-	for p := dir; p != s.root && strings.HasPrefix(p, s.root+string(filepath.Separator)); p = filepath.Dir(p) {
-		if _, err := os.Lstat(p); err == nil {
-			break
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return nil, err
-		}
-		top = p
-	}
-	if top == "" {
-		return nil, nil
+	top, err := s.d.firstMissing(s.r, dir)
+	if err != nil || top == "" {
+		return nil, err
 	}
 	for _, t := range s.trees {
-		if t.full == top {
+		if t.top == top {
 			return t, nil
 		}
 	}
-	hidden, err := os.MkdirTemp(filepath.Dir(top), "."+filepath.Base(top)+".*.tmp")
+	hidden, err := mkdirTemp(s.r, top)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("write %s: %w", top, err)
 	}
-	if err := os.Chmod(hidden, 0o755); err != nil {
-		os.Remove(hidden)
-		return nil, err
-	}
-	t := &stagedTree{full: top, hidden: hidden}
+	t := &stagedTree{top: top, hidden: hidden}
 	s.trees = append(s.trees, t)
 	return t, nil
+}
+
+// firstMissing is the first of the directories on the way to name, name
+// included, that does not exist ("" when all do), refusing a link among
+// those that do.
+func (d Dir) firstMissing(r *os.Root, name string) (string, error) {
+	if name == "." {
+		return "", nil
+	}
+	p := ""
+	for part := range strings.SplitSeq(name, "/") {
+		p = path.Join(p, part)
+		fi, err := r.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return p, nil
+		case err != nil:
+			return "", fmt.Errorf("write %s: %w", name, err)
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return "", &LinkError{Dir: string(d), Path: p}
+		}
+	}
+	return "", nil
 }
 
 func (s *dirStaging) Commit(name string) error {
@@ -214,7 +318,7 @@ func (s *dirStaging) Commit(name string) error {
 	}
 	if t := f.tree; t != nil {
 		t.once.Do(func() {
-			t.err = putTree(t.hidden, t.full)
+			t.err = s.putTree(t)
 			s.mu.Lock()
 			t.committed = t.err == nil
 			s.mu.Unlock()
@@ -224,7 +328,7 @@ func (s *dirStaging) Commit(name string) error {
 		}
 		return nil
 	}
-	if err := os.Rename(f.tmp, f.full); err != nil {
+	if err := s.r.Rename(f.tmp, f.name); err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	s.mu.Lock()
@@ -233,66 +337,75 @@ func (s *dirStaging) Commit(name string) error {
 	return nil
 }
 
-// putTree renames the staged directory hidden to full. Should full have
-// appeared meanwhile, the staged files are moved into it one by one.
-func putTree(hidden, full string) error {
-	err := os.Rename(hidden, full)
+// putTree renames the staged directory into place. Should its directory
+// have appeared meanwhile, the staged files are moved into it one by one,
+// following no link.
+func (s *dirStaging) putTree(t *stagedTree) error {
+	err := s.r.Rename(t.hidden, t.top)
 	if err == nil || !errors.Is(err, fs.ErrExist) && !errors.Is(err, syscall.ENOTEMPTY) {
 		return err
 	}
-	err = filepath.WalkDir(hidden, func(p string, e fs.DirEntry, err error) error {
+	err = fs.WalkDir(s.r.FS(), t.hidden, func(p string, e fs.DirEntry, err error) error {
 		if err != nil || e.IsDir() {
 			return err
 		}
-		to := filepath.Join(full, strings.TrimPrefix(p, hidden))
-		if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		to := t.top + strings.TrimPrefix(p, t.hidden)
+		if err := s.d.noLinks(s.r, to); err != nil {
 			return err
 		}
-		return os.Rename(p, to)
+		if err := s.r.MkdirAll(path.Dir(to), 0o755); err != nil {
+			return err
+		}
+		return s.r.Rename(p, to)
 	})
 	if err != nil {
 		return err
 	}
-	return os.RemoveAll(hidden) // only its emptied directories are left
+	return s.r.RemoveAll(t.hidden) // only its emptied directories are left
 }
 
 // Discard removes the staged files and directories not put into place.
 func (s *dirStaging) Discard() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.r == nil {
+		return
+	}
 	for _, f := range s.files {
 		if f.tmp != "" && !f.committed {
-			os.Remove(f.tmp)
+			s.r.Remove(f.tmp)
 		}
 	}
 	for _, t := range s.trees {
 		if !t.committed {
-			os.RemoveAll(t.hidden) // made by Stage, under a name of its own
+			s.r.RemoveAll(t.hidden) // made by Stage, under a name of its own
 		}
 	}
+	s.r.Close()
+	s.r = nil
 }
 
-// writeAside writes data to a new temporary file beside full and syncs
-// it; it returns the temporary file's name.
-func writeAside(full string, data []byte) (string, error) {
-	tmp, err := os.CreateTemp(filepath.Dir(full), "."+filepath.Base(full)+".*.tmp")
+// writeAside writes data to a new temporary file beside name and syncs it;
+// it returns the temporary file's name.
+func writeAside(r *os.Root, name string, data []byte) (string, error) {
+	tmp, f, err := createTemp(r, name)
 	if err != nil {
 		return "", err
 	}
-	err = writeSynced(tmp, data)
-	if cerr := tmp.Close(); err == nil {
+	err = writeSynced(f, data)
+	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(tmp.Name())
+		r.Remove(tmp)
 		return "", err
 	}
-	return tmp.Name(), nil
+	return tmp, nil
 }
 
-// writeNew creates the file at path, which must not exist, with data, synced.
-func writeNew(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+// writeNew creates the file name, which must not exist, with data, synced.
+func writeNew(r *os.Root, name string, data []byte) error {
+	f, err := r.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
@@ -301,6 +414,37 @@ func writeNew(path string, data []byte) error {
 		err = cerr
 	}
 	return err
+}
+
+// createTemp creates a new file beside name, "."+base+".<random>.tmp".
+func createTemp(r *os.Root, name string) (string, *os.File, error) {
+	var f *os.File
+	tmp, err := tempName(name, func(tmp string) (err error) {
+		f, err = r.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		return err
+	})
+	return tmp, f, err
+}
+
+// mkdirTemp creates a new directory beside name, "."+base+".<random>.tmp".
+func mkdirTemp(r *os.Root, name string) (string, error) {
+	return tempName(name, func(tmp string) error { return r.Mkdir(tmp, 0o755) })
+}
+
+// tempName calls create with a new random name beside name until one is
+// free.
+func tempName(name string, create func(tmp string) error) (string, error) {
+	for range 100 {
+		var b [8]byte
+		rand.Read(b[:])
+		tmp := path.Join(path.Dir(name), "."+path.Base(name)+"."+hex.EncodeToString(b[:])+".tmp")
+		err := create(tmp)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return tmp, err
+	}
+	return "", errors.New("no free temporary name")
 }
 
 func writeSynced(f *os.File, data []byte) error {
@@ -318,7 +462,18 @@ func (d Dir) Remove(name string) error {
 	if !fs.ValidPath(name) || name == "." {
 		return fmt.Errorf("remove %q: not a relative slash-separated path", name)
 	}
-	err := os.Remove(filepath.Join(string(d), filepath.FromSlash(name)))
+	r, err := d.root()
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove %s: %w", name, err)
+	}
+	defer r.Close()
+	if err := d.noLinks(r, path.Dir(name)); err != nil {
+		return err
+	}
+	err = r.Remove(name)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", name, err)
 	}

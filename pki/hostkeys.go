@@ -4,10 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/ducksnest/nestbot/nest"
@@ -21,12 +20,18 @@ func HostKeyPath(host string) string { return filepath.Join("hosts", host+".pub"
 // A host without a file is simply not pinned yet; a file that does not hold
 // an ssh-ed25519 key is an error naming the file.
 func ReadHostKeys(dir string, hosts []string) (map[string]string, error) {
+	return ReadHostKeysFS(Dir(dir), dir, hosts)
+}
+
+// ReadHostKeysFS is ReadHostKeys for the tree in fsys (a Dir, a commit's
+// tree); name is the tree as errors name it.
+func ReadHostKeysFS(fsys fs.FS, name string, hosts []string) (map[string]string, error) {
 	keys := map[string]string{}
 	var errs []error
-	sort.Strings(hosts)
+	hosts = slices.Sorted(slices.Values(hosts))
 	for _, h := range hosts {
-		p := filepath.Join(dir, HostKeyPath(h))
-		data, err := os.ReadFile(p)
+		p := filepath.Join(name, HostKeyPath(h))
+		data, err := fs.ReadFile(fsys, path.Join("hosts", h+".pub"))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -112,4 +117,69 @@ func PinHostKey(files Files, host, learned string) error {
 		return nil
 	}
 	return files.WriteFile(path.Join("hosts", host+".pub"), []byte(NormalizeRecipient(firstLine(learned))+"\n"))
+}
+
+// NodePath is where the tailnet node id of a host is pinned, relative to
+// pki.dir: the node that first joined as the host (nestbot records it when
+// it pins the host key). Only that node is the host thereafter, whatever
+// other nodes call themselves.
+func NodePath(host string) string { return filepath.Join("hosts", host+".node") }
+
+// ReadNodeIDsFS reads the pinned node ids of hosts from hosts/<host>.node
+// in fsys; name is the tree as errors name it. A host without a file is not
+// pinned yet.
+func ReadNodeIDsFS(fsys fs.FS, name string, hosts []string) (map[string]string, error) {
+	ids := map[string]string{}
+	var errs []error
+	for _, h := range slices.Sorted(slices.Values(hosts)) {
+		data, err := fs.ReadFile(fsys, path.Join("hosts", h+".node"))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("pinned node: %w", err))
+			continue
+		}
+		id := firstLine(string(data))
+		if !validNodeID(id) {
+			errs = append(errs, fmt.Errorf("%s:1:1: not a tailnet node id (like nAbC123CNTRL); delete the file for the next apply to pin the host's node again", filepath.Join(name, NodePath(h))))
+			continue
+		}
+		ids[h] = id
+	}
+	return ids, errors.Join(errs...)
+}
+
+// ReadNodeIDs is ReadNodeIDsFS for the tree at dir.
+func ReadNodeIDs(dir string, hosts []string) (map[string]string, error) {
+	return ReadNodeIDsFS(Dir(dir), dir, hosts)
+}
+
+func validNodeID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// PinNode writes host's tailnet node id to hosts/<host>.node unless one is
+// pinned there already (which is left as it is). It says whether it wrote.
+func PinNode(files Files, host, id string) (bool, error) {
+	if !validNodeID(id) {
+		return false, fmt.Errorf("pin the node of %s: %q is not a tailnet node id", host, id)
+	}
+	if _, err := fs.Stat(files, path.Join("hosts", host+".node")); err == nil {
+		return false, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("pin the node of %s: %w", host, err)
+	}
+	if err := files.WriteFile(path.Join("hosts", host+".node"), []byte(id+"\n")); err != nil {
+		return false, err
+	}
+	return true, nil
 }

@@ -17,16 +17,42 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"slices"
 	"sync"
 	"time"
 )
 
-// Key algorithms, as spelled in nest.yaml's pki.key_algorithm.
+// Key algorithms, as spelled in nest.yaml's pki.key_algorithm. A
+// certificate found in the tree may also be RSA 3072 or ECDSA P-384, which
+// its renewal keeps.
 const (
 	AlgECDSAP256 = "ecdsa-p256"
+	AlgECDSAP384 = "ecdsa-p384"
 	AlgRSA2048   = "rsa-2048"
+	AlgRSA3072   = "rsa-3072"
 	AlgRSA4096   = "rsa-4096"
 )
+
+// nestbotPolicy marks the certificates nestbot issues: a certificate
+// policy (RFC 5280, 4.2.1.4) whose OID is a UUID under 2.25 (ITU-T X.667),
+// which needs no registration. No verifier enforces it (Kubernetes and
+// openssl verify check no policies unless asked). A certificate without it
+// was found in the tree: nestbot adopts it as it is, keeps it so when it
+// renews it, and never deletes it unless pki.remove says so.
+var nestbotPolicy = mustOID("2.25.120396705655279000396925251121495075031")
+
+func mustOID(s string) x509.OID {
+	oid, err := x509.ParseOID(s)
+	if err != nil {
+		panic(err)
+	}
+	return oid
+}
+
+// issuedByNestbot reports whether c carries nestbotPolicy.
+func issuedByNestbot(c *x509.Certificate) bool {
+	return slices.ContainsFunc(c.Policies, func(o x509.OID) bool { return o.Equal(nestbotPolicy) })
+}
 
 // Backdate is how far before the issuer's clock a new certificate's NotBefore
 // lies, so that a host whose clock runs a little behind already accepts it.
@@ -161,10 +187,14 @@ func (is *Issuer) template(s Spec, pub crypto.PublicKey) (*x509.Certificate, err
 	t := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: s.CommonName, Organization: s.Organization},
+		RawSubject:            s.RawSubject, // an adopted certificate's subject, as it was
 		NotBefore:             notBefore,
 		NotAfter:              notBefore.Add(s.Validity),
 		BasicConstraintsValid: true,
 		SubjectKeyId:          ski,
+	}
+	if !s.Adopted {
+		t.Policies = []x509.OID{nestbotPolicy}
 	}
 	if s.IsCA {
 		t.IsCA = true
@@ -174,14 +204,11 @@ func (is *Issuer) template(s Spec, pub crypto.PublicKey) (*x509.Certificate, err
 	}
 	t.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
 	for _, u := range s.Usages {
-		switch u {
-		case UsageServer:
-			t.ExtKeyUsage = append(t.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
-		case UsageClient:
-			t.ExtKeyUsage = append(t.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
-		default:
+		eku, ok := extKeyUsages()[u]
+		if !ok {
 			return nil, fmt.Errorf("unknown usage %q; want %s or %s", u, UsageServer, UsageClient)
 		}
+		t.ExtKeyUsage = append(t.ExtKeyUsage, eku)
 	}
 	t.DNSNames = s.DNSNames
 	for _, a := range s.IPs {
@@ -228,12 +255,41 @@ func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
 	return sum[:20], nil
 }
 
+// extKeyUsages are the extended key usages a Spec can name, by the names
+// usageNames gives them.
+func extKeyUsages() map[string]x509.ExtKeyUsage {
+	return map[string]x509.ExtKeyUsage{
+		UsageServer: x509.ExtKeyUsageServerAuth, UsageClient: x509.ExtKeyUsageClientAuth,
+		"any": x509.ExtKeyUsageAny, "code-signing": x509.ExtKeyUsageCodeSigning,
+		"email-protection": x509.ExtKeyUsageEmailProtection, "time-stamping": x509.ExtKeyUsageTimeStamping,
+		"ocsp-signing": x509.ExtKeyUsageOCSPSigning,
+	}
+}
+
+// CanIssue says why a key type or usage cannot be issued ("" when it can):
+// a certificate found in the tree may hold what nestbot does not make.
+func CanIssue(s Spec) string {
+	if !slices.Contains([]string{"", AlgECDSAP256, AlgECDSAP384, AlgRSA2048, AlgRSA3072, AlgRSA4096}, s.KeyAlgorithm) {
+		return "key type " + s.KeyAlgorithm + ", which nestbot does not issue"
+	}
+	for _, u := range s.Usages {
+		if _, ok := extKeyUsages()[u]; !ok {
+			return fmt.Sprintf("extended key usage %s, which nestbot does not issue", u)
+		}
+	}
+	return ""
+}
+
 func generateKey(alg string, r io.Reader) (crypto.Signer, error) {
 	switch alg {
 	case AlgECDSAP256, "":
 		return ecdsa.GenerateKey(elliptic.P256(), r)
+	case AlgECDSAP384:
+		return ecdsa.GenerateKey(elliptic.P384(), r)
 	case AlgRSA2048:
 		return rsa.GenerateKey(r, 2048)
+	case AlgRSA3072:
+		return rsa.GenerateKey(r, 3072)
 	case AlgRSA4096:
 		return rsa.GenerateKey(r, 4096)
 	}
@@ -244,8 +300,11 @@ func generateKey(alg string, r io.Reader) (crypto.Signer, error) {
 func algorithmOf(pub crypto.PublicKey) string {
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
-		if k.Curve == elliptic.P256() {
+		switch k.Curve {
+		case elliptic.P256():
 			return AlgECDSAP256
+		case elliptic.P384():
+			return AlgECDSAP384
 		}
 		return "ecdsa-" + k.Curve.Params().Name
 	case *rsa.PublicKey:

@@ -63,9 +63,10 @@ func IDForPath(p string) (id string, ok bool) {
 	return host + "/" + stem, true
 }
 
-// signerForStem is the CA a leaf's file name says signs it ("" if none).
+// signerForStem is the CA of the two layouts a leaf's file name says signs
+// it ("" if none).
 func signerForStem(stem string) string {
-	for _, ca := range []string{EtcdCA, FrontProxyCA, CA} {
+	for _, ca := range []string{EtcdCA, FrontProxyCA, CA, K8sCA} {
 		if strings.HasPrefix(stem, caDir(ca)+"-") {
 			return ca
 		}

@@ -4,13 +4,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
 	"net/netip"
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 )
@@ -21,8 +21,8 @@ type ObservedCert struct {
 	CommonName   string    `json:"common_name,omitempty"`
 	Organization []string  `json:"organization,omitempty"`
 	DNSNames     []string  `json:"dns_names,omitempty"`
-	IPs          []string  `json:"ips,omitempty"`
-	Usages       []string  `json:"usages,omitempty"` // server, client (sorted)
+	IPs          []string  `json:"ips,omitempty"`    // DNS names and IPs in the certificate's order
+	Usages       []string  `json:"usages,omitempty"` // server, client, in the certificate's order
 	IsCA         bool      `json:"is_ca,omitempty"`
 	Issuer       string    `json:"issuer,omitempty"` // the issuer's common name
 	NotBefore    time.Time `json:"not_before,omitzero"`
@@ -51,6 +51,24 @@ type ObservedCert struct {
 	// Error says why the file could not be read; the certificate's own
 	// fields (subject, SANs, dates, …) are then empty.
 	Error string `json:"error,omitempty"`
+	// Signer is the CA (its id, as Spec.Signer) whose file in ca/ signed
+	// it: the one its file name names (<ca>-<name>.crt), else any whose key
+	// signed it. Empty for a CA, a key pair, or a leaf no CA in ca/ signed.
+	Signer string `json:"signer,omitempty"`
+	// IssuedByNestbot is set when the certificate carries nestbot's
+	// certificate policy: nestbot issued it. One without was found in the
+	// tree and is adopted as it is.
+	IssuedByNestbot bool `json:"issued_by_nestbot,omitempty"`
+	// KeyStanzas are the recipient stanzas of the key's age header
+	// (KeyStanzas), read when secrets.nix does not list the key.
+	KeyStanzas []string `json:"key_stanzas,omitempty"`
+	// RawSubject is the subject, DER, as the certificate holds it.
+	RawSubject []byte `json:"-"`
+}
+
+// Keys is what is known of whom its key is encrypted to.
+func (c *ObservedCert) Keys() KeyRecipients {
+	return KeyRecipients{Recorded: c.Recipients, Stanzas: c.KeyStanzas}
 }
 
 // Observe reads the certificate tree at dir as of now: every .crt under
@@ -62,7 +80,7 @@ func Observe(dir string, now time.Time) (map[string]ObservedCert, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("pki: observe: %w", err)
 	}
-	return observe(os.DirFS(dir), dir, now)
+	return observe(Dir(dir), dir, now) // through no symbolic link
 }
 
 // ObserveFS is Observe for a tree in any fs.FS (a git commit, a test map).
@@ -81,6 +99,8 @@ type observer struct {
 	certs  map[string][]*x509.Certificate // every readable certificate file, by path
 	allCAs *x509.CertPool
 	rules  map[string][]string // secrets.nix: .age path → recipients
+	// caFiles are the certificate files in ca/, sorted.
+	caFiles []string
 	// rotations are the CA rotations in progress, by CA id, each checked
 	// against its bundle (a marker that disagrees is fatal).
 	rotations map[string]*Rotation
@@ -102,6 +122,7 @@ func observeTree(fsys fs.FS, root string, now time.Time) *observer {
 	// CAs first: the leaves are checked against them.
 	for _, p := range caFiles {
 		if strings.HasSuffix(p, ".crt") {
+			o.caFiles = append(o.caFiles, p)
 			if cs := o.readCerts(p); cs != nil {
 				pool := x509.NewCertPool()
 				for _, c := range cs {
@@ -146,13 +167,44 @@ func observeTree(fsys fs.FS, root string, now time.Time) *observer {
 		o.cert(p, o.readCerts(p))
 	}
 	for id, c := range o.out {
-		if rs, ok := o.rules[c.KeyPath]; ok {
+		rs, recorded := o.rules[c.KeyPath]
+		if recorded {
 			c.Recipients = rs
 		}
 		c.HasKey = o.exists(c.KeyPath)
+		if c.HasKey && !recorded {
+			// Not in secrets.nix (a tree nestbot did not write): its header
+			// says what it can of the recipients.
+			c.KeyStanzas = o.keyStanzas(c.KeyPath)
+		}
 		o.out[id] = c
 	}
 	return o
+}
+
+// keyStanzas reads the recipient stanzas of the key file at p, from its
+// first 64 KiB only (a header is a few hundred bytes; the file may come
+// from a pull request). Nil when it is not an age file, or not a regular
+// file of the tree.
+func (o *observer) keyStanzas(p string) []string {
+	// Only a file of the tree: a symbolic link (a pull request may hold
+	// one to anywhere) is not followed.
+	if lfs, ok := o.fsys.(fs.ReadLinkFS); ok {
+		if fi, err := lfs.Lstat(p); err != nil || !fi.Mode().IsRegular() {
+			return nil
+		}
+	}
+	f, err := o.fsys.Open(p)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyHeader))
+	if err != nil {
+		return nil
+	}
+	stanzas, _ := KeyStanzas(data)
+	return stanzas
 }
 
 func (o *observer) name(p string) string {
@@ -255,13 +307,14 @@ func (o *observer) describe(id, p string, certs []*x509.Certificate) ObservedCer
 		IsCA: c.IsCA, Issuer: c.Issuer.CommonName,
 		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(),
 		KeyAlgorithm: algorithmOf(c.PublicKey), Serial: fmt.Sprintf("%x", c.SerialNumber),
-		DaysLeft: daysLeft(c.NotAfter, o.now),
+		DaysLeft: daysLeft(c.NotAfter, o.now), IssuedByNestbot: issuedByNestbot(c), RawSubject: c.RawSubject,
 	}
 	roots := o.allCAs
 	if dir, _ := path.Split(p); strings.TrimSuffix(dir, "/") == caDirName {
 		roots, oc.SignerPath = o.pools[p], p
-	} else if signer := signerForStem(strings.TrimSuffix(path.Base(p), ".crt")); signer != "" {
-		oc.SignerPath = path.Join(caDirName, caDir(signer)+".crt")
+	} else if caPath := o.signerPath(p, c); caPath != "" {
+		oc.SignerPath = caPath
+		oc.Signer, _ = IDForPath(caPath)
 		roots = o.pools[oc.SignerPath]
 	}
 	switch {
@@ -284,6 +337,36 @@ func (o *observer) describe(id, p string, certs []*x509.Certificate) ObservedCer
 		}
 	}
 	return oc
+}
+
+// signerPath is the CA file that signs leaf c (at p): the CA file its name
+// names — derived/<host>/<ca>-<name>.crt is signed by ca/<ca>.crt, the
+// longest such <ca> — or, when that file is missing, the kubeadm layout's
+// CA for the name; failing both, any CA file whose key signed it. "" when
+// none did.
+func (o *observer) signerPath(p string, c *x509.Certificate) string {
+	stem := strings.TrimSuffix(path.Base(p), ".crt")
+	best := ""
+	for _, ca := range o.caFiles {
+		caStem := strings.TrimSuffix(path.Base(ca), ".crt")
+		if strings.HasPrefix(stem, caStem+"-") && len(ca) > len(best) {
+			best = ca
+		}
+	}
+	if best != "" {
+		return best
+	}
+	if signer := signerForStem(stem); signer != "" {
+		return caCertPath(signer)
+	}
+	for _, ca := range o.caFiles {
+		for _, cc := range o.certs[ca] {
+			if c.CheckSignatureFrom(cc) == nil {
+				return ca
+			}
+		}
+	}
+	return ""
 }
 
 // keyPair records a public key file (the service account's).
@@ -314,11 +397,11 @@ func certIPs(c *x509.Certificate) []string {
 			out = append(out, a.Unmap().String())
 		}
 	}
-	sort.Strings(out)
-	return out
+	return out // in the certificate's order, which a renewal keeps
 }
 
-// usageNames spells a certificate's extended key usages as specs do.
+// usageNames spells a certificate's extended key usages as specs do, in
+// the order the certificate lists them.
 func usageNames(c *x509.Certificate) []string {
 	names := map[x509.ExtKeyUsage]string{
 		x509.ExtKeyUsageServerAuth: UsageServer, x509.ExtKeyUsageClientAuth: UsageClient,
@@ -337,8 +420,7 @@ func usageNames(c *x509.Certificate) []string {
 	for _, oid := range c.UnknownExtKeyUsage {
 		out = append(out, oid.String())
 	}
-	sort.Strings(out)
-	return out
+	return out // in the certificate's order, which a renewal keeps
 }
 
 func daysLeft(notAfter, now time.Time) int {

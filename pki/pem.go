@@ -31,7 +31,7 @@ func ParseCertificatesPEM(data []byte) ([]*x509.Certificate, error) {
 		case strings.Contains(b.Type, "PRIVATE KEY"):
 			return nil, errors.New("holds a private key, not a certificate; it must never be stored unencrypted")
 		default:
-			return nil, fmt.Errorf("holds a %q PEM block; want CERTIFICATE", truncate(b.Type, 40))
+			return nil, errors.New("holds a PEM block of another type; want CERTIFICATE")
 		}
 		c, err := x509.ParseCertificate(b.Bytes)
 		if err != nil {
@@ -104,7 +104,7 @@ func ParsePublicKeyPEM(data []byte) (crypto.PublicKey, error) {
 	if strings.Contains(b.Type, "PRIVATE KEY") {
 		return nil, errors.New("holds a private key, not a public key; it must never be stored unencrypted")
 	}
-	return nil, fmt.Errorf("holds a %q PEM block; want PUBLIC KEY", truncate(b.Type, 40))
+	return nil, errors.New("holds a PEM block of another type; want PUBLIC KEY")
 }
 
 // KeyMatches reports whether key is the private half of pub.

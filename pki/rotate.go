@@ -85,7 +85,7 @@ func ParseRotationPhase(s string) (RotationPhase, error) {
 // Rotation is where the rotation of one CA stands: the marker file
 // ca/<stem>.rotation. It exists from phase 1 until phase 3 deletes it.
 type Rotation struct {
-	CA          string        `json:"ca"`            // ca, etcd-ca or front-proxy-ca
+	CA          string        `json:"ca"`            // ca, etcd-ca, front-proxy-ca or k8s
 	Phase       RotationPhase `json:"phase"`         // the last phase applied
 	Started     time.Time     `json:"started"`       // when phase 1 was applied
 	Updated     time.Time     `json:"updated"`       // when the last phase was applied
@@ -127,7 +127,10 @@ func NextKeyPath(ca string) string { return path.Join(caDirName, caDir(ca)+".nex
 
 func caCertPath(ca string) string { return path.Join(caDirName, caDir(ca)+".crt") }
 
-func caIDs() []string { return []string{CA, EtcdCA, FrontProxyCA} }
+// kubeadmCAs are the kubeadm layout's CAs; caIDs every CA of the layouts.
+func kubeadmCAs() []string { return []string{CA, EtcdCA, FrontProxyCA} }
+
+func caIDs() []string { return append(kubeadmCAs(), K8sCA) }
 
 // ErrRotationRefused is matched (errors.Is) by an error of RotateCA that
 // refused to run a phase out of order or unconfirmed; nothing was written.
@@ -258,7 +261,13 @@ func (a *Applier) rotateCA(ctx context.Context, specs []Spec, ca string, phase R
 	now := is.now()
 	caSpec := ByID(specs)[ca]
 	if caSpec == nil || !caSpec.IsCA {
-		return nil, fmt.Errorf("%w: %q is not a CA of the set; want %s", ErrRotationRefused, ca, strings.Join(caIDs(), ", "))
+		var cas []string
+		for _, s := range specs {
+			if s.IsCA {
+				cas = append(cas, s.ID)
+			}
+		}
+		return nil, fmt.Errorf("%w: %q is not a CA of the set; want %s", ErrRotationRefused, ca, strings.Join(cas, ", "))
 	}
 	recipients, err := checkSpecs(specs)
 	if err != nil {

@@ -208,7 +208,7 @@ func TestRotateCAKeepsEveryChainVerifying(t *testing.T) {
 	// state i+1, and every pair must accept each other's leaves.
 	at := fx.clock
 	for i := range 3 {
-		for _, ca := range caIDs() {
+		for _, ca := range kubeadmCAs() {
 			for _, pair := range [][2]int{{i, i}, {i, i + 1}, {i + 1, i}, {i + 1, i + 1}} {
 				if !chainsVerify(t, openssl, at, states[pair[0]], states[pair[1]], ca) {
 					t.Errorf("%s: leaves of state %d do not verify against the bundle of state %d", ca, pair[0], pair[1])

@@ -167,7 +167,7 @@ func (p *nixParser) next() (nixToken, error) {
 	case strings.HasPrefix(p.src[p.pos:], "''"):
 		return t, p.errorf(t, "indented strings ('' … '') are not read here; write \"…\"")
 	}
-	return t, p.errorf(t, "unexpected %q", truncate(p.src[p.pos:p.pos+1], 1))
+	return t, p.errorf(t, "an unexpected character")
 }
 
 // str reads a double-quoted string; t holds its position.
@@ -210,15 +210,6 @@ func (p *nixParser) str(t nixToken) (nixToken, error) {
 	}
 }
 
-// quoteSafe quotes s for an error message, shortened, and not at all if it
-// looks like a private key.
-func quoteSafe(s string) string {
-	if looksSecret(s) {
-		return "(a private key, not repeated)"
-	}
-	return fmt.Sprintf("%q", truncate(s, 60))
-}
-
 func isIdentStart(c byte) bool {
 	return c == '_' || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z')
 }
@@ -238,16 +229,18 @@ func (p *nixParser) expect(kind byte, what string) (nixToken, error) {
 	return t, nil
 }
 
+// describe names what t is, never what it says: the file may not be
+// what it claims to be, and its text is not repeated in an error.
 func describe(t nixToken) string {
 	switch t.kind {
 	case 0:
 		return "the end of the file"
 	case 's':
-		return "string " + quoteSafe(t.text)
+		return "a string"
 	case 'i':
-		return truncate(t.text, 40)
+		return "a name"
 	}
-	return fmt.Sprintf("%q", t.text)
+	return fmt.Sprintf("%q", t.text) // one of the punctuation tokens the parser knows
 }
 
 // secretRule collects one file's attributes.
@@ -335,7 +328,7 @@ func (p *nixParser) file() (map[string][]string, error) {
 	for _, t := range order {
 		r := rules[t.text]
 		if !r.hasKeys {
-			return nil, p.errorf(t, "%s has no publicKeys", quoteSafe(t.text))
+			return nil, p.errorf(t, "this rule has no publicKeys")
 		}
 		out[t.text] = r.keys
 	}
@@ -367,7 +360,7 @@ func (p *nixParser) attr(t nixToken, r *secretRule) error {
 		}
 		r.armor = v.text == "true"
 	default:
-		return p.errorf(t, "unknown attribute %q; agenix rules have publicKeys and armor", truncate(t.text, 40))
+		return p.errorf(t, "an unknown attribute; agenix rules have publicKeys and armor")
 	}
 	_, err := p.expect(';', ";")
 	return err
@@ -389,7 +382,7 @@ func (p *nixParser) list() ([]string, error) {
 		case 's':
 			keys = append(keys, t.text)
 		case 'i':
-			return nil, p.errorf(t, "variable %s: nestbot reads only literal recipients (\"age1…\", \"ssh-ed25519 …\")", truncate(t.text, 40))
+			return nil, p.errorf(t, "a variable: nestbot reads only literal recipients (\"age1…\", \"ssh-ed25519 …\")")
 		default:
 			return nil, p.errorf(t, "want a quoted recipient or ], found %s", describe(t))
 		}

@@ -1,6 +1,8 @@
 // Package pki is the Kubernetes certificate set of a fleet: which
-// certificates follow from the hosts' roles (as kubeadm lays them out), where
-// each lives in the repository, and to whom each private key is encrypted.
+// certificates follow from the hosts' roles (as kubeadm or the K8Nix
+// certToolkit lays them out), where each lives in the repository, and to
+// whom each private key is encrypted. A tree that exists is adopted as it
+// is (Desire): its certificates are renewed in place, never replaced.
 package pki
 
 import (
@@ -20,12 +22,14 @@ const (
 	UsageClient = "client"
 )
 
-// The three CAs and the service-account key pair.
+// The three CAs and the service-account key pair of the kubeadm layout,
+// and the one CA of the k8nix layout (ca/k8s.crt).
 const (
 	CA             = "ca"
 	EtcdCA         = "etcd-ca"
 	FrontProxyCA   = "front-proxy-ca"
 	ServiceAccount = "service-account"
+	K8sCA          = "k8s"
 )
 
 // Spec is one certificate (or, for the service account, one key pair) that
@@ -52,6 +56,21 @@ type Spec struct {
 	// was not observed). Its SANs are then judged by what is known: a
 	// certificate drifts when it lacks one of them, not when it has more.
 	SANsIncomplete bool
+	// FactSANs is set when the SANs hold the host's live addresses (its
+	// instance's, its tailnet's): a new instance for the host changes them.
+	FactSANs bool
+	// RequiredSANs are the SANs nest.yaml itself names for it
+	// (hosts.<host>.addresses, pki.extra_sans): an adopted certificate that
+	// lacks one is reissued with it, keeping its own.
+	RequiredSANs []string
+	// Adopted is set for a certificate the tree holds that nestbot did not
+	// issue (it lacks IssuedByNestbot): it is desired as it is — its CA,
+	// subject, SANs, usages, key type, lifetime and file name — and its
+	// renewal keeps all of that, as kubeadm certs renew does.
+	Adopted bool
+	// RawSubject is an adopted certificate's subject, DER, byte for byte;
+	// nil means CommonName and Organization.
+	RawSubject []byte
 }
 
 // HostFacts are what the live world says about a host, for its SANs.
@@ -62,34 +81,78 @@ type HostFacts struct {
 	PrivateIPs bool // whether the cloud addresses are known (or the host has none)
 }
 
-// caDir names the CA in file names, as the K8Nix certToolkit lays them out.
+// caDir names the CA in file names, as the K8Nix certToolkit lays them out
+// (ca/<name>.crt, derived/<host>/<name>-<leaf>.crt): the kubeadm layout's
+// CAs are kubernetes, etcd and front-proxy; any other CA is its own name.
 func caDir(ca string) string {
 	switch ca {
+	case CA:
+		return "kubernetes"
 	case EtcdCA:
 		return "etcd"
 	case FrontProxyCA:
 		return "front-proxy"
 	}
-	return "kubernetes"
+	return ca
 }
 
-// Set derives the full certificate set of fleet f. hostKeys maps a host to
-// its pinned SSH ed25519 public key ("" or missing when not pinned yet);
-// facts holds what is known of each host's addresses. The result is sorted by ID.
+// Layout is the layout f's set follows: pki.layout, kubeadm when unset.
+// Desire reads an unset one from the tree.
+func Layout(f *nest.Fleet) string {
+	if f.PKI == nil || f.PKI.Layout == "" {
+		return nest.LayoutKubeadm
+	}
+	return f.PKI.Layout
+}
+
+// keyAlgorithm and caValidity are pki.key_algorithm and pki.ca_validity,
+// or else the layout's defaults.
+func keyAlgorithm(k *nest.PKI, layout string) string {
+	switch {
+	case k.KeyAlgorithm != "":
+		return k.KeyAlgorithm
+	case layout == nest.LayoutK8Nix:
+		return AlgRSA2048
+	}
+	return nest.DefaultKeyAlgorithm
+}
+
+func caValidity(k *nest.PKI, layout string) time.Duration {
+	switch {
+	case k.CAValidity.Duration != 0:
+		return k.CAValidity.Duration
+	case layout == nest.LayoutK8Nix:
+		return nest.DefaultK8NixCAValidity
+	}
+	return nest.DefaultCAValidity
+}
+
+// hostDir is the directory of host h's certificates: derived/<its networking.hostName>.
+func hostDir(h *nest.Host) string { return path.Join(derivedDirName, h.NetworkingHostName()) }
+
+// Set derives the full certificate set of fleet f, as its layout (Layout)
+// lays it out. hostKeys maps a host to its pinned SSH ed25519 public key
+// ("" or missing when not pinned yet); facts holds what is known of each
+// host's addresses. The result is sorted by ID. It knows nothing of the
+// tree: Desire adopts what the tree holds.
 func Set(f *nest.Fleet, hostKeys map[string]string, facts map[string]HostFacts) []Spec {
-	k := f.PKI
-	if k == nil {
+	if f.PKI == nil {
 		return nil
 	}
-	admins := normalizeAll(k.Admins)
-	alg := k.KeyAlgorithm
-	if alg == "" {
-		alg = nest.DefaultKeyAlgorithm
+	if Layout(f) == nest.LayoutK8Nix {
+		return k8nixSet(f, hostKeys)
 	}
+	return kubeadmSet(f, hostKeys, facts)
+}
+
+func kubeadmSet(f *nest.Fleet, hostKeys map[string]string, facts map[string]HostFacts) []Spec {
+	k := f.PKI
+	admins := normalizeAll(k.Admins)
+	alg := keyAlgorithm(k, nest.LayoutKubeadm)
 	var out []Spec
 	ca := func(id, cn string) {
 		out = append(out, Spec{
-			ID: id, Name: id, IsCA: true, CommonName: cn, Validity: k.CAValidity.Duration,
+			ID: id, Name: id, IsCA: true, CommonName: cn, Validity: caValidity(k, nest.LayoutKubeadm),
 			KeyAlgorithm: alg, Recipients: admins,
 			CertPath: path.Join("ca", caDir(id)+".crt"),
 			KeyPath:  path.Join("ca", caDir(id)+".key.age"),
@@ -120,21 +183,27 @@ func Set(f *nest.Fleet, hostKeys map[string]string, facts map[string]HostFacts) 
 		recipients := sortedUnique(appendKey(slices.Clone(admins), hostKeys[name]))
 		ips := hostIPs(h, fact)
 		incomplete := !fact.OnTailnet || !fact.PrivateIPs
-		leaf := func(name, signer, cn string, org []string, usages []string, dns, ipList []string) {
+		dir := hostDir(h)
+		// leaf adds a leaf; required are the SANs nest.yaml names for it, and
+		// withFacts says whether its SANs hold the host's live addresses.
+		leaf := func(name, signer, cn string, org []string, usages []string, dns, ipList, required []string, withFacts bool) {
 			s := Spec{
-				ID: h.Name + "/" + name, Name: name, Host: h.Name, Signer: signer,
+				ID: path.Base(dir) + "/" + name, Name: name, Host: h.Name, Signer: signer,
 				CommonName: cn, Organization: org, Usages: sortedUnique(usages),
 				DNSNames: sortedUnique(dns), IPs: sortedUnique(ipList),
 				Validity: k.LeafValidity.Duration, KeyAlgorithm: alg, Recipients: recipients,
 				SANsIncomplete: incomplete && len(dns)+len(ipList) > 0,
+				FactSANs:       withFacts, RequiredSANs: sortedUnique(required),
 			}
 			stem := fileStem(signer, name)
-			s.CertPath = path.Join("derived", h.Name, stem+".crt")
-			s.KeyPath = path.Join("derived", h.Name, stem+".key.age")
+			s.CertPath = path.Join(dir, stem+".crt")
+			s.KeyPath = path.Join(dir, stem+".key.age")
 			out = append(out, s)
 		}
+		addresses := canonicalIPs(h.Addresses)
 		if h.HasRole(nest.RoleControlPlane) {
-			dns := []string{h.Name, "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + k.ClusterDomain}
+			hn := h.NetworkingHostName()
+			dns := []string{hn, "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + k.ClusterDomain}
 			if fact.DNSName != "" {
 				dns = append(dns, fact.DNSName)
 			}
@@ -142,32 +211,33 @@ func Set(f *nest.Fleet, hostKeys map[string]string, facts map[string]HostFacts) 
 			if serviceIP != "" {
 				apiIPs = append(apiIPs, serviceIP)
 			}
-			for _, san := range k.ExtraSANs {
-				if a, err := netip.ParseAddr(san); err == nil {
-					apiIPs = append(apiIPs, a.String())
-				} else {
-					dns = append(dns, san)
-				}
-			}
-			leaf("apiserver", CA, "kube-apiserver", nil, []string{UsageServer}, dns, apiIPs)
-			leaf("apiserver-kubelet-client", CA, "kube-apiserver-kubelet-client", []string{"kubeadm:cluster-admins"}, []string{UsageClient}, nil, nil)
-			leaf("front-proxy-client", FrontProxyCA, "front-proxy-client", nil, []string{UsageClient}, nil, nil)
+			extra := extraSANs(k)
+			dns = append(dns, dnsOnly(extra)...)
+			apiIPs = append(apiIPs, ipsOnly(extra)...)
+			leaf("apiserver", CA, "kube-apiserver", nil, []string{UsageServer}, dns, apiIPs, append(slices.Clone(addresses), extra...), true)
+			leaf("apiserver-kubelet-client", CA, "kube-apiserver-kubelet-client", []string{"kubeadm:cluster-admins"}, []string{UsageClient}, nil, nil, nil, false)
+			leaf("front-proxy-client", FrontProxyCA, "front-proxy-client", nil, []string{UsageClient}, nil, nil, nil, false)
 			etcdIPs := append(slices.Clone(ips), "127.0.0.1", "::1")
-			leaf("etcd-server", EtcdCA, h.Name, nil, []string{UsageServer, UsageClient}, []string{h.Name, "localhost"}, etcdIPs)
-			leaf("etcd-peer", EtcdCA, h.Name, nil, []string{UsageServer, UsageClient}, []string{h.Name, "localhost"}, etcdIPs)
-			leaf("etcd-healthcheck-client", EtcdCA, "kube-etcd-healthcheck-client", nil, []string{UsageClient}, nil, nil)
-			leaf("apiserver-etcd-client", EtcdCA, "kube-apiserver-etcd-client", nil, []string{UsageClient}, nil, nil)
-			leaf("admin", CA, "kubernetes-admin", []string{"kubeadm:cluster-admins"}, []string{UsageClient}, nil, nil)
-			leaf("controller-manager", CA, "system:kube-controller-manager", nil, []string{UsageClient}, nil, nil)
-			leaf("scheduler", CA, "system:kube-scheduler", nil, []string{UsageClient}, nil, nil)
+			leaf("etcd-server", EtcdCA, hn, nil, []string{UsageServer, UsageClient}, []string{hn, "localhost"}, etcdIPs, addresses, true)
+			leaf("etcd-peer", EtcdCA, hn, nil, []string{UsageServer, UsageClient}, []string{hn, "localhost"}, etcdIPs, addresses, true)
+			leaf("etcd-healthcheck-client", EtcdCA, "kube-etcd-healthcheck-client", nil, []string{UsageClient}, nil, nil, nil, false)
+			leaf("apiserver-etcd-client", EtcdCA, "kube-apiserver-etcd-client", nil, []string{UsageClient}, nil, nil, nil, false)
+			leaf("admin", CA, "kubernetes-admin", []string{"kubeadm:cluster-admins"}, []string{UsageClient}, nil, nil, nil, false)
+			leaf("controller-manager", CA, "system:kube-controller-manager", nil, []string{UsageClient}, nil, nil, nil, false)
+			leaf("scheduler", CA, "system:kube-scheduler", nil, []string{UsageClient}, nil, nil, nil, false)
 		}
 		// Every host is a node: the control plane runs a kubelet too, as kubeadm sets it up.
-		leaf("kubelet", CA, "system:node:"+h.Name, []string{"system:nodes"}, []string{UsageClient}, nil, nil)
-		leaf("kubelet-serving", CA, "system:node:"+h.Name, []string{"system:nodes"}, []string{UsageServer}, []string{h.Name}, ips)
-		leaf("kube-proxy", CA, "system:kube-proxy", nil, []string{UsageClient}, nil, nil)
+		hn := h.NetworkingHostName()
+		leaf("kubelet", CA, "system:node:"+hn, []string{"system:nodes"}, []string{UsageClient}, nil, nil, nil, false)
+		leaf("kubelet-serving", CA, "system:node:"+hn, []string{"system:nodes"}, []string{UsageServer}, []string{hn}, ips, addresses, true)
+		leaf("kube-proxy", CA, "system:kube-proxy", nil, []string{UsageClient}, nil, nil, nil, false)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	sortSpecs(out)
 	return out
+}
+
+func sortSpecs(specs []Spec) {
+	sort.Slice(specs, func(i, j int) bool { return specs[i].ID < specs[j].ID })
 }
 
 // fileStem is a leaf's file name without extension, as the K8Nix certToolkit
@@ -210,6 +280,51 @@ func hostIPs(h *nest.Host, fact HostFacts) []string {
 		ips = append(ips, ip.String())
 	}
 	return ips
+}
+
+// canonicalIPs are the addresses that parse, canonical.
+func canonicalIPs(addrs []string) []string {
+	var out []string
+	for _, a := range addrs {
+		if ip, err := netip.ParseAddr(a); err == nil {
+			out = append(out, ip.String())
+		}
+	}
+	return out
+}
+
+// extraSANs are pki.extra_sans, IPs canonical.
+func extraSANs(k *nest.PKI) []string {
+	var out []string
+	for _, san := range k.ExtraSANs {
+		if a, err := netip.ParseAddr(san); err == nil {
+			out = append(out, a.String())
+		} else {
+			out = append(out, san)
+		}
+	}
+	return out
+}
+
+// dnsOnly and ipsOnly split SANs into names and addresses.
+func dnsOnly(sans []string) []string {
+	var out []string
+	for _, s := range sans {
+		if _, err := netip.ParseAddr(s); err != nil {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func ipsOnly(sans []string) []string {
+	var out []string
+	for _, s := range sans {
+		if _, err := netip.ParseAddr(s); err == nil {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func firstServiceIP(cidr string) string {

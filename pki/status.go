@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"cmp"
 	"fmt"
 	"path"
 	"slices"
@@ -17,7 +18,7 @@ const (
 	StatusExpired CertStatus = "expired" // past its not-after
 	StatusReissue CertStatus = "reissue" // broken as it is: unreadable, its key missing, its chain does not verify
 	StatusMissing CertStatus = "missing" // nest.yaml needs it; the tree lacks it
-	StatusDrift   CertStatus = "drift"   // differs from nest.yaml (or, without it, from the kubeadm layout): subject, SANs, usages or recipients; or no host needs it
+	StatusDrift   CertStatus = "drift"   // differs from nest.yaml (or, without it, from the tree's layout): subject, SANs, usages or recipients; or no host needs it
 	StatusRenew   CertStatus = "renew"   // due by renew_before or past 2/3 of its lifetime
 	StatusOK      CertStatus = "ok"
 )
@@ -60,7 +61,7 @@ type StatusRow struct {
 // not nil (nest.yaml is at hand), one per certificate it declares but the
 // tree lacks. With specs, drift from the declaration counts. Without them,
 // a certificate is judged by its expiry, its chain, its key file, and what
-// the kubeadm layout fixes for its place in the tree (LayoutSpecs): its
+// the tree's layout fixes for its place in the tree (LayoutSpecs): its
 // subject, usages, whether it is a CA, and that it names its host. A CA in
 // rotation gets a second row, "<ca>.next", for its new CA.
 func StatusRows(obs map[string]ObservedCert, specs []Spec, now time.Time, renewBefore time.Duration) []StatusRow {
@@ -69,9 +70,10 @@ func StatusRows(obs map[string]ObservedCert, specs []Spec, now time.Time, renewB
 	if specs == nil {
 		layout = ByID(LayoutSpecs(obs))
 	}
+	layoutName := DetectLayout(obs)
 	var rows []StatusRow
 	for id, c := range obs {
-		j := judge{spec: byID[id], declared: specs != nil, layout: layout[id], obs: obs, now: now, renewBefore: renewBefore}
+		j := judge{spec: byID[id], declared: specs != nil, layout: layout[id], layoutName: layoutName, obs: obs, now: now, renewBefore: renewBefore}
 		rows = append(rows, j.row(c))
 		if c.Next != nil {
 			rows = append(rows, j.row(*c.Next))
@@ -117,6 +119,7 @@ type judge struct {
 	spec        *Spec
 	declared    bool
 	layout      *Spec
+	layoutName  string // the tree's layout, for findings against it
 	obs         map[string]ObservedCert
 	now         time.Time
 	renewBefore time.Duration
@@ -205,7 +208,7 @@ func (j judge) expiryAndChain(c ObservedCert, row *StatusRow, mark func(CertStat
 		mark(StatusReissue, fmt.Sprintf("chain does not verify against %s%s: %s", orDash(c.SignerPath), issuer, c.VerifyError))
 	}
 	if c.Verified && !c.IsCA {
-		ca := signerForStem(strings.TrimSuffix(path.Base(c.CertPath), ".crt"))
+		ca := cmp.Or(c.Signer, signerForStem(strings.TrimSuffix(path.Base(c.CertPath), ".crt")))
 		if r := j.obs[ca].Rotation; r != nil && r.Phase == PhaseReissue && c.IssuerSerial == r.OldSerial {
 			mark(StatusReissue, fmt.Sprintf("signed by the old %s, which is being rotated (%s applied); nestbot certs apply moves it to the new CA", ca, r.Phase))
 		}
@@ -218,13 +221,14 @@ func (j judge) expiryAndChain(c ObservedCert, row *StatusRow, mark func(CertStat
 func (j judge) drift(c ObservedCert) (findings []string, rekey bool) {
 	switch {
 	case j.spec != nil:
-		return driftFindings(Drift(*j.spec, &c), *j.spec, c), !sameRecipients(c.Recipients, j.spec.Recipients)
+		differ, _ := c.Keys().Differ(j.spec.Recipients)
+		return driftFindings(Drift(*j.spec, &c), *j.spec, c), differ
 	case j.declared:
 		if !strings.HasSuffix(c.ID, ".next") {
 			return []string{"no host needs it any more"}, false
 		}
 	case j.layout != nil && !c.KeyOnly:
-		where := fmt.Sprintf(" (the kubeadm layout for %s/)", path.Dir(c.CertPath))
+		where := fmt.Sprintf(" (the %s layout for %s/)", j.layoutName, path.Dir(c.CertPath))
 		for _, f := range layoutDrift(*j.layout, c) {
 			findings = append(findings, f+where)
 		}
@@ -263,7 +267,7 @@ func driftFindings(attrs []string, s Spec, c ObservedCert) []string {
 	return out
 }
 
-// layoutDrift compares what the kubeadm layout fixes whatever nest.yaml
+// layoutDrift compares what the tree's layout fixes whatever nest.yaml
 // says: the subject, the usages, whether it is a CA, and that a
 // certificate that names its host (apiserver, etcd-server, etcd-peer,
 // kubelet-serving) does. Recipients, IPs and the names that depend on the

@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,7 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"unicode/utf8"
+	"text/tabwriter"
 )
 
 // The columns of the status table.
@@ -35,25 +36,28 @@ func WriteStatusTable(w io.Writer, rows []StatusRow) error {
 		}
 		return rows[i].ID < rows[j].ID
 	})
-	type line struct {
-		heading string   // a host's heading, on a line of its own
-		cells   []string // or a row's cells
-	}
-	var lines []line
-	width := make([]int, len(statusColumns))
-	add := func(cells []string) {
-		for i, c := range cells[:len(cells)-1] { // the last column is not padded
-			width[i] = max(width[i], utf8.RuneCountInString(c))
+	// The rows go through a tabwriter; a host's heading, on a line of its
+	// own, is put in after, before the row it heads (a line without cells
+	// would end tabwriter's column block, so the hosts' rows would not
+	// line up with each other).
+	var table bytes.Buffer
+	tw := tabwriter.NewWriter(&table, 0, 4, 2, ' ', 0)
+	headings := map[int]string{} // table line → the heading before it
+	n := 0
+	row := func(cells ...string) {
+		for i, c := range cells {
+			cells[i] = cellText.Replace(c)
 		}
-		lines = append(lines, line{cells: cells})
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+		n++
 	}
-	add(statusColumns)
+	row(statusColumns...)
 	last := ""
 	for _, r := range rows {
 		name := r.ID
 		if h := host(r); h != "" {
 			if h != last {
-				lines = append(lines, line{heading: h + "/"})
+				headings[n] = h + "/"
 				last = h
 			}
 			name = "  " + strings.TrimPrefix(r.ID, h+"/")
@@ -66,33 +70,32 @@ func WriteStatusTable(w io.Writer, rows []StatusRow) error {
 		if len(findings) > 0 {
 			reason = findings[0]
 		}
-		add([]string{name, orDash(subject(r)), orDash(sansCell(r.SANs)), orDash(usagesCell(r.Usages)),
-			daysCell(r.DaysLeft), chainCell(r.Verifies), string(r.Status), reason})
+		row(name, orDash(subject(r)), orDash(sansCell(r.SANs)), orDash(usagesCell(r.Usages)),
+			daysCell(r.DaysLeft), chainCell(r.Verifies), string(r.Status), reason)
 		for _, f := range findings[min(1, len(findings)):] {
 			cells := make([]string, len(statusColumns))
 			cells[len(cells)-1] = f
-			lines = append(lines, line{cells: cells})
+			row(cells...)
 		}
 	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
 	var b strings.Builder
-	for _, l := range lines {
-		if l.cells == nil {
-			b.WriteString(l.heading + "\n")
-			continue
+	for i, l := range strings.SplitAfter(strings.TrimSuffix(table.String(), "\n"), "\n") {
+		if h, ok := headings[i]; ok {
+			b.WriteString(h + "\n")
 		}
-		var s strings.Builder
-		for i, c := range l.cells {
-			s.WriteString(c)
-			if i < len(l.cells)-1 {
-				s.WriteString(strings.Repeat(" ", width[i]-utf8.RuneCountInString(c)+2))
-			}
-		}
-		b.WriteString(strings.TrimRight(s.String(), " ") + "\n")
+		b.WriteString(strings.TrimRight(l, " \n") + "\n")
 	}
 	b.WriteString("\n" + StatusSummary(rows) + "\n")
 	_, err := io.WriteString(w, b.String())
 	return err
 }
+
+// cellText keeps a cell on its line and in its column: tabwriter's cell
+// and line separators in a name or a finding become spaces.
+var cellText = strings.NewReplacer("\t", " ", "\n", " ", "\v", " ", "\f", " ", "\r", " ")
 
 func subject(r StatusRow) string {
 	s := ""

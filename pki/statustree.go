@@ -18,24 +18,38 @@ import (
 // recipients are not judged without nest.yaml.
 const layoutAdmin = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
 
-// LayoutSpecs is the certificate set a tree implies without nest.yaml, as
-// kubeadm lays it out: a host for every derived/<host>/, a control plane
-// when it holds a control-plane certificate (apiserver, etcd-*, …), a
-// worker otherwise. It is Set of a nest.yaml written for those hosts, with
-// the defaults nest.yaml gets; the recipients, IPs, cluster domain and
-// tailnet names in it are placeholders, not facts. Nil when the tree's
-// host names do not make a valid fleet.
+// LayoutSpecs is the certificate set a tree implies without nest.yaml, in
+// its layout (DetectLayout): a host for every derived/<host>/, a control
+// plane when it holds a control-plane certificate (apiserver, etcd-*, …),
+// a worker otherwise. It is Set of a nest.yaml written for those hosts,
+// with the defaults nest.yaml gets (and for K8Nix, the CA's O=); the
+// recipients, IPs, cluster domain and tailnet names in it are
+// placeholders, not facts. Nil when the tree's host names do not make a
+// valid fleet.
 func LayoutSpecs(obs map[string]ObservedCert) []Spec {
-	signers := leafSigners()
-	nodeCerts := []string{"kubelet", "kubelet-serving", "kube-proxy"} // every host's; any other leaf makes a control plane
+	layout := DetectLayout(obs)
+	var nodeCerts []string // every host's; any other leaf of the layout makes a control plane
+	known := map[string]bool{}
+	if layout == nest.LayoutK8Nix {
+		for _, l := range k8nixLeaves("", "") {
+			known[caDir(K8sCA)+"-"+l.name] = true
+			if l.everyHost {
+				nodeCerts = append(nodeCerts, caDir(K8sCA)+"-"+l.name)
+			}
+		}
+	} else {
+		for name := range leafSigners() {
+			known[name] = true
+		}
+		nodeCerts = []string{"kubelet", "kubelet-serving", "kube-proxy"}
+	}
 	controlPlane := map[string]bool{}
 	for id := range obs {
 		host, name, ok := strings.Cut(id, "/")
 		if !ok {
 			continue
 		}
-		_, known := signers[name]
-		controlPlane[host] = controlPlane[host] || known && !slices.Contains(nodeCerts, name)
+		controlPlane[host] = controlPlane[host] || known[name] && !slices.Contains(nodeCerts, name)
 	}
 	// The set needs a control plane; a tree of workers alone borrows one
 	// under a name none of its hosts has, whose certificates are never looked up.
@@ -50,7 +64,11 @@ func LayoutSpecs(obs map[string]ObservedCert) []Spec {
 		controlPlane[cp] = true
 	}
 	var y strings.Builder
-	fmt.Fprintf(&y, "version: 1\nname: tree\npki:\n  dir: .\n  admins: [%s]\nhosts:\n", layoutAdmin)
+	fmt.Fprintf(&y, "version: 1\nname: tree\npki:\n  dir: .\n  layout: %s\n  admins: [%s]\n", layout, layoutAdmin)
+	if ca := obs[K8sCA]; layout == nest.LayoutK8Nix && len(ca.Organization) > 0 {
+		fmt.Fprintf(&y, "  organization: %s\n", strconv.Quote(ca.Organization[0]))
+	}
+	y.WriteString("hosts:\n")
 	for _, host := range slices.Sorted(maps.Keys(controlPlane)) {
 		role := "worker"
 		if controlPlane[host] {

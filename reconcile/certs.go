@@ -19,110 +19,107 @@ func CertAddress(id string) string {
 	return "pki.cert." + id
 }
 
+// PKINotePrefix begins every note the certificate plane makes.
+const PKINotePrefix = "pki: "
+
 func (p *planner) pki() {
 	if p.f.PKI == nil {
 		return
 	}
-	specs := pki.Set(p.f, p.d.HostKeys, p.hostFacts())
-	certs := p.live.PKI.Certs
+	tree := observedTree(p.live.PKI.Certs)
+	desire, err := pki.Desired(p.f, p.d.HostKeys, p.hostFacts(), tree)
+	if err != nil {
+		p.errorf("%v", err)
+	}
 	now := p.live.ObservedAt
 	renewBefore := p.f.PKI.RenewBefore.Duration
-	// A CA that is issued (or reissued) in this plan takes every leaf it signs with it.
+	for _, n := range desire.Notes {
+		p.note("%s%s", PKINotePrefix, n)
+	}
+	// A CA that is issued in this plan takes every leaf it signs with it.
 	newCA := map[string]bool{}
-	for _, s := range specs {
-		if s.IsCA {
-			if _, ok := certs[s.ID]; !ok {
-				newCA[s.ID] = true
-			}
+	for _, s := range desire.Specs {
+		if _, ok := tree[s.ID]; s.IsCA && !ok {
+			newCA[s.ID] = true
 		}
 	}
 	for _, name := range p.hostNames() {
 		if p.d.HostKeys[name] == "" {
-			p.note("%s has no pinned host key (%s/hosts/%s.pub): its keys are encrypted to the admins only until it is learned", name, p.f.PKI.Dir, name)
+			p.note("%s%s has no pinned host key (%s/hosts/%s.pub): its keys are encrypted to the admins only until it is learned", PKINotePrefix, name, p.f.PKI.Dir, name)
 		}
 	}
-	for _, s := range specs {
+	for _, s := range desire.Specs {
 		addr := CertAddress(s.ID)
-		have, ok := certs[s.ID]
-		if !ok {
-			reason := "missing"
-			switch {
-			case s.Signer != "" && newCA[s.Signer]:
-				reason = "new " + s.Signer
-			case s.Host != "" && p.created[s.Host]:
-				reason = "new host"
-			}
-			if s.SANsIncomplete {
-				reason += "; its addresses are added once the host has joined"
-			}
-			p.add(Step{Plane: PlanePKI, Action: ActionIssue, Address: addr, Reason: reason, Changes: specChanges(s)})
-			continue
+		var have *pki.ObservedCert
+		if c, ok := tree[s.ID]; ok {
+			have = &c
 		}
-		if s.Signer != "" && newCA[s.Signer] {
-			p.add(Step{Plane: PlanePKI, Action: ActionReissue, Address: addr, Reason: "its CA " + s.Signer + " is new"})
-			continue
-		}
-		if s.Host != "" && p.created[s.Host] && len(have.IPs) > 0 {
+		if have != nil && s.Host != "" && p.created[s.Host] && s.FactSANs && !s.Adopted && !newCA[s.Signer] && len(have.IPs) > 0 {
 			// A new instance for the host: its addresses change, and the
 			// apply reissues the certificate once the instance has joined.
 			p.add(Step{Plane: PlanePKI, Action: ActionReissue, Address: addr, Reason: "its host gets a new instance, with new addresses",
 				Changes: []Change{{Attr: "ips", Before: strings.Join(sortedCopy(have.IPs), ", "), After: KnownAfterApply}}})
 			continue
 		}
-		if drift := certDrift(s, have); len(drift) > 0 {
-			var attrs []string
-			for _, c := range drift {
-				attrs = append(attrs, c.Attr)
+		v := pki.Judge(s, have, newCA[s.Signer], now, renewBefore)
+		switch v.Action {
+		case pki.Issued:
+			reason := v.Reason
+			if s.Host != "" && p.created[s.Host] && !newCA[s.Signer] {
+				reason = "new host"
 			}
-			p.add(Step{Plane: PlanePKI, Action: ActionReissue, Address: addr, Reason: strings.Join(attrs, ", ") + " changed", Changes: drift})
-			continue
-		}
-		if !s.KeyOnly {
-			if due, why := pki.RenewalDue(have.NotBefore, have.NotAfter, now, renewBefore); due {
-				reason := why
-				if s.IsCA {
-					reason += "; a CA is rotated in phases: nestbot certs rotate-ca"
-				}
-				p.add(Step{Plane: PlanePKI, Action: ActionRenew, Address: addr, Reason: reason,
-					Changes: []Change{{Attr: "not_after", Before: have.NotAfter.UTC().Format(time.DateOnly), After: now.Add(s.Validity).UTC().Format(time.DateOnly)}}})
-				continue
+			if s.SANsIncomplete {
+				reason += "; its addresses are added once the host has joined"
+			}
+			p.add(Step{Plane: PlanePKI, Action: ActionIssue, Address: addr, Reason: reason, Changes: specChanges(s)})
+		case pki.Reissued:
+			p.add(Step{Plane: PlanePKI, Action: ActionReissue, Address: addr, Reason: v.Reason, Changes: certDrift(s, *have, v.Drift)})
+		case pki.Renewed:
+			p.add(Step{Plane: PlanePKI, Action: ActionRenew, Address: addr, Reason: v.Reason,
+				Changes: []Change{{Attr: "not_after", Before: have.NotAfter.UTC().Format(time.DateOnly), After: now.Add(s.Validity).UTC().Format(time.DateOnly)}}})
+		case pki.Rekeyed:
+			before := recipientsString(have.Recipients)
+			if have.Recipients == nil {
+				before = "(" + strings.Join(have.KeyStanzas, ", ") + ")"
+			}
+			p.add(Step{Plane: PlanePKI, Action: ActionRekey, Address: addr, Reason: v.Reason,
+				Changes: []Change{{Attr: "recipients", Before: before, After: recipientsString(s.Recipients)}}})
+		case pki.Held:
+			// Reported, not changed: the apply holds a CA, so a step to
+			// renew it would never be done.
+			p.add(Step{Plane: PlanePKI, Action: ActionDrift, Address: addr, Reason: v.Reason})
+		case pki.Unchanged:
+			if have != nil && len(p.live.PKI.Certs[s.ID].NotRolled) > 0 {
+				p.add(Step{Plane: PlanePKI, Action: ActionDrift, Address: addr,
+					Reason: "not yet rolled: " + strings.Join(p.live.PKI.Certs[s.ID].NotRolled, ", ") + " still serve an older certificate"})
 			}
 		}
-		if !sameRecipients(have.Recipients, s.Recipients) {
-			p.add(Step{Plane: PlanePKI, Action: ActionRekey, Address: addr, Reason: "recipients changed; the key is re-encrypted, not reissued",
-				Changes: []Change{{Attr: "recipients", Before: recipientsString(have.Recipients), After: recipientsString(s.Recipients)}}})
-			continue
-		}
-		if len(have.NotRolled) > 0 {
-			p.add(Step{Plane: PlanePKI, Action: ActionDrift, Address: addr,
-				Reason: "not yet rolled: " + strings.Join(have.NotRolled, ", ") + " still serve an older certificate"})
-		}
 	}
-	// Certificates in the tree that no host needs any more.
-	want := map[string]bool{}
-	for _, s := range specs {
-		want[s.ID] = true
-	}
-	var stale []string
-	for id := range certs {
-		if !want[id] {
-			stale = append(stale, id)
+	for _, r := range desire.Remove {
+		p.add(Step{Plane: PlanePKI, Action: ActionDelete, Address: CertAddress(r.ID), Reason: pki.RemovalReason(r)})
+		if !r.IssuedByNestbot {
+			p.warn("This plan deletes %s, which nestbot did not issue (it lacks nestbot's certificate policy): %s", r.CertPath, r.Reason)
 		}
-	}
-	sort.Strings(stale)
-	for _, id := range stale {
-		p.add(Step{Plane: PlanePKI, Action: ActionDelete, Address: CertAddress(id), Reason: "no host needs it any more"})
 	}
 }
 
-// certDrift lists what a certificate says that its spec no longer does
-// (pki.Drift), with the values before and after.
-func certDrift(s pki.Spec, c Cert) []Change {
-	drift := pki.Drift(s, &pki.ObservedCert{CommonName: c.CommonName, Organization: c.Organization,
-		Usages: c.Usages, DNSNames: c.DNSNames, IPs: c.IPs, IsCA: c.IsCA})
-	if len(drift) == 0 {
-		return nil
+// observedTree is the tree as the live snapshot holds it, in the form pki
+// judges it. A snapshot without the adoption fields (written before them)
+// reads as a tree nestbot issued.
+func observedTree(certs map[string]Cert) map[string]pki.ObservedCert {
+	out := make(map[string]pki.ObservedCert, len(certs))
+	for id, c := range certs {
+		out[id] = pki.ObservedCert{ID: id, CertPath: c.Path, KeyPath: pki.KeyPathFor(c.Path), HasKey: true, KeyOnly: c.KeyOnly,
+			CommonName: c.CommonName, Organization: c.Organization, DNSNames: c.DNSNames, IPs: c.IPs, Usages: c.Usages,
+			IsCA: c.IsCA, Issuer: c.Issuer, NotBefore: c.NotBefore, NotAfter: c.NotAfter, Recipients: c.Recipients,
+			KeyStanzas: c.KeyStanzas, KeyAlgorithm: c.KeyAlgorithm, Signer: c.Signer, IssuedByNestbot: !c.Adopted}
 	}
+	return out
+}
+
+// certDrift lists the attributes of drift, with the values the
+// certificate has and its spec wants.
+func certDrift(s pki.Spec, c pki.ObservedCert, drift []string) []Change {
 	join := func(v []string) string { return strings.Join(sortedCopy(v), ", ") }
 	values := map[string][2]string{
 		"common_name":  {c.CommonName, s.CommonName},
@@ -132,7 +129,7 @@ func certDrift(s pki.Spec, c Cert) []Change {
 		"ips":          {join(c.IPs), join(s.IPs)},
 		"is_ca":        {fmt.Sprint(c.IsCA), fmt.Sprint(s.IsCA)},
 	}
-	out := make([]Change, 0, len(drift))
+	var out []Change
 	for _, attr := range drift {
 		v := values[attr]
 		out = append(out, Change{Attr: attr, Before: v[0], After: v[1]})
@@ -186,20 +183,4 @@ func sortedCopy(s []string) []string {
 	out := slices.Clone(s)
 	sort.Strings(out)
 	return out
-}
-
-// sameRecipients reports whether the recipients a key was encrypted to are
-// want (normalized, sorted and unique, as pki.Set gives them). A list that
-// is already want's, as after every apply, is compared without normalizing.
-func sameRecipients(have, want []string) bool {
-	return slices.Equal(have, want) || slices.Equal(normalizedRecipients(have), want)
-}
-
-func normalizedRecipients(rs []string) []string {
-	out := make([]string, 0, len(rs))
-	for _, r := range rs {
-		out = append(out, pki.NormalizeRecipient(r))
-	}
-	sort.Strings(out)
-	return slices.Compact(out)
 }

@@ -195,6 +195,9 @@ type Tailnet struct {
 
 // Node is one tailnet device.
 type Node struct {
+	// ID is the node's stable id (the Tailscale API's device nodeId): what
+	// binds it to a host, whatever name it gives itself.
+	ID       string    `json:"id,omitempty"`
 	Name     string    `json:"name"`
 	DNSName  string    `json:"dns_name,omitempty"`
 	IPs      []string  `json:"ips,omitempty"`
@@ -220,7 +223,18 @@ type Cert struct {
 	Issuer       string    `json:"issuer,omitempty"` // the signer's common name
 	NotBefore    time.Time `json:"not_before,omitzero"`
 	NotAfter     time.Time `json:"not_after,omitzero"`
-	Recipients   []string  `json:"recipients,omitempty"` // of the .key.age file
+	Recipients   []string  `json:"recipients,omitempty"` // of the .key.age file, as secrets.nix lists them
+	// Path is the certificate's file (a key pair's .pub), relative to pki.dir.
+	Path         string `json:"path,omitempty"`
+	KeyOnly      bool   `json:"key_only,omitempty"`
+	KeyAlgorithm string `json:"key_algorithm,omitempty"` // ecdsa-p256, rsa-2048, …
+	Signer       string `json:"signer,omitempty"`        // the CA (its id) that signs it
+	// Adopted is set for a certificate nestbot did not issue: it is desired
+	// as it is, and never deleted unless pki.remove lists it.
+	Adopted bool `json:"adopted,omitempty"`
+	// KeyStanzas are its key's age header stanzas, when secrets.nix does
+	// not list the key (pki.KeyStanzas).
+	KeyStanzas []string `json:"key_stanzas,omitempty"`
 	// NotRolled lists host:port endpoints still serving an older certificate.
 	NotRolled []string `json:"not_rolled,omitempty"`
 }

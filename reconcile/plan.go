@@ -86,6 +86,9 @@ type Plan struct {
 	Steps      []Step    `json:"steps"`
 	// Notes say what the plan could not judge, e.g. a host that was not reached.
 	Notes []string `json:"notes,omitempty"`
+	// Warnings say what the plan does that a reader must not miss: it
+	// deletes what nestbot did not create.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Summary counts a plan's steps the way its summary line reads.
@@ -101,32 +104,38 @@ type Summary struct {
 	Replace int `json:"replace"`
 }
 
-// Summary counts the steps. A replace counts once to create and once to
-// delete, as Terraform counts it.
+// Summary counts the steps by what they are. A replace counts once to
+// create and once to delete, as Terraform counts it; a delete counts to
+// delete whatever its plane, and a certificate deleted counts among the
+// certs as well. Drift and waits count only as themselves.
 func (p *Plan) Summary() Summary {
 	var s Summary
 	for _, st := range p.Steps {
-		switch {
-		case st.Action == ActionDrift:
+		switch st.Action {
+		case ActionDrift:
 			s.Drift++
-		case st.Action == ActionWait:
+			continue
+		case ActionWait:
 			s.Waits++
-		case st.Plane == PlanePKI:
-			s.Certs++
-		case st.Plane == PlaneHosts:
-			s.Hosts++
-		case st.Action == ActionCreate:
+			continue
+		case ActionCreate:
 			s.Create++
-		case st.Action == ActionUpdate:
+		case ActionUpdate:
 			s.Update++
-		case st.Action == ActionDelete:
+		case ActionDelete:
 			s.Delete++
-		case st.Action == ActionReplace:
+		case ActionReplace:
 			s.Replace++
 			s.Create++
 			s.Delete++
-		case st.Action == ActionAdopt:
+		case ActionAdopt:
 			s.Adopt++
+		}
+		switch st.Plane {
+		case PlanePKI:
+			s.Certs++
+		case PlaneHosts:
+			s.Hosts++
 		}
 	}
 	return s

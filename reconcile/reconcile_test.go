@@ -274,6 +274,11 @@ func TestDiffCertificates(t *testing.T) {
 		}, ActionRekey, "not reissued"},
 		{"missing", "laptop-firebat/kubelet", func(l *Live) { delete(l.PKI.Certs, "laptop-firebat/kubelet") }, ActionIssue, "missing"},
 		{"stale", "old-host/kubelet", func(l *Live) { l.PKI.Certs["old-host/kubelet"] = Cert{} }, ActionDelete, "no host needs it"},
+		{"a due CA is reported, as the apply holds it", pki.CA, func(l *Live) {
+			c := l.PKI.Certs[pki.CA]
+			c.NotAfter = observedAt.Add(10 * 24 * time.Hour)
+			l.PKI.Certs[pki.CA] = c
+		}, ActionDrift, "a CA is replaced only in phases: nestbot certs rotate-ca --ca ca"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -329,6 +334,37 @@ func TestDiffCertificates(t *testing.T) {
 			t.Fatalf("apiserver is not signed by the etcd CA but planned %+v", st)
 		}
 	})
+}
+
+// What nestbot did not issue it never deletes: neither a certificate it
+// adopted in a directory no host has, nor a CA of another layout (the
+// issue's "pki.cert.k8s will be deleted", which the apply then skipped).
+// pki.remove deletes one, and the plan warns.
+func TestDiffNeverDeletesWhatNestbotDidNotIssue(t *testing.T) {
+	d := loadExample(t)
+	l := convergedLive(t, d, revNew, observedAt)
+	ca := l.PKI.Certs[pki.CA]
+	l.PKI.Certs[pki.K8sCA] = Cert{CommonName: "DucksNest Kubernetes Cluster CA", Organization: []string{"DucksNest"}, IsCA: true,
+		NotBefore: ca.NotBefore, NotAfter: ca.NotAfter, Recipients: ca.Recipients, Path: "ca/k8s.crt", KeyAlgorithm: pki.AlgRSA2048, Adopted: true}
+	leaf := l.PKI.Certs["laptop-ultra/kube-proxy"]
+	leaf.Path, leaf.Signer, leaf.Adopted, leaf.KeyAlgorithm = "derived/ducksnest-laptop-old/k8s-kube-proxy.crt", pki.K8sCA, true, pki.AlgRSA2048
+	leaf.Recipients = ca.Recipients // the admins': no host of nest.yaml has the directory
+	l.PKI.Certs["ducksnest-laptop-old/k8s-kube-proxy"] = leaf
+	p := mustDiff(t, d, l)
+	if len(p.Steps) != 0 || len(p.Warnings) != 0 {
+		t.Fatalf("planned %v, warned %q", addresses(p), p.Warnings)
+	}
+
+	d.Fleet.PKI.Remove = []string{"derived/ducksnest-laptop-old/", "ca/k8s.crt"}
+	p = mustDiff(t, d, l)
+	for _, id := range []string{pki.K8sCA, "ducksnest-laptop-old/k8s-kube-proxy"} {
+		if st := findStep(p, CertAddress(id)); st == nil || st.Action != ActionDelete || !strings.HasPrefix(st.Reason, "NOT ISSUED BY NESTBOT") {
+			t.Errorf("%s: %+v", id, st)
+		}
+	}
+	if len(p.Warnings) != 2 || p.Summary().Delete != 2 {
+		t.Errorf("warnings %q; summary %s", p.Warnings, p.Summary())
+	}
 }
 
 func TestDiffHostsRollInOrderAndBatches(t *testing.T) {

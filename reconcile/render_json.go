@@ -13,8 +13,8 @@ import (
 )
 
 // jsonPlan is the JSON plan, format FormatVersion. Its fields are written in
-// this order; every field is always present, and steps, changes and notes
-// are lists, empty rather than null.
+// this order; every field is always present but warnings (only when there
+// are any), and steps, changes and notes are lists, empty rather than null.
 type jsonPlan struct {
 	FormatVersion string     `json:"format_version"`
 	Fleet         string     `json:"fleet"`
@@ -24,6 +24,7 @@ type jsonPlan struct {
 	HasChanges    bool       `json:"has_changes"`
 	Steps         []jsonStep `json:"steps"`
 	Notes         []string   `json:"notes"`
+	Warnings      []string   `json:"warnings,omitempty"`
 }
 
 type jsonStep struct {
@@ -106,6 +107,7 @@ func jsonPlanOf(p *Plan) jsonPlan {
 		HasChanges:    p.HasChanges(),
 		Steps:         make([]jsonStep, 0, len(p.Steps)),
 		Notes:         append([]string{}, p.Notes...),
+		Warnings:      p.Warnings,
 	}
 	if !p.ObservedAt.IsZero() {
 		t := p.ObservedAt.UTC()

@@ -103,6 +103,9 @@ func mdLayout(p *Plan, budget int) []string {
 	default:
 		f.block("**" + mdText(p.Summary().String(), 0) + "**\n\n")
 	}
+	for _, w := range p.Warnings {
+		f.block("> [!WARNING]\n> " + mdText(w, mdMaxNote) + "\n\n")
+	}
 	if len(p.Notes) > 0 {
 		for _, n := range p.Notes {
 			f.block("- **Note:** " + mdText(n, mdMaxNote) + "\n")
@@ -331,6 +334,24 @@ func longestRun(s string, c byte) int {
 		}
 	}
 	return best
+}
+
+// MarkdownText is s escaped for the text of a Markdown paragraph or table
+// cell, on one line: nothing in it starts markup, HTML, a new cell or a new
+// line. limit above zero bounds s, in bytes, before it is escaped. For text
+// nestbot did not write (a host's output, an error quoting it).
+func MarkdownText(s string, limit int) string { return mdText(oneLineOf(s), limit) }
+
+// MarkdownFenced is s as a fenced code block that nothing in s can close:
+// its fence is a run of backticks longer than any in s.
+func MarkdownFenced(s string) string {
+	fence := strings.Repeat("`", max(3, longestRun(s, '`')+1))
+	return fence + "\n" + strings.TrimRight(s, "\n") + "\n" + fence + "\n"
+}
+
+// oneLineOf is s with its line breaks as spaces.
+func oneLineOf(s string) string {
+	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' }), " ")
 }
 
 // mdText escapes s for the text of a Markdown paragraph or table cell:

@@ -67,6 +67,8 @@ func renderTestPlan(n int) *Plan {
 	add(Step{Plane: PlanePKI, Action: ActionRekey, Address: "pki.key.sa", Reason: "recipients changed; the key is re-encrypted, not reissued",
 		Changes: []Change{{Attr: "recipients", Before: "admin, ec2-controlplane", After: "admin, admin-2, ec2-controlplane"}}})
 	add(Step{Plane: PlanePKI, Action: ActionDelete, Address: "pki.cert.old-node/kubelet-client", Reason: "no host needs it any more"})
+	add(Step{Plane: PlanePKI, Action: ActionDelete, Address: "pki.cert.ducksnest-laptop-old/k8s-kubelet",
+		Reason: "NOT ISSUED BY NESTBOT: a certificate adopted from the tree, deleted because pki.remove lists derived/ducksnest-laptop-old/"})
 
 	add(Step{Plane: PlaneHosts, Action: ActionRoll, Address: "host.ec2-controlplane", Batch: 1, Reason: "new instance: switch it to 1a2b3c4",
 		Changes: []Change{{Attr: "role", After: "control-plane"}}})
@@ -75,6 +77,7 @@ func renderTestPlan(n int) *Plan {
 			Changes: []Change{{Attr: "role", After: "worker"}}})
 	}
 	p.Notes = []string{"laptop-ultra was not reached; its revision and certificates were not checked"}
+	p.Warnings = []string{"This plan deletes derived/ducksnest-laptop-old/k8s-kubelet.crt, which nestbot did not issue (it lacks nestbot's certificate policy): pki.remove lists derived/ducksnest-laptop-old/"}
 	return p
 }
 

@@ -70,6 +70,12 @@ func (t textRenderer) plan(p *Plan) {
 		return
 	}
 	t.b.WriteString(textHeader(p) + "\n")
+	if len(p.Warnings) > 0 {
+		t.b.WriteString("\n")
+		for _, w := range p.Warnings {
+			t.b.WriteString(t.paintChange("-") + " " + t.bold("Warning: "+printable(w)) + "\n")
+		}
+	}
 	for _, plane := range renderPlanes(p) {
 		t.b.WriteString("\n" + t.bold(planeTitle(plane)) + "\n")
 		for _, st := range p.StepsOf(plane) {

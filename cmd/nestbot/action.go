@@ -33,6 +33,11 @@ The plan goes to GITHUB_STEP_SUMMARY; the outputs changes, result and
 plan-json to GITHUB_OUTPUT; mistakes in nest.yaml become ::error
 annotations; a rollout prints a ::group:: per host. It exits 1 when the
 job should fail.`,
+		Example: `  # in a workflow, through the composite action:
+  - uses: ducksnest/nestbot@v1
+  # by hand, as the action's step runs it:
+  GITHUB_EVENT_NAME=workflow_dispatch GITHUB_EVENT_PATH=event.json GITHUB_REPOSITORY=ducksnest/infra \
+    nestbot action --command drift`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -34,6 +35,9 @@ func newCertsCmd(io *IO) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "certs",
 		Short: "The Kubernetes certificates: status, plan, apply, CA rotation",
+		Example: `  nestbot certs status
+  nestbot certs plan && nestbot certs apply
+  nestbot certs rotate-ca --ca etcd-ca --phase publish`,
 	}
 	status := &cobra.Command{
 		Use:   "status",
@@ -43,8 +47,9 @@ secrets.nix) — any such tree, even without nest.yaml — and shows for every
 certificate its subject, SANs, usages, issuer, expiry, days left, whether its
 chain verifies, and a status: ok, renew, expired, reissue, drift or missing.
 With nest.yaml, drift and missing certificates are judged against the set the
-roles call for; without it, against what the kubeadm layout fixes for each
-file's place (subject, usages, that a host's certificates name the host).
+roles call for, the tree adopted; without it, against what the tree's layout
+(kubeadm or K8Nix) fixes for each file's place (subject, usages, that a host's
+certificates name the host).
 The table shows the first SANs and the days left; --json shows every field.
 Exit 1 when DIR is not a certificate tree or a file cannot be read.`,
 		Args: cobra.NoArgs,
@@ -58,8 +63,10 @@ Exit 1 when DIR is not a certificate tree or a file cannot be read.`,
 	plan := &cobra.Command{
 		Use:   "plan",
 		Short: "Show what certs apply would issue, renew, reissue or rekey",
-		Args:  cobra.NoArgs,
-		RunE:  func(*cobra.Command, []string) error { return runCertsPlan(opts) },
+		Example: `  nestbot certs plan
+  nestbot certs plan -f examples/ducksnest/nest.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error { return runCertsPlan(opts) },
 	}
 	apply := &cobra.Command{
 		Use:   "apply",
@@ -70,6 +77,8 @@ recipients changed, and rewrites secrets.nix — nothing is written unless every
 certificate succeeded — then commits the changed files as one commit on the
 checked-out branch (unless --no-commit). Signing with an existing CA needs the
 bot's identity in NEST_AGE_IDENTITY (or a file named by NEST_AGE_IDENTITY_FILE).`,
+		Example: `  NEST_AGE_IDENTITY_FILE=~/.config/nestbot/age.key nestbot certs apply
+  nestbot certs apply --no-commit && git diff --stat`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error { return runCertsApply(opts) },
 	}
@@ -90,7 +99,7 @@ Without --phase it shows where each rotation stands.`,
   nestbot certs rotate-ca --ca etcd-ca --phase reissue --rolled`,
 		RunE: func(*cobra.Command, []string) error { return runRotateCA(opts) },
 	}
-	rotate.Flags().StringVar(&opts.CA, "ca", "", "the CA: ca, etcd-ca or front-proxy-ca")
+	rotate.Flags().StringVar(&opts.CA, "ca", "", "the CA: ca, etcd-ca or front-proxy-ca (kubeadm layout), k8s (k8nix)")
 	rotate.Flags().StringVar(&opts.Phase, "phase", "", "publish, reissue or drop")
 	rotate.Flags().BoolVar(&opts.Rolled, "rolled", false, "every host has rolled the previous phase's commit")
 	rotate.Flags().BoolVar(&opts.NoCommit, "no-commit", false, "write the files, do not commit them")
@@ -107,14 +116,15 @@ Without --phase it shows where each rotation stands.`,
 
 func runCertsStatus(opts *certsOptions) error {
 	dir := opts.Dir
-	var specs []pki.Spec
+	var d *fleet.Desired
 	renewBefore := nest.DefaultRenewBefore
 	_, statErr := os.Stat(opts.File)
 	if statErr == nil || dir == "" {
-		d, err := loadDesired(opts.File)
+		var err error
+		d, err = loadDesired(opts.File)
 		if err != nil {
 			if errors.Is(statErr, fs.ErrNotExist) {
-				return fmt.Errorf("%w\n  hint: run nestbot in the repository that holds nest.yaml, pass -f FILE, or pass --dir DIR to read a certificate tree without nest.yaml", err)
+				return fmt.Errorf("%w, or read a certificate tree without nest.yaml with --dir DIR", err)
 			}
 			return err
 		}
@@ -124,7 +134,6 @@ func runCertsStatus(opts *certsOptions) error {
 		if dir == "" {
 			dir = d.PKIDir()
 		}
-		specs = pki.Set(d.Fleet, d.HostKeys, nil)
 		renewBefore = d.Fleet.PKI.RenewBefore.Duration
 	}
 	if opts.Dir != "" {
@@ -140,6 +149,17 @@ func runCertsStatus(opts *certsOptions) error {
 		}
 		// pki.dir does not exist yet: every certificate nest.yaml declares is missing.
 		obs, obsErr = map[string]pki.ObservedCert{}, nil
+	}
+	var specs []pki.Spec
+	if d != nil { // judged against nest.yaml's set, with the tree adopted as plans adopt it
+		desire, err := pki.Desired(d.Fleet, d.HostKeys, nil, obs)
+		if err != nil {
+			return err
+		}
+		specs = desire.Specs
+		if specs == nil {
+			specs = []pki.Spec{}
+		}
 	}
 	rows := pki.StatusRows(obs, specs, now, renewBefore)
 	var err error
@@ -165,7 +185,13 @@ func runCertsPlan(opts *certsOptions) error {
 		return err
 	}
 	plan.Steps = plan.StepsOf(reconcile.PlanePKI)
-	plan.Notes = nil
+	var notes []string // the certificates' only
+	for _, n := range plan.Notes {
+		if strings.HasPrefix(n, reconcile.PKINotePrefix) {
+			notes = append(notes, n)
+		}
+	}
+	plan.Notes = notes
 	out, err := render(opts.IO, plan, "text", true)
 	if err != nil {
 		return err
@@ -211,7 +237,7 @@ func runRotateCA(opts *certsOptions) error {
 		return nil
 	}
 	if opts.CA == "" {
-		return errors.New("--phase needs --ca: ca, etcd-ca or front-proxy-ca")
+		return errors.New("--phase needs --ca: ca, etcd-ca or front-proxy-ca (kubeadm layout), k8s (k8nix)")
 	}
 	phase, err := pki.ParseRotationPhase(opts.Phase)
 	if err != nil {
@@ -222,7 +248,16 @@ func runRotateCA(opts *certsOptions) error {
 		return err
 	}
 	ctx := context.Background()
-	rep, err := a.RotateCA(ctx, pki.Set(d.Fleet, d.HostKeys, nil), opts.CA, phase, opts.Rolled)
+	// The set as plans see it: the tree's CA adopted as it is.
+	obs, err := pki.Observe(d.PKIDir(), time.Now())
+	if err != nil {
+		return err
+	}
+	desire, err := pki.Desired(d.Fleet, d.HostKeys, nil, obs)
+	if err != nil {
+		return err
+	}
+	rep, err := a.RotateCA(ctx, desire.Specs, opts.CA, phase, opts.Rolled)
 	if err != nil {
 		return err
 	}

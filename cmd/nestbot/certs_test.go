@@ -126,8 +126,8 @@ func TestCertsStatusSaysWhatItNeeds(t *testing.T) {
 
 	t.Chdir(root)
 	code, out, errOut = runCLI(t, nil, "certs", "status")
-	if code != 1 || out != "" || !strings.HasPrefix(errOut, "Error: nest: open nest.yaml: no such file or directory\n") ||
-		!strings.Contains(errOut, "run nestbot in the repository that holds nest.yaml, pass -f FILE, or pass --dir DIR to read a certificate tree without nest.yaml") {
+	if code != 1 || out != "" || errOut != "Error: no nest.yaml at "+filepath.Join(root, "nest.yaml")+
+		": run nestbot in the repository that holds it, or name it with -f FILE (or NESTBOT_FILE), or read a certificate tree without nest.yaml with --dir DIR\n" {
 		t.Errorf("no nest.yaml, no --dir: exit %d\n%s%s", code, out, errOut)
 	}
 }

@@ -39,7 +39,7 @@ func (g *githubFlags) register(cmd *cobra.Command) {
 	f.StringVar(&g.Token, "github-token", "", "a token for GitHub (default GITHUB_TOKEN); or a GitHub App:")
 	f.StringVar(&g.AppID, "github-app-id", "", "the GitHub App's id")
 	f.StringVar(&g.AppKeyFile, "github-app-key-file", "", "the GitHub App's private key, a PEM file (also NESTBOT_GITHUB_APP_KEY)")
-	f.StringVar(&g.Login, "github-login", "", "the bot's login, whose comments hold the plan (e.g. nestbot[bot])")
+	f.StringVar(&g.Login, "github-login", "", "the bot's login, whose comments hold the plan (default: derived: the App's <slug>[bot], the token's user, or github-actions[bot])")
 	f.StringVarP(&g.File, "file", "f", "nest.yaml", "nest.yaml's path in the repository")
 	f.StringVar(&g.WorkDir, "work-dir", "", "where checkouts go (default <state dir>/work)")
 	f.StringVar(&g.Cloud.Endpoint, "aws-endpoint", "", "EC2 endpoint URL (default: the SDK's, or AWS_ENDPOINT_URL)")
@@ -68,7 +68,7 @@ func (g *githubFlags) client(io *IO, observe func(method, route string, status, 
 		opts.Token = cmp.Or(g.Token, io.Getenv("GITHUB_TOKEN"))
 		if opts.Token == "" {
 			if file := io.Getenv("GITHUB_TOKEN_FILE"); file != "" {
-				tok, err := nest.SecretRef{File: file}.Resolve(io.Getenv)
+				tok, err := nest.ReadSecretFile(file)
 				if err != nil {
 					return nil, fmt.Errorf("GITHUB_TOKEN_FILE: %w", err)
 				}

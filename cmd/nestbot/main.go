@@ -6,7 +6,9 @@ package main
 
 import (
 	"os"
+	"strings"
 
+	"github.com/ducksnest/nestbot/internal/buildinfo"
 	"github.com/ducksnest/nestbot/internal/cli"
 	"github.com/spf13/cobra"
 )
@@ -34,6 +36,15 @@ Every flag can also be set with an environment variable NESTBOT_<FLAG>
 		SilenceErrors:     true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return cli.BindEnv(cmd, io.Getenv) },
 	}
+	cli.Conventions(io, root)
+	// nestbot --version prints what nestbot version does.
+	in := buildinfo.Read()
+	var version strings.Builder
+	writeVersion(&version, in)
+	root.Version = in.Version
+	root.SetVersionTemplate(strings.ReplaceAll(version.String(), "{{", `{{"{{"}}`))
+	root.InitDefaultVersionFlag()
+	root.Flags().Lookup("version").Usage = "print the version, commit, build date and Go version"
 	root.AddCommand(
 		newValidateCmd(io),
 		newPlanCmd(io),
@@ -47,6 +58,7 @@ Every flag can also be set with an environment variable NESTBOT_<FLAG>
 		newAdoptCmd(io),
 		newSchemaCmd(io),
 		newVersionCmd(io),
+		newManCmd(io),
 	)
 	return root
 }

@@ -19,6 +19,8 @@ type planOptions struct {
 	Live             string
 	SaveLive         string
 	SavePlan         string
+	Targets          []string
+	JSON             bool
 	Cloud            cloudFlags
 	Tailnet          tailnetFlags
 	Format           string
@@ -40,13 +42,18 @@ default credential chain; AWS_ENDPOINT_URL or --aws-endpoint point it
 elsewhere), or read from a snapshot (--live FILE), so any plan can be
 reproduced offline; --save-live writes one.
 
+--target ADDRESS narrows the plan to those addresses and the steps they
+need (as apply --target does); --save-plan FILE keeps the plan for
+nestbot apply --plan FILE, which applies exactly it.
+
 Exit codes: 0 success, 1 error, 2 success with changes when
 --detailed-exitcode is given (as terraform plan).`,
 		Args: cobra.NoArgs,
 		Example: `  nestbot plan --live live.json
   nestbot plan -f examples/ducksnest/nest.yaml --live examples/ducksnest/live/empty.json
   nestbot plan --live live.json --format markdown --out plan.md
-  nestbot plan --live live.json --format json | jq .summary
+  nestbot plan --live live.json --json | jq .summary
+  nestbot plan --target aws.instance.ec2-controlplane
   nestbot plan --save-live live.json --save-plan plan.json`,
 		RunE: func(*cobra.Command, []string) error { return runPlan(opts) },
 	}
@@ -55,6 +62,8 @@ Exit codes: 0 success, 1 error, 2 success with changes when
 	f.StringVar(&opts.Live, "live", "", "read the live state from this snapshot file instead of observing it")
 	f.StringVar(&opts.SaveLive, "save-live", "", "write the observed live state to this snapshot file")
 	f.StringVar(&opts.SavePlan, "save-plan", "", "write the plan for a later nestbot apply --plan")
+	f.StringSliceVar(&opts.Targets, "target", nil, "plan only these addresses and what they need (repeatable)")
+	f.BoolVar(&opts.JSON, "json", false, "print the plan as JSON (--format json)")
 	f.StringVar(&opts.Cloud.Endpoint, "aws-endpoint", "", "EC2 endpoint URL (default: the SDK's, or AWS_ENDPOINT_URL)")
 	opts.Tailnet.register(cmd)
 	f.StringVar(&opts.Format, "format", "text", "output format: text, markdown or json")
@@ -66,6 +75,12 @@ Exit codes: 0 success, 1 error, 2 success with changes when
 }
 
 func runPlan(opts *planOptions) error {
+	if opts.JSON {
+		if opts.Format != "text" && opts.Format != "json" {
+			return fmt.Errorf("--json and --format %s: give one of them", opts.Format)
+		}
+		opts.Format = "json"
+	}
 	switch opts.Format {
 	case "text", "markdown", "json":
 	default:
@@ -101,6 +116,11 @@ func runPlan(opts *planOptions) error {
 	if err != nil {
 		return fmt.Errorf("plan %s:\n%w", d.Fleet.Name, indentErr(err))
 	}
+	if len(opts.Targets) > 0 {
+		if plan, err = reconcile.Target(plan, opts.Targets); err != nil {
+			return err
+		}
+	}
 	if opts.SavePlan != "" {
 		var b bytes.Buffer
 		saved := &reconcile.SavedPlan{Plan: plan, DesiredDigest: d.Digest(), LiveDigest: reconcile.DigestLive(live)}
@@ -123,19 +143,28 @@ func runPlan(opts *planOptions) error {
 	if err != nil {
 		return err
 	}
+	if opts.SavePlan != "" {
+		// On standard error: standard output may be the plan as JSON.
+		apply := "nestbot apply"
+		if opts.File != "nest.yaml" {
+			apply += " -f " + shellQuote(opts.File)
+		}
+		fmt.Fprintf(opts.IO.Err, "\nSaved the plan to %s. To apply exactly this plan:\n    %s --plan %s\n", opts.SavePlan, apply, shellQuote(opts.SavePlan))
+	}
 	if opts.DetailedExitcode && plan.HasChanges() {
 		return &cli.ExitError{Code: 2}
 	}
 	return nil
 }
 
-// render formats a plan; colour only for a terminal, never with NO_COLOR.
+// render formats a plan; colour only for a terminal, never with NO_COLOR
+// or --no-color.
 func render(io *IO, plan *reconcile.Plan, format string, toStdout bool) (bytes.Buffer, error) {
 	var buf bytes.Buffer
 	var err error
 	switch format {
 	case "text":
-		color := toStdout && io.IsTerminal() && io.Getenv("NO_COLOR") == ""
+		color := toStdout && io.Color()
 		err = reconcile.RenderText(&buf, plan, reconcile.TextOptions{Color: color})
 	case "markdown":
 		buf.WriteString(strings.Join(reconcile.RenderMarkdown(plan), "\n"))
@@ -143,6 +172,14 @@ func render(io *IO, plan *reconcile.Plan, format string, toStdout bool) (bytes.B
 		err = reconcile.RenderJSON(&buf, plan)
 	}
 	return buf, err
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=+@%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func indentErr(err error) error {

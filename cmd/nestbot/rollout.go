@@ -38,6 +38,8 @@ func newHostsCmd(io *IO) *cobra.Command {
 nest.yaml over SSH (nixos-version --json, /run/current-system, the system
 profile's generation) and shows what each runs and whether a rollout of the
 checked-out commit would switch it.`,
+		Example: `  nestbot hosts
+  nestbot hosts --json`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error { return runHosts(opts) },
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/ducksnest/nestbot/gitops/bot"
 	nestgh "github.com/ducksnest/nestbot/gitops/github"
 	"github.com/ducksnest/nestbot/gitops/webhook"
+	"github.com/ducksnest/nestbot/internal/buildinfo"
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/store"
 )
@@ -76,7 +77,7 @@ func runServe(opts *serveOptions) error {
 	if secretText == "" {
 		if file := io.Getenv("NESTBOT_WEBHOOK_SECRET_FILE"); file != "" {
 			var err error
-			if secretText, err = (nest.SecretRef{File: file}).Resolve(io.Getenv); err != nil {
+			if secretText, err = nest.ReadSecretFile(file); err != nil {
 				return fmt.Errorf("NESTBOT_WEBHOOK_SECRET_FILE: %w", err)
 			}
 		}
@@ -130,7 +131,7 @@ func runServe(opts *serveOptions) error {
 	if err != nil {
 		return err
 	}
-	srv, err := webhook.New(webhook.Config{Secrets: secrets, Queue: st.Queue, Workers: opts.Workers, Run: b.Run,
+	srv, err := webhook.New(webhook.Config{Secrets: secrets, Queue: st.Queue, Workers: opts.Workers, Run: b.Run, DeadLetter: b.DeadLetter,
 		Metrics: metrics, Logf: logger.Printf})
 	if err != nil {
 		return err
@@ -139,7 +140,7 @@ func runServe(opts *serveOptions) error {
 	if err != nil {
 		return err
 	}
-	logger.Printf("nestbot %s serving on %s (webhook at /webhook)", versionString(), ln.Addr())
+	logger.Printf("nestbot %s serving on %s (webhook at /webhook)", buildinfo.Read(), ln.Addr())
 	if opts.DriftInterval > 0 {
 		go scheduleDrift(ctx, st.Queue, gh, drift, opts, logger.Printf)
 	}

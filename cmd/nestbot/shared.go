@@ -7,6 +7,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/spf13/cobra"
 
+	nestaws "github.com/ducksnest/nestbot/reconcile/aws"
 	"github.com/ducksnest/nestbot/store"
 	nestddb "github.com/ducksnest/nestbot/store/dynamodb"
 	nests3 "github.com/ducksnest/nestbot/store/s3"
@@ -55,6 +56,9 @@ func (s *sharedFlags) open(ctx context.Context, db *store.DB) (*stores, error) {
 	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("AWS configuration for the shared state: %w", err)
+	}
+	if err := nestaws.CheckCredentials(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("the shared state (--dynamodb-table, --s3-bucket): %w", err)
 	}
 	if s.Table != "" {
 		ddb, err := nestddb.New(ctx, nestddb.Options{Table: s.Table, Client: nestddb.NewClient(cfg, s.TableEndpoint)})

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"filippo.io/age"
 )
 
 // TestApplyThenRolloutOneChangedHost plays the fleet's life from a git
@@ -25,19 +23,8 @@ func TestApplyThenRolloutOneChangedHost(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	repo := copyExample(t)
-	git := gitIn(ctx, t, repo)
 	// nestbot's own identity is one of the admins, so it can sign with the CAs later.
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	yaml, _ := os.ReadFile(filepath.Join(repo, "nest.yaml"))
-	yaml = []byte(strings.Replace(string(yaml), "  admins:\n", "  admins:\n    - "+id.Recipient().String()+"   # nestbot\n", 1))
-	os.WriteFile(filepath.Join(repo, "nest.yaml"), yaml, 0o644)
-	git("init", "-q", "-b", "main")
-	git("add", ".")
-	git("commit", "-q", "-m", "the fleet")
+	repo, git, id := exampleRepoWithBot(ctx, t)
 	f, l := labFor(t, repo)
 	env := append(l.Env(), "NESTBOT_STATE_DIR="+t.TempDir(), "NEST_AGE_IDENTITY="+id.String())
 	nestbot := func(args ...string) (string, int) {

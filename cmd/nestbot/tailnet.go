@@ -12,6 +12,7 @@ type tailnetFlags struct {
 	AuthKey    string
 	Hostname   string
 	StateDir   string
+	SecretsDir string
 }
 
 func (tf *tailnetFlags) register(cmd *cobra.Command) {
@@ -20,6 +21,7 @@ func (tf *tailnetFlags) register(cmd *cobra.Command) {
 	f.StringVar(&tf.AuthKey, "ts-authkey", "", "auth key of nestbot's own tailnet node (default: tailnet.auth_key; also NESTBOT_TS_AUTHKEY_FILE)")
 	f.StringVar(&tf.Hostname, "ts-hostname", "nestbot", "nestbot's node name on the tailnet")
 	f.StringVar(&tf.StateDir, "state-dir", "", "nestbot's state (default $XDG_STATE_HOME/nestbot)")
+	f.StringVar(&tf.SecretsDir, "secrets-dir", "", "the only directory a {file: …} secret in nest.yaml may name (none: file: secrets are refused)")
 }
 
 // options are the flags as the pipeline takes them.
@@ -34,5 +36,5 @@ type cloudFlags struct {
 
 // fleetOptions say how to observe the live fleet, from the flags.
 func fleetOptions(io *IO, cf cloudFlags, tf tailnetFlags) fleet.Options {
-	return fleet.Options{Getenv: io.Getenv, AWSEndpoint: cf.Endpoint, Tailnet: tf.options()}
+	return fleet.Options{Getenv: io.Getenv, AWSEndpoint: cf.Endpoint, Tailnet: tf.options(), SecretsDir: tf.SecretsDir}
 }

@@ -3,6 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/ducksnest/nestbot/gitops/fleet"
 	"github.com/ducksnest/nestbot/internal/cli"
@@ -47,7 +51,18 @@ func runValidate(opts *validateOptions) error {
 	if f.AWS != nil {
 		subnets = len(f.AWS.Subnets)
 	}
-	certs = len(pki.Set(f, d.HostKeys, nil))
+	if f.PKI != nil {
+		// The set as plans see it: the tree's layout, what it holds adopted.
+		tree := map[string]pki.ObservedCert{}
+		if obs, err := pki.Observe(d.PKIDir(), time.Now()); err == nil {
+			tree = obs
+		}
+		desire, err := pki.Desired(f, d.HostKeys, nil, tree)
+		if err != nil {
+			return &cli.ExitError{Code: 1, Msg: fmt.Sprintf("%s: %v", opts.File, err)}
+		}
+		certs = len(desire.Specs)
+	}
 	fmt.Fprintf(opts.IO.Out, "%s: valid. Fleet %s: %s (%d in AWS), %s, %s and keys.\n",
 		opts.File, f.Name, reconcile.Plural(len(f.Hosts), "host"), inAWS, reconcile.Plural(subnets, "subnet"), reconcile.Plural(certs, "certificate"))
 	return nil
@@ -55,7 +70,17 @@ func runValidate(opts *validateOptions) error {
 
 // loadDesired reads nest.yaml and the host keys pinned beside it. Every
 // mistake in nest.yaml is reported, one per line, and the count last.
+//
+// A nest.yaml that is not there says where nestbot looked and how to
+// name another (-f).
 func loadDesired(file string) (*fleet.Desired, error) {
+	if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
+		where := file
+		if abs, err := filepath.Abs(file); err == nil {
+			where = abs
+		}
+		return nil, fmt.Errorf("no %s at %s: run nestbot in the repository that holds it, or name it with -f FILE (or NESTBOT_FILE)", filepath.Base(file), where)
+	}
 	d, err := fleet.Load(file)
 	var errs nest.Errors
 	if errors.As(err, &errs) {

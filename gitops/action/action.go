@@ -21,6 +21,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"unicode"
 
 	"github.com/ducksnest/nestbot/gitops/bot"
 	"github.com/ducksnest/nestbot/gitops/fleet"
@@ -86,14 +87,20 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	if err != nil {
 		return nil, fmt.Errorf("GITHUB_REPOSITORY: %w", err)
 	}
-	groups := &hostGroups{out: cfg.Out}
+	log := &workflowLog{out: cfg.Out}
+	cfg.Out = log
+	groups := &hostGroups{out: log}
 	bcfg := cfg.Bot
 	bcfg.Events = groups.event
+	if bcfg.Logf != nil {
+		bcfg.Logf = inertLog(bcfg.Logf) // its lines quote errors, which may quote a host
+	}
+	bcfg.Mask, bcfg.Fleet.Mask = log.mask, log.mask
 	b, err := bot.New(bcfg)
 	if err != nil {
 		return nil, err
 	}
-	r := &run{cfg: cfg, env: env, bot: b, gh: bcfg.GitHub, repo: repo, payload: payload, out: &Outcome{Event: event}}
+	r := &run{cfg: cfg, log: log, env: env, bot: b, gh: bcfg.GitHub, repo: repo, payload: payload, out: &Outcome{Event: event}}
 	var runErr error
 	switch cmd := cmp.Or(cfg.Command, env("INPUT_COMMAND")); {
 	case event == "pull_request" || event == "pull_request_target":
@@ -112,7 +119,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		runErr = fmt.Errorf("command %q: use plan, apply or drift", cmd)
 	default:
 		r.out.Result = ResultSkipped
-		fmt.Fprintf(cfg.Out, "nestbot: %s events are not handled; nothing to do\n", event)
+		log.say("nestbot: %s events are not handled; nothing to do", event)
 	}
 	groups.close()
 	if runErr != nil && r.out.Result == "" {
@@ -121,14 +128,30 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	if err := r.writeOutputs(); err != nil {
 		runErr = errors.Join(runErr, err)
 	}
-	if runErr != nil {
-		fmt.Fprintf(cfg.Out, "::error title=nestbot::%s\n", escapeData(oneLine(runErr.Error())))
-	}
-	return r.out, runErr
+	return r.out, r.fail(runErr)
 }
+
+// fail reports the error a run ends with as an annotation and returns it
+// inert: the caller prints it to the job's log as it is (nestbot action
+// does, on exit), and it may quote a host's output.
+func (r *run) fail(err error) error {
+	if err == nil {
+		return nil
+	}
+	fmt.Fprintf(r.log, "::error title=nestbot::%s\n", escapeData(oneLine(err.Error())))
+	return inertError{err}
+}
+
+// inertError is an error whose text is inert (see inert) in an Actions
+// log, however its cause reads.
+type inertError struct{ err error }
+
+func (e inertError) Error() string { return inert(e.err.Error()) }
+func (e inertError) Unwrap() error { return e.err }
 
 type run struct {
 	cfg     Config
+	log     *workflowLog
 	env     func(string) string
 	bot     *bot.Bot
 	gh      *nestgh.Client
@@ -182,7 +205,7 @@ func (r *run) pullRequest(ctx context.Context) error {
 	case "opened", "synchronize", "reopened", "ready_for_review", "":
 	default:
 		r.out.Result = ResultSkipped
-		fmt.Fprintf(r.cfg.Out, "nestbot: pull_request %s: nothing to plan\n", p.Action)
+		r.log.say("nestbot: pull_request %s: nothing to plan", p.Action)
 		return nil
 	}
 	res, err := r.bot.PlanPR(ctx, r.gh, r.repo, p.Repository.CloneURL, number, p.PullRequest.Draft)
@@ -204,14 +227,14 @@ func (r *run) reportPlan(plan *reconcile.Plan, parts []string, invalid nest.Erro
 		}
 	case skipped != "":
 		r.out.Result = ResultSkipped
-		fmt.Fprintf(r.cfg.Out, "nestbot: not planned: %s\n", skipped)
+		r.log.say("nestbot: not planned: %s", skipped)
 	case plan != nil:
 		r.out.Plan, r.out.Changes = plan, plan.HasChanges()
 		r.out.Result = ResultNoChanges
 		if plan.HasChanges() {
 			r.out.Result = ResultChanges
 		}
-		fmt.Fprintf(r.cfg.Out, "nestbot: %s\n", plan.Summary())
+		r.log.say("nestbot: %s", plan.Summary())
 	}
 	for _, p := range parts {
 		r.summary.WriteString(reconcile.StripMarker(p))
@@ -245,14 +268,16 @@ func (r *run) applyDefault(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return r.apply(ctx, p.Repository.CloneURL, r.env("GITHUB_REF"), cmp.Or(p.Repository.DefaultBranch, strings.TrimPrefix(r.env("GITHUB_REF"), "refs/heads/")),
+	// The default branch as the event says it, never the workflow's ref: a
+	// dispatch on another branch applies nothing.
+	return r.apply(ctx, p.Repository.CloneURL, r.env("GITHUB_REF"), p.Repository.DefaultBranch,
 		r.env("GITHUB_SHA"), r.env("GITHUB_ACTOR"), "")
 }
 
 func (r *run) apply(ctx context.Context, cloneURL, ref, defaultBranch, sha, actor, authorEmail string) error {
 	if authorEmail != "" && strings.EqualFold(authorEmail, r.bot.CommitEmail()) {
 		r.out.Result = ResultSkipped
-		fmt.Fprintf(r.cfg.Out, "nestbot: %s is nestbot's own commit; nothing to apply\n", fleet.ShortRev(sha))
+		r.log.say("nestbot: %s is nestbot's own commit; nothing to apply", fleet.ShortRev(sha))
 		return nil
 	}
 	res, err := r.bot.ApplyPush(ctx, r.gh, r.repo, cloneURL, ref, defaultBranch, sha, actor)
@@ -260,7 +285,7 @@ func (r *run) apply(ctx context.Context, cloneURL, ref, defaultBranch, sha, acto
 	case res == nil:
 	case res.Skipped != "":
 		r.out.Result = ResultSkipped
-		fmt.Fprintf(r.cfg.Out, "nestbot: not applied: %s\n", res.Skipped)
+		r.log.say("nestbot: not applied: %s", res.Skipped)
 	default:
 		r.out.Plan = res.Plan
 		r.out.Changes = res.Plan != nil && res.Plan.HasChanges()
@@ -348,9 +373,9 @@ func (g *hostGroups) flushLocked(host, state string) {
 	if !ok {
 		return
 	}
-	fmt.Fprintf(g.out, "::group::host %s: %s\n", host, state)
+	fmt.Fprintf(g.out, "::group::host %s: %s\n", escapeData(inert(host)), escapeData(state))
 	for _, l := range lines {
-		fmt.Fprintln(g.out, l)
+		fmt.Fprintln(g.out, inert(l)) // a host's output: no command in it runs
 	}
 	fmt.Fprintln(g.out, "::endgroup::")
 	delete(g.pending, host)
@@ -364,6 +389,73 @@ func (g *hostGroups) close() {
 		g.flushLocked(h, "stopped")
 	}
 	g.order = nil
+}
+
+// inert makes untrusted text — a host's output, an error that quotes it,
+// anything from a pull request — safe to print in an Actions log: the runner
+// carries out no workflow command in it. The runner (actions/runner,
+// src/Runner.Common/ActionCommand.cs) reads a line as a command when, once
+// leading white space is trimmed, it begins with "::", or when it holds
+// "##[" anywhere; and it ends lines at "\n", "\r" or "\r\n". So each line
+// that would begin with ":" gets "| " in front, "##[" becomes "# #[", and
+// other control characters become U+FFFD. The text stays readable.
+func inert(s string) string {
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	lines := strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' })
+	if len(lines) == 0 {
+		return ""
+	}
+	for i, l := range lines {
+		l = strings.Map(func(r rune) rune {
+			if r != '\t' && (r < 0x20 || r == 0x7f || r == 0x85 || r == 0x2028 || r == 0x2029) {
+				return '\uFFFD'
+			}
+			return r
+		}, l)
+		l = strings.ReplaceAll(l, "##[", "# #[")
+		if strings.HasPrefix(strings.TrimLeftFunc(l, unicode.IsSpace), ":") {
+			l = "| " + l
+		}
+		lines[i] = l
+	}
+	return strings.Join(lines, "\n")
+}
+
+// inertLog wraps logf so that every line it logs is inert.
+func inertLog(logf func(string, ...any)) func(string, ...any) {
+	return func(format string, args ...any) { logf("%s", inert(fmt.Sprintf(format, args...))) }
+}
+
+// workflowLog is the job's log, written line by line under one lock:
+// nestbot's own workflow commands, and text made inert.
+type workflowLog struct {
+	mu  sync.Mutex
+	out io.Writer
+}
+
+func (l *workflowLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.out.Write(p)
+}
+
+// say prints a line of text, inert.
+func (l *workflowLog) say(format string, args ...any) {
+	fmt.Fprintln(l, inert(fmt.Sprintf(format, args...)))
+}
+
+// mask tells the runner to mask secret (each of its lines) in the rest of
+// the log: a token or key nestbot came by while it runs (an installation
+// token, a minted auth key, a secret read from a file), which the runner
+// does not know to mask as it masks the workflow's own secrets.
+func (l *workflowLog) mask(secret string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for line := range strings.SplitSeq(strings.ReplaceAll(secret, "\r", "\n"), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			fmt.Fprintf(l.out, "::add-mask::%s\n", escapeData(line))
+		}
+	}
 }
 
 // escapeData and escapeProperty escape workflow command values as the

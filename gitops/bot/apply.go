@@ -53,11 +53,16 @@ type ApplyResult struct {
 	rolled *rollout.Result
 }
 
-// ApplyPush applies a push to the default branch (github.default_branch,
-// else the repository's): the whole plan of its head commit, under the
-// fleet lock.
+// ApplyPush applies a push to the repository's default branch (as GitHub
+// names it, defaultBranch): the whole plan of its head commit, under the
+// fleet lock. A push to any other branch applies nothing, whatever its
+// nest.yaml says: github.default_branch only confirms the default branch
+// (when it names another, nothing applies, and the reason says so).
 func (b *Bot) ApplyPush(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cloneURL, ref, defaultBranch, sha, pusher string) (*ApplyResult, error) {
-	branch := strings.TrimPrefix(ref, "refs/heads/")
+	branch, isBranch := strings.CutPrefix(ref, "refs/heads/")
+	if !isBranch || defaultBranch == "" || branch != defaultBranch {
+		return &ApplyResult{Skipped: fmt.Sprintf("%s is not the repository's default branch %s", ref, cmp.Or(defaultBranch, "(unknown)"))}, nil
+	}
 	co, done, err := b.workspace(ctx, gh, cloneURL, branch)
 	defer done()
 	if err != nil {
@@ -68,13 +73,10 @@ func (b *Bot) ApplyPush(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo
 	if err != nil && !errors.As(err, &invalid) {
 		return nil, err
 	}
-	want := defaultBranch
-	if d != nil && d.Fleet.GitHub.DefaultBranch != "" {
-		want = d.Fleet.GitHub.DefaultBranch
-	}
 	switch {
-	case branch != want || !strings.HasPrefix(ref, "refs/heads/"):
-		return &ApplyResult{Skipped: fmt.Sprintf("%s is not the default branch %s", ref, want)}, nil
+	case d != nil && d.Fleet.GitHub.DefaultBranch != branch:
+		return &ApplyResult{Skipped: fmt.Sprintf("github.default_branch in %s is %s, but the repository's default branch is %s: nestbot applies only the repository's default branch, so set github.default_branch to it",
+			b.cfg.File, d.Fleet.GitHub.DefaultBranch, branch)}, nil
 	case co.head != sha:
 		b.logf("%s: %s moved on from %s to %s; the newer push applies", repo, branch, fleet.ShortRev(sha), fleet.ShortRev(co.head))
 		return &ApplyResult{Skipped: "superseded by " + fleet.ShortRev(co.head)}, nil
@@ -182,6 +184,7 @@ func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 	if cause := context.Cause(ctx); res.Err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		res.Err = fmt.Errorf("%w (%v)", res.Err, cause)
 	}
+	res.Err = r.co.relative(res.Err)
 
 	result := "success"
 	if res.Err != nil {

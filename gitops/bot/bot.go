@@ -64,6 +64,10 @@ type Config struct {
 	// each state: current (on the default branch's head), behind,
 	// unreachable, absent (not on the tailnet).
 	ObserveHosts func(byState map[string]int)
+	// Mask, if set, receives every secret the bot mints while it runs (a
+	// GitHub App's installation token), before it is used: the Action masks
+	// them in the job's log.
+	Mask func(secret string)
 	// Observe counts outcomes for metrics: kind is "plan", "apply" or
 	// "drift", result "success", "changes", "invalid", "failure", ...
 	Observe func(kind, result string)
@@ -180,6 +184,9 @@ func (b *Bot) workspace(ctx context.Context, gh *nestgh.Client, cloneURL, ref st
 	token, err := gh.GitToken(ctx)
 	if err != nil {
 		return nil, func() {}, err
+	}
+	if b.cfg.Mask != nil && token != "" && gh.InstallationID() != 0 {
+		b.cfg.Mask(token) // minted now; a token from the environment is the runner's to mask
 	}
 	if err := os.MkdirAll(b.cfg.WorkDir, 0o700); err != nil {
 		return nil, func() {}, err

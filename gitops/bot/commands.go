@@ -135,9 +135,13 @@ func (b *Bot) unlock(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, n
 		user, l.Owner, l.Acquired.UTC().Format("2006-01-02 15:04:05 UTC")))
 }
 
-// applyPR is /nest apply: only when nest.yaml on the default branch says
-// github.apply: comment, the pull request is not from a fork, approved and
-// mergeable as required, and its saved plan is still current.
+// applyPR is /nest apply. It applies only when, on the repository's
+// default branch (as GitHub names it), nest.yaml says github.apply:
+// comment; the pull request is into that branch and not from a fork; it is
+// approved by a writer other than its author and mergeable as GitHub says
+// (required checks and branch protection satisfied), as required; it
+// changes none of the trusted values (fleet.Desired.Trust: those take
+// effect after merge); and its saved plan is still current.
 func (b *Bot) applyPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cloneURL string, number int, user string) error {
 	refuse := func(why string) error {
 		return b.reply(ctx, gh, repo, number, fmt.Sprintf("@%s: not applied: %s", user, why))
@@ -151,33 +155,42 @@ func (b *Bot) applyPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, 
 		return refuse("this pull request comes from a fork, and a fork's pull request never applies.")
 	case pr.Merged || pr.State == "closed":
 		return refuse("this pull request is closed.")
+	case pr.DefaultBranch == "" || pr.BaseRef != pr.DefaultBranch:
+		return refuse(fmt.Sprintf("its base is `%s`, not the default branch `%s`: `/nest apply` applies only pull requests into the default branch.", pr.BaseRef, pr.DefaultBranch))
 	}
-	// The policy is read from the default branch: a pull request cannot
-	// enable applying itself.
-	base, doneBase, err := b.workspace(ctx, gh, cloneURL, pr.BaseRef)
-	defer doneBase()
+	// Not from a fork: the head branch is in this repository, and the
+	// certificates this apply commits go onto it.
+	co, done, err := b.workspace(ctx, gh, cloneURL, pr.HeadRef)
+	defer done()
 	if err != nil {
 		return err
 	}
-	policy, err := fleet.Load(base.file)
+	// The policy is read from the default branch: a pull request cannot
+	// enable applying itself.
+	policy, why, err := b.trusted(ctx, co, pr.DefaultBranch)
 	if err != nil {
-		return refuse(fmt.Sprintf("`%s` on %s does not load: %v", b.cfg.File, pr.BaseRef, oneLine(err.Error())))
+		return refuse(oneLine(err.Error()))
+	}
+	if policy == nil {
+		return refuse(why + ".")
 	}
 	if mode := policy.Fleet.GitHub.Apply; mode != "comment" {
-		return refuse(fmt.Sprintf("`/nest apply` is off: `github.apply` is `%s` in %s on %s. Set it to `comment` to allow applying from pull requests.", mode, b.cfg.File, pr.BaseRef))
+		return refuse(fmt.Sprintf("`/nest apply` is off: `github.apply` is `%s` in %s on %s. Set it to `comment` to allow applying from pull requests.", mode, b.cfg.File, pr.DefaultBranch))
 	}
 	require := policy.Fleet.GitHub.Require
 	if slices.Contains(require, "approved") {
-		ok, err := gh.Approved(ctx, repo, number, pr.HeadSHA)
+		ok, err := gh.Approved(ctx, repo, number, pr.HeadSHA, pr.Author)
 		if err != nil {
 			return err
 		}
 		if !ok {
-			return refuse("it needs an approving review of its head commit " + fleet.ShortRev(pr.HeadSHA) + ".")
+			return refuse("it needs an approving review of its head commit " + fleet.ShortRev(pr.HeadSHA) + " by someone with write access other than its author.")
 		}
 	}
-	if slices.Contains(require, "mergeable") && (pr.Mergeable == nil || !*pr.Mergeable) {
-		return refuse(fmt.Sprintf("it is not mergeable (GitHub says %q). Resolve conflicts and let the checks finish.", cmp.Or(pr.MergeableState, "unknown")))
+	if slices.Contains(require, "mergeable") {
+		if pr.Mergeable == nil || !*pr.Mergeable || !mergeableState(pr.MergeableState) {
+			return refuse(fmt.Sprintf("GitHub does not let it merge yet (mergeable state %q): resolve conflicts, and let the required checks and reviews of branch protection pass.", cmp.Or(pr.MergeableState, "unknown")))
+		}
 	}
 	if b.cfg.Artifacts == nil {
 		return refuse("this nestbot keeps no saved plans (no artifact store is configured).")
@@ -193,13 +206,6 @@ func (b *Bot) applyPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, 
 	if err != nil {
 		return err
 	}
-	// Not from a fork: the head branch is in this repository, and the
-	// certificates this apply commits go onto it.
-	co, done, err := b.workspace(ctx, gh, cloneURL, pr.HeadRef)
-	defer done()
-	if err != nil {
-		return err
-	}
 	if co.head != pr.HeadSHA {
 		return refuse("the pull request moved on while I looked; comment `/nest plan`, then `/nest apply`.")
 	}
@@ -207,7 +213,22 @@ func (b *Bot) applyPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, 
 	if err != nil {
 		return refuse(fmt.Sprintf("`%s` does not load at %s: %v", b.cfg.File, fleet.ShortRev(pr.HeadSHA), oneLine(err.Error())))
 	}
+	if changed := d.Trust(policy); len(changed) > 0 {
+		return refuse(fmt.Sprintf("it changes %s, which take effect after merge: merge it instead.", strings.Join(changed, ", ")))
+	}
 	_, err = b.apply(ctx, applyRun{gh: gh, repo: repo, co: co, d: d, sha: pr.HeadSHA, branch: pr.HeadRef,
 		trigger: "comment", actor: user, prs: []int{number}, saved: saved})
 	return err
+}
+
+// mergeableState says whether GitHub's mergeable_state lets a pull
+// request merge: clean; unstable (only checks that are not required fail);
+// has_hooks. Blocked (branch protection: a required check or review is
+// missing), behind, dirty, draft and unknown do not.
+func mergeableState(s string) bool {
+	switch s {
+	case "clean", "unstable", "has_hooks":
+		return true
+	}
+	return false
 }

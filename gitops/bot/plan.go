@@ -25,12 +25,16 @@ const CheckPlan = "nest/plan"
 
 // PlanResult is what planning a pull request came to.
 type PlanResult struct {
-	Head    string
-	Plan    *reconcile.Plan // nil when nest.yaml was invalid or planning failed
-	Invalid nest.Errors
-	Parts   []string // the comment's parts
-	Sticky  nestgh.StickyResult
-	Skipped string // why nothing was planned, if nothing was
+	Head string
+	// Deferred are the trusted values (fleet.Desired.Trust) the pull
+	// request changes: planned with the default branch's, in effect after
+	// merge.
+	Deferred []string
+	Plan     *reconcile.Plan // nil when nest.yaml was invalid or planning failed
+	Invalid  nest.Errors
+	Parts    []string // the comment's parts
+	Sticky   nestgh.StickyResult
+	Skipped  string // why nothing was planned, if nothing was
 }
 
 func repoOf(r *gogithub.Repository) nestgh.Repo {
@@ -59,6 +63,17 @@ func (b *Bot) PlanPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, c
 		return nil, err
 	}
 	res := &PlanResult{Head: co.head}
+	// Everything that decides where credentials go comes from the default
+	// branch, as GitHub names it, never from the pull request.
+	pr, err := gh.PullRequest(ctx, repo, number)
+	if err != nil {
+		return res, err
+	}
+	trusted, why, err := b.trusted(ctx, co, pr.DefaultBranch)
+	if err != nil {
+		b.observe("plan", "failure")
+		return res, b.reportFailure(ctx, gh, repo, number, co.head, repo.Name, co.relative(err), res)
+	}
 	d, err := fleet.Load(co.file)
 	var invalid nest.Errors
 	if errors.As(err, &invalid) {
@@ -68,8 +83,9 @@ func (b *Bot) PlanPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, c
 	}
 	if err != nil {
 		b.observe("plan", "failure")
-		return res, b.reportFailure(ctx, gh, repo, number, co.head, repo.Name, err, res)
+		return res, b.reportFailure(ctx, gh, repo, number, co.head, repo.Name, co.relative(err), res)
 	}
+	res.Deferred = d.Trust(trusted)
 	if draft && !d.Fleet.GitHub.PlanDrafts {
 		res.Skipped = "draft pull request (github.plan_drafts is off)"
 		b.logf("%s#%d: a draft; not planned", repo, number)
@@ -81,16 +97,19 @@ func (b *Bot) PlanPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, c
 			return res, ctx.Err()
 		}
 		b.observe("plan", "failure")
-		return res, b.reportFailure(ctx, gh, repo, number, co.head, d.Fleet.Name, fmt.Errorf("observe the live fleet: %w", err), res)
+		return res, b.reportFailure(ctx, gh, repo, number, co.head, d.Fleet.Name, co.relative(fmt.Errorf("observe the live fleet: %w", err)), res)
 	}
 	defer s.Close()
 	plan, err := s.Plan(co.head)
 	if err != nil {
 		b.observe("plan", "failure")
-		return res, b.reportFailure(ctx, gh, repo, number, co.head, d.Fleet.Name, err, res)
+		return res, b.reportFailure(ctx, gh, repo, number, co.head, d.Fleet.Name, co.relative(err), res)
 	}
 	if err := ctx.Err(); err != nil {
 		return res, err // superseded: a newer head is being planned
+	}
+	if len(res.Deferred) > 0 {
+		plan.Notes = append([]string{deferredNote(res.Deferred, pr.DefaultBranch, why)}, plan.Notes...)
 	}
 	res.Plan = plan
 	res.Parts = reconcile.RenderMarkdown(plan)
@@ -155,11 +174,14 @@ func cut(s string, n int) string {
 func (b *Bot) reportInvalid(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, number int, head string, errs nest.Errors, res *PlanResult) error {
 	var body strings.Builder
 	fmt.Fprintf(&body, "%spart=1/1 -->\n### nestbot: `%s` is not valid\n\n", reconcile.MarkdownMarker(repo.Name), b.cfg.File)
-	fmt.Fprintf(&body, "%d %s; nothing was planned. Fix them and push again.\n\n```\n", len(errs), plural(len(errs), "mistake"))
+	fmt.Fprintf(&body, "%d %s; nothing was planned. Fix them and push again.\n\n", len(errs), plural(len(errs), "mistake"))
+	var list strings.Builder
 	for _, e := range errs {
-		body.WriteString(e.Error() + "\n")
+		shown := *e
+		shown.File = b.cfg.File // as the repository names it, not where the bot checked it out
+		list.WriteString(shown.Error() + "\n")
 	}
-	body.WriteString("```\n")
+	body.WriteString(reconcile.MarkdownFenced(cut(list.String(), 60000)))
 	res.Parts = []string{cut(body.String(), nestgh.MaxCommentChars)}
 	var err error
 	if res.Sticky, err = gh.UpsertSticky(ctx, repo, number, stickyMarker, res.Parts); err != nil {
@@ -184,9 +206,7 @@ func (b *Bot) reportInvalid(ctx context.Context, gh *nestgh.Client, repo nestgh.
 // reportFailure says in the plan comment and the check run that planning
 // failed, and why.
 func (b *Bot) reportFailure(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, number int, head, fleetName string, cause error, res *PlanResult) error {
-	body := fmt.Sprintf("%spart=1/1 -->\n### nestbot: the plan failed\n\n```\n%s\n```\n\nComment `/nest plan` to try again.\n",
-		reconcile.MarkdownMarker(fleetName), cause)
-	res.Parts = []string{cut(body, nestgh.MaxCommentChars)}
+	res.Parts = []string{failureBody(fleetName, cause)}
 	var err error
 	if res.Sticky, err = gh.UpsertSticky(ctx, repo, number, stickyMarker, res.Parts); err != nil {
 		return errors.Join(cause, err)
@@ -196,6 +216,13 @@ func (b *Bot) reportFailure(ctx context.Context, gh *nestgh.Client, repo nestgh.
 		return errors.Join(cause, err)
 	}
 	return cause
+}
+
+// failureBody is the plan comment that says planning failed, and why.
+func failureBody(fleetName string, cause error) string {
+	body := fmt.Sprintf("%spart=1/1 -->\n### nestbot: the plan failed\n\n%s\nComment `/nest plan` to try again.\n",
+		reconcile.MarkdownMarker(fleetName), reconcile.MarkdownFenced(cut(cause.Error(), 60000)))
+	return cut(body, nestgh.MaxCommentChars)
 }
 
 func plural(n int, word string) string {

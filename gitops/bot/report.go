@@ -38,7 +38,7 @@ func renderApply(fleetName string, r applyRun, res *ApplyResult) string {
 	fmt.Fprintf(&b, "### %s nestbot %s `%s` to %s\n\n", icon, verdict, fleet.ShortRev(r.sha), fleetName)
 	fmt.Fprintf(&b, "%s.\n\n", capitalize(summaryLine(res)))
 	if res.Err != nil {
-		fmt.Fprintf(&b, "```\n%s\n```\n\n", cut(res.Err.Error(), 4000))
+		fmt.Fprintf(&b, "%s\n", reconcile.MarkdownFenced(cut(res.Err.Error(), 4000)))
 	}
 	if res.Report != nil && len(res.Report.Results) > 0 {
 		rows := 0
@@ -76,13 +76,9 @@ func renderApply(fleetName string, r applyRun, res *ApplyResult) string {
 	return cut(b.String(), 65000)
 }
 
-func cell(s string) string {
-	s = strings.ReplaceAll(oneLine(s), "|", "\\|")
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	return s
-}
+// cell is text nestbot did not write (a step's detail, which may quote a
+// host) for a table cell: its first line, at most 200 bytes, escaped.
+func cell(s string) string { return reconcile.MarkdownText(oneLine(s), 200) }
 
 func capitalize(s string) string {
 	if s == "" {

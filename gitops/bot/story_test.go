@@ -36,6 +36,8 @@ type world struct {
 	log   *lockedLog
 	// secrets must appear in no comment, check run, deployment, issue or log line.
 	secrets []string
+	// yaml is nest.yaml as the repository's first commit holds it.
+	yaml string
 }
 
 type lockedLog struct {
@@ -86,7 +88,7 @@ func newWorld(t testing.TB, edit func(yaml string) string) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{log: &lockedLog{}}
+	w := &world{log: &lockedLog{}, yaml: yaml}
 	l, err := lab.Up(lab.Options{Fleet: f, PendingDelay: -1, GitHub: &lab.GitHubOptions{FromDir: dir}})
 	if err != nil {
 		t.Fatal(err)

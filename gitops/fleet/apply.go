@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/ducksnest/nestbot/gitops/git"
 	"github.com/ducksnest/nestbot/nest"
@@ -53,10 +55,21 @@ func (s *Session) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyOpt
 		return &reconcile.Report{}, err
 	}
 	if opts.AuthKey == nil {
-		opts.AuthKey = authKeySource(d.Fleet, s.opts.Getenv)
+		static := authKeySource(d.Fleet, s.opts.Getenv, s.opts.SecretsDir)
+		opts.AuthKey = func(ctx context.Context, host string) (string, error) {
+			key, err := static(ctx, host)
+			s.opts.maskUnlessEnv(d.Fleet.Tailnet.AuthKey, key)
+			return key, err
+		}
 		if api != nil && len(d.Fleet.Tailnet.Tags) > 0 {
-			// One key per new host, minted for it, tagged with the fleet's tags.
-			opts.AuthKey = api.KeySource(d.Fleet.Tailnet.Tags, nesttailnet.KeyOptions{Fleet: d.Fleet.Name})
+			// One key per new host, minted for it, tagged with the fleet's
+			// tags, and masked before anything could print it.
+			mint := api.KeySource(d.Fleet.Tailnet.Tags, nesttailnet.KeyOptions{Fleet: d.Fleet.Name})
+			opts.AuthKey = func(ctx context.Context, host string) (string, error) {
+				key, err := mint(ctx, host)
+				s.opts.mask(key)
+				return key, err
+			}
 		}
 	}
 	exec := &reconcile.Executor{Appliers: map[reconcile.Plane]reconcile.PlaneApplier{}}
@@ -65,8 +78,16 @@ func (s *Session) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyOpt
 		exec.Appliers[reconcile.PlaneCloud] = cloudApplier(a)
 	}
 	if s.Bot != nil || api != nil {
-		exec.Appliers[reconcile.PlaneTailnet] = (&nesttailnet.Applier{Bot: s.Bot, API: api, Tags: d.Fleet.Tailnet.Tags,
-			JoinTimeout: d.Fleet.Tailnet.JoinTimeout.Duration, Logf: opts.logf}).Apply
+		exec.Appliers[reconcile.PlaneTailnet] = s.rebinding((&nesttailnet.Applier{Bot: s.Bot, API: api, Tags: d.Fleet.Tailnet.Tags,
+			JoinTimeout: d.Fleet.Tailnet.JoinTimeout.Duration, Logf: opts.logf,
+			// A new host is a node that joins now, not one that was there.
+			Before: maps.Clone(s.seen), Pinned: s.pinnedNodes(), Since: time.Now(),
+			Joined: func(host, id string) {
+				if s.joined == nil {
+					s.joined = map[string]string{}
+				}
+				s.joined[host] = id
+			}}).Apply)
 	}
 	if d.Fleet.PKI != nil && s.Live.Observed(reconcile.PlanePKI) {
 		exec.Appliers[reconcile.PlanePKI] = s.pkiApplier(opts)
@@ -81,6 +102,22 @@ func (s *Session) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyOpt
 		}
 	}
 	return exec.Apply(ctx, plan)
+}
+
+// rebinding runs the tailnet plane, then, when a new host joined, observes
+// the tailnet again: the later planes reach each host at the node bound to
+// it now (the one that joined as it), not one that was named like it before.
+func (s *Session) rebinding(apply reconcile.PlaneApplier) reconcile.PlaneApplier {
+	return func(ctx context.Context, steps []reconcile.Step) ([]reconcile.StepResult, error) {
+		out, err := apply(ctx, steps)
+		if len(s.joined) > 0 && s.Bot != nil {
+			if t, oerr := nesttailnet.Observe(ctx, s.Bot); oerr == nil {
+				t.Nodes, s.refused = s.bind(t.Nodes)
+				s.Live.Tailnet = t
+			}
+		}
+		return out, err
+	}
 }
 
 // cloudApplier adapts the AWS applier to the executor.
@@ -104,12 +141,12 @@ func cloudApplier(a *nestaws.Applier) reconcile.PlaneApplier {
 
 // authKeySource reads the tailnet auth key for new hosts from the secret
 // nest.yaml names.
-func authKeySource(f *nest.Fleet, getenv func(string) string) func(context.Context, string) (string, error) {
+func authKeySource(f *nest.Fleet, getenv func(string) string, secretsDir string) func(context.Context, string) (string, error) {
 	return func(context.Context, string) (string, error) {
 		if f.Tailnet.AuthKey == nil {
 			return "", errors.New("tailnet.auth_key is not set in nest.yaml: new instances could not join the tailnet")
 		}
-		return f.Tailnet.AuthKey.Resolve(getenv)
+		return f.Tailnet.AuthKey.Resolve(getenv, secretsDir)
 	}
 }
 
@@ -123,10 +160,11 @@ func (s *Session) TailscaleAPI() (*nesttailnet.API, error) {
 		return nil, err
 	}
 	if o := f.Tailnet.OAuth; o != nil {
-		secret, err := o.ClientSecret.Resolve(s.opts.Getenv)
+		secret, err := o.ClientSecret.Resolve(s.opts.Getenv, s.opts.SecretsDir)
 		if err != nil {
 			return nil, fmt.Errorf("tailnet.oauth.client_secret: %w", err)
 		}
+		s.opts.maskUnlessEnv(&o.ClientSecret, secret)
 		cfg.OAuthClientID, cfg.OAuthClientSecret = o.ClientID, secret
 	}
 	if s.opts.TailscaleAPIURL != "" {
@@ -143,7 +181,7 @@ func (s *Session) TailscaleAPI() (*nesttailnet.API, error) {
 // NEST_AGE_IDENTITY_FILE. It decrypts the CA keys; it stays in memory.
 const identityEnv = "NEST_AGE_IDENTITY"
 
-func loadIdentity(getenv func(string) string) (*pki.Identity, error) {
+func loadIdentity(getenv func(string) string, mask func(string)) (*pki.Identity, error) {
 	data := []byte(getenv(identityEnv))
 	if len(data) == 0 {
 		file := getenv(identityEnv + "_FILE")
@@ -154,6 +192,7 @@ func loadIdentity(getenv func(string) string) (*pki.Identity, error) {
 		if data, err = os.ReadFile(file); err != nil {
 			return nil, fmt.Errorf("%s_FILE: %w", identityEnv, err)
 		}
+		mask(string(data)) // from a file: the runner does not know it
 	}
 	id, err := pki.ParseIdentity(data)
 	if err != nil {
@@ -165,7 +204,11 @@ func loadIdentity(getenv func(string) string) (*pki.Identity, error) {
 // CertsApplier is the certificate tree's applier, with the bot's identity
 // from NEST_AGE_IDENTITY (or NEST_AGE_IDENTITY_FILE).
 func (d *Desired) CertsApplier(getenv func(string) string) (*pki.Applier, error) {
-	id, err := loadIdentity(getenv)
+	return d.certsApplier(getenv, func(string) {})
+}
+
+func (d *Desired) certsApplier(getenv func(string) string, mask func(string)) (*pki.Applier, error) {
+	id, err := loadIdentity(getenv, mask)
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +222,7 @@ func (d *Desired) CertsApplier(getenv func(string) string) (*pki.Applier, error)
 // of hosts that just joined, so their keys are encrypted to them.
 func (s *Session) ApplyCerts(ctx context.Context) (*pki.Report, error) {
 	d := s.Desired
-	a, err := d.CertsApplier(s.opts.Getenv)
+	a, err := d.certsApplier(s.opts.Getenv, s.opts.mask)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +234,7 @@ func (s *Session) ApplyCerts(ctx context.Context) (*pki.Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep, err := a.Apply(ctx, pki.Set(d.Fleet, d.HostKeys, reconcile.HostFacts(d.reconcileDesired(), live)))
+	rep, err := a.ApplyFleet(ctx, d.Fleet, d.HostKeys, reconcile.HostFacts(d.reconcileDesired(), live))
 	if err != nil {
 		return nil, err
 	}
@@ -223,6 +266,9 @@ func (s *Session) pkiApplier(opts ApplyOptions) reconcile.PlaneApplier {
 				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusSkipped, Detail: "not in the certificate set"})
 			case r.Action == pki.Held:
 				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusSkipped, Detail: r.Reason})
+			case r.Action == pki.Unchanged:
+				// The tree changed between the plan and the apply.
+				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusSkipped, Detail: "already current"})
 			default:
 				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusApplied, Detail: string(r.Action)})
 			}
@@ -395,8 +441,11 @@ func certHosts(d *Desired, changed []string) map[string]bool {
 				hosts[h] = true
 			}
 		case strings.HasPrefix(p, "derived/"):
-			if h, _, ok := strings.Cut(strings.TrimPrefix(p, "derived/"), "/"); ok && d.Fleet.Hosts[h] != nil {
-				hosts[h] = true
+			dir, _, ok := strings.Cut(strings.TrimPrefix(p, "derived/"), "/")
+			for _, h := range d.HostNames() {
+				if ok && d.Fleet.Hosts[h].NetworkingHostName() == dir {
+					hosts[h] = true
+				}
 			}
 		}
 	}

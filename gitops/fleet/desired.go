@@ -11,10 +11,16 @@
 package fleet // import "github.com/ducksnest/nestbot/gitops/fleet"
 
 import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/pki"
@@ -26,29 +32,106 @@ type Desired struct {
 	File     string // nest.yaml's path, as given
 	Fleet    *nest.Fleet
 	HostKeys map[string]string
-	Root     string // the directory holding nest.yaml: paths in it are relative to here
-	Source   []byte // nest.yaml as read
+	// Nodes are the tailnet node ids pinned for the hosts
+	// (<pki.dir>/hosts/<host>.node): only that node is the host.
+	Nodes  map[string]string
+	Root   string // the directory holding nest.yaml: paths in it are relative to here
+	Source []byte // nest.yaml as read
 }
 
 // Load reads nest.yaml and the host keys pinned beside it. A nest.yaml
 // with mistakes fails with nest.Errors, every mistake at file:line:col.
+//
+// Everything is read through an os.Root at nest.yaml's directory, and no
+// symbolic link is followed: nest.yaml being one, or pki.dir or a directory
+// on the way to it, is an error naming it (a pull request may hold links,
+// and through one a read could reach the bot's own files). What is under
+// pki.dir, pki.Dir reads and writes the same way.
 func Load(file string) (*Desired, error) {
-	f, err := nest.Load(file)
+	root, err := os.OpenRoot(filepath.Dir(file))
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		return nil, fmt.Errorf("nest: %w", &fs.PathError{Op: "open", Path: file, Err: pe.Err})
+	}
 	if err != nil {
+		return nil, fmt.Errorf("nest: %w", err)
+	}
+	defer root.Close()
+	name := filepath.Base(file)
+	if err := noLink(root, file, name); err != nil {
 		return nil, err
 	}
-	src, err := os.ReadFile(file)
+	src, err := readBounded(root, name, nest.MaxFileSize)
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		return nil, fmt.Errorf("nest: %w", &fs.PathError{Op: "open", Path: file, Err: pe.Err}) // as os.Open says it
+	}
+	if err != nil {
+		return nil, fmt.Errorf("nest: read %s: %w", file, err)
+	}
+	if len(src) > nest.MaxFileSize {
+		return nil, nest.Errors{{File: file, Msg: fmt.Sprintf("file is larger than %d bytes", nest.MaxFileSize)}}
+	}
+	f, err := nest.Parse(file, src)
 	if err != nil {
 		return nil, err
 	}
 	d := &Desired{File: file, Fleet: f, Root: filepath.Dir(file), Source: src}
 	if f.PKI != nil {
-		d.HostKeys, err = pki.ReadHostKeys(d.PKIDir(), d.HostNames())
+		pkiRel := filepath.FromSlash(f.PKI.Dir)
+		if err := noLink(root, filepath.Join(d.Root, pkiRel), pkiRel); err != nil {
+			return nil, fmt.Errorf("pki.dir: %w", err)
+		}
+		// The hosts' keys, and those pinned for a directory of the tree no
+		// host names (hosts/<dir>.pub), which its adopted keys are encrypted to.
+		names := d.HostNames()
+		if dir, err := root.Open(filepath.Join(pkiRel, "derived")); err == nil {
+			entries, _ := dir.ReadDir(-1)
+			dir.Close()
+			for _, e := range entries {
+				if e.IsDir() && !slices.Contains(names, e.Name()) && !strings.HasPrefix(e.Name(), ".") {
+					names = append(names, e.Name())
+				}
+			}
+		}
+		d.HostKeys, err = pki.ReadHostKeys(d.PKIDir(), names)
 		if err != nil {
+			return nil, err
+		}
+		if d.Nodes, err = pki.ReadNodeIDs(d.PKIDir(), d.HostNames()); err != nil {
 			return nil, err
 		}
 	}
 	return d, nil
+}
+
+// noLink refuses rel, below root, when it or a directory on the way to it
+// is a symbolic link; shown is how errors name rel. What does not exist is
+// no link.
+func noLink(root *os.Root, shown, rel string) error {
+	p := ""
+	for _, part := range strings.Split(filepath.ToSlash(rel), "/") {
+		p = filepath.Join(p, part)
+		fi, err := root.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("%s: %s is a symbolic link; nestbot follows no link in the repository (it could lead out of it): replace it with the file or directory itself", shown, p)
+		}
+	}
+	return nil
+}
+
+// readBounded reads name below root, at most limit+1 bytes.
+func readBounded(root *os.Root, name string, limit int64) ([]byte, error) {
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, limit+1))
 }
 
 // Digest fingerprints the desired state: nest.yaml and the pinned host keys.
@@ -61,6 +144,9 @@ func (d *Desired) Digest() string {
 	sort.Strings(hosts)
 	for _, h := range hosts {
 		parts = append(parts, []byte(h+" "+d.HostKeys[h]))
+	}
+	for _, h := range slices.Sorted(maps.Keys(d.Nodes)) {
+		parts = append(parts, []byte("node "+h+" "+d.Nodes[h]))
 	}
 	return reconcile.DigestBytes(parts...)
 }

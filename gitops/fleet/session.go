@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -39,6 +40,31 @@ type Options struct {
 	// DB is the state file already open in this process (the server's);
 	// nil opens <state dir>/nestbot.db for the rollout journal.
 	DB *store.DB
+	// SecretsDir is the only directory a file: reference in nest.yaml may
+	// name (--secrets-dir); "" refuses file: references.
+	SecretsDir string
+	// Mask, if set, receives every secret minted or read from a file while
+	// observing and applying (auth keys, the OAuth client secret, the age
+	// identity), before it is used: the Action masks them in the job's
+	// log. One straight from an environment variable is not: the runner
+	// masks the workflow's secrets itself.
+	Mask func(secret string)
+}
+
+// mask hands secret to Mask, if any.
+func (o Options) mask(secret string) {
+	if o.Mask != nil && secret != "" {
+		o.Mask(secret)
+	}
+}
+
+// maskUnlessEnv masks secret, resolved from ref, unless it came straight
+// from an environment variable.
+func (o Options) maskUnlessEnv(ref *nest.SecretRef, secret string) {
+	if ref != nil && ref.Env != "" && o.Getenv(ref.Env) != "" {
+		return
+	}
+	o.mask(secret)
 }
 
 // TailnetOptions are how nestbot's own tailnet node joins.
@@ -67,15 +93,15 @@ func (t TailnetOptions) StateDirOr(getenv func(string) string) string {
 
 // authKey is the node's key: AuthKey, NESTBOT_TS_AUTHKEY_FILE, or the
 // fleet's tailnet.auth_key.
-func (t TailnetOptions) authKey(f *nest.Fleet, getenv func(string) string) (string, error) {
+func (t TailnetOptions) authKey(f *nest.Fleet, getenv func(string) string, secretsDir string) (string, error) {
 	if t.AuthKey != "" {
 		return t.AuthKey, nil
 	}
 	if file := getenv("NESTBOT_TS_AUTHKEY_FILE"); file != "" {
-		return nest.SecretRef{File: file}.Resolve(getenv)
+		return nest.ReadSecretFile(file) // the operator's
 	}
 	if f.Tailnet.AuthKey != nil {
-		return f.Tailnet.AuthKey.Resolve(getenv)
+		return f.Tailnet.AuthKey.Resolve(getenv, secretsDir)
 	}
 	return "", errors.New("no auth key for nestbot's tailnet node: set tailnet.auth_key in nest.yaml or --ts-authkey")
 }
@@ -97,6 +123,13 @@ type Session struct {
 
 	certHosts map[string]bool // hosts whose certificates this apply committed
 
+	// The tailnet as bound to the hosts (nesttailnet.Bind): every node id
+	// observed, what was refused and why, and the nodes new hosts joined
+	// as during this apply (pinned with their host keys).
+	seen    map[string]bool
+	refused []string
+	joined  map[string]string
+
 	opts Options
 }
 
@@ -117,6 +150,7 @@ func (s *Session) Plan(revision string) (*reconcile.Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plan %s:\n  %s", s.Desired.Fleet.Name, strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
+	plan.Notes = append(plan.Notes, s.refused...)
 	return plan, nil
 }
 
@@ -157,7 +191,7 @@ func Observe(ctx context.Context, d *Desired, opts Options) (*Session, error) {
 	s := &Session{Desired: d, opts: opts, Live: &reconcile.Live{FormatVersion: reconcile.FormatVersion, ObservedAt: time.Now().UTC()}}
 	s.Live.Planes = []reconcile.Plane{}
 	if opts.wants(reconcile.PlaneTailnet) || opts.wants(reconcile.PlaneHosts) {
-		bot, err := join(ctx, d, opts.Tailnet, opts.Getenv)
+		bot, err := join(ctx, d, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -167,6 +201,7 @@ func Observe(ctx context.Context, d *Desired, opts Options) (*Session, error) {
 				s.Close()
 				return nil, fmt.Errorf("observe the tailnet: %w", err)
 			}
+			s.Live.Tailnet.Nodes, s.refused = s.bind(s.Live.Tailnet.Nodes)
 			s.Live.Planes = append(s.Live.Planes, reconcile.PlaneTailnet)
 			s.Repo = OpenRepo(d.Root)
 			s.Live.Hosts, s.HostErrors = observeHosts(ctx, bot, d, s.Live)
@@ -201,12 +236,49 @@ func Observe(ctx context.Context, d *Desired, opts Options) (*Session, error) {
 	return s, nil
 }
 
+// bind keeps the nodes that may stand for the fleet's hosts
+// (nesttailnet.Bind): by the fleet's tags and the node ids pinned for the
+// hosts, or joined as them during this apply. It notes every node id seen.
+func (s *Session) bind(nodes []reconcile.Node) ([]reconcile.Node, []string) {
+	d := s.Desired
+	if s.seen == nil {
+		s.seen = map[string]bool{}
+	}
+	for _, n := range nodes {
+		s.seen[n.ID] = true
+	}
+	hosts := map[string]string{}
+	for name := range d.Fleet.Hosts {
+		hosts[name] = name
+	}
+	return nesttailnet.Bind(nodes, nesttailnet.BindOptions{Hosts: hosts, Tags: d.Fleet.Tailnet.Tags, Pinned: s.pinnedNodes()})
+}
+
+// pinnedNodes are the node ids pinned for the hosts, with those new hosts
+// joined as during this apply.
+func (s *Session) pinnedNodes() map[string]string {
+	pinned := maps.Clone(s.Desired.Nodes)
+	if pinned == nil {
+		pinned = map[string]string{}
+	}
+	maps.Copy(pinned, s.joined)
+	return pinned
+}
+
 // join starts nestbot's own ephemeral node. It returns nil, nil when there
 // is no way to join (no key): the tailnet plane is then not observed.
-func join(ctx context.Context, d *Desired, t TailnetOptions, getenv func(string) string) (*tsnet.Server, error) {
-	key, err := t.authKey(d.Fleet, getenv)
+func join(ctx context.Context, d *Desired, opts Options) (*tsnet.Server, error) {
+	t, getenv := opts.Tailnet, opts.Getenv
+	key, err := t.authKey(d.Fleet, getenv, opts.SecretsDir)
 	if err != nil {
 		return nil, nil
+	}
+	switch {
+	case t.AuthKey != "": // a flag, as the operator gave it
+	case getenv("NESTBOT_TS_AUTHKEY_FILE") != "":
+		opts.mask(key)
+	default:
+		opts.maskUnlessEnv(d.Fleet.Tailnet.AuthKey, key)
 	}
 	control := t.ControlURL
 	if control == "" {
@@ -257,7 +329,7 @@ func observeCerts(ctx context.Context, d *Desired, live *reconcile.Live, bot *ts
 				_, portStr, _ := strings.Cut(hp, ":")
 				port, _ := strconv.Atoi(portStr)
 				if leaf := pki.ServedLeaf(port); leaf != "" {
-					id := n.Name + "/" + leaf
+					id := d.Fleet.Hosts[n.Name].NetworkingHostName() + "/" + leaf
 					notRolled[id] = append(notRolled[id], hp)
 				}
 			}
@@ -270,7 +342,8 @@ func observeCerts(ctx context.Context, d *Desired, live *reconcile.Live, bot *ts
 		}
 		certs[id] = reconcile.Cert{CommonName: o.CommonName, Organization: o.Organization, DNSNames: o.DNSNames, IPs: o.IPs,
 			Usages: o.Usages, IsCA: o.IsCA, Issuer: o.Issuer, NotBefore: o.NotBefore, NotAfter: o.NotAfter, Recipients: o.Recipients,
-			NotRolled: notRolled[id]}
+			Path: o.CertPath, KeyOnly: o.KeyOnly, KeyAlgorithm: o.KeyAlgorithm, Signer: o.Signer, Adopted: !o.KeyOnly && !o.IssuedByNestbot && o.Error == "",
+			KeyStanzas: o.KeyStanzas, NotRolled: notRolled[id]}
 	}
 	return certs, nil
 }
@@ -289,6 +362,7 @@ func (s *Session) Refresh(ctx context.Context) (*reconcile.Live, error) {
 		if l.Tailnet, err = nesttailnet.Observe(ctx, s.Bot); err != nil {
 			return nil, fmt.Errorf("observe the tailnet again: %w", err)
 		}
+		l.Tailnet.Nodes, _ = s.bind(l.Tailnet.Nodes)
 	}
 	return &l, nil
 }
@@ -332,6 +406,32 @@ func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) (writ
 		}
 		d.HostKeys[t.Name] = pki.NormalizeRecipient(key)
 		written = append(written, pki.HostKeyPath(t.Name))
+	}
+	// Beside each pinned key, the node it was learned from: only that node
+	// is the host from now on (nesttailnet.Bind), whatever others call
+	// themselves. A host pinned before nestbot pinned nodes gets its node now.
+	node := map[string]string{}
+	for _, n := range live.Tailnet.Nodes { // bound already: one node per host at most
+		if _, ok := d.Fleet.Hosts[n.Name]; ok && n.ID != "" {
+			node[n.Name] = n.ID
+		}
+	}
+	for _, t := range ts {
+		id := node[t.Name]
+		if d.HostKeys[t.Name] == "" || id == "" || d.Nodes[t.Name] != "" {
+			continue
+		}
+		wrote, err := pki.PinNode(pki.Dir(d.PKIDir()), t.Name, id)
+		if err != nil {
+			return written, warnings, err
+		}
+		if d.Nodes == nil {
+			d.Nodes = map[string]string{}
+		}
+		d.Nodes[t.Name] = id
+		if wrote {
+			written = append(written, pki.NodePath(t.Name))
+		}
 	}
 	return written, warnings, nil
 }

@@ -10,23 +10,23 @@ import (
 	"time"
 )
 
-// appFake is a fake GitHub that knows App 42 with a fresh RS256 key, and
-// that key in PEM.
-func appFake(t *testing.T) (*fakeGitHub, []byte) {
+// testKey is a fresh RS256 key, in PEM.
+func testKey(t *testing.T) []byte {
 	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := newFake(t)
-	f.appID, f.appKey = 42, &key.PublicKey
-	return f, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
 }
 
-func appClient(t *testing.T, f *fakeGitHub, key []byte) (*Client, *logLines) {
+// appClient is an App-mode Client of the lab's App, through w's front.
+func appClient(t *testing.T, w *world) (*Client, *logLines) {
 	t.Helper()
+	app := w.srv.App()
 	logs := &logLines{}
-	c, err := New(Options{BaseURL: f.srv.URL, AppID: f.appID, PrivateKey: key, WriteSpacing: time.Millisecond, Logf: logs.logf})
+	c, err := New(Options{BaseURL: w.url, AppID: app.ID, PrivateKey: app.PrivateKeyPEM, Login: app.BotLogin,
+		WriteSpacing: time.Millisecond, Logf: logs.logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func appClient(t *testing.T, f *fakeGitHub, key []byte) (*Client, *logLines) {
 }
 
 func TestNewRefusesBadOptions(t *testing.T) {
-	_, key := appFake(t)
+	key := testKey(t)
 	for name, tc := range map[string]struct {
 		o    Options
 		want string

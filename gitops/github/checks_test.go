@@ -6,8 +6,8 @@ import (
 )
 
 func TestCheckRunRefusesWhatGitHubWould(t *testing.T) {
-	f := newFake(t)
-	c, _ := tokenClient(t, f)
+	w := setup(t)
+	c, _ := tokenClient(t, w)
 	ctx := testContext(t)
 	for name, tc := range map[string]struct {
 		cr   CheckRun
@@ -26,8 +26,8 @@ func TestCheckRunRefusesWhatGitHubWould(t *testing.T) {
 			t.Errorf("%s: error %v, want one saying %q", name, err, tc.want)
 		}
 	}
-	if f.writes() != 0 {
-		t.Errorf("%d writes for refused check runs", f.writes())
+	if n := w.srv.Writes(); n != 0 {
+		t.Errorf("%d writes for refused check runs", n)
 	}
 }
 

@@ -62,10 +62,9 @@ type Options struct {
 	AppID      int64
 	PrivateKey []byte
 
-	// Login is the bot's own login ("nestbot[bot]", "github-actions[bot]"),
-	// when known: sticky comments and the drift issue are then looked for
-	// only among its own. Empty: any author's comment or issue that carries
-	// the marker.
+	// Login is the bot's own login ("nestbot[bot]", "github-actions[bot]"):
+	// sticky comments and the drift issue are looked for only among its
+	// own. Empty: derived (see Client.Login), never any author's.
 	Login string
 
 	// WriteSpacing is the least time between two writes of one
@@ -114,7 +113,9 @@ type Client struct {
 	installID int64
 	mu        sync.Mutex
 	installs  map[int64]*Client // on the App's own Client
-	err       error             // why this Client cannot work, if it cannot
+	loginMu   sync.Mutex
+	login     string // the derived Login, on the root Client
+	err       error  // why this Client cannot work, if it cannot
 
 	gate   *writeGate
 	sticky keyedMutex

@@ -29,7 +29,7 @@ func (s StickyResult) Writes() int { return s.Created + s.Updated + s.Deleted }
 // beginning with marker (reconcile.MarkdownMarker gives it, and
 // reconcile.RenderMarkdown begins every part with it).
 //
-// The comments that already begin with marker (by Options.Login, when set)
+// The comments that already begin with marker, by the bot itself (Login),
 // are the message's earlier parts, in the order they were made: the k-th
 // of them becomes part k. A comment whose body is already that part is left
 // alone; another is edited; parts beyond those comments are created, in
@@ -107,8 +107,13 @@ func checkSticky(marker string, parts []string) error {
 }
 
 // markedComments lists the comments on number that begin with marker, by
-// Options.Login when set, oldest first.
+// the bot itself (Login), oldest first. Another author's comment is never
+// among them, whatever it begins with.
 func (c *Client) markedComments(ctx context.Context, op string, r Repo, number int, marker string) ([]*gogithub.IssueComment, error) {
+	login, err := c.Login(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
 	var found []*gogithub.IssueComment
 	opts := &gogithub.IssueListCommentsOptions{ListOptions: gogithub.ListOptions{PerPage: 100}}
 	for {
@@ -126,7 +131,7 @@ func (c *Client) markedComments(ctx context.Context, op string, r Repo, number i
 			if !strings.HasPrefix(cm.GetBody(), marker) {
 				continue
 			}
-			if c.opts.Login != "" && !strings.EqualFold(cm.GetUser().GetLogin(), c.opts.Login) {
+			if !own(cm.GetUser(), login) {
 				continue
 			}
 			found = append(found, cm)

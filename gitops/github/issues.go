@@ -13,7 +13,7 @@ const DriftLabel = "nest-drift"
 
 // SyncIssue keeps one issue — the drift report — as it should be: the
 // issue labelled DriftLabel whose body begins with marker (by
-// Options.Login, when set). With open set, it is created, reopened or
+// the bot itself, Login). With open set, it is created, reopened or
 // updated to title and body (body gets the marker in front if it lacks
 // it, and is cut to GitHub's limit, saying so); without, an open one is closed (its body updated first when body
 // is given). Nothing is written when the issue already is as asked. It
@@ -104,6 +104,10 @@ func (c *Client) findIssue(ctx context.Context, op string, r Repo, marker string
 		Direction:   "desc",
 		ListOptions: gogithub.ListOptions{PerPage: 100},
 	}
+	login, err := c.Login(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
 	var closed *gogithub.Issue
 	for {
 		var page []*gogithub.Issue
@@ -120,7 +124,7 @@ func (c *Client) findIssue(ctx context.Context, op string, r Repo, marker string
 			if is.IsPullRequest() || !strings.HasPrefix(is.GetBody(), marker) {
 				continue
 			}
-			if c.opts.Login != "" && !strings.EqualFold(is.GetUser().GetLogin(), c.opts.Login) {
+			if !own(is.GetUser(), login) {
 				continue
 			}
 			if is.GetState() == "open" {

@@ -28,31 +28,7 @@ func lab(t *testing.T) (*labgithub.Server, labgithub.PullRequest) {
 
 func labWith(t *testing.T, cfg labgithub.Config) (*labgithub.Server, labgithub.PullRequest) {
 	t.Helper()
-	srv, err := labgithub.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	ctx := context.Background()
-	if err := srv.CreateRepo(ctx, repo.Owner, repo.Name, labgithub.RepoOptions{Files: map[string][]byte{"nest.yaml": []byte("version: 1\nname: ducksnest\n")}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := srv.Commit(ctx, repo.Owner, repo.Name, labgithub.Commit{Branch: "change", Message: "grow", Files: map[string][]byte{"nest.yaml": []byte("version: 1\nname: ducksnest\nhosts: {}\n")}}); err != nil {
-		t.Fatal(err)
-	}
-	pr, err := srv.OpenPR(repo.Owner, repo.Name, "change", labgithub.PROptions{Title: "Grow the fleet"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if v := srv.Violations(); len(v) > 0 {
-			t.Errorf("requests GitHub's OpenAPI description does not allow:\n%s", strings.Join(v, "\n"))
-		}
-	})
-	return srv, pr
+	return nestgh.LabWithPR(t, cfg)
 }
 
 type logLines struct {
@@ -297,19 +273,19 @@ func TestLabCommandsPermissionsReviews(t *testing.T) {
 	if got.HeadSHA != pr.HeadSHA || got.HeadRef != "change" || got.BaseRef != "main" || got.Fork || got.HeadRepo != repo.FullName() || got.Title != "Grow the fleet" {
 		t.Errorf("PullRequest = %+v", *got)
 	}
-	if ok, err := c.Approved(ctx, repo, pr.Number, pr.HeadSHA); err != nil || ok {
+	if ok, err := c.Approved(ctx, repo, pr.Number, pr.HeadSHA, got.Author); err != nil || ok {
 		t.Errorf("Approved before any review = %v, %v", ok, err)
 	}
 	if _, err := srv.AddReview(repo.Owner, repo.Name, pr.Number, "carol", "APPROVED", ""); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := c.Approved(ctx, repo, pr.Number, pr.HeadSHA); err != nil || !ok {
+	if ok, err := c.Approved(ctx, repo, pr.Number, pr.HeadSHA, got.Author); err != nil || !ok {
 		t.Errorf("Approved after carol's approval = %v, %v", ok, err)
 	}
 	if _, err := srv.AddReview(repo.Owner, repo.Name, pr.Number, "alice", "CHANGES_REQUESTED", "no"); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := c.Approved(ctx, repo, pr.Number, pr.HeadSHA); err != nil || ok {
+	if ok, err := c.Approved(ctx, repo, pr.Number, pr.HeadSHA, got.Author); err != nil || ok {
 		t.Errorf("Approved with alice's changes requested = %v, %v", ok, err)
 	}
 

@@ -4,20 +4,24 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 
 	gogithub "github.com/google/go-github/v93/github"
 )
 
 // PR is what nestbot needs of a pull request.
 type PR struct {
-	Number   int
-	HeadSHA  string
-	HeadRef  string
-	BaseRef  string
-	HeadRepo string // full name; "" when the fork was deleted
-	Fork     bool   // the head is in another repository than the base
-	Draft    bool
-	Merged   bool
+	Number  int
+	HeadSHA string
+	HeadRef string
+	BaseRef string
+	// DefaultBranch is the base repository's default branch, as GitHub
+	// says: the branch whose nest.yaml is trusted.
+	DefaultBranch string
+	HeadRepo      string // full name; "" when the fork was deleted
+	Fork          bool   // the head is in another repository than the base
+	Draft         bool
+	Merged        bool
 	// Mergeable is nil while GitHub is still computing it.
 	Mergeable      *bool
 	MergeableState string
@@ -34,6 +38,7 @@ func prOf(p *gogithub.PullRequest) PR {
 		HeadSHA:        p.GetHead().GetSHA(),
 		HeadRef:        p.GetHead().GetRef(),
 		BaseRef:        p.GetBase().GetRef(),
+		DefaultBranch:  p.GetBase().GetRepo().GetDefaultBranch(),
 		HeadRepo:       p.GetHead().GetRepo().GetFullName(),
 		Draft:          p.GetDraft(),
 		Merged:         p.GetMerged() || p.MergedAt != nil,
@@ -66,12 +71,16 @@ func (c *Client) PullRequest(ctx context.Context, r Repo, number int) (*PR, erro
 	return &pr, nil
 }
 
-// Approved says whether pull request number is approved at headSHA: by the
-// latest review of each reviewer, someone approved (at headSHA, when it is
-// given: an approval of an older push does not count) and nobody's changes
-// requested stand. A dismissed review stands for nothing; a comment leaves
-// the reviewer's previous review as it was.
-func (c *Client) Approved(ctx context.Context, r Repo, number int, headSHA string) (bool, error) {
+// Approved says whether pull request number is approved at headSHA by
+// someone who may merge it: by the latest review of each reviewer other
+// than author (the pull request's), someone with write access approved (at
+// headSHA, when it is given: an approval of an older push does not count)
+// and no writer's request for changes stands. A review by the author, or by
+// anyone without write access — on a public repository anyone may review —
+// counts for nothing, as branch protection counts it. A dismissed review
+// stands for nothing; a comment leaves the reviewer's previous review as it
+// was.
+func (c *Client) Approved(ctx context.Context, r Repo, number int, headSHA, author string) (bool, error) {
 	op := fmt.Sprintf("github: read the reviews of %s#%d", r, number)
 	latest := map[string]*gogithub.PullRequestReview{}
 	var order []string
@@ -95,6 +104,9 @@ func (c *Client) Approved(ctx context.Context, r Repo, number int, headSHA strin
 				continue
 			}
 			who := rv.GetUser().GetLogin()
+			if who == "" || strings.EqualFold(who, author) {
+				continue
+			}
 			if _, seen := latest[who]; !seen {
 				order = append(order, who)
 			}
@@ -108,14 +120,21 @@ func (c *Client) Approved(ctx context.Context, r Repo, number int, headSHA strin
 	approved := false
 	for _, who := range order {
 		rv := latest[who]
-		switch rv.GetState() {
-		case "CHANGES_REQUESTED":
-			return false, nil
-		case "APPROVED":
-			if headSHA == "" || rv.GetCommitID() == headSHA {
-				approved = true
-			}
+		counts := rv.GetState() == "CHANGES_REQUESTED" || (rv.GetState() == "APPROVED" && (headSHA == "" || rv.GetCommitID() == headSHA))
+		if !counts {
+			continue
 		}
+		perm, err := c.Permission(ctx, r, who)
+		if err != nil {
+			return false, err
+		}
+		if !CanWrite(perm) {
+			continue // anyone may review; only a writer's review counts
+		}
+		if rv.GetState() == "CHANGES_REQUESTED" {
+			return false, nil
+		}
+		approved = true
 	}
 	return approved, nil
 }

@@ -13,19 +13,19 @@ import (
 // documentation URL that makes go-github see a secondary limit (the lab
 // covers that one) is a rate limit all the same.
 func TestRateLimitBare429RetryAfter(t *testing.T) {
-	f := newFake(t)
+	w := setup(t)
 	var hits atomic.Int32
-	f.intercept = func(w http.ResponseWriter, r *http.Request) bool {
-		if r.URL.Path != "/repos/ducksnest/infra/issues/3/comments" || hits.Add(1) > 1 {
+	w.interceptWith(func(rw http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path != "/api/v3/repos/ducksnest/infra/issues/1/comments" || hits.Add(1) > 1 {
 			return false
 		}
-		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusTooManyRequests, map[string]any{"message": "Too many requests"})
+		rw.Header().Set("Retry-After", "1")
+		writeJSON(rw, http.StatusTooManyRequests, map[string]any{"message": "Too many requests"})
 		return true
-	}
-	c, logs := tokenClient(t, f)
+	})
+	c, logs := tokenClient(t, w)
 	start := time.Now()
-	id, err := c.Comment(testContext(t), testRepo, 3, "hello")
+	id, err := c.Comment(testContext(t), testRepo, 1, "hello")
 	took := time.Since(start)
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +36,7 @@ func TestRateLimitBare429RetryAfter(t *testing.T) {
 	if took < time.Second || took > 10*time.Second {
 		t.Errorf("took %s, want about the Retry-After of 1s", took)
 	}
-	if got := f.commentsOn(3); len(got) != 1 || got[0].ID != id {
+	if got, err := w.srv.Comments(testRepo.Owner, testRepo.Name, 1); err != nil || len(got) != 1 || got[0].ID != id {
 		t.Errorf("comments %+v, want the one created on the retry", got)
 	}
 	if !strings.Contains(logs.all(), "rate limited; retrying in 1s") {
@@ -59,13 +59,13 @@ func TestRetryAfterHeader(t *testing.T) {
 }
 
 func TestWritesAreSerializedAndSpaced(t *testing.T) {
-	f := newFake(t)
+	w := setup(t)
 	const spacing = 30 * time.Millisecond
 	var mu sync.Mutex
 	var inFlight, most int
 	var starts []time.Time
 	var ends []time.Time
-	f.intercept = func(w http.ResponseWriter, r *http.Request) bool {
+	w.interceptWith(func(rw http.ResponseWriter, r *http.Request) bool {
 		if r.Method == http.MethodGet {
 			return false
 		}
@@ -75,13 +75,14 @@ func TestWritesAreSerializedAndSpaced(t *testing.T) {
 		starts = append(starts, time.Now())
 		mu.Unlock()
 		time.Sleep(5 * time.Millisecond) // a write that takes a while
+		w.srv.ServeHTTP(rw, r)
 		mu.Lock()
 		inFlight--
 		ends = append(ends, time.Now())
 		mu.Unlock()
-		return false
-	}
-	c, _ := tokenClient(t, f, func(o *Options) { o.WriteSpacing = spacing })
+		return true
+	})
+	c, _ := tokenClient(t, w, func(o *Options) { o.WriteSpacing = spacing })
 	ctx := testContext(t)
 	var wg sync.WaitGroup
 	for range 8 {
@@ -106,7 +107,7 @@ func TestWritesAreSerializedAndSpaced(t *testing.T) {
 		}
 	}
 	// Another installation (here: another Client) has its own gate.
-	if c2, _ := tokenClient(t, f); c2.gate == c.gate {
+	if c2, _ := tokenClient(t, w); c2.gate == c.gate {
 		t.Error("two clients share a write gate")
 	}
 }

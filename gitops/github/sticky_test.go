@@ -39,8 +39,8 @@ func smallPlan(rev string, hosts int) *reconcile.Plan {
 }
 
 func TestUpsertStickyRefusesPartsItCouldNotFindAgain(t *testing.T) {
-	f := newFake(t)
-	c, _ := tokenClient(t, f)
+	w := setup(t)
+	c, _ := tokenClient(t, w)
 	ctx := testContext(t)
 	marker := reconcile.MarkdownMarker("ducksnest")
 	for name, tc := range map[string]struct {
@@ -58,7 +58,7 @@ func TestUpsertStickyRefusesPartsItCouldNotFindAgain(t *testing.T) {
 			t.Errorf("%s: error %v, want one saying %q", name, err, tc.want)
 		}
 	}
-	if f.writes() != 0 {
-		t.Errorf("%d writes for refused parts", f.writes())
+	if n := w.srv.Writes(); n != 0 {
+		t.Errorf("%d writes for refused parts", n)
 	}
 }

@@ -83,6 +83,7 @@ type payload struct {
 		PullRequest json.RawMessage `json:"pull_request"`
 	} `json:"issue"`
 	Comment *struct {
+		ID   int64  `json:"id"`
 		Body string `json:"body"`
 	} `json:"comment"`
 }
@@ -105,17 +106,35 @@ type payload struct {
 // handled, and its payload is not parsed. A payload of a handled event that
 // is not JSON or lacks what nestbot needs is a *PayloadError.
 func Classify(event string, body []byte) (key string, handled bool, err error) {
+	c, handled, err := classify(event, body)
+	return c.key, handled, err
+}
+
+// classified is what intake takes from a handled delivery.
+type classified struct {
+	key string
+	// once, when set, is the job's id instead of the delivery's: a
+	// command runs once per comment, whatever delivery carries it (a
+	// replayed delivery gets a new id; the comment keeps its own).
+	once string
+}
+
+// CommentJobID is the job id of the command in comment id: one job per
+// comment, so a replayed delivery of it is a duplicate.
+func CommentJobID(id int64) string { return fmt.Sprintf("issue_comment-%d", id) }
+
+func classify(event string, body []byte) (c classified, handled bool, err error) {
 	switch event {
 	case EventPullRequest, EventIssueComment, EventPush:
 	default:
-		return "", false, nil
+		return c, false, nil
 	}
 	p, err := parse(event, body)
 	if err != nil {
-		return "", false, err
+		return c, false, err
 	}
-	bad := func(format string, args ...any) (string, bool, error) {
-		return "", false, &PayloadError{Event: event, Err: fmt.Errorf(format, args...)}
+	bad := func(format string, args ...any) (classified, bool, error) {
+		return c, false, &PayloadError{Event: event, Err: fmt.Errorf(format, args...)}
 	}
 	if p.Action == "" && event != EventPush {
 		return bad("no action")
@@ -123,7 +142,7 @@ func Classify(event string, body []byte) (key string, handled bool, err error) {
 	switch event {
 	case EventPullRequest:
 		if !planActions[p.Action] && p.Action != "closed" {
-			return "", false, nil
+			return c, false, nil
 		}
 		switch {
 		case p.Number <= 0:
@@ -131,10 +150,10 @@ func Classify(event string, body []byte) (key string, handled bool, err error) {
 		case p.PullRequest == nil || p.PullRequest.Head.SHA == "":
 			return bad("no pull_request.head.sha")
 		}
-		return fmt.Sprintf("%s#%d", p.Repository.FullName, p.Number), true, nil
+		return classified{key: fmt.Sprintf("%s#%d", p.Repository.FullName, p.Number)}, true, nil
 	case EventIssueComment:
 		if p.Action != "created" {
-			return "", false, nil
+			return c, false, nil
 		}
 		switch {
 		case p.Issue == nil || p.Issue.Number <= 0:
@@ -143,12 +162,15 @@ func Classify(event string, body []byte) (key string, handled bool, err error) {
 			return bad("no comment")
 		}
 		if !isPullRequest(p.Issue.PullRequest) {
-			return "", false, nil
+			return c, false, nil
 		}
 		if _, ok := NestCommand(p.Comment.Body); !ok {
-			return "", false, nil
+			return c, false, nil
 		}
-		return fmt.Sprintf("%s#%d", p.Repository.FullName, p.Issue.Number), true, nil
+		if p.Comment.ID <= 0 {
+			return bad("no comment.id")
+		}
+		return classified{key: fmt.Sprintf("%s#%d", p.Repository.FullName, p.Issue.Number), once: CommentJobID(p.Comment.ID)}, true, nil
 	default: // push
 		switch {
 		case p.Ref == "":
@@ -157,9 +179,9 @@ func Classify(event string, body []byte) (key string, handled bool, err error) {
 			return bad("no repository.default_branch")
 		}
 		if p.Deleted || p.Ref != "refs/heads/"+p.Repository.DefaultBranch {
-			return "", false, nil
+			return c, false, nil
 		}
-		return p.Repository.FullName, true, nil
+		return classified{key: p.Repository.FullName}, true, nil
 	}
 }
 

@@ -15,7 +15,7 @@ func comment(action, body string, onPR bool) []byte {
 	if onPR {
 		pr = `{"url":"https://api.github.com/repos/o/r/pulls/4"}`
 	}
-	return fmt.Appendf(nil, `{"action":%q,"issue":{"number":4,"pull_request":%s},"comment":{"body":%q},"repository":{"full_name":"o/r"}}`, action, pr, body)
+	return fmt.Appendf(nil, `{"action":%q,"issue":{"number":4,"pull_request":%s},"comment":{"id":9,"body":%q},"repository":{"full_name":"o/r"}}`, action, pr, body)
 }
 
 func TestClassify(t *testing.T) {

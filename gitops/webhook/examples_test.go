@@ -61,11 +61,13 @@ func TestGitHubExamplesGetTheRightStatusAndAJobOnlyWhenHandled(t *testing.T) {
 	all := examples(t, "pull_request", "issue_comment", "push", "ping")
 	// GitHub's issue_comment examples are all on issues; the same payloads
 	// as /nest plan comments on a pull request are handled when created.
-	for _, e := range examples(t, "issue_comment") {
+	// Each is a comment of its own: a command runs once per comment.
+	for i, e := range examples(t, "issue_comment") {
 		e.Payload = edit(t, e.Payload, map[string]any{
 			"issue.pull_request": map[string]any{"url": "https://api.github.com/repos/Codertocat/Hello-World/pulls/2"},
 			"issue.number":       2,
 			"comment.body":       "/nest plan",
+			"comment.id":         1000 + i,
 		})
 		all = append(all, e)
 	}
@@ -83,6 +85,15 @@ func TestGitHubExamplesGetTheRightStatusAndAJobOnlyWhenHandled(t *testing.T) {
 			t.Errorf("ping answered %q, want {\"msg\":\"pong\"}", body)
 		}
 		if w.status == http.StatusAccepted {
+			if e.Event == "issue_comment" {
+				var c struct {
+					Comment struct {
+						ID int64 `json:"id"`
+					} `json:"comment"`
+				}
+				json.Unmarshal(e.Payload, &c)
+				id = webhook.CommentJobID(c.Comment.ID) // the job of a command is its comment's
+			}
 			stored[id] = w.key
 			accepted[e.Event]++
 		}

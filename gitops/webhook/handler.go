@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ducksnest/nestbot/store"
@@ -17,6 +20,17 @@ import (
 // MaxBody is the largest delivery intake reads: GitHub caps webhook
 // payloads at 25 MB.
 const MaxBody = 25 << 20
+
+// DefaultMaxUnverified is Handler.MaxUnverified when zero: the bytes all
+// deliveries together may hold before their signatures are checked.
+const DefaultMaxUnverified = 64 << 20
+
+// readChunk is the least a body's buffer grows by: a body is held only as
+// far as it has arrived, whatever its Content-Length announces.
+const readChunk = 32 << 10
+
+// errBusy: the deliveries being read hold MaxUnverified bytes already.
+var errBusy = errors.New("webhook: too many bytes of unverified deliveries in flight")
 
 // The headers GitHub sends with every delivery.
 const (
@@ -37,6 +51,7 @@ const (
 	ResultMalformed    = "malformed"     // 400: bad JSON, missing fields or headers
 	ResultBadMethod    = "bad_method"    // 405
 	ResultStoreFailed  = "store_failed"  // 503: the queue could not store the job
+	ResultBusy         = "busy"          // 503: unverified deliveries hold MaxUnverified bytes
 )
 
 // Handler is the webhook intake: an http.Handler for POST /webhook.
@@ -45,6 +60,9 @@ const (
 //   - 405 to anything but POST;
 //   - 401 when X-Hub-Signature-256 is missing, before reading the body;
 //   - 413 when the body is larger than MaxBody;
+//   - 503 when the bodies being read, not yet verified, would hold more
+//     than MaxUnverified bytes together (a body is held as far as it has
+//     arrived, never by its announced length);
 //   - 401 when the signature is not HMAC-SHA256 of the raw body under one
 //     of Secrets (compared in constant time; several secrets allow a
 //     rotation; with no secrets every delivery is refused);
@@ -54,7 +72,9 @@ const (
 //   - 400 when the payload of a handled event is malformed (*PayloadError),
 //     or X-GitHub-Delivery is missing or unusable as an id;
 //   - 200 {"status":"duplicate"} when the queue already has the delivery
-//     (queued, running, or done ok): nothing more is stored;
+//     (queued, running, or done ok): nothing more is stored. A comment's
+//     command is one job per comment (CommentJobID), so a delivery of a
+//     comment already run, under any delivery id, is a duplicate too;
 //   - 503 when the queue fails to store it (GitHub shows the failure, and a
 //     person can redeliver);
 //   - 202 {"status":"accepted"} once Queue.Enqueue returned: the job is on
@@ -69,6 +89,10 @@ type Handler struct {
 	Queue store.Queue
 	// MaxBody bounds the body; 0 means MaxBody.
 	MaxBody int64
+	// MaxUnverified bounds the bytes all deliveries being read hold
+	// together before their signatures are checked; 0 means
+	// DefaultMaxUnverified.
+	MaxUnverified int64
 	// Accepted, if set, is called with each job after it is stored (a
 	// Pool's Notify, which wakes a worker and cancels superseded plans).
 	Accepted func(store.Job)
@@ -78,6 +102,8 @@ type Handler struct {
 	Logf func(format string, args ...any)
 	// Now is the clock for Job.Received; nil means time.Now.
 	Now func() time.Time
+
+	inflight atomic.Int64 // bytes held by bodies being read
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -96,7 +122,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if limit <= 0 {
 		limit = MaxBody
 	}
-	body, err := readBody(w, r, limit)
+	h.Metrics.Unverified(1)
+	body, release, err := h.readBody(w, r, limit)
+	h.Metrics.Unverified(-1)
+	defer release()
+	if errors.Is(err, errBusy) {
+		w.Header().Set("Retry-After", "10")
+		h.refuse(w, r, "unverified", http.StatusServiceUnavailable, ResultBusy, "too many deliveries are being received at once; redeliver it")
+		return
+	}
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -124,7 +158,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusOK, `{"msg":"pong"}`)
 		return
 	}
-	key, handled, err := Classify(event, body)
+	c, handled, err := classify(event, body)
 	if err != nil {
 		h.refuse(w, r, label, http.StatusBadRequest, ResultMalformed, err.Error())
 		return
@@ -144,7 +178,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.Now != nil {
 		now = h.Now
 	}
-	job := store.Job{ID: id, Event: event, Key: key, Payload: body, Received: now()}
+	key := c.key
+	job := store.Job{ID: cmp.Or(c.once, id), Event: event, Key: key, Payload: body, Received: now()}
 	if h.Queue == nil {
 		h.refuse(w, r, label, http.StatusServiceUnavailable, ResultStoreFailed, "no queue to store the delivery in")
 		return
@@ -219,27 +254,55 @@ func ParseSecrets(value string) ([][]byte, error) {
 	return out, nil
 }
 
-// readBody reads r's body, at most limit bytes; more is a *http.MaxBytesError.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+// readBody reads r's body, at most limit bytes (more is a
+// *http.MaxBytesError), into a buffer that grows as the body arrives, each
+// growth counted against MaxUnverified (errBusy past it). release gives the
+// bytes back; call it once the body is no longer needed.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, limit int64) (body []byte, release func(), err error) {
+	var held int64
+	release = func() { h.inflight.Add(-held) }
 	if r.ContentLength > limit {
-		return nil, &http.MaxBytesError{Limit: limit}
+		return nil, release, &http.MaxBytesError{Limit: limit}
 	}
-	body := http.MaxBytesReader(w, r.Body, limit)
+	most := h.MaxUnverified
+	if most <= 0 {
+		most = DefaultMaxUnverified
+	}
+	want := limit + 1 // room to see one byte too many
 	if r.ContentLength >= 0 {
-		buf := make([]byte, r.ContentLength, r.ContentLength+1)
-		if _, err := io.ReadFull(body, buf); err != nil {
-			return nil, err
-		}
-		// Nothing may follow what Content-Length announced.
-		if n, err := body.Read(make([]byte, 1)); n > 0 || (err != nil && err != io.EOF) {
-			if err == nil {
-				err = errors.New("the body is longer than its Content-Length")
-			}
-			return nil, err
-		}
-		return buf, nil
+		want = r.ContentLength + 1
 	}
-	return io.ReadAll(body)
+	rd := http.MaxBytesReader(w, r.Body, limit)
+	buf := make([]byte, 0)
+	for {
+		if len(buf) == cap(buf) {
+			grow := min(max(int64(cap(buf)), readChunk), want-int64(cap(buf)))
+			if grow <= 0 {
+				break // read want bytes: one more than Content-Length
+			}
+			if h.inflight.Add(grow) > most {
+				h.inflight.Add(-grow)
+				return nil, release, errBusy
+			}
+			held += grow
+			buf = slices.Grow(buf, int(grow))
+		}
+		n, err := rd.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, release, err
+		}
+	}
+	if r.ContentLength >= 0 && int64(len(buf)) != r.ContentLength {
+		if int64(len(buf)) > r.ContentLength {
+			return nil, release, errors.New("the body is longer than its Content-Length")
+		}
+		return nil, release, io.ErrUnexpectedEOF
+	}
+	return buf, release, nil
 }
 
 // validDeliveryID accepts what GitHub sends (a GUID) and similar ids.

@@ -86,7 +86,8 @@ func serveForTest() error {
 	}
 	srv, err := webhook.New(webhook.Config{
 		Secrets: secrets, Queue: db.Queue(), Workers: workers, Run: run,
-		Logf: func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
+		DeadLetter: func(_ context.Context, j store.Job) error { return record(fmt.Sprintf("dead %s %d", j.ID, j.Attempt)) },
+		Logf:       func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
 	})
 	if err != nil {
 		return err

@@ -4,12 +4,14 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ducksnest/nestbot/internal/buildinfo"
 	"github.com/ducksnest/nestbot/store"
 )
 
@@ -24,6 +26,7 @@ import (
 //	nestbot_plans_total{result}                      plans made
 //	nestbot_applies_total{result}                    applies run
 //	nestbot_hosts{state}                             hosts by state, as the last observation found them
+//	nestbot_build_info{version,revision,goversion,goos,goarch}   1, labelled with this binary's build
 //
 // plus the Go runtime's and the process's own. The methods are safe for
 // concurrent use, and do nothing on a nil *Metrics.
@@ -36,6 +39,7 @@ type Metrics struct {
 	plans       *prometheus.CounterVec
 	applies     *prometheus.CounterVec
 	hosts       *prometheus.GaugeVec
+	unverified  prometheus.Gauge
 }
 
 // NewMetrics returns the metrics, with nestbot_queue_depth read from q at
@@ -72,8 +76,21 @@ func NewMetrics(q store.Queue) *Metrics {
 			Name: "nestbot_hosts",
 			Help: "Hosts by state, as the last observation found them.",
 		}, []string{"state"}),
+		unverified: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "nestbot_webhook_unverified_requests",
+			Help: "Deliveries whose body is being read, before their signature is checked.",
+		}),
 	}
-	m.reg.MustRegister(m.deliveries, m.jobDuration, m.apiCalls, m.rateLimit, m.plans, m.applies, m.hosts,
+	bi := buildinfo.Read()
+	goos, goarch, _ := strings.Cut(bi.Platform, "/")
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "nestbot_build_info",
+		Help: "Always 1; the labels say which nestbot build runs (nestbot version prints the same).",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Commit, "goversion": bi.GoVersion,
+			"goos": goos, "goarch": goarch},
+	})
+	build.Set(1)
+	m.reg.MustRegister(m.deliveries, m.jobDuration, m.apiCalls, m.rateLimit, m.plans, m.applies, m.hosts, m.unverified, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if q != nil {
 		m.reg.MustRegister(depthCollector{q: q, desc: prometheus.NewDesc("nestbot_queue_depth", "Jobs queued or running.", nil, nil)})
@@ -110,6 +127,14 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) Delivery(event, result string) {
 	if m != nil {
 		m.deliveries.WithLabelValues(event, result).Inc()
+	}
+}
+
+// Unverified moves the count of deliveries being read before their
+// signature is checked by delta.
+func (m *Metrics) Unverified(delta int) {
+	if m != nil {
+		m.unverified.Add(float64(delta))
 	}
 }
 

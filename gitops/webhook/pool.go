@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,11 @@ const (
 	DefaultLease   = time.Minute
 	DefaultPoll    = 5 * time.Second
 )
+
+// MaxAttempts is Pool.MaxAttempts when zero: how many times a job may be
+// claimed. A job claimed again after that many claims (each ended by its
+// process dying, not by the job returning) is dead-lettered.
+const MaxAttempts = 3
 
 // stopGrace bounds how long Stop waits for jobs to return once their
 // context is cancelled.
@@ -66,6 +72,16 @@ type Pool struct {
 	Poll time.Duration
 	// Owner names this process in claims; "" means host name and pid.
 	Owner string
+	// MaxAttempts bounds the claims of a job; 0 means MaxAttempts. A job
+	// claimed once more is not run: it is dead-lettered — DeadLetter is
+	// called and it is recorded as failed, so only a redelivery runs it
+	// again. A job that returns, with or without an error, is recorded at
+	// once; only a job whose process died (it took the process down, say)
+	// is claimed again.
+	MaxAttempts int
+	// DeadLetter, if set, reports a dead-lettered job (on its pull
+	// request); it is bounded by a minute.
+	DeadLetter func(ctx context.Context, j store.Job) error
 	// Metrics, if set, records each job's duration and result.
 	Metrics *Metrics
 	// Logf, if set, receives a line per failed, superseded or lost job.
@@ -229,6 +245,10 @@ func (p *Pool) lease() time.Duration {
 // runClaim runs c's job and records how it ended.
 func (p *Pool) runClaim(c *store.Claim) {
 	j := c.Job
+	if max := cmp.Or(p.MaxAttempts, MaxAttempts); j.Attempt > max {
+		p.deadLetter(c, max)
+		return
+	}
 	ctx, cancel := context.WithCancelCause(p.jobs)
 	defer cancel(nil)
 	r := &runningJob{job: j, cancel: cancel}
@@ -281,6 +301,27 @@ func (p *Pool) runClaim(c *store.Claim) {
 	defer dcancel()
 	if err := p.Queue.Done(dctx, c, result); err != nil {
 		p.logf("webhook: job %s (%s %s): recording it as %s: %v", j.ID, j.Event, j.Key, result, err)
+	}
+}
+
+// deadLetter records c's job as failed without running it, after it was
+// claimed max times, and reports it.
+func (p *Pool) deadLetter(c *store.Claim, max int) {
+	j := c.Job
+	p.logf("webhook: job %s (%s %s) dead-lettered: claimed %d times, each ended without the job returning (its process died); it is not run again unless redelivered", j.ID, j.Event, j.Key, max)
+	p.Metrics.Job(j.Event, "dead_lettered", 0)
+	if p.DeadLetter != nil {
+		rctx, cancel := context.WithTimeout(p.jobs, time.Minute)
+		err := p.DeadLetter(rctx, j)
+		cancel()
+		if err != nil {
+			p.logf("webhook: job %s: reporting the dead letter: %v", j.ID, err)
+		}
+	}
+	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer dcancel()
+	if err := p.Queue.Done(dctx, c, store.ResultFailed); err != nil {
+		p.logf("webhook: job %s (%s %s): recording the dead letter: %v", j.ID, j.Event, j.Key, err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,8 +12,13 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/netutil"
+
 	"github.com/ducksnest/nestbot/store"
 )
+
+// DefaultMaxConns is Config.MaxConns when zero.
+const DefaultMaxConns = 256
 
 // DefaultShutdownTimeout is how long Run lets requests and jobs finish
 // once its context ends.
@@ -28,6 +34,9 @@ type Config struct {
 	Workers int
 	// Run runs one job (the GitHub handlers).
 	Run func(ctx context.Context, j store.Job) error
+	// DeadLetter, if set, reports a job given up after MaxAttempts claims
+	// (see Pool.DeadLetter).
+	DeadLetter func(ctx context.Context, j store.Job) error
 	// Supersedes, if set, replaces SupersedesPlan.
 	Supersedes func(newJob, running store.Job) bool
 	// Metrics, if nil, is NewMetrics(Queue).
@@ -38,6 +47,12 @@ type Config struct {
 	Lease, Poll time.Duration
 	// MaxBody bounds a delivery; 0 means MaxBody.
 	MaxBody int64
+	// MaxUnverified bounds the bytes of deliveries being read before their
+	// signatures are checked, all together; 0 means DefaultMaxUnverified.
+	MaxUnverified int64
+	// MaxConns bounds the connections served at once (more wait to be
+	// accepted); 0 means DefaultMaxConns.
+	MaxConns int
 	// ShutdownTimeout bounds the graceful shutdown; 0 means DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
 }
@@ -78,11 +93,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, metrics: m, mux: http.NewServeMux()}
 	s.pool = &Pool{
-		Queue: cfg.Queue, Workers: cfg.Workers, Run: cfg.Run, Supersedes: cfg.Supersedes,
+		Queue: cfg.Queue, Workers: cfg.Workers, Run: cfg.Run, Supersedes: cfg.Supersedes, DeadLetter: cfg.DeadLetter,
 		Lease: cfg.Lease, Poll: cfg.Poll, Metrics: m, Logf: cfg.Logf,
 	}
 	s.intake = &Handler{
-		Secrets: cfg.Secrets, Queue: cfg.Queue, MaxBody: cfg.MaxBody,
+		Secrets: cfg.Secrets, Queue: cfg.Queue, MaxBody: cfg.MaxBody, MaxUnverified: cfg.MaxUnverified,
 		Accepted: s.pool.Notify, Metrics: m, Logf: cfg.Logf,
 	}
 	s.mux.Handle("/webhook", s.intake)
@@ -121,7 +136,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		hs.ErrorLog = newStdLogger(s.cfg.Logf)
 	}
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
+	go func() { served <- hs.Serve(netutil.LimitListener(ln, cmp.Or(s.cfg.MaxConns, DefaultMaxConns))) }()
 
 	var serveErr error
 	select {

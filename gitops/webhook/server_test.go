@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ducksnest/nestbot/gitops/webhook"
+	"github.com/ducksnest/nestbot/internal/buildinfo"
 	"github.com/ducksnest/nestbot/store"
 )
 
@@ -165,4 +167,24 @@ func newRecorderServer(t *testing.T, srv *webhook.Server) string {
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	return ts.URL
+}
+
+// TestMetricsSayWhichBuildRuns: /metrics carries nestbot_build_info with
+// the labels nestbot version prints (this test binary is a devel build).
+func TestMetricsSayWhichBuildRuns(t *testing.T) {
+	db := openDB(t)
+	base, _ := serve(t, webhook.Config{Queue: db.Queue(), Run: func(context.Context, store.Job) error { return nil }})
+	in := buildinfo.Read()
+	goos, goarch, _ := strings.Cut(in.Platform, "/")
+	series := fmt.Sprintf(`nestbot_build_info{goarch=%q,goos=%q,goversion=%q,revision=%q,version=%q}`, goarch, goos, in.GoVersion, in.Commit, in.Version)
+	got := scrape(t, base)
+	if got[series] != "1" {
+		var build []string
+		for k, v := range got {
+			if strings.HasPrefix(k, "nestbot_build_info") {
+				build = append(build, k+" "+v)
+			}
+		}
+		t.Fatalf("no %s 1 in /metrics; build info series: %q", series, build)
+	}
 }

@@ -23,6 +23,24 @@ type IO struct {
 	Getenv   func(string) string
 	// IsTerminal reports whether Out is a terminal (for colour).
 	IsTerminal func() bool
+	// NoColor is --no-color: no colour even on a terminal.
+	NoColor bool
+}
+
+// Color reports whether output to Out may be coloured: on a terminal,
+// unless --no-color is given or NO_COLOR is set to anything (no-color.org).
+func (io *IO) Color() bool {
+	return !io.NoColor && io.Getenv("NO_COLOR") == "" && io.IsTerminal != nil && io.IsTerminal()
+}
+
+// Conventions sets up on root what every nestbot command line shares:
+// --no-color (into io.NoColor), and a mistaken flag answered with the
+// command's --help (cobra's own error names only the flag).
+func Conventions(io *IO, root *cobra.Command) {
+	root.PersistentFlags().BoolVar(&io.NoColor, "no-color", false, "never colour the output (as NO_COLOR does)")
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return &ExitError{Code: 1, Msg: fmt.Sprintf("Error: %v\nRun '%s --help' for the flags it takes.", err, cmd.CommandPath())}
+	})
 }
 
 // StdIO is the process's own standard streams and environment.
@@ -56,7 +74,11 @@ func Run(io *IO, root *cobra.Command, args []string) int {
 		}
 		return ee.Code
 	}
-	fmt.Fprintln(io.Err, "Error:", err)
+	msg := err.Error()
+	if strings.HasPrefix(msg, "unknown command ") { // cobra's, which it follows with this hint unless SilenceErrors
+		msg += "\nRun '" + root.Name() + " --help' for the commands."
+	}
+	fmt.Fprintln(io.Err, "Error:", msg)
 	return 1
 }
 

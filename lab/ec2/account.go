@@ -27,57 +27,65 @@ type xAvailabilityZone struct {
 	ZoneType           string `xml:"zoneType"`
 }
 
-func (s *Server) describeAvailabilityZones(c *call) (any, error) {
-	var zones []xAvailabilityZone
+// zonesNamed is the region's zones ZoneName.N or ZoneId.N names (all of
+// them when none), every name being a zone's.
+func zonesNamed(region string, names, ids []string) ([]*xAvailabilityZone, error) {
+	var zones []*xAvailabilityZone
 	for _, l := range zoneLetters {
-		zones = append(zones, xAvailabilityZone{State: "available", OptInStatus: "opt-in-not-required",
-			RegionName: c.region, ZoneName: c.region + l, ZoneID: azID(c.region + l), GroupName: c.region,
-			NetworkBorderGroup: c.region, ZoneType: "availability-zone"})
+		zones = append(zones, &xAvailabilityZone{State: "available", OptInStatus: "opt-in-not-required",
+			RegionName: region, ZoneName: region + l, ZoneID: azID(region + l), GroupName: region,
+			NetworkBorderGroup: region, ZoneType: "availability-zone"})
 	}
-	names, ids := c.p.list("ZoneName"), c.p.list("ZoneId")
-	if len(names) > 0 || len(ids) > 0 {
-		var sel []xAvailabilityZone
-		for _, z := range zones {
-			if slices.Contains(names, z.ZoneName) || slices.Contains(ids, z.ZoneID) {
-				sel = append(sel, z)
-			}
-		}
-		for _, n := range names {
-			if !slices.ContainsFunc(sel, func(z xAvailabilityZone) bool { return z.ZoneName == n }) {
-				return nil, errf(400, "InvalidParameterValue", "Invalid availability zone: [%s]", n)
-			}
-		}
-		zones = sel
+	if len(names) == 0 && len(ids) == 0 {
+		return zones, nil
 	}
-	out, err := applyFilters(zones, c.p.filters(), func(z xAvailabilityZone) filterFunc {
-		return func(name string) ([]string, bool) {
-			switch name {
-			case "zone-name":
-				return []string{z.ZoneName}, true
-			case "zone-id":
-				return []string{z.ZoneID}, true
-			case "state":
-				return []string{z.State}, true
-			case "region-name":
-				return []string{z.RegionName}, true
-			case "zone-type":
-				return []string{z.ZoneType}, true
-			case "opt-in-status":
-				return []string{z.OptInStatus}, true
-			case "group-name":
-				return []string{z.GroupName}, true
-			case "network-border-group":
-				return []string{z.NetworkBorderGroup}, true
-			}
-			return nil, false
+	var sel []*xAvailabilityZone
+	for _, z := range zones {
+		if slices.Contains(names, z.ZoneName) || slices.Contains(ids, z.ZoneID) {
+			sel = append(sel, z)
 		}
-	}, xAvailabilityZone{})
-	if err != nil {
-		return nil, err
 	}
-	return struct {
-		Zones set[xAvailabilityZone] `xml:"availabilityZoneInfo"`
-	}{set[xAvailabilityZone]{out}}, nil
+	for _, n := range names {
+		if !slices.ContainsFunc(sel, func(z *xAvailabilityZone) bool { return z.ZoneName == n }) {
+			return nil, errf(400, "InvalidParameterValue", "Invalid availability zone: [%s]", n)
+		}
+	}
+	return sel, nil
+}
+
+func zoneFilter(z *xAvailabilityZone) filterFunc {
+	return func(name string) ([]string, bool) {
+		switch name {
+		case "zone-name":
+			return []string{z.ZoneName}, true
+		case "zone-id":
+			return []string{z.ZoneID}, true
+		case "state":
+			return []string{z.State}, true
+		case "region-name":
+			return []string{z.RegionName}, true
+		case "zone-type":
+			return []string{z.ZoneType}, true
+		case "opt-in-status":
+			return []string{z.OptInStatus}, true
+		case "group-name":
+			return []string{z.GroupName}, true
+		case "network-border-group":
+			return []string{z.NetworkBorderGroup}, true
+		}
+		return nil, false
+	}
+}
+
+// describeAvailabilityZones answers in one page (the action takes no
+// MaxResults).
+func (s *Server) describeAvailabilityZones(c *call) (any, error) {
+	xml := func(z *xAvailabilityZone) xAvailabilityZone { return *z }
+	return describe(c, "availabilityZoneInfo", xml, listing[xAvailabilityZone]{
+		pick: func() ([]*xAvailabilityZone, error) {
+			return zonesNamed(c.region, c.p.list("ZoneName"), c.p.list("ZoneId"))
+		},
+		filter: zoneFilter, id: func(z *xAvailabilityZone) string { return z.ZoneName }})
 }
 
 type xAccountAttribute struct {
@@ -232,50 +240,47 @@ func (t instanceType) xml() xInstanceTypeInfo {
 	return x
 }
 
-func (s *Server) describeInstanceTypes(c *call) (any, error) {
-	limit, after, err := c.p.paging(5, 100)
-	if err != nil {
-		return nil, err
+func instanceTypeFilter(t *instanceType) filterFunc {
+	return func(name string) ([]string, bool) {
+		switch name {
+		case "instance-type":
+			return []string{t.name}, true
+		case "burstable-performance-supported":
+			return []string{boolStr(t.burstable)}, true
+		case "processor-info.supported-architecture":
+			return []string{t.architecture}, true
+		case "current-generation":
+			return []string{boolStr(t.name != "m1.small")}, true
+		}
+		return nil, false
 	}
-	items := slices.Clone(instanceTypes)
-	if names := c.p.list("InstanceType"); len(names) > 0 {
+}
+
+// instanceTypesNamed is the types names names (all of them when none),
+// sorted by name.
+func instanceTypesNamed(names []string) ([]*instanceType, error) {
+	var items []*instanceType
+	for _, t := range instanceTypes {
+		items = append(items, &t)
+	}
+	if len(names) > 0 {
 		items = nil
 		for _, n := range names {
 			t, ok := lookupInstanceType(n)
 			if !ok {
 				return nil, errf(400, "InvalidInstanceType", "The following supplied instance types do not exist: [%s]", n)
 			}
-			items = append(items, t)
+			items = append(items, &t)
 		}
 	}
-	slices.SortFunc(items, func(a, b instanceType) int { return strings.Compare(a.name, b.name) })
-	out, err := applyFilters(items, c.p.filters(), func(t instanceType) filterFunc {
-		return func(name string) ([]string, bool) {
-			switch name {
-			case "instance-type":
-				return []string{t.name}, true
-			case "burstable-performance-supported":
-				return []string{boolStr(t.burstable)}, true
-			case "processor-info.supported-architecture":
-				return []string{t.architecture}, true
-			case "current-generation":
-				return []string{boolStr(t.name != "m1.small")}, true
-			}
-			return nil, false
-		}
-	}, instanceType{})
-	if err != nil {
-		return nil, err
-	}
-	page, next := paginate(out, func(t instanceType) string { return t.name }, limit, after)
-	resp := struct {
-		Types     set[xInstanceTypeInfo] `xml:"instanceTypeSet"`
-		NextToken string                 `xml:"nextToken,omitempty"`
-	}{NextToken: next}
-	for _, t := range page {
-		resp.Types.Items = append(resp.Types.Items, t.xml())
-	}
-	return resp, nil
+	slices.SortFunc(items, func(a, b *instanceType) int { return strings.Compare(a.name, b.name) })
+	return items, nil
+}
+
+func (s *Server) describeInstanceTypes(c *call) (any, error) {
+	return describe(c, "instanceTypeSet", (*instanceType).xml, listing[instanceType]{pageMin: 5, pageMax: 100,
+		pick:   func() ([]*instanceType, error) { return instanceTypesNamed(c.p.list("InstanceType")) },
+		filter: instanceTypeFilter, id: func(t *instanceType) string { return t.name }})
 }
 
 // describeInstanceCreditSpecifications answers for burstable instances

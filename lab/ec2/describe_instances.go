@@ -322,25 +322,18 @@ func (s *Server) describeInstances(c *call) (any, error) {
 	if len(ids) > 0 && c.p.has("MaxResults") {
 		return nil, errf(400, "InvalidParameterCombination", "The parameter instancesSet cannot be used with the parameter maxResults")
 	}
-	limit, after, err := c.p.paging(5, 1000)
-	if err != nil {
-		return nil, err
-	}
 	visible := map[string]*instance{}
 	for id, in := range s.st.instances {
 		if !c.now.Before(in.visibleAt) {
 			visible[id] = in
 		}
 	}
-	items, err := selectByID(visible, ids, "i", "InvalidInstanceID.Malformed", "InvalidInstanceID.NotFound", "instance")
+	page, next, err := listing[instance]{pageMin: 5, pageMax: 1000,
+		pick:   byID(visible, instanceKind, ids),
+		filter: s.instanceFilter, id: func(in *instance) string { return in.id }}.page(c)
 	if err != nil {
 		return nil, err
 	}
-	out, err := applyFilters(items, c.p.filters(), s.instanceFilter, &instance{})
-	if err != nil {
-		return nil, err
-	}
-	page, next := paginate(out, func(in *instance) string { return in.id }, limit, after)
 	resp := struct {
 		Reservations set[xReservation] `xml:"reservationSet"`
 		NextToken    string            `xml:"nextToken,omitempty"`

@@ -77,12 +77,9 @@ func (s *Server) deregisterImage(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	img := s.st.images[id]
-	if img == nil {
-		if !validID("ami", id) {
-			return nil, malformed("InvalidAMIID.Malformed", id, "ami")
-		}
-		return nil, errf(400, "InvalidAMIID.NotFound", "The image id '[%s]' does not exist", id)
+	img, err := lookup(s.st.images, imageKind, id)
+	if err != nil {
+		return nil, err
 	}
 	if img.OwnerID != s.AccountID {
 		return nil, errf(400, "AuthFailure", "Not authorized for image:%s", id)

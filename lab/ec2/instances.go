@@ -213,8 +213,10 @@ func (s *Server) parseLaunch(c *call, imageID string) (*launch, error) {
 	if !validInstanceType(l.instanceType) {
 		return nil, errf(400, "InvalidParameterValue", "Invalid value '%s' for InstanceType.", l.instanceType)
 	}
-	if l.keyName != "" && s.st.keyPairs[l.keyName] == nil {
-		return nil, errf(400, "InvalidKeyPair.NotFound", "The key pair '%s' does not exist", l.keyName)
+	if l.keyName != "" {
+		if _, err := lookup(s.st.keyPairs, keyPairKind, l.keyName); err != nil {
+			return nil, err
+		}
 	}
 	if err := parseLaunchOptions(p, l); err != nil {
 		return nil, err
@@ -241,12 +243,9 @@ func (s *Server) parseLaunch(c *call, imageID string) (*launch, error) {
 		l.publicIP = sn.mapPublicIP
 	}
 
-	img := s.st.images[imageID]
-	if img == nil && !validID("ami", imageID) {
-		return nil, malformed("InvalidAMIID.Malformed", imageID, "ami")
-	}
-	if img == nil || s.imageFaulted(imageID) {
-		return nil, errf(400, "InvalidAMIID.NotFound", "The image id '[%s]' does not exist", imageID)
+	img, err := lookup(s.visibleImages(), imageKind, imageID)
+	if err != nil {
+		return nil, err
 	}
 	if img.State != "available" {
 		return nil, errf(400, "InvalidAMIID.Unavailable", "Image %s is not available (state: %s)", imageID, img.State)

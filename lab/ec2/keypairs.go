@@ -135,50 +135,39 @@ func (s *Server) keyPairFilter(k *keyPair) filterFunc {
 	}
 }
 
-func (s *Server) describeKeyPairs(c *call) (any, error) {
+// keyPairsByID is every key pair, by its id (s.st.keyPairs is by name).
+func (s *Server) keyPairsByID() map[string]*keyPair {
 	byID := map[string]*keyPair{}
 	for _, k := range s.st.keyPairs {
 		byID[k.id] = k
 	}
-	var items []*keyPair
-	names, ids := c.p.list("KeyName"), c.p.list("KeyPairId")
-	switch {
-	case len(names) > 0:
-		for _, n := range names {
-			k := s.st.keyPairs[n]
-			if k == nil {
-				return nil, errf(400, "InvalidKeyPair.NotFound", "The key pair '%s' does not exist", n)
-			}
-			items = append(items, k)
-		}
-	case len(ids) > 0:
-		for _, id := range ids {
-			k := byID[id]
-			if k == nil {
-				return nil, errf(400, "InvalidKeyPair.NotFound", "The key pair '%s' does not exist", id)
-			}
-			items = append(items, k)
-		}
-	default:
-		items = sortedValues(s.st.keyPairs)
-	}
-	out, err := applyFilters(items, c.p.filters(), s.keyPairFilter, &keyPair{})
-	if err != nil {
-		return nil, err
-	}
+	return byID
+}
+
+// describeKeyPairs answers in one page (DescribeKeyPairs takes no
+// MaxResults): the key pairs KeyName.N or KeyPairId.N names, in order, or
+// all of them, by name.
+func (s *Server) describeKeyPairs(c *call) (any, error) {
 	withKey, _ := c.p.boolean("IncludePublicKey")
-	resp := struct {
-		Keys set[xKeyPair] `xml:"keySet"`
-	}{}
-	for _, k := range out {
+	xml := func(k *keyPair) xKeyPair {
 		x := xKeyPair{KeyPairID: k.id, Fingerprint: k.fingerprint, KeyName: k.name, KeyType: k.keyType,
 			Tags: tagsXML(k.tags), CreateTime: fmtTime(k.created)}
 		if withKey {
 			x.PublicKey = k.publicKey
 		}
-		resp.Keys.Items = append(resp.Keys.Items, x)
+		return x
 	}
-	return resp, nil
+	return describe(c, "keySet", xml, listing[keyPair]{
+		pick: func() ([]*keyPair, error) {
+			if names := c.p.list("KeyName"); len(names) > 0 {
+				return pick(s.st.keyPairs, keyPairKind, names)
+			}
+			if ids := c.p.list("KeyPairId"); len(ids) > 0 {
+				return pick(s.keyPairsByID(), keyPairKind, ids)
+			}
+			return sortedValues(s.st.keyPairs), nil
+		},
+		filter: s.keyPairFilter, id: func(k *keyPair) string { return k.id }})
 }
 
 func (s *Server) deleteKeyPair(c *call) (any, error) {

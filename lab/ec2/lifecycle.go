@@ -12,28 +12,13 @@ type xStateChange struct {
 	Previous   xInstanceState `xml:"previousState"`
 }
 
-// lookupInstances resolves InstanceId.N; every id must exist.
+// lookupInstances resolves InstanceId.N, in order; every id must exist.
 func (s *Server) lookupInstances(p params) ([]*instance, error) {
 	ids := p.list("InstanceId")
 	if len(ids) == 0 {
 		return nil, errf(400, "MissingParameter", "The request must contain the parameter InstanceId")
 	}
-	var out []*instance
-	var missing []string
-	for _, id := range ids {
-		if in := s.st.instances[id]; in != nil {
-			out = append(out, in)
-			continue
-		}
-		if !validID("i", id) {
-			return nil, malformed("InvalidInstanceID.Malformed", id, "i")
-		}
-		missing = append(missing, id)
-	}
-	if len(missing) > 0 {
-		return nil, notFound("InvalidInstanceID.NotFound", "instance", missing)
-	}
-	return out, nil
+	return pick(s.st.instances, instanceKind, ids)
 }
 
 func (s *Server) lookupInstance(id string) (*instance, error) {
@@ -262,45 +247,34 @@ func (s *Server) profileAssocXML(in *instance) xProfileAssoc {
 		Timestamp: fmtTime(in.profileAssocAt)}
 }
 
-func (s *Server) describeIamInstanceProfileAssociations(c *call) (any, error) {
-	limit, after, err := c.p.paging(5, 1000)
-	if err != nil {
-		return nil, err
-	}
+// profileAssociations is every instance with a profile, by the id of its
+// association.
+func (s *Server) profileAssociations() map[string]*instance {
 	byAssoc := map[string]*instance{}
 	for _, in := range s.st.instances {
 		if in.profileAssocID != "" && in.profile != nil {
 			byAssoc[in.profileAssocID] = in
 		}
 	}
-	items, err := selectByID(byAssoc, c.p.list("AssociationId"), "iip-assoc",
-		"InvalidAssociationID.Malformed", "InvalidAssociationID.NotFound", "association")
-	if err != nil {
-		return nil, err
-	}
-	out, err := applyFilters(items, c.p.filters(), func(in *instance) filterFunc {
-		return func(name string) ([]string, bool) {
-			switch name {
-			case "instance-id":
-				return []string{in.id}, true
-			case "state":
-				return []string{"associated"}, true
-			}
-			return nil, false
+	return byAssoc
+}
+
+func profileAssocFilter(in *instance) filterFunc {
+	return func(name string) ([]string, bool) {
+		switch name {
+		case "instance-id":
+			return []string{in.id}, true
+		case "state":
+			return []string{"associated"}, true
 		}
-	}, &instance{})
-	if err != nil {
-		return nil, err
+		return nil, false
 	}
-	page, next := paginate(out, func(in *instance) string { return in.profileAssocID }, limit, after)
-	resp := struct {
-		Assocs    set[xProfileAssoc] `xml:"iamInstanceProfileAssociationSet"`
-		NextToken string             `xml:"nextToken,omitempty"`
-	}{NextToken: next}
-	for _, in := range page {
-		resp.Assocs.Items = append(resp.Assocs.Items, s.profileAssocXML(in))
-	}
-	return resp, nil
+}
+
+func (s *Server) describeIamInstanceProfileAssociations(c *call) (any, error) {
+	return describe(c, "iamInstanceProfileAssociationSet", s.profileAssocXML, listing[instance]{pageMin: 5, pageMax: 1000,
+		pick:   byID(s.profileAssociations(), profileAssocKind, c.p.list("AssociationId")),
+		filter: profileAssocFilter, id: func(in *instance) string { return in.profileAssocID }})
 }
 
 func (s *Server) associateIamInstanceProfile(c *call) (any, error) {
@@ -350,18 +324,7 @@ func (s *Server) profileAssociation(id string) (*instance, error) {
 	if id == "" {
 		return nil, errf(400, "MissingParameter", "The request must contain the parameter AssociationId")
 	}
-	byAssoc := map[string]*instance{}
-	for _, in := range s.st.instances {
-		if in.profileAssocID != "" && in.profile != nil {
-			byAssoc[in.profileAssocID] = in
-		}
-	}
-	items, err := selectByID(byAssoc, []string{id}, "iip-assoc",
-		"InvalidAssociationID.Malformed", "InvalidAssociationID.NotFound", "association")
-	if err != nil {
-		return nil, err
-	}
-	return items[0], nil
+	return lookup(s.profileAssociations(), profileAssocKind, id)
 }
 
 func profileChangeAllowed(in *instance) error {

@@ -84,25 +84,7 @@ func (s *Server) aclFilter(a *networkACL) filterFunc {
 }
 
 func (s *Server) describeNetworkAcls(c *call) (any, error) {
-	limit, after, err := c.p.paging(5, 1000)
-	if err != nil {
-		return nil, err
-	}
-	items, err := selectByID(s.st.acls, c.p.list("NetworkAclId"), "acl", "InvalidNetworkAclID.Malformed", "InvalidNetworkAclID.NotFound", "network ACL")
-	if err != nil {
-		return nil, err
-	}
-	out, err := applyFilters(items, c.p.filters(), s.aclFilter, &networkACL{})
-	if err != nil {
-		return nil, err
-	}
-	page, next := paginate(out, func(a *networkACL) string { return a.id }, limit, after)
-	resp := struct {
-		ACLs      set[xNetworkACL] `xml:"networkAclSet"`
-		NextToken string           `xml:"nextToken,omitempty"`
-	}{NextToken: next}
-	for _, a := range page {
-		resp.ACLs.Items = append(resp.ACLs.Items, s.aclXML(a))
-	}
-	return resp, nil
+	return describe(c, "networkAclSet", s.aclXML, listing[networkACL]{pageMin: 5, pageMax: 1000,
+		pick:   byID(s.st.acls, networkACLKind, c.p.list("NetworkAclId")),
+		filter: s.aclFilter, id: func(a *networkACL) string { return a.id }})
 }

@@ -73,37 +73,13 @@ func (s *Server) igwFilter(g *internetGateway) filterFunc {
 }
 
 func (s *Server) lookupIgw(id string) (*internetGateway, error) {
-	if g := s.st.igws[id]; g != nil {
-		return g, nil
-	}
-	if !validID("igw", id) {
-		return nil, malformed("InvalidInternetGatewayID.Malformed", id, "igw")
-	}
-	return nil, notFound("InvalidInternetGatewayID.NotFound", "internetGateway", []string{id})
+	return lookup(s.st.igws, igwKind, id)
 }
 
 func (s *Server) describeInternetGateways(c *call) (any, error) {
-	limit, after, err := c.p.paging(5, 1000)
-	if err != nil {
-		return nil, err
-	}
-	items, err := selectByID(s.st.igws, c.p.list("InternetGatewayId"), "igw", "InvalidInternetGatewayID.Malformed", "InvalidInternetGatewayID.NotFound", "internetGateway")
-	if err != nil {
-		return nil, err
-	}
-	out, err := applyFilters(items, c.p.filters(), s.igwFilter, &internetGateway{})
-	if err != nil {
-		return nil, err
-	}
-	page, next := paginate(out, func(g *internetGateway) string { return g.id }, limit, after)
-	resp := struct {
-		Igws      set[xInternetGateway] `xml:"internetGatewaySet"`
-		NextToken string                `xml:"nextToken,omitempty"`
-	}{NextToken: next}
-	for _, g := range page {
-		resp.Igws.Items = append(resp.Igws.Items, s.igwXML(g))
-	}
-	return resp, nil
+	return describe(c, "internetGatewaySet", s.igwXML, listing[internetGateway]{pageMin: 5, pageMax: 1000,
+		pick:   byID(s.st.igws, igwKind, c.p.list("InternetGatewayId")),
+		filter: s.igwFilter, id: func(g *internetGateway) string { return g.id }})
 }
 
 func (s *Server) createInternetGateway(c *call) (any, error) {
@@ -269,37 +245,13 @@ func (s *Server) routeTableFilter(rt *routeTable) filterFunc {
 }
 
 func (s *Server) lookupRouteTable(id string) (*routeTable, error) {
-	if rt := s.st.rtbs[id]; rt != nil {
-		return rt, nil
-	}
-	if !validID("rtb", id) {
-		return nil, malformed("InvalidRouteTableID.Malformed", id, "rtb")
-	}
-	return nil, notFound("InvalidRouteTableID.NotFound", "routeTable", []string{id})
+	return lookup(s.st.rtbs, routeTableKind, id)
 }
 
 func (s *Server) describeRouteTables(c *call) (any, error) {
-	limit, after, err := c.p.paging(5, 100)
-	if err != nil {
-		return nil, err
-	}
-	items, err := selectByID(s.st.rtbs, c.p.list("RouteTableId"), "rtb", "InvalidRouteTableID.Malformed", "InvalidRouteTableID.NotFound", "routeTable")
-	if err != nil {
-		return nil, err
-	}
-	out, err := applyFilters(items, c.p.filters(), s.routeTableFilter, &routeTable{})
-	if err != nil {
-		return nil, err
-	}
-	page, next := paginate(out, func(rt *routeTable) string { return rt.id }, limit, after)
-	resp := struct {
-		RouteTables set[xRouteTable] `xml:"routeTableSet"`
-		NextToken   string           `xml:"nextToken,omitempty"`
-	}{NextToken: next}
-	for _, rt := range page {
-		resp.RouteTables.Items = append(resp.RouteTables.Items, s.routeTableXML(rt))
-	}
-	return resp, nil
+	return describe(c, "routeTableSet", s.routeTableXML, listing[routeTable]{pageMin: 5, pageMax: 100,
+		pick:   byID(s.st.rtbs, routeTableKind, c.p.list("RouteTableId")),
+		filter: s.routeTableFilter, id: func(rt *routeTable) string { return rt.id }})
 }
 
 func (s *Server) createRouteTable(c *call) (any, error) {

@@ -179,15 +179,7 @@ func (s *Server) sgFilter(sg *securityGroup) filterFunc {
 	}
 }
 
-func (s *Server) lookupSG(id string) (*securityGroup, error) {
-	if sg := s.st.sgs[id]; sg != nil {
-		return sg, nil
-	}
-	if !validID("sg", id) {
-		return nil, malformed("InvalidGroupId.Malformed", id, "sg")
-	}
-	return nil, errf(400, "InvalidGroup.NotFound", "The security group '%s' does not exist", id)
-}
+func (s *Server) lookupSG(id string) (*securityGroup, error) { return lookup(s.st.sgs, sgKind, id) }
 
 // groupFromParams finds the group named by GroupId (or, failing that, by a
 // GroupName unique across VPCs).
@@ -209,48 +201,43 @@ func (s *Server) groupFromParams(p params) (*securityGroup, error) {
 		}
 	}
 	if found == nil {
-		return nil, errf(400, "InvalidGroup.NotFound", "The security group '%s' does not exist", name)
+		return nil, sgKind.missing([]string{name})
 	}
 	return found, nil
 }
 
 func (s *Server) describeSecurityGroups(c *call) (any, error) {
-	limit, after, err := c.p.paging(5, 1000)
-	if err != nil {
-		return nil, err
-	}
-	items, err := selectByID(s.st.sgs, c.p.list("GroupId"), "sg", "InvalidGroupId.Malformed", "InvalidGroup.NotFound", "security group")
-	if err != nil {
-		return nil, err
-	}
-	if names := c.p.list("GroupName"); len(names) > 0 {
-		sel := map[string]*securityGroup{}
-		for _, n := range names {
-			found := false
-			for _, sg := range items {
-				if sg.name == n {
-					sel[sg.id], found = sg, true
-				}
+	xml := func(sg *securityGroup) xSecurityGroup { return s.sgXML(sg, c.region) }
+	return describe(c, "securityGroupInfo", xml, listing[securityGroup]{pageMin: 5, pageMax: 1000,
+		pick: func() ([]*securityGroup, error) {
+			items, err := selectByID(s.st.sgs, sgKind, c.p.list("GroupId"))
+			if err != nil {
+				return nil, err
 			}
-			if !found {
-				return nil, errf(400, "InvalidGroup.NotFound", "The security group '%s' does not exist", n)
+			return groupsNamed(items, c.p.list("GroupName"))
+		},
+		filter: s.sgFilter, id: func(sg *securityGroup) string { return sg.id }})
+}
+
+// groupsNamed is those of groups whose name is one of names (all of them
+// when there are none), every name being some group's.
+func groupsNamed(groups []*securityGroup, names []string) ([]*securityGroup, error) {
+	if len(names) == 0 {
+		return groups, nil
+	}
+	sel := map[string]*securityGroup{}
+	for _, n := range names {
+		found := false
+		for _, sg := range groups {
+			if sg.name == n {
+				sel[sg.id], found = sg, true
 			}
 		}
-		items = sortedValues(sel)
+		if !found {
+			return nil, sgKind.missing([]string{n})
+		}
 	}
-	out, err := applyFilters(items, c.p.filters(), s.sgFilter, &securityGroup{})
-	if err != nil {
-		return nil, err
-	}
-	page, next := paginate(out, func(sg *securityGroup) string { return sg.id }, limit, after)
-	resp := struct {
-		Groups    set[xSecurityGroup] `xml:"securityGroupInfo"`
-		NextToken string              `xml:"nextToken,omitempty"`
-	}{NextToken: next}
-	for _, sg := range page {
-		resp.Groups.Items = append(resp.Groups.Items, s.sgXML(sg, c.region))
-	}
-	return resp, nil
+	return sortedValues(sel), nil
 }
 
 func (s *Server) createSecurityGroup(c *call) (any, error) {

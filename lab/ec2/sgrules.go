@@ -212,32 +212,14 @@ func ruleFilter(r *sgRule) filterFunc {
 }
 
 func (s *Server) describeSecurityGroupRules(c *call) (any, error) {
-	limit, after, err := c.p.paging(5, 1000)
-	if err != nil {
-		return nil, err
-	}
 	all := map[string]*sgRule{}
 	for _, sg := range s.st.sgs {
 		for _, r := range append(append([]*sgRule{}, sg.ingress...), sg.egress...) {
 			all[r.id] = r
 		}
 	}
-	items, err := selectByID(all, c.p.list("SecurityGroupRuleId"), "sgr",
-		"InvalidSecurityGroupRuleId.Malformed", "InvalidSecurityGroupRuleId.NotFound", "security group rule")
-	if err != nil {
-		return nil, err
-	}
-	out, err := applyFilters(items, c.p.filters(), ruleFilter, &sgRule{})
-	if err != nil {
-		return nil, err
-	}
-	page, next := paginate(out, func(r *sgRule) string { return r.id }, limit, after)
-	resp := struct {
-		Rules     set[xSGRule] `xml:"securityGroupRuleSet"`
-		NextToken string       `xml:"nextToken,omitempty"`
-	}{NextToken: next}
-	for _, r := range page {
-		resp.Rules.Items = append(resp.Rules.Items, s.ruleXML(r, c.region))
-	}
-	return resp, nil
+	xml := func(r *sgRule) xSGRule { return s.ruleXML(r, c.region) }
+	return describe(c, "securityGroupRuleSet", xml, listing[sgRule]{pageMin: 5, pageMax: 1000,
+		pick:   byID(all, sgRuleKind, c.p.list("SecurityGroupRuleId")),
+		filter: ruleFilter, id: func(r *sgRule) string { return r.id }})
 }

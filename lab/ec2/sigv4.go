@@ -4,13 +4,13 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
-	"sort"
-	"strconv"
 	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 )
 
 const sigV4Algorithm = "AWS4-HMAC-SHA256"
@@ -52,8 +52,10 @@ func parseSigV4Auth(h string) (sigV4Auth, error) {
 	return a, nil
 }
 
-// verifySigV4 recomputes the request's SigV4 signature with the server's
-// secret and returns the region it was signed for.
+// verifySigV4 re-signs the request with the server's secret through the
+// SDK's own signer (aws/signer/v4), over exactly the headers the client
+// said it signed, and compares the signatures; it returns the region the
+// request was signed for.
 func (s *Server) verifySigV4(r *http.Request, body []byte) (string, error) {
 	authz := r.Header.Get("Authorization")
 	if authz == "" {
@@ -77,110 +79,39 @@ func (s *Server) verifySigV4(r *http.Request, body []byte) (string, error) {
 		return "", errf(403, "SignatureDoesNotMatch",
 			"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '%s' != '%s'", a.date, amzDate)
 	}
+	signedAt, err := time.Parse("20060102T150405Z", amzDate)
+	if err != nil {
+		return "", errf(400, "IncompleteSignature", "X-Amz-Date %q is not an ISO-8601 basic date and time (YYYYMMDD'T'HHMMSS'Z').", amzDate)
+	}
 	if !slices.Contains(a.signedHeaders, "host") {
 		return "", errf(403, "SignatureDoesNotMatch", "'Host' must be a signed header.")
 	}
 
-	canonical := canonicalRequest(r, body, a.signedHeaders)
-	scope := strings.Join([]string{a.date, a.region, a.service, "aws4_request"}, "/")
-	sum := sha256.Sum256([]byte(canonical))
-	stringToSign := strings.Join([]string{sigV4Algorithm, amzDate, scope, hex.EncodeToString(sum[:])}, "\n")
-
-	key := hmacSHA256([]byte("AWS4"+s.SecretAccessKey), a.date)
-	key = hmacSHA256(key, a.region)
-	key = hmacSHA256(key, a.service)
-	key = hmacSHA256(key, "aws4_request")
-	want := hex.EncodeToString(hmacSHA256(key, stringToSign))
-	if !hmac.Equal([]byte(want), []byte(a.signature)) {
+	// The request as the client signed it: its method, URL and host, and
+	// of its headers only those it signed (the signer adds host and
+	// content-length itself, and X-Amz-Date from signedAt).
+	again := &http.Request{Method: r.Method, URL: r.URL, Host: r.Host, Header: http.Header{}}
+	for _, h := range a.signedHeaders {
+		switch h {
+		case "host":
+		case "content-length":
+			again.ContentLength = r.ContentLength
+		default:
+			again.Header[http.CanonicalHeaderKey(h)] = r.Header.Values(h)
+		}
+	}
+	sum := sha256.Sum256(body)
+	creds := aws.Credentials{AccessKeyID: s.AccessKeyID, SecretAccessKey: s.SecretAccessKey}
+	if err := v4.NewSigner().SignHTTP(r.Context(), creds, again, hex.EncodeToString(sum[:]), a.service, a.region, signedAt); err != nil {
+		return "", errf(500, "InternalError", "signing the request again: %v", err)
+	}
+	want, err := parseSigV4Auth(again.Header.Get("Authorization"))
+	if err != nil {
+		return "", errf(500, "InternalError", "the SDK's signature: %v", err)
+	}
+	if !hmac.Equal([]byte(want.signature), []byte(a.signature)) {
 		// EC2 answers a bad signature with AuthFailure, not SignatureDoesNotMatch.
 		return "", errf(401, "AuthFailure", "AWS was not able to validate the provided access credentials")
 	}
 	return a.region, nil
-}
-
-func hmacSHA256(key []byte, data string) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(data))
-	return m.Sum(nil)
-}
-
-// canonicalRequest builds the SigV4 canonical request the way
-// aws-sdk-go-v2's signer does.
-func canonicalRequest(r *http.Request, body []byte, signed []string) string {
-	var hdrs strings.Builder
-	for _, h := range signed {
-		var v string
-		switch h {
-		case "host":
-			v = r.Host
-		case "content-length":
-			v = strconv.FormatInt(r.ContentLength, 10)
-		default:
-			vals := r.Header.Values(h)
-			for i := range vals {
-				vals[i] = strings.TrimSpace(stripExcessSpaces(vals[i]))
-			}
-			v = strings.Join(vals, ",")
-		}
-		hdrs.WriteString(h + ":" + stripExcessSpaces(v) + "\n")
-	}
-	sum := sha256.Sum256(body)
-	return strings.Join([]string{
-		r.Method,
-		escapePath(r.URL.EscapedPath()),
-		canonicalQuery(r.URL.Query()),
-		hdrs.String(),
-		strings.Join(signed, ";"),
-		hex.EncodeToString(sum[:]),
-	}, "\n")
-}
-
-func stripExcessSpaces(s string) string {
-	s = strings.Trim(s, " ")
-	for strings.Contains(s, "  ") {
-		s = strings.ReplaceAll(s, "  ", " ")
-	}
-	return s
-}
-
-func canonicalQuery(q url.Values) string {
-	type kv struct{ k, v string }
-	var kvs []kv
-	for k, vs := range q {
-		for _, v := range vs {
-			kvs = append(kvs, kv{queryEscape(k), queryEscape(v)})
-		}
-	}
-	sort.Slice(kvs, func(i, j int) bool {
-		if kvs[i].k != kvs[j].k {
-			return kvs[i].k < kvs[j].k
-		}
-		return kvs[i].v < kvs[j].v
-	})
-	parts := make([]string, len(kvs))
-	for i, p := range kvs {
-		parts[i] = p.k + "=" + p.v
-	}
-	return strings.Join(parts, "&")
-}
-
-func queryEscape(s string) string {
-	return strings.ReplaceAll(url.QueryEscape(s), "+", "%20")
-}
-
-func escapePath(p string) string {
-	if p == "" {
-		return "/"
-	}
-	var b strings.Builder
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		if c == '/' || c == '-' || c == '.' || c == '_' || c == '~' ||
-			(c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') {
-			b.WriteByte(c)
-		} else {
-			fmt.Fprintf(&b, "%%%02X", c)
-		}
-	}
-	return b.String()
 }

@@ -1,7 +1,9 @@
 package ec2
 
 import (
+	"iter"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -20,69 +22,63 @@ func (s *Server) Tags(id string) (map[string]string, bool) {
 	return maps.Clone(*t), true
 }
 
+// tagged is one kind of resource that has tags: its kind, the resource
+// type DescribeTags names, and the tags of each, by id.
+type tagged struct {
+	kind         kind
+	resourceType string
+	find         func(id string) *map[string]string // nil: none has this id
+	each         iter.Seq2[string, map[string]string]
+}
+
+// taggedIn is the kind of resource m holds, by id; of gives one's id and
+// its tags.
+func taggedIn[T any](k kind, resourceType string, m map[string]T, of func(T) (string, *map[string]string)) tagged {
+	return tagged{kind: k, resourceType: resourceType,
+		find: func(id string) *map[string]string {
+			v, ok := m[id]
+			if !ok {
+				return nil
+			}
+			_, tags := of(v)
+			return tags
+		},
+		each: func(yield func(string, map[string]string) bool) {
+			for _, v := range m {
+				if id, tags := of(v); !yield(id, *tags) {
+					return
+				}
+			}
+		}}
+}
+
+// taggable is every kind of resource that has tags.
+func (s *Server) taggable() []tagged {
+	return []tagged{
+		taggedIn(vpcKind, "vpc", s.st.vpcs, func(v *vpc) (string, *map[string]string) { return v.id, &v.tags }),
+		taggedIn(subnetKind, "subnet", s.st.subnets, func(v *subnet) (string, *map[string]string) { return v.id, &v.tags }),
+		taggedIn(igwKind, "internet-gateway", s.st.igws, func(v *internetGateway) (string, *map[string]string) { return v.id, &v.tags }),
+		taggedIn(routeTableKind, "route-table", s.st.rtbs, func(v *routeTable) (string, *map[string]string) { return v.id, &v.tags }),
+		taggedIn(sgKind, "security-group", s.st.sgs, func(v *securityGroup) (string, *map[string]string) { return v.id, &v.tags }),
+		taggedIn(instanceKind, "instance", s.st.instances, func(v *instance) (string, *map[string]string) { return v.id, &v.tags }),
+		taggedIn(volumeKind, "volume", s.st.volumes, func(v *volume) (string, *map[string]string) { return v.id, &v.tags }),
+		taggedIn(imageKind, "image", s.st.images, func(v *image) (string, *map[string]string) { return v.ID, &v.tags }),
+		taggedIn(keyPairKind, "key-pair", s.keyPairsByID(), func(v *keyPair) (string, *map[string]string) { return v.id, &v.tags }),
+		taggedIn(networkACLKind, "network-acl", s.st.acls, func(v *networkACL) (string, *map[string]string) { return v.id, &v.tags }),
+	}
+}
+
 // tagsOf finds the tag map of any taggable resource by id.
 func (s *Server) tagsOf(id string) (*map[string]string, error) {
 	prefix, _, _ := strings.Cut(id, "-")
-	var tags *map[string]string
-	var code, what string
-	switch prefix {
-	case "vpc":
-		if v := s.st.vpcs[id]; v != nil {
-			tags = &v.tags
-		}
-		code, what = "InvalidVpcID.NotFound", "vpc"
-	case "subnet":
-		if v := s.st.subnets[id]; v != nil {
-			tags = &v.tags
-		}
-		code, what = "InvalidSubnetID.NotFound", "subnet"
-	case "igw":
-		if v := s.st.igws[id]; v != nil {
-			tags = &v.tags
-		}
-		code, what = "InvalidInternetGatewayID.NotFound", "internetGateway"
-	case "rtb":
-		if v := s.st.rtbs[id]; v != nil {
-			tags = &v.tags
-		}
-		code, what = "InvalidRouteTableID.NotFound", "routeTable"
-	case "sg":
-		if v := s.st.sgs[id]; v != nil {
-			tags = &v.tags
-		}
-		code, what = "InvalidGroup.NotFound", "security group"
-	case "i":
-		if v := s.st.instances[id]; v != nil {
-			tags = &v.tags
-		}
-		code, what = "InvalidInstanceID.NotFound", "instance"
-	case "vol":
-		if v := s.st.volumes[id]; v != nil {
-			tags = &v.tags
-		}
-		code, what = "InvalidVolume.NotFound", "volume"
-	case "ami":
-		if v := s.st.images[id]; v != nil {
-			tags = &v.tags
-		}
-		code, what = "InvalidAMIID.NotFound", "image"
-	case "key":
-		for _, k := range s.st.keyPairs {
-			if k.id == id {
-				tags = &k.tags
-			}
-		}
-		code, what = "InvalidKeyPair.NotFound", "key pair"
-	case "acl":
-		if v := s.st.acls[id]; v != nil {
-			tags = &v.tags
-		}
-		code, what = "InvalidNetworkAclID.NotFound", "network ACL"
-	default:
+	kinds := s.taggable()
+	i := slices.IndexFunc(kinds, func(t tagged) bool { return t.kind.prefix == prefix })
+	if i < 0 {
 		return nil, errf(400, "InvalidID", "The ID '%s' is not valid", id)
 	}
+	tags := kinds[i].find(id)
 	if tags == nil {
-		return nil, notFound(code, what, []string{id})
+		return nil, kinds[i].kind.missing([]string{id})
 	}
 	if *tags == nil {
 		*tags = map[string]string{}
@@ -182,42 +178,14 @@ type tagDescription struct {
 }
 
 // allTags lists every tag of every resource, by resource id and key.
-func (s *Server) allTags() []tagDescription {
-	var out []tagDescription
-	add := func(id, typ string, tags map[string]string) {
-		for k, v := range tags {
-			out = append(out, tagDescription{Key: k, ResourceID: id, ResourceType: typ, Value: v})
+func (s *Server) allTags() []*tagDescription {
+	var out []*tagDescription
+	for _, t := range s.taggable() {
+		for id, tags := range t.each {
+			for k, v := range tags {
+				out = append(out, &tagDescription{Key: k, ResourceID: id, ResourceType: t.resourceType, Value: v})
+			}
 		}
-	}
-	for _, v := range s.st.vpcs {
-		add(v.id, "vpc", v.tags)
-	}
-	for _, v := range s.st.subnets {
-		add(v.id, "subnet", v.tags)
-	}
-	for _, v := range s.st.igws {
-		add(v.id, "internet-gateway", v.tags)
-	}
-	for _, v := range s.st.rtbs {
-		add(v.id, "route-table", v.tags)
-	}
-	for _, v := range s.st.sgs {
-		add(v.id, "security-group", v.tags)
-	}
-	for _, v := range s.st.instances {
-		add(v.id, "instance", v.tags)
-	}
-	for _, v := range s.st.volumes {
-		add(v.id, "volume", v.tags)
-	}
-	for _, v := range s.st.images {
-		add(v.ID, "image", v.tags)
-	}
-	for _, v := range s.st.keyPairs {
-		add(v.id, "key-pair", v.tags)
-	}
-	for _, v := range s.st.acls {
-		add(v.id, "network-acl", v.tags)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].ResourceID != out[j].ResourceID {
@@ -228,32 +196,25 @@ func (s *Server) allTags() []tagDescription {
 	return out
 }
 
-func (s *Server) describeTags(c *call) (any, error) {
-	limit, after, err := c.p.paging(5, 1000)
-	if err != nil {
-		return nil, err
-	}
-	out, err := applyFilters(s.allTags(), c.p.filters(), func(t tagDescription) filterFunc {
-		return func(name string) ([]string, bool) {
-			switch name {
-			case "key":
-				return []string{t.Key}, true
-			case "value":
-				return []string{t.Value}, true
-			case "resource-id":
-				return []string{t.ResourceID}, true
-			case "resource-type":
-				return []string{t.ResourceType}, true
-			}
-			return tagFilter(map[string]string{t.Key: t.Value}, name)
+func tagDescriptionFilter(t *tagDescription) filterFunc {
+	return func(name string) ([]string, bool) {
+		switch name {
+		case "key":
+			return []string{t.Key}, true
+		case "value":
+			return []string{t.Value}, true
+		case "resource-id":
+			return []string{t.ResourceID}, true
+		case "resource-type":
+			return []string{t.ResourceType}, true
 		}
-	}, tagDescription{})
-	if err != nil {
-		return nil, err
+		return tagFilter(map[string]string{t.Key: t.Value}, name)
 	}
-	page, next := paginate(out, func(t tagDescription) string { return t.ResourceID + "\x00" + t.Key }, limit, after)
-	return struct {
-		Tags      set[tagDescription] `xml:"tagSet"`
-		NextToken string              `xml:"nextToken,omitempty"`
-	}{set[tagDescription]{page}, next}, nil
+}
+
+func (s *Server) describeTags(c *call) (any, error) {
+	xml := func(t *tagDescription) tagDescription { return *t }
+	return describe(c, "tagSet", xml, listing[tagDescription]{pageMin: 5, pageMax: 1000,
+		pick:   func() ([]*tagDescription, error) { return s.allTags(), nil },
+		filter: tagDescriptionFilter, id: func(t *tagDescription) string { return t.ResourceID + "\x00" + t.Key }})
 }

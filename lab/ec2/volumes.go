@@ -3,7 +3,6 @@ package ec2
 import (
 	"math"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -119,28 +118,9 @@ func (s *Server) describeVolumes(c *call) (any, error) {
 		return nil, errf(400, "InvalidParameterValue",
 			"Value ( %d ) for parameter maxResults is invalid. Expecting a value between 5 and %d.", n, maxVolumePage)
 	}
-	limit, after, err := c.p.paging(5, math.MaxInt32)
-	if err != nil {
-		return nil, err
-	}
-	limit = min(limit, maxVolumePage) // no MaxResults (0): every volume
-	items, err := selectByID(s.st.volumes, ids, "vol", "InvalidVolumeID.Malformed", "InvalidVolume.NotFound", "volume")
-	if err != nil {
-		return nil, err
-	}
-	out, err := applyFilters(items, c.p.filters(), s.volumeFilter, &volume{})
-	if err != nil {
-		return nil, err
-	}
-	page, next := paginate(out, func(v *volume) string { return v.id }, limit, after)
-	resp := struct {
-		Volumes   set[xVolume] `xml:"volumeSet"`
-		NextToken string       `xml:"nextToken,omitempty"`
-	}{NextToken: next}
-	for _, v := range page {
-		resp.Volumes.Items = append(resp.Volumes.Items, s.volumeXML(v))
-	}
-	return resp, nil
+	return describe(c, "volumeSet", s.volumeXML, listing[volume]{pageMin: 5, pageMax: math.MaxInt32, pageCap: maxVolumePage,
+		pick:   byID(s.st.volumes, volumeKind, ids),
+		filter: s.volumeFilter, id: func(v *volume) string { return v.id }})
 }
 
 func (s *Server) modifyVolume(c *call) (any, error) {
@@ -148,11 +128,10 @@ func (s *Server) modifyVolume(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	items, err := selectByID(s.st.volumes, []string{id}, "vol", "InvalidVolumeID.Malformed", "InvalidVolume.NotFound", "volume")
+	v, err := lookup(s.st.volumes, volumeKind, id)
 	if err != nil {
 		return nil, err
 	}
-	v := items[0]
 	size, hasSize, err := c.p.int("Size")
 	if err != nil {
 		return nil, err
@@ -292,52 +271,41 @@ func imageFilter(img *image) filterFunc {
 	}
 }
 
-func (s *Server) describeImages(c *call) (any, error) {
-	limit, after, err := c.p.paging(1, 1000)
-	if err != nil {
-		return nil, err
-	}
-	ids := c.p.list("ImageId")
+// visibleImages is every image but those a fault hides, by id.
+func (s *Server) visibleImages() map[string]*image {
 	visible := map[string]*image{}
 	for id, img := range s.st.images {
 		if !s.imageFaulted(id) {
 			visible[id] = img
 		}
 	}
-	items, err := selectByID(visible, ids, "ami", "InvalidAMIID.Malformed", "InvalidAMIID.NotFound", "image")
-	if err != nil {
-		if ae, ok := err.(*apiError); ok && ae.code == "InvalidAMIID.NotFound" {
-			var missing []string
-			for _, id := range ids {
-				if visible[id] == nil {
-					missing = append(missing, id)
-				}
+	return visible
+}
+
+func (s *Server) describeImages(c *call) (any, error) {
+	return describe(c, "imagesSet", imageXML, listing[image]{pageMin: 1, pageMax: 1000,
+		pick: func() ([]*image, error) {
+			items, err := selectByID(s.visibleImages(), imageKind, c.p.list("ImageId"))
+			if err != nil {
+				return nil, err
 			}
-			ae.message = "The image id '[" + strings.Join(missing, ", ") + "]' does not exist"
+			return s.imagesOwnedBy(items, c.p.list("Owner")), nil
+		},
+		filter: imageFilter, id: func(img *image) string { return img.ID }})
+}
+
+// imagesOwnedBy is those of images one of owners owns (all of them when
+// there are none): an account id, "self" or an owner alias ("amazon").
+func (s *Server) imagesOwnedBy(images []*image, owners []string) []*image {
+	if len(owners) == 0 {
+		return images
+	}
+	return slices.DeleteFunc(images, func(img *image) bool {
+		for _, o := range owners {
+			if o == img.OwnerID || (o == "self" && img.OwnerID == s.AccountID) || (o != "" && o == img.OwnerAlias) {
+				return false
+			}
 		}
-		return nil, err
-	}
-	if owners := c.p.list("Owner"); len(owners) > 0 {
-		items = slices.DeleteFunc(items, func(img *image) bool {
-			for _, o := range owners {
-				if o == img.OwnerID || (o == "self" && img.OwnerID == s.AccountID) || (o != "" && o == img.OwnerAlias) {
-					return false
-				}
-			}
-			return true
-		})
-	}
-	out, err := applyFilters(items, c.p.filters(), imageFilter, &image{})
-	if err != nil {
-		return nil, err
-	}
-	page, next := paginate(out, func(img *image) string { return img.ID }, limit, after)
-	resp := struct {
-		Images    set[xImage] `xml:"imagesSet"`
-		NextToken string      `xml:"nextToken,omitempty"`
-	}{NextToken: next}
-	for _, img := range page {
-		resp.Images.Items = append(resp.Images.Items, imageXML(img))
-	}
-	return resp, nil
+		return true
+	})
 }

@@ -105,62 +105,12 @@ func (s *Server) vpcFilter(v *vpc) filterFunc {
 	}
 }
 
-func (s *Server) lookupVpc(id string) (*vpc, error) {
-	if v := s.st.vpcs[id]; v != nil {
-		return v, nil
-	}
-	if !validID("vpc", id) {
-		return nil, malformed("InvalidVpcID.Malformed", id, "vpc")
-	}
-	return nil, notFound("InvalidVpcID.NotFound", "vpc", []string{id})
-}
+func (s *Server) lookupVpc(id string) (*vpc, error) { return lookup(s.st.vpcs, vpcKind, id) }
 
 func (s *Server) describeVpcs(c *call) (any, error) {
-	limit, after, err := c.p.paging(5, 1000)
-	if err != nil {
-		return nil, err
-	}
-	items, err := selectByID(s.st.vpcs, c.p.list("VpcId"), "vpc", "InvalidVpcID.Malformed", "InvalidVpcID.NotFound", "vpc")
-	if err != nil {
-		return nil, err
-	}
-	out, err := applyFilters(items, c.p.filters(), s.vpcFilter, &vpc{})
-	if err != nil {
-		return nil, err
-	}
-	page, next := paginate(out, func(v *vpc) string { return v.id }, limit, after)
-	resp := struct {
-		Vpcs      set[xVpc] `xml:"vpcSet"`
-		NextToken string    `xml:"nextToken,omitempty"`
-	}{NextToken: next}
-	for _, v := range page {
-		resp.Vpcs.Items = append(resp.Vpcs.Items, s.vpcXML(v))
-	}
-	return resp, nil
-}
-
-// selectByID returns all resources sorted by id, or exactly those in ids
-// (sorted), failing like EC2 when an id is malformed or unknown.
-func selectByID[T any](m map[string]T, ids []string, idPrefix, malformedCode, notFoundCode, what string) ([]T, error) {
-	if len(ids) == 0 {
-		return sortedValues(m), nil
-	}
-	var missing []string
-	sel := map[string]T{}
-	for _, id := range ids {
-		if v, ok := m[id]; ok {
-			sel[id] = v
-			continue
-		}
-		if !validID(idPrefix, id) {
-			return nil, malformed(malformedCode, id, idPrefix)
-		}
-		missing = append(missing, id)
-	}
-	if len(missing) > 0 {
-		return nil, notFound(notFoundCode, what, missing)
-	}
-	return sortedValues(sel), nil
+	return describe(c, "vpcSet", s.vpcXML, listing[vpc]{pageMin: 5, pageMax: 1000,
+		pick:   byID(s.st.vpcs, vpcKind, c.p.list("VpcId")),
+		filter: s.vpcFilter, id: func(v *vpc) string { return v.id }})
 }
 
 func parseCIDR(s, param string) (netip.Prefix, error) {
@@ -355,37 +305,14 @@ func (s *Server) subnetFilter(sn *subnet) filterFunc {
 }
 
 func (s *Server) lookupSubnet(id string) (*subnet, error) {
-	if sn := s.st.subnets[id]; sn != nil {
-		return sn, nil
-	}
-	if !validID("subnet", id) {
-		return nil, malformed("InvalidSubnetID.Malformed", id, "subnet")
-	}
-	return nil, notFound("InvalidSubnetID.NotFound", "subnet", []string{id})
+	return lookup(s.st.subnets, subnetKind, id)
 }
 
 func (s *Server) describeSubnets(c *call) (any, error) {
-	limit, after, err := c.p.paging(5, 1000)
-	if err != nil {
-		return nil, err
-	}
-	items, err := selectByID(s.st.subnets, c.p.list("SubnetId"), "subnet", "InvalidSubnetID.Malformed", "InvalidSubnetID.NotFound", "subnet")
-	if err != nil {
-		return nil, err
-	}
-	out, err := applyFilters(items, c.p.filters(), s.subnetFilter, &subnet{})
-	if err != nil {
-		return nil, err
-	}
-	page, next := paginate(out, func(sn *subnet) string { return sn.id }, limit, after)
-	resp := struct {
-		Subnets   set[xSubnet] `xml:"subnetSet"`
-		NextToken string       `xml:"nextToken,omitempty"`
-	}{NextToken: next}
-	for _, sn := range page {
-		resp.Subnets.Items = append(resp.Subnets.Items, s.subnetXML(sn, c.region))
-	}
-	return resp, nil
+	xml := func(sn *subnet) xSubnet { return s.subnetXML(sn, c.region) }
+	return describe(c, "subnetSet", xml, listing[subnet]{pageMin: 5, pageMax: 1000,
+		pick:   byID(s.st.subnets, subnetKind, c.p.list("SubnetId")),
+		filter: s.subnetFilter, id: func(sn *subnet) string { return sn.id }})
 }
 
 func (s *Server) createSubnet(c *call) (any, error) {

@@ -1,4 +1,4 @@
-package labgithub_test
+package github_test
 
 import (
 	"errors"
@@ -17,6 +17,8 @@ import (
 // counts by.
 var operationIDs = map[string]string{
 	"GET /rate_limit": "rate-limit/get",
+	"GET /app":        "apps/get-authenticated",
+	"GET /user":       "users/get-authenticated",
 	"POST /app/installations/{installation_id}/access_tokens":           "apps/create-installation-access-token",
 	"GET /repos/{owner}/{repo}":                                         "repos/get",
 	"GET /repos/{owner}/{repo}/installation":                            "apps/get-repo-installation",
@@ -206,7 +208,15 @@ func TestGoGitHubEveryOperation(t *testing.T) {
 		t.Errorf("directory: %v %+v", err, dir)
 	}
 
-	// The two operations that take the App's JWT.
+	// GET /user: a personal access token's user; an installation token is refused.
+	if u, _, err := client(t, srv, srv.Token("alice")).Users.Get(ctx, ""); err != nil || u.GetLogin() != "alice" {
+		t.Errorf("GET /user with alice's token: %v %q", err, u.GetLogin())
+	}
+	if _, resp, err := client(t, srv, srv.InstallationToken()).Users.Get(ctx, ""); err == nil || resp.StatusCode != http.StatusForbidden {
+		t.Errorf("GET /user with an installation token: %v, want 403", err)
+	}
+
+	// The operations that take the App's JWT.
 	atr, err := ghinstallation.NewAppsTransport(http.DefaultTransport, srv.App().ID, srv.App().PrivateKeyPEM)
 	if err != nil {
 		t.Fatal(err)
@@ -219,6 +229,9 @@ func TestGoGitHubEveryOperation(t *testing.T) {
 	inst, _, err := asApp.Apps.GetRepositoryInstallation(ctx, owner, repo)
 	if err != nil || inst.GetID() != srv.App().InstallationID || inst.GetAppID() != srv.App().ID {
 		t.Errorf("installation: %v %+v", err, inst)
+	}
+	if a, _, err := asApp.Apps.Get(ctx, ""); err != nil || a.GetSlug() != srv.App().Slug {
+		t.Errorf("GET /app: %v %+v", err, a)
 	}
 	minted, _, err := asApp.Apps.CreateInstallationToken(ctx, srv.App().InstallationID, nil)
 	if err != nil || !strings.HasPrefix(minted.GetToken(), "ghs_") {

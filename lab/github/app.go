@@ -1,4 +1,4 @@
-package labgithub
+package github
 
 import (
 	"crypto"
@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -111,16 +112,27 @@ func (s *Server) ActionsToken() string {
 func (s *Server) Token(login string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tok := "ghp_" + randomToken()
+	tok := s.newToken("ghp_", "")
 	s.st.tokens[tok] = &token{user: s.userLocked(login), limit: s.app.limit}
 	return tok
 }
 
 func (s *Server) mintLocked(a *app) (string, time.Time) {
-	tok := "ghs_" + randomToken()
+	tok := s.newToken("ghs_", "v1.")
 	exp := s.now().Add(time.Hour)
 	s.st.tokens[tok] = &token{user: s.userLocked(a.botLogin()), app: a, expires: exp, limit: a.limit}
 	return tok, exp
+}
+
+// newToken is a new token with GitHub's prefix, or as a legacy token
+// (Config.LegacyTokens): 40 hex digits after legacyPrefix.
+func (s *Server) newToken(prefix, legacyPrefix string) string {
+	if s.cfg.LegacyTokens {
+		b := make([]byte, 20)
+		_, _ = rand.Read(b) // never fails: crypto/rand crashes the program instead
+		return legacyPrefix + hex.EncodeToString(b)
+	}
+	return prefix + randomToken()
 }
 
 func randomToken() string {
@@ -135,7 +147,7 @@ func randomToken() string {
 
 // jwtOperations are the operations that take the App's JWT, and only it.
 func jwtOperation(op string) bool {
-	return op == "apps/create-installation-access-token" || op == "apps/get-repo-installation"
+	return op == "apps/create-installation-access-token" || op == "apps/get-repo-installation" || op == "apps/get-authenticated"
 }
 
 // authenticate finds who sent r. It answers a status and GitHub's message
@@ -334,6 +346,30 @@ func getRepoInstallation(s *Server, c *call) reply {
 		return notFound()
 	}
 	return reply{status: http.StatusOK, body: s.installationJSON(r.owner)}
+}
+
+// getAuthenticatedApp is GET /app: the App its JWT is of.
+func getAuthenticatedApp(s *Server, c *call) reply {
+	return reply{status: http.StatusOK, body: s.appJSON(s.app)}
+}
+
+// getAuthenticatedUser is GET /user: the user a personal access token acts
+// as. An installation token (the App's, Actions' GITHUB_TOKEN) is refused,
+// as GitHub refuses it.
+func getAuthenticatedUser(s *Server, c *call) reply {
+	if c.who.app != nil {
+		return errReply(http.StatusForbidden, "Resource not accessible by integration")
+	}
+	u := s.userJSON(c.who.user)
+	for _, k := range []string{"name", "company", "blog", "location", "email", "hireable", "bio"} {
+		u[k] = nil
+	}
+	for _, k := range []string{"public_repos", "public_gists", "followers", "following"} {
+		u[k] = 0
+	}
+	u["created_at"], u["updated_at"] = "2008-01-14T04:33:35Z", "2008-01-14T04:33:35Z" // as GitHub's own example
+
+	return reply{status: http.StatusOK, body: u}
 }
 
 func (a *app) permissions() map[string]any {

@@ -1,4 +1,4 @@
-package labgithub_test
+package github_test
 
 import (
 	"crypto/rand"
@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -164,6 +165,32 @@ func TestSecondaryRateLimit(t *testing.T) {
 	}
 	if err := e.srv.InjectFault(labgithub.Fault{Kind: labgithub.SecondaryRateLimit, Status: 500}); err == nil || !strings.Contains(err.Error(), "403 or 429") {
 		t.Errorf("a secondary limit with status 500: %v", err)
+	}
+	noViolations(t, e.srv)
+}
+
+// TestLegacyTokens: with LegacyTokens, tokens look as GitHub's did before
+// April 2021 (40 hex digits; an installation token v1. and 40 hex digits)
+// and work as the others do.
+func TestLegacyTokens(t *testing.T) {
+	e := setup(t, func(c *labgithub.Config) { c.LegacyTokens = true })
+	hex40 := regexp.MustCompile(`^[0-9a-f]{40}$`)
+	pat := e.srv.Token("alice")
+	if !hex40.MatchString(pat) {
+		t.Errorf("personal access token %q, want 40 hex digits", pat)
+	}
+	inst := e.srv.InstallationToken()
+	if rest, ok := strings.CutPrefix(inst, "v1."); !ok || !hex40.MatchString(rest) {
+		t.Errorf("installation token %q, want v1. and 40 hex digits", inst)
+	}
+	for _, tok := range []string{pat, inst} {
+		gh, err := github.NewClient(github.WithAuthToken(tok), github.WithEnterpriseURLs(e.srv.URL(), e.srv.URL()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := gh.Repositories.Get(e.ctx, owner, repo); err != nil {
+			t.Errorf("a legacy token is refused: %v", err)
+		}
 	}
 	noViolations(t, e.srv)
 }

@@ -1,4 +1,4 @@
-package labgithub
+package github
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"net/http/cgi"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -17,8 +18,23 @@ import (
 	"time"
 )
 
-// gitHTTPBackend is git's smart-HTTP server, run as a CGI program.
-const gitHTTPBackend = "/usr/lib/git-core/git-http-backend"
+// gitHTTPBackend finds git's smart-HTTP server, which serveGit runs as a
+// CGI program, where git keeps its helper programs: git --exec-path
+// (/usr/lib/git-core on Debian, libexec/git-core elsewhere, a store path
+// under nix).
+func gitHTTPBackend() (string, error) {
+	cmd := exec.Command("git", "--exec-path")
+	cmd.Env = gitEnv()
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("git --exec-path: %w (install git)", err)
+	}
+	backend := filepath.Join(strings.TrimSpace(string(out)), "git-http-backend")
+	if _, err := os.Stat(backend); err != nil {
+		return "", fmt.Errorf("git's smart HTTP server is missing from git --exec-path: %w (install git, with git-http-backend)", err)
+	}
+	return backend, nil
+}
 
 // zeroSHA is the "before" of a branch that did not exist.
 const zeroSHA = "0000000000000000000000000000000000000000"
@@ -151,7 +167,7 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request, owner, name st
 		return
 	}
 	h := &cgi.Handler{
-		Path: gitHTTPBackend,
+		Path: s.backend,
 		Dir:  s.dir,
 		Env: append(gitEnv(),
 			"GIT_PROJECT_ROOT="+s.dir,

@@ -1,4 +1,4 @@
-package labgithub
+package github
 
 import (
 	"encoding/json"

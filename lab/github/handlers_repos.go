@@ -1,4 +1,4 @@
-package labgithub
+package github
 
 import (
 	"encoding/base64"
@@ -17,6 +17,10 @@ func handlerFor(op string) handler {
 		return createInstallationToken
 	case "apps/get-repo-installation":
 		return getRepoInstallation
+	case "apps/get-authenticated":
+		return getAuthenticatedApp
+	case "users/get-authenticated":
+		return getAuthenticatedUser
 	case "repos/get":
 		return getRepo
 	case "repos/get-collaborator-permission-level":

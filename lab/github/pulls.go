@@ -1,4 +1,4 @@
-package labgithub
+package github
 
 import (
 	"context"
@@ -207,13 +207,9 @@ func (s *Server) OpenPR(owner, repoName, head string, o PROptions) (PullRequest,
 func (s *Server) PullRequest(owner, repoName string, number int) (PullRequest, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, err := s.repoLocked(owner, repoName)
+	r, is, err := s.pullLocked(owner, repoName, number)
 	if err != nil {
 		return PullRequest{}, err
-	}
-	is, ok := r.issues[number]
-	if !ok || is.pr == nil {
-		return PullRequest{}, fmt.Errorf("labgithub: %s has no pull request #%d", r.fullName(), number)
 	}
 	return s.pullSnapshot(r, is), nil
 }
@@ -228,17 +224,26 @@ func (s *Server) AddReview(owner, repoName string, number int, login, state, bod
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, err := s.repoLocked(owner, repoName)
+	_, is, err := s.pullLocked(owner, repoName, number)
 	if err != nil {
 		return Review{}, err
-	}
-	is, ok := r.issues[number]
-	if !ok || is.pr == nil {
-		return Review{}, fmt.Errorf("labgithub: %s has no pull request #%d", r.fullName(), number)
 	}
 	rv := &review{id: s.st.id(), user: s.userLocked(login), state: state, body: body, commitID: is.pr.headSHA, at: s.now()}
 	is.pr.reviews = append(is.pr.reviews, rv)
 	return Review{ID: rv.id, User: login, State: state, Body: body, CommitID: rv.commitID}, nil
+}
+
+// pullLocked finds pull request number of owner/repo; s.mu is held.
+func (s *Server) pullLocked(owner, repoName string, number int) (*repo, *issue, error) {
+	r, err := s.repoLocked(owner, repoName)
+	if err != nil {
+		return nil, nil, err
+	}
+	is, ok := r.issues[number]
+	if !ok || is.pr == nil {
+		return nil, nil, fmt.Errorf("labgithub: %s has no pull request #%d", r.fullName(), number)
+	}
+	return r, is, nil
 }
 
 // SetMergeable overrides what the server says about whether pull request
@@ -246,15 +251,25 @@ func (s *Server) AddReview(owner, repoName string, number int, login, state, bod
 func (s *Server) SetMergeable(owner, repoName string, number int, mergeable *bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, err := s.repoLocked(owner, repoName)
+	_, is, err := s.pullLocked(owner, repoName, number)
 	if err != nil {
 		return err
 	}
-	is, ok := r.issues[number]
-	if !ok || is.pr == nil {
-		return fmt.Errorf("labgithub: %s has no pull request #%d", r.fullName(), number)
-	}
 	is.pr.mergeable = mergeable
+	return nil
+}
+
+// SetBlocked says whether branch protection holds pull request number back
+// (a required status check or review is missing): GitHub then answers
+// mergeable_state "blocked", though it merges cleanly.
+func (s *Server) SetBlocked(owner, repoName string, number int, blocked bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, is, err := s.pullLocked(owner, repoName, number)
+	if err != nil {
+		return err
+	}
+	is.pr.blocked = blocked
 	return nil
 }
 

@@ -1,4 +1,4 @@
-package labgithub
+package github
 
 import (
 	"context"
@@ -119,6 +119,9 @@ type Commit struct {
 	// paths; Remove lists paths (files or directories) to delete.
 	Files  map[string][]byte
 	Remove []string
+	// Symlinks are symbolic links to commit, by path: their targets, as
+	// git stores a link (what a pull request may hold).
+	Symlinks map[string]string
 }
 
 // Pushed is a branch that moved, as a push event reports it.
@@ -199,6 +202,19 @@ func (s *Server) Commit(ctx context.Context, owner, repoName string, c Commit) (
 			return Pushed{}, fmt.Errorf("%s: %w", what, err)
 		}
 		if err := os.WriteFile(full, data, 0o644); err != nil {
+			return Pushed{}, fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	for p, target := range c.Symlinks {
+		full := filepath.Join(tmp, filepath.FromSlash(p))
+		if !strings.HasPrefix(full, tmp+string(filepath.Separator)) {
+			return Pushed{}, fmt.Errorf("%s: path %q leaves the repository", what, p)
+		}
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			return Pushed{}, fmt.Errorf("%s: %w", what, err)
+		}
+		os.RemoveAll(full)
+		if err := os.Symlink(target, full); err != nil {
 			return Pushed{}, fmt.Errorf("%s: %w", what, err)
 		}
 	}

@@ -1,4 +1,4 @@
-package labgithub_test
+package github_test
 
 import (
 	"net/http"

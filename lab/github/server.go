@@ -1,4 +1,4 @@
-// Package labgithub is the lab's GitHub: an in-process HTTP server, on
+// Package github is the lab's GitHub: an in-process HTTP server, on
 // loopback only, that answers the REST operations nestbot calls and serves
 // the lab's repositories over git's smart HTTP protocol.
 //
@@ -20,11 +20,16 @@
 // build the webhook events GitHub would send (PushEvent, ...; see
 // webhook.go).
 //
+// Beside nestbot's client (gitops/github) and go-github, it is imported as
+// labgithub:
+//
+//	import labgithub "github.com/ducksnest/nestbot/lab/github"
+//
 //	srv, err := labgithub.New(labgithub.Config{Logf: t.Logf})
 //	if err := srv.Start(); err != nil { ... }
 //	defer srv.Close()
 //	client, _ := github.NewClient(github.WithAuthToken(srv.InstallationToken()), github.WithEnterpriseURLs(srv.URL(), srv.URL()))
-package labgithub // import "github.com/ducksnest/nestbot/lab/github"
+package github // import "github.com/ducksnest/nestbot/lab/github"
 
 import (
 	"bytes"
@@ -83,6 +88,12 @@ type Config struct {
 	// DefaultRateLimit (the Actions token gets 1000, as on GitHub).
 	RateLimit int
 
+	// LegacyTokens mints tokens as GitHub did before April 2021 (and an
+	// older GitHub Enterprise Server still does): a personal access token
+	// is 40 hex digits, an installation token "v1." and 40 hex digits, with
+	// none of the ghp_/ghs_ prefixes that tools recognise tokens by.
+	LegacyTokens bool
+
 	// WebhookExamples is the directory of the npm package
 	// @octokit/webhooks-examples; the *Event methods build events from it.
 	WebhookExamples string
@@ -122,6 +133,8 @@ type Server struct {
 	hs  *http.Server
 	ln  net.Listener
 	web string // http://127.0.0.1:port
+
+	backend string // git-http-backend, found by Start
 }
 
 // New makes a server: it loads the embedded OpenAPI subset, makes the App's
@@ -169,9 +182,11 @@ func (s *Server) Start() error {
 	if s.hs != nil {
 		return errors.New("labgithub.Start: already started")
 	}
-	if _, err := os.Stat(gitHTTPBackend); err != nil {
-		return fmt.Errorf("labgithub.Start: git's smart HTTP server %s is missing (%v); install git", gitHTTPBackend, err)
+	backend, err := gitHTTPBackend()
+	if err != nil {
+		return fmt.Errorf("labgithub.Start: %w", err)
 	}
+	s.backend = backend
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("labgithub.Start: %w", err)

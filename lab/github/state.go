@@ -1,4 +1,4 @@
-package labgithub
+package github
 
 import (
 	"encoding/json"
@@ -100,11 +100,14 @@ type pull struct {
 	mergeClean  bool
 
 	mergeable *bool // overrides what git merge-tree says
-	merged    bool
-	mergedAt  time.Time
-	mergedBy  *user
-	mergeSHA  string
-	reviews   []*review
+	// blocked says branch protection holds the pull request back (a
+	// required check or review missing): mergeable_state "blocked".
+	blocked  bool
+	merged   bool
+	mergedAt time.Time
+	mergedBy *user
+	mergeSHA string
+	reviews  []*review
 }
 
 type review struct {
@@ -430,7 +433,10 @@ type Deployment struct {
 	Description string
 	Payload     json.RawMessage
 	Creator     string
-	Statuses    []DeploymentStatus
+	// Production and Transient are production_environment and
+	// transient_environment, as sent or as GitHub defaults them.
+	Production, Transient bool
+	Statuses              []DeploymentStatus
 }
 
 // DeploymentStatus is one status of a deployment.
@@ -455,7 +461,8 @@ func (s *Server) Deployments(owner, repoName string) ([]Deployment, error) {
 	var out []Deployment
 	for _, d := range r.deployments {
 		o := Deployment{ID: d.id, Ref: d.ref, SHA: d.sha, Task: d.task, Environment: d.environment,
-			Description: deref(d.description), Payload: slices.Clone(d.payload), Creator: d.creator.login}
+			Description: deref(d.description), Payload: slices.Clone(d.payload), Creator: d.creator.login,
+			Production: d.production, Transient: d.transient}
 		for _, st := range d.statuses {
 			o.Statuses = append(o.Statuses, DeploymentStatus{ID: st.id, State: st.state, Description: st.description,
 				Environment: st.environment, EnvironmentURL: st.environmentURL, LogURL: st.logURL, Creator: st.creator.login})

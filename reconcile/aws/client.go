@@ -6,6 +6,7 @@ package aws
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/smithy-go"
 
 	"github.com/ducksnest/nestbot/internal/awsbody"
 )
@@ -91,7 +93,38 @@ func NewClient(ctx context.Context, o ClientOptions) (*ec2.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("aws: load config: %w", err)
 	}
+	if err := CheckCredentials(ctx, cfg); err != nil {
+		return nil, err
+	}
 	return NewClientFromConfig(cfg, o), nil
+}
+
+// ErrNoCredentials is NewClient's error when the SDK's default chain finds
+// no credentials at all: one line saying what to set, instead of every
+// call retrying the instance metadata service and failing with its error.
+var ErrNoCredentials = errors.New("aws: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE " +
+	"(aws configure, aws sso login), or run where a role provides them (an EC2 instance profile; in GitHub Actions, aws-actions/configure-aws-credentials)")
+
+// CheckCredentials retrieves the credentials once, bounded, before any
+// call: the chain's last resort is the EC2 instance metadata service, and
+// an error from it means nothing before it (environment, profiles, web
+// identity, containers) had any.
+func CheckCredentials(ctx context.Context, cfg aws.Config) error {
+	if cfg.Credentials == nil {
+		return ErrNoCredentials
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, err := cfg.Credentials.Retrieve(ctx)
+	var op *smithy.OperationError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &op) && op.ServiceID == "ec2imds":
+		return ErrNoCredentials
+	default:
+		return fmt.Errorf("aws: credentials: %w", err)
+	}
 }
 
 // NewClientFromConfig builds an EC2 client from a loaded configuration.

@@ -46,7 +46,7 @@ func optionalSecret(getenv func(string) string, name string) (string, error) {
 	if getenv(name) == "" && getenv(name+"_FILE") == "" {
 		return "", nil
 	}
-	v, err := nest.SecretRef{Env: name}.Resolve(getenv)
+	v, err := nest.SecretRef{Env: name}.Resolve(getenv, "") // the operator's environment
 	if err != nil {
 		return "", fmt.Errorf("tailscale api: %w", err)
 	}

@@ -3,6 +3,7 @@ package tailnet
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,6 +37,18 @@ type Applier struct {
 	GoneTimeout time.Duration
 	// Logf, if set, receives progress lines.
 	Logf func(format string, args ...any)
+
+	// A new host is the node that joins as it, never one that was there
+	// before: the node ids Before lists (observed before the apply) and
+	// Pinned holds (other hosts' nodes) are not it, nor a node registered
+	// before Since (when control says when it registered). With Tags, it
+	// carries one of them. When more than one node could be it, the wait
+	// fails: which is the host cannot be told.
+	Before map[string]bool
+	Pinned map[string]string // host → node id
+	Since  time.Time
+	// Joined, if set, is told the node a new host joined as, to pin it.
+	Joined func(host, id string)
 }
 
 // Apply applies steps and returns a result for each.
@@ -87,9 +100,12 @@ func (a *Applier) wait(ctx context.Context, st reconcile.Step, name string) reco
 	a.logf("tailnet: waiting up to %s for %s to join", d, name)
 	wctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	n, err := WaitJoined(wctx, a.Bot, name)
+	n, err := a.waitNew(wctx, name)
 	if err != nil {
 		return reconcile.StepResult{Step: st, Status: reconcile.StatusFailed, Detail: err.Error()}
+	}
+	if a.Joined != nil {
+		a.Joined(name, n.ID)
 	}
 	ip := ""
 	if len(n.IPs) > 0 {
@@ -128,6 +144,48 @@ func (a *Applier) removeStray(ctx context.Context, st reconcile.Step, name strin
 		}
 	}
 	return reconcile.StepResult{Step: st, Status: reconcile.StatusApplied, Detail: detail}
+}
+
+// waitNew waits, bounded by ctx, until exactly one node that may be the
+// new host name is on the tailnet and online (see Applier.Before).
+func (a *Applier) waitNew(ctx context.Context, name string) (Node, error) {
+	pinned := map[string]bool{}
+	for _, id := range a.Pinned {
+		pinned[id] = true
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if nodes, err := Nodes(ctx, a.Bot); err == nil {
+			var fresh []Node
+			for _, n := range nodes {
+				switch {
+				case n.Name != name || !n.Online || n.Self, a.Before[n.ID], pinned[n.ID]:
+				case len(a.Tags) > 0 && !slices.ContainsFunc(n.Tags, func(t string) bool { return slices.Contains(a.Tags, t) }):
+				case !a.Since.IsZero() && !n.Created.IsZero() && n.Created.Before(a.Since):
+				default:
+					fresh = append(fresh, n)
+				}
+			}
+			switch len(fresh) {
+			case 0:
+			case 1:
+				return fresh[0], nil
+			default:
+				ids := make([]string, len(fresh))
+				for i, n := range fresh {
+					ids[i] = n.ID
+				}
+				return Node{}, fmt.Errorf("tailnet: %d new nodes named %s joined (%s): none is taken for the host; remove the one that is not its instance, and apply again",
+					len(fresh), name, strings.Join(ids, ", "))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return Node{}, fmt.Errorf("tailnet: %s did not join: %w", name, ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
 
 // WaitGone waits until no peer named name is in s's status, polling,

@@ -20,6 +20,7 @@ type Node struct {
 	DNSName  string       // MagicDNS name, without the trailing dot
 	IPs      []netip.Addr // tailnet addresses (100.64.x.y and fd7a:115c:a1e0::…)
 	Tags     []string     // ACL tags, e.g. "tag:nest"
+	Created  time.Time    // when it registered with control
 	Online   bool         // connected to control
 	LastSeen time.Time    // last seen by control; zero when online
 	Self     bool         // the node asking
@@ -57,6 +58,7 @@ func nodeOf(ps *ipnstate.PeerStatus) Node {
 		Name:     ps.HostName,
 		DNSName:  strings.TrimSuffix(ps.DNSName, "."),
 		IPs:      slices.Clone(ps.TailscaleIPs),
+		Created:  ps.Created,
 		Online:   ps.Online,
 		LastSeen: ps.LastSeen,
 	}

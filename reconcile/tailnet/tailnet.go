@@ -36,7 +36,7 @@ func Observe(ctx context.Context, s *tsnet.Server) (reconcile.Tailnet, error) {
 		if n.Self || n.Name == t.Self {
 			continue // nestbot itself, or an earlier ephemeral node of it not yet gone
 		}
-		ln := reconcile.Node{Name: n.Name, DNSName: n.DNSName, Tags: n.Tags, Online: n.Online, LastSeen: n.LastSeen}
+		ln := reconcile.Node{ID: n.ID, Name: n.Name, DNSName: n.DNSName, Tags: n.Tags, Online: n.Online, LastSeen: n.LastSeen}
 		for _, ip := range n.IPs {
 			ln.IPs = append(ln.IPs, ip.String())
 		}

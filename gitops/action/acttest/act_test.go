@@ -40,7 +40,7 @@ type actRunner struct {
 // and new files, nothing ignored), the stand-in for every other action, and
 // the environment of the act process, which a self-hosted job inherits (Go
 // and its caches, as on a runner with Go installed; nothing from outside).
-func newActRunner(t *testing.T, bin string) *actRunner {
+func newActRunner(t testing.TB, bin string) *actRunner {
 	t.Helper()
 	root, err := filepath.Abs(repoRoot(t))
 	if err != nil {
@@ -86,7 +86,7 @@ func newActRunner(t *testing.T, bin string) *actRunner {
 }
 
 // usedActions lists the remote actions (owner/repo@ref) the files name.
-func usedActions(t *testing.T, files ...string) []string {
+func usedActions(t testing.TB, files ...string) []string {
 	t.Helper()
 	re := regexp.MustCompile(`(?m)^\s*(?:-\s*)?uses:\s*([A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@[A-Za-z0-9_.-]+)`)
 	var out []string
@@ -109,7 +109,7 @@ func usedActions(t *testing.T, files ...string) []string {
 
 // copySource copies the repository's files as git lists them (tracked, and
 // new but not ignored) to dst.
-func copySource(t *testing.T, root, dst string) {
+func copySource(t testing.TB, root, dst string) {
 	t.Helper()
 	out, err := exec.Command("git", "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard").Output()
 	if err != nil {
@@ -167,7 +167,7 @@ type actOptions struct {
 	Inputs    map[string]string // --input-file (workflow_dispatch)
 }
 
-func (a *actRunner) run(ctx context.Context, t *testing.T, o actOptions) *actRun {
+func (a *actRunner) run(ctx context.Context, t testing.TB, o actOptions) *actRun {
 	t.Helper()
 	dir, err := os.MkdirTemp(a.dir, "run-")
 	if err != nil {
@@ -214,7 +214,7 @@ func (a *actRunner) run(ctx context.Context, t *testing.T, o actOptions) *actRun
 // dotenv writes KEY=VALUE lines as act's --env-file, --secret-file,
 // --var-file and --input-file read them (godotenv). The lab's values need
 // no quoting; one that would is refused.
-func dotenv(t *testing.T, m map[string]string) []byte {
+func dotenv(t testing.TB, m map[string]string) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	for _, k := range slices.Sorted(maps.Keys(m)) {

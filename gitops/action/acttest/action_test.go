@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/ducksnest/nestbot/internal/fixtures"
 )
@@ -142,4 +142,23 @@ func TestActionScriptsPassShellcheck(t *testing.T) {
 	if n == 0 {
 		t.Fatal("action.yml has no run: script")
 	}
+	// The scripts the steps run from the action's own files.
+	scripts := map[string]bool{}
+	for _, st := range a.Runs.Steps {
+		for _, m := range actionScript.FindAllStringSubmatch(st.Run, -1) {
+			scripts[m[1]] = true
+		}
+	}
+	if !scripts["gitops/action/install.sh"] {
+		t.Errorf("no step runs gitops/action/install.sh: %v", scripts)
+	}
+	for script := range scripts {
+		out, err := exec.Command(shellcheck, "--shell=bash", "--severity=style", filepath.Join(repoRoot(t), script)).CombinedOutput()
+		if err != nil {
+			t.Errorf("shellcheck on %s:\n%s", script, out)
+		}
+	}
 }
+
+// actionScript finds a script of the action's that a run: script runs.
+var actionScript = regexp.MustCompile(`"\$GITHUB_ACTION_PATH/([A-Za-z0-9_./-]+\.sh)"`)

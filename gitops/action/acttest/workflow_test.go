@@ -30,6 +30,7 @@ type world struct {
 	act      *actRunner
 	log      *lines
 	tokens   []string // the GITHUB_TOKENs the runs were given
+	releases string   // the loopback github.com the action installs nestbot@v1 from
 }
 
 // newWorld starts the lab seeded with examples/ducksnest, and its GitHub
@@ -95,6 +96,9 @@ func (w *world) actOptions(ctx context.Context, t *testing.T, ev labgithub.Event
 		switch {
 		case k == "TS_AUTHKEY" || k == "NESTBOT_TS_AUTHKEY" || strings.HasPrefix(k, "TAILSCALE_OAUTH_"):
 			secrets[k] = v // the example reads them from secrets
+			if k == "NESTBOT_TS_AUTHKEY" {
+				secrets["NESTBOT_TS_PLAN_AUTHKEY"] = v // the plan job's own (the lab has one tailnet key)
+			}
 		case strings.HasPrefix(k, "AWS_") || strings.HasPrefix(k, "TS_") || k == "TAILSCALE_BASE_URL",
 			k == "GITHUB_API_URL" || k == "GITHUB_SERVER_URL" || k == "GITHUB_REPOSITORY":
 			env[k] = v // the runner's, or AWS credentials as configure-aws-credentials sets them
@@ -125,7 +129,7 @@ func (w *world) actOptions(ctx context.Context, t *testing.T, ev labgithub.Event
 		Event:     ev.Name,
 		Payload:   ev.Payload,
 		Workspace: ws,
-		Env:       env,
+		Env:       w.withReleases(env),
 		Secrets:   secrets,
 		Vars:      map[string]string{"NEST_TS_CONTROL_URL": w.lab.Tailnet.ControlURL()},
 	}
@@ -143,6 +147,16 @@ func (w *world) runAct(ctx context.Context, t *testing.T, o actOptions, want str
 	w.noSecrets(t, "act's log", string(r.Raw))
 	w.noSecrets(t, "the step summary", r.Summary)
 	return r
+}
+
+// withReleases points the action at the loopback releases, through the
+// job's environment (NESTBOT_RELEASES_URL), as a self-hosted runner's
+// .env would: the example workflow names no releases-url.
+func (w *world) withReleases(env map[string]string) map[string]string {
+	if w.releases != "" {
+		env["NESTBOT_RELEASES_URL"] = w.releases
+	}
+	return env
 }
 
 // noSecrets fails the test when text holds one of the world's secrets.
@@ -177,6 +191,11 @@ func TestExampleWorkflowPlansAPullRequestThenAppliesItsMerge(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	w := newWorld(t, act)
+	// nestbot@v1 is installed from the snapshot release, as a user's @v1 is.
+	s := sharedSnapshot(ctx, t)
+	rs := startReleaseServer(ctx, t, s)
+	rs.setRelease("v1.2.3", s.Assets)
+	w.releases = rs.URL
 
 	// A pull request makes the control plane bigger.
 	main, err := w.gh.Branch(owner, repoName, "main")
@@ -205,6 +224,9 @@ func TestExampleWorkflowPlansAPullRequestThenAppliesItsMerge(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := w.runAct(ctx, t, w.actOptions(ctx, t, ev, pr.HeadSHA), "plan")
+	if !strings.Contains(r.Log, "Installing nestbot v1.2.3 (nestbot_"+hostTarget+".tar.gz)") || !strings.Contains(r.Log, "nestbot "+s.Version+"\n") {
+		t.Errorf("the job did not install the release @v1 names:\n%s", r.Log)
+	}
 	if r.Outputs["changes"] != "true" || r.Outputs["result"] != "changes" {
 		t.Errorf("outputs changes=%q result=%q, want true and changes\n%s", r.Outputs["changes"], r.Outputs["result"], r.Log)
 	}

@@ -3,7 +3,7 @@
 // GitHub serves: only the operations nestbot calls, plus every component
 // they reference, directly or through other components. The result,
 // api.github.com.subset.json beside this script, is committed and embedded
-// by package labgithub; a Go test re-runs this script and fails when the
+// by lab/github; a Go test re-runs this script and fails when the
 // committed subset no longer matches the installed package.
 //
 // Usage (from the repository root, after `bash .ci/fixtures`):
@@ -23,6 +23,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 // OPERATIONS are "METHOD path" exactly as the description spells the path.
 export const OPERATIONS = [
   "GET /rate_limit",
+  "GET /app",
+  "GET /user",
   "POST /app/installations/{installation_id}/access_tokens",
   "GET /repos/{owner}/{repo}",
   "GET /repos/{owner}/{repo}/installation",
