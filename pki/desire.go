@@ -95,7 +95,8 @@ func Desired(f *nest.Fleet, hostKeys map[string]string, facts map[string]HostFac
 	}
 
 	profile := Set(&ff, hostKeys, facts)
-	want := map[string]bool{}
+	d.Specs = make([]Spec, 0, len(profile))
+	want := make(map[string]bool, len(profile))
 	cas := map[string]bool{}
 	var errs []string
 	for _, s := range profile {

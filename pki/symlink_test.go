@@ -20,9 +20,10 @@ func TestDirFollowsNoSymlink(t *testing.T) {
 	}
 	tree := t.TempDir()
 	os.MkdirAll(filepath.Join(tree, "hosts"), 0o755)
-	must(t, os.Symlink(filepath.Join(outside, "secret"), filepath.Join(tree, "secrets.nix")))      // a file
-	must(t, os.Symlink("../../../../../../../../../../"+outside, filepath.Join(tree, "derived")))  // a directory, relative
-	must(t, os.Symlink(filepath.Join(outside, "secret"), filepath.Join(tree, "hosts", "web.pub"))) // a pinned key
+	must(t, os.Symlink(filepath.Join(outside, "secret"), filepath.Join(tree, "secrets.nix")))       // a file
+	must(t, os.Symlink("../../../../../../../../../../"+outside, filepath.Join(tree, "derived")))   // a directory, relative
+	must(t, os.Symlink(filepath.Join(outside, "secret"), filepath.Join(tree, "hosts", "web.pub")))  // a pinned key
+	must(t, os.Symlink(filepath.Join(outside, "secret"), filepath.Join(tree, "hosts", "web.node"))) // a pinned node
 	d := Dir(tree)
 
 	refused := func(what string, err error) {
@@ -52,6 +53,12 @@ func TestDirFollowsNoSymlink(t *testing.T) {
 	refused("observe", err)
 	_, err = ReadHostKeys(tree, []string{"web"})
 	refused("read the pinned keys", err)
+	_, err = ReadNodeIDs(tree, []string{"web"})
+	refused("read the pinned nodes", err)
+	linkedHosts := t.TempDir()
+	must(t, os.Symlink(filepath.Join(tree, "hosts"), filepath.Join(linkedHosts, "hosts"))) // hosts/ itself
+	_, err = ReadHostKeys(linkedHosts, []string{"web"})
+	refused("read the pinned keys through a linked hosts/", err)
 
 	linked := filepath.Join(t.TempDir(), "certs")
 	must(t, os.Symlink(outside, linked))
@@ -67,7 +74,7 @@ func TestDirFollowsNoSymlink(t *testing.T) {
 	if entries, _ := os.ReadDir(outside); len(entries) != 1 {
 		t.Errorf("files were written outside the tree: %v", entries)
 	}
-	if entries, _ := os.ReadDir(filepath.Join(tree, "hosts")); len(entries) != 1 {
+	if entries, _ := os.ReadDir(filepath.Join(tree, "hosts")); len(entries) != 2 {
 		t.Errorf("a refused Stage left files in the tree: %v", entries)
 	}
 }
