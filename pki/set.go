@@ -6,6 +6,7 @@
 package pki
 
 import (
+	"cmp"
 	"net/netip"
 	"path"
 	"slices"
@@ -259,7 +260,7 @@ func sortSpecs(specs []Spec) {
 	for i := range order {
 		order[i] = i
 	}
-	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(specs[a].ID, specs[b].ID) })
+	slices.SortFunc(order, func(a, b int) int { return cmp.Or(strings.Compare(specs[a].ID, specs[b].ID), a-b) })
 	out := make([]Spec, len(specs))
 	for i, j := range order {
 		out[i] = specs[j]
