@@ -72,7 +72,11 @@ func OpenWith(path string, o Options) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: OpenTimeout})
+	// The free list is not written at each commit (Open rebuilds it from
+	// the pages, as etcd runs bbolt): every commit of the queue wrote it
+	// whole, and it grows with the pages done jobs freed. What is stored
+	// is synced as before.
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: OpenTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s (stop the other one, or use another --state-dir)", ErrLocked, path)
 	}
