@@ -124,7 +124,17 @@ func (a *Applier) apply(ctx context.Context, desire func(map[string]ObservedCert
 		return nil, fmt.Errorf("pki: apply: %w", err)
 	}
 	w := &issuing{issuer: is, recipients: recipients, signers: signers, parallel: a.Parallel}
-	if err := cmp.Or(w.run(ctx, tasks), ctx.Err()); err != nil {
+	if st, ok := a.Files.(Stager); ok {
+		if w.staging, err = st.Stage(); err != nil {
+			return nil, fmt.Errorf("pki: apply: nothing written: %w", err)
+		}
+		defer w.staging.Discard() // what was not put into place
+	}
+	err = cmp.Or(w.run(ctx, tasks), ctx.Err())
+	if serr := w.staged(); serr != nil {
+		return nil, fmt.Errorf("pki: apply: nothing written: %w", serr)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("pki: apply: %w", err)
 	}
 	kept := map[string][]string{} // secrets.nix's rules of the keys still there
@@ -133,7 +143,7 @@ func (a *Applier) apply(ctx context.Context, desire func(map[string]ObservedCert
 			kept[p] = rs
 		}
 	}
-	return a.write(tasks, d.Remove, kept)
+	return a.write(tasks, d.Remove, kept, w.staging)
 }
 
 // checkSpecs refuses a set that could not be written: duplicate ids, bad

@@ -485,7 +485,7 @@ func TestApplyFailsBeforeWriting(t *testing.T) {
 	})
 }
 
-// failStage is a tree on disk whose Stage fails for one file, after it
+// failStage is a tree on disk whose staging fails for one file, after it
 // made the file's directories: its name is made too long for the file
 // system.
 type failStage struct {
@@ -493,13 +493,21 @@ type failStage struct {
 	name string
 }
 
-func (f failStage) Stage(files map[string][]byte) (Staging, error) {
-	if data, ok := files[f.name]; ok {
-		files = maps.Clone(files)
-		delete(files, f.name)
-		files[f.name+strings.Repeat("x", 300)] = data
+func (f failStage) Stage() (Staging, error) {
+	s, err := f.Dir.Stage()
+	return failStaging{s, f.name}, err
+}
+
+type failStaging struct {
+	Staging
+	name string
+}
+
+func (f failStaging) Add(name string, data []byte) error {
+	if name == f.name {
+		name += strings.Repeat("x", 300)
 	}
-	return f.Dir.Stage(files)
+	return f.Staging.Add(name, data)
 }
 
 // TestApplyStagingFailureLeavesNothing: files are written aside as they are
@@ -580,7 +588,7 @@ func TestDirStageFailureLeavesNothing(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
 	d := Dir(root + "/./")
-	st, err := d.Stage(map[string][]byte{
+	st, err := d.StageAll(map[string][]byte{
 		"derived/new-host/kubernetes-kubelet.crt":               []byte("a certificate\n"),
 		"derived/new-host/" + strings.Repeat("x", 300) + ".crt": []byte("not a key\n"),
 	})
@@ -613,7 +621,7 @@ func TestDirStagesANewDirectoryWhole(t *testing.T) {
 		"derived/new-host/etcd/deeper/etcd-peer.crt": []byte("peer\n"),
 		"ca/kubernetes.crt":                          []byte("ca\n"),
 	}
-	st, err := d.Stage(files)
+	st, err := d.StageAll(files)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -674,7 +682,7 @@ func TestDirStagedDirectoryThatAppearedMeanwhile(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
 	d := Dir(root)
-	st, err := d.Stage(map[string][]byte{"derived/new-host/kubernetes-kubelet.crt": []byte("kubelet\n")})
+	st, err := d.StageAll(map[string][]byte{"derived/new-host/kubernetes-kubelet.crt": []byte("kubelet\n")})
 	if err != nil {
 		t.Fatal(err)
 	}

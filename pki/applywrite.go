@@ -13,11 +13,11 @@ import (
 // write checks every file of the apply, then writes them: keys first, then
 // certificates, then removals, and secrets.nix last, so that a failure part
 // way leaves a tree the next apply repairs. It returns the report of what
-// was written, even when a write fails. A tree that can stage (Stager) has
-// every key and certificate written aside first, and put into place only
-// once all of them are: a failure there leaves the tree as it was.
+// was written, even when a write fails. In a tree that can stage (Stager),
+// every key and certificate is staged already (as it was issued), and put
+// into place only now: a failure before leaves the tree as it was.
 // secrets.nix keeps the rules (kept, as read) of keys no task covers.
-func (a *Applier) write(tasks []*task, removals []Removal, kept map[string][]string) (*Report, error) {
+func (a *Applier) write(tasks []*task, removals []Removal, kept map[string][]string, staged Staging) (*Report, error) {
 	rep := &Report{}
 	var keys, certs []fileWrite
 	secrets := map[string][]string{}
@@ -75,19 +75,6 @@ func (a *Applier) write(tasks []*task, removals []Removal, kept map[string][]str
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("pki: apply: nothing written: %w", err)
-	}
-
-	var staged Staging
-	if st, ok := a.Files.(Stager); ok {
-		files := make(map[string][]byte, len(keys)+len(certs))
-		for _, w := range slices.Concat(keys, certs) {
-			files[w.path] = w.data
-		}
-		var err error
-		if staged, err = st.Stage(files); err != nil {
-			return nil, fmt.Errorf("pki: apply: nothing written: %w", err)
-		}
-		defer staged.Discard() // what was not put into place
 	}
 
 	for _, r := range rep.Results {

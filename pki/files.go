@@ -143,96 +143,60 @@ func (d Dir) openForWrite() (*os.Root, error) {
 }
 
 // A Stager is a Files that can write the new content of many files aside
-// before putting any into place. Apply stages every key and certificate
-// once all are issued, and puts them into place only once all are staged.
+// before putting any into place. Apply stages each key and certificate as
+// soon as it is issued, so that the disk's work overlaps the issuing of the
+// others, and puts them into place only once all are staged.
 type Stager interface {
 	Files
-	// Stage writes every file aside, durably, without touching the tree
-	// (name → content). When it fails it leaves nothing of its own.
-	Stage(files map[string][]byte) (Staging, error)
+	// Stage begins a staging, to which the files are added.
+	Stage() (Staging, error)
 }
 
 // Staging is the files written aside by one Stage.
 type Staging interface {
+	// Add writes data aside for name, durably, without touching the tree.
+	// It is called concurrently, for different names.
+	Add(name string, data []byte) error
 	// Commit puts the staged file name into place, replacing it at once.
 	// It may put other staged files into place with it (those of a
 	// directory that is new); Commit of those then does nothing more.
-	// It is called concurrently, for different names.
+	// It is called concurrently, for different names, once every Add
+	// returned.
 	Commit(name string) error
 	// Discard removes what was staged and not put into place, and
-	// releases the tree. It is called once, after the last Commit.
+	// releases the tree. It is called once, after the last Add or Commit.
 	Discard()
 }
 
-// Stage writes files aside and syncs each, through the tree's os.Root and
-// following no link, as WriteFile does. A file in a directory that exists
-// goes to a temporary file beside it, renamed into place by Commit. The
-// files of a directory that does not exist yet are written, under their
-// own names, into a hidden directory beside the first missing one
+// Stage begins a staging of files in the tree, through its os.Root and
+// following no link, as WriteFile does. A file added in a directory that
+// exists goes to a temporary file beside it, renamed into place by Commit.
+// The files of a directory that does not exist yet are written, under
+// their own names, into a hidden directory beside the first missing one
 // (derived/.node-7.<random>.tmp for derived/node-7/…), which Commit
-// renames into place whole: a new host's directory appears complete or
-// not at all, and its files cost no rename each. It refuses a plaintext
+// renames into place whole: a new host's directory appears complete or not
+// at all, and its files cost no rename each. Add refuses a plaintext
 // private key in anything but an .age file, or a link on the way to a
 // name, and then writes nothing.
-func (d Dir) Stage(files map[string][]byte) (Staging, error) {
-	names := slices.Sorted(maps.Keys(files))
-	var errs []error
-	for _, name := range names {
-		if err := checkWrite(name, files[name]); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
+func (d Dir) Stage() (Staging, error) {
 	r, err := d.openForWrite()
 	if err != nil {
 		return nil, fmt.Errorf("write %s: %w", d, err)
 	}
-	s := &dirStaging{d: d, r: r, files: make(map[string]*stagedFile, len(files))}
-	fail := func(err error) (Staging, error) {
-		s.Discard()
+	return &dirStaging{d: d, r: r, files: map[string]*stagedFile{}, dirs: map[string]*stagedTree{}}, nil
+}
+
+// StageAll stages files (name → content), 8 at a time; when one cannot be,
+// it leaves nothing of its own.
+func (d Dir) StageAll(files map[string][]byte) (Staging, error) {
+	s, err := d.Stage()
+	if err != nil {
 		return nil, err
 	}
-	// Where each file's directory is: there already, or below a new one.
-	dirs := map[string]*stagedTree{} // a file's directory → the tree it is new in (nil: it exists)
-	var made []string                // directories to make inside the trees
-	for _, name := range names {
-		dir := path.Dir(name)
-		tree, seen := dirs[dir]
-		if !seen {
-			if tree, err = s.treeOf(dir); err != nil {
-				return fail(err)
-			}
-			dirs[dir] = tree
-			if tree != nil && dir != tree.top {
-				made = append(made, tree.inside(dir))
-			}
-		}
-		if tree == nil { // name itself, in a directory that exists, must be no link
-			if err := d.noLinks(r, name); err != nil {
-				return fail(err)
-			}
-		}
-		s.files[name] = &stagedFile{name: name, tree: tree}
-	}
-	if err := errors.Join(inParallel(len(made), func(i int) error { return r.MkdirAll(made[i], 0o755) })...); err != nil {
-		return fail(fmt.Errorf("write: %w", err))
-	}
-	errs = inParallel(len(names), func(i int) (err error) {
-		f := s.files[names[i]]
-		if f.tree == nil {
-			f.tmp, err = writeAside(r, f.name, files[f.name])
-		} else {
-			err = writeNew(r, f.tree.inside(f.name), files[f.name])
-		}
-		if err != nil {
-			return fmt.Errorf("write %s: %w", f.name, err)
-		}
-		return nil
-	})
-	if err := errors.Join(errs...); err != nil {
-		return fail(err)
+	names := slices.Sorted(maps.Keys(files))
+	if err := errors.Join(inParallel(len(names), func(i int) error { return s.Add(names[i], files[names[i]]) })...); err != nil {
+		s.Discard()
+		return nil, err
 	}
 	return s, nil
 }
@@ -240,9 +204,10 @@ func (d Dir) Stage(files map[string][]byte) (Staging, error) {
 // dirStaging is what one Dir.Stage wrote aside, in the tree r opens.
 type dirStaging struct {
 	d     Dir
-	r     *os.Root
-	files map[string]*stagedFile // read-only once staged
-	mu    sync.Mutex             // guards committed
+	mu    sync.Mutex // guards what follows
+	r     *os.Root   // nil once discarded
+	files map[string]*stagedFile
+	dirs  map[string]*stagedTree // a file's directory → the tree it is new in (nil: it exists)
 	trees []*stagedTree
 }
 
@@ -256,6 +221,7 @@ type stagedFile struct {
 // stagedTree is a new directory, top, staged whole as hidden.
 type stagedTree struct {
 	top, hidden string
+	made        map[string]bool // directories made inside it
 	once        sync.Once
 	err         error
 	committed   bool
@@ -266,9 +232,69 @@ func (t *stagedTree) inside(name string) string {
 	return t.hidden + strings.TrimPrefix(name, t.top)
 }
 
+func (s *dirStaging) Add(name string, data []byte) error {
+	if err := checkWrite(name, data); err != nil {
+		return err
+	}
+	f, err := s.place(name)
+	if err != nil {
+		return err
+	}
+	if f.tree == nil {
+		tmp, err := writeAside(s.r, name, data)
+		if err != nil {
+			return fmt.Errorf("write %s: %w", name, err)
+		}
+		s.mu.Lock()
+		f.tmp = tmp
+		s.mu.Unlock()
+		return nil
+	}
+	if err := writeNew(s.r, f.tree.inside(name), data); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}
+
+// place finds where name is staged: beside it, when its directory exists,
+// or in the staged tree its directory is new in, whose directories it
+// makes.
+func (s *dirStaging) place(name string) (*stagedFile, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.r == nil:
+		return nil, fmt.Errorf("write %s: the staging was discarded", name)
+	case s.files[name] != nil:
+		return nil, fmt.Errorf("write %s: staged twice", name)
+	}
+	dir := path.Dir(name)
+	tree, seen := s.dirs[dir]
+	if !seen {
+		var err error
+		if tree, err = s.treeOf(dir); err != nil {
+			return nil, err
+		}
+		s.dirs[dir] = tree
+	}
+	if tree == nil { // name itself, in a directory that exists, must be no link
+		if err := s.d.noLinks(s.r, name); err != nil {
+			return nil, err
+		}
+	} else if dir != tree.top && !tree.made[dir] {
+		if err := s.r.MkdirAll(tree.inside(dir), 0o755); err != nil {
+			return nil, fmt.Errorf("write %s: %w", name, err)
+		}
+		tree.made[dir] = true
+	}
+	f := &stagedFile{name: name, tree: tree}
+	s.files[name] = f
+	return f, nil
+}
+
 // treeOf returns the staged tree that dir is new in, making one when dir's
 // first missing ancestor has none yet; nil when dir exists. A link on the
-// way to dir is a *LinkError.
+// way to dir is a *LinkError. s.mu is held.
 func (s *dirStaging) treeOf(dir string) (*stagedTree, error) {
 	top, err := s.d.firstMissing(s.r, dir)
 	if err != nil || top == "" {
@@ -283,7 +309,7 @@ func (s *dirStaging) treeOf(dir string) (*stagedTree, error) {
 	if err != nil {
 		return nil, fmt.Errorf("write %s: %w", top, err)
 	}
-	t := &stagedTree{top: top, hidden: hidden}
+	t := &stagedTree{top: top, hidden: hidden, made: map[string]bool{}}
 	s.trees = append(s.trees, t)
 	return t, nil
 }
@@ -312,7 +338,9 @@ func (d Dir) firstMissing(r *os.Root, name string) (string, error) {
 }
 
 func (s *dirStaging) Commit(name string) error {
+	s.mu.Lock()
 	f := s.files[name]
+	s.mu.Unlock()
 	if f == nil {
 		return fmt.Errorf("write %s: it was not staged", name)
 	}
