@@ -75,8 +75,10 @@ func OpenWith(path string, o Options) (*DB, error) {
 	// The free list is not written at each commit (Open rebuilds it from
 	// the pages, as etcd runs bbolt): every commit of the queue wrote it
 	// whole, and it grows with the pages done jobs freed. What is stored
-	// is synced as before.
-	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: OpenTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	// is synced as before. The file is mapped 1 GB ahead (address space,
+	// not memory), so that a growing queue does not stop every reader and
+	// writer to map it again at each doubling.
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: OpenTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType, InitialMmapSize: 1 << 30})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s (stop the other one, or use another --state-dir)", ErrLocked, path)
 	}
