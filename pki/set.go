@@ -245,8 +245,8 @@ func kubeadmSet(f *nest.Fleet, hostKeys map[string]string, facts map[string]Host
 }
 
 // sortSpecs sorts specs by ID. A Spec is some 300 bytes: it sorts their
-// positions, then moves each spec once (sorting the specs themselves moved
-// a 10,000-host set's 40,000 specs some 15 times each).
+// positions, then moves each spec once, in place (sorting the specs
+// themselves moved a 10,000-host set's 40,000 specs some 15 times each).
 func sortSpecs(specs []Spec) {
 	sorted := func(i int) bool { return specs[i-1].ID <= specs[i].ID }
 	i := 1
@@ -261,11 +261,24 @@ func sortSpecs(specs []Spec) {
 		order[i] = i
 	}
 	slices.SortFunc(order, func(a, b int) int { return cmp.Or(strings.Compare(specs[a].ID, specs[b].ID), a-b) })
-	out := make([]Spec, len(specs))
-	for i, j := range order {
-		out[i] = specs[j]
+	// Each cycle of the permutation moves its specs along, one aside.
+	for i := range order {
+		if order[i] < 0 || order[i] == i {
+			continue
+		}
+		aside := specs[i]
+		j := i
+		for {
+			k := order[j]
+			order[j] = -1
+			if k == i {
+				specs[j] = aside
+				break
+			}
+			specs[j] = specs[k]
+			j = k
+		}
 	}
-	copy(specs, out)
 }
 
 // fileStem is a leaf's file name without extension, as the K8Nix certToolkit
