@@ -369,8 +369,11 @@ func SubsetOf(want, have []string) bool {
 	return true
 }
 
+// sameRecipients reports whether have and want are the same recipients,
+// normalized. Lists that are equal as they are, as after every apply, are
+// not normalized (a plan compares every key's).
 func sameRecipients(have, want []string) bool {
-	return slices.Equal(normalizeAll(have), normalizeAll(want))
+	return slices.Equal(have, want) || slices.Equal(normalizeAll(have), normalizeAll(want))
 }
 
 func joinReasons(a, b string) string {
