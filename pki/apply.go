@@ -120,7 +120,17 @@ func (a *Applier) apply(ctx context.Context, desire func(map[string]ObservedCert
 		return nil, fmt.Errorf("pki: apply: %w", err)
 	}
 	w := &issuing{issuer: is, recipients: recipients, signers: signers, parallel: a.Parallel}
-	if err := cmp.Or(w.run(ctx, tasks), ctx.Err()); err != nil {
+	if st, ok := a.Files.(Stager); ok {
+		if w.staging, err = st.Stage(); err != nil {
+			return nil, fmt.Errorf("pki: apply: nothing written: %w", err)
+		}
+		defer w.staging.Discard() // what was not put into place
+	}
+	err = cmp.Or(w.run(ctx, tasks), ctx.Err())
+	if serr := w.staged(); serr != nil {
+		return nil, fmt.Errorf("pki: apply: nothing written: %w", serr)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("pki: apply: %w", err)
 	}
 	kept := map[string][]string{} // secrets.nix's rules of the keys still there
@@ -129,7 +139,7 @@ func (a *Applier) apply(ctx context.Context, desire func(map[string]ObservedCert
 			kept[p] = rs
 		}
 	}
-	return a.write(tasks, d.Remove, kept)
+	return a.write(tasks, d.Remove, kept, w.staging)
 }
 
 // checkSpecs refuses a set that could not be written: duplicate ids, bad
@@ -355,8 +365,11 @@ func SubsetOf(want, have []string) bool {
 	return true
 }
 
+// sameRecipients reports whether have and want are the same recipients,
+// normalized. Lists that are equal as they are, as after every apply, are
+// not normalized (a plan compares every key's).
 func sameRecipients(have, want []string) bool {
-	return slices.Equal(normalizeAll(have), normalizeAll(want))
+	return slices.Equal(have, want) || slices.Equal(normalizeAll(have), normalizeAll(want))
 }
 
 func joinReasons(a, b string) string {

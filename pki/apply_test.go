@@ -485,7 +485,7 @@ func TestApplyFailsBeforeWriting(t *testing.T) {
 	})
 }
 
-// failStage is a tree on disk whose Stage fails for one file, after it
+// failStage is a tree on disk whose staging fails for one file, after it
 // made the file's directories: its name is made too long for the file
 // system.
 type failStage struct {
@@ -493,11 +493,21 @@ type failStage struct {
 	name string
 }
 
-func (f failStage) Stage(name string, data []byte) (Staged, error) {
+func (f failStage) Stage() (Staging, error) {
+	s, err := f.Dir.Stage()
+	return failStaging{s, f.name}, err
+}
+
+type failStaging struct {
+	Staging
+	name string
+}
+
+func (f failStaging) Add(name string, data []byte) error {
 	if name == f.name {
 		name += strings.Repeat("x", 300)
 	}
-	return f.Dir.Stage(name, data)
+	return f.Staging.Add(name, data)
 }
 
 // TestApplyStagingFailureLeavesNothing: files are written aside as they are
@@ -571,26 +581,128 @@ func TestApplyReissuesAKeyThatDoesNotMatch(t *testing.T) {
 	}
 }
 
-// TestDirStageFailureReturnsWhatItMade: Stage that fails after making a
-// file's directories returns them, and Discard removes them, up to (not
+// TestDirStageFailureLeavesNothing: a Stage that fails after it made
+// directories (a new host's, staged whole) removes them, up to (not
 // including) the tree's root, even when the root is not a clean path.
-func TestDirStageFailureReturnsWhatItMade(t *testing.T) {
+func TestDirStageFailureLeavesNothing(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
 	d := Dir(root + "/./")
-	st, err := d.Stage("derived/new-host/"+strings.Repeat("x", 300)+".crt", []byte("not a key\n"))
-	if err == nil || st == nil {
-		t.Fatalf("Stage = %v, %v; want an error and what it made", st, err)
+	st, err := d.StageAll(map[string][]byte{
+		"derived/new-host/kubernetes-kubelet.crt":               []byte("a certificate\n"),
+		"derived/new-host/" + strings.Repeat("x", 300) + ".crt": []byte("not a key\n"),
+	})
+	if err == nil || st != nil || !strings.Contains(err.Error(), "file name too long") {
+		t.Fatalf("Stage = %v, %v; want an error and nothing staged", st, err)
 	}
-	if _, err := os.Stat(filepath.Join(root, "derived/new-host")); err != nil {
-		t.Fatalf("the directories were not made, so this tests nothing: %v", err)
-	}
-	st.Discard()
 	if entries, _ := os.ReadDir(root); len(entries) != 0 {
 		t.Errorf("left behind: %v", entries)
 	}
 	if _, err := os.Stat(root); err != nil {
 		t.Errorf("the root itself was removed: %v", err)
+	}
+}
+
+// TestDirStagesANewDirectoryWhole: the files of a directory that does not
+// exist are staged in a hidden directory beside it, so that until Commit
+// the tree shows none of them and then all; files in a directory that
+// exists are staged beside their names. Nothing staged is left after.
+func TestDirStagesANewDirectoryWhole(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	d := Dir(root)
+	if err := d.WriteFile("derived/old-host/kubernetes-kubelet.crt", []byte("old\n")); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{
+		"derived/old-host/kubernetes-kubelet.crt":    []byte("renewed\n"),
+		"derived/new-host/kubernetes-kubelet.crt":    []byte("kubelet\n"),
+		"derived/new-host/kubernetes-kube-proxy.crt": []byte("kube-proxy\n"),
+		"derived/new-host/etcd/deeper/etcd-peer.crt": []byte("peer\n"),
+		"ca/kubernetes.crt":                          []byte("ca\n"),
+	}
+	st, err := d.StageAll(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	visible := func() []string {
+		var out []string
+		filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+			if err == nil && !e.IsDir() && !strings.Contains(p, "/.") {
+				data, _ := os.ReadFile(p)
+				out = append(out, strings.TrimPrefix(p, root+"/")+"="+strings.TrimSpace(string(data)))
+			}
+			return err
+		})
+		slices.Sort(out)
+		return out
+	}
+	if got := visible(); !slices.Equal(got, []string{"derived/old-host/kubernetes-kubelet.crt=old"}) {
+		t.Fatalf("staged, before Commit the tree shows %q", got)
+	}
+	if err := st.Commit("derived/new-host/kubernetes-kubelet.crt"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"derived/new-host/etcd/deeper/etcd-peer.crt=peer", "derived/new-host/kubernetes-kube-proxy.crt=kube-proxy",
+		"derived/new-host/kubernetes-kubelet.crt=kubelet", "derived/old-host/kubernetes-kubelet.crt=old"}
+	if got := visible(); !slices.Equal(got, want) {
+		t.Fatalf("one file of the new host committed: the tree shows %q, want its whole directory %q", got, want)
+	}
+	for name := range files {
+		if err := st.Commit(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Discard()
+	var hidden []string
+	filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(e.Name(), ".") {
+			hidden = append(hidden, p)
+		}
+		return err
+	})
+	if len(hidden) > 0 {
+		t.Errorf("staging left %q", hidden)
+	}
+	if got := visible(); len(got) != len(files) || !slices.Contains(got, "derived/old-host/kubernetes-kubelet.crt=renewed") {
+		t.Errorf("after Commit: %q", got)
+	}
+	for _, p := range []string{"derived/new-host", "derived/new-host/etcd/deeper", "derived/new-host/kubernetes-kubelet.crt"} {
+		fi, err := os.Stat(filepath.Join(root, p))
+		if want := fs.FileMode(0o755); err != nil || fi.IsDir() && fi.Mode().Perm() != want || !fi.IsDir() && fi.Mode().Perm() != 0o644 {
+			t.Errorf("%s: %v, %v", p, fi.Mode(), err)
+		}
+	}
+}
+
+// TestDirStagedDirectoryThatAppearedMeanwhile: should a new directory be
+// made by someone else between Stage and Commit, the staged files are put
+// into it one by one, beside what is there.
+func TestDirStagedDirectoryThatAppearedMeanwhile(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	d := Dir(root)
+	st, err := d.StageAll(map[string][]byte{"derived/new-host/kubernetes-kubelet.crt": []byte("kubelet\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "derived/new-host"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "derived/new-host/README"), []byte("someone's\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Commit("derived/new-host/kubernetes-kubelet.crt"); err != nil {
+		t.Fatal(err)
+	}
+	st.Discard()
+	for name, want := range map[string]string{"derived/new-host/kubernetes-kubelet.crt": "kubelet\n", "derived/new-host/README": "someone's\n"} {
+		if got, err := os.ReadFile(filepath.Join(root, name)); err != nil || string(got) != want {
+			t.Errorf("%s = %q, %v; want %q", name, got, err, want)
+		}
+	}
+	if entries, _ := os.ReadDir(filepath.Join(root, "derived")); len(entries) != 1 {
+		t.Errorf("derived/ holds %v, want only new-host", entries)
 	}
 }
 

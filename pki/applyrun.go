@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 
 	"filippo.io/age"
@@ -16,6 +18,46 @@ type issuing struct {
 	recipients map[string]age.Recipient // every recipient of the set, parsed once; read only
 	signers    map[string]*KeyPair      // CA id → its key pair, as the CAs are issued or decrypted
 	parallel   int
+
+	// staging, when the tree can stage, gets each task's files as soon as
+	// it is done, 8 at a time, while the others are issued.
+	staging    Staging
+	stages     sync.WaitGroup
+	stageSlots chan struct{}
+	stageMu    sync.Mutex
+	stageErrs  []error
+}
+
+// stage adds t's files to the staging, in the background.
+func (w *issuing) stage(t *task) {
+	if w.staging == nil {
+		return
+	}
+	w.stageMu.Lock()
+	if w.stageSlots == nil {
+		w.stageSlots = make(chan struct{}, 8) // file system work, as inParallel
+	}
+	w.stageMu.Unlock()
+	for _, fw := range t.writes {
+		w.stages.Go(func() {
+			w.stageSlots <- struct{}{}
+			defer func() { <-w.stageSlots }()
+			if err := w.staging.Add(fw.path, fw.data); err != nil {
+				w.stageMu.Lock()
+				w.stageErrs = append(w.stageErrs, err)
+				w.stageMu.Unlock()
+			}
+		})
+	}
+}
+
+// staged waits for every file staged and returns what failed.
+func (w *issuing) staged() error {
+	w.stages.Wait()
+	w.stageMu.Lock()
+	defer w.stageMu.Unlock()
+	slices.SortFunc(w.stageErrs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	return errors.Join(w.stageErrs...)
 }
 
 // run issues and encrypts: new CAs first, then everything else at once.
@@ -53,7 +95,9 @@ func (w *issuing) runAll(ctx context.Context, tasks []*task) error {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			errs[i] = w.exec(t)
+			if errs[i] = w.exec(t); errs[i] == nil {
+				w.stage(t)
+			}
 		})
 	}
 	wg.Wait()

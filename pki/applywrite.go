@@ -13,11 +13,11 @@ import (
 // write checks every file of the apply, then writes them: keys first, then
 // certificates, then removals, and secrets.nix last, so that a failure part
 // way leaves a tree the next apply repairs. It returns the report of what
-// was written, even when a write fails. A tree that can stage (Stager) has
-// every key and certificate written aside first, and put into place only
-// once all of them are: a failure there leaves the tree as it was.
+// was written, even when a write fails. In a tree that can stage (Stager),
+// every key and certificate is staged already (as it was issued), and put
+// into place only now: a failure before leaves the tree as it was.
 // secrets.nix keeps the rules (kept, as read) of keys no task covers.
-func (a *Applier) write(tasks []*task, removals []Removal, kept map[string][]string) (*Report, error) {
+func (a *Applier) write(tasks []*task, removals []Removal, kept map[string][]string, staged Staging) (*Report, error) {
 	rep := &Report{}
 	var keys, certs []fileWrite
 	secrets := map[string][]string{}
@@ -77,19 +77,6 @@ func (a *Applier) write(tasks []*task, removals []Removal, kept map[string][]str
 		return nil, fmt.Errorf("pki: apply: nothing written: %w", err)
 	}
 
-	var staged map[string]Staged
-	if st, ok := a.Files.(Stager); ok {
-		var err error
-		if staged, err = stageAll(st, append(slices.Clone(keys), certs...)); err != nil {
-			return nil, fmt.Errorf("pki: apply: nothing written: %w", err)
-		}
-		defer func() { // what was not put into place
-			for _, s := range staged {
-				s.Discard()
-			}
-		}()
-	}
-
 	for _, r := range rep.Results {
 		attrs := []any{"id", r.ID, "action", string(r.Action)}
 		if r.Reason != "" {
@@ -133,10 +120,10 @@ func (a *Applier) write(tasks []*task, removals []Removal, kept map[string][]str
 
 // writeAll writes files in parallel, or puts them into place when they
 // are staged, and returns those written.
-func (a *Applier) writeAll(files []fileWrite, staged map[string]Staged) ([]string, error) {
+func (a *Applier) writeAll(files []fileWrite, staged Staging) ([]string, error) {
 	errs := inParallel(len(files), func(i int) error {
-		if s := staged[files[i].path]; s != nil {
-			return s.Commit()
+		if staged != nil {
+			return staged.Commit(files[i].path)
 		}
 		return a.Files.WriteFile(files[i].path, files[i].data)
 	})
@@ -147,29 +134,6 @@ func (a *Applier) writeAll(files []fileWrite, staged map[string]Staged) ([]strin
 		}
 	}
 	return done, errors.Join(errs...)
-}
-
-// stageAll writes files aside in parallel (Stager.Stage). When one cannot
-// be, it removes what it staged, and the directories it made, and fails.
-func stageAll(st Stager, files []fileWrite) (map[string]Staged, error) {
-	staged := make([]Staged, len(files))
-	errs := inParallel(len(files), func(i int) (err error) {
-		staged[i], err = st.Stage(files[i].path, files[i].data)
-		return err
-	})
-	if err := errors.Join(errs...); err != nil {
-		for _, s := range staged {
-			if s != nil {
-				s.Discard()
-			}
-		}
-		return nil, err
-	}
-	out := make(map[string]Staged, len(files))
-	for i, f := range files {
-		out[f.path] = staged[i]
-	}
-	return out, nil
 }
 
 // inParallel calls fn for 0 … n-1, 8 at a time (file system work), and

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -49,7 +51,10 @@ hosts:
 // the service-account key, 30 control-plane and 300 node certificates),
 // encrypts every key to its host and the admin, and writes the tree and
 // secrets.nix: in memory (the work itself) and to disk (each file synced
-// and renamed into place).
+// and renamed into place). floor is what the disk allows: a plain loop
+// creating the same files, with the same bytes, in the same directories,
+// each synced, and nothing else; floor8 is that loop 8 at a time, as
+// nestbot writes.
 func BenchmarkIssueSet100(b *testing.B) {
 	_, admin, _ := newAgeIdentity(b)
 	f, keys, facts := benchFleet(b, admin)
@@ -57,6 +62,8 @@ func BenchmarkIssueSet100(b *testing.B) {
 	if len(specs) != 3+1+3*10+100*3 {
 		b.Fatalf("%d specs", len(specs))
 	}
+	b.Run("floor", func(b *testing.B) { benchmarkFloor(b, f, specs, 1) })
+	b.Run("floor8", func(b *testing.B) { benchmarkFloor(b, f, specs, 8) })
 	for _, target := range []string{"memory", "disk"} {
 		b.Run(target, func(b *testing.B) {
 			b.ReportAllocs()
@@ -83,4 +90,92 @@ func BenchmarkIssueSet100(b *testing.B) {
 			b.ReportMetric(float64(len(specs)), "certs/op")
 		})
 	}
+}
+
+// benchmarkFloor creates the files an apply of specs writes, with the same
+// bytes, in the same directories, with the same syncs, from a plain loop
+// and nothing else: for each file, in the order the apply puts them into
+// place (keys, certificates, secrets.nix), its directory is made
+// (os.MkdirAll), and the file created, written, synced and closed. There
+// is no staging, no rename, no check: what creating the tree costs on this
+// file system. workers > 1 runs the same loop that many at a time, as
+// nestbot writes.
+func benchmarkFloor(b *testing.B, f *nest.Fleet, specs []Spec, workers int) {
+	mem := newMemFiles()
+	if _, err := (&Applier{Files: mem, RenewBefore: f.PKI.RenewBefore.Duration}).Apply(context.Background(), specs); err != nil {
+		b.Fatal(err)
+	}
+	var keys, certs, last []string
+	for name := range mem.m {
+		switch {
+		case name == SecretsNixPath:
+			last = append(last, name)
+		case IsAgeFile(name):
+			keys = append(keys, name)
+		default:
+			certs = append(certs, name)
+		}
+	}
+	slices.Sort(keys)
+	slices.Sort(certs)
+	names := slices.Concat(keys, certs, last)
+	if len(names) < 2*len(specs) { // a key and a certificate each, less the service account's certificate, plus secrets.nix
+		b.Fatalf("%d files for %d specs", len(names), len(specs))
+	}
+	create := func(root, name string) error {
+		full := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return err
+		}
+		if _, err := f.Write(mem.m[name].Data); err != nil {
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			return err
+		}
+		return f.Close()
+	}
+	for b.Loop() {
+		b.StopTimer()
+		root, err := os.MkdirTemp(b.TempDir(), "tree")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if workers <= 1 {
+			for _, name := range names {
+				if err := create(root, name); err != nil {
+					b.Fatal(err)
+				}
+			}
+			continue
+		}
+		next := make(chan string)
+		errs := make(chan error, workers)
+		for range workers {
+			go func() {
+				var first error
+				for name := range next {
+					if err := create(root, name); err != nil && first == nil {
+						first = err
+					}
+				}
+				errs <- first
+			}()
+		}
+		for _, name := range names {
+			next <- name
+		}
+		close(next)
+		for range workers {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(len(names)), "files/op")
 }

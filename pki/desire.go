@@ -95,7 +95,8 @@ func Desired(f *nest.Fleet, hostKeys map[string]string, facts map[string]HostFac
 	}
 
 	profile := Set(&ff, hostKeys, facts)
-	want := map[string]bool{}
+	d.Specs = make([]Spec, 0, len(profile))
+	want := make(map[string]bool, len(profile))
 	cas := map[string]bool{}
 	var errs []string
 	for _, s := range profile {
@@ -128,7 +129,8 @@ func Desired(f *nest.Fleet, hostKeys map[string]string, facts map[string]HostFac
 		}
 		d.Specs = append(d.Specs, s)
 	}
-	for _, id := range slices.Sorted(maps.Keys(tree)) {
+	ids := slices.Sorted(maps.Keys(tree))
+	for _, id := range ids {
 		c := tree[id]
 		if want[id] {
 			continue
@@ -158,7 +160,7 @@ func Desired(f *nest.Fleet, hostKeys map[string]string, facts map[string]HostFac
 		}
 	}
 	// The adopted leaves, once every CA is known.
-	for _, id := range slices.Sorted(maps.Keys(tree)) {
+	for _, id := range ids {
 		c := tree[id]
 		if want[id] || !strings.Contains(id, "/") || c.Error != "" || c.IssuedByNestbot || listedIn(c.CertPath) != "" {
 			continue

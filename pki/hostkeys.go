@@ -19,8 +19,9 @@ func HostKeyPath(host string) string { return filepath.Join("hosts", host+".pub"
 // ReadHostKeys reads the pinned host keys of hosts from dir/hosts/<host>.pub.
 // A host without a file is simply not pinned yet; a file that does not hold
 // an ssh-ed25519 key is an error naming the file.
-func ReadHostKeys(dir string, hosts []string) (map[string]string, error) {
-	return ReadHostKeysFS(Dir(dir), dir, hosts)
+func ReadHostKeys(dir string, hosts []string) (keys map[string]string, err error) {
+	Dir(dir).withListed("hosts", func(fsys fs.FS) { keys, err = ReadHostKeysFS(fsys, dir, hosts) })
+	return keys, err
 }
 
 // ReadHostKeysFS is ReadHostKeys for the tree in fsys (a Dir, a commit's
@@ -151,8 +152,9 @@ func ReadNodeIDsFS(fsys fs.FS, name string, hosts []string) (map[string]string, 
 }
 
 // ReadNodeIDs is ReadNodeIDsFS for the tree at dir.
-func ReadNodeIDs(dir string, hosts []string) (map[string]string, error) {
-	return ReadNodeIDsFS(Dir(dir), dir, hosts)
+func ReadNodeIDs(dir string, hosts []string) (ids map[string]string, err error) {
+	Dir(dir).withListed("hosts", func(fsys fs.FS) { ids, err = ReadNodeIDsFS(fsys, dir, hosts) })
+	return ids, err
 }
 
 func validNodeID(id string) bool {

@@ -12,10 +12,16 @@ import (
 )
 
 // BenchmarkDiff1000Hosts plans a fleet of 1,000 hosts (500 in AWS, 100
-// control planes, ~6,000 certificates) against a live state in which every
+// control planes, ~4,000 certificates and keys) against a live state in which every
 // host is one revision behind and a tenth of the certificates are due.
-func BenchmarkDiff1000Hosts(b *testing.B) {
-	d := genFleet(b, 1000)
+func BenchmarkDiff1000Hosts(b *testing.B) { benchmarkDiff(b, 1000) }
+
+// BenchmarkDiff10000Hosts is the same fleet ten times larger: bench/plan
+// divides the two to show the plan grows with the fleet, not faster.
+func BenchmarkDiff10000Hosts(b *testing.B) { benchmarkDiff(b, 10000) }
+
+func benchmarkDiff(b *testing.B, hosts int) {
+	d := genFleet(b, hosts)
 	l := behindLive(b, d)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -49,7 +55,10 @@ func behindLive(tb testing.TB, d Desired) *Live {
 	return l
 }
 
-var writeBench = flag.String("write-bench-fleet", "", "write a 1,000-host nest.yaml, pinned keys and live snapshot into this directory (for bench/plan)")
+var (
+	writeBench = flag.String("write-bench-fleet", "", "write a fleet's nest.yaml, pinned keys and live snapshot into this directory (for bench/plan)")
+	benchHosts = flag.Int("bench-fleet-hosts", 1000, "the number of hosts -write-bench-fleet writes")
+)
 
 // TestWriteBenchFleet writes the input of bench/plan: the fleet of
 // BenchmarkDiff1000Hosts as files the CLI reads.
@@ -58,11 +67,11 @@ func TestWriteBenchFleet(t *testing.T) {
 	if dir == "" {
 		t.Skip("only with -write-bench-fleet DIR")
 	}
-	d := genFleet(t, 1000)
+	d := genFleet(t, *benchHosts)
 	if err := os.MkdirAll(filepath.Join(dir, "certs", "hosts"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "nest.yaml"), []byte(genFleetYAML(1000)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "nest.yaml"), []byte(genFleetYAML(*benchHosts)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for name := range d.Fleet.Hosts {

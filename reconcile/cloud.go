@@ -349,14 +349,22 @@ func (p *planner) liveIndex() map[string][]resource {
 	return p.liveByAddr
 }
 
+// managedInstance returns the first live instance, in observed order, that
+// is not going away and carries the fleet's tags for host.
 func (p *planner) managedInstance(host string) *Instance {
-	for i := range p.live.Cloud.Instances {
-		in := &p.live.Cloud.Instances[i]
-		if in.State != "terminated" && in.State != "shutting-down" && in.Tags[TagFleet] == p.f.Name && in.Tags[TagResource] == Address(KindInstance, host) {
-			return in
+	if p.instances == nil {
+		p.instances = map[string]*Instance{}
+		for i := range p.live.Cloud.Instances {
+			in := &p.live.Cloud.Instances[i]
+			if in.State == "terminated" || in.State == "shutting-down" || in.Tags[TagFleet] != p.f.Name {
+				continue
+			}
+			if addr := in.Tags[TagResource]; p.instances[addr] == nil {
+				p.instances[addr] = in
+			}
 		}
 	}
-	return nil
+	return p.instances[Address(KindInstance, host)]
 }
 
 func (p *planner) owned(r resource) bool {
@@ -436,27 +444,79 @@ func (p *planner) reconcileResource(want resource) (bool, *twin) {
 // group name found in several VPCs) is known.
 func (p *planner) adoptionTargets(desired []resource) {
 	p.adopting = map[string]string{}
-	raw := p.liveResources() // references unresolved; ids, tags and VPCs are all that is used
+	var raw *adoptIndex
 	for _, want := range desired {
 		if !want.adopt.Takes() {
 			continue
 		}
-		if found := p.narrow(want, adoptMatches(want, raw)); len(found) == 1 {
+		if raw == nil {
+			raw = newAdoptIndex(p.liveResources()) // references unresolved; ids, tags and VPCs are all that is used
+		}
+		if found := p.narrow(want, raw.matches(want)); len(found) == 1 {
 			p.adopting[found[0].id] = want.addr
 		}
 	}
 }
 
-// adoptMatches are the live resources of want's kind that its adopt block names.
-func adoptMatches(want resource, live []resource) []resource {
-	a := want.adopt
-	key, value, _ := strings.Cut(a.Tag, "=")
-	var found []resource
-	for _, r := range live {
-		if r.kind == want.kind && (a.ID != "" && r.id == a.ID || a.Tag != "" && r.tags[key] == value ||
-			a.GroupName != "" && r.kind == KindSecurityGroup && r.groupName == a.GroupName) {
-			found = append(found, r)
+// adoptIndex finds the live resources of a kind that an adopt block names
+// — by id, by a Key=Value tag, or (a security group) by group name — in
+// the order they were observed, without a pass over every live resource
+// for each block: a fleet that adopts each of its instances plans in
+// linear time.
+type adoptIndex struct {
+	res   []resource
+	byID  map[string][]int            // "kind id" → positions in res
+	byTag map[string]map[string][]int // tag key → "kind value" → positions, made on first use of the key
+	group map[string][]int            // security group name → positions
+}
+
+func newAdoptIndex(res []resource) *adoptIndex {
+	x := &adoptIndex{res: res, byID: map[string][]int{}, byTag: map[string]map[string][]int{}, group: map[string][]int{}}
+	for i, r := range res {
+		x.byID[r.kind+" "+r.id] = append(x.byID[r.kind+" "+r.id], i)
+		if r.kind == KindSecurityGroup && r.groupName != "" {
+			x.group[r.groupName] = append(x.group[r.groupName], i)
 		}
+	}
+	return x
+}
+
+// matches are the live resources of want's kind that its adopt block names.
+func (x *adoptIndex) matches(want resource) []resource {
+	a := want.adopt
+	var at []int
+	if a.ID != "" {
+		at = append(at, x.byID[want.kind+" "+a.ID]...)
+	}
+	if a.Tag != "" {
+		key, value, _ := strings.Cut(a.Tag, "=")
+		if value == "" { // an empty value also matches a resource without the key
+			for i, r := range x.res {
+				if r.kind == want.kind && r.tags[key] == "" {
+					at = append(at, i)
+				}
+			}
+		} else {
+			values, ok := x.byTag[key]
+			if !ok {
+				values = map[string][]int{}
+				for i, r := range x.res {
+					if v, ok := r.tags[key]; ok {
+						values[r.kind+" "+v] = append(values[r.kind+" "+v], i)
+					}
+				}
+				x.byTag[key] = values
+			}
+			at = append(at, values[want.kind+" "+value]...)
+		}
+	}
+	if a.GroupName != "" && want.kind == KindSecurityGroup {
+		at = append(at, x.group[a.GroupName]...)
+	}
+	slices.Sort(at)
+	var found []resource
+	for _, i := range slices.Compact(at) {
+		found = append(found, x.res[i])
 	}
 	return found
 }
@@ -500,7 +560,10 @@ func (p *planner) findAdoptee(want resource) (resource, string, error) {
 	if a.GroupName != "" {
 		by = "named " + a.GroupName
 	}
-	all := adoptMatches(want, p.liveList())
+	if p.adoptees == nil {
+		p.adoptees = newAdoptIndex(p.liveList())
+	}
+	all := p.adoptees.matches(want)
 	found := p.narrow(want, all)
 	switch {
 	case len(found) == 0 && a.ID != "":

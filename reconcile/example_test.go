@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -87,11 +88,19 @@ func TestExamplePlans(t *testing.T) {
 
 func TestReadLiveRejectsBadSnapshots(t *testing.T) {
 	dir := t.TempDir()
+	head := `{"format_version":"` + FormatVersion + `","observed_at":"2026-01-01T00:00:00Z"`
 	cases := map[string]string{
-		"unknown key":   `{"format_version":"1","observed_at":"2026-01-01T00:00:00Z","clouds":{}}`,
-		"wrong version": `{"format_version":"9","observed_at":"2026-01-01T00:00:00Z"}`,
-		"no time":       `{"format_version":"1"}`,
-		"not json":      `cloud: {}`,
+		"unknown key":     head + `,"clouds":{}}`,
+		"key in capitals": head + `,"Cloud":{}}`,
+		"repeated key":    head + `,"cloud":{},"cloud":{}}`,
+		"trailing data":   head + `}{}`,
+		"wrong version":   `{"format_version":"9","observed_at":"2026-01-01T00:00:00Z"}`,
+		"no time":         `{"format_version":"` + FormatVersion + `"}`,
+		"not json":        `cloud: {}`,
+	}
+	// The snapshot the cases are built from is itself read.
+	if _, err := DecodeLive("good.json", strings.NewReader(head+`,"cloud":{}}`)); err != nil {
+		t.Fatal(err)
 	}
 	for name, body := range cases {
 		p := filepath.Join(dir, name+".json")

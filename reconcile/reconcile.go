@@ -4,8 +4,9 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/ducksnest/nestbot/nest"
@@ -84,11 +85,14 @@ type planner struct {
 	errs []error
 	// created lists hosts whose instance this plan creates or replaces.
 	created map[string]bool
+	names   []string // hostNames, sorted once
 	// liveRes and liveByAddr are the observed cloud, built once per plan.
 	liveRes    []resource
 	liveByAddr map[string][]resource
-	nodes      map[string]Node   // live tailnet nodes by host name
-	adopting   map[string]string // live id → address of resources being adopted
+	nodes      map[string]Node      // live tailnet nodes by host name
+	instances  map[string]*Instance // managedInstance's index: instance address → instance
+	adopting   map[string]string    // live id → address of resources being adopted
+	adoptees   *adoptIndex          // liveList by what adopt blocks name, built on first use
 	// unresolved holds the cloud addresses whose live resource could not be
 	// told (an error says why); nothing is compared against them.
 	unresolved map[string]bool
@@ -108,14 +112,13 @@ func (p *planner) note(format string, args ...any) {
 	p.plan.Notes = append(p.plan.Notes, fmt.Sprintf(format, args...))
 }
 
-// hostNames returns the desired hosts sorted by name.
+// hostNames returns the desired hosts sorted by name, sorted once per plan.
+// Callers only read it.
 func (p *planner) hostNames() []string {
-	names := make([]string, 0, len(p.f.Hosts))
-	for n := range p.f.Hosts {
-		names = append(names, n)
+	if p.names == nil {
+		p.names = slices.Sorted(maps.Keys(p.f.Hosts))
 	}
-	sort.Strings(names)
-	return names
+	return p.names
 }
 
 // hostFacts gathers what live knows of each host's addresses, for its certificates.

@@ -5,6 +5,11 @@ import (
 	"fmt"
 	"io"
 	"time"
+	"unicode/utf8"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 )
 
 // jsonPlan is the JSON plan, format FormatVersion. Its fields are written in
@@ -45,6 +50,52 @@ type jsonChange struct {
 // versioned by format_version, with the summary counts and has_changes
 // computed. Sensitive changes carry no values.
 func RenderJSON(w io.Writer, p *Plan) error {
+	out := jsonPlanOf(p)
+	if !out.validUTF8() {
+		// encoding/json writes each byte that is not UTF-8 as \ufffd,
+		// which jsonOutput cannot.
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(out); err != nil {
+			return fmt.Errorf("render JSON plan: %w", err)
+		}
+		return nil
+	}
+	// encoding/json's output, as its Encoder with SetIndent("", "  ") and
+	// SetEscapeHTML(false) writes it, written in one pass: encoding/json
+	// marshals the whole plan, then indents it into a second buffer.
+	if err := jsonv2.MarshalWrite(w, out, jsonOutput); err != nil {
+		return fmt.Errorf("render JSON plan: %w", err)
+	}
+	if _, err := io.WriteString(w, "\n"); err != nil {
+		return fmt.Errorf("render JSON plan: %w", err)
+	}
+	return nil
+}
+
+// validUTF8 reports whether every string of the plan is UTF-8.
+func (p *jsonPlan) validUTF8() bool {
+	ok := utf8.ValidString(p.Fleet) && utf8.ValidString(p.Revision)
+	for _, n := range p.Notes {
+		ok = ok && utf8.ValidString(n)
+	}
+	for _, s := range p.Steps {
+		ok = ok && utf8.ValidString(string(s.Plane)) && utf8.ValidString(string(s.Action)) && utf8.ValidString(s.Address) &&
+			utf8.ValidString(s.ID) && utf8.ValidString(s.Reason)
+		for _, c := range s.Changes {
+			ok = ok && utf8.ValidString(c.Attr) && utf8.ValidString(c.Before) && utf8.ValidString(c.After)
+		}
+	}
+	return ok
+}
+
+// jsonOutput writes as encoding/json does, indented by two spaces, without
+// escaping <, > and &.
+var jsonOutput = jsonv2.JoinOptions(jsonv1.DefaultOptionsV1(), jsontext.WithIndent("  "), jsontext.EscapeForHTML(false))
+
+// jsonPlanOf is the JSON plan of p.
+func jsonPlanOf(p *Plan) jsonPlan {
 	if p == nil {
 		p = &Plan{}
 	}
@@ -74,11 +125,5 @@ func RenderJSON(w io.Writer, p *Plan) error {
 		}
 		out.Steps = append(out.Steps, js)
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(out); err != nil {
-		return fmt.Errorf("render JSON plan: %w", err)
-	}
-	return nil
+	return out
 }

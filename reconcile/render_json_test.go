@@ -79,3 +79,43 @@ func TestRenderJSONDecodes(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderJSONWritesAsEncodingJSON: the renderer writes byte for byte
+// what encoding/json's Encoder (indented by two spaces, HTML left as it
+// is) writes, whatever the plan's strings hold: host output, names and
+// reasons with markup, line and paragraph separators, control characters
+// and bytes that are not UTF-8.
+func TestRenderJSONWritesAsEncodingJSON(t *testing.T) {
+	odd := "<b>&amp;</b> \u2028\u2029 \x00\x1f\t\n\"\\ \ufffd ok é 😀"
+	bad := *planWith(odd + "\xff\xfe")
+	p := planWith(odd)
+	for _, plan := range append([]*Plan{p, &bad, nil}, func() []*Plan {
+		var out []*Plan
+		for _, c := range renderCases() {
+			out = append(out, c.plan)
+		}
+		return out
+	}()...) {
+		got := renderJSON(t, plan)
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(jsonPlanOf(plan)); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want.Bytes()) {
+			t.Errorf("RenderJSON wrote\n%s\nencoding/json writes\n%s", got, want.Bytes())
+		}
+	}
+	if got := string(renderJSON(t, &bad)); !strings.Contains(got, `\u2028\u2029`) || !strings.Contains(got, `\ufffd\ufffd`) || !strings.Contains(got, "<b>&amp;</b>") {
+		t.Errorf("separators, bad bytes or markup not written as encoding/json writes them:\n%s", got)
+	}
+}
+
+// planWith is a plan with odd in each of its strings.
+func planWith(odd string) *Plan {
+	return &Plan{Fleet: "ducks" + odd, Revision: odd, ObservedAt: observedAt, Notes: []string{odd, ""},
+		Steps: []Step{{Plane: PlaneHosts, Action: ActionRoll, Address: "host." + odd, ID: odd, Reason: odd, Batch: 3,
+			Changes: []Change{{Attr: odd, Before: odd, After: odd}, {Attr: "secret", Before: "x", After: "y", Sensitive: true, ForcesReplace: true}}}}}
+}

@@ -1,7 +1,9 @@
 package store_test
 
 import (
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/ducksnest/nestbot/store"
 	"github.com/ducksnest/nestbot/store/storetest"
@@ -20,4 +22,15 @@ func TestLockerConformance(t *testing.T) {
 
 func TestArtifactsConformance(t *testing.T) {
 	storetest.TestArtifacts(t, func(t *testing.T) store.Artifacts { return openEmpty(t).Artifacts() })
+}
+
+func TestRetentionConformance(t *testing.T) {
+	storetest.TestRetention(t, func(t *testing.T, now func() time.Time) store.Queue {
+		db, err := store.OpenWith(filepath.Join(t.TempDir(), "nestbot.db"), store.Options{Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db.Queue()
+	})
 }

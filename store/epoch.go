@@ -34,6 +34,9 @@ func openShared(tx *bolt.Tx) (uint64, error) {
 			return 0, err
 		}
 	}
+	if err := indexDone(q); err != nil {
+		return 0, err
+	}
 	l := tx.Bucket(locksBucket)
 	for _, name := range [][]byte{leasesBucket, fencedBucket} {
 		if _, err := l.CreateBucketIfNotExists(name); err != nil {

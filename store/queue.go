@@ -13,12 +13,14 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// The queue's top-level bucket holds four buckets:
+// The queue's top-level bucket holds five buckets:
 //
 //	jobs      id -> jobRecord (JSON, without the payload), kept after Done for de-duplication
 //	payloads  id -> the payload, as received; deleted on Done
 //	pending   key 0x00 order -> id, every queued or claimed job, by Key, oldest first
 //	heads     order -> id, the job of each Key that runs next: its claimed job, else its oldest
+//	done      done time (Unix nanoseconds, big-endian) id -> nothing, every done job, oldest
+//	          first, so that those past the retention are found and deleted (retention.go)
 //
 // order is 16 bytes: Received (Unix nanoseconds) then the enqueue sequence,
 // both big-endian, so jobs are claimed in the order they were received.
@@ -30,6 +32,7 @@ var (
 	payloadsBucket = []byte("payloads")
 	pendingBucket  = []byte("pending")
 	headsBucket    = []byte("heads")
+	doneBucket     = []byte("done")
 	depthKey       = []byte("depth") // in the queue bucket: jobs queued or claimed
 )
 
@@ -62,7 +65,9 @@ type jobRecord struct {
 // Extend and Done is on disk (fsynced) when it returns; the ones that
 // arrive while a commit is under way are committed together by the next
 // one (group commit), so concurrent intake and workers cost one commit per
-// batch, not one per call.
+// batch, not one per call. An Enqueue is on disk in the intake log
+// (intakelog.go): one fdatasync per batch, where a commit of the state
+// file takes two.
 func (db *DB) Queue() Queue { return boltQueue{db} }
 
 type boltQueue struct{ db *DB }
@@ -77,18 +82,48 @@ func (q boltQueue) Enqueue(ctx context.Context, j Job) error {
 		return err
 	}
 	if j.Received.IsZero() {
-		j.Received = time.Now()
+		j.Received = q.db.now()
 	}
 	j.Attempt = 0
-	// The commit this joins is waited for even if ctx ends meanwhile, so
-	// that the answer says what is on disk.
-	err := q.db.group.do(len(j.Payload), func(tx *bolt.Tx) error { return q.enqueueTx(tx, j) })
-	var dup domainError
-	if errors.As(err, &dup) {
-		return dup.error // says what it is: "store: duplicate delivery: job ..."
-	}
+	// The id is reserved, checked against the state file, and the job
+	// written to the intake log (intakelog.go), whose write this joins and
+	// waits for even if ctx ends meanwhile, so that the answer says what
+	// is on disk.
+	free, err := q.db.intake.reserve(j.ID)
 	if err != nil {
 		return fmt.Errorf("store: enqueue %s: %w", j.ID, err)
+	}
+	if !free {
+		return fmt.Errorf("%w: job %s is queued", ErrDuplicate, j.ID)
+	}
+	if err := q.db.bolt.View(func(tx *bolt.Tx) error { return q.duplicate(tx, j.ID) }); err != nil {
+		q.db.intake.unreserve(j.ID)
+		var dup domainError
+		if errors.As(err, &dup) {
+			return dup.error // says what it is: "store: duplicate delivery: job ..."
+		}
+		return fmt.Errorf("store: enqueue %s: %w", j.ID, err)
+	}
+	if err := q.db.intake.append(j); err != nil {
+		return fmt.Errorf("store: enqueue %s: %w", j.ID, err)
+	}
+	return nil
+}
+
+// duplicate returns a domainError when the state file has a job with id
+// that a delivery with it duplicates: queued, claimed, or done ok within
+// the retention.
+func (q boltQueue) duplicate(tx *bolt.Tx, id string) error {
+	v := tx.Bucket(queueBucket).Bucket(jobsBucket).Get([]byte(id))
+	if v == nil {
+		return nil
+	}
+	rec, err := decodeJob(v)
+	if err != nil {
+		return err
+	}
+	if rec.State != stateDone || rec.Result != ResultFailed && !q.forgotten(rec) {
+		return domainError{fmt.Errorf("%w: job %s is %s", ErrDuplicate, id, describe(rec))}
 	}
 	return nil
 }
@@ -110,13 +145,16 @@ func checkJob(j Job) error {
 func (q boltQueue) enqueueTx(tx *bolt.Tx, j Job) error {
 	qb := tx.Bucket(queueBucket)
 	jobs := qb.Bucket(jobsBucket)
+	if err := q.duplicate(tx, j.ID); err != nil {
+		return err
+	}
 	if v := jobs.Get([]byte(j.ID)); v != nil {
 		rec, err := decodeJob(v)
 		if err != nil {
 			return err
 		}
-		if rec.State != stateDone || rec.Result != ResultFailed {
-			return domainError{fmt.Errorf("%w: job %s is %s", ErrDuplicate, j.ID, describe(rec))}
+		if err := qb.Bucket(doneBucket).Delete(doneKey(rec.Done, j.ID)); err != nil {
+			return err
 		}
 	}
 	pending := qb.Bucket(pendingBucket)
@@ -181,10 +219,14 @@ func (q boltQueue) Claim(ctx context.Context, owner string, lease time.Duration)
 	if err := checkTTL("claim lease", lease); err != nil {
 		return nil, err
 	}
+	// The jobs accepted so far are in the state file first.
+	if err := q.db.intake.flush(ctx); err != nil {
+		return nil, fmt.Errorf("store: claim: %w", err)
+	}
 	// Look first without writing: an idle worker's poll costs no commit.
 	var found bool
 	if err := q.db.bolt.View(func(tx *bolt.Tx) error {
-		_, rec, err := q.claimable(tx, time.Now())
+		_, rec, err := q.claimable(tx, q.db.now())
 		found = rec != nil
 		return err
 	}); err != nil || !found {
@@ -196,7 +238,7 @@ func (q boltQueue) Claim(ctx context.Context, owner string, lease time.Duration)
 	var c *Claim
 	err := q.db.group.do(0, func(tx *bolt.Tx) error {
 		c = nil // a retried group runs this again
-		now := time.Now()
+		now := q.db.now()
 		id, rec, err := q.claimable(tx, now)
 		if rec == nil || err != nil {
 			return err
@@ -250,7 +292,7 @@ func (q boltQueue) Extend(ctx context.Context, c *Claim, lease time.Duration) er
 	}
 	var expires time.Time
 	err := q.db.group.do(0, func(tx *bolt.Tx) error {
-		now := time.Now()
+		now := q.db.now()
 		rec, err := q.live(tx, c, now)
 		if err != nil {
 			return err
@@ -274,7 +316,7 @@ func (q boltQueue) Done(ctx context.Context, c *Claim, result Result) error {
 		return fmt.Errorf("store: done %s: result %q is neither %q nor %q", c.Job.ID, result, ResultOK, ResultFailed)
 	}
 	err := q.db.group.do(0, func(tx *bolt.Tx) error {
-		now := time.Now()
+		now := q.db.now()
 		rec, err := q.live(tx, c, now)
 		if err != nil {
 			return err
@@ -304,7 +346,13 @@ func (q boltQueue) Done(ctx context.Context, c *Claim, result Result) error {
 		}
 		rec.State, rec.Result, rec.Done = stateDone, result, now
 		rec.Owner, rec.Token, rec.Epoch, rec.Expires = "", 0, 0, time.Time{}
-		return putJob(tx, id, rec)
+		if err := putJob(tx, id, rec); err != nil {
+			return err
+		}
+		if err := qb.Bucket(doneBucket).Put(doneKey(now, c.Job.ID), []byte{}); err != nil {
+			return err
+		}
+		return q.prune(qb, now)
 	})
 	if err != nil {
 		return fmt.Errorf("store: done %s: %w", c.Job.ID, err)
@@ -330,6 +378,9 @@ func (q boltQueue) live(tx *bolt.Tx, c *Claim, now time.Time) (*jobRecord, error
 
 func (q boltQueue) Depth(ctx context.Context) (int, error) {
 	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("store: queue depth: %w", err)
+	}
+	if err := q.db.intake.flush(ctx); err != nil {
 		return 0, fmt.Errorf("store: queue depth: %w", err)
 	}
 	var n uint64

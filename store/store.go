@@ -33,27 +33,68 @@ const OpenTimeout = 2 * time.Second
 // ErrLocked is returned by Open when another process holds the file.
 var ErrLocked = errors.New("store: the state file is in use by another nestbot process")
 
+// DeliveryRetention is how long the queue remembers a done delivery, so
+// that a redelivery of it is answered as a duplicate. GitHub redelivers
+// deliveries of the past 3 days (github.com) or 7 days (GitHub Enterprise
+// Server), and never on its own; a delivery done longer ago than this is
+// forgotten: its record is deleted, and an id seen again is a new job.
+const DeliveryRetention = 7 * 24 * time.Hour
+
 // DB is an open state file. Its methods are safe for concurrent use.
 type DB struct {
-	bolt  *bolt.DB
-	path  string
-	epoch uint64 // this Open's epoch (see openShared)
-	group groupCommit
+	bolt      *bolt.DB
+	path      string
+	epoch     uint64 // this Open's epoch (see openShared)
+	group     groupCommit
+	intake    *intakeLog
+	now       func() time.Time
+	retention time.Duration
+	logf      func(format string, args ...any)
+}
+
+// Options tune OpenWith; the zero value is what Open uses.
+type Options struct {
+	// Retention is how long a done delivery is remembered (0:
+	// DeliveryRetention).
+	Retention time.Duration
+	// Now is the queue's clock (nil: time.Now): tests move it instead of
+	// waiting.
+	Now func() time.Time
+	// Logf, if set, is told of failures the queue retries on its own.
+	Logf func(format string, args ...any)
 }
 
 // Open opens (creating it, and its directory, if needed) the state file at path.
-func Open(path string) (*DB, error) {
+func Open(path string) (*DB, error) { return OpenWith(path, Options{}) }
+
+// OpenWith is Open with options.
+func OpenWith(path string, o Options) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: OpenTimeout})
+	// The free list is not written at each commit (Open rebuilds it from
+	// the pages, as etcd runs bbolt): every commit of the queue wrote it
+	// whole, and it grows with the pages done jobs freed. What is stored
+	// is synced as before. The file is mapped 1 GB ahead (address space,
+	// not memory), so that a growing queue does not stop every reader and
+	// writer to map it again at each doubling.
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: OpenTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType, InitialMmapSize: 1 << 30})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s (stop the other one, or use another --state-dir)", ErrLocked, path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	db := &DB{bolt: b, path: path}
+	db := &DB{bolt: b, path: path, now: o.Now, retention: o.Retention, logf: o.Logf}
+	if db.logf == nil {
+		db.logf = func(string, ...any) {}
+	}
+	if db.now == nil {
+		db.now = time.Now
+	}
+	if db.retention <= 0 {
+		db.retention = DeliveryRetention
+	}
 	db.group.db = db
 	if err := b.Update(func(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucketIfNotExists(journalBucket); err != nil {
@@ -66,16 +107,24 @@ func Open(path string) (*DB, error) {
 		b.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	if db.intake, err = openIntake(db, path+".intake"); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
 	return db, nil
 }
 
 // Path is the file's path.
 func (db *DB) Path() string { return db.path }
 
-// Close closes the file.
+// Close closes the file, once the jobs accepted are in it.
 func (db *DB) Close() error {
+	ierr := db.intake.close()
 	if err := db.bolt.Close(); err != nil {
 		return fmt.Errorf("store: close %s: %w", db.path, err)
+	}
+	if ierr != nil {
+		return fmt.Errorf("store: close %s: %w", db.intake.path, ierr)
 	}
 	return nil
 }

@@ -16,16 +16,7 @@ import (
 // commit) of GitHub's example push to the default branch, from 16 ×
 // GOMAXPROCS concurrent callers, each request a new delivery.
 func BenchmarkIntakePush(b *testing.B) {
-	var payload []byte
-	for _, e := range examples(b, "push") {
-		if _, handled, _ := webhook.Classify("push", e.Payload); handled {
-			payload = e.Payload
-			break
-		}
-	}
-	if payload == nil {
-		b.Fatal("no push to the default branch among the examples")
-	}
+	payload := examplePush(b)
 	db := openDB(b)
 	h := &webhook.Handler{Secrets: [][]byte{[]byte(secret)}, Queue: db.Queue()}
 	sig := webhook.Sign([]byte(secret), payload)
@@ -47,4 +38,29 @@ func BenchmarkIntakePush(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkClassifyPush is Classify alone on GitHub's example push to the
+// default branch (about 10 KB).
+func BenchmarkClassifyPush(b *testing.B) {
+	payload := examplePush(b)
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, handled, err := webhook.Classify("push", payload); !handled || err != nil {
+			b.Fatal(handled, err)
+		}
+	}
+}
+
+// examplePush is GitHub's first example push that nestbot handles: one to
+// the default branch.
+func examplePush(b *testing.B) []byte {
+	for _, e := range examples(b, "push") {
+		if _, handled, _ := webhook.Classify("push", e.Payload); handled {
+			return e.Payload
+		}
+	}
+	b.Fatal("no push to the default branch among the examples")
+	return nil
 }

@@ -24,6 +24,10 @@ import (
 	"fmt"
 	"strings"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	jsonv1 "github.com/go-json-experiment/json/v1"
+
 	"github.com/ducksnest/nestbot/gitops/command"
 
 	"github.com/ducksnest/nestbot/store"
@@ -183,16 +187,24 @@ func classify(event string, body []byte) (c classified, handled bool, err error)
 }
 
 // parse decodes the fields of p that every handled event has.
+//
+// It reads with encoding/json/v2's decoder as published outside the
+// standard library (github.com/go-json-experiment/json), which validates
+// the whole payload in one pass and skips what payload does not name
+// without decoding it, where encoding/json validates in a pass of its own
+// first. It reads exactly as encoding/json (and so go-github, which the
+// handlers decode with) does, so intake and the handlers cannot read one
+// payload two ways.
 func parse(event string, body []byte) (payload, error) {
 	var p payload
-	if err := json.Unmarshal(body, &p); err != nil {
-		var syntax *json.SyntaxError
-		var typ *json.UnmarshalTypeError
+	if err := jsonv2.Unmarshal(body, &p, asEncodingJSON); err != nil {
+		var syntax *jsontext.SyntacticError
+		var typ *jsonv2.SemanticError
 		switch {
 		case errors.As(err, &syntax):
-			return p, &PayloadError{Event: event, Err: fmt.Errorf("not JSON: %v at byte %d", syntax, syntax.Offset)}
-		case errors.As(err, &typ):
-			return p, &PayloadError{Event: event, Err: fmt.Errorf("field %s is a JSON %s, want %s", typ.Field, typ.Value, typ.Type)}
+			return p, &PayloadError{Event: event, Err: fmt.Errorf("not JSON: %v at byte %d", syntax.Err, syntax.ByteOffset)}
+		case errors.As(err, &typ) && typ.GoType != nil:
+			return p, &PayloadError{Event: event, Err: fmt.Errorf("field %s is a JSON %s, want %s", strings.ReplaceAll(strings.TrimPrefix(string(typ.JSONPointer), "/"), "/", "."), jsonKind(typ.JSONKind), typ.GoType)}
 		}
 		return p, &PayloadError{Event: event, Err: err}
 	}
@@ -200,6 +212,33 @@ func parse(event string, body []byte) (payload, error) {
 		return p, &PayloadError{Event: event, Err: errors.New("no repository.full_name (owner/name)")}
 	}
 	return p, nil
+}
+
+// asEncodingJSON reads as encoding/json reads: names matched regardless of
+// case (not of '_' and '-'), the last of a repeated name winning, bytes
+// that are not UTF-8 read as U+FFFD. Its errors are not encoding/json's:
+// to report a syntax error before a type error met earlier, as
+// encoding/json does, the v1 options read the payload twice (half of
+// Classify's time). What is refused is the same: anything either is.
+var asEncodingJSON = jsonv2.JoinOptions(jsonv1.DefaultOptionsV1(), jsonv1.ReportErrorsWithLegacySemantics(false))
+
+// jsonKind names a JSON kind as encoding/json's errors do.
+func jsonKind(k jsontext.Kind) string {
+	switch k {
+	case '"':
+		return "string"
+	case '0':
+		return "number"
+	case 't', 'f':
+		return "bool"
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case 'n':
+		return "null"
+	}
+	return "value"
 }
 
 // isPullRequest tells whether an issue's pull_request field says the issue

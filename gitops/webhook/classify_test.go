@@ -50,6 +50,11 @@ func TestClassify(t *testing.T) {
 			`{"ref":"refs/heads/main","deleted":true,"repository":{"full_name":"o/r","default_branch":"main"}}`, "", false},
 		{"push without a default branch", "push", `{"ref":"refs/heads/main","repository":{"full_name":"o/r"}}`, "", true},
 		{"push that is not JSON", "push", `refs/heads/main`, "", true},
+		// Names as encoding/json (and go-github) match them: in any case,
+		// but with their underscores.
+		{"names in other case", "push", `{"Ref":"refs/heads/main","Repository":{"Full_Name":"o/r","DEFAULT_BRANCH":"main"}}`, "o/r", false},
+		{"a name without its underscore", "push", `{"ref":"refs/heads/main","repository":{"fullname":"o/r","default_branch":"main"}}`, "", true},
+		{"trailing data", "push", string(pushTo("o/r", "a")) + `{}`, "", true},
 		{"ping", "ping", `{"zen":"Practicality beats purity."}`, "", false},
 		{"unknown event, not JSON", "deployment_status", `{{{`, "", false},
 	} {

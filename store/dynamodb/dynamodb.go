@@ -17,8 +17,8 @@
 //	item            pk               sk      attributes
 //	job             job#<id>         job     state (queued|claimed|done), event, jobkey, payload, gzip,
 //	                                         received, attempt, token, owner, expires, result, finished;
-//	                                         qpk, qsk while queued or claimed
-//	key hold        key#<Key>        key     holder (<id>#<token>), expires
+//	                                         qpk, qsk while queued or claimed; expire_at once done
+//	key hold        key#<Key>        key     holder (<id>#<token>), expires, expire_at
 //	lock            lock#<name>      lock    token, owner, acquired, expires (owner absent when free),
 //	                                         values (map: key -> bytes written by Fenced)
 //	fenced key      fenced#<key>     fenced  lock (the lock whose item holds the value)
@@ -29,6 +29,23 @@
 // Claim reads it oldest first and Depth counts it. Times are Unix
 // nanoseconds; leases are judged by the clock of the replica that reads
 // them, so replicas' clocks must agree to well within a lease.
+//
+// # Expiry
+//
+// A done job is remembered for the retention (store.DeliveryRetention,
+// longer than GitHub's redelivery window), then forgotten: from then on
+// Enqueue takes its id as new, and its item carries expire_at, the Unix
+// time in seconds after which DynamoDB's Time to Live deletes it. A key
+// hold that a dead worker left carries one too. Queued and claimed jobs,
+// locks and fenced values never expire. CreateTable turns Time to Live on
+// for expire_at; for a table made otherwise, turn it on once:
+//
+//	aws dynamodb update-time-to-live --table-name T \
+//	    --time-to-live-specification Enabled=true,AttributeName=expire_at
+//
+// DynamoDB deletes an expired item some time after expire_at (within days),
+// and without Time to Live not at all; nestbot judges expiry by the
+// finished time itself, so either way only the space is kept longer.
 //
 // Every change that must be atomic touches one item under a condition:
 // Enqueue creates the job only when its id is new (or done, failed);
@@ -46,6 +63,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/ducksnest/nestbot/internal/awsbody"
 	"github.com/ducksnest/nestbot/store"
@@ -57,13 +75,21 @@ type Options struct {
 	Table string
 	// Client reaches DynamoDB; NewClient builds one from an aws.Config.
 	Client *ddb.Client
+	// Retention is how long a done delivery is remembered (0:
+	// store.DeliveryRetention).
+	Retention time.Duration
+	// Now is the queue's clock (nil: time.Now): tests move it instead of
+	// waiting.
+	Now func() time.Time
 }
 
 // Store is the shared state in one DynamoDB table. It satisfies
 // store.Queue and store.Locker; its methods are safe for concurrent use.
 type Store struct {
-	table  string
-	client *ddb.Client
+	table     string
+	client    *ddb.Client
+	now       func() time.Time
+	retention time.Duration
 }
 
 var (
@@ -93,7 +119,14 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	if o.Client == nil {
 		return nil, fmt.Errorf("dynamodb: table %s: no client", o.Table)
 	}
-	return &Store{table: o.Table, client: o.Client}, nil
+	s := &Store{table: o.Table, client: o.Client, now: o.Now, retention: o.Retention}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.retention <= 0 {
+		s.retention = store.DeliveryRetention
+	}
+	return s, nil
 }
 
 // Table is the name of the table the store keeps its state in.
@@ -107,6 +140,8 @@ const (
 	attrQSK    = "qsk"
 	queueIndex = "queue"
 	queuePK    = "queue"
+	// attrExpireAt is the table's Time to Live attribute: Unix seconds.
+	attrExpireAt = "expire_at"
 )
 
 // CreateTable creates the table and its index (on-demand billing) and
@@ -148,6 +183,35 @@ func (s *Store) CreateTable(ctx context.Context) error {
 	})
 	if err := w.Wait(ctx, &ddb.DescribeTableInput{TableName: aws.String(s.table)}, 2*time.Minute); err != nil {
 		return fmt.Errorf("dynamodb: wait for table %s to be active: %w", s.table, err)
+	}
+	return s.enableTTL(ctx)
+}
+
+// enableTTL turns on Time to Live for expire_at, unless it is on already.
+// An endpoint that has no Time to Live (dynalite answers
+// UnknownOperationException) is left as it is: expiry is judged by nestbot
+// itself, and only the deleting of forgotten items is lost.
+func (s *Store) enableTTL(ctx context.Context) error {
+	d, err := s.client.DescribeTimeToLive(ctx, &ddb.DescribeTimeToLiveInput{TableName: aws.String(s.table)})
+	if err != nil {
+		return fmt.Errorf("dynamodb: describe Time to Live of table %s: %w", s.table, err)
+	}
+	if t := d.TimeToLiveDescription; t != nil && aws.ToString(t.AttributeName) == attrExpireAt &&
+		(t.TimeToLiveStatus == types.TimeToLiveStatusEnabled || t.TimeToLiveStatus == types.TimeToLiveStatusEnabling) {
+		return nil
+	}
+	_, err = s.client.UpdateTimeToLive(ctx, &ddb.UpdateTimeToLiveInput{
+		TableName: aws.String(s.table),
+		TimeToLiveSpecification: &types.TimeToLiveSpecification{
+			AttributeName: aws.String(attrExpireAt), Enabled: aws.Bool(true),
+		},
+	})
+	var api smithy.APIError
+	if errors.As(err, &api) && api.ErrorCode() == "UnknownOperationException" {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("dynamodb: turn on Time to Live (attribute %s) for table %s: %w", attrExpireAt, s.table, err)
 	}
 	return nil
 }
@@ -255,3 +319,13 @@ func conditionFailed(err error) bool {
 
 // nanos is t as the table stores it.
 func nanos(t time.Time) int64 { return t.UnixNano() }
+
+// expireAt is the Time to Live value of an item to keep until t: Unix
+// seconds, rounded up.
+func expireAt(t time.Time) int64 {
+	sec := t.Unix()
+	if t.Nanosecond() > 0 {
+		sec++
+	}
+	return sec
+}

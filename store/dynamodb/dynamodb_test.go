@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	ddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/ducksnest/nestbot/store"
 	"github.com/ducksnest/nestbot/store/dynamodb"
@@ -31,22 +32,35 @@ func newLab(t testing.TB) *lab {
 
 // client opens a store on table, as one replica would: a client of its own.
 func (l *lab) client(t testing.TB, table string) *dynamodb.Store {
+	return l.clientWith(t, table, nil)
+}
+
+// clientWith is client with the store's clock now (nil: time.Now).
+func (l *lab) clientWith(t testing.TB, table string, now func() time.Time) *dynamodb.Store {
 	t.Helper()
-	cfg := aws.Config{
-		Region:      "ap-northeast-2",
-		Credentials: credentials.NewStaticCredentialsProvider("AKIDNESTBOTTEST", "dynalite-secret", ""),
-	}
-	s, err := dynamodb.New(context.Background(), dynamodb.Options{Table: table, Client: dynamodb.NewClient(cfg, l.endpoint)})
+	s, err := dynamodb.New(context.Background(), dynamodb.Options{Table: table, Client: l.ddbClient(), Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
+// ddbClient is a DynamoDB client of the lab's dynalite.
+func (l *lab) ddbClient() *ddb.Client {
+	cfg := aws.Config{
+		Region:      "ap-northeast-2",
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDNESTBOTTEST", "dynalite-secret", ""),
+	}
+	return dynamodb.NewClient(cfg, l.endpoint)
+}
+
 // fresh creates a new table and opens a store on it.
-func (l *lab) fresh(t testing.TB) *dynamodb.Store {
+func (l *lab) fresh(t testing.TB) *dynamodb.Store { return l.freshWith(t, nil) }
+
+// freshWith is fresh with the store's clock now (nil: time.Now).
+func (l *lab) freshWith(t testing.TB, now func() time.Time) *dynamodb.Store {
 	t.Helper()
-	s := l.client(t, fmt.Sprintf("nestbot-%d", l.tables.Add(1)))
+	s := l.clientWith(t, fmt.Sprintf("nestbot-%d", l.tables.Add(1)), now)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := s.CreateTable(ctx); err != nil {
@@ -58,6 +72,11 @@ func (l *lab) fresh(t testing.TB) *dynamodb.Store {
 func TestQueueConformance(t *testing.T) {
 	l := newLab(t)
 	storetest.TestQueue(t, func(t *testing.T) store.Queue { return l.fresh(t) })
+}
+
+func TestRetentionConformance(t *testing.T) {
+	l := newLab(t)
+	storetest.TestRetention(t, func(t *testing.T, now func() time.Time) store.Queue { return l.freshWith(t, now) })
 }
 
 func TestLockerConformance(t *testing.T) {

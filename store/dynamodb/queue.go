@@ -79,33 +79,35 @@ func names(exprs ...string) map[string]string {
 }
 
 // Enqueue stores j, or fails with store.ErrDuplicate when its id is queued,
-// claimed or done ok. A zero j.Received is taken as now.
+// claimed or done ok within the retention. A zero j.Received is taken as now.
 func (s *Store) Enqueue(ctx context.Context, j store.Job) error {
 	if err := checkJob(j); err != nil {
 		return err
 	}
+	now := s.now()
 	if j.Received.IsZero() {
-		j.Received = time.Now()
+		j.Received = now
 	}
 	payload, zipped, err := packPayload(j.Payload)
 	if err != nil {
 		return fmt.Errorf("dynamodb: enqueue %s: %w", j.ID, err)
 	}
 	values := map[string]types.AttributeValue{
-		":queued":   vS(stateQueued),
-		":done":     vS(stateDone),
-		":failed":   vS(string(store.ResultFailed)),
-		":event":    vS(j.Event),
-		":jobkey":   vS(j.Key),
-		":gzip":     &types.AttributeValueMemberBOOL{Value: zipped},
-		":received": vN(nanos(j.Received)),
-		":zero":     vN(0),
-		":qpk":      vS(queuePK),
-		":qsk":      vS(queueSK(j.Received, j.ID)),
+		":queued":    vS(stateQueued),
+		":done":      vS(stateDone),
+		":failed":    vS(string(store.ResultFailed)),
+		":event":     vS(j.Event),
+		":jobkey":    vS(j.Key),
+		":gzip":      &types.AttributeValueMemberBOOL{Value: zipped},
+		":received":  vN(nanos(j.Received)),
+		":zero":      vN(0),
+		":qpk":       vS(queuePK),
+		":qsk":       vS(queueSK(j.Received, j.ID)),
+		":forgotten": vN(nanos(now.Add(-s.retention))),
 	}
 	set := "#state = :queued, #event = :event, #jobkey = :jobkey, #gzip = :gzip, #received = :received, " +
 		"#attempt = :zero, #token = if_not_exists(#token, :zero), #qpk = :qpk, #qsk = :qsk"
-	remove := "#owner, #expires, #result, #finished"
+	remove := "#owner, #expires, #result, #finished, #expire_at"
 	if len(payload) > 0 {
 		set += ", #payload = :payload"
 		values[":payload"] = vB(payload)
@@ -113,7 +115,9 @@ func (s *Store) Enqueue(ctx context.Context, j store.Job) error {
 		remove += ", #payload"
 	}
 	update := "SET " + set + " REMOVE " + remove
-	cond := "attribute_not_exists(#pk) OR (#state = :done AND #result = :failed)"
+	// A job done before the retention is forgotten, whether or not Time
+	// to Live has deleted its item yet.
+	cond := "attribute_not_exists(#pk) OR (#state = :done AND (#result = :failed OR #finished <= :forgotten))"
 	_, err = s.client.UpdateItem(ctx, &ddb.UpdateItemInput{
 		TableName:                 aws.String(s.table),
 		Key:                       key(jobPK(j.ID), jobSK),
@@ -165,7 +169,7 @@ type candidate struct {
 // index may show a write late, which can only delay a claim, never
 // double it, since the writes check the items themselves.
 func (s *Store) Claim(ctx context.Context, owner string, lease time.Duration) (*store.Claim, error) {
-	now := time.Now()
+	now := s.now()
 	busy := map[string]bool{} // keys held by a live claim, or by an older job
 	var start map[string]types.AttributeValue
 	for {
@@ -230,6 +234,8 @@ func (s *Store) claim(ctx context.Context, c candidate, owner string, now time.T
 		Item: map[string]types.AttributeValue{
 			attrPK: vS(keyPK(c.key)), attrSK: vS(keySK),
 			attrHolder: vS(holder), attrExpires: vN(nanos(expires)),
+			// A hold its worker never gave back goes once it is long expired.
+			attrExpireAt: vN(expireAt(expires.Add(s.retention))),
 		},
 		ConditionExpression:       aws.String(cond),
 		ExpressionAttributeNames:  names(cond),
@@ -306,7 +312,7 @@ func liveClaimValues(c *store.Claim, now time.Time) map[string]types.AttributeVa
 // Extend moves c's expiry (and its Key's hold) to now+lease; store.ErrLost
 // when c has expired or another claim took the job.
 func (s *Store) Extend(ctx context.Context, c *store.Claim, lease time.Duration) error {
-	now := time.Now()
+	now := s.now()
 	expires := now.Add(lease)
 	update := "SET #expires = :expires"
 	values := liveClaimValues(c, now)
@@ -326,6 +332,7 @@ func (s *Store) Extend(ctx context.Context, c *store.Claim, lease time.Duration)
 		return fmt.Errorf("dynamodb: extend %s: %w", c.Job.ID, err)
 	}
 	cond := "#holder = :holder"
+	update = "SET #expires = :expires, #expire_at = :expire_at"
 	_, err = s.client.UpdateItem(ctx, &ddb.UpdateItemInput{
 		TableName:                aws.String(s.table),
 		Key:                      keyItem(c.Job.Key),
@@ -334,6 +341,7 @@ func (s *Store) Extend(ctx context.Context, c *store.Claim, lease time.Duration)
 		ExpressionAttributeNames: names(update, cond),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":expires": vN(nanos(expires)), ":holder": vS(holderOf(c.Job.ID, c.Token)),
+			":expire_at": vN(expireAt(expires.Add(s.retention))),
 		},
 	})
 	if conditionFailed(err) {
@@ -352,10 +360,12 @@ func (s *Store) Done(ctx context.Context, c *store.Claim, result store.Result) e
 	if result != store.ResultOK && result != store.ResultFailed {
 		return fmt.Errorf("dynamodb: done %s: result %q: use store.ResultOK or store.ResultFailed", c.Job.ID, result)
 	}
-	now := time.Now()
-	update := "SET #state = :done, #result = :result, #finished = :now REMOVE #qpk, #qsk, #owner, #expires, #payload, #gzip"
+	now := s.now()
+	update := "SET #state = :done, #result = :result, #finished = :now, #expire_at = :expire_at " +
+		"REMOVE #qpk, #qsk, #owner, #expires, #payload, #gzip"
 	values := liveClaimValues(c, now)
 	values[":done"], values[":result"] = vS(stateDone), vS(string(result))
+	values[":expire_at"] = vN(expireAt(now.Add(s.retention)))
 	_, err := s.client.UpdateItem(ctx, &ddb.UpdateItemInput{
 		TableName:                 aws.String(s.table),
 		Key:                       key(jobPK(c.Job.ID), jobSK),

@@ -6,7 +6,13 @@
 //	intake example OUT          write GitHub's example push to the default branch to OUT
 //	intake sign SECRET-FILE F   print the X-Hub-Signature-256 of file F
 //	intake serve -listen ADDR -db FILE -secret-file FILE
+//	intake bare -listen ADDR -secret-file FILE
 //	intake freeport             print a free TCP port on 127.0.0.1
+//
+// bare is the ceiling of intake on this machine: a net/http server that
+// reads the body, verifies its X-Hub-Signature-256 (webhook.Verify) and
+// answers 202 (401 when it does not match), and does nothing else: no
+// classification, no store.
 //
 // hey sends the same headers with every request; serve gives each request
 // a delivery id of its own (the header's value and a counter), so every
@@ -19,6 +25,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 	"net"
@@ -38,7 +45,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		log.Fatal("usage: intake example OUT | sign SECRET-FILE FILE | serve -listen ADDR -db FILE -secret-file FILE | freeport")
+		log.Fatal("usage: intake example OUT | sign SECRET-FILE FILE | serve -listen ADDR -db FILE -secret-file FILE | bare -listen ADDR -secret-file FILE | freeport")
 	}
 	var err error
 	switch os.Args[1] {
@@ -48,6 +55,8 @@ func main() {
 		err = sign(os.Args[2:])
 	case "serve":
 		err = serve(os.Args[2:])
+	case "bare":
+		err = bare(os.Args[2:])
 	case "freeport":
 		err = freeport()
 	default:
@@ -166,13 +175,51 @@ func serve(args []string) error {
 		r.Header.Set(webhook.HeaderDelivery, r.Header.Get(webhook.HeaderDelivery)+"-"+strconv.FormatUint(n.Add(1), 10))
 		intake.ServeHTTP(w, r)
 	})
-	ln, err := net.Listen("tcp", *listen)
+	if err := listenAndServe(*listen, mux); err != nil {
+		return err
+	}
+	return pool.Stop(context.Background())
+}
+
+// bare serves POST /webhook: verify the signature, answer 202, keep nothing.
+func bare(args []string) error {
+	fs := flag.NewFlagSet("bare", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
+	secretFile := fs.String("secret-file", "", "file holding the webhook secret")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	secrets, err := readSecrets(*secretFile)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /webhook", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, webhook.MaxBody))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if !webhook.Verify(secrets, r.Header.Get(webhook.HeaderSignature), body) {
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		io.WriteString(w, `{"status":"accepted"}`+"\n")
+	})
+	return listenAndServe(*listen, mux)
+}
+
+// listenAndServe serves h on addr until SIGTERM or an interrupt.
+func listenAndServe(addr string, h http.Handler) error {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	hs := &http.Server{Handler: mux}
+	hs := &http.Server{Handler: h}
 	go func() {
 		<-ctx.Done()
 		hs.Shutdown(context.Background())
@@ -180,5 +227,5 @@ func serve(args []string) error {
 	if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	return pool.Stop(context.Background())
+	return nil
 }

@@ -1,0 +1,204 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+func intakeJob(i int) Job {
+	return Job{ID: fmt.Sprintf("d-%03d", i), Event: "push", Key: fmt.Sprintf("o/r#%d", i),
+		Payload: fmt.Appendf(nil, `{"n":%d}`, i), Received: time.Date(2026, 3, 1, 12, 0, i, 0, time.UTC)}
+}
+
+// claimAll claims every job there is and returns their ids and payloads.
+func claimAll(t *testing.T, q Queue) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	for {
+		c, err := q.Claim(context.Background(), "worker", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c == nil {
+			return got
+		}
+		got[c.Job.ID] = string(c.Job.Payload)
+	}
+}
+
+// TestIntakeLogIsPutIntoTheStateFileAtOpen: jobs that reached the intake
+// log but not the state file (a crash in between: here, records appended
+// to the log of a closed file) are in the queue once it is opened again;
+// a record the crash cut short is dropped, and the log goes on after the
+// last good one.
+func TestIntakeLogIsPutIntoTheStateFileAtOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nestbot.db")
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Queue().Enqueue(context.Background(), intakeJob(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// What a process wrote to the log, synced, and answered, before it died.
+	var tail []byte
+	for i := 2; i <= 4; i++ {
+		tail = appendRecord(tail, intakeJob(i))
+	}
+	torn := appendRecord(nil, intakeJob(5))
+	tail = append(tail, torn[:len(torn)-3]...)
+	f, err := os.OpenFile(path+".intake", os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(tail); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	before, _ := os.Stat(path + ".intake")
+
+	db, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.Stat(path + ".intake")
+	if want := before.Size() - int64(len(torn)-3); after.Size() != want {
+		t.Errorf("the log is %d bytes after Open, want %d (the torn record cut off)", after.Size(), want)
+	}
+	q := db.Queue()
+	if err := q.Enqueue(context.Background(), intakeJob(6)); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Enqueue(context.Background(), intakeJob(3)); !errors.Is(err, ErrDuplicate) {
+		t.Errorf("Enqueue of a job the log had: %v, want ErrDuplicate", err)
+	}
+	got := claimAll(t, q)
+	want := map[string]string{}
+	for _, i := range []int{1, 2, 3, 4, 6} {
+		want[intakeJob(i).ID] = string(intakeJob(i).Payload)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("claimed %v, want %v (the torn d-005 dropped)", got, want)
+	}
+	db.Close()
+	// Opened again, nothing is put in twice.
+	db, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if n, err := db.Queue().Depth(context.Background()); err != nil || n != len(want) {
+		t.Errorf("Depth after another Open = %d, %v; want %d", n, err, len(want))
+	}
+}
+
+// TestIntakeLogThatIsNotOneIsRefused: Open does not overwrite a file at
+// the log's path that it did not write.
+func TestIntakeLogThatIsNotOneIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nestbot.db")
+	if err := os.WriteFile(path+".intake", []byte("someone else's file, not a log\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if db, err := Open(path); err == nil {
+		db.Close()
+		t.Fatal("Open with a foreign file at the intake log's path: nil error")
+	}
+	if data, _ := os.ReadFile(path + ".intake"); string(data) != "someone else's file, not a log\n" {
+		t.Errorf("the file was changed: %q", data)
+	}
+}
+
+// TestIntakeLogRotates: once everything in the log is in the state file and
+// it is past its size, the next batch starts an empty log with another id;
+// nothing is lost across that or across a reopen.
+func TestIntakeLogRotates(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nestbot.db")
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.intake.rotateAt = 200
+	q, ctx := db.Queue(), context.Background()
+	logID := func() uint64 {
+		db.intake.mu.Lock()
+		defer db.intake.mu.Unlock()
+		return db.intake.id
+	}
+	firstID := logID()
+	for i := range 10 {
+		if err := q.Enqueue(ctx, intakeJob(i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.intake.flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if logID() == firstID {
+		t.Fatal("the log was never replaced")
+	}
+	if fi, _ := os.Stat(path + ".intake"); fi.Size() > 400 {
+		t.Errorf("the log is %d bytes, want it cut back", fi.Size())
+	}
+	db.Close()
+	if db, err = Open(path); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if got := claimAll(t, db.Queue()); len(got) != 10 {
+		t.Errorf("claimed %d jobs after rotations and a reopen, want 10: %v", len(got), slices.Sorted(maps.Keys(got)))
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 2 {
+		t.Errorf("the state directory holds %v, want the file and its log", entries)
+	}
+}
+
+// TestConcurrentEnqueuesOfOneDeliveryStoreItOnce: a delivery sent many
+// times at once is accepted once, whether the others find it in the log
+// or in the state file.
+func TestConcurrentEnqueuesOfOneDeliveryStoreItOnce(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "nestbot.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	q := db.Queue()
+	for round := range 20 {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		accepted, dup := 0, 0
+		for range 16 {
+			wg.Go(func() {
+				err := q.Enqueue(context.Background(), intakeJob(round))
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					accepted++
+				case errors.Is(err, ErrDuplicate):
+					dup++
+				default:
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if accepted != 1 || dup != 15 {
+			t.Fatalf("round %d: %d accepted, %d duplicates; want 1 and 15", round, accepted, dup)
+		}
+	}
+	if n, err := q.Depth(context.Background()); err != nil || n != 20 {
+		t.Errorf("Depth = %d, %v; want 20", n, err)
+	}
+}
