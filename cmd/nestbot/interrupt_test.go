@@ -60,8 +60,8 @@ func TestInterruptWindsTheRolloutDown(t *testing.T) {
 	for h, want := range map[string]string{inFlight: next, second: applied} {
 		lh, _ := l.Host(h)
 		st, err := lh.State()
-		if err != nil || st.Revision != want {
-			t.Errorf("after the interrupt %s runs %.7s (%v), want %.7s", h, st.Revision, err, want)
+		if err != nil || st.Commit() != want {
+			t.Errorf("after the interrupt %s runs %.7s (%v), want %.7s", h, st.Commit(), err, want)
 		}
 	}
 	skipped := false

@@ -51,8 +51,8 @@ func TestApplyThenRolloutOneChangedHost(t *testing.T) {
 		if !ok {
 			t.Fatalf("lab has no host %s", h)
 		}
-		if st, err := lh.State(); err != nil || st.Revision != head {
-			rev := st.Revision
+		if st, err := lh.State(); err != nil || st.Commit() != head {
+			rev := st.Commit()
 			t.Fatalf("%s runs %q after apply (%v), want the certificate commit %s\n%s", h, rev, err, head, out)
 		}
 	}
@@ -79,8 +79,8 @@ func TestApplyThenRolloutOneChangedHost(t *testing.T) {
 	want := map[string]string{"laptop-ultra": next, "laptop-firebat": head, "ec2-controlplane": head}
 	for h, rev := range want {
 		lh, _ := l.Host(h)
-		if st, _ := lh.State(); st.Revision != rev {
-			got := st.Revision
+		if st, _ := lh.State(); st.Commit() != rev {
+			got := st.Commit()
 			t.Errorf("%s runs %.7s, want %.7s", h, got, rev)
 		}
 	}
@@ -119,11 +119,11 @@ func TestApplyThenRolloutOneChangedHost(t *testing.T) {
 		t.Fatalf("apply committed no certificate:\n%s", out)
 	}
 	ultra, _ := l.Host("laptop-ultra")
-	if st, _ := ultra.State(); st.Revision != certs {
-		t.Errorf("laptop-ultra runs %.7s after the apply, want the certificates' commit %.7s\n%s", st.Revision, certs, out)
+	if st, _ := ultra.State(); st.Commit() != certs {
+		t.Errorf("laptop-ultra runs %.7s after the apply, want the certificates' commit %.7s\n%s", st.Commit(), certs, out)
 	}
 	firebat, _ := l.Host("laptop-firebat")
-	if st, _ := firebat.State(); st.Revision == certs {
+	if st, _ := firebat.State(); st.Commit() == certs {
 		t.Errorf("laptop-firebat rolled, though none of its certificates changed\n%s", out)
 	}
 	if out, _ = nestbot("plan", "-f", file); strings.Contains(out, "not yet rolled") {

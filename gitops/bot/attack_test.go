@@ -437,14 +437,14 @@ func TestImpersonatingNodeGetsNoKeysAndNoRollout(t *testing.T) {
 			t.Errorf("the impersonator can decrypt %s", k)
 		}
 	}
-	if after, err := imp.State(); err != nil || after.Revision != before.Revision || after.Generation != before.Generation {
+	if after, err := imp.State(); err != nil || after.Commit() != before.Commit() || after.Generation != before.Generation {
 		t.Errorf("the impersonator was rolled out to: %+v, was %+v (%v)", after, before, err)
 	}
 	main, _ := w.gh.Branch(owner, name, "main")
 	if real, ok := w.lab.Host("ec2-controlplane"); !ok {
 		t.Error("the instance's host did not boot")
-	} else if st, err := real.State(); err != nil || st.Revision != main {
-		t.Errorf("the instance's host runs %q (%v), want main's %s: the real host was not rolled out to", st.Revision, err, fleet.ShortRev(main))
+	} else if st, err := real.State(); err != nil || st.Commit() != main {
+		t.Errorf("the instance's host runs %q (%v), want main's %s: the real host was not rolled out to", st.Commit(), err, fleet.ShortRev(main))
 	}
 	w.checkSecrets(t)
 }

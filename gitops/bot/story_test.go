@@ -289,8 +289,8 @@ func TestPullRequestPlanMergeApply(t *testing.T) {
 		if !ok {
 			t.Fatalf("lab has no host %s", h)
 		}
-		if st, err := lh.State(); err != nil || st.Revision != head {
-			t.Errorf("%s runs %q (%v), want the certificates' commit %s", h, st.Revision, err, head[:7])
+		if st, err := lh.State(); err != nil || st.Commit() != head {
+			t.Errorf("%s runs %q (%v), want the certificates' commit %s", h, st.Commit(), err, head[:7])
 		}
 	}
 	deps, _ := w.gh.Deployments(owner, name)

@@ -2,6 +2,7 @@ package host
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -29,6 +30,10 @@ type State struct {
 	// BootDefault is the generation the boot loader boots next.
 	BootDefault int
 }
+
+// Commit is the commit the host runs: what nestbot recorded for its
+// system, else the system's configurationRevision.
+func (s State) Commit() string { return cmp.Or(s.Deployed, s.Revision) }
 
 // State reads the running host's current system and profile.
 func (h *Host) State() (State, error) {
