@@ -22,6 +22,7 @@ import (
 // certificates in a git checkout of it, against the lab, and checks the
 // commit and the files with the real openssl and age.
 func TestCertsApplyCommitsATreeOpenSSLAndAgeAccept(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	for _, tool := range []string{"git", "openssl", "age"} {
 		fixtures.Require(t, tool)
 	}

@@ -100,6 +100,7 @@ func (p planDoc) counted() reconcile.Summary {
 // the summary is what the steps are; the apply does every step the plan
 // shows (none failed or skipped); and the plan after it is empty.
 func TestApplyThenPlanIsEmptyOnEveryPlane(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	if testing.Short() {
 		t.Skip("starts a lab")
 	}

@@ -13,6 +13,7 @@ import (
 // no new host; the host in flight is seen through to confirmed; nestbot
 // exits 130; the next plan and rollout go on with the host not started.
 func TestInterruptWindsTheRolloutDown(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	if testing.Short() {
 		t.Skip("starts a lab")
 	}

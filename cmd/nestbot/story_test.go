@@ -15,6 +15,7 @@ import (
 // join, issues and commits the certificates and rolls every host to that
 // commit; then a change to one host's configuration rolls only that host.
 func TestApplyThenRolloutOneChangedHost(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	if testing.Short() {
 		t.Skip("starts a lab")
 	}

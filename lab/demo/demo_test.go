@@ -15,6 +15,7 @@ import (
 // lab — instances, tailnet, committed files, comments, deployments, host
 // revisions — not its narration.
 func TestStory(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	if testing.Short() {
 		t.Skip("starts a lab")
 	}

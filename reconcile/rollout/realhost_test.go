@@ -58,6 +58,7 @@ func switchRestartsSSHDAndTailscaled(t *testing.T, login host.Login) {
 // restarts): the activation carries on in its own unit, nestbot
 // reconnects, and the host is confirmed on the commit.
 func TestSwitchRestartsSSHDAndTailscaledOverTailscaleSSH(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	switchRestartsSSHDAndTailscaled(t, host.LoginTailscale)
 }
 
@@ -66,6 +67,7 @@ func TestSwitchRestartsSSHDAndTailscaledOverTailscaleSSH(t *testing.T) {
 // nestbot's session (KillMode=process), tailscaled restarting does (the
 // connection runs over the tailnet), and neither kills the activation.
 func TestSwitchRestartsSSHDAndTailscaledOverOpenSSH(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	switchRestartsSSHDAndTailscaled(t, host.LoginOpenSSH)
 }
 
@@ -74,6 +76,7 @@ func TestSwitchRestartsSSHDAndTailscaledOverOpenSSH(t *testing.T) {
 // confirmed (switch-to-configuration's reset-failed clears the old
 // failure; nestbot must not blame it either way).
 func TestPreexistingFailedUnitIsNotTheRolloutsFault(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	f := newFleet(t, ctx, hostSpec{name: "web"})
@@ -103,6 +106,7 @@ func TestPreexistingFailedUnitIsNotTheRolloutsFault(t *testing.T) {
 // toplevel the commit builds, is confirmed, and nestbot's own record on
 // the host says which commit it is.
 func TestFlakeWithoutConfigurationRevision(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	f := newFleet(t, ctx, hostSpec{name: "web", noRevision: true})
@@ -149,6 +153,7 @@ func TestFlakeWithoutConfigurationRevision(t *testing.T) {
 // commit (nor make the commit its boot default), and a later run rolls it
 // again and confirms.
 func TestRebootInsideTheConfirmWindowBootsTheOldGeneration(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	f := newFleet(t, ctx, hostSpec{name: "web"})

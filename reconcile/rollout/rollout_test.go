@@ -26,6 +26,7 @@ import (
 // pinned: first contact pins its ed25519 key. Each ends running and
 // booting the new system, with the commit recorded on it.
 func TestRollsOverBothLoginPaths(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	f := newFleet(t, ctx,
@@ -103,6 +104,7 @@ func slowBuild(rev string, secs int) string {
 // only once the system is built, so a build that takes longer than
 // confirm_within confirms.
 func TestABuildLongerThanTheWindowDoesNotRollBack(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	f := newFleet(t, ctx, hostSpec{name: "web"})
@@ -132,6 +134,7 @@ func TestABuildLongerThanTheWindowDoesNotRollBack(t *testing.T) {
 // profile and the boot default untouched; the unit that had failed before
 // is not blamed; the next host is not started.
 func TestAFailingHealthCheckRollsBackToWhatRan(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	f := newFleet(t, ctx, hostSpec{name: "web"}, hostSpec{name: "db"})
@@ -170,6 +173,7 @@ func TestAFailingHealthCheckRollsBackToWhatRan(t *testing.T) {
 // than stop it, then returns the host to what it ran; the activation ran
 // to its end.
 func TestARollbackWaitsForTheActivation(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	f := newFleet(t, ctx, hostSpec{name: "web"})
@@ -213,6 +217,7 @@ func TestARollbackWaitsForTheActivation(t *testing.T) {
 // units in one call it would have seen a blank line, not "inactive", and
 // activated with nothing armed).
 func TestARetriedArmArms(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	f := newFleet(t, ctx, hostSpec{name: "web"})
@@ -262,6 +267,7 @@ func addStandIns(t *testing.T) {
 // OpenSSH as the deploy user (the host's nix-daemon through sudo). The
 // host builds nothing and was sent no commit.
 func TestBuildOnLocalCopiesTheClosure(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	fixtures.Require(t, "ssh")
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
@@ -339,6 +345,7 @@ var fullRoll = []rollout.State{rollout.StateQueued, rollout.StateShipping, rollo
 // (sshd's, from /etc/ssh) and Go's client would take the ecdsa key — and
 // reads what the host runs.
 func TestProbeLearnsTheHostKey(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	f := newFleet(t, ctx, hostSpec{name: "web"})
@@ -372,6 +379,7 @@ func TestProbeLearnsTheHostKey(t *testing.T) {
 // control plane in batch 1, the workers in batch 2, two at a time); a
 // worker already on the commit is not rolled.
 func TestRollsInOrderAndSkipsUnchanged(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	f := newFleet(t, ctx, hostSpec{name: "cp"}, hostSpec{name: "w1"}, hostSpec{name: "w2"}, hostSpec{name: "w3"})
@@ -440,6 +448,7 @@ func TestRollsInOrderAndSkipsUnchanged(t *testing.T) {
 // service that fails is rolled back; the host activating beside it in its
 // batch finishes; no other host starts.
 func TestHealthFailureRollsBackAndHalts(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	f := newFleet(t, ctx, hostSpec{name: "cp"}, hostSpec{name: "w1"}, hostSpec{name: "w2"}, hostSpec{name: "w3"}, hostSpec{name: "w4"})
@@ -499,6 +508,7 @@ func TestHealthFailureRollsBackAndHalts(t *testing.T) {
 // the new system fails to start: switch-to-configuration exits 4) is
 // rolled back too, and the next host does not start.
 func TestSwitchFailureRollsBack(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	f := newFleet(t, ctx, hostSpec{name: "web"}, hostSpec{name: "db"})
@@ -530,6 +540,7 @@ func TestSwitchFailureRollsBack(t *testing.T) {
 // dies silently, the activation carries on detached, and the bot
 // reconnects and confirms.
 func TestReconnectsWhenTailscaledRestarts(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	f := newFleet(t, ctx, hostSpec{name: "web"})
@@ -563,6 +574,7 @@ func TestReconnectsWhenTailscaledRestarts(t *testing.T) {
 // it. A new run reports the interrupted step from the journal and finishes
 // the rollout; a third has nothing to do.
 func TestCancelledMidSwitchRollsBackThenResumes(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	f := newFleet(t, ctx, hostSpec{name: "web"}, hostSpec{name: "db"})
@@ -657,6 +669,7 @@ func TestCancelledMidSwitchRollsBackThenResumes(t *testing.T) {
 // waits for it, checks health, confirms within the armed timer and makes
 // it the boot default — activating it once.
 func TestResumesARunningSwitch(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	f := newFleet(t, ctx, hostSpec{name: "web"})
@@ -707,6 +720,7 @@ func TestResumesARunningSwitch(t *testing.T) {
 // TestNeverMoreThanMaxParallel: never more than max_parallel hosts
 // activate at once, by the hosts' own clocks — and as many as that do.
 func TestNeverMoreThanMaxParallel(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	names := []string{"n1", "n2", "n3", "n4", "n5"}
@@ -743,6 +757,7 @@ func TestNeverMoreThanMaxParallel(t *testing.T) {
 // one is refused before any session opens on it — the error names both
 // keys' types and the file to pin from — and the rollout does not start.
 func TestChangedHostKeyIsRefused(t *testing.T) {
+	t.Parallel() // boots a lab of its own
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	f := newFleet(t, ctx, hostSpec{name: "web"}, hostSpec{name: "db"})
