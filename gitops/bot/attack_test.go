@@ -40,7 +40,6 @@ import (
 // workers gave up on (issue 12 (5)) is told so: its plan comment says the
 // plan failed and why, and its head gets a failed nest/plan check run.
 func TestDeadLetteredPlanIsReportedOnItsPR(t *testing.T) {
-	t.Parallel() // boots a lab of its own
 	w := newWorld(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -69,7 +68,6 @@ func TestDeadLetteredPlanIsReportedOnItsPR(t *testing.T) {
 // neither edited nor deleted — with no login configured, as serve, the
 // Action and the image run by default.
 func TestForgedMarkerCommentStaysUntouched(t *testing.T) {
-	t.Parallel() // boots a lab of its own
 	w := newWorld(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -116,7 +114,6 @@ func TestForgedMarkerCommentStaysUntouched(t *testing.T) {
 // clone is handed to Config.Mask (the Action masks it in the job's log)
 // before the clone uses it.
 func TestInstallationTokenIsMasked(t *testing.T) {
-	t.Parallel() // boots a lab of its own
 	w := newWorld(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -275,7 +272,6 @@ func TestPRCannotRedirectCredentials(t *testing.T) {
 // applies nothing: the policy is the default branch's, and /nest apply
 // takes only pull requests into the default branch.
 func TestBaseBranchPolicyDoesNotApply(t *testing.T) {
-	t.Parallel() // boots a lab of its own
 	w := newWorld(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -314,7 +310,6 @@ func TestBaseBranchPolicyDoesNotApply(t *testing.T) {
 // is no approval (issue 12 (3)); and a pull request GitHub holds back for
 // branch protection (mergeable_state blocked) is not mergeable.
 func TestReadOnlyApprovalDoesNotCount(t *testing.T) {
-	t.Parallel() // boots a lab of its own
 	w := newWorld(t, func(yaml string) string { return yaml + "github:\n  apply: comment\n" })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -376,7 +371,6 @@ func TestReadOnlyApprovalDoesNotCount(t *testing.T) {
 // is not pinned, no private key is encrypted to it, it is not rolled out
 // to, and the node pinned for the host is the instance's.
 func TestImpersonatingNodeGetsNoKeysAndNoRollout(t *testing.T) {
-	t.Parallel() // boots a lab of its own
 	w := newWorld(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()

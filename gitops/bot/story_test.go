@@ -207,7 +207,6 @@ func (w *world) run(ctx context.Context, t testing.TB, ev labgithub.Event) error
 // back, every host rolled — as a deployment reported on the pull request;
 // nestbot's own commit starts no second apply; afterwards there is no drift.
 func TestPullRequestPlanMergeApply(t *testing.T) {
-	t.Parallel() // boots a lab of its own
 	w := newWorld(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
