@@ -1,11 +1,7 @@
 package main
 
 import (
-	"context"
 	"log"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -39,9 +35,8 @@ job should fail.`,
   GITHUB_EVENT_NAME=workflow_dispatch GITHUB_EVENT_PATH=event.json GITHUB_REPOSITORY=ducksnest/infra \
     nestbot action --command drift`,
 		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
 			gh, err := gf.client(io, nil)
 			if err != nil {
 				return err

@@ -47,7 +47,7 @@ commit on the checked-out branch (unless --no-commit).`,
 		Example: `  nestbot apply
   nestbot apply --auto-approve --target aws.instance.ec2-controlplane
   nestbot plan --save-plan plan.json && nestbot apply --plan plan.json`,
-		RunE: func(*cobra.Command, []string) error { return runApply(opts) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return runApply(cmd.Context(), opts) },
 	}
 	f := cmd.Flags()
 	f.StringVarP(&opts.File, "file", "f", "nest.yaml", "the desired state")
@@ -61,8 +61,7 @@ commit on the checked-out branch (unless --no-commit).`,
 	return cmd
 }
 
-func runApply(opts *applyOptions) error {
-	ctx := context.Background()
+func runApply(ctx context.Context, opts *applyOptions) error {
 	d, err := loadDesired(opts.File)
 	if err != nil {
 		return err

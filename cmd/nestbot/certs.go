@@ -55,7 +55,7 @@ Exit 1 when DIR is not a certificate tree or a file cannot be read.`,
 		Args: cobra.NoArgs,
 		Example: `  nestbot certs status
   nestbot certs status --dir infra/nix/secrets/certs --json`,
-		RunE: func(*cobra.Command, []string) error { return runCertsStatus(opts) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return runCertsStatus(cmd.Context(), opts) },
 	}
 	status.Flags().StringVar(&opts.Dir, "dir", "", "the certificate tree (default: pki.dir of nest.yaml)")
 	status.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
@@ -66,7 +66,7 @@ Exit 1 when DIR is not a certificate tree or a file cannot be read.`,
 		Example: `  nestbot certs plan
   nestbot certs plan -f examples/ducksnest/nest.yaml`,
 		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error { return runCertsPlan(opts) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return runCertsPlan(cmd.Context(), opts) },
 	}
 	apply := &cobra.Command{
 		Use:   "apply",
@@ -80,7 +80,7 @@ bot's identity in NEST_AGE_IDENTITY (or a file named by NEST_AGE_IDENTITY_FILE).
 		Example: `  NEST_AGE_IDENTITY_FILE=~/.config/nestbot/age.key nestbot certs apply
   nestbot certs apply --no-commit && git diff --stat`,
 		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error { return runCertsApply(opts) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return runCertsApply(cmd.Context(), opts) },
 	}
 	apply.Flags().BoolVar(&opts.NoCommit, "no-commit", false, "write the files, do not commit them")
 	rotate := &cobra.Command{
@@ -97,7 +97,7 @@ Without --phase it shows where each rotation stands.`,
 		Example: `  nestbot certs rotate-ca
   nestbot certs rotate-ca --ca etcd-ca --phase publish
   nestbot certs rotate-ca --ca etcd-ca --phase reissue --rolled`,
-		RunE: func(*cobra.Command, []string) error { return runRotateCA(opts) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return runRotateCA(cmd.Context(), opts) },
 	}
 	rotate.Flags().StringVar(&opts.CA, "ca", "", "the CA: ca, etcd-ca or front-proxy-ca (kubeadm layout), k8s (k8nix)")
 	rotate.Flags().StringVar(&opts.Phase, "phase", "", "publish, reissue or drop")
@@ -114,7 +114,7 @@ Without --phase it shows where each rotation stands.`,
 	return cmd
 }
 
-func runCertsStatus(opts *certsOptions) error {
+func runCertsStatus(ctx context.Context, opts *certsOptions) error {
 	dir := opts.Dir
 	var d *fleet.Desired
 	renewBefore := nest.DefaultRenewBefore
@@ -174,8 +174,8 @@ func runCertsStatus(opts *certsOptions) error {
 	return obsErr
 }
 
-func runCertsPlan(opts *certsOptions) error {
-	_, s, err := certsSession(opts)
+func runCertsPlan(ctx context.Context, opts *certsOptions) error {
+	_, s, err := certsSession(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -200,13 +200,12 @@ func runCertsPlan(opts *certsOptions) error {
 	return err
 }
 
-func runCertsApply(opts *certsOptions) error {
-	d, s, err := certsSession(opts)
+func runCertsApply(ctx context.Context, opts *certsOptions) error {
+	d, s, err := certsSession(ctx, opts)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	ctx := context.Background()
 	rep, err := s.ApplyCerts(ctx)
 	if err != nil {
 		return err
@@ -215,7 +214,7 @@ func runCertsApply(opts *certsOptions) error {
 	return err
 }
 
-func runRotateCA(opts *certsOptions) error {
+func runRotateCA(ctx context.Context, opts *certsOptions) error {
 	d, err := loadDesired(opts.File)
 	if err != nil {
 		return err
@@ -247,7 +246,6 @@ func runRotateCA(opts *certsOptions) error {
 	if err != nil {
 		return err
 	}
-	ctx := context.Background()
 	// The set as plans see it: the tree's CA adopted as it is.
 	obs, err := pki.Observe(d.PKIDir(), time.Now())
 	if err != nil {
@@ -267,7 +265,7 @@ func runRotateCA(opts *certsOptions) error {
 
 // certsSession observes what certificate SANs depend on: the cloud, the
 // tailnet, and the tree itself.
-func certsSession(opts *certsOptions) (*fleet.Desired, *fleet.Session, error) {
+func certsSession(ctx context.Context, opts *certsOptions) (*fleet.Desired, *fleet.Session, error) {
 	d, err := loadDesired(opts.File)
 	if err != nil {
 		return d, nil, err
@@ -275,6 +273,6 @@ func certsSession(opts *certsOptions) (*fleet.Desired, *fleet.Session, error) {
 	if d.Fleet.PKI == nil {
 		return d, nil, fmt.Errorf("%s has no pki section", opts.File)
 	}
-	s, err := fleet.Observe(context.Background(), d, fleetOptions(opts.IO, opts.Cloud, opts.Tailnet))
+	s, err := fleet.Observe(ctx, d, fleetOptions(opts.IO, opts.Cloud, opts.Tailnet))
 	return d, s, err
 }

@@ -2,11 +2,7 @@ package main
 
 import (
 	"cmp"
-	"context"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -30,9 +26,8 @@ opened when the fleet drifts, updated while it does, closed when it matches.
 Exit codes: 0 no drift, 1 error, 2 drift (for a scheduled workflow).`,
 		Args:    cobra.NoArgs,
 		Example: `  nestbot drift --repo ducksnest/infra`,
-		RunE: func(*cobra.Command, []string) error {
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
 			repo, err := nestgh.ParseRepo(cmp.Or(repoName, io.Getenv("GITHUB_REPOSITORY")))
 			if err != nil {
 				return fmt.Errorf("--repo: %w", err)

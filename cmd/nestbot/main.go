@@ -10,6 +10,7 @@ import (
 
 	"github.com/ducksnest/nestbot/internal/buildinfo"
 	"github.com/ducksnest/nestbot/internal/cli"
+	"github.com/ducksnest/nestbot/internal/logs"
 	"github.com/spf13/cobra"
 )
 
@@ -32,11 +33,17 @@ certificates), and plans or applies the difference, plane by plane.
 
 Every flag can also be set with an environment variable NESTBOT_<FLAG>
 (upper case, dashes as underscores); a flag given on the command line wins.`,
-		SilenceUsage:      true,
-		SilenceErrors:     true,
-		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return cli.BindEnv(cmd, io.Getenv) },
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := cli.BindEnv(cmd, io.Getenv); err != nil {
+				return err
+			}
+			return logs.CheckFormat(io.LogFormat)
+		},
 	}
 	cli.Conventions(io, root)
+	root.PersistentFlags().StringVar(&io.LogFormat, "log-format", logs.FormatAuto, "how serve, action and apply log: auto (json unless standard error is a terminal), text or json")
 	// nestbot --version prints what nestbot version does.
 	in := buildinfo.Read()
 	var version strings.Builder

@@ -55,7 +55,7 @@ Exit codes: 0 success, 1 error, 2 success with changes when
   nestbot plan --live live.json --json | jq .summary
   nestbot plan --target aws.instance.ec2-controlplane
   nestbot plan --save-live live.json --save-plan plan.json`,
-		RunE: func(*cobra.Command, []string) error { return runPlan(opts) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return runPlan(cmd.Context(), opts) },
 	}
 	f := cmd.Flags()
 	f.StringVarP(&opts.File, "file", "f", "nest.yaml", "the desired state")
@@ -74,7 +74,7 @@ Exit codes: 0 success, 1 error, 2 success with changes when
 	return cmd
 }
 
-func runPlan(opts *planOptions) error {
+func runPlan(ctx context.Context, opts *planOptions) error {
 	if opts.JSON {
 		if opts.Format != "text" && opts.Format != "json" {
 			return fmt.Errorf("--json and --format %s: give one of them", opts.Format)
@@ -96,7 +96,7 @@ func runPlan(opts *planOptions) error {
 			return err
 		}
 	} else {
-		s, err := fleet.Observe(context.Background(), d, fleetOptions(opts.IO, opts.Cloud, opts.Tailnet))
+		s, err := fleet.Observe(ctx, d, fleetOptions(opts.IO, opts.Cloud, opts.Tailnet))
 		if err != nil {
 			return err
 		}

@@ -41,7 +41,7 @@ checked-out commit would switch it.`,
 		Example: `  nestbot hosts
   nestbot hosts --json`,
 		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error { return runHosts(opts) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return runHosts(cmd.Context(), opts) },
 	}
 	cmd.Flags().StringVarP(&opts.File, "file", "f", "nest.yaml", "the desired state")
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print JSON")
@@ -66,7 +66,7 @@ lets a restarted rollout resume or report where it stopped.`,
 		Example: `  nestbot rollout --dry-run
   nestbot rollout --hosts laptop-ultra
   nestbot rollout --max-parallel 3 --json`,
-		RunE: func(*cobra.Command, []string) error { return runRolloutCmd(opts) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return runRolloutCmd(cmd.Context(), opts) },
 	}
 	f := cmd.Flags()
 	f.StringVarP(&opts.File, "file", "f", "nest.yaml", "the desired state")
@@ -80,7 +80,7 @@ lets a restarted rollout resume or report where it stopped.`,
 
 // hostsSession observes the tailnet and the hosts (and the certificates,
 // which the plan reads), not the cloud: rollouts never touch AWS.
-func hostsSession(opts *rolloutOptions) (*fleet.Desired, *fleet.Session, *reconcile.Plan, error) {
+func hostsSession(ctx context.Context, opts *rolloutOptions) (*fleet.Desired, *fleet.Session, *reconcile.Plan, error) {
 	d, err := loadDesired(opts.File)
 	if err != nil {
 		return d, nil, nil, err
@@ -90,7 +90,7 @@ func hostsSession(opts *rolloutOptions) (*fleet.Desired, *fleet.Session, *reconc
 	}
 	fo := fleetOptions(opts.IO, cloudFlags{}, opts.Tailnet)
 	fo.Planes = []reconcile.Plane{reconcile.PlaneTailnet, reconcile.PlaneHosts, reconcile.PlanePKI}
-	s, err := fleet.Observe(context.Background(), d, fo)
+	s, err := fleet.Observe(ctx, d, fo)
 	if err != nil {
 		return d, nil, nil, err
 	}
@@ -109,8 +109,8 @@ func hostsSession(opts *rolloutOptions) (*fleet.Desired, *fleet.Session, *reconc
 	return d, s, plan, nil
 }
 
-func runHosts(opts *rolloutOptions) error {
-	d, s, plan, err := hostsSession(opts)
+func runHosts(ctx context.Context, opts *rolloutOptions) error {
+	d, s, plan, err := hostsSession(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -180,8 +180,8 @@ func runHosts(opts *rolloutOptions) error {
 	return nil
 }
 
-func runRolloutCmd(opts *rolloutOptions) error {
-	d, s, plan, err := hostsSession(opts)
+func runRolloutCmd(ctx context.Context, opts *rolloutOptions) error {
+	d, s, plan, err := hostsSession(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -210,7 +210,7 @@ func runRolloutCmd(opts *rolloutOptions) error {
 		}
 		return nil
 	}
-	res, err := s.Rollout(context.Background(), steps, func(e rollout.Event) { printEvent(opts.IO, e, opts.JSON) })
+	res, err := s.Rollout(ctx, steps, func(e rollout.Event) { printEvent(opts.IO, e, opts.JSON) })
 	if opts.JSON {
 		fmt.Fprintln(opts.IO.Out, mustJSON(res))
 	} else {

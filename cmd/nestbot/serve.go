@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"log"
 	"net"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -58,7 +55,7 @@ secret per line accepts either during a rotation).`,
 		Args: cobra.NoArgs,
 		Example: `  nestbot serve --listen :8080 --github-app-id 123 --github-app-key-file app.pem
   NESTBOT_WEBHOOK_SECRET_FILE=/run/secrets/webhook nestbot serve --drift-interval 1h --drift-repo ducksnest/infra`,
-		RunE: func(*cobra.Command, []string) error { return runServe(opts) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return runServe(cmd.Context(), opts) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.Listen, "listen", ":8080", "address to serve on")
@@ -71,7 +68,7 @@ secret per line accepts either during a rotation).`,
 	return cmd
 }
 
-func runServe(opts *serveOptions) error {
+func runServe(ctx context.Context, opts *serveOptions) error {
 	io := opts.IO
 	secretText := opts.Secret
 	if secretText == "" {
@@ -97,9 +94,6 @@ func runServe(opts *serveOptions) error {
 	if opts.DriftInterval > 0 && len(drift) == 0 {
 		return fmt.Errorf("--drift-interval %s needs --drift-repo: the repositories to check", opts.DriftInterval)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
 	st, closeState, err := opts.GitHub.openState(ctx, io)
 	if err != nil {
 		return err

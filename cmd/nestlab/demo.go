@@ -5,9 +5,6 @@ import (
 	"fmt"
 	goio "io"
 	"log"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -39,9 +36,8 @@ nestbot serve taking its webhook. Then, narrating as it goes:
 Nothing is fetched and no credentials are needed. The GitHub part needs the
 webhook examples that bash .ci/fixtures installs.`,
 		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
 			o := demo.Options{Out: io.Out}
 			if verbose {
 				o.Logf = log.New(io.Err, "", log.Ltime|log.Lmicroseconds).Printf

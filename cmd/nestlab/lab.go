@@ -1,13 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -42,7 +39,7 @@ other verb at the lab, and runs until interrupted.`,
   nestbot serve &
   nestlab pr open --branch more-swap infra/nix/hosts/laptop-ultra/swap.nix='{ }'
   nestlab pr show 1 --wait plan`,
-		RunE: func(*cobra.Command, []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			var fleet *nest.Fleet
 			if _, err := os.Stat(file); err == nil {
 				f, err := nest.Load(file)
@@ -76,9 +73,7 @@ other verb at the lab, and runs until interrupted.`,
 			}
 			fmt.Fprint(io.Out, env)
 			fmt.Fprintln(io.Err, "lab is up; interrupt (Ctrl-C) to stop it")
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			<-ctx.Done()
+			<-cmd.Context().Done()
 			if envFile != "" {
 				os.Remove(envFile)
 			}

@@ -114,7 +114,7 @@ content from FILE; -PATH deletes PATH) and opens a pull request from it.`,
 		Use:   "show NUMBER",
 		Short: "Show a pull request: nestbot's comments, check runs and deployments",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			n, err := strconv.Atoi(strings.TrimPrefix(args[0], "#"))
 			if err != nil {
 				return fmt.Errorf("%q is not a pull request number", args[0])
@@ -122,7 +122,7 @@ content from FILE; -PATH deletes PATH) and opens a pull request from it.`,
 			if labURL == "" {
 				return noLab
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			for {
 				resp, err := http.Get(strings.TrimRight(labURL, "/") + "/pr/" + strconv.Itoa(n))

@@ -4,12 +4,19 @@
 package cli
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
+
+	"github.com/ducksnest/nestbot/internal/logs"
 
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
@@ -23,8 +30,19 @@ type IO struct {
 	Getenv   func(string) string
 	// IsTerminal reports whether Out is a terminal (for colour).
 	IsTerminal func() bool
+	// ErrIsTerminal reports whether Err is a terminal (for the log's
+	// format).
+	ErrIsTerminal func() bool
 	// NoColor is --no-color: no colour even on a terminal.
 	NoColor bool
+	// LogFormat is --log-format: auto, text or json.
+	LogFormat string
+}
+
+// Logger is the command's logger, writing to Err in LogFormat (auto: JSON
+// unless Err is a terminal).
+func (io *IO) Logger() (*slog.Logger, error) {
+	return logs.New(io.Err, cmp.Or(io.LogFormat, logs.FormatAuto), io.ErrIsTerminal != nil && io.ErrIsTerminal())
 }
 
 // Color reports whether output to Out may be coloured: on a terminal,
@@ -45,7 +63,7 @@ func Conventions(io *IO, root *cobra.Command) {
 
 // StdIO is the process's own standard streams and environment.
 func StdIO() *IO {
-	return &IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, Getenv: os.Getenv, IsTerminal: StdoutIsTerminal}
+	return &IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, Getenv: os.Getenv, IsTerminal: StdoutIsTerminal, ErrIsTerminal: stderrIsTerminal}
 }
 
 // ExitError carries an exit code other than 1 (e.g. 2: changes present),
@@ -57,13 +75,45 @@ type ExitError struct {
 
 func (e *ExitError) Error() string { return e.Msg }
 
+// Interrupted is the cause of the root context's cancellation when a
+// signal stopped the command.
+type Interrupted struct{ Signal os.Signal }
+
+func (e *Interrupted) Error() string { return e.Signal.String() }
+
+// ExitCode is the shell's convention for a process a signal stopped:
+// 128 + the signal's number (130 for SIGINT, 143 for SIGTERM).
+func (e *Interrupted) ExitCode() int {
+	if s, ok := e.Signal.(syscall.Signal); ok {
+		return 128 + int(s)
+	}
+	return 130
+}
+
 // Run executes root with args and returns the process exit code.
+//
+// The command runs on the one root context (cmd.Context()), which the first
+// SIGINT or SIGTERM cancels: Run says so on Err, lets the command wind
+// down, and returns 128 + the signal's number (130 for Ctrl-C, 143 for
+// SIGTERM). A second signal exits at once with that code.
 func Run(io *IO, root *cobra.Command, args []string) int {
 	root.SetArgs(args)
 	root.SetOut(io.Out)
 	root.SetErr(io.Err)
 	root.SetIn(io.In)
-	err := root.Execute()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	stop := cancelOnSignal(io, root.Name(), cancel)
+	err := root.ExecuteContext(ctx)
+	stop()
+	var sig *Interrupted
+	if errors.As(context.Cause(ctx), &sig) {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			fmt.Fprintln(io.Err, "Error:", err)
+		}
+		fmt.Fprintf(io.Err, "%s: stopped by %s (exit %d)\n", root.Name(), sig, sig.ExitCode())
+		return sig.ExitCode()
+	}
 	if err == nil {
 		return 0
 	}
@@ -80,6 +130,42 @@ func Run(io *IO, root *cobra.Command, args []string) int {
 	}
 	fmt.Fprintln(io.Err, "Error:", msg)
 	return 1
+}
+
+// cancelOnSignal cancels with an *Interrupted cause on the first SIGINT
+// or SIGTERM, and exits the process on the second. stop ends it.
+func cancelOnSignal(io *IO, name string, cancel context.CancelCauseFunc) (stop func()) {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		var first os.Signal
+		select {
+		case first = <-sigs:
+		case <-done:
+			return
+		}
+		cause := &Interrupted{Signal: first}
+		fmt.Fprintf(io.Err, "%s: %s: winding down; %s again to stop at once\n", name, first, signalKey(first))
+		cancel(cause)
+		select {
+		case s := <-sigs:
+			fmt.Fprintf(io.Err, "%s: %s again: stopping at once (exit %d)\n", name, s, cause.ExitCode())
+			os.Exit(cause.ExitCode())
+		case <-done:
+		}
+	}()
+	return func() {
+		signal.Stop(sigs)
+		close(done)
+	}
+}
+
+func signalKey(s os.Signal) string {
+	if s == os.Interrupt {
+		return "Ctrl-C"
+	}
+	return s.String()
 }
 
 // BindEnv fills every flag the command line did not set from NESTBOT_<FLAG>.
@@ -120,6 +206,11 @@ func WriteFileAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+func stderrIsTerminal() bool {
+	fd := os.Stderr.Fd()
+	return isatty.IsTerminal(fd) || isatty.IsCygwinTerminal(fd)
 }
 
 // StdoutIsTerminal reports whether the process's standard output is a terminal.
