@@ -11,7 +11,7 @@
 // /healthz, /readyz and /metrics.
 //
 //	srv, err := webhook.New(webhook.Config{
-//		Secrets: secrets, Queue: db.Queue(), Workers: 4, Run: handlers.Run, Logf: log.Printf,
+//		Secrets: secrets, Queue: db.Queue(), Workers: 4, Run: handlers.Run, Logger: slog.Default(),
 //	})
 //	if err != nil { ... }
 //	err = srv.Run(ctx, listener) // until ctx ends, then a graceful shutdown

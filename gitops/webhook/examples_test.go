@@ -16,7 +16,7 @@ import (
 // each and the jobs the queue holds afterwards.
 func TestGitHubExamplesGetTheRightStatusAndAJobOnlyWhenHandled(t *testing.T) {
 	db := openDB(t)
-	h := &webhook.Handler{Secrets: [][]byte{[]byte(secret)}, Queue: db.Queue(), Logf: logf(t)}
+	h := &webhook.Handler{Secrets: [][]byte{[]byte(secret)}, Queue: db.Queue(), Logger: logger(t)}
 	ts := httptest.NewServer(h)
 	defer ts.Close()
 

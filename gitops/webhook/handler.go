@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/ducksnest/nestbot/internal/logs"
 	"github.com/ducksnest/nestbot/store"
 )
 
@@ -98,8 +100,9 @@ type Handler struct {
 	Accepted func(store.Job)
 	// Metrics, if set, counts deliveries by event and result.
 	Metrics *Metrics
-	// Logf, if set, receives one line per refused or failed delivery.
-	Logf func(format string, args ...any)
+	// Logger receives a record per refused or failed delivery, with its
+	// delivery id; nil discards.
+	Logger *slog.Logger
 	// Now is the clock for Job.Received; nil means time.Now.
 	Now func() time.Time
 
@@ -190,7 +193,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			reply(w, http.StatusOK, `{"status":"duplicate"}`)
 			return
 		}
-		h.logf("webhook: delivery %s (%s %s): %v", id, event, key, err)
+		logs.Or(h.Logger).Error("webhook: store the delivery", "delivery", id, "event", event, "key", key, "err", err)
 		h.refuse(w, r, label, http.StatusServiceUnavailable, ResultStoreFailed, "storing the delivery failed; redeliver it once nestbot's store is back")
 		return
 	}
@@ -333,15 +336,18 @@ func eventLabel(event string) string {
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, label string, status int, result, msg string) {
 	h.Metrics.Delivery(label, result)
 	if status != http.StatusServiceUnavailable {
-		h.logf("webhook: %d from %s (delivery %.64q): %s", status, r.RemoteAddr, r.Header.Get(HeaderDelivery), msg)
+		logs.Or(h.Logger).Warn("webhook: delivery refused: "+msg, "status", status, "remote", r.RemoteAddr, "delivery", cut(r.Header.Get(HeaderDelivery), 64))
 	}
 	http.Error(w, msg, status)
 }
 
-func (h *Handler) logf(format string, args ...any) {
-	if h.Logf != nil {
-		h.Logf(format, args...)
+// cut is s, cut to at most n bytes: an unverified delivery id is logged,
+// but only so much of it.
+func cut(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
 	}
+	return s
 }
 
 func reply(w http.ResponseWriter, status int, body string) {

@@ -2,7 +2,9 @@ package webhook_test
 
 import (
 	"bytes"
+	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -30,7 +32,7 @@ func intake(t *testing.T, secrets ...string) (*httptest.Server, store.Queue, *we
 	}
 	db := openDB(t)
 	m := webhook.NewMetrics(db.Queue())
-	ts := httptest.NewServer(&webhook.Handler{Secrets: bs, Queue: db.Queue(), Metrics: m, Logf: logf(t)})
+	ts := httptest.NewServer(&webhook.Handler{Secrets: bs, Queue: db.Queue(), Metrics: m, Logger: logger(t)})
 	t.Cleanup(ts.Close)
 	return ts, db.Queue(), m
 }
@@ -183,7 +185,7 @@ func TestStoreFailureIs503(t *testing.T) {
 	db := openDB(t)
 	var logged atomic.Int32
 	ts := httptest.NewServer(&webhook.Handler{Secrets: [][]byte{[]byte(secret)}, Queue: db.Queue(),
-		Logf: func(format string, args ...any) { logged.Add(1); logf(t)(format, args...) }})
+		Logger: slog.New(countingHandler{logger(t).Handler(), &logged})})
 	defer ts.Close()
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
@@ -194,6 +196,17 @@ func TestStoreFailureIs503(t *testing.T) {
 	if logged.Load() == 0 {
 		t.Error("the store failure was not logged")
 	}
+}
+
+// countingHandler counts the records it passes on.
+type countingHandler struct {
+	slog.Handler
+	n *atomic.Int32
+}
+
+func (h countingHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.n.Add(1)
+	return h.Handler.Handle(ctx, r)
 }
 
 func TestParseSecrets(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/ducksnest/nestbot/gitops/webhook"
 	"github.com/ducksnest/nestbot/internal/fixtures"
+	"github.com/ducksnest/nestbot/internal/logs/logstest"
 	"github.com/ducksnest/nestbot/store"
 )
 
@@ -35,15 +37,10 @@ func openDB(t testing.TB) *store.DB {
 	return db
 }
 
-// logf returns a Logf that logs to t and fails t when a line holds the secret.
-func logf(t testing.TB) func(format string, args ...any) {
-	return func(format string, args ...any) {
-		line := fmt.Sprintf(format, args...)
-		if strings.Contains(line, secret) {
-			t.Errorf("a log line holds the webhook secret: %q", line)
-		}
-		t.Log(line)
-	}
+// logger returns a logger that logs to t and fails t when a line holds the secret.
+func logger(t testing.TB) *slog.Logger {
+	l, _ := logstest.New(t, secret)
+	return l
 }
 
 var deliveries atomic.Int64
@@ -192,8 +189,8 @@ func serve(t *testing.T, cfg webhook.Config) (string, *webhook.Server) {
 	if cfg.Secrets == nil {
 		cfg.Secrets = [][]byte{[]byte(secret)}
 	}
-	if cfg.Logf == nil {
-		cfg.Logf = logf(t)
+	if cfg.Logger == nil {
+		cfg.Logger = logger(t)
 	}
 	srv, err := webhook.New(cfg)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -87,7 +88,7 @@ func serveForTest() error {
 	srv, err := webhook.New(webhook.Config{
 		Secrets: secrets, Queue: db.Queue(), Workers: workers, Run: run,
 		DeadLetter: func(_ context.Context, j store.Job) error { return record(fmt.Sprintf("dead %s %d", j.ID, j.Attempt)) },
-		Logf:       func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
+		Logger:     slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	})
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"runtime/debug"
 	"sort"
@@ -12,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ducksnest/nestbot/internal/logs"
 	"github.com/ducksnest/nestbot/store"
 )
 
@@ -84,8 +86,9 @@ type Pool struct {
 	DeadLetter func(ctx context.Context, j store.Job) error
 	// Metrics, if set, records each job's duration and result.
 	Metrics *Metrics
-	// Logf, if set, receives a line per failed, superseded or lost job.
-	Logf func(format string, args ...any)
+	// Logger receives a record per failed, superseded or lost job, with
+	// its delivery id; nil discards.
+	Logger *slog.Logger
 
 	mu       sync.Mutex
 	started  bool
@@ -163,7 +166,7 @@ func (p *Pool) Notify(j store.Job) {
 	}
 	p.latest[j.Key] = j
 	if r := p.running[j.Key]; r != nil && r.job.ID != j.ID && p.supersedes(j, r.job) {
-		p.logf("webhook: job %s (%s %s) superseded by %s; cancelling it", r.job.ID, r.job.Event, r.job.Key, j.ID)
+		p.jobLog(r.job).Info("webhook: job superseded; cancelling it", "by", j.ID)
 		r.cancel(errSuperseded)
 	}
 	p.mu.Unlock()
@@ -220,7 +223,7 @@ func (p *Pool) work(owner string) {
 	for p.claims.Err() == nil {
 		c, err := p.Queue.Claim(p.claims, owner, lease)
 		if err != nil && p.claims.Err() == nil {
-			p.logf("webhook: worker %s: %v", owner, err)
+			logs.Or(p.Logger).Error("webhook: claim a job", "worker", owner, "err", err)
 		}
 		if c != nil {
 			p.runClaim(c)
@@ -265,7 +268,7 @@ func (p *Pool) runClaim(c *store.Claim) {
 	var err error
 	if skip {
 		cancel(errSuperseded)
-		p.logf("webhook: job %s (%s %s) superseded by %s before it ran", j.ID, j.Event, j.Key, newer.ID)
+		p.jobLog(j).Info("webhook: job superseded before it ran", "by", newer.ID)
 	} else {
 		keeping := p.keepLease(ctx, c, cancel)
 		err = p.call(ctx, j)
@@ -290,17 +293,17 @@ func (p *Pool) runClaim(c *store.Claim) {
 		label = "superseded"
 	case errors.Is(cause, errLost), errors.Is(cause, errShutdown):
 		p.Metrics.Job(j.Event, "abandoned", took)
-		p.logf("webhook: job %s (%s %s) left undone: %v", j.ID, j.Event, j.Key, cause)
+		p.jobLog(j).Warn("webhook: job left undone", "cause", cause)
 		return
 	case err != nil:
 		result, label = store.ResultFailed, "failed"
-		p.logf("webhook: job %s (%s %s) failed (attempt %d): %v", j.ID, j.Event, j.Key, j.Attempt, err)
+		p.jobLog(j).Error("webhook: job failed", "attempt", j.Attempt, "err", err)
 	}
 	p.Metrics.Job(j.Event, label, took)
 	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer dcancel()
 	if err := p.Queue.Done(dctx, c, result); err != nil {
-		p.logf("webhook: job %s (%s %s): recording it as %s: %v", j.ID, j.Event, j.Key, result, err)
+		p.jobLog(j).Error("webhook: record the job's result", "result", result, "err", err)
 	}
 }
 
@@ -308,20 +311,20 @@ func (p *Pool) runClaim(c *store.Claim) {
 // claimed max times, and reports it.
 func (p *Pool) deadLetter(c *store.Claim, max int) {
 	j := c.Job
-	p.logf("webhook: job %s (%s %s) dead-lettered: claimed %d times, each ended without the job returning (its process died); it is not run again unless redelivered", j.ID, j.Event, j.Key, max)
+	p.jobLog(j).Error("webhook: job dead-lettered: each claim ended without the job returning (its process died); it is not run again unless redelivered", "claims", max)
 	p.Metrics.Job(j.Event, "dead_lettered", 0)
 	if p.DeadLetter != nil {
 		rctx, cancel := context.WithTimeout(p.jobs, time.Minute)
 		err := p.DeadLetter(rctx, j)
 		cancel()
 		if err != nil {
-			p.logf("webhook: job %s: reporting the dead letter: %v", j.ID, err)
+			p.jobLog(j).Error("webhook: report the dead letter", "err", err)
 		}
 	}
 	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer dcancel()
 	if err := p.Queue.Done(dctx, c, store.ResultFailed); err != nil {
-		p.logf("webhook: job %s (%s %s): recording the dead letter: %v", j.ID, j.Event, j.Key, err)
+		p.jobLog(j).Error("webhook: record the dead letter", "err", err)
 	}
 }
 
@@ -349,7 +352,7 @@ func (p *Pool) keepLease(ctx context.Context, c *store.Claim, cancel context.Can
 				cancel(errLost)
 				return
 			case err != nil && ctx.Err() == nil:
-				p.logf("webhook: job %s: extending its claim: %v", c.Job.ID, err)
+				p.jobLog(c.Job).Warn("webhook: extend the job's claim", "err", err)
 			}
 		}
 	}()
@@ -361,7 +364,7 @@ func (p *Pool) call(ctx context.Context, j store.Job) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = fmt.Errorf("panic: %v", v)
-			p.logf("webhook: job %s panicked: %v\n%s", j.ID, v, debug.Stack())
+			p.jobLog(j).Error("webhook: job panicked", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 		}
 	}()
 	return p.Run(ctx, j)
@@ -374,8 +377,7 @@ func (p *Pool) supersedes(newJob, running store.Job) bool {
 	return SupersedesPlan(newJob, running)
 }
 
-func (p *Pool) logf(format string, args ...any) {
-	if p.Logf != nil {
-		p.Logf(format, args...)
-	}
+// jobLog is the pool's logger with j's delivery id, event and key.
+func (p *Pool) jobLog(j store.Job) *slog.Logger {
+	return logs.Or(p.Logger).With("delivery", j.ID, "event", j.Event, "key", j.Key)
 }

@@ -326,7 +326,7 @@ func TestShutdownLeavesACutJobForTheRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	started := make(chan struct{}, 1)
-	srv, err := webhook.New(webhook.Config{Secrets: [][]byte{[]byte(secret)}, Queue: db.Queue(), Logf: logf(t),
+	srv, err := webhook.New(webhook.Config{Secrets: [][]byte{[]byte(secret)}, Queue: db.Queue(), Logger: logger(t),
 		ShutdownTimeout: 200 * time.Millisecond,
 		Run: func(ctx context.Context, j store.Job) error {
 			started <- struct{}{}

@@ -6,14 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
+	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"golang.org/x/net/netutil"
 
+	"github.com/ducksnest/nestbot/internal/logs"
 	"github.com/ducksnest/nestbot/store"
 )
 
@@ -41,8 +41,8 @@ type Config struct {
 	Supersedes func(newJob, running store.Job) bool
 	// Metrics, if nil, is NewMetrics(Queue).
 	Metrics *Metrics
-	// Logf, if set, receives the server's log lines.
-	Logf func(format string, args ...any)
+	// Logger receives the server's records; nil discards.
+	Logger *slog.Logger
 	// Lease and Poll are the Pool's; 0 means their defaults.
 	Lease, Poll time.Duration
 	// MaxBody bounds a delivery; 0 means MaxBody.
@@ -94,11 +94,11 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, metrics: m, mux: http.NewServeMux()}
 	s.pool = &Pool{
 		Queue: cfg.Queue, Workers: cfg.Workers, Run: cfg.Run, Supersedes: cfg.Supersedes, DeadLetter: cfg.DeadLetter,
-		Lease: cfg.Lease, Poll: cfg.Poll, Metrics: m, Logf: cfg.Logf,
+		Lease: cfg.Lease, Poll: cfg.Poll, Metrics: m, Logger: cfg.Logger,
 	}
 	s.intake = &Handler{
 		Secrets: cfg.Secrets, Queue: cfg.Queue, MaxBody: cfg.MaxBody, MaxUnverified: cfg.MaxUnverified,
-		Accepted: s.pool.Notify, Metrics: m, Logf: cfg.Logf,
+		Accepted: s.pool.Notify, Metrics: m, Logger: cfg.Logger,
 	}
 	s.mux.Handle("/webhook", s.intake)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -132,15 +132,15 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		WriteTimeout:      time.Minute,
 		IdleTimeout:       2 * time.Minute,
 	}
-	if s.cfg.Logf != nil {
-		hs.ErrorLog = newStdLogger(s.cfg.Logf)
-	}
+	log := logs.Or(s.cfg.Logger)
+	hs.ErrorLog = slog.NewLogLogger(log.With("from", "net/http").Handler(), slog.LevelWarn)
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(netutil.LimitListener(ln, cmp.Or(s.cfg.MaxConns, DefaultMaxConns))) }()
 
 	var serveErr error
 	select {
 	case <-ctx.Done():
+		log.Info("webhook: stopping: no new deliveries taken; running jobs have the timeout to finish", "timeout", s.cfg.ShutdownTimeout.String())
 	case serveErr = <-served:
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
@@ -152,6 +152,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		}
 	}
 	stopErr := s.pool.Stop(sctx)
+	log.Info("webhook: stopped")
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return fmt.Errorf("webhook: serve %s: %w", ln.Addr(), serveErr)
 	}
@@ -172,16 +173,4 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	io.WriteString(w, "ready\n")
-}
-
-// logfWriter turns net/http's error log into Logf lines.
-type logfWriter func(format string, args ...any)
-
-func (f logfWriter) Write(p []byte) (int, error) {
-	f("%s", strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func newStdLogger(logf func(format string, args ...any)) *log.Logger {
-	return log.New(logfWriter(logf), "webhook: http: ", 0)
 }

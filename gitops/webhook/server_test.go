@@ -69,7 +69,7 @@ func TestNewRefusesToStartWithoutASecret(t *testing.T) {
 
 func TestHealthAndReadiness(t *testing.T) {
 	db := openDB(t)
-	srv, err := webhook.New(webhook.Config{Secrets: [][]byte{[]byte(secret)}, Queue: db.Queue(), Logf: logf(t),
+	srv, err := webhook.New(webhook.Config{Secrets: [][]byte{[]byte(secret)}, Queue: db.Queue(), Logger: logger(t),
 		Run: func(context.Context, store.Job) error { return nil }})
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -153,12 +154,12 @@ func serve(args []string) error {
 	defer db.Close()
 	// The pieces of webhook.Server, so that each request can get an id
 	// of its own on its way in.
-	pool := &webhook.Pool{Queue: db.Queue(), Workers: *workers, Logf: log.Printf,
+	pool := &webhook.Pool{Queue: db.Queue(), Workers: *workers, Logger: slog.Default(),
 		Run: func(context.Context, store.Job) error { return nil }}
 	if err := pool.Start(); err != nil {
 		return err
 	}
-	intake := &webhook.Handler{Secrets: secrets, Queue: db.Queue(), Accepted: pool.Notify, Logf: log.Printf}
+	intake := &webhook.Handler{Secrets: secrets, Queue: db.Queue(), Accepted: pool.Notify, Logger: slog.Default()}
 	var n atomic.Uint64
 	mux := http.NewServeMux()
 	mux.HandleFunc("/webhook", func(w http.ResponseWriter, r *http.Request) {
