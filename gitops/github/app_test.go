@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ducksnest/nestbot/internal/logs/logstest"
 )
 
 // testKey is a fresh RS256 key, in PEM.
@@ -21,12 +23,12 @@ func testKey(t *testing.T) []byte {
 }
 
 // appClient is an App-mode Client of the lab's App, through w's front.
-func appClient(t *testing.T, w *world) (*Client, *logLines) {
+func appClient(t *testing.T, w *world) (*Client, *logstest.Log) {
 	t.Helper()
 	app := w.srv.App()
-	logs := &logLines{}
+	logger, logs := logstest.New(t)
 	c, err := New(Options{BaseURL: w.url, AppID: app.ID, PrivateKey: app.PrivateKeyPEM, Login: app.BotLogin,
-		WriteSpacing: time.Millisecond, Logf: logs.logf})
+		WriteSpacing: time.Millisecond, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -80,9 +81,10 @@ type Options struct {
 	// DefaultRequestTimeout.
 	RequestTimeout time.Duration
 
-	// Logf receives one line per request and per rate-limit wait; nil
+	// Logger receives a record per request (debug) and per rate-limit
+	// wait (warn), every credential the Client has sent redacted; nil
 	// discards.
-	Logf func(format string, args ...any)
+	Logger *slog.Logger
 
 	// Observe, when set, is called after every HTTP request with its
 	// method, its route (the path as a template: /repos/{owner}/{repo}/...),

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ducksnest/nestbot/internal/logs/logstest"
 	labgithub "github.com/ducksnest/nestbot/lab/github"
 )
 
@@ -120,30 +121,12 @@ func (w *world) commit(t *testing.T, branch string) string {
 	return p.After
 }
 
-// logLines collects what a Client logs.
-type logLines struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logLines) logf(format string, args ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, fmt.Sprintf(format, args...))
-}
-
-func (l *logLines) all() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines, "\n")
-}
-
 // tokenClient is a token-mode Client of w (a write token) with writes 1ms
 // apart; opts may change its options.
-func tokenClient(t *testing.T, w *world, opts ...func(*Options)) (*Client, *logLines) {
+func tokenClient(t *testing.T, w *world, opts ...func(*Options)) (*Client, *logstest.Log) {
 	t.Helper()
-	logs := &logLines{}
-	o := Options{BaseURL: w.url, Token: w.token, WriteSpacing: time.Millisecond, Logf: logs.logf}
+	logger, logs := logstest.New(t)
+	o := Options{BaseURL: w.url, Token: w.token, WriteSpacing: time.Millisecond, Logger: logger}
 	for _, fn := range opts {
 		fn(&o)
 	}

@@ -15,6 +15,7 @@ import (
 	gogithub "github.com/google/go-github/v93/github"
 
 	nestgh "github.com/ducksnest/nestbot/gitops/github"
+	"github.com/ducksnest/nestbot/internal/logs/logstest"
 	labgithub "github.com/ducksnest/nestbot/lab/github"
 	"github.com/ducksnest/nestbot/reconcile"
 )
@@ -57,8 +58,8 @@ func TestLabTokenModeAndCanary(t *testing.T) {
 	if err := srv.SetPermission(repo.Owner, repo.Name, "nestbot-pat-user", "write"); err != nil {
 		t.Fatal(err)
 	}
-	logs := &logLines{}
-	c, err := nestgh.New(nestgh.Options{BaseURL: srv.APIURL(), Token: token, WriteSpacing: time.Millisecond, Logf: logs.logf})
+	logger, logs := logstest.New(t)
+	c, err := nestgh.New(nestgh.Options{BaseURL: srv.APIURL(), Token: token, WriteSpacing: time.Millisecond, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +85,7 @@ func TestLabTokenModeAndCanary(t *testing.T) {
 	comments, _ := srv.Comments(repo.Owner, repo.Name, pr.Number)
 	key := strings.Split(string(srv.App().PrivateKeyPEM), "\n")[2] // a line inside the key
 	for _, s := range []string{token, itok, key} {
-		for where, got := range map[string]string{"log": logs.all() + appLogs.all(), "error": refused.Error(), "comments": fmt.Sprint(comments)} {
+		for where, got := range map[string]string{"log": logs.String() + appLogs.String(), "error": refused.Error(), "comments": fmt.Sprint(comments)} {
 			if strings.Contains(got, s) {
 				t.Errorf("a secret is in the %s", where)
 			}

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	nestgh "github.com/ducksnest/nestbot/gitops/github"
+	"github.com/ducksnest/nestbot/internal/logs/logstest"
 	labgithub "github.com/ducksnest/nestbot/lab/github"
 	"github.com/ducksnest/nestbot/reconcile"
 )
@@ -31,30 +31,13 @@ func labWith(t *testing.T, cfg labgithub.Config) (*labgithub.Server, labgithub.P
 	return nestgh.LabWithPR(t, cfg)
 }
 
-type logLines struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logLines) logf(format string, args ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, fmt.Sprintf(format, args...))
-}
-
-func (l *logLines) all() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines, "\n")
-}
-
 // appClient is the client of the lab's App, as its installation.
-func appClient(t *testing.T, srv *labgithub.Server) (*nestgh.Client, *logLines) {
+func appClient(t *testing.T, srv *labgithub.Server) (*nestgh.Client, *logstest.Log) {
 	t.Helper()
 	app := srv.App()
-	logs := &logLines{}
+	logger, logs := logstest.New(t)
 	c, err := nestgh.New(nestgh.Options{BaseURL: srv.APIURL(), AppID: app.ID, PrivateKey: app.PrivateKeyPEM, Login: app.BotLogin,
-		WriteSpacing: time.Millisecond, Logf: logs.logf})
+		WriteSpacing: time.Millisecond, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

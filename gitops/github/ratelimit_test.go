@@ -39,8 +39,8 @@ func TestRateLimitBare429RetryAfter(t *testing.T) {
 	if got, err := w.srv.Comments(testRepo.Owner, testRepo.Name, 1); err != nil || len(got) != 1 || got[0].ID != id {
 		t.Errorf("comments %+v, want the one created on the retry", got)
 	}
-	if !strings.Contains(logs.all(), "rate limited; retrying in 1s") {
-		t.Errorf("the wait was not logged:\n%s", logs.all())
+	if !strings.Contains(logs.String(), "rate limited; retrying in 1s") {
+		t.Errorf("the wait was not logged:\n%s", logs.String())
 	}
 }
 

@@ -84,7 +84,7 @@ func (c *Client) call(ctx context.Context, op string, write bool, fn func(contex
 				"%s: GitHub's rate limit is exhausted until %s (in %s), %s; try again after then (%v)",
 				op, reset.UTC().Format(time.RFC3339), time.Until(reset).Round(time.Second), why, err))}
 		}
-		c.logf("github: %s: rate limited; retrying in %s (try %d of %d)", op, wait.Round(time.Millisecond), attempt+1, maxAttempts)
+		c.log().Warn("github: rate limited; retrying in "+wait.Round(time.Millisecond).String(), "op", op, "try", attempt+1, "of", maxAttempts)
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/ducksnest/nestbot/internal/logs/logstest"
 	"github.com/ducksnest/nestbot/reconcile"
 	gogithub "github.com/google/go-github/v93/github"
 
@@ -57,7 +59,7 @@ func everything(t *testing.T, c *Client, w *world) []error {
 
 // assertNoSecret fails when a secret appears in an error, a log line or
 // anything the lab's GitHub keeps.
-func assertNoSecret(t *testing.T, w *world, logs *logLines, errs []error, secrets ...string) {
+func assertNoSecret(t *testing.T, w *world, logs *logstest.Log, errs []error, secrets ...string) {
 	t.Helper()
 	refused := 0
 	for _, err := range errs {
@@ -107,8 +109,10 @@ func assertNoSecret(t *testing.T, w *world, logs *logLines, errs []error, secret
 	if err != nil {
 		t.Fatal(err)
 	}
-	all := logs.all()
-	if !strings.Contains(all, "POST "+echoed+": 422") {
+	all := logs.String()
+	if !slices.ContainsFunc(strings.Split(all, "\n"), func(l string) bool {
+		return strings.Contains(l, "method=POST path="+echoed+" ") && strings.Contains(l, " status=422")
+	}) {
 		t.Errorf("the log has no line for the refused request:\n%s", all)
 	}
 	for _, s := range secrets {

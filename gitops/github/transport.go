@@ -2,17 +2,19 @@ package github
 
 import (
 	"context"
-	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ducksnest/nestbot/internal/logs"
 )
 
 // meter is the transport under authentication: it learns every credential
 // that goes out (to keep it out of errors and logs), and reports each
-// request to Options.Observe and Options.Logf.
+// request to Options.Observe and Options.Logger.
 type meter struct {
 	next http.RoundTripper
 	c    *Client
@@ -34,22 +36,22 @@ func (m *meter) RoundTrip(req *http.Request) (*http.Response, error) {
 		m.c.opts.Observe(req.Method, route, status, remaining)
 	}
 	took := time.Since(start).Round(time.Millisecond)
+	log := m.c.log().With("method", req.Method, "path", req.URL.Path, "took", took.String())
 	switch {
 	case err != nil:
-		m.c.logf("github: %s %s: %s (after %s)", req.Method, req.URL.Path, m.c.secrets.redact(err.Error()), took)
+		log.Debug("github: request failed", "err", err)
 	case remaining >= 0:
-		m.c.logf("github: %s %s: %d in %s, rate limit left %d", req.Method, req.URL.Path, status, took, remaining)
+		log.Debug("github: request", "status", status, "rate_limit_left", remaining)
 	default:
-		m.c.logf("github: %s %s: %d in %s", req.Method, req.URL.Path, status, took)
+		log.Debug("github: request", "status", status)
 	}
 	return resp, err
 }
 
-func (c *Client) logf(format string, args ...any) {
-	if c.opts.Logf == nil {
-		return
-	}
-	c.opts.Logf("%s", c.secrets.redact(fmt.Sprintf(format, args...)))
+// log is Options.Logger with every credential the Client has sent
+// redacted from what it logs.
+func (c *Client) log() *slog.Logger {
+	return slog.New(logs.MapStrings(logs.Or(c.opts.Logger).Handler(), c.secrets.redact))
 }
 
 // routeOf is the path as a template, for metrics: the owner, repository,

@@ -5,6 +5,7 @@
 package logs
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -57,4 +58,67 @@ func Printf(l *slog.Logger) func(format string, args ...any) {
 	return func(format string, args ...any) {
 		l.Info(strings.TrimRight(fmt.Sprintf(format, args...), "\n"))
 	}
+}
+
+// MapStrings returns a handler that passes every record on to h with its
+// message and each string value through f: strings, errors and Stringers
+// (formatted), in groups and in attributes added with With. A client that
+// knows its secrets redacts with it; the Action makes what it logs inert.
+func MapStrings(h slog.Handler, f func(string) string) slog.Handler {
+	return &mapHandler{next: h, f: f}
+}
+
+type mapHandler struct {
+	next slog.Handler
+	f    func(string) string
+}
+
+func (h *mapHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+
+func (h *mapHandler) Handle(ctx context.Context, r slog.Record) error {
+	out := slog.NewRecord(r.Time, r.Level, h.f(r.Message), r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(h.attr(a))
+		return true
+	})
+	return h.next.Handle(ctx, out)
+}
+
+func (h *mapHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	mapped := make([]slog.Attr, len(as))
+	for i, a := range as {
+		mapped[i] = h.attr(a)
+	}
+	return &mapHandler{next: h.next.WithAttrs(mapped), f: h.f}
+}
+
+func (h *mapHandler) WithGroup(name string) slog.Handler {
+	return &mapHandler{next: h.next.WithGroup(name), f: h.f}
+}
+
+func (h *mapHandler) attr(a slog.Attr) slog.Attr {
+	v := a.Value.Resolve()
+	switch v.Kind() {
+	case slog.KindString:
+		return slog.String(a.Key, h.f(v.String()))
+	case slog.KindGroup:
+		g := v.Group()
+		mapped := make([]any, len(g))
+		for i, ga := range g {
+			mapped[i] = h.attr(ga)
+		}
+		return slog.Group(a.Key, mapped...)
+	case slog.KindAny:
+		switch x := v.Any().(type) {
+		case error:
+			return slog.String(a.Key, h.f(x.Error()))
+		case fmt.Stringer:
+			return slog.String(a.Key, h.f(x.String()))
+		case []byte:
+			return slog.String(a.Key, h.f(string(x)))
+		default:
+			return slog.String(a.Key, h.f(fmt.Sprint(x)))
+		}
+	}
+	return slog.Attr{Key: a.Key, Value: v}
 }
