@@ -17,6 +17,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/ducksnest/nestbot/internal/logs"
 	"github.com/ducksnest/nestbot/nest"
 )
 
@@ -33,7 +34,7 @@ type Applier struct {
 	Identity    *Identity
 	Issuer      *Issuer       // clock and randomness; nil means the real ones
 	RenewBefore time.Duration // pki.renew_before
-	Log         *slog.Logger  // nil discards
+	Logger      *slog.Logger  // nil discards
 	Parallel    int           // certificates issued at once; 0 means GOMAXPROCS
 }
 
@@ -68,12 +69,7 @@ func (a *Applier) issuer() *Issuer {
 	return a.Issuer
 }
 
-func (a *Applier) log() *slog.Logger {
-	if a.Log == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return a.Log
-}
+func (a *Applier) log() *slog.Logger { return logs.Or(a.Logger) }
 
 // Apply brings the tree in line with specs (as Set returns them), taken
 // as they are, and reports what it did per certificate. A leaf nestbot

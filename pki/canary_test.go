@@ -17,7 +17,7 @@ func TestCanaryNoPrivateKeyIsEverPrinted(t *testing.T) {
 	t.Parallel()
 	fx := newFixture(t)
 	var printed bytes.Buffer
-	fx.applier.Log = slog.New(slog.NewJSONHandler(&printed, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	fx.applier.Logger = slog.New(slog.NewJSONHandler(&printed, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	secrets := []string{strings.TrimPrefix(fx.botSecret, "AGE-SECRET-KEY-")}
 	for _, h := range fx.hosts {
 		secrets = append(secrets, pemBodyLines(h.private)...)

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"log"
-
 	"github.com/spf13/cobra"
 
 	"github.com/ducksnest/nestbot/gitops/action"
@@ -48,7 +46,7 @@ job should fail.`,
 			defer closeState()
 			cfg := gf.botConfig(io, gh, st)
 			cfg.DetailsURL = actionsRunURL(io.Getenv)
-			cfg.Logf = log.New(io.Err, "", 0).Printf // the runner stamps each line already
+			cfg.Logger = io.Logger()
 			_, err = action.Run(ctx, action.Config{Getenv: io.Getenv, Out: io.Out, Bot: cfg, Command: command})
 			if err != nil {
 				return &cli.ExitError{Code: 1, Msg: "nestbot action: " + err.Error()}

@@ -108,7 +108,7 @@ func runApply(ctx context.Context, opts *applyOptions) error {
 	}
 	rep, applyErr := s.Apply(ctx, plan, fleet.ApplyOptions{
 		NoCommit: opts.NoCommit,
-		Log:      opts.IO.Err,
+		Out:      opts.IO.Err,
 	})
 	printReport(opts.IO, rep)
 	if applyErr != nil {

@@ -242,7 +242,7 @@ func runRotateCA(ctx context.Context, opts *certsOptions) error {
 	if err != nil {
 		return err
 	}
-	a, err := d.CertsApplier(opts.IO.Getenv)
+	a, err := d.CertsApplier(opts.IO.Getenv, opts.IO.Logger())
 	if err != nil {
 		return err
 	}

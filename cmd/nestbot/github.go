@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -51,7 +50,7 @@ func (g *githubFlags) register(cmd *cobra.Command) {
 // else a token.
 func (g *githubFlags) client(io *IO, observe func(method, route string, status, remaining int)) (*nestgh.Client, error) {
 	opts := nestgh.Options{BaseURL: cmp.Or(g.APIURL, io.Getenv("GITHUB_API_URL")), Login: g.Login,
-		Logf: func(string, ...any) {}, Observe: observe}
+		Logger: io.Logger(), Observe: observe}
 	if g.AppID != "" {
 		id, err := strconv.ParseInt(g.AppID, 10, 64)
 		if err != nil || id <= 0 {
@@ -88,7 +87,6 @@ func (g *githubFlags) client(io *IO, observe func(method, route string, status, 
 func (g *githubFlags) botConfig(io *IO, gh *nestgh.Client, st *stores) bot.Config {
 	fo := fleetOptions(io, g.Cloud, g.Tailnet)
 	fo.DB = st.DB
-	logger := log.New(io.Err, "", log.LstdFlags)
 	return bot.Config{
 		GitHub:    gh,
 		File:      g.File,
@@ -96,7 +94,7 @@ func (g *githubFlags) botConfig(io *IO, gh *nestgh.Client, st *stores) bot.Confi
 		Fleet:     fo,
 		Locker:    st.Locker,
 		Artifacts: st.Artifacts,
-		Logf:      logger.Printf,
+		Logger:    io.Logger(),
 	}
 }
 

@@ -5,7 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log"
+	"log/slog"
 	"net"
 	"time"
 
@@ -110,7 +110,7 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 	if err != nil {
 		return err
 	}
-	logger := log.New(io.Err, "", log.LstdFlags)
+	logger := io.Logger()
 	cfg := opts.GitHub.botConfig(io, gh, st)
 	cfg.Observe = func(kind, result string) {
 		switch kind {
@@ -126,7 +126,7 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 		return err
 	}
 	srv, err := webhook.New(webhook.Config{Secrets: secrets, Queue: st.Queue, Workers: opts.Workers, Run: b.Run, DeadLetter: b.DeadLetter,
-		Metrics: metrics, Logf: logger.Printf})
+		Metrics: metrics, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -134,9 +134,9 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 	if err != nil {
 		return err
 	}
-	logger.Printf("nestbot %s serving on %s (webhook at /webhook)", buildinfo.Read(), ln.Addr())
+	logger.Info("nestbot serving; webhook at /webhook", "version", buildinfo.Read().String(), "addr", ln.Addr().String())
 	if opts.DriftInterval > 0 {
-		go scheduleDrift(ctx, st.Queue, gh, drift, opts, logger.Printf)
+		go scheduleDrift(ctx, st.Queue, gh, drift, opts, logger)
 	}
 	return srv.Run(ctx, ln)
 }
@@ -144,7 +144,7 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 // scheduleDrift enqueues a drift check of every repository each interval;
 // the workers run it like any job, one at a time with the applies of the
 // same repository.
-func scheduleDrift(ctx context.Context, q store.Queue, gh *nestgh.Client, repos []nestgh.Repo, opts *serveOptions, logf func(string, ...any)) {
+func scheduleDrift(ctx context.Context, q store.Queue, gh *nestgh.Client, repos []nestgh.Repo, opts *serveOptions, log *slog.Logger) {
 	t := time.NewTicker(opts.DriftInterval)
 	defer t.Stop()
 	for {
@@ -158,7 +158,7 @@ func scheduleDrift(ctx context.Context, q store.Queue, gh *nestgh.Client, repos 
 				if opts.GitHub.AppID != "" {
 					id, err := gh.RepoInstallation(ctx, repo)
 					if err != nil {
-						logf("drift %s: %v", repo, err)
+						log.Error("drift: find the App's installation", "repository", repo.FullName(), "err", err)
 						continue
 					}
 					job.InstallationID = id
@@ -167,7 +167,7 @@ func scheduleDrift(ctx context.Context, q store.Queue, gh *nestgh.Client, repos 
 				err := q.Enqueue(ctx, store.Job{ID: fmt.Sprintf("drift-%s-%d", repo.FullName(), now.Unix()), Event: "drift",
 					Key: repo.FullName(), Payload: payload, Received: now.UTC()})
 				if err != nil {
-					logf("drift %s: %v", repo, err)
+					log.Error("drift: enqueue the check", "repository", repo.FullName(), "err", err)
 				}
 			}
 		}

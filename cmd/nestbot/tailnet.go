@@ -36,5 +36,6 @@ type cloudFlags struct {
 
 // fleetOptions say how to observe the live fleet, from the flags.
 func fleetOptions(io *IO, cf cloudFlags, tf tailnetFlags) fleet.Options {
-	return fleet.Options{Getenv: io.Getenv, AWSEndpoint: cf.Endpoint, Tailnet: tf.options(), SecretsDir: tf.SecretsDir}
+	return fleet.Options{Getenv: io.Getenv, AWSEndpoint: cf.Endpoint, Tailnet: tf.options(), SecretsDir: tf.SecretsDir,
+		Logger: io.Logger()}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	goio "io"
 	"log"
+	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -40,7 +41,7 @@ webhook examples that bash .ci/fixtures installs.`,
 			ctx := cmd.Context()
 			o := demo.Options{Out: io.Out}
 			if verbose {
-				o.Logf = log.New(io.Err, "", log.Ltime|log.Lmicroseconds).Printf
+				o.Logger = slog.New(slog.NewTextHandler(io.Err, nil))
 			} else {
 				log.SetOutput(goio.Discard) // the lab's servers log through the standard logger
 			}

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -26,6 +27,7 @@ import (
 	"github.com/ducksnest/nestbot/gitops/bot"
 	"github.com/ducksnest/nestbot/gitops/fleet"
 	nestgh "github.com/ducksnest/nestbot/gitops/github"
+	"github.com/ducksnest/nestbot/internal/logs"
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/reconcile"
 	"github.com/ducksnest/nestbot/reconcile/rollout"
@@ -92,8 +94,8 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	groups := &hostGroups{out: log}
 	bcfg := cfg.Bot
 	bcfg.Events = groups.event
-	if bcfg.Logf != nil {
-		bcfg.Logf = inertLog(bcfg.Logf) // its lines quote errors, which may quote a host
+	if bcfg.Logger != nil {
+		bcfg.Logger = inertLogger(bcfg.Logger) // its records quote errors, which may quote a host
 	}
 	bcfg.Mask, bcfg.Fleet.Mask = log.mask, log.mask
 	b, err := bot.New(bcfg)
@@ -421,9 +423,10 @@ func inert(s string) string {
 	return strings.Join(lines, "\n")
 }
 
-// inertLog wraps logf so that every line it logs is inert.
-func inertLog(logf func(string, ...any)) func(string, ...any) {
-	return func(format string, args ...any) { logf("%s", inert(fmt.Sprintf(format, args...))) }
+// inertLogger wraps l so that every record it logs is inert: its message
+// and each string, error and value in it.
+func inertLogger(l *slog.Logger) *slog.Logger {
+	return slog.New(logs.MapStrings(l.Handler(), inert))
 }
 
 // workflowLog is the job's log, written line by line under one lock:

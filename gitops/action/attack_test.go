@@ -3,6 +3,7 @@ package action
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -86,7 +87,10 @@ func TestHostStderrReachesTheLogInert(t *testing.T) {
 	g.event(rollout.Event{Host: "laptop-ultra", State: rollout.StateSwitching})
 	g.event(rollout.Event{Host: "laptop-ultra", State: rollout.StateRolledBack, Detail: hostileStderr})
 	g.close()
-	inertLog(func(format string, args ...any) { fmt.Fprintf(&out, format+"\n", args...) })("%s: rollout: %s", "ducksnest/infra", hostileStderr)
+	for _, h := range []slog.Handler{slog.NewTextHandler(&out, nil), slog.NewJSONHandler(&out, nil)} {
+		log := inertLogger(slog.New(h)).With("repository", "ducksnest/infra", "stderr", hostileStderr)
+		log.Error("rollout: "+hostileStderr, "host", "laptop-ultra", "err", errors.New(hostileStderr), "group", slog.GroupValue(slog.String("detail", hostileStderr)))
+	}
 	cmds := runnerCommands(out.String())
 	for _, c := range cmds {
 		if name, _, _ := strings.Cut(c, " "); name != "group" && name != "endgroup" {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -32,7 +33,7 @@ func (b *Bot) onPush(ctx context.Context, e *gogithub.PushEvent) error {
 		return nil
 	}
 	if email := e.GetHeadCommit().GetAuthor().GetEmail(); strings.EqualFold(email, b.cfg.CommitEmail) {
-		b.logf("%s: %s is nestbot's own commit; no apply", repo, fleet.ShortRev(e.GetAfter()))
+		b.log(ctx).Info("nestbot's own commit; no apply", "repository", repo.FullName(), "sha", fleet.ShortRev(e.GetAfter()))
 		return nil
 	}
 	_, err := b.ApplyPush(ctx, b.client(e.GetInstallation()), repo, e.GetRepo().GetCloneURL(), e.GetRef(), e.GetRepo().GetDefaultBranch(), e.GetAfter(), e.GetPusher().GetName())
@@ -59,6 +60,7 @@ type ApplyResult struct {
 // nest.yaml says: github.default_branch only confirms the default branch
 // (when it names another, nothing applies, and the reason says so).
 func (b *Bot) ApplyPush(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cloneURL, ref, defaultBranch, sha, pusher string) (*ApplyResult, error) {
+	ctx, log := b.withLog(ctx, "repository", repo.FullName(), "sha", fleet.ShortRev(sha))
 	branch, isBranch := strings.CutPrefix(ref, "refs/heads/")
 	if !isBranch || defaultBranch == "" || branch != defaultBranch {
 		return &ApplyResult{Skipped: fmt.Sprintf("%s is not the repository's default branch %s", ref, cmp.Or(defaultBranch, "(unknown)"))}, nil
@@ -78,7 +80,7 @@ func (b *Bot) ApplyPush(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo
 		return &ApplyResult{Skipped: fmt.Sprintf("github.default_branch in %s is %s, but the repository's default branch is %s: nestbot applies only the repository's default branch, so set github.default_branch to it",
 			b.cfg.File, d.Fleet.GitHub.DefaultBranch, branch)}, nil
 	case co.head != sha:
-		b.logf("%s: %s moved on from %s to %s; the newer push applies", repo, branch, fleet.ShortRev(sha), fleet.ShortRev(co.head))
+		log.Info("the branch moved on; the newer push applies", "branch", branch, "head", fleet.ShortRev(co.head))
 		return &ApplyResult{Skipped: "superseded by " + fleet.ShortRev(co.head)}, nil
 	case invalid != nil:
 		b.observe("apply", "invalid")
@@ -119,6 +121,7 @@ type applyRun struct {
 // plan (or check the saved plan), apply, push the certificates' commit,
 // report on the pull requests, audit.
 func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
+	log := b.log(ctx)
 	res := &ApplyResult{}
 	lease, err := b.acquire(ctx, r)
 	if err != nil {
@@ -130,7 +133,7 @@ func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 	defer func() {
 		stopRenew()
 		if err := b.cfg.Locker.Release(context.WithoutCancel(ctx), lease); err != nil {
-			b.logf("%s: release the fleet lock: %v", r.repo, err)
+			log.Error("release the fleet lock", "err", err)
 		}
 	}()
 
@@ -141,13 +144,13 @@ func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 	}
 	status := func(state, desc string) {
 		if err := r.gh.DeploymentStatus(context.WithoutCancel(ctx), r.repo, res.Deployment, state, desc, b.cfg.DetailsURL); err != nil {
-			b.logf("%s: deployment %d: %s: %v", r.repo, res.Deployment, state, err)
+			log.Error("set the deployment's status", "deployment", res.Deployment, "state", state, "err", err)
 		}
 	}
 	status("in_progress", "applying "+fleet.ShortRev(r.sha))
 
 	res.Err = func() error {
-		s, err := fleet.Observe(ctx, r.d, b.cfg.Fleet)
+		s, err := fleet.Observe(ctx, r.d, b.fleetOptions(ctx))
 		if err != nil {
 			return fmt.Errorf("observe the live fleet: %w", err)
 		}
@@ -168,9 +171,9 @@ func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 		}
 		events := b.cfg.Events
 		if events == nil {
-			events = func(e rollout.Event) { b.logf("%s: %s", r.repo, e) }
+			events = func(e rollout.Event) { log.Info("rollout: "+e.String(), "host", e.Host) }
 		}
-		rep, applyErr := s.Apply(ctx, plan, fleet.ApplyOptions{Log: logWriter(b.logf), Events: events})
+		rep, applyErr := s.Apply(ctx, plan, fleet.ApplyOptions{Out: logWriter{log}, Events: events})
 		res.Report = rep
 		if s.CertCommit != "" {
 			res.CertCommit = s.CertCommit
@@ -207,7 +210,7 @@ func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 	res.Summary = report
 	for _, n := range r.prs {
 		if _, err := r.gh.Comment(context.WithoutCancel(ctx), r.repo, n, report); err != nil {
-			b.logf("%s#%d: report the apply: %v", r.repo, n, err)
+			log.Error("report the apply", "pr", n, "err", err)
 		}
 	}
 	if b.cfg.Artifacts != nil {
@@ -228,10 +231,10 @@ func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 			rec.Error = oneLine(res.Err.Error())
 		}
 		if err := b.cfg.Artifacts.Audit(context.WithoutCancel(ctx), rec); err != nil {
-			b.logf("%s: audit: %v", r.repo, err)
+			log.Error("audit", "err", err)
 		}
 	}
-	b.logf("%s: applied %s: %s", r.repo, fleet.ShortRev(r.sha), summaryLine(res))
+	log.Info("applied: "+summaryLine(res), "result", result)
 	return res, res.Err
 }
 
@@ -252,7 +255,7 @@ func (b *Bot) acquire(ctx context.Context, r applyRun) (store.Lease, error) {
 		if time.Now().After(deadline) {
 			return lease, fmt.Errorf("waited %s for the fleet lock: %w", LockWait, err)
 		}
-		b.logf("%s: waiting for the fleet lock: %v", r.repo, err)
+		b.log(ctx).Info("waiting for the fleet lock", "err", err)
 		select {
 		case <-ctx.Done():
 			return lease, ctx.Err()
@@ -291,13 +294,14 @@ func (b *Bot) keepLease(ctx context.Context, lease *store.Lease, cancel context.
 	return func() { close(done); wg.Wait() }
 }
 
-// logWriter turns an apply's progress lines into log lines.
-type logWriter func(format string, args ...any)
+// logWriter turns the lines of a report an apply writes (the
+// certificates') into records.
+type logWriter struct{ log *slog.Logger }
 
 func (l logWriter) Write(p []byte) (int, error) {
 	for line := range strings.Lines(string(p)) {
 		if line = strings.TrimRight(line, "\n"); line != "" {
-			l("%s", line)
+			l.log.Info(line)
 		}
 	}
 	return len(p), nil

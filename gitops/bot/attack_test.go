@@ -72,7 +72,7 @@ func TestForgedMarkerCommentStaysUntouched(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	app := w.gh.App()
-	root, err := nestgh.New(nestgh.Options{BaseURL: w.gh.APIURL(), AppID: app.ID, PrivateKey: app.PrivateKeyPEM, WriteSpacing: -1, Logf: w.log.logf(t)})
+	root, err := nestgh.New(nestgh.Options{BaseURL: w.gh.APIURL(), AppID: app.ID, PrivateKey: app.PrivateKeyPEM, WriteSpacing: -1, Logger: w.logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestInstallationTokenIsMasked(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var masked []string
-	b, err := bot.New(bot.Config{GitHub: w.root, WorkDir: t.TempDir(), Locker: w.db.Locks(), Logf: w.log.logf(t),
+	b, err := bot.New(bot.Config{GitHub: w.root, WorkDir: t.TempDir(), Locker: w.db.Locks(), Logger: w.logger,
 		Mask:  func(s string) { masked = append(masked, s) },
 		Fleet: fleet.Options{Getenv: os.Getenv, Planes: []reconcile.Plane{reconcile.PlanePKI}, DB: w.db}})
 	if err != nil {
@@ -227,7 +227,7 @@ func TestPRCannotRedirectCredentials(t *testing.T) {
 	if _, err := w.gh.Commit(ctx, owner, name, labgithub.Commit{Branch: "main", Message: "name the control server", Files: map[string][]byte{"nest.yaml": []byte(legit)}}); err != nil {
 		t.Fatal(err)
 	}
-	b, err := bot.New(bot.Config{GitHub: w.root, WorkDir: filepath.Join(w.state, "work"), Logf: w.log.logf(t), LockTTL: 30 * time.Second,
+	b, err := bot.New(bot.Config{GitHub: w.root, WorkDir: filepath.Join(w.state, "work"), Logger: w.logger, LockTTL: 30 * time.Second,
 		Fleet:  fleet.Options{Getenv: os.Getenv, Tailnet: fleet.TailnetOptions{StateDir: w.state}, DB: w.db},
 		Locker: w.db.Locks(), Artifacts: w.db.Artifacts()})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/ducksnest/nestbot/gitops/fleet"
 	nestgh "github.com/ducksnest/nestbot/gitops/github"
+	"github.com/ducksnest/nestbot/internal/logs"
 	"github.com/ducksnest/nestbot/reconcile"
 	"github.com/ducksnest/nestbot/reconcile/rollout"
 	"github.com/ducksnest/nestbot/store"
@@ -55,8 +57,10 @@ type Config struct {
 	// DetailsURL links check runs and deployment statuses (the server's
 	// address or the Actions run); optional.
 	DetailsURL string
-	// Logf receives one line per thing done; nil discards.
-	Logf func(format string, args ...any)
+	// Logger receives a record per thing done, with the delivery id,
+	// repository, pull request and host it concerns as attributes; nil
+	// discards.
+	Logger *slog.Logger
 	// Events receives each host's state changes during a rollout; nil
 	// logs them.
 	Events func(rollout.Event)
@@ -112,10 +116,30 @@ func New(cfg Config) (*Bot, error) {
 // CommitEmail is the e-mail of nestbot's own commits.
 func (b *Bot) CommitEmail() string { return b.cfg.CommitEmail }
 
-func (b *Bot) logf(format string, args ...any) {
-	if b.cfg.Logf != nil {
-		b.cfg.Logf(format, args...)
+// logKey holds, in a context, the logger of the job it runs: the Bot's
+// Logger with the attributes known so far (delivery, repository, pull
+// request).
+type logKey struct{}
+
+// log is the logger of ctx's job.
+func (b *Bot) log(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(logKey{}).(*slog.Logger); ok {
+		return l
 	}
+	return logs.Or(b.cfg.Logger)
+}
+
+// fleetOptions are Config.Fleet with the logger of ctx's job.
+func (b *Bot) fleetOptions(ctx context.Context) fleet.Options {
+	o := b.cfg.Fleet
+	o.Logger = b.log(ctx)
+	return o
+}
+
+// withLog adds attributes to the logger of ctx's job.
+func (b *Bot) withLog(ctx context.Context, attrs ...any) (context.Context, *slog.Logger) {
+	l := b.log(ctx).With(attrs...)
+	return context.WithValue(ctx, logKey{}, l), l
 }
 
 func (b *Bot) observe(kind, result string) {
@@ -127,6 +151,7 @@ func (b *Bot) observe(kind, result string) {
 // Run handles one job: a webhook delivery (its event and payload) or a
 // drift check (event "drift", payload {"repository": "owner/name"}).
 func (b *Bot) Run(ctx context.Context, j store.Job) error {
+	ctx, log := b.withLog(ctx, "delivery", j.ID, "event", j.Event)
 	if j.Event == "drift" {
 		return b.runDrift(ctx, j.Payload)
 	}
@@ -143,7 +168,7 @@ func (b *Bot) Run(ctx context.Context, j store.Job) error {
 	case *gogithub.PushEvent:
 		return b.onPush(ctx, e)
 	default:
-		b.logf("delivery %s: %s events are not handled", j.ID, j.Event)
+		log.Info("event not handled")
 		return nil
 	}
 }

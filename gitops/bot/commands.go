@@ -80,9 +80,10 @@ func (b *Bot) onComment(ctx context.Context, e *gogithub.IssueCommentEvent) (*Pl
 // access is refused with a reply, an unknown verb gets the help. The
 // result is the plan, when the command planned.
 func (b *Bot) Command(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cloneURL string, number int, commentID int64, user string, cmd Command) (*PlanResult, error) {
+	ctx, log := b.withLog(ctx, "repository", repo.FullName(), "pr", number, "command", cmd.Verb, "user", user)
 	if commentID != 0 {
 		if err := gh.React(ctx, repo, commentID, "eyes"); err != nil {
-			b.logf("%s#%d: react: %v", repo, number, err)
+			log.Warn("react to the command", "err", err)
 		}
 	}
 	perm, err := gh.Permission(ctx, repo, user)
@@ -127,10 +128,10 @@ func (b *Bot) unlock(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, n
 		now := b.now()
 		if err := b.cfg.Artifacts.Audit(ctx, store.AuditRecord{Fleet: repo.FullName(), Trigger: "unlock", Actor: user, Started: now, Finished: now,
 			Result: "unlocked", Error: fmt.Sprintf("released the lock held by %s since %s (token %d)", l.Owner, l.Acquired.UTC().Format("2006-01-02 15:04:05Z"), l.Token)}); err != nil {
-			b.logf("%s: audit the unlock: %v", repo, err)
+			b.log(ctx).Error("audit the unlock", "err", err)
 		}
 	}
-	b.logf("%s: %s broke the fleet lock held by %s", repo, user, l.Owner)
+	b.log(ctx).Info("broke the fleet lock", "holder", l.Owner)
 	return b.reply(ctx, gh, repo, number, fmt.Sprintf("@%s released the fleet lock held by `%s` since %s. Recorded in the audit log.",
 		user, l.Owner, l.Acquired.UTC().Format("2006-01-02 15:04:05 UTC")))
 }

@@ -154,7 +154,7 @@ func TestApplyFromComment(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := w.comment(ctx, t, pr.Number, owner, "/nest apply"); err != nil {
-		t.Fatalf("/nest apply: %v\n%s", err, w.log.text())
+		t.Fatalf("/nest apply: %v\n%s", err, w.log.String())
 	}
 	if got := w.lastComment(t, pr.Number); !strings.Contains(got, "nestbot applied") {
 		t.Fatalf("/nest apply of an approved, planned pull request got %q", got)

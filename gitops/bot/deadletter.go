@@ -18,7 +18,8 @@ import (
 // the job is run.
 func (b *Bot) DeadLetter(ctx context.Context, j store.Job) error {
 	why := fmt.Sprintf("nestbot gave up on this job (delivery %s) after %d attempts: each one stopped nestbot before it finished. It will not run again by itself.", j.ID, j.Attempt-1)
-	b.logf("delivery %s (%s): dead-lettered after %d attempts", j.ID, j.Event, j.Attempt-1)
+	ctx, log := b.withLog(ctx, "delivery", j.ID, "event", j.Event)
+	log.Error("dead-lettered", "attempts", j.Attempt-1)
 	b.observe(kindOf(j.Event), "dead_lettered")
 	if j.Event == "drift" {
 		return nil

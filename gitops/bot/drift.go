@@ -54,6 +54,7 @@ func (b *Bot) runDrift(ctx context.Context, payload []byte) error {
 // issue kept current: opened when the fleet drifts, updated while it does,
 // closed when it matches again.
 func (b *Bot) Drift(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cloneURL, branch string) (*DriftResult, error) {
+	ctx, log := b.withLog(ctx, "repository", repo.FullName(), "branch", branch)
 	co, done, err := b.workspace(ctx, gh, cloneURL, branch)
 	defer done()
 	if err != nil {
@@ -68,7 +69,7 @@ func (b *Bot) Drift(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cl
 	if err != nil {
 		return res, err
 	}
-	s, err := fleet.Observe(ctx, d, b.cfg.Fleet)
+	s, err := fleet.Observe(ctx, d, b.fleetOptions(ctx))
 	if err != nil {
 		return res, fmt.Errorf("observe the live fleet: %w", err)
 	}
@@ -96,6 +97,6 @@ func (b *Bot) Drift(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cl
 		return res, err
 	}
 	b.observe("drift", map[bool]string{true: "drift", false: "clean"}[res.Drifted])
-	b.logf("%s: drift check of %s at %s: %s", repo, branch, fleet.ShortRev(co.head), title)
+	log.Info("drift check: "+title, "head", fleet.ShortRev(co.head), "drifted", res.Drifted)
 	return res, nil
 }

@@ -57,6 +57,7 @@ func (b *Bot) onPullRequest(ctx context.Context, e *gogithub.PullRequestEvent) e
 // comment and a nest/plan check run (failure, with annotations at each
 // mistake, when nest.yaml is invalid). The plan is saved for /nest apply.
 func (b *Bot) PlanPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cloneURL string, number int, draft bool) (*PlanResult, error) {
+	ctx, log := b.withLog(ctx, "repository", repo.FullName(), "pr", number)
 	co, done, err := b.workspace(ctx, gh, cloneURL, fmt.Sprintf("refs/pull/%d/head", number))
 	defer done()
 	if err != nil {
@@ -88,10 +89,10 @@ func (b *Bot) PlanPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, c
 	res.Deferred = d.Trust(trusted)
 	if draft && !d.Fleet.GitHub.PlanDrafts {
 		res.Skipped = "draft pull request (github.plan_drafts is off)"
-		b.logf("%s#%d: a draft; not planned", repo, number)
+		log.Info("a draft; not planned")
 		return res, nil
 	}
-	s, err := fleet.Observe(ctx, d, b.cfg.Fleet)
+	s, err := fleet.Observe(ctx, d, b.fleetOptions(ctx))
 	if err != nil {
 		if ctx.Err() != nil {
 			return res, ctx.Err()
@@ -129,12 +130,12 @@ func (b *Bot) PlanPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, c
 		saved := &reconcile.SavedPlan{Plan: plan, DesiredDigest: d.Digest(), LiveDigest: reconcile.DigestLive(s.Live)}
 		if err := saved.Encode(&buf); err == nil {
 			if err := b.cfg.Artifacts.PutPlan(ctx, planKey(repo, number, co.head), buf.Bytes()); err != nil {
-				b.logf("%s#%d: save the plan: %v", repo, number, err)
+				log.Error("save the plan", "err", err)
 			}
 		}
 	}
 	b.observe("plan", map[bool]string{true: "changes", false: "no-changes"}[plan.HasChanges()])
-	b.logf("%s#%d: planned %s: %s (%d comment writes)", repo, number, fleet.ShortRev(co.head), plan.Summary(), res.Sticky.Writes())
+	log.Info("planned: "+plan.Summary().String(), "head", fleet.ShortRev(co.head), "comment_writes", res.Sticky.Writes())
 	return res, nil
 }
 

@@ -2,11 +2,10 @@ package bot_test
 
 import (
 	"context"
-	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/ducksnest/nestbot/gitops/fleet"
 	nestgh "github.com/ducksnest/nestbot/gitops/github"
 	"github.com/ducksnest/nestbot/internal/fixtures"
+	"github.com/ducksnest/nestbot/internal/logs/logstest"
 	"github.com/ducksnest/nestbot/lab"
 	labgithub "github.com/ducksnest/nestbot/lab/github"
 	"github.com/ducksnest/nestbot/nest"
@@ -25,40 +25,20 @@ import (
 // world is a lab with its GitHub, the DucksNest repository in it, and a
 // bot acting as the lab's GitHub App.
 type world struct {
-	lab   *lab.Lab
-	gh    *lab.GitHub
-	repo  nestgh.Repo
-	app   *nestgh.Client // the installation's client
-	root  *nestgh.Client // the App's client
-	state string
-	bot   *bot.Bot
-	db    *store.DB
-	log   *lockedLog
+	lab    *lab.Lab
+	gh     *lab.GitHub
+	repo   nestgh.Repo
+	app    *nestgh.Client // the installation's client
+	root   *nestgh.Client // the App's client
+	state  string
+	bot    *bot.Bot
+	db     *store.DB
+	log    *logstest.Log // what the bot and its GitHub client logged
+	logger *slog.Logger
 	// secrets must appear in no comment, check run, deployment, issue or log line.
 	secrets []string
 	// yaml is nest.yaml as the repository's first commit holds it.
 	yaml string
-}
-
-type lockedLog struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *lockedLog) logf(t testing.TB) func(string, ...any) {
-	return func(format string, args ...any) {
-		line := strings.TrimSpace(fmt.Sprintf(format, args...))
-		l.mu.Lock()
-		l.lines = append(l.lines, line)
-		l.mu.Unlock()
-		t.Log(line)
-	}
-}
-
-func (l *lockedLog) text() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines, "\n")
 }
 
 // newWorld starts the lab with the example fleet; nestbot's age identity
@@ -88,7 +68,8 @@ func newWorld(t testing.TB, edit func(yaml string) string) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{log: &lockedLog{}, yaml: yaml}
+	w := &world{yaml: yaml}
+	w.logger, w.log = logstest.New(t)
 	l, err := lab.Up(lab.Options{Fleet: f, PendingDelay: -1, GitHub: &lab.GitHubOptions{FromDir: dir}})
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +87,7 @@ func newWorld(t testing.TB, edit func(yaml string) string) *world {
 
 	app := w.gh.App()
 	root, err := nestgh.New(nestgh.Options{BaseURL: w.gh.APIURL(), AppID: app.ID, PrivateKey: app.PrivateKeyPEM, Login: app.BotLogin,
-		WriteSpacing: -1, Logf: w.log.logf(t)})
+		WriteSpacing: -1, Logger: w.logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +107,7 @@ func mustBot(t testing.TB, w *world, hosts func(map[string]int)) *bot.Bot {
 	t.Helper()
 	b, err := bot.New(bot.Config{GitHub: w.root, WorkDir: filepath.Join(w.state, "work"),
 		Fleet:  fleet.Options{Getenv: os.Getenv, Tailnet: fleet.TailnetOptions{StateDir: w.state, ControlURL: os.Getenv("NESTBOT_TS_CONTROL_URL")}, DB: w.db},
-		Locker: w.db.Locks(), Artifacts: w.db.Artifacts(), Logf: w.log.logf(t), LockTTL: 30 * time.Second, ObserveHosts: hosts})
+		Locker: w.db.Locks(), Artifacts: w.db.Artifacts(), Logger: w.logger, LockTTL: 30 * time.Second, ObserveHosts: hosts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +119,7 @@ func mustBot(t testing.TB, w *world, hosts func(map[string]int)) *bot.Bot {
 func (w *world) checkSecrets(t *testing.T) {
 	t.Helper()
 	var seen []string
-	seen = append(seen, w.log.text())
+	seen = append(seen, w.log.String())
 	for n := 1; ; n++ {
 		pr, err := w.gh.PullRequest(w.repo.Owner, w.repo.Name, n)
 		if err != nil {
@@ -291,7 +272,7 @@ func TestPullRequestPlanMergeApply(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := w.run(ctx, t, ev); err != nil {
-		t.Fatalf("apply after merge: %v\n%s", err, w.log.text())
+		t.Fatalf("apply after merge: %v\n%s", err, w.log.String())
 	}
 	if n := len(w.lab.EC2.Instances()); n != 1 {
 		t.Errorf("%d instances in EC2 after the apply, want 1", n)

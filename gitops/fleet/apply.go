@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ducksnest/nestbot/gitops/git"
+	"github.com/ducksnest/nestbot/internal/logs"
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/pki"
 	"github.com/ducksnest/nestbot/reconcile"
@@ -28,21 +29,14 @@ import (
 type ApplyOptions struct {
 	// NoCommit writes certificates into pki.dir without committing them.
 	NoCommit bool
-	// Log receives progress lines and the certificates' report; nil
-	// discards them.
-	Log io.Writer
+	// Out receives the certificates' report; nil discards it.
+	Out io.Writer
 	// Events receives each host's state changes during the rollout (nil:
-	// one line each to Log).
+	// a record each to Options.Logger).
 	Events func(rollout.Event)
 	// AuthKey gives the tailnet auth key for a new instance's user-data
 	// (nil: the secret tailnet.auth_key names).
 	AuthKey func(ctx context.Context, host string) (string, error)
-}
-
-func (o ApplyOptions) logf(format string, args ...any) {
-	if o.Log != nil {
-		fmt.Fprintf(o.Log, format+"\n", args...)
-	}
 }
 
 // Apply carries out plan plane by plane — cloud, tailnet, certificates
@@ -74,12 +68,12 @@ func (s *Session) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyOpt
 	}
 	exec := &reconcile.Executor{Appliers: map[reconcile.Plane]reconcile.PlaneApplier{}}
 	if s.EC2 != nil {
-		a := &nestaws.Applier{Client: s.EC2, Fleet: d.Fleet, Live: &s.Live.Cloud, Logf: opts.logf, AuthKey: opts.AuthKey}
+		a := &nestaws.Applier{Client: s.EC2, Fleet: d.Fleet, Live: &s.Live.Cloud, Logger: s.opts.Logger, AuthKey: opts.AuthKey}
 		exec.Appliers[reconcile.PlaneCloud] = cloudApplier(a)
 	}
 	if s.Bot != nil || api != nil {
 		exec.Appliers[reconcile.PlaneTailnet] = s.rebinding((&nesttailnet.Applier{Bot: s.Bot, API: api, Tags: d.Fleet.Tailnet.Tags,
-			JoinTimeout: d.Fleet.Tailnet.JoinTimeout.Duration, Logf: opts.logf,
+			JoinTimeout: d.Fleet.Tailnet.JoinTimeout.Duration, Logger: s.opts.Logger,
 			// A new host is a node that joins now, not one that was there.
 			Before: maps.Clone(s.seen), Pinned: s.pinnedNodes(), Since: time.Now(),
 			Joined: func(host, id string) {
@@ -202,18 +196,19 @@ func loadIdentity(getenv func(string) string, mask func(string)) (*pki.Identity,
 }
 
 // CertsApplier is the certificate tree's applier, with the bot's identity
-// from NEST_AGE_IDENTITY (or NEST_AGE_IDENTITY_FILE).
-func (d *Desired) CertsApplier(getenv func(string) string) (*pki.Applier, error) {
-	return d.certsApplier(getenv, func(string) {})
+// from NEST_AGE_IDENTITY (or NEST_AGE_IDENTITY_FILE), logging to logger
+// (nil discards).
+func (d *Desired) CertsApplier(getenv func(string) string, logger *slog.Logger) (*pki.Applier, error) {
+	return d.certsApplier(getenv, func(string) {}, logger)
 }
 
-func (d *Desired) certsApplier(getenv func(string) string, mask func(string)) (*pki.Applier, error) {
+func (d *Desired) certsApplier(getenv func(string) string, mask func(string), logger *slog.Logger) (*pki.Applier, error) {
 	id, err := loadIdentity(getenv, mask)
 	if err != nil {
 		return nil, err
 	}
 	return &pki.Applier{Files: pki.Dir(d.PKIDir()), Identity: id, RenewBefore: d.Fleet.PKI.RenewBefore.Duration,
-		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}, nil
+		Logger: logger}, nil
 }
 
 // ApplyCerts issues, renews, reissues and rekeys the certificate tree in the
@@ -222,7 +217,7 @@ func (d *Desired) certsApplier(getenv func(string) string, mask func(string)) (*
 // of hosts that just joined, so their keys are encrypted to them.
 func (s *Session) ApplyCerts(ctx context.Context) (*pki.Report, error) {
 	d := s.Desired
-	a, err := d.certsApplier(s.opts.Getenv, s.opts.mask)
+	a, err := d.certsApplier(s.opts.Getenv, s.opts.mask, s.opts.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -273,7 +268,7 @@ func (s *Session) pkiApplier(opts ApplyOptions) reconcile.PlaneApplier {
 				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusApplied, Detail: string(r.Action)})
 			}
 		}
-		sha, err := s.Desired.CommitCerts(ctx, rep, CommitOptions{NoCommit: opts.NoCommit, Out: opts.Log, Getenv: s.opts.Getenv})
+		sha, err := s.Desired.CommitCerts(ctx, rep, CommitOptions{NoCommit: opts.NoCommit, Out: opts.Out, Getenv: s.opts.Getenv})
 		if sha != "" && s.Repo != nil {
 			s.Repo.revision = sha // the rollout ships the commit that holds the certificates
 		}
@@ -352,7 +347,7 @@ func (d *Desired) commitCerts(ctx context.Context, changed []string, message str
 // with a dead-man rollback armed on each host first.
 func (s *Session) rolloutApplier(opts ApplyOptions) reconcile.PlaneApplier {
 	return func(ctx context.Context, steps []reconcile.Step) ([]reconcile.StepResult, error) {
-		res, err := s.Rollout(ctx, steps, opts.events())
+		res, err := s.Rollout(ctx, steps, s.events(opts))
 		out := make([]reconcile.StepResult, 0, len(steps))
 		for _, st := range steps {
 			name := strings.TrimPrefix(st.Address, reconcile.HostAddress(""))
@@ -373,11 +368,11 @@ func (s *Session) rolloutApplier(opts ApplyOptions) reconcile.PlaneApplier {
 	}
 }
 
-func (o ApplyOptions) events() func(rollout.Event) {
+func (s *Session) events(o ApplyOptions) func(rollout.Event) {
 	if o.Events != nil {
 		return o.Events
 	}
-	return func(e rollout.Event) { o.logf("%s", e.String()) }
+	return func(e rollout.Event) { logs.Or(s.opts.Logger).Info("rollout: "+e.String(), "host", e.Host) }
 }
 
 // Rollout rolls the hosts of steps (the plan's hosts plane) to the
@@ -408,7 +403,8 @@ func (s *Session) Rollout(ctx context.Context, steps []reconcile.Step, events fu
 	f := s.Desired.Fleet
 	ro := &rollout.Rollout{Dialer: s.Bot, Hosts: ts, Batches: batches, MaxParallel: f.Rollout.MaxParallel,
 		Source: src, FlakeDir: f.Flake, Revision: s.Repo.revision, Health: f.Rollout.Health,
-		ConfirmWithin: f.Rollout.ConfirmWithin.Duration, Journal: db.Journal(), Events: events}
+		ConfirmWithin: f.Rollout.ConfirmWithin.Duration, Journal: db.Journal(), Events: events,
+		Logf: logs.Printf(s.opts.Logger)} // rollout's API takes a Logf still
 	res, err := ro.Run(ctx)
 	if res == nil {
 		res = &rollout.Result{}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -49,6 +50,11 @@ type Options struct {
 	// log. One straight from an environment variable is not: the runner
 	// masks the workflow's secrets itself.
 	Mask func(secret string)
+	// Logger receives what observing and applying log: the cloud and
+	// tailnet steps' progress, the certificates issued, the rollout's
+	// diagnostics (and its host events when ApplyOptions.Events is nil);
+	// nil discards.
+	Logger *slog.Logger
 }
 
 // mask hands secret to Mask, if any.

@@ -40,9 +40,15 @@ type IO struct {
 }
 
 // Logger is the command's logger, writing to Err in LogFormat (auto: JSON
-// unless Err is a terminal).
-func (io *IO) Logger() (*slog.Logger, error) {
-	return logs.New(io.Err, cmp.Or(io.LogFormat, logs.FormatAuto), io.ErrIsTerminal != nil && io.ErrIsTerminal())
+// unless Err is a terminal). The root command checks LogFormat before any
+// verb runs (logs.CheckFormat); one it would refuse is taken as auto.
+func (io *IO) Logger() *slog.Logger {
+	terminal := io.ErrIsTerminal != nil && io.ErrIsTerminal()
+	l, err := logs.New(io.Err, cmp.Or(io.LogFormat, logs.FormatAuto), terminal)
+	if err != nil {
+		l, _ = logs.New(io.Err, logs.FormatAuto, terminal)
+	}
+	return l
 }
 
 // Color reports whether output to Out may be coloured: on a terminal,

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path"
@@ -30,6 +31,7 @@ import (
 	nestgh "github.com/ducksnest/nestbot/gitops/github"
 	"github.com/ducksnest/nestbot/gitops/webhook"
 	"github.com/ducksnest/nestbot/internal/fixtures"
+	"github.com/ducksnest/nestbot/internal/logs"
 	"github.com/ducksnest/nestbot/lab"
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/reconcile"
@@ -44,8 +46,8 @@ type Options struct {
 	// Example is the fleet's repository to start from; default
 	// examples/ducksnest of this source tree.
 	Example string
-	// Logf receives everything the lab and nestbot log (nil: discarded).
-	Logf func(format string, args ...any)
+	// Logger receives everything the lab and nestbot log; nil discards.
+	Logger *slog.Logger
 }
 
 // Demo is a running demo: the lab, its GitHub, and nestbot serving it.
@@ -81,10 +83,6 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 	if o.Example == "" {
 		o.Example = exampleDir()
 	}
-	logf := o.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
 	dir, err := os.MkdirTemp("", "nestbot-demo-")
 	if err != nil {
 		return nil, err
@@ -118,7 +116,7 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 		return fail(err)
 	}
 	d.Webhook = "http://" + ln.Addr().String() + "/webhook"
-	l, err := lab.Up(lab.Options{Fleet: f, PendingDelay: -1, Logf: logf,
+	l, err := lab.Up(lab.Options{Fleet: f, PendingDelay: -1, Logf: logs.Printf(o.Logger), // the lab's API takes a Logf
 		GitHub: &lab.GitHubOptions{FromDir: repo, WebhookURL: d.Webhook}})
 	if err != nil {
 		ln.Close()
@@ -134,7 +132,7 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 	}
 	app := d.GitHub.App()
 	gh, err := nestgh.New(nestgh.Options{BaseURL: d.GitHub.APIURL(), AppID: app.ID, PrivateKey: app.PrivateKeyPEM,
-		Login: app.BotLogin, WriteSpacing: -1, Logf: logf})
+		Login: app.BotLogin, WriteSpacing: -1, Logger: o.Logger})
 	if err != nil {
 		ln.Close()
 		return fail(err)
@@ -147,7 +145,7 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 	b, err := bot.New(bot.Config{GitHub: gh, WorkDir: filepath.Join(state, "work"),
 		Fleet: fleet.Options{Getenv: os.Getenv, DB: d.db,
 			Tailnet: fleet.TailnetOptions{StateDir: state, ControlURL: os.Getenv("NESTBOT_TS_CONTROL_URL")}},
-		Locker: d.db.Locks(), Artifacts: d.db.Artifacts(), Logf: logf,
+		Locker: d.db.Locks(), Artifacts: d.db.Artifacts(), Logger: o.Logger,
 		Events: d.event,
 		Observe: func(kind, result string) {
 			if kind == "apply" {
@@ -158,7 +156,7 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 		ln.Close()
 		return fail(err)
 	}
-	srv, err := webhook.New(webhook.Config{Secrets: [][]byte{[]byte(d.GitHub.Secret)}, Queue: d.db.Queue(), Workers: 2, Run: b.Run, Logf: logf})
+	srv, err := webhook.New(webhook.Config{Secrets: [][]byte{[]byte(d.GitHub.Secret)}, Queue: d.db.Queue(), Workers: 2, Run: b.Run, Logger: o.Logger})
 	if err != nil {
 		ln.Close()
 		return fail(err)

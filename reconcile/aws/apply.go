@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/ducksnest/nestbot/internal/logs"
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/reconcile"
 )
@@ -27,7 +29,9 @@ type Applier struct {
 	Live *reconcile.Cloud
 	// AuthKey returns the tailnet auth key for a new host's user-data.
 	AuthKey func(ctx context.Context, host string) (string, error)
-	Logf    func(format string, args ...any)
+	// Logger receives a record per step and per wait, with the host it
+	// concerns; nil discards.
+	Logger *slog.Logger
 	// Poll is the interval of the bounded waits (default 2s); WaitTimeout
 	// bounds each wait for an instance state (default 10m).
 	Poll        time.Duration
@@ -64,11 +68,7 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-func (a *Applier) logf(format string, args ...any) {
-	if a.Logf != nil {
-		a.Logf(format, args...)
-	}
-}
+func (a *Applier) log() *slog.Logger { return logs.Or(a.Logger) }
 
 // Apply runs the cloud steps in plan order and stops at the first failure,
 // returning the steps applied before it (also inside the *Error).
@@ -88,7 +88,7 @@ func (a *Applier) Apply(ctx context.Context, steps []reconcile.Step) ([]Result, 
 			}
 			return done, e
 		}
-		a.logf("%s %s: done (%s)", st.Action, st.Address, id)
+		a.log().Info(fmt.Sprintf("%s %s: done (%s)", st.Action, st.Address, id), "address", st.Address, "id", id)
 		done = append(done, Result{Address: st.Address, Action: st.Action, ID: id})
 	}
 	return done, nil

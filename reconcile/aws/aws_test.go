@@ -3,6 +3,7 @@ package aws_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -73,12 +74,8 @@ func (w *world) plan(f *nest.Fleet) (*reconcile.Plan, *reconcile.Live) {
 func (w *world) apply(f *nest.Fleet, p *reconcile.Plan, live *reconcile.Live) ([]nestaws.Result, error) {
 	a := &nestaws.Applier{Client: w.cli, Fleet: f, Live: &live.Cloud,
 		AuthKey: func(context.Context, string) (string, error) { return canaryKey, nil },
-		Logf: func(format string, args ...any) {
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			fmt.Fprintf(&w.logs, format+"\n", args...)
-		},
-		Poll: 20 * time.Millisecond, WaitTimeout: 30 * time.Second}
+		Logger:  slog.New(messages{w}),
+		Poll:    20 * time.Millisecond, WaitTimeout: 30 * time.Second}
 	return a.Apply(context.Background(), p.Steps)
 }
 
@@ -342,3 +339,19 @@ func TestApplyOfResourceDeletedByHand(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+// messages is a slog.Handler that writes each record's message, a line
+// each, to w.logs.
+type messages struct{ w *world }
+
+func (messages) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h messages) Handle(_ context.Context, r slog.Record) error {
+	h.w.mu.Lock()
+	defer h.w.mu.Unlock()
+	fmt.Fprintln(&h.w.logs, r.Message)
+	return nil
+}
+
+func (h messages) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h messages) WithGroup(string) slog.Handler      { return h }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ducksnest/nestbot/internal/logs/logstest"
 	"github.com/ducksnest/nestbot/lab/host"
 	labtailnet "github.com/ducksnest/nestbot/lab/tailnet"
 	"github.com/ducksnest/nestbot/nest"
@@ -179,18 +180,8 @@ func TestRemoveStrayThroughTheAPI(t *testing.T) {
 		t.Fatalf("plan deletes %+v, want tailnet.node.old-laptop", deletes)
 	}
 
-	var log strings.Builder
-	var logMu sync.Mutex
-	a := &tailnet.Applier{Bot: bot, API: api, Tags: f.Tailnet.Tags, Logf: func(format string, args ...any) {
-		logMu.Lock()
-		defer logMu.Unlock()
-		log.WriteString(strings.TrimSpace(format) + "\n")
-		for _, arg := range args {
-			if e, ok := arg.(error); ok {
-				log.WriteString(e.Error() + "\n")
-			}
-		}
-	}}
+	logger, log := logstest.New(t)
+	a := &tailnet.Applier{Bot: bot, API: api, Tags: f.Tailnet.Tags, Logger: logger}
 	res, err := a.Apply(ctx, deletes)
 	if err != nil {
 		t.Fatal(err)

@@ -3,12 +3,14 @@ package tailnet
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
 
 	"tailscale.com/tsnet"
 
+	"github.com/ducksnest/nestbot/internal/logs"
 	"github.com/ducksnest/nestbot/reconcile"
 )
 
@@ -35,8 +37,9 @@ type Applier struct {
 	// GoneTimeout bounds the wait for a removed stray to leave Bot's view;
 	// zero means 30s. Missing it is not a failure: the API said deleted.
 	GoneTimeout time.Duration
-	// Logf, if set, receives progress lines.
-	Logf func(format string, args ...any)
+	// Logger receives a record per wait, with the host it concerns; nil
+	// discards.
+	Logger *slog.Logger
 
 	// A new host is the node that joins as it, never one that was there
 	// before: the node ids Before lists (observed before the apply) and
@@ -83,11 +86,7 @@ func (a *Applier) Apply(ctx context.Context, steps []reconcile.Step) ([]reconcil
 	return out, failed
 }
 
-func (a *Applier) logf(format string, args ...any) {
-	if a.Logf != nil {
-		a.Logf(format, args...)
-	}
-}
+func (a *Applier) log() *slog.Logger { return logs.Or(a.Logger) }
 
 func (a *Applier) wait(ctx context.Context, st reconcile.Step, name string) reconcile.StepResult {
 	if a.Bot == nil {
@@ -97,7 +96,7 @@ func (a *Applier) wait(ctx context.Context, st reconcile.Step, name string) reco
 	if d == 0 {
 		d = DefaultJoinTimeout
 	}
-	a.logf("tailnet: waiting up to %s for %s to join", d, name)
+	a.log().Info(fmt.Sprintf("tailnet: waiting up to %s for %s to join", d, name), "host", name)
 	wctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	n, err := a.waitNew(wctx, name)
@@ -139,7 +138,7 @@ func (a *Applier) removeStray(ctx context.Context, st reconcile.Step, name strin
 		gctx, cancel := context.WithTimeout(ctx, d)
 		defer cancel()
 		if err := WaitGone(gctx, a.Bot, name); err != nil {
-			a.logf("tailnet: %s was deleted but is still in nestbot's netmap: %v", name, err)
+			a.log().Warn(fmt.Sprintf("tailnet: %s was deleted but is still in nestbot's netmap", name), "host", name, "err", err)
 			detail += "; still in nestbot's netmap"
 		}
 	}
