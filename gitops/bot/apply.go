@@ -61,6 +61,7 @@ type ApplyResult struct {
 // (when it names another, nothing applies, and the reason says so).
 func (b *Bot) ApplyPush(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cloneURL, ref, defaultBranch, sha, pusher string) (*ApplyResult, error) {
 	ctx, log := b.withLog(ctx, "repository", repo.FullName(), "sha", fleet.ShortRev(sha))
+	log.Info("applying the push", "ref", ref)
 	branch, isBranch := strings.CutPrefix(ref, "refs/heads/")
 	if !isBranch || defaultBranch == "" || branch != defaultBranch {
 		return &ApplyResult{Skipped: fmt.Sprintf("%s is not the repository's default branch %s", ref, cmp.Or(defaultBranch, "(unknown)"))}, nil

@@ -81,6 +81,7 @@ func (b *Bot) onComment(ctx context.Context, e *gogithub.IssueCommentEvent) (*Pl
 // result is the plan, when the command planned.
 func (b *Bot) Command(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cloneURL string, number int, commentID int64, user string, cmd Command) (*PlanResult, error) {
 	ctx, log := b.withLog(ctx, "repository", repo.FullName(), "pr", number, "command", cmd.Verb, "user", user)
+	log.Info("a /nest command")
 	if commentID != 0 {
 		if err := gh.React(ctx, repo, commentID, "eyes"); err != nil {
 			log.Warn("react to the command", "err", err)

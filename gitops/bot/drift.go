@@ -55,6 +55,7 @@ func (b *Bot) runDrift(ctx context.Context, payload []byte) error {
 // closed when it matches again.
 func (b *Bot) Drift(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cloneURL, branch string) (*DriftResult, error) {
 	ctx, log := b.withLog(ctx, "repository", repo.FullName(), "branch", branch)
+	log.Info("checking for drift")
 	co, done, err := b.workspace(ctx, gh, cloneURL, branch)
 	defer done()
 	if err != nil {

@@ -58,6 +58,7 @@ func (b *Bot) onPullRequest(ctx context.Context, e *gogithub.PullRequestEvent) e
 // mistake, when nest.yaml is invalid). The plan is saved for /nest apply.
 func (b *Bot) PlanPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cloneURL string, number int, draft bool) (*PlanResult, error) {
 	ctx, log := b.withLog(ctx, "repository", repo.FullName(), "pr", number)
+	log.Info("planning the pull request")
 	co, done, err := b.workspace(ctx, gh, cloneURL, fmt.Sprintf("refs/pull/%d/head", number))
 	defer done()
 	if err != nil {

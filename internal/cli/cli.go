@@ -117,7 +117,7 @@ func Run(io *IO, root *cobra.Command, args []string) int {
 		if err != nil && !errors.Is(err, context.Canceled) {
 			fmt.Fprintln(io.Err, "Error:", err)
 		}
-		fmt.Fprintf(io.Err, "%s: stopped by %s (exit %d)\n", root.Name(), sig, sig.ExitCode())
+		io.Logger().Warn(fmt.Sprintf("%s: stopped by %s", root.Name(), sig), "exit", sig.ExitCode())
 		return sig.ExitCode()
 	}
 	if err == nil {
@@ -152,11 +152,11 @@ func cancelOnSignal(io *IO, name string, cancel context.CancelCauseFunc) (stop f
 			return
 		}
 		cause := &Interrupted{Signal: first}
-		fmt.Fprintf(io.Err, "%s: %s: winding down; %s again to stop at once\n", name, first, signalKey(first))
+		io.Logger().Warn(fmt.Sprintf("%s: %s: winding down; %s again to stop at once", name, first, signalKey(first)))
 		cancel(cause)
 		select {
 		case s := <-sigs:
-			fmt.Fprintf(io.Err, "%s: %s again: stopping at once (exit %d)\n", name, s, cause.ExitCode())
+			io.Logger().Warn(fmt.Sprintf("%s: %s again: stopping at once", name, s), "exit", cause.ExitCode())
 			os.Exit(cause.ExitCode())
 		case <-done:
 		}
