@@ -59,7 +59,7 @@ func (l *Lab) startGitHub(o *GitHubOptions) error {
 	if examples == "" {
 		examples = filepath.Join(fixtures.NodeModules(), "@octokit", "webhooks-examples")
 	}
-	srv, err := labgithub.New(labgithub.Config{Dir: filepath.Join(l.dir, "github"), Logf: l.logf, WebhookExamples: examples,
+	srv, err := labgithub.New(labgithub.Config{Dir: filepath.Join(l.dir, "github"), Logger: l.logger, WebhookExamples: examples,
 		OnPush: g.pushed})
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ducksnest/nestbot/internal/logs"
 	"github.com/ducksnest/nestbot/lab/ec2"
 	"github.com/ducksnest/nestbot/lab/host"
 	"github.com/ducksnest/nestbot/lab/tailnet"
@@ -31,7 +33,9 @@ type Options struct {
 	// Fleet, when set, seeds the EC2 endpoint with what its nest.yaml
 	// expects to exist already: the images it names and its instance profiles.
 	Fleet *nest.Fleet
-	Logf  func(format string, args ...any)
+	// Logger receives what the lab's EC2, GitHub and hosts log; nil
+	// discards.
+	Logger *slog.Logger
 	// PendingDelay is how long a new instance stays pending (default 2s).
 	PendingDelay time.Duration
 	// GitHub, when set, starts the lab's GitHub with the fleet's repository.
@@ -48,7 +52,8 @@ type Lab struct {
 
 	dir    string // the hosts' roots
 	pkiDir string // the fleet's pki.dir relative to its flake, for hosts to serve their certificates
-	logf   func(format string, args ...any)
+	logger *slog.Logger
+	logf   func(format string, args ...any) // logger's, for the lab's own sentences
 
 	mu    sync.Mutex
 	hosts map[string]*host.Host // booted from EC2 instances or by Boot
@@ -64,15 +69,12 @@ func Up(o Options) (*Lab, error) {
 	if delay == 0 {
 		delay = 2 * time.Second
 	}
-	logf := o.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
+	logf := logs.Printf(o.Logger)
 	dir, err := os.MkdirTemp("", "nestbot-lab-")
 	if err != nil {
 		return nil, err
 	}
-	l := &Lab{Region: "ap-northeast-2", dir: dir, logf: logf, hosts: map[string]*host.Host{}, instances: map[string]*host.Host{}}
+	l := &Lab{Region: "ap-northeast-2", dir: dir, logger: o.Logger, logf: logf, hosts: map[string]*host.Host{}, instances: map[string]*host.Host{}}
 	l.Tailnet = &tailnet.Lab{Tags: []string{"tag:nest", "tag:nestbot"}}
 	if o.Fleet != nil && o.Fleet.Tailnet.Domain != "" {
 		l.Tailnet.MagicDNSDomain = o.Fleet.Tailnet.Domain
@@ -87,7 +89,7 @@ func Up(o Options) (*Lab, error) {
 		return nil, fmt.Errorf("lab: tailnet: %w", err)
 	}
 	l.AuthKey = l.Tailnet.AuthKey()
-	l.EC2 = &ec2.Server{Logf: o.Logf, PendingDelay: delay, StoppingDelay: delay, ShuttingDownDelay: delay, OnRunInstance: l.bootInstance, OnTerminateInstance: l.haltInstance}
+	l.EC2 = &ec2.Server{Logger: o.Logger, PendingDelay: delay, StoppingDelay: delay, ShuttingDownDelay: delay, OnRunInstance: l.bootInstance, OnTerminateInstance: l.haltInstance}
 	if err := l.EC2.Start(); err != nil {
 		l.Close()
 		return nil, err

@@ -3,6 +3,7 @@ package lab_test
 import (
 	"context"
 	"flag"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,7 +57,7 @@ func TestInstanceBootsAHostThatJoins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := lab.Up(lab.Options{Fleet: f, PendingDelay: -1, Logf: t.Logf})
+	l, err := lab.Up(lab.Options{Fleet: f, PendingDelay: -1, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

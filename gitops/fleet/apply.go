@@ -208,7 +208,7 @@ func (d *Desired) certsApplier(getenv func(string) string, mask func(string), lo
 		return nil, err
 	}
 	return &pki.Applier{Files: pki.Dir(d.PKIDir()), Identity: id, RenewBefore: d.Fleet.PKI.RenewBefore.Duration,
-		Logger: logger}, nil
+		Logger: logs.AtLeast(logger, slog.LevelWarn)}, nil // its info records repeat the report CommitCerts writes
 }
 
 // ApplyCerts issues, renews, reissues and rekeys the certificate tree in the

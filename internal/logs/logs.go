@@ -122,3 +122,28 @@ func (h *mapHandler) attr(a slog.Attr) slog.Attr {
 	}
 	return slog.Attr{Key: a.Key, Value: v}
 }
+
+// AtLeast is l passing on only records at level or above: for a part
+// whose records at lower levels repeat what a report prints.
+func AtLeast(l *slog.Logger, level slog.Level) *slog.Logger {
+	return slog.New(&levelHandler{next: Or(l).Handler(), min: level})
+}
+
+type levelHandler struct {
+	next slog.Handler
+	min  slog.Level
+}
+
+func (h *levelHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.next.Enabled(ctx, l)
+}
+
+func (h *levelHandler) Handle(ctx context.Context, r slog.Record) error { return h.next.Handle(ctx, r) }
+
+func (h *levelHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &levelHandler{next: h.next.WithAttrs(as), min: h.min}
+}
+
+func (h *levelHandler) WithGroup(name string) slog.Handler {
+	return &levelHandler{next: h.next.WithGroup(name), min: h.min}
+}

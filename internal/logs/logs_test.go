@@ -87,6 +87,19 @@ type stringer string
 
 func (s stringer) String() string { return string(s) }
 
+// TestAtLeastDropsLowerLevels: below the level nothing is written, at it
+// and above the record is, with the attributes of With.
+func TestAtLeastDropsLowerLevels(t *testing.T) {
+	var out strings.Builder
+	l := logs.AtLeast(slog.New(slog.NewTextHandler(&out, nil)), slog.LevelWarn).With("host", "laptop-ultra")
+	l.Info("repeats the report")
+	l.Warn("worth saying")
+	if strings.Contains(out.String(), "repeats") || !strings.Contains(out.String(), "level=WARN msg=\"worth saying\" host=laptop-ultra") {
+		t.Errorf("wrote %q", out.String())
+	}
+	logs.AtLeast(nil, slog.LevelWarn).Error("to nowhere") // discards, does not panic
+}
+
 // TestPrintfIsOneRecord: the adapter for APIs that take a Logf writes one
 // record a call, without the trailing newline.
 func TestPrintfIsOneRecord(t *testing.T) {

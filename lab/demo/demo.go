@@ -31,7 +31,6 @@ import (
 	nestgh "github.com/ducksnest/nestbot/gitops/github"
 	"github.com/ducksnest/nestbot/gitops/webhook"
 	"github.com/ducksnest/nestbot/internal/fixtures"
-	"github.com/ducksnest/nestbot/internal/logs"
 	"github.com/ducksnest/nestbot/lab"
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/reconcile"
@@ -116,7 +115,7 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 		return fail(err)
 	}
 	d.Webhook = "http://" + ln.Addr().String() + "/webhook"
-	l, err := lab.Up(lab.Options{Fleet: f, PendingDelay: -1, Logf: logs.Printf(o.Logger), // the lab's API takes a Logf
+	l, err := lab.Up(lab.Options{Fleet: f, PendingDelay: -1, Logger: o.Logger,
 		GitHub: &lab.GitHubOptions{FromDir: repo, WebhookURL: d.Webhook}})
 	if err != nil {
 		ln.Close()

@@ -3,6 +3,7 @@ package ec2_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -50,7 +51,7 @@ type env struct {
 func setup(t *testing.T, configure ...func(*ec2.Server)) *env {
 	t.Helper()
 	clk := &fakeClock{t: time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)}
-	srv := &ec2.Server{Now: clk.Now, Logf: t.Logf, Seed: 1}
+	srv := &ec2.Server{Now: clk.Now, Logger: slog.New(slog.NewTextHandler(t.Output(), nil)), Seed: 1}
 	for _, f := range configure {
 		f(srv)
 	}

@@ -8,7 +8,7 @@
 // volumes and images in memory, moves instances through their states on an
 // injectable clock, and can throttle, fail and lag on demand (see Faults).
 //
-//	srv := &ec2.Server{Now: clock.Now, Logf: t.Logf}
+//	srv := &ec2.Server{Now: clock.Now, Logger: logger}
 //	if err := srv.Start(); err != nil { ... }
 //	defer srv.Close()
 //	client := awsec2.NewFromConfig(srv.Config("ap-northeast-2"))
@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -31,6 +32,7 @@ import (
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/ducksnest/nestbot/internal/awsbody"
+	"github.com/ducksnest/nestbot/internal/logs"
 )
 
 // Defaults used when the corresponding Server field is empty.
@@ -70,8 +72,8 @@ type Server struct {
 	// with it.
 	Now func() time.Time
 
-	// Logf, if set, receives one line per request and per fault.
-	Logf func(format string, args ...any)
+	// Logger receives a record per request and per fault; nil discards.
+	Logger *slog.Logger
 
 	// How long an instance stays pending, stopping and shutting-down.
 	// Zero means the Default*Delay; a negative value means the next request
@@ -131,9 +133,7 @@ func (s *Server) init() {
 }
 
 func (s *Server) logf(format string, args ...any) {
-	if s.Logf != nil {
-		s.Logf(format, args...)
-	}
+	logs.Or(s.Logger).Info(fmt.Sprintf(format, args...))
 }
 
 func (s *Server) now() time.Time {

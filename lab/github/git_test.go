@@ -119,7 +119,7 @@ func TestGitNeedsAToken(t *testing.T) {
 	if !errors.Is(err, transport.ErrAuthorizationFailed) && !strings.Contains(err.Error(), "403") {
 		t.Errorf("reader push: %v", err)
 	}
-	if strings.Contains(e.logs.all(), reader) || strings.Contains(e.logs.all(), e.tok) {
+	if strings.Contains(e.logs.String(), reader) || strings.Contains(e.logs.String(), e.tok) {
 		t.Error("a token reached the server's log")
 	}
 }

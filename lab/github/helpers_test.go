@@ -2,14 +2,12 @@ package github_test
 
 import (
 	"context"
-	"fmt"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-github/v93/github"
 
+	"github.com/ducksnest/nestbot/internal/logs/logstest"
 	labgithub "github.com/ducksnest/nestbot/lab/github"
 )
 
@@ -18,34 +16,11 @@ const (
 	repo  = "infra"
 )
 
-// logs keeps every line the server logged, for tests that check no secret
-// reached it.
-type logs struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logs) logf(t *testing.T) func(string, ...any) {
-	return func(format string, args ...any) {
-		line := fmt.Sprintf(format, args...)
-		l.mu.Lock()
-		l.lines = append(l.lines, line)
-		l.mu.Unlock()
-		t.Log(line)
-	}
-}
-
-func (l *logs) all() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines, "\n")
-}
-
 type env struct {
 	srv  *labgithub.Server
 	gh   *github.Client // as the App's installation (nestbot[bot])
 	tok  string
-	logs *logs
+	logs *logstest.Log // every line the server logged, for tests that check no secret reached it
 	ctx  context.Context
 }
 
@@ -61,8 +36,8 @@ func setup(t *testing.T, configure ...func(*labgithub.Config)) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	l := &logs{}
-	cfg := labgithub.Config{Logf: l.logf(t)}
+	logger, l := logstest.New(t)
+	cfg := labgithub.Config{Logger: logger}
 	for _, f := range configure {
 		f(&cfg)
 	}

@@ -42,7 +42,7 @@ func TestSecretsStayOut(t *testing.T) {
 	ts, _ := receiver(t)
 	(&labgithub.Sender{URL: ts.URL, Secret: []byte(secret)}).Send(e.ctx, ev)
 
-	seen := e.logs.all() + "\n" + strings.Join(e.srv.Violations(), "\n")
+	seen := e.logs.String() + "\n" + strings.Join(e.srv.Violations(), "\n")
 	if errBogus != nil {
 		seen += "\n" + errBogus.Error()
 	}

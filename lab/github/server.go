@@ -25,7 +25,7 @@
 //
 //	import labgithub "github.com/ducksnest/nestbot/lab/github"
 //
-//	srv, err := labgithub.New(labgithub.Config{Logf: t.Logf})
+//	srv, err := labgithub.New(labgithub.Config{Logger: logger})
 //	if err := srv.Start(); err != nil { ... }
 //	defer srv.Close()
 //	client, _ := github.NewClient(github.WithAuthToken(srv.InstallationToken()), github.WithEnterpriseURLs(srv.URL(), srv.URL()))
@@ -38,6 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -48,6 +49,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ducksnest/nestbot/internal/logs"
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
@@ -67,9 +69,9 @@ type Config struct {
 	// means a new temporary directory, removed by Close.
 	Dir string
 
-	// Logf, if set, receives one line per request and per violation.
-	// Tokens, keys and secrets never reach it.
-	Logf func(format string, args ...any)
+	// Logger receives a record per request and per violation; nil
+	// discards. Tokens, keys and secrets never reach it.
+	Logger *slog.Logger
 
 	// Now is the clock for timestamps, token expiry and rate-limit
 	// windows. Nil means time.Now. JWT times are checked against the real
@@ -165,9 +167,7 @@ func New(cfg Config) (*Server, error) {
 }
 
 func (s *Server) logf(format string, args ...any) {
-	if s.cfg.Logf != nil {
-		s.cfg.Logf(format, args...)
-	}
+	logs.Or(s.cfg.Logger).Info(fmt.Sprintf(format, args...))
 }
 
 func (s *Server) now() time.Time {

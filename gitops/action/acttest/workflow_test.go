@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,7 +65,7 @@ func newWorld(t *testing.T, act *actRunner) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.lab, err = lab.Up(lab.Options{Fleet: f, PendingDelay: -1, Logf: w.log.add,
+	w.lab, err = lab.Up(lab.Options{Fleet: f, PendingDelay: -1, Logger: slog.New(slog.NewTextHandler(w.log, nil)),
 		GitHub: &lab.GitHubOptions{Owner: owner, Repo: repoName, FromDir: dir, Examples: examples}})
 	if err != nil {
 		t.Fatal(err)
@@ -369,10 +370,10 @@ type lines struct {
 	b  strings.Builder
 }
 
-func (l *lines) add(format string, args ...any) {
+func (l *lines) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.b.WriteString(strings.TrimRight(fmt.Sprintf(format, args...), "\n") + "\n")
+	return l.b.Write(p)
 }
 
 func (l *lines) String() string {
