@@ -43,7 +43,7 @@ Every flag can also be set with an environment variable NESTBOT_<FLAG>
 		},
 	}
 	cli.Conventions(io, root)
-	root.PersistentFlags().StringVar(&io.LogFormat, "log-format", logs.FormatAuto, "how serve, action and apply log: auto (json unless standard error is a terminal), text or json")
+	root.PersistentFlags().StringVar(&io.LogFormat, "log-format", logs.FormatAuto, "the format of the log on standard error: auto (json unless standard error is a terminal), text or json")
 	// nestbot --version prints what nestbot version does.
 	in := buildinfo.Read()
 	var version strings.Builder

@@ -51,7 +51,13 @@ drift reported in an issue.
 
 It refuses to start without a webhook secret (--webhook-secret,
 NESTBOT_WEBHOOK_SECRET, or a file named by NESTBOT_WEBHOOK_SECRET_FILE; one
-secret per line accepts either during a rotation).`,
+secret per line accepts either during a rotation).
+
+It logs to standard error as --log-format says (JSON lines unless standard
+error is a terminal); a delivery's records carry its delivery id, event,
+repository and pull request. The first SIGINT or SIGTERM stops it taking
+deliveries and lets running jobs finish (up to 30 s); it then exits 130
+(143 for SIGTERM). A second signal exits at once.`,
 		Args: cobra.NoArgs,
 		Example: `  nestbot serve --listen :8080 --github-app-id 123 --github-app-key-file app.pem
   NESTBOT_WEBHOOK_SECRET_FILE=/run/secrets/webhook nestbot serve --drift-interval 1h --drift-repo ducksnest/infra`,

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -26,12 +25,7 @@ func TestServeWithLabFromShell(t *testing.T) {
 	defer cancel()
 	repo := copyExample(t)
 	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeLoopbackAddr(t)
 	_, env := startLabUp(ctx, t, repo, filepath.Join(dir, "lab.env"), &bytes.Buffer{}, &bytes.Buffer{},
 		"--github", "--webhook-url", "http://"+addr+"/webhook")
 	env = append(env, "NESTBOT_STATE_DIR="+filepath.Join(dir, "state"))

@@ -46,12 +46,7 @@ type servedProcess struct {
 // webhook secret and a state directory of its own; args are added.
 func startServe(ctx context.Context, t *testing.T, github string, args ...string) *servedProcess {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeLoopbackAddr(t)
 	env := []string{"NESTBOT_STATE_DIR=" + t.TempDir(), "NESTBOT_WEBHOOK_SECRET=" + serveSecret, "GITHUB_TOKEN=serve-test-token-c4n4ry"}
 	cmd := nestbotCmd(ctx, env, append([]string{"serve", "--listen", addr, "--github-api-url", github, "--github-login", "nestbot-test"}, args...)...)
 	stderr, err := cmd.StderrPipe()
@@ -83,6 +78,18 @@ func startServe(ctx context.Context, t *testing.T, github string, args ...string
 		}
 	})
 	return p
+}
+
+// freeLoopbackAddr is a loopback address with a port free now, for a
+// process started next to listen on.
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 func (p *servedProcess) stderr() string {
