@@ -95,7 +95,8 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	bcfg := cfg.Bot
 	bcfg.Events = groups.event
 	if bcfg.Logger != nil {
-		bcfg.Logger = inertLogger(bcfg.Logger) // its records quote errors, which may quote a host
+		// The run is the Action's delivery: its records say which.
+		bcfg.Logger = inertLogger(bcfg.Logger).With("run", env("GITHUB_RUN_ID"), "event", event) // its records quote errors, which may quote a host
 	}
 	bcfg.Mask, bcfg.Fleet.Mask = log.mask, log.mask
 	b, err := bot.New(bcfg)
