@@ -29,8 +29,8 @@ import (
 
 const serveSecret = "serve-test-webhook-secret-c4n4ry"
 
-// servedProcess is nestbot serve running, its standard error read line
-// by line.
+// servedProcess is nestbot running (serve, mostly), its standard error
+// read line by line.
 type servedProcess struct {
 	t      *testing.T
 	cmd    *exec.Cmd
@@ -48,12 +48,21 @@ func startServe(ctx context.Context, t *testing.T, github string, args ...string
 	t.Helper()
 	addr := freeLoopbackAddr(t)
 	env := []string{"NESTBOT_STATE_DIR=" + t.TempDir(), "NESTBOT_WEBHOOK_SECRET=" + serveSecret, "GITHUB_TOKEN=serve-test-token-c4n4ry"}
-	cmd := nestbotCmd(ctx, env, append([]string{"serve", "--listen", addr, "--github-api-url", github, "--github-login", "nestbot-test"}, args...)...)
+	p := startNestbot(ctx, t, env, append([]string{"serve", "--listen", addr, "--github-api-url", github, "--github-login", "nestbot-test"}, args...)...)
+	p.addr = addr
+	return p
+}
+
+// startNestbot starts nestbot with args in env, reading its standard
+// error; it is killed when the test ends.
+func startNestbot(ctx context.Context, t *testing.T, env []string, args ...string) *servedProcess {
+	t.Helper()
+	cmd := nestbotCmd(ctx, env, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &servedProcess{t: t, cmd: cmd, addr: addr, more: make(chan struct{}), exited: make(chan struct{})}
+	p := &servedProcess{t: t, cmd: cmd, more: make(chan struct{}), exited: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +83,7 @@ func startServe(ctx context.Context, t *testing.T, github string, args ...string
 		cmd.Process.Kill()
 		<-p.exited
 		if t.Failed() {
-			t.Logf("nestbot serve's standard error:\n%s", p.stderr())
+			t.Logf("nestbot %s: standard error:\n%s", args[0], p.stderr())
 		}
 	})
 	return p
@@ -176,17 +185,25 @@ func msgHas(s string) func(string) bool {
 // until released: a job that clones from it stays in flight.
 type heldRemote struct {
 	*httptest.Server
-	arrived chan struct{} // closed when the first clone request is held
+	arrived chan struct{} // closed when the first request held arrives
 	release func()
 }
 
+// newHeldRemote holds git's first request of a clone (info/refs) and
+// answers 404 to anything else.
 func newHeldRemote(t *testing.T) *heldRemote {
+	return newHeldServer(t, func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/info/refs") })
+}
+
+// newHeldServer holds every request hold accepts, and answers 404 to the
+// others.
+func newHeldServer(t *testing.T, hold func(*http.Request) bool) *heldRemote {
 	h := &heldRemote{arrived: make(chan struct{})}
 	released := make(chan struct{})
 	var arrive, rel sync.Once
 	h.release = func() { rel.Do(func() { close(released) }) }
 	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasSuffix(r.URL.Path, "/info/refs") {
+		if !hold(r) {
 			http.NotFound(w, r)
 			return
 		}
@@ -393,4 +410,37 @@ func TestLogFormatFlag(t *testing.T) {
 		p.signal(os.Interrupt)
 		p.waitExit(ctx)
 	})
+}
+
+// TestInterruptReachesPlan: the root context is the one plan observes
+// with. An EC2 endpoint that holds its requests keeps nestbot plan
+// waiting; SIGINT cancels the wait, and plan exits 130 at once (on
+// context.Background() it waited out the SDK's retries).
+func TestInterruptReachesPlan(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs nestbot plan")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ec2 := newHeldServer(t, func(*http.Request) bool { return true })
+	env := []string{"AWS_ACCESS_KEY_ID=AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY=held-ec2-secret-c4n4ry", "AWS_REGION=ap-northeast-2",
+		"AWS_EC2_METADATA_DISABLED=true", "AWS_ENDPOINT_URL=" + ec2.URL, "NESTBOT_STATE_DIR=" + t.TempDir()}
+	p := startNestbot(ctx, t, env, "plan", "-f", copyExample(t)+"/nest.yaml")
+	select {
+	case <-ec2.arrived:
+	case <-p.exited:
+		t.Fatalf("plan exited (%v) before it asked EC2", p.err)
+	case <-ctx.Done():
+		t.Fatal("plan never asked EC2")
+	}
+	p.signal(os.Interrupt)
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	if code := p.waitExit(wctx); code != 130 {
+		t.Errorf("exit %d, want 130", code)
+	}
+	out := p.stderr()
+	if !strings.Contains(out, "nestbot: interrupt: winding down") || !strings.Contains(out, "nestbot: stopped by interrupt") || strings.Contains(out, "held-ec2-secret-c4n4ry") {
+		t.Errorf("standard error:\n%s", out)
+	}
 }
