@@ -221,7 +221,7 @@ func (b *Bot) workspace(ctx context.Context, gh *nestgh.Client, cloneURL, ref st
 		return nil, func() {}, err
 	}
 	done := func() { os.RemoveAll(dir) }
-	co, err := checkOut(ctx, cloneURL, filepath.Join(dir, "repo"), ref, token)
+	co, err := checkOut(ctx, cloneURL, filepath.Join(dir, "repo"), ref, token, b.log(ctx))
 	if err != nil {
 		done()
 		return nil, func() {}, err

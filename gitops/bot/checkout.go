@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"log/slog"
 	"path/filepath"
 	"strings"
 
@@ -38,8 +39,8 @@ type relativeError struct {
 func (e *relativeError) Error() string { return e.msg }
 func (e *relativeError) Unwrap() error { return e.err }
 
-func checkOut(ctx context.Context, cloneURL, dir, ref, token string) (*checkout, error) {
-	r, err := git.Checkout(ctx, cloneURL, dir, ref, git.Options{Token: token})
+func checkOut(ctx context.Context, cloneURL, dir, ref, token string, log *slog.Logger) (*checkout, error) {
+	r, err := git.Checkout(ctx, cloneURL, dir, ref, git.Options{Token: token, Logger: log})
 	if err != nil {
 		return nil, err
 	}

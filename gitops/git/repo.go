@@ -28,7 +28,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -37,6 +36,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ducksnest/nestbot/internal/logs"
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -90,9 +90,7 @@ func newRepo(r *gogit.Repository, opts Options) *Repo {
 	if rp.username == "" {
 		rp.username = "x-access-token"
 	}
-	if rp.log == nil {
-		rp.log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
+	rp.log = logs.Or(rp.log)
 	if rp.now == nil {
 		rp.now = time.Now
 	}
