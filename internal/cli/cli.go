@@ -114,7 +114,7 @@ func Run(io *IO, root *cobra.Command, args []string) int {
 	stop()
 	var sig *Interrupted
 	if errors.As(context.Cause(ctx), &sig) {
-		if err != nil && !errors.Is(err, context.Canceled) {
+		if err != nil && err.Error() != context.Canceled.Error() { // what it says beyond "context canceled" may matter
 			fmt.Fprintln(io.Err, "Error:", err)
 		}
 		io.Logger().Warn(fmt.Sprintf("%s: stopped by %s", root.Name(), sig), "exit", sig.ExitCode())
