@@ -33,6 +33,10 @@ func BenchmarkRolloutSteps(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("NESTBOT_BENCH_HOSTS")); err == nil && v > 0 {
 		n = v
 	}
+	parallel := 2
+	if v, err := strconv.Atoi(os.Getenv("NESTBOT_BENCH_PARALLEL")); err == nil && v > 0 {
+		parallel = v
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	var specs []hostSpec
@@ -49,7 +53,7 @@ func BenchmarkRolloutSteps(b *testing.B) {
 		b.StopTimer()
 		rev := f.change(fmt.Sprintf("change %d", i), fmt.Sprintf(`environment.etc."nest-bench".text = "%d";`, i))
 		r := f.rollout(rev, nil)
-		r.MaxParallel = 2
+		r.MaxParallel = parallel
 		r.Events = func(e rollout.Event) { b.Log(e) }
 		b.StartTimer()
 		start := time.Now()
