@@ -406,3 +406,16 @@ func TestInterruptedReadsTheJournal(t *testing.T) {
 		t.Errorf("interrupted %+v, %v; want w1 activating (generation 3) and w4 booting", in, err)
 	}
 }
+
+// TestLoginUnitsAreNotTheSystems: the units logind starts and stops with
+// logins do not fail a rollout's unit check; the system's own do.
+func TestLoginUnitsAreNotTheSystems(t *testing.T) {
+	for u, want := range map[string]bool{
+		"user-runtime-dir@0.service": true, "user@1000.service": true, "session-12.scope": true,
+		"sshd.service": false, "broken.service": false, "session-x.service": false, "userdb.service": false,
+	} {
+		if got := loginUnit(u); got != want {
+			t.Errorf("loginUnit(%q) = %v, want %v", u, got, want)
+		}
+	}
+}
