@@ -334,7 +334,10 @@ func (h *Host) startContainer(ctx context.Context) error {
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script)
 	console := &syncWriter{w: &bytes.Buffer{}} // one lock for both streams
 	cmd.Stdout, cmd.Stderr = console, console
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: if nestbot's process dies (a killed test), nspawn halts
+	// the container rather than leave it running. SIGTERM is nspawn's
+	// signal to stop the container with --kill-signal.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		ns.close()
 		return err
