@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ducksnest/nestbot/reconcile/rollout"
+	"github.com/ducksnest/nestbot/store"
 )
 
 // TestInterruptWindsTheRolloutDown: a first Ctrl-C during a rollout starts
@@ -21,7 +25,8 @@ func TestInterruptWindsTheRolloutDown(t *testing.T) {
 	defer cancel()
 	repo, git, id := exampleRepoWithBot(ctx, t)
 	_, l := labFor(t, repo)
-	env := append(l.Env(), "NESTBOT_STATE_DIR="+t.TempDir(), "NEST_AGE_IDENTITY="+id.String())
+	stateDir := t.TempDir()
+	env := append(l.Env(), "NESTBOT_STATE_DIR="+stateDir, "NEST_AGE_IDENTITY="+id.String())
 	file := filepath.Join(repo, "nest.yaml")
 	if out, err := nestbotCmd(ctx, env, "apply", "-f", file, "--auto-approve").CombinedOutput(); err != nil {
 		t.Fatalf("apply: %v\n%s", err, out)
@@ -61,6 +66,7 @@ func TestInterruptWindsTheRolloutDown(t *testing.T) {
 	for h, want := range map[string]string{inFlight: next, second: applied} {
 		lh, _ := l.Host(h)
 		st, err := lh.State()
+		t.Logf("after the interrupt %s runs %.7s, generation %d, boot default %d", h, st.Commit(), st.Generation, st.BootDefault)
 		if err != nil || st.Commit() != want {
 			t.Errorf("after the interrupt %s runs %.7s (%v), want %.7s", h, st.Commit(), err, want)
 		}
@@ -72,9 +78,43 @@ func TestInterruptWindsTheRolloutDown(t *testing.T) {
 	if !skipped {
 		t.Errorf("%s is not reported as not started:\n%s", second, out)
 	}
+	checkJournalAfterInterrupt(t, filepath.Join(stateDir, "nestbot.db"), next, inFlight, second)
 	again, err := nestbotCmd(ctx, env, "rollout", "-f", file, "--dry-run").CombinedOutput()
 	t.Logf("nestbot rollout --dry-run after it:\n%s", again)
 	if err != nil || !strings.Contains(string(again), second) || strings.Contains(string(again), inFlight) {
 		t.Errorf("rollout --dry-run after the interrupt (%v) should roll %s alone:\n%s", err, second, again)
+	}
+}
+
+// checkJournalAfterInterrupt reads the journal the interrupted rollout
+// left: the host in flight was seen through to confirmed, the other has no
+// step in flight, and nothing is left for a resumed run to find.
+func checkJournalAfterInterrupt(t *testing.T, path, revision, inFlight, second string) {
+	t.Helper()
+	db, err := store.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	j := db.Journal()
+	last, err := j.Hosts(revision)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	steps := map[string]string{}
+	for _, e := range last {
+		steps[e.Host] = e.Step
+		lines = append(lines, fmt.Sprintf("%-16s %-10s %s", e.Host, e.Step, e.Detail))
+	}
+	t.Logf("the journal of rollout %.12s after the interrupt, each host's last step:\n%s", revision, strings.Join(lines, "\n"))
+	if steps[inFlight] != string(rollout.StateConfirmed) {
+		t.Errorf("the journal has %s at %q, want it seen through to %q", inFlight, steps[inFlight], rollout.StateConfirmed)
+	}
+	if st, ok := steps[second]; ok && st != string(rollout.StateSkipped) && st != string(rollout.StateQueued) {
+		t.Errorf("the journal has %s, never started, at %q", second, st)
+	}
+	if in, err := rollout.Interrupted(j, revision); err != nil || len(in) != 0 {
+		t.Errorf("the journal leaves %v in flight (%v); want none", in, err)
 	}
 }
