@@ -39,11 +39,12 @@ Every flag can also be set with an environment variable NESTBOT_<FLAG>
 			if err := cli.BindEnv(cmd, io.Getenv); err != nil {
 				return err
 			}
-			return logs.CheckFormat(io.LogFormat)
+			return io.CheckLog()
 		},
 	}
 	cli.Conventions(io, root)
 	root.PersistentFlags().StringVar(&io.LogFormat, "log-format", logs.FormatAuto, "the format of the log on standard error: auto (json unless standard error is a terminal), text or json")
+	root.PersistentFlags().StringVar(&io.LogLevel, "log-level", "info", "the least level logged: "+strings.Join(logs.Levels, ", ")+" (debug adds each GitHub request)")
 	// nestbot --version prints what nestbot version does.
 	in := buildinfo.Read()
 	var version strings.Builder

@@ -387,11 +387,39 @@ func TestLogFormatFlag(t *testing.T) {
 			t.Errorf("nestbot %s (env %v): exit %d, stdout %q, stderr %q; want 1 and the values --log-format takes", strings.Join(tc.args, " "), tc.env, code, out, errOut)
 		}
 	}
+	for _, bad := range []string{"verbose", "warning"} {
+		code, out, errOut := runCLI(t, nil, "--log-level", bad, "validate", "-f", example+"nest.yaml")
+		if code != 1 || out != "" || !strings.Contains(errOut, `--log-level "`+bad+`": use debug, info, warn, error`) {
+			t.Errorf("nestbot --log-level %s: exit %d, stdout %q, stderr %q; want 1 and the values --log-level takes", bad, code, out, errOut)
+		}
+	}
 	if code, _, errOut := runCLI(t, nil, "--log-format", "json", "validate", "-f", example+"nest.yaml"); code != 0 {
 		t.Errorf("--log-format json: exit %d: %s", code, errOut)
 	}
 
 	ctx, remote := serveTest(t)
+	t.Run("warn", func(t *testing.T) {
+		// --log-level warn: the interrupt's WARN record, not the INFO
+		// one of serving. Up is when /healthz answers.
+		p := startServe(ctx, t, remote.URL, "--log-format", "json", "--log-level", "warn")
+		for tick := time.NewTicker(20 * time.Millisecond); ; <-tick.C {
+			if resp, err := http.Get("http://" + p.addr + "/healthz"); err == nil {
+				resp.Body.Close()
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("serve never answered /healthz: %s", p.stderr())
+			}
+		}
+		p.signal(os.Interrupt)
+		p.waitLine(ctx, "the interrupt's record", func(l string) bool { return strings.Contains(l, "interrupt") })
+		p.waitExit(ctx)
+		for _, line := range strings.Split(p.stderr(), "\n") {
+			if rec := record(line); rec != nil && rec["level"] != "WARN" && rec["level"] != "ERROR" {
+				t.Errorf("--log-level warn logged %q", line)
+			}
+		}
+	})
 	t.Run("text", func(t *testing.T) {
 		p := startServe(ctx, t, remote.URL, "--log-format", "text")
 		line := p.waitLine(ctx, "serving line", func(l string) bool { return strings.Contains(l, "nestbot serving") })

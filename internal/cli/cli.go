@@ -37,16 +37,33 @@ type IO struct {
 	NoColor bool
 	// LogFormat is --log-format: auto, text or json.
 	LogFormat string
+	// LogLevel is --log-level: debug, info, warn or error.
+	LogLevel string
+}
+
+// CheckLog reports whether LogFormat and LogLevel are values the flags
+// take; the root command asks before any verb runs.
+func (io *IO) CheckLog() error {
+	if err := logs.CheckFormat(io.LogFormat); err != nil {
+		return err
+	}
+	_, err := logs.ParseLevel(io.LogLevel)
+	return err
 }
 
 // Logger is the command's logger, writing to Err in LogFormat (auto: JSON
-// unless Err is a terminal). The root command checks LogFormat before any
-// verb runs (logs.CheckFormat); one it would refuse is taken as auto.
+// unless Err is a terminal) at LogLevel and above. The root command checks
+// both before any verb runs (CheckLog); a value it would refuse is taken
+// as the default.
 func (io *IO) Logger() *slog.Logger {
 	terminal := io.ErrIsTerminal != nil && io.ErrIsTerminal()
-	l, err := logs.New(io.Err, cmp.Or(io.LogFormat, logs.FormatAuto), terminal)
+	level, err := logs.ParseLevel(io.LogLevel)
 	if err != nil {
-		l, _ = logs.New(io.Err, logs.FormatAuto, terminal)
+		level = slog.LevelInfo
+	}
+	l, err := logs.New(io.Err, cmp.Or(io.LogFormat, logs.FormatAuto), level, terminal)
+	if err != nil {
+		l, _ = logs.New(io.Err, logs.FormatAuto, level, terminal)
 	}
 	return l
 }

@@ -1,7 +1,7 @@
 // Package logs is nestbot's one logging convention: a *slog.Logger is
 // passed in (a field named Logger), a nil one discards, and a command
-// builds the root logger from --log-format: JSON lines when its standard
-// error is not a terminal, text when a person reads it.
+// builds the root logger from --log-format (JSON lines when its standard
+// error is not a terminal, text when a person reads it) and --log-level.
 package logs
 
 import (
@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 )
 
@@ -29,16 +30,32 @@ func CheckFormat(format string) error {
 	return fmt.Errorf("--log-format %q: use auto (json unless standard error is a terminal), text or json", format)
 }
 
-// New returns a logger writing to w in format; terminal says whether w is
-// a terminal, which auto asks.
-func New(w io.Writer, format string, terminal bool) (*slog.Logger, error) {
+// Levels are the values --log-level takes, lowest first.
+var Levels = []string{"debug", "info", "warn", "error"}
+
+// ParseLevel reads a --log-level value (any case); the empty one is info.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if s == "" {
+		return slog.LevelInfo, nil
+	}
+	if !slices.Contains(Levels, strings.ToLower(s)) || l.UnmarshalText([]byte(s)) != nil {
+		return 0, fmt.Errorf("--log-level %q: use %s", s, strings.Join(Levels, ", "))
+	}
+	return l, nil
+}
+
+// New returns a logger writing to w in format, passing on records at level
+// and above; terminal says whether w is a terminal, which auto asks.
+func New(w io.Writer, format string, level slog.Level, terminal bool) (*slog.Logger, error) {
 	if err := CheckFormat(format); err != nil {
 		return nil, err
 	}
+	o := &slog.HandlerOptions{Level: level}
 	if format == FormatText || (format == FormatAuto && terminal) {
-		return slog.New(slog.NewTextHandler(w, nil)), nil
+		return slog.New(slog.NewTextHandler(w, o)), nil
 	}
-	return slog.New(slog.NewJSONHandler(w, nil)), nil
+	return slog.New(slog.NewJSONHandler(w, o)), nil
 }
 
 // Or is l, or a logger that discards when l is nil: the one place a nil

@@ -27,7 +27,7 @@ func TestNewPicksTheFormat(t *testing.T) {
 		{"json", true, true},
 	} {
 		var out strings.Builder
-		l, err := logs.New(&out, tc.format, tc.terminal)
+		l, err := logs.New(&out, tc.format, slog.LevelInfo, tc.terminal)
 		if err != nil {
 			t.Fatalf("%s (terminal %v): %v", tc.format, tc.terminal, err)
 		}
@@ -42,9 +42,49 @@ func TestNewPicksTheFormat(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"yaml", "JSON", ""} {
-		_, err := logs.New(&strings.Builder{}, bad, false)
+		_, err := logs.New(&strings.Builder{}, bad, slog.LevelInfo, false)
 		if err == nil || !strings.Contains(err.Error(), "--log-format") || !strings.Contains(err.Error(), "auto") {
 			t.Errorf("format %q: error %v, want one naming --log-format and its values", bad, err)
+		}
+	}
+}
+
+// TestLevelFilters: --log-level's values, any case, pass on their level
+// and above; the empty one is info; anything else is refused, naming the
+// flag and its values.
+func TestLevelFilters(t *testing.T) {
+	for _, tc := range []struct {
+		level string
+		want  string // which of debug, info, warn, error got through
+	}{
+		{"debug", "debug info warn error"},
+		{"", "info warn error"},
+		{"INFO", "info warn error"},
+		{"warn", "warn error"},
+		{"error", "error"},
+	} {
+		level, err := logs.ParseLevel(tc.level)
+		if err != nil {
+			t.Fatalf("ParseLevel(%q): %v", tc.level, err)
+		}
+		var out strings.Builder
+		l, _ := logs.New(&out, logs.FormatText, level, false)
+		l.Debug("debug")
+		l.Info("info")
+		l.Warn("warn")
+		l.Error("error")
+		var got []string
+		for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+			_, msg, _ := strings.Cut(line, "msg=")
+			got = append(got, msg)
+		}
+		if strings.Join(got, " ") != tc.want {
+			t.Errorf("--log-level %q logged %q, want %q", tc.level, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"verbose", "info+2", "-4", "warning"} {
+		if _, err := logs.ParseLevel(bad); err == nil || !strings.Contains(err.Error(), "--log-level") || !strings.Contains(err.Error(), "debug, info, warn, error") {
+			t.Errorf("level %q: error %v, want one naming --log-level and its values", bad, err)
 		}
 	}
 }
