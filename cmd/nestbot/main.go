@@ -45,14 +45,20 @@ Every flag can also be set with an environment variable NESTBOT_<FLAG>
 	cli.Conventions(io, root)
 	root.PersistentFlags().StringVar(&io.LogFormat, "log-format", logs.FormatAuto, "the format of the log on standard error: auto (json unless standard error is a terminal), text or json")
 	root.PersistentFlags().StringVar(&io.LogLevel, "log-level", "info", "the least level logged: "+strings.Join(logs.Levels, ", ")+" (debug adds each GitHub request)")
-	// nestbot --version prints what nestbot version does.
-	in := buildinfo.Read()
-	var version strings.Builder
-	writeVersion(&version, in)
-	root.Version = in.Version
-	root.SetVersionTemplate(strings.ReplaceAll(version.String(), "{{", `{{"{{"}}`))
-	root.InitDefaultVersionFlag()
-	root.Flags().Lookup("version").Usage = "print the version, commit, build date and Go version"
+	// nestbot --version prints what nestbot version does. It is nestbot's
+	// own flag, not cobra's: cobra prints its version through a
+	// text/template, and a program that links text/template keeps every
+	// exported method of every type it puts in an interface (the EC2
+	// client's 600 alone are 25 MB of code; TestShippedBinarySize).
+	var showVersion bool
+	root.Flags().BoolVarP(&showVersion, "version", "v", false, "print the version, commit, build date and Go version")
+	root.RunE = func(cmd *cobra.Command, args []string) error {
+		if !showVersion {
+			return cmd.Help()
+		}
+		writeVersion(io.Out, buildinfo.Read())
+		return nil
+	}
 	root.AddCommand(
 		newValidateCmd(io),
 		newPlanCmd(io),
