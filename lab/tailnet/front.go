@@ -260,14 +260,11 @@ func (f *front) machine(peer key.MachinePublic) (*machine, error) {
 // forward passes r on to testcontrol over m's session, body as its body,
 // and streams the answer back.
 func (f *front) forward(w http.ResponseWriter, r *http.Request, m *machine, body io.Reader) {
-	res, err := f.roundTrip(r, m, body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+	res := f.relay(w, r, m, body)
+	if res == nil {
 		return
 	}
 	defer res.Body.Close()
-	copyHeader(w.Header(), res.Header)
-	w.WriteHeader(res.StatusCode)
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := res.Body.Read(buf)
@@ -281,6 +278,21 @@ func (f *front) forward(w http.ResponseWriter, r *http.Request, m *machine, body
 			return
 		}
 	}
+}
+
+// relay passes r on to testcontrol over m's session, body as its body, and
+// answers w with the status and header that come back. The caller copies
+// the response's body and closes it; nil when the request failed, w
+// answered with a 502.
+func (f *front) relay(w http.ResponseWriter, r *http.Request, m *machine, body io.Reader) *http.Response {
+	res, err := f.roundTrip(r, m, body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return nil
+	}
+	copyHeader(w.Header(), res.Header)
+	w.WriteHeader(res.StatusCode)
+	return res
 }
 
 func (f *front) roundTrip(r *http.Request, m *machine, body io.Reader) (*http.Response, error) {

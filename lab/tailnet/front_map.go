@@ -65,14 +65,11 @@ func (f *front) serveMap(w http.ResponseWriter, r *http.Request, m *machine) {
 		}
 	}
 
-	res, err := f.roundTrip(r, m, bytes.NewReader(body))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+	res := f.relay(w, r, m, bytes.NewReader(body))
+	if res == nil {
 		return
 	}
 	defer res.Body.Close()
-	copyHeader(w.Header(), res.Header)
-	w.WriteHeader(res.StatusCode)
 	if res.StatusCode != http.StatusOK {
 		io.Copy(w, res.Body)
 		return
@@ -116,15 +113,8 @@ func (f *front) cutDeleted(msg []byte, compress bool) []byte {
 	goneID := func(id tailcfg.NodeID) bool { return f.delIDs[id] }
 	defer f.mu.Unlock()
 
-	raw := msg
-	if compress {
-		var err error
-		if raw, err = zstdframe.AppendDecode(nil, msg); err != nil {
-			return msg
-		}
-	}
-	var res tailcfg.MapResponse
-	if err := json.Unmarshal(raw, &res); err != nil {
+	res, err := decodeMap(msg, compress)
+	if err != nil {
 		return msg
 	}
 	cut := false
@@ -161,14 +151,7 @@ func (f *front) cutDeleted(msg []byte, compress bool) []byte {
 	if !cut {
 		return msg
 	}
-	out, err := json.Marshal(&res)
-	if err != nil {
-		return msg
-	}
-	if compress {
-		out = zstdframe.AppendEncode(nil, out, zstdframe.FastestCompression)
-	}
-	return out
+	return encodeMap(res, compress, msg)
 }
 
 // withSSHPolicy replaces a map response's SSH policy (testcontrol sends
@@ -179,21 +162,37 @@ func (f *front) withSSHPolicy(msg []byte, compress bool) []byte {
 	if len(f.sshRules) == 0 {
 		return msg
 	}
+	res, err := decodeMap(msg, compress)
+	if err != nil || res.SSHPolicy == nil || res.Node == nil {
+		return msg
+	}
+	res.SSHPolicy = f.sshPolicyFor(res.Node)
+	return encodeMap(res, compress, msg)
+}
+
+// decodeMap decodes one framed map response, zstd-compressed when
+// compress is set (the MapRequest's Compress).
+func decodeMap(msg []byte, compress bool) (*tailcfg.MapResponse, error) {
 	raw := msg
 	if compress {
 		var err error
 		if raw, err = zstdframe.AppendDecode(nil, msg); err != nil {
-			return msg
+			return nil, err
 		}
 	}
 	var res tailcfg.MapResponse
-	if err := json.Unmarshal(raw, &res); err != nil || res.SSHPolicy == nil || res.Node == nil {
-		return msg
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return nil, err
 	}
-	res.SSHPolicy = f.sshPolicyFor(res.Node)
-	out, err := json.Marshal(&res)
+	return &res, nil
+}
+
+// encodeMap frames res as decodeMap reads it; it returns orig, the frame
+// res came from, when res does not encode.
+func encodeMap(res *tailcfg.MapResponse, compress bool, orig []byte) []byte {
+	out, err := json.Marshal(res)
 	if err != nil {
-		return msg
+		return orig
 	}
 	if compress {
 		out = zstdframe.AppendEncode(nil, out, zstdframe.FastestCompression)
