@@ -300,6 +300,17 @@ func isNumber(v any) bool {
 	return ok
 }
 
+// object is the object at m[key], an empty one put there first when the
+// example has none.
+func object(m map[string]any, key string) map[string]any {
+	o, ok := m[key].(map[string]any)
+	if !ok {
+		o = map[string]any{}
+		m[key] = o
+	}
+	return o
+}
+
 // roundTrip turns our typed maps into the generic shape overlay merges.
 func roundTrip(v any) map[string]any {
 	b, _ := json.Marshal(v)
@@ -315,10 +326,7 @@ func (s *Server) frame(m map[string]any, r *repo, sender *user) {
 	}
 	s.rehost(m, exampleFull, r.fullName())
 	delete(m, "organization")
-	if _, ok := m["repository"].(map[string]any); !ok {
-		m["repository"] = map[string]any{}
-	}
-	overlay(m["repository"].(map[string]any), roundTrip(s.repoJSON(r)))
+	overlay(object(m, "repository"), roundTrip(s.repoJSON(r)))
 	if owner, ok := m["repository"].(map[string]any)["owner"].(map[string]any); ok {
 		if _, has := owner["name"]; has {
 			owner["name"] = r.owner.login
@@ -327,10 +335,7 @@ func (s *Server) frame(m map[string]any, r *repo, sender *user) {
 			owner["email"] = nil
 		}
 	}
-	if _, ok := m["sender"].(map[string]any); !ok {
-		m["sender"] = map[string]any{}
-	}
-	overlay(m["sender"].(map[string]any), roundTrip(s.userJSON(sender)))
+	overlay(object(m, "sender"), roundTrip(s.userJSON(sender)))
 	m["installation"] = map[string]any{"id": s.app.installationID, "node_id": nodeID("Installation", s.app.installationID)}
 }
 
@@ -436,10 +441,7 @@ func (s *Server) PullRequestEvent(owner, repoName string, number int, action str
 	}
 	s.frame(m, r, sender)
 	m["action"], m["number"] = action, number
-	if _, ok := m["pull_request"].(map[string]any); !ok {
-		m["pull_request"] = map[string]any{}
-	}
-	overlay(m["pull_request"].(map[string]any), roundTrip(s.pullJSON(r, is, true)))
+	overlay(object(m, "pull_request"), roundTrip(s.pullJSON(r, is, true)))
 	if action == "synchronize" {
 		m["before"], m["after"] = nonEmptyOr(is.pr.prevHeadSHA, zeroSHA), is.pr.headSHA
 	}
@@ -470,18 +472,11 @@ func (s *Server) IssueCommentEvent(owner, repoName string, commentID int64, acti
 	is := r.issues[cm.number]
 	s.frame(m, r, cm.user)
 	m["action"] = action
-	issueObj, ok := m["issue"].(map[string]any)
-	if !ok {
-		issueObj = map[string]any{}
-		m["issue"] = issueObj
-	}
+	issueObj := object(m, "issue")
 	if is.pr == nil {
 		delete(issueObj, "pull_request")
 	}
 	overlay(issueObj, roundTrip(s.issueJSON(r, is)))
-	if _, ok := m["comment"].(map[string]any); !ok {
-		m["comment"] = map[string]any{}
-	}
-	overlay(m["comment"].(map[string]any), roundTrip(s.commentJSON(r, cm)))
+	overlay(object(m, "comment"), roundTrip(s.commentJSON(r, cm)))
 	return encodeEvent("issue_comment", m)
 }
