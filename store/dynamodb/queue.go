@@ -309,14 +309,9 @@ func liveClaimValues(c *store.Claim, now time.Time) map[string]types.AttributeVa
 	}
 }
 
-// Extend moves c's expiry (and its Key's hold) to now+lease; store.ErrLost
-// when c has expired or another claim took the job.
-func (s *Store) Extend(ctx context.Context, c *store.Claim, lease time.Duration) error {
-	now := s.now()
-	expires := now.Add(lease)
-	update := "SET #expires = :expires"
-	values := liveClaimValues(c, now)
-	values[":expires"] = vN(nanos(expires))
+// updateLiveClaim applies update to c's job, on condition that c is its
+// live claim; values hold liveClaimValues' and update's own.
+func (s *Store) updateLiveClaim(ctx context.Context, c *store.Claim, update string, values map[string]types.AttributeValue) error {
 	_, err := s.client.UpdateItem(ctx, &ddb.UpdateItemInput{
 		TableName:                 aws.String(s.table),
 		Key:                       key(jobPK(c.Job.ID), jobSK),
@@ -325,6 +320,18 @@ func (s *Store) Extend(ctx context.Context, c *store.Claim, lease time.Duration)
 		ExpressionAttributeNames:  names(update, liveClaim),
 		ExpressionAttributeValues: values,
 	})
+	return err
+}
+
+// Extend moves c's expiry (and its Key's hold) to now+lease; store.ErrLost
+// when c has expired or another claim took the job.
+func (s *Store) Extend(ctx context.Context, c *store.Claim, lease time.Duration) error {
+	now := s.now()
+	expires := now.Add(lease)
+	update := "SET #expires = :expires"
+	values := liveClaimValues(c, now)
+	values[":expires"] = vN(nanos(expires))
+	err := s.updateLiveClaim(ctx, c, update, values)
 	if conditionFailed(err) {
 		return fmt.Errorf("dynamodb: extend %s (claim %d): %w", c.Job.ID, c.Token, store.ErrLost)
 	}
@@ -366,14 +373,7 @@ func (s *Store) Done(ctx context.Context, c *store.Claim, result store.Result) e
 	values := liveClaimValues(c, now)
 	values[":done"], values[":result"] = vS(stateDone), vS(string(result))
 	values[":expire_at"] = vN(expireAt(now.Add(s.retention)))
-	_, err := s.client.UpdateItem(ctx, &ddb.UpdateItemInput{
-		TableName:                 aws.String(s.table),
-		Key:                       key(jobPK(c.Job.ID), jobSK),
-		UpdateExpression:          aws.String(update),
-		ConditionExpression:       aws.String(liveClaim),
-		ExpressionAttributeNames:  names(update, liveClaim),
-		ExpressionAttributeValues: values,
-	})
+	err := s.updateLiveClaim(ctx, c, update, values)
 	if conditionFailed(err) {
 		// A retried write whose first attempt landed fails its condition:
 		// the job is then done with this very claim.
