@@ -4,7 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/ducksnest/nestbot/internal/textcut"
 )
 
 // Pos is a position in a file, 1-based.
@@ -69,30 +70,18 @@ func (es Errors) sort() {
 const (
 	maxMessage = 512
 	maxErrors  = 100
+	cutMark    = "…(cut)" // ends a message or hint cut at maxMessage
 )
 
 // bounded cuts every message to maxMessage bytes and the list to maxErrors
 // mistakes, saying how many more there were.
 func (es Errors) bounded(file string) Errors {
 	for _, e := range es {
-		e.Msg, e.Hint = cutText(e.Msg, maxMessage), cutText(e.Hint, maxMessage)
+		e.Msg, e.Hint = textcut.Limit(e.Msg, maxMessage, cutMark), textcut.Limit(e.Hint, maxMessage, cutMark)
 	}
 	if len(es) <= maxErrors {
 		return es
 	}
 	more := len(es) - maxErrors
 	return append(es[:maxErrors:maxErrors], &Error{File: file, Msg: fmt.Sprintf("%d more mistakes not listed", more), Hint: "fix these first, then validate again"})
-}
-
-// cutText shortens s to at most n bytes, on a rune boundary, marking the cut.
-func cutText(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	const mark = "…(cut)"
-	i := n - len(mark)
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + mark
 }

@@ -60,21 +60,9 @@ func (a *Applier) write(tasks []*task, removals []Removal, kept map[string][]str
 	sort.Slice(rep.Results, func(i, j int) bool { return rep.Results[i].ID < rep.Results[j].ID })
 	rep.Warnings = a.warnings(tasks)
 
-	var all []fileWrite
-	all = append(all, keys...)
-	all = append(all, certs...)
-	nix := RenderSecretsNix(secrets)
-	if old, err := fs.ReadFile(a.Files, SecretsNixPath); err != nil || !bytes.Equal(old, nix) {
-		all = append(all, fileWrite{SecretsNixPath, nix})
-	}
-	var errs []error
-	for _, w := range all {
-		if err := checkWrite(w.path, w.data); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("pki: apply: nothing written: %w", err)
+	files, err := a.checkFiles(keys, certs, removed, secrets)
+	if err != nil {
+		return nil, fmt.Errorf("pki: apply: %w", err)
 	}
 
 	for _, r := range rep.Results {
@@ -91,31 +79,72 @@ func (a *Applier) write(tasks []*task, removals []Removal, kept map[string][]str
 			a.log().Info("pki: certificate", attrs...)
 		}
 	}
-	// Keys, then certificates, each group put into place (or written) in
-	// parallel, every file synced and renamed; then removals; secrets.nix last.
-	for _, group := range [][]fileWrite{keys, certs} {
+	if err := a.writeFiles(files, staged, rep); err != nil {
+		return rep, fmt.Errorf("pki: apply: %w", err)
+	}
+	a.log().Info("pki: apply done", "summary", rep.Summary(), "written", len(rep.Written), "removed", len(rep.Removed))
+	return rep, nil
+}
+
+// A fileSet is what an apply or a rotation phase writes, checked.
+type fileSet struct {
+	keys, certs []fileWrite
+	removals    []string
+	nix         []byte // secrets.nix as the rules render it
+	nixChanged  bool   // whether nix is not what the tree holds
+}
+
+// checkFiles renders secrets.nix from rules and checks every file to be
+// written (keys, certificates, secrets.nix if it changed): when one may not
+// be, the error says which, and nothing is written.
+func (a *Applier) checkFiles(keys, certs []fileWrite, removals []string, rules map[string][]string) (*fileSet, error) {
+	s := &fileSet{keys: keys, certs: certs, removals: removals, nix: RenderSecretsNix(rules)}
+	old, err := fs.ReadFile(a.Files, SecretsNixPath)
+	s.nixChanged = err != nil || !bytes.Equal(old, s.nix)
+	all := append(append([]fileWrite{}, keys...), certs...)
+	if s.nixChanged {
+		all = append(all, fileWrite{SecretsNixPath, s.nix})
+	}
+	var errs []error
+	for _, w := range all {
+		if err := checkWrite(w.path, w.data); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("nothing written: %w", err)
+	}
+	return s, nil
+}
+
+// writeFiles writes s: keys, then certificates, each group put into place
+// (when staged) or written in parallel, every file synced and renamed; then
+// removals; secrets.nix last, so that a failure part way leaves a tree the
+// next apply repairs. It adds to rep what it wrote and removed, even when a
+// write fails, sorted once all is done.
+func (a *Applier) writeFiles(s *fileSet, staged Staging, rep *Report) error {
+	for _, group := range [][]fileWrite{s.keys, s.certs} {
 		done, err := a.writeAll(group, staged)
 		rep.Written = append(rep.Written, done...)
 		if err != nil {
-			return rep, fmt.Errorf("pki: apply: %w", err)
+			return err
 		}
 	}
-	for _, p := range removed {
+	for _, p := range s.removals {
 		if err := a.Files.Remove(p); err != nil {
-			return rep, fmt.Errorf("pki: apply: %w", err)
+			return err
 		}
 		rep.Removed = append(rep.Removed, p)
 	}
-	if len(all) > len(keys)+len(certs) {
-		if err := a.Files.WriteFile(SecretsNixPath, nix); err != nil {
-			return rep, fmt.Errorf("pki: apply: %w", err)
+	if s.nixChanged {
+		if err := a.Files.WriteFile(SecretsNixPath, s.nix); err != nil {
+			return err
 		}
 		rep.Written = append(rep.Written, SecretsNixPath)
 	}
 	sort.Strings(rep.Written)
 	sort.Strings(rep.Removed)
-	a.log().Info("pki: apply done", "summary", rep.Summary(), "written", len(rep.Written), "removed", len(rep.Removed))
-	return rep, nil
+	return nil
 }
 
 // writeAll writes files in parallel, or puts them into place when they

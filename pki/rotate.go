@@ -482,44 +482,16 @@ func (r *rotation) write() (*Report, error) {
 		rep.Rotation = &r.report
 	}
 	sort.Slice(rep.Results, func(i, j int) bool { return rep.Results[i].ID < rep.Results[j].ID })
-	all := append(append([]fileWrite{}, r.keys...), r.certs...)
-	nix := RenderSecretsNix(r.rules)
-	if old, err := fs.ReadFile(r.a.Files, SecretsNixPath); err != nil || !bytes.Equal(old, nix) {
-		all = append(all, fileWrite{SecretsNixPath, nix})
-	}
-	var errs []error
-	for _, w := range all {
-		if err := checkWrite(w.path, w.data); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("nothing written: %w", err)
+	files, err := r.a.checkFiles(r.keys, r.certs, r.removals, r.rules)
+	if err != nil {
+		return nil, err
 	}
 	for _, res := range rep.Results {
 		r.a.log().Info("pki: certificate", "id", res.ID, "action", string(res.Action), "reason", res.Reason, "files", res.Files)
 	}
-	for _, group := range [][]fileWrite{r.keys, r.certs} {
-		done, err := r.a.writeAll(group, nil)
-		rep.Written = append(rep.Written, done...)
-		if err != nil {
-			return rep, err
-		}
+	if err := r.a.writeFiles(files, nil, rep); err != nil {
+		return rep, err
 	}
-	for _, p := range r.removals {
-		if err := r.a.Files.Remove(p); err != nil {
-			return rep, err
-		}
-		rep.Removed = append(rep.Removed, p)
-	}
-	if len(all) > len(r.keys)+len(r.certs) {
-		if err := r.a.Files.WriteFile(SecretsNixPath, nix); err != nil {
-			return rep, err
-		}
-		rep.Written = append(rep.Written, SecretsNixPath)
-	}
-	sort.Strings(rep.Written)
-	sort.Strings(rep.Removed)
 	r.a.log().Info("pki: rotate-ca done", "ca", r.ca, "phase", string(rep.Rotation.Phase), "summary", rep.Summary())
 	return rep, nil
 }

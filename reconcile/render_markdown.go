@@ -3,7 +3,8 @@ package reconcile
 import (
 	"fmt"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/ducksnest/nestbot/internal/textcut"
 )
 
 // MaxCommentSize is GitHub's limit on the body of a comment, 65,536
@@ -310,18 +311,8 @@ func truncateLines(text string, limit int) string {
 	return b.String()
 }
 
-// cutLine bounds a line, at a rune boundary.
-func cutLine(s string, limit int) string {
-	if len(s) <= limit {
-		return s
-	}
-	const more = " ... (cut)"
-	i := limit - len(more)
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + more
-}
+// cutLine bounds a line to limit bytes, at a rune boundary.
+func cutLine(s string, limit int) string { return textcut.Limit(s, limit, " ... (cut)") }
 
 func longestRun(s string, c byte) int {
 	best, run := 0, 0

@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	gogithub "github.com/google/go-github/v93/github"
+
+	"github.com/ducksnest/nestbot/internal/textcut"
 )
 
 // CheckName is the name of nestbot's plan check run, the default of
@@ -210,7 +212,7 @@ func annotation(a Annotation) (*gogithub.CheckRunAnnotation, error) {
 		StartLine:       new(start),
 		EndLine:         new(end),
 		AnnotationLevel: new(a.Level),
-		Message:         new(cutBytes(a.Message, maxAnnotationMessage)),
+		Message:         new(textcut.Limit(a.Message, maxAnnotationMessage, " ... (cut)")),
 		Title:           optional(cut(a.Title, 255)),
 	}
 	// GitHub takes columns only on an annotation of one line.
@@ -259,17 +261,4 @@ func cut(s string, limit int) string {
 		i += size
 	}
 	return strings.TrimRight(s[:i], " \n") + more
-}
-
-// cutBytes bounds s to limit bytes at a rune boundary.
-func cutBytes(s string, limit int) string {
-	if len(s) <= limit {
-		return s
-	}
-	const more = " ... (cut)"
-	i := limit - len(more)
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + more
 }

@@ -5,7 +5,6 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
-	"sort"
 	"time"
 )
 
@@ -344,11 +343,7 @@ func (s *Server) allocatePublicIP() string {
 
 // sortedValues returns the map's values ordered by key.
 func sortedValues[T any](m map[string]T) []T {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(m))
 	out := make([]T, len(keys))
 	for i, k := range keys {
 		out[i] = m[k]

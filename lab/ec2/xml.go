@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
+	"maps"
 	"net/http"
-	"sort"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -92,11 +93,7 @@ func tagsXML(m map[string]string) []xTag {
 	if len(m) == 0 {
 		return nil
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(m))
 	out := make([]xTag, len(keys))
 	for i, k := range keys {
 		out[i] = xTag{Key: k, Value: m[k]}

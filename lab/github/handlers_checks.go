@@ -135,13 +135,9 @@ func updateCheckRun(s *Server, c *call) reply {
 }
 
 func listCheckRuns(s *Server, c *call) reply {
-	r, ok := s.findRepo(c)
+	r, sha, bad, ok := s.findCommit(c, "ref")
 	if !ok {
-		return notFound()
-	}
-	sha := s.resolveRef(r, c.params["ref"])
-	if sha == "" {
-		return validationFailed("No commit found for SHA: "+c.params["ref"], "Commit", "sha", "invalid")
+		return bad
 	}
 	q := c.query
 	latest := map[string]int64{}

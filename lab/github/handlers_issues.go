@@ -308,13 +308,23 @@ func (s *Server) findComment(c *call) (*repo, *comment, bool) {
 	return r, cm, ok
 }
 
-func updateComment(s *Server, c *call) reply {
+// changeableComment is the comment the call names, when its caller wrote
+// it or may write to the repository; else the reply that refuses the call.
+func (s *Server) changeableComment(c *call) (*repo, *comment, reply, bool) {
 	r, cm, ok := s.findComment(c)
 	if !ok {
-		return notFound()
+		return nil, nil, notFound(), false
 	}
 	if cm.user != c.who.user && !canWrite(r, c.who) {
-		return errReply(http.StatusForbidden, "Resource not accessible by personal access token")
+		return nil, nil, errReply(http.StatusForbidden, "Resource not accessible by personal access token"), false
+	}
+	return r, cm, reply{}, true
+}
+
+func updateComment(s *Server, c *call) reply {
+	r, cm, bad, ok := s.changeableComment(c)
+	if !ok {
+		return bad
 	}
 	var w commentWrite
 	if err := json.Unmarshal(c.body, &w); err != nil {
@@ -328,12 +338,9 @@ func updateComment(s *Server, c *call) reply {
 }
 
 func deleteComment(s *Server, c *call) reply {
-	r, cm, ok := s.findComment(c)
+	r, cm, bad, ok := s.changeableComment(c)
 	if !ok {
-		return notFound()
-	}
-	if cm.user != c.who.user && !canWrite(r, c.who) {
-		return errReply(http.StatusForbidden, "Resource not accessible by personal access token")
+		return bad
 	}
 	delete(r.comments, cm.id)
 	r.deleted[cm.id] = cm

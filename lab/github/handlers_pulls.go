@@ -79,13 +79,9 @@ func listPullFiles(s *Server, c *call) reply {
 // merged ones it is the merge commit or head of, or else the open ones
 // that contain it.
 func listCommitPulls(s *Server, c *call) reply {
-	r, ok := s.findRepo(c)
+	r, sha, bad, ok := s.findCommit(c, "commit_sha")
 	if !ok {
-		return notFound()
-	}
-	sha := s.resolveRef(r, c.params["commit_sha"])
-	if sha == "" {
-		return validationFailed("No commit found for SHA: "+c.params["commit_sha"], "Commit", "sha", "invalid")
+		return bad
 	}
 	all := []any{}
 	for _, is := range r.sortedIssues() {

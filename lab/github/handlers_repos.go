@@ -84,6 +84,21 @@ func (s *Server) findRepo(c *call) (*repo, bool) {
 	return r, true
 }
 
+// findCommit is the repository the call names and the commit its path
+// parameter param names (a sha or a ref); else the reply that refuses the
+// call.
+func (s *Server) findCommit(c *call, param string) (*repo, string, reply, bool) {
+	r, ok := s.findRepo(c)
+	if !ok {
+		return nil, "", notFound(), false
+	}
+	sha := s.resolveRef(r, c.params[param])
+	if sha == "" {
+		return nil, "", validationFailed("No commit found for SHA: "+c.params[param], "Commit", "sha", "invalid"), false
+	}
+	return r, sha, reply{}, true
+}
+
 // writer is the permission who has for writing to r: installation tokens
 // write, people need write access.
 func canWrite(r *repo, who *token) bool {

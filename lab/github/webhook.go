@@ -300,6 +300,17 @@ func isNumber(v any) bool {
 	return ok
 }
 
+// object is the object at m[key], an empty one put there first when the
+// example has none.
+func object(m map[string]any, key string) map[string]any {
+	o, ok := m[key].(map[string]any)
+	if !ok {
+		o = map[string]any{}
+		m[key] = o
+	}
+	return o
+}
+
 // roundTrip turns our typed maps into the generic shape overlay merges.
 func roundTrip(v any) map[string]any {
 	b, _ := json.Marshal(v)
@@ -315,10 +326,7 @@ func (s *Server) frame(m map[string]any, r *repo, sender *user) {
 	}
 	s.rehost(m, exampleFull, r.fullName())
 	delete(m, "organization")
-	if _, ok := m["repository"].(map[string]any); !ok {
-		m["repository"] = map[string]any{}
-	}
-	overlay(m["repository"].(map[string]any), roundTrip(s.repoJSON(r)))
+	overlay(object(m, "repository"), roundTrip(s.repoJSON(r)))
 	if owner, ok := m["repository"].(map[string]any)["owner"].(map[string]any); ok {
 		if _, has := owner["name"]; has {
 			owner["name"] = r.owner.login
@@ -327,11 +335,32 @@ func (s *Server) frame(m map[string]any, r *repo, sender *user) {
 			owner["email"] = nil
 		}
 	}
-	if _, ok := m["sender"].(map[string]any); !ok {
-		m["sender"] = map[string]any{}
-	}
-	overlay(m["sender"].(map[string]any), roundTrip(s.userJSON(sender)))
+	overlay(object(m, "sender"), roundTrip(s.userJSON(sender)))
 	m["installation"] = map[string]any{"id": s.app.installationID, "node_id": nodeID("Installation", s.app.installationID)}
+}
+
+// event is the event name of repository owner/repoName: an example of it
+// that pick accepts, completed by fill (called with s.mu held).
+func (s *Server) event(name, owner, repoName string, pick func(map[string]any) bool, fill func(m map[string]any, r *repo) error) (Event, error) {
+	m, err := s.pickExample(name, pick)
+	if err != nil {
+		return Event{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.repoLocked(owner, repoName)
+	if err != nil {
+		return Event{}, err
+	}
+	if err := fill(m, r); err != nil {
+		return Event{}, err
+	}
+	return encodeEvent(name, m)
+}
+
+// withAction picks an example whose action is action.
+func withAction(action string) func(map[string]any) bool {
+	return func(m map[string]any) bool { return m["action"] == action }
 }
 
 func encodeEvent(name string, m map[string]any) (Event, error) {
@@ -344,63 +373,49 @@ func encodeEvent(name string, m map[string]any) (Event, error) {
 
 // PingEvent is the ping GitHub sends when a webhook is set up.
 func (s *Server) PingEvent(owner, repoName string) (Event, error) {
-	m, err := s.pickExample("ping", func(m map[string]any) bool { _, ok := m["repository"]; return ok })
-	if err != nil {
-		return Event{}, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, err := s.repoLocked(owner, repoName)
-	if err != nil {
-		return Event{}, err
-	}
-	s.frame(m, r, r.owner)
-	if hook, ok := m["hook"].(map[string]any); ok {
-		hook["app_id"] = s.app.id
-	}
-	return encodeEvent("ping", m)
+	hasRepo := func(m map[string]any) bool { _, ok := m["repository"]; return ok }
+	return s.event("ping", owner, repoName, hasRepo, func(m map[string]any, r *repo) error {
+		s.frame(m, r, r.owner)
+		if hook, ok := m["hook"].(map[string]any); ok {
+			hook["app_id"] = s.app.id
+		}
+		return nil
+	})
 }
 
 // PushEvent is the push event of p (from Commit or Merge).
 func (s *Server) PushEvent(p Pushed) (Event, error) {
-	m, err := s.pickExample("push", func(m map[string]any) bool {
+	hasCommits := func(m map[string]any) bool {
 		cs, _ := m["commits"].([]any)
 		return len(cs) > 0
-	})
-	if err != nil {
-		return Event{}, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, err := s.repoLocked(p.Owner, p.Repo)
-	if err != nil {
-		return Event{}, err
-	}
-	pusher := s.userLocked(p.Pusher)
-	s.frame(m, r, pusher)
-	commits := []any{}
-	var head any
-	var between []commitInfo
-	if p.After != zeroSHA {
-		between = s.commitsBetween(r.dir, p.Before, p.After)
-	}
-	for _, c := range between {
-		person := map[string]any{"name": c.authorName, "email": c.authorEmail, "username": c.authorName}
-		commit := map[string]any{
-			"id": c.sha, "tree_id": c.tree, "distinct": true, "message": c.message,
-			"timestamp": c.date.Format(time.RFC3339), "url": s.web + "/" + r.fullName() + "/commit/" + c.sha,
-			"author": person, "committer": person,
-			"added": nonNil(c.added), "removed": nonNil(c.removed), "modified": nonNil(c.modified),
+	return s.event("push", p.Owner, p.Repo, hasCommits, func(m map[string]any, r *repo) error {
+		pusher := s.userLocked(p.Pusher)
+		s.frame(m, r, pusher)
+		commits := []any{}
+		var head any
+		var between []commitInfo
+		if p.After != zeroSHA {
+			between = s.commitsBetween(r.dir, p.Before, p.After)
 		}
-		commits = append(commits, commit)
-		head = commit
-	}
-	m["ref"], m["before"], m["after"] = p.Ref, p.Before, p.After
-	m["created"], m["deleted"], m["forced"], m["base_ref"] = p.Before == zeroSHA, p.After == zeroSHA, false, nil
-	m["compare"] = s.web + "/" + r.fullName() + "/compare/" + short(p.Before) + "..." + short(p.After)
-	m["commits"], m["head_commit"] = commits, head
-	m["pusher"] = map[string]any{"name": pusher.login, "email": pusher.login + "@users.noreply.lab"}
-	return encodeEvent("push", m)
+		for _, c := range between {
+			person := map[string]any{"name": c.authorName, "email": c.authorEmail, "username": c.authorName}
+			commit := map[string]any{
+				"id": c.sha, "tree_id": c.tree, "distinct": true, "message": c.message,
+				"timestamp": c.date.Format(time.RFC3339), "url": s.web + "/" + r.fullName() + "/commit/" + c.sha,
+				"author": person, "committer": person,
+				"added": nonNil(c.added), "removed": nonNil(c.removed), "modified": nonNil(c.modified),
+			}
+			commits = append(commits, commit)
+			head = commit
+		}
+		m["ref"], m["before"], m["after"] = p.Ref, p.Before, p.After
+		m["created"], m["deleted"], m["forced"], m["base_ref"] = p.Before == zeroSHA, p.After == zeroSHA, false, nil
+		m["compare"] = s.web + "/" + r.fullName() + "/compare/" + short(p.Before) + "..." + short(p.After)
+		m["commits"], m["head_commit"] = commits, head
+		m["pusher"] = map[string]any{"name": pusher.login, "email": pusher.login + "@users.noreply.lab"}
+		return nil
+	})
 }
 
 func short(sha string) string { return sha[:min(12, len(sha))] }
@@ -416,72 +431,46 @@ func nonNil(s []string) []string {
 // "synchronize", "closed", "reopened", ...) on pull request number as it
 // stands. A synchronize event carries the head before the last push.
 func (s *Server) PullRequestEvent(owner, repoName string, number int, action string) (Event, error) {
-	m, err := s.pickExample("pull_request", func(m map[string]any) bool { return m["action"] == action })
-	if err != nil {
-		return Event{}, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, err := s.repoLocked(owner, repoName)
-	if err != nil {
-		return Event{}, err
-	}
-	is, ok := r.issues[number]
-	if !ok || is.pr == nil {
-		return Event{}, fmt.Errorf("labgithub: pull_request event: %s has no pull request #%d", r.fullName(), number)
-	}
-	sender := is.user
-	if is.pr.merged && is.pr.mergedBy != nil {
-		sender = is.pr.mergedBy
-	}
-	s.frame(m, r, sender)
-	m["action"], m["number"] = action, number
-	if _, ok := m["pull_request"].(map[string]any); !ok {
-		m["pull_request"] = map[string]any{}
-	}
-	overlay(m["pull_request"].(map[string]any), roundTrip(s.pullJSON(r, is, true)))
-	if action == "synchronize" {
-		m["before"], m["after"] = nonEmptyOr(is.pr.prevHeadSHA, zeroSHA), is.pr.headSHA
-	}
-	return encodeEvent("pull_request", m)
+	return s.event("pull_request", owner, repoName, withAction(action), func(m map[string]any, r *repo) error {
+		is, ok := r.issues[number]
+		if !ok || is.pr == nil {
+			return fmt.Errorf("labgithub: pull_request event: %s has no pull request #%d", r.fullName(), number)
+		}
+		sender := is.user
+		if is.pr.merged && is.pr.mergedBy != nil {
+			sender = is.pr.mergedBy
+		}
+		s.frame(m, r, sender)
+		m["action"], m["number"] = action, number
+		overlay(object(m, "pull_request"), roundTrip(s.pullJSON(r, is, true)))
+		if action == "synchronize" {
+			m["before"], m["after"] = nonEmptyOr(is.pr.prevHeadSHA, zeroSHA), is.pr.headSHA
+		}
+		return nil
+	})
 }
 
 // IssueCommentEvent is the issue_comment event for action ("created",
 // "edited", "deleted") on comment id, as it stands (a deleted comment as it
 // was).
 func (s *Server) IssueCommentEvent(owner, repoName string, commentID int64, action string) (Event, error) {
-	m, err := s.pickExample("issue_comment", func(m map[string]any) bool { return m["action"] == action })
-	if err != nil {
-		return Event{}, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, err := s.repoLocked(owner, repoName)
-	if err != nil {
-		return Event{}, err
-	}
-	cm, ok := r.comments[commentID]
-	if !ok && action == "deleted" {
-		cm, ok = r.deleted[commentID]
-	}
-	if !ok {
-		return Event{}, fmt.Errorf("labgithub: issue_comment event: %s has no comment %d", r.fullName(), commentID)
-	}
-	is := r.issues[cm.number]
-	s.frame(m, r, cm.user)
-	m["action"] = action
-	issueObj, ok := m["issue"].(map[string]any)
-	if !ok {
-		issueObj = map[string]any{}
-		m["issue"] = issueObj
-	}
-	if is.pr == nil {
-		delete(issueObj, "pull_request")
-	}
-	overlay(issueObj, roundTrip(s.issueJSON(r, is)))
-	if _, ok := m["comment"].(map[string]any); !ok {
-		m["comment"] = map[string]any{}
-	}
-	overlay(m["comment"].(map[string]any), roundTrip(s.commentJSON(r, cm)))
-	return encodeEvent("issue_comment", m)
+	return s.event("issue_comment", owner, repoName, withAction(action), func(m map[string]any, r *repo) error {
+		cm, ok := r.comments[commentID]
+		if !ok && action == "deleted" {
+			cm, ok = r.deleted[commentID]
+		}
+		if !ok {
+			return fmt.Errorf("labgithub: issue_comment event: %s has no comment %d", r.fullName(), commentID)
+		}
+		is := r.issues[cm.number]
+		s.frame(m, r, cm.user)
+		m["action"] = action
+		issueObj := object(m, "issue")
+		if is.pr == nil {
+			delete(issueObj, "pull_request")
+		}
+		overlay(issueObj, roundTrip(s.issueJSON(r, is)))
+		overlay(object(m, "comment"), roundTrip(s.commentJSON(r, cm)))
+		return nil
+	})
 }

@@ -231,6 +231,21 @@ func key(pk, sk string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{attrPK: vS(pk), attrSK: vS(sk)}
 }
 
+// updateIf applies update to the item at k if cond holds (else an error
+// conditionFailed reports); values are the expressions' values, their
+// names those the expressions use.
+func (s *Store) updateIf(ctx context.Context, k map[string]types.AttributeValue, update, cond string, values map[string]types.AttributeValue) error {
+	_, err := s.client.UpdateItem(ctx, &ddb.UpdateItemInput{
+		TableName:                 aws.String(s.table),
+		Key:                       k,
+		UpdateExpression:          aws.String(update),
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeNames:  names(update, cond),
+		ExpressionAttributeValues: values,
+	})
+	return err
+}
+
 // item reads attributes of one item, remembering the first one that is
 // missing or of the wrong type.
 type item struct {

@@ -87,15 +87,8 @@ func (s *Store) Renew(ctx context.Context, l store.Lease, ttl time.Duration) (st
 	now := time.Now()
 	expires := now.Add(ttl)
 	update := "SET #expires = :expires"
-	_, err := s.client.UpdateItem(ctx, &ddb.UpdateItemInput{
-		TableName:                aws.String(s.table),
-		Key:                      lockKey(l.Name),
-		UpdateExpression:         aws.String(update),
-		ConditionExpression:      aws.String(heldBy),
-		ExpressionAttributeNames: names(update, heldBy),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":token": vU(l.Token), ":owner": vS(l.Owner), ":now": vN(nanos(now)), ":expires": vN(nanos(expires)),
-		},
+	err := s.updateIf(ctx, lockKey(l.Name), update, heldBy, map[string]types.AttributeValue{
+		":token": vU(l.Token), ":owner": vS(l.Owner), ":now": vN(nanos(now)), ":expires": vN(nanos(expires)),
 	})
 	if conditionFailed(err) {
 		return store.Lease{}, fmt.Errorf("dynamodb: renew %s (token %d): %w", l.Name, l.Token, store.ErrLost)
@@ -121,15 +114,7 @@ func (s *Store) Release(ctx context.Context, l store.Lease) error {
 func (s *Store) free(ctx context.Context, l store.Lease) error {
 	update := "REMOVE #owner, #acquired, #expires"
 	cond := "#token = :token AND #owner = :owner"
-	_, err := s.client.UpdateItem(ctx, &ddb.UpdateItemInput{
-		TableName:                 aws.String(s.table),
-		Key:                       lockKey(l.Name),
-		UpdateExpression:          aws.String(update),
-		ConditionExpression:       aws.String(cond),
-		ExpressionAttributeNames:  names(update, cond),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":token": vU(l.Token), ":owner": vS(l.Owner)},
-	})
-	return err
+	return s.updateIf(ctx, lockKey(l.Name), update, cond, map[string]types.AttributeValue{":token": vU(l.Token), ":owner": vS(l.Owner)})
 }
 
 // Break releases the lease name has and returns it; ok is false when

@@ -118,14 +118,7 @@ func (s *Store) Enqueue(ctx context.Context, j store.Job) error {
 	// A job done before the retention is forgotten, whether or not Time
 	// to Live has deleted its item yet.
 	cond := "attribute_not_exists(#pk) OR (#state = :done AND (#result = :failed OR #finished <= :forgotten))"
-	_, err = s.client.UpdateItem(ctx, &ddb.UpdateItemInput{
-		TableName:                 aws.String(s.table),
-		Key:                       key(jobPK(j.ID), jobSK),
-		UpdateExpression:          aws.String(update),
-		ConditionExpression:       aws.String(cond),
-		ExpressionAttributeNames:  names(update, cond),
-		ExpressionAttributeValues: values,
-	})
+	err = s.updateIf(ctx, key(jobPK(j.ID), jobSK), update, cond, values)
 	if conditionFailed(err) {
 		return fmt.Errorf("dynamodb: enqueue %s: %w", j.ID, store.ErrDuplicate)
 	}
@@ -317,14 +310,7 @@ func (s *Store) Extend(ctx context.Context, c *store.Claim, lease time.Duration)
 	update := "SET #expires = :expires"
 	values := liveClaimValues(c, now)
 	values[":expires"] = vN(nanos(expires))
-	_, err := s.client.UpdateItem(ctx, &ddb.UpdateItemInput{
-		TableName:                 aws.String(s.table),
-		Key:                       key(jobPK(c.Job.ID), jobSK),
-		UpdateExpression:          aws.String(update),
-		ConditionExpression:       aws.String(liveClaim),
-		ExpressionAttributeNames:  names(update, liveClaim),
-		ExpressionAttributeValues: values,
-	})
+	err := s.updateIf(ctx, key(jobPK(c.Job.ID), jobSK), update, liveClaim, values)
 	if conditionFailed(err) {
 		return fmt.Errorf("dynamodb: extend %s (claim %d): %w", c.Job.ID, c.Token, store.ErrLost)
 	}
@@ -333,16 +319,9 @@ func (s *Store) Extend(ctx context.Context, c *store.Claim, lease time.Duration)
 	}
 	cond := "#holder = :holder"
 	update = "SET #expires = :expires, #expire_at = :expire_at"
-	_, err = s.client.UpdateItem(ctx, &ddb.UpdateItemInput{
-		TableName:                aws.String(s.table),
-		Key:                      keyItem(c.Job.Key),
-		UpdateExpression:         aws.String(update),
-		ConditionExpression:      aws.String(cond),
-		ExpressionAttributeNames: names(update, cond),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":expires": vN(nanos(expires)), ":holder": vS(holderOf(c.Job.ID, c.Token)),
-			":expire_at": vN(expireAt(expires.Add(s.retention))),
-		},
+	err = s.updateIf(ctx, keyItem(c.Job.Key), update, cond, map[string]types.AttributeValue{
+		":expires": vN(nanos(expires)), ":holder": vS(holderOf(c.Job.ID, c.Token)),
+		":expire_at": vN(expireAt(expires.Add(s.retention))),
 	})
 	if conditionFailed(err) {
 		return fmt.Errorf("dynamodb: extend %s: key %s is held by another claim: %w", c.Job.ID, c.Job.Key, store.ErrLost)
@@ -366,14 +345,7 @@ func (s *Store) Done(ctx context.Context, c *store.Claim, result store.Result) e
 	values := liveClaimValues(c, now)
 	values[":done"], values[":result"] = vS(stateDone), vS(string(result))
 	values[":expire_at"] = vN(expireAt(now.Add(s.retention)))
-	_, err := s.client.UpdateItem(ctx, &ddb.UpdateItemInput{
-		TableName:                 aws.String(s.table),
-		Key:                       key(jobPK(c.Job.ID), jobSK),
-		UpdateExpression:          aws.String(update),
-		ConditionExpression:       aws.String(liveClaim),
-		ExpressionAttributeNames:  names(update, liveClaim),
-		ExpressionAttributeValues: values,
-	})
+	err := s.updateIf(ctx, key(jobPK(c.Job.ID), jobSK), update, liveClaim, values)
 	if conditionFailed(err) {
 		// A retried write whose first attempt landed fails its condition:
 		// the job is then done with this very claim.
