@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"sort"
@@ -26,14 +27,14 @@ type attr struct {
 	value     string
 	immutable bool // a change forces replacement
 	sensitive bool
-	ignore    bool   // shown on create, never compared
-	ref       string // the address the value names, if any
+	ignore    bool    // shown on create, never compared
+	ref       Address // the address the value names, if any
 }
 
 // resource is one cloud resource in a comparable shape.
 type resource struct {
 	kind  string
-	addr  string
+	addr  Address
 	id    string // live only
 	attrs []attr
 	tags  Tags
@@ -58,17 +59,9 @@ func (r *resource) attr(name string) (attr, bool) {
 	return attr{}, false
 }
 
-// Address returns the plan address of a cloud resource.
-func Address(kind, name string) string {
-	if name == "" {
-		return "aws." + kind
-	}
-	return "aws." + kind + "." + name
-}
-
 // DesiredTags are the tags nestbot puts on a resource it owns.
-func DesiredTags(fleet, addr, name, host string) Tags {
-	t := Tags{TagFleet: fleet, TagManaged: "true", TagResource: addr, "Name": name}
+func DesiredTags(fleet string, addr Address, name, host string) Tags {
+	t := Tags{TagFleet: fleet, TagManaged: "true", TagResource: addr.String(), "Name": name}
 	if host != "" {
 		t[TagHost] = host
 	}
@@ -97,7 +90,7 @@ func (p *planner) cloud() {
 		}
 	}
 	p.adoptionTargets(desired)
-	p.unresolved = map[string]bool{}
+	p.unresolved = map[Address]bool{}
 	var twins []twin
 	for _, r := range desired {
 		ok, t := p.reconcileResource(r)
@@ -118,7 +111,7 @@ func (p *planner) cloud() {
 // live counterpart could not be told (an error says why), and the twin when
 // creating it would put one beside untagged lookalikes.
 func (p *planner) reconcileResource(want resource) (bool, *twin) {
-	claims := p.liveIndex()[want.kind+" "+want.addr]
+	claims := p.liveIndex()[want.kind+" "+want.addr.String()]
 	if len(claims) > 1 {
 		var ids []string
 		for _, c := range claims {
@@ -248,7 +241,7 @@ func (p *planner) userDataIgnored() bool {
 func (p *planner) deleteUndesired(desired []resource) {
 	want := map[string]bool{}
 	for _, r := range desired {
-		want[r.addr] = true
+		want[r.addr.String()] = true
 	}
 	order := []string{KindInstance, KindSecurityGroup, KindRouteTable, KindInternetGateway, KindSubnet, KindVPC}
 	live := p.liveList()
@@ -261,12 +254,20 @@ func (p *planner) deleteUndesired(desired []resource) {
 		}
 		sort.Slice(doomed, func(i, j int) bool { return doomed[i].tags[TagResource] < doomed[j].tags[TagResource] })
 		for _, r := range doomed {
-			if err := p.otherVPC(r, nil); err != nil {
-				p.errorf("%s: no longer in nest.yaml, but %v; nestbot never deletes a resource of another VPC: delete it by hand, or remove its nest:* tags (%s)",
-					r.tags[TagResource], err, untagCommand(r.id))
+			addr, err := ParseAddress(r.tags[TagResource])
+			if err == nil && !addr.Is(PlaneCloud, r.kind) {
+				err = fmt.Errorf("%s is not the address of a %s", addr, r.kind)
+			}
+			if err != nil {
+				p.errorf("%s: its tag %s was not written by nestbot: %v; remove its nest:* tags (%s)", r.id, TagResource, err, untagCommand(r.id))
 				continue
 			}
-			p.add(Step{Plane: PlaneCloud, Action: ActionDelete, Address: r.tags[TagResource], ID: r.id,
+			if err := p.otherVPC(r, nil); err != nil {
+				p.errorf("%s: no longer in nest.yaml, but %v; nestbot never deletes a resource of another VPC: delete it by hand, or remove its nest:* tags (%s)",
+					addr, err, untagCommand(r.id))
+				continue
+			}
+			p.add(Step{Plane: PlaneCloud, Action: ActionDelete, Address: addr, ID: r.id,
 				Reason: "no longer in nest.yaml"})
 		}
 	}

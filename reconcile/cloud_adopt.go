@@ -12,7 +12,7 @@ import (
 // to the desired address. The VPC comes first, so that what it narrows (a
 // group name found in several VPCs) is known.
 func (p *planner) adoptionTargets(desired []resource) {
-	p.adopting = map[string]string{}
+	p.adopting = map[string]Address{}
 	var raw *adoptIndex
 	for _, want := range desired {
 		if !want.adopt.Takes() {

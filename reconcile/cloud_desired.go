@@ -17,14 +17,14 @@ import (
 func (p *planner) desiredNetwork(a *nest.AWS) []resource {
 	fleet := p.f.Name
 	var out []resource
-	vpcAddr := Address(KindVPC, "")
+	vpcAddr := CloudAddress(KindVPC, "")
 	out = append(out, resource{kind: KindVPC, addr: vpcAddr, adopt: a.VPC.Adopt,
 		tags:  DesiredTags(fleet, vpcAddr, fleet, ""),
 		attrs: []attr{{name: "cidr", value: a.VPC.CIDR, immutable: true}}})
 	var public []string
 	for _, name := range slices.Sorted(maps.Keys(a.Subnets)) {
 		s := a.Subnets[name]
-		addr := Address(KindSubnet, name)
+		addr := CloudAddress(KindSubnet, name)
 		out = append(out, resource{kind: KindSubnet, addr: addr, adopt: s.Adopt,
 			tags: DesiredTags(fleet, addr, fleet+"-"+name, ""),
 			attrs: []attr{
@@ -37,19 +37,19 @@ func (p *planner) desiredNetwork(a *nest.AWS) []resource {
 		}
 	}
 	if len(public) > 0 {
-		igw := Address(KindInternetGateway, "")
+		igw := CloudAddress(KindInternetGateway, "")
 		out = append(out, resource{kind: KindInternetGateway, addr: igw, adopt: a.InternetGateway.Adopt,
 			tags:  DesiredTags(fleet, igw, fleet, ""),
-			attrs: []attr{{name: "vpc", value: vpcAddr}}})
-		rt := Address(KindRouteTable, "public")
+			attrs: []attr{{name: "vpc", value: vpcAddr.String()}}})
+		rt := CloudAddress(KindRouteTable, "public")
 		out = append(out, resource{kind: KindRouteTable, addr: rt, adopt: a.RouteTable.Adopt,
 			tags: DesiredTags(fleet, rt, fleet+"-public", ""),
 			attrs: []attr{
-				{name: "routes", value: "0.0.0.0/0 -> " + igw},
+				{name: "routes", value: "0.0.0.0/0 -> " + igw.String()},
 				{name: "subnets", value: strings.Join(public, ", ")},
 			}})
 	}
-	sg := Address(KindSecurityGroup, "")
+	sg := CloudAddress(KindSecurityGroup, "")
 	out = append(out, resource{kind: KindSecurityGroup, addr: sg, adopt: a.SecurityGroup.Adopt,
 		tags: DesiredTags(fleet, sg, fleet, ""),
 		attrs: []attr{
@@ -60,7 +60,7 @@ func (p *planner) desiredNetwork(a *nest.AWS) []resource {
 }
 
 func (p *planner) desiredInstance(h *nest.Host) (resource, bool) {
-	a, addr := h.AWS, Address(KindInstance, h.Name)
+	a, addr := h.AWS, CloudAddress(KindInstance, h.Name)
 	ami, ok := p.resolveAMI(h)
 	if !ok {
 		return resource{}, false
@@ -70,7 +70,7 @@ func (p *planner) desiredInstance(h *nest.Host) (resource, bool) {
 		attrs: []attr{
 			{name: "ami", value: ami, immutable: true},
 			{name: "instance_type", value: a.InstanceType},
-			{name: "subnet", value: a.Subnet, immutable: true, ref: Address(KindSubnet, a.Subnet)},
+			{name: "subnet", value: a.Subnet, immutable: true, ref: CloudAddress(KindSubnet, a.Subnet)},
 			{name: "instance_profile", value: a.InstanceProfile},
 			{name: "key_name", value: a.KeyName, immutable: true},
 			{name: "root_volume.size_gb", value: strconv.Itoa(a.RootVolume.SizeGB)},
@@ -107,7 +107,7 @@ func (p *planner) resolveAMI(h *nest.Host) (string, bool) {
 	}
 	if best == nil {
 		p.errorf("%s: no available AMI named %q owned by %s; check the name (aws ec2 describe-images --owners %s --filters Name=name,Values=%q) or pin ami.id",
-			Address(KindInstance, h.Name), ami.Name, strings.Join(ami.Owners, ", "), strings.Join(ami.Owners, " "), ami.Name)
+			CloudAddress(KindInstance, h.Name), ami.Name, strings.Join(ami.Owners, ", "), strings.Join(ami.Owners, " "), ami.Name)
 		return "", false
 	}
 	return best.ID, true

@@ -27,7 +27,7 @@ func (p *planner) liveResources() []resource {
 	}
 	// A resource being adopted is referred to by the address it will have.
 	for id, addr := range p.adopting {
-		ids[id] = addr
+		ids[id] = addr.String()
 	}
 	ref := func(id string) string {
 		if a, ok := ids[id]; ok {
@@ -36,7 +36,10 @@ func (p *planner) liveResources() []resource {
 		return id
 	}
 	subnetName := func(id string) string {
-		return strings.TrimPrefix(ref(id), Address(KindSubnet, "")+".")
+		if a, err := ParseAddress(ref(id)); err == nil && a.Is(PlaneCloud, KindSubnet) {
+			return a.Name
+		}
+		return ref(id)
 	}
 	var out []resource
 	for _, v := range c.VPCs {
@@ -129,7 +132,7 @@ func (p *planner) managedInstance(host string) *Instance {
 			}
 		}
 	}
-	return p.instances[Address(KindInstance, host)]
+	return p.instances[CloudAddress(KindInstance, host).String()]
 }
 
 func (p *planner) owned(r resource) bool {

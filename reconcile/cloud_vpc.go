@@ -11,8 +11,8 @@ import (
 // when that cannot be told (several VPCs claim it, or its adoption target
 // was not found: both are errors of their own).
 func (p *planner) fleetVPC() (id string, known bool) {
-	addr := Address(KindVPC, "")
-	switch claims := p.liveIndex()[KindVPC+" "+addr]; len(claims) {
+	addr := CloudAddress(KindVPC, "")
+	switch claims := p.liveIndex()[KindVPC+" "+addr.String()]; len(claims) {
 	case 0:
 	case 1:
 		return claims[0].id, true

@@ -57,11 +57,11 @@ func (a *Applier) createInstance(ctx context.Context, host, replacing string) (s
 	if h == nil || h.AWS == nil {
 		return "", fmt.Errorf("host %s has no aws block", host)
 	}
-	subnet, err := a.need(reconcile.Address(reconcile.KindSubnet, h.AWS.Subnet))
+	subnet, err := a.need(reconcile.CloudAddress(reconcile.KindSubnet, h.AWS.Subnet))
 	if err != nil {
 		return "", err
 	}
-	sg, err := a.need(reconcile.Address(reconcile.KindSecurityGroup, ""))
+	sg, err := a.need(reconcile.CloudAddress(reconcile.KindSecurityGroup, ""))
 	if err != nil {
 		return "", err
 	}
@@ -159,7 +159,7 @@ func instanceState(in types.Instance) string {
 func (a *Applier) launched(ctx context.Context, host, replacing string) (*types.Instance, error) {
 	in := &ec2.DescribeInstancesInput{Filters: []types.Filter{
 		{Name: aws.String("tag:" + reconcile.TagFleet), Values: []string{a.Fleet.Name}},
-		{Name: aws.String("tag:" + reconcile.TagResource), Values: []string{reconcile.Address(reconcile.KindInstance, host)}},
+		{Name: aws.String("tag:" + reconcile.TagResource), Values: []string{reconcile.CloudAddress(reconcile.KindInstance, host).String()}},
 	}}
 	var found *types.Instance
 	p := ec2.NewDescribeInstancesPaginator(a.Client, in)
