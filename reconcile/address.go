@@ -59,14 +59,15 @@ func planeOfPrefix(prefix string) Plane {
 }
 
 // kindNamed reports whether kind is one of plane's, and whether an address
-// of it has a name.
+// of it must have a name. A cloud address need not: nestbot gives the VPC,
+// the internet gateway and the security group none, and the others a name,
+// but it plans the deletion of whatever address a resource's nest:resource
+// tag holds, aws.security_group.old included.
 func kindNamed(plane Plane, kind string) (named, ok bool) {
 	switch plane {
 	case PlaneCloud:
 		switch kind {
-		case KindSubnet, KindRouteTable, KindInstance:
-			return true, true
-		case KindVPC, KindInternetGateway, KindSecurityGroup:
+		case KindVPC, KindSubnet, KindInternetGateway, KindRouteTable, KindSecurityGroup, KindInstance:
 			return false, true
 		}
 	case PlaneTailnet:
@@ -129,8 +130,8 @@ func (a Address) Within(target string) bool {
 }
 
 // ParseAddress reads an address as String writes it, refusing one of no
-// plane nestbot plans, of a kind its plane does not have, without the
-// name its kind needs, or with a name its kind does not take.
+// plane nestbot plans, of a kind its plane does not have, or without the
+// name its kind needs.
 func ParseAddress(s string) (Address, error) {
 	if s == "" {
 		return Address{}, fmt.Errorf("empty plan address")
@@ -154,8 +155,6 @@ func ParseAddress(s string) (Address, error) {
 		return Address{}, fmt.Errorf("plan address %q: %q is not a kind of %s address", s, a.Kind, head)
 	case named && a.Name == "":
 		return Address{}, fmt.Errorf("plan address %q: no name (%s.%s.<name>)", s, head, a.Kind)
-	case !named && a.Name != "":
-		return Address{}, fmt.Errorf("plan address %q: %s.%s takes no name", s, head, a.Kind)
 	}
 	return a, nil
 }
