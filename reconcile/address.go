@@ -115,9 +115,6 @@ func (a Address) String() string {
 	return s
 }
 
-// IsZero reports whether a is no address.
-func (a Address) IsZero() bool { return a == Address{} }
-
 // Is reports whether a is of the plane and kind given.
 func (a Address) Is(plane Plane, kind string) bool { return a.Plane == plane && a.Kind == kind }
 
