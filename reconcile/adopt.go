@@ -2,14 +2,13 @@ package reconcile
 
 import (
 	"errors"
-	"strings"
 )
 
 // Found is what exists of one cloud resource nest.yaml describes: the
 // resource nest.yaml can adopt, found by its adopt block, or by what makes
 // it look the same (CIDR, Name, group name, the host's Name).
 type Found struct {
-	Address string   // aws.vpc, aws.subnet.public-a, aws.instance.<host>, …
+	Address Address  // aws.vpc, aws.subnet.public-a, aws.instance.<host>, …
 	Path    []string // the key path in nest.yaml of the mapping that holds adopt
 	// ID is the resource to adopt; "" when none, or several, look the same.
 	ID   string
@@ -44,7 +43,7 @@ func Adoptable(d Desired, live *Live) ([]Found, error) {
 		r, ok := p.desiredInstance(h)
 		if !ok {
 			p.errs = p.errs[:errs]
-			r = resource{kind: KindInstance, addr: Address(KindInstance, name), host: name, adopt: h.AWS.Adopt}
+			r = resource{kind: KindInstance, addr: CloudAddress(KindInstance, name), host: name, adopt: h.AWS.Adopt}
 		}
 		desired = append(desired, r)
 	}
@@ -52,7 +51,7 @@ func Adoptable(d Desired, live *Live) ([]Found, error) {
 	var out []Found
 	for _, want := range desired {
 		f := Found{Address: want.addr, Path: KeyPath(want.addr)}
-		claims := p.liveIndex()[want.kind+" "+want.addr]
+		claims := p.liveIndex()[want.kind+" "+want.addr.String()]
 		switch {
 		case len(claims) == 1:
 			f.Owned, f.ID, f.What = true, claims[0].id, p.describe(claims[0])
@@ -89,14 +88,12 @@ func Adoptable(d Desired, live *Live) ([]Found, error) {
 // KeyPath is where in nest.yaml the adopt block of a cloud address goes:
 // aws.subnet.public-a is under aws.subnets.public-a, aws.instance.<host>
 // under hosts.<host>.aws.
-func KeyPath(addr string) []string {
-	rest := strings.TrimPrefix(addr, "aws.")
-	kind, name, _ := strings.Cut(rest, ".")
-	switch kind {
+func KeyPath(addr Address) []string {
+	switch addr.Kind {
 	case KindSubnet:
-		return []string{"aws", "subnets", name}
+		return []string{"aws", "subnets", addr.Name}
 	case KindInstance:
-		return []string{"hosts", name, "aws"}
+		return []string{"hosts", addr.Name, "aws"}
 	}
-	return []string{"aws", kind}
+	return []string{"aws", addr.Kind}
 }

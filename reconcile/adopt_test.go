@@ -25,7 +25,7 @@ func TestAdoptableNamesNoneOfSeveralLookalikes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(found) != 1 || found[0].Address != "aws.vpc" || found[0].ID != "" || len(found[0].Others) != 2 ||
+	if len(found) != 1 || found[0].Address != CloudAddress(KindVPC, "") || found[0].ID != "" || len(found[0].Others) != 2 ||
 		!strings.HasPrefix(found[0].Others[0], "vpc-0a (Name=old, 10.20.0.0/16)") {
 		t.Fatalf("found %+v", found)
 	}

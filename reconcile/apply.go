@@ -119,12 +119,12 @@ func dependencies(kind string) []string {
 // for a cloud resource, the steps of the resources it depends on. An
 // address the plan does not hold is an error that lists what it holds.
 func Target(p *Plan, addrs []string) (*Plan, error) {
-	keep := map[string]bool{}
+	keep := map[Address]bool{}
 	var unknown []string
 	for _, a := range addrs {
 		found := false
 		for _, st := range p.Steps {
-			if st.Address == a || strings.HasPrefix(st.Address, a+".") {
+			if st.Address.Within(a) {
 				keep[st.Address], found = true, true
 			}
 		}
@@ -135,7 +135,7 @@ func Target(p *Plan, addrs []string) (*Plan, error) {
 	if len(unknown) > 0 {
 		var have []string
 		for _, st := range p.Steps {
-			have = append(have, st.Address)
+			have = append(have, st.Address.String())
 		}
 		sort.Strings(have)
 		return nil, fmt.Errorf("--target %s: not in the plan; the plan holds: %s", strings.Join(unknown, ", "), strings.Join(have, ", "))
@@ -147,9 +147,9 @@ func Target(p *Plan, addrs []string) (*Plan, error) {
 			if !keep[st.Address] || st.Plane != PlaneCloud {
 				continue
 			}
-			for _, dep := range dependencies(cloudKind(st.Address)) {
+			for _, dep := range dependencies(st.Address.Kind) {
 				for _, other := range p.Steps {
-					if other.Plane == PlaneCloud && cloudKind(other.Address) == dep && !keep[other.Address] && other.Action != ActionDelete {
+					if other.Plane == PlaneCloud && other.Address.Kind == dep && !keep[other.Address] && other.Action != ActionDelete {
 						keep[other.Address], changed = true, true
 					}
 				}
@@ -164,10 +164,4 @@ func Target(p *Plan, addrs []string) (*Plan, error) {
 		}
 	}
 	return &out, nil
-}
-
-func cloudKind(addr string) string {
-	rest, _ := strings.CutPrefix(addr, "aws.")
-	kind, _, _ := strings.Cut(rest, ".")
-	return kind
 }

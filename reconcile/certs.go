@@ -11,14 +11,6 @@ import (
 	"github.com/ducksnest/nestbot/pki"
 )
 
-// CertAddress returns the plan address of a certificate or key.
-func CertAddress(id string) string {
-	if id == pki.ServiceAccount {
-		return "pki.key." + id
-	}
-	return "pki.cert." + id
-}
-
 // PKINotePrefix begins every note the certificate plane makes.
 const PKINotePrefix = "pki: "
 

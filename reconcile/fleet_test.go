@@ -104,7 +104,7 @@ func convergedLive(t testing.TB, d Desired, rev string, at time.Time) *Live {
 	c.Images = []Image{nixosAMI}
 	id := func(prefix string, n int) string { return fmt.Sprintf("%s-%017x", prefix, n) }
 	tags := func(kind, name, display, host string) Tags {
-		return DesiredTags(f.Name, Address(kind, name), display, host)
+		return DesiredTags(f.Name, CloudAddress(kind, name), display, host)
 	}
 	vpc := id("vpc", 1)
 	c.VPCs = []VPC{{ID: vpc, CIDR: f.AWS.VPC.CIDR, Tags: tags(KindVPC, "", f.Name, "")}}

@@ -9,9 +9,6 @@ import (
 	"github.com/ducksnest/nestbot/nest"
 )
 
-// HostAddress returns the plan address of a host's rollout.
-func HostAddress(name string) string { return "host." + name }
-
 func (p *planner) hosts() {
 	rev := p.plan.Revision
 	if rev == "" {

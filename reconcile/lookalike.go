@@ -79,7 +79,7 @@ func (p *planner) candidateVPCs() []string {
 // lookalikes are the live resources, carrying no fleet's tags, that look
 // like want: creating want would put a twin beside them.
 func (p *planner) lookalikes(want resource) []resource {
-	_, name, _ := strings.Cut(strings.TrimPrefix(want.addr, "aws."+want.kind), ".")
+	name := want.addr.Name
 	if want.kind == KindInstance {
 		name = want.host
 	}
@@ -125,7 +125,7 @@ func (p *planner) twinsError(twins []twin) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "aws: nest.yaml would create %s beside untagged ones that look the same (built by Terraform or by hand); "+
 		"nestbot does not make twins, so the plan stops. To take them over, put these adopt: lines into nest.yaml:\n", Plural(len(twins), "resource"))
-	byAddr := map[string]twin{}
+	byAddr := map[Address]twin{}
 	for _, t := range twins {
 		byAddr[t.want.addr] = t
 	}
@@ -149,7 +149,7 @@ func (p *planner) twinsError(twins []twin) error {
 	}()
 	if network {
 		b.WriteString("  aws:\n")
-		if t, ok := byAddr[Address(KindVPC, "")]; ok {
+		if t, ok := byAddr[CloudAddress(KindVPC, "")]; ok {
 			b.WriteString("    vpc:\n")
 			line(3, t)
 		}
@@ -162,13 +162,16 @@ func (p *planner) twinsError(twins []twin) error {
 				b.WriteString("    subnets:\n")
 				subnetsShown = true
 			}
-			fmt.Fprintf(&b, "      %s:\n", strings.TrimPrefix(t.want.addr, Address(KindSubnet, "")+"."))
+			fmt.Fprintf(&b, "      %s:\n", t.want.addr.Name)
 			line(4, t)
 		}
-		for _, k := range []struct{ addr, key string }{
-			{Address(KindInternetGateway, ""), "internet_gateway"},
-			{Address(KindRouteTable, "public"), "route_table"},
-			{Address(KindSecurityGroup, ""), "security_group"},
+		for _, k := range []struct {
+			addr Address
+			key  string
+		}{
+			{CloudAddress(KindInternetGateway, ""), "internet_gateway"},
+			{CloudAddress(KindRouteTable, "public"), "route_table"},
+			{CloudAddress(KindSecurityGroup, ""), "security_group"},
 		} {
 			if t, ok := byAddr[k.addr]; ok {
 				fmt.Fprintf(&b, "    %s:\n", k.key)

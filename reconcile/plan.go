@@ -64,9 +64,9 @@ const KnownAfterApply = "(known after apply)"
 
 // Step is one thing the apply will do (or, for drift, report).
 type Step struct {
-	Plane   Plane  `json:"plane"`
-	Action  Action `json:"action"`
-	Address string `json:"address"`
+	Plane   Plane   `json:"plane"`
+	Action  Action  `json:"action"`
+	Address Address `json:"address"`
 	// ID is the live resource a cloud step acts on (update, replace,
 	// delete, adopt); empty for a create.
 	ID      string   `json:"id,omitempty"`

@@ -43,7 +43,7 @@ func TestExamplePlanGolden(t *testing.T) {
 			fmt.Fprintf(&sum, "part %d: %d bytes, first line %s\n", i+1, len(part), strings.SplitN(part, "\n", 2)[0])
 		}
 		for _, st := range p.Steps {
-			if !strings.Contains(strings.Join(parts, ""), st.Address) {
+			if !strings.Contains(strings.Join(parts, ""), st.Address.String()) {
 				t.Fatalf("%s is in no part", st.Address)
 			}
 		}

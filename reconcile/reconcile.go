@@ -91,11 +91,11 @@ type planner struct {
 	liveByAddr map[string][]resource
 	nodes      map[string]Node      // live tailnet nodes by host name
 	instances  map[string]*Instance // managedInstance's index: instance address → instance
-	adopting   map[string]string    // live id → address of resources being adopted
+	adopting   map[string]Address   // live id → address of resources being adopted
 	adoptees   *adoptIndex          // liveList by what adopt blocks name, built on first use
 	// unresolved holds the cloud addresses whose live resource could not be
 	// told (an error says why); nothing is compared against them.
-	unresolved map[string]bool
+	unresolved map[Address]bool
 }
 
 func (p *planner) add(s Step) { p.plan.Steps = append(p.plan.Steps, s) }

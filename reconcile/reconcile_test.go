@@ -21,7 +21,7 @@ func mustDiff(t *testing.T, d Desired, l *Live) *Plan {
 
 func findStep(p *Plan, addr string) *Step {
 	for i := range p.Steps {
-		if p.Steps[i].Address == addr {
+		if p.Steps[i].Address.String() == addr {
 			return &p.Steps[i]
 		}
 	}
@@ -31,7 +31,7 @@ func findStep(p *Plan, addr string) *Step {
 func addresses(p *Plan) []string {
 	var out []string
 	for _, s := range p.Steps {
-		out = append(out, string(s.Action)+" "+s.Address)
+		out = append(out, string(s.Action)+" "+s.Address.String())
 	}
 	return out
 }
@@ -133,7 +133,7 @@ func TestDiffRemovedHostIsDeleted(t *testing.T) {
 	d := loadExample(t)
 	l := convergedLive(t, d, revNew, observedAt)
 	gone := l.Cloud.Instances[0]
-	gone.ID, gone.Tags = "i-0gone", DesiredTags("ducksnest", "aws.instance.ec2-worker-9", "ec2-worker-9", "ec2-worker-9")
+	gone.ID, gone.Tags = "i-0gone", DesiredTags("ducksnest", CloudAddress(KindInstance, "ec2-worker-9"), "ec2-worker-9", "ec2-worker-9")
 	untagged := gone
 	untagged.ID, untagged.Tags = "i-0byhand", Tags{"Name": "ec2-worker-9"}
 	l.Cloud.Instances = append(l.Cloud.Instances, gone, untagged)
@@ -285,7 +285,7 @@ func TestDiffCertificates(t *testing.T) {
 			l := convergedLive(t, d, revNew, observedAt)
 			tc.mutate(l)
 			p := mustDiff(t, d, l)
-			st := findStep(p, CertAddress(tc.addr))
+			st := findStep(p, CertAddress(tc.addr).String())
 			if st == nil || st.Action != tc.action || !strings.Contains(st.Reason, tc.reason) {
 				t.Fatalf("got %+v, want %s (%q)", st, tc.action, tc.reason)
 			}
@@ -299,13 +299,13 @@ func TestDiffCertificates(t *testing.T) {
 		l.Cloud.Instances[0].ImageID = "ami-0old" // ec2-controlplane is replaced
 		p := mustDiff(t, d, l)
 		for _, id := range []string{apiserver, "ec2-controlplane/etcd-server", "ec2-controlplane/etcd-peer", "ec2-controlplane/kubelet-serving"} {
-			st := findStep(p, CertAddress(id))
+			st := findStep(p, CertAddress(id).String())
 			if st == nil || st.Action != ActionReissue || !strings.Contains(st.Reason, "new instance") ||
 				len(st.Changes) != 1 || st.Changes[0].Attr != "ips" || st.Changes[0].After != KnownAfterApply {
 				t.Errorf("%s: %+v", id, st)
 			}
 		}
-		if st := findStep(p, CertAddress("ec2-controlplane/kubelet")); st != nil {
+		if st := findStep(p, CertAddress("ec2-controlplane/kubelet").String()); st != nil {
 			t.Errorf("a certificate without addresses is reissued: %+v", st)
 		}
 	})
@@ -313,13 +313,13 @@ func TestDiffCertificates(t *testing.T) {
 		l := convergedLive(t, d, revNew, observedAt)
 		l.Tailnet.Nodes = slices.DeleteFunc(l.Tailnet.Nodes, func(n Node) bool { return n.Name == "laptop-ultra" })
 		p := mustDiff(t, d, l)
-		if st := findStep(p, CertAddress("laptop-ultra/kubelet-serving")); st != nil {
+		if st := findStep(p, CertAddress("laptop-ultra/kubelet-serving").String()); st != nil {
 			t.Errorf("reissued while its addresses are unknown: %+v", st)
 		}
 		c := l.PKI.Certs["laptop-ultra/kubelet-serving"]
 		c.DNSNames = nil // but a SAN it must have is missing
 		l.PKI.Certs["laptop-ultra/kubelet-serving"] = c
-		if st := findStep(mustDiff(t, d, l), CertAddress("laptop-ultra/kubelet-serving")); st == nil || st.Action != ActionReissue || st.Reason != "dns_names changed" {
+		if st := findStep(mustDiff(t, d, l), CertAddress("laptop-ultra/kubelet-serving").String()); st == nil || st.Action != ActionReissue || st.Reason != "dns_names changed" {
 			t.Errorf("a missing SAN: %+v", st)
 		}
 	})
@@ -327,10 +327,10 @@ func TestDiffCertificates(t *testing.T) {
 		l := convergedLive(t, d, revNew, observedAt)
 		delete(l.PKI.Certs, pki.EtcdCA)
 		p := mustDiff(t, d, l)
-		if st := findStep(p, CertAddress("ec2-controlplane/etcd-server")); st == nil || st.Action != ActionReissue {
+		if st := findStep(p, CertAddress("ec2-controlplane/etcd-server").String()); st == nil || st.Action != ActionReissue {
 			t.Fatalf("etcd-server under a new etcd CA: %+v", st)
 		}
-		if st := findStep(p, CertAddress("ec2-controlplane/apiserver")); st != nil {
+		if st := findStep(p, CertAddress("ec2-controlplane/apiserver").String()); st != nil {
 			t.Fatalf("apiserver is not signed by the etcd CA but planned %+v", st)
 		}
 	})
@@ -358,7 +358,7 @@ func TestDiffNeverDeletesWhatNestbotDidNotIssue(t *testing.T) {
 	d.Fleet.PKI.Remove = []string{"derived/ducksnest-laptop-old/", "ca/k8s.crt"}
 	p = mustDiff(t, d, l)
 	for _, id := range []string{pki.K8sCA, "ducksnest-laptop-old/k8s-kube-proxy"} {
-		if st := findStep(p, CertAddress(id)); st == nil || st.Action != ActionDelete || !strings.HasPrefix(st.Reason, "NOT ISSUED BY NESTBOT") {
+		if st := findStep(p, CertAddress(id).String()); st == nil || st.Action != ActionDelete || !strings.HasPrefix(st.Reason, "NOT ISSUED BY NESTBOT") {
 			t.Errorf("%s: %+v", id, st)
 		}
 	}

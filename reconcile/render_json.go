@@ -114,7 +114,7 @@ func jsonPlanOf(p *Plan) jsonPlan {
 		out.ObservedAt = &t
 	}
 	for _, st := range p.Steps {
-		js := jsonStep{Plane: st.Plane, Action: st.Action, Address: st.Address, ID: st.ID, Reason: st.Reason,
+		js := jsonStep{Plane: st.Plane, Action: st.Action, Address: st.Address.String(), ID: st.ID, Reason: st.Reason,
 			Batch: st.Batch, Changes: make([]jsonChange, 0, len(st.Changes))}
 		for _, c := range st.Changes {
 			jc := jsonChange{Attr: c.Attr, Sensitive: c.Sensitive, ForcesReplacement: c.ForcesReplace}

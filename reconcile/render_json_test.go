@@ -32,7 +32,7 @@ func TestRenderJSONEmptyListsAreNotNull(t *testing.T) {
 			t.Errorf("missing %s in:\n%s", want, got)
 		}
 	}
-	got = string(renderJSON(t, &Plan{Fleet: "ducksnest", Steps: []Step{{Plane: PlaneTailnet, Action: ActionWait, Address: "tailnet.node.a"}}}))
+	got = string(renderJSON(t, &Plan{Fleet: "ducksnest", Steps: []Step{{Plane: PlaneTailnet, Action: ActionWait, Address: MustParseAddress("tailnet.node.a")}}}))
 	if !strings.Contains(got, `"changes": []`) {
 		t.Errorf("a step without changes has no empty list:\n%s", got)
 	}
@@ -116,6 +116,6 @@ func TestRenderJSONWritesAsEncodingJSON(t *testing.T) {
 // planWith is a plan with odd in each of its strings.
 func planWith(odd string) *Plan {
 	return &Plan{Fleet: "ducks" + odd, Revision: odd, ObservedAt: observedAt, Notes: []string{odd, ""},
-		Steps: []Step{{Plane: PlaneHosts, Action: ActionRoll, Address: "host." + odd, ID: odd, Reason: odd, Batch: 3,
+		Steps: []Step{{Plane: PlaneHosts, Action: ActionRoll, Address: MustParseAddress("host." + odd), ID: odd, Reason: odd, Batch: 3,
 			Changes: []Change{{Attr: odd, Before: odd, After: odd}, {Attr: "secret", Before: "x", After: "y", Sensitive: true, ForcesReplace: true}}}}}
 }

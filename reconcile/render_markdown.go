@@ -264,7 +264,7 @@ func mdDetailsClose(fence string) string { return fence + "\n\n</details>\n\n" }
 // mdRow is a step's table row, the live resource's id beside its address;
 // its cells are escaped and bounded.
 func mdRow(st Step) string {
-	addr := mdCodeCell(st.Address)
+	addr := mdCodeCell(st.Address.String())
 	if st.ID != "" {
 		addr += " (" + mdText(st.ID, mdMaxCell) + ")"
 	}
@@ -281,7 +281,7 @@ type mdEntry struct {
 // at the start of a line, under a comment naming the step.
 func mdDiffEntry(st Step) mdEntry {
 	var b strings.Builder
-	b.WriteString(cutLine("# "+printable(st.Address)+" "+stepPhrase(st), mdMaxLine) + "\n")
+	b.WriteString(cutLine("# "+printable(st.Address.String())+" "+stepPhrase(st), mdMaxLine) + "\n")
 	n := 0
 	for _, l := range changeLines(st) {
 		if l.symbol != " " {

@@ -50,11 +50,12 @@ func TestRenderMarkdownSplits1000Hosts(t *testing.T) {
 		}
 	}
 	for _, st := range p.Steps {
-		if rows[st.Address] != 1 {
-			t.Errorf("%s has %d table rows, want 1", st.Address, rows[st.Address])
+		addr := st.Address.String()
+		if rows[addr] != 1 {
+			t.Errorf("%s has %d table rows, want 1", addr, rows[addr])
 		}
-		if want := min(len(st.Changes), 1); diffs[st.Address] != want {
-			t.Errorf("the changes of %s are shown %d times, want %d", st.Address, diffs[st.Address], want)
+		if want := min(len(st.Changes), 1); diffs[addr] != want {
+			t.Errorf("the changes of %s are shown %d times, want %d", addr, diffs[addr], want)
 		}
 	}
 	if strings.Contains(joined, "lines left out") {
@@ -91,14 +92,14 @@ func markdownSkeleton(parts []string) string {
 
 // The changes of one step too long for a comment are cut short in a closed block.
 func TestRenderMarkdownTruncatesAHugeStep(t *testing.T) {
-	huge := Step{Plane: PlaneCloud, Action: ActionUpdate, Address: "aws.security_group"}
+	huge := Step{Plane: PlaneCloud, Action: ActionUpdate, Address: MustParseAddress("aws.security_group")}
 	for i := range 5000 {
 		huge.Changes = append(huge.Changes, Change{Attr: fmt.Sprintf("ingress.%d.cidr", i), Before: "10.0.0.0/8", After: fmt.Sprintf("10.%d.%d.0/24", i/256, i%256)})
 	}
-	longValue := Step{Plane: PlaneCloud, Action: ActionUpdate, Address: "aws.instance.x",
+	longValue := Step{Plane: PlaneCloud, Action: ActionUpdate, Address: MustParseAddress("aws.instance.x"),
 		Changes: []Change{{Attr: "tags.Description", Before: "a", After: strings.Repeat("x", 200_000)}}}
 	p := &Plan{Fleet: "ducksnest", Steps: []Step{
-		{Plane: PlaneCloud, Action: ActionCreate, Address: "aws.vpc", Changes: []Change{{Attr: "cidr", After: "10.20.0.0/16"}}},
+		{Plane: PlaneCloud, Action: ActionCreate, Address: MustParseAddress("aws.vpc"), Changes: []Change{{Attr: "cidr", After: "10.20.0.0/16"}}},
 		huge, longValue,
 	}}
 	parts := RenderMarkdown(p)
@@ -120,9 +121,9 @@ func TestRenderMarkdownTruncatesAHugeStep(t *testing.T) {
 
 func TestRenderMarkdownEscapes(t *testing.T) {
 	p := &Plan{Fleet: "ducksnest", Steps: []Step{
-		{Plane: PlaneCloud, Action: ActionUpdate, Address: "aws.instance.a|b", Reason: "x | y `code` <img src=x onerror=alert(1)> **bold**\nnext",
+		{Plane: PlaneCloud, Action: ActionUpdate, Address: MustParseAddress("aws.instance.a|b"), Reason: "x | y `code` <img src=x onerror=alert(1)> **bold**\nnext",
 			Changes: []Change{{Attr: "tags.Name", Before: "```", After: "</details>"}}},
-		{Plane: PlaneCloud, Action: ActionUpdate, Address: "aws.instance.`tick`", Reason: "<!-- -->"},
+		{Plane: PlaneCloud, Action: ActionUpdate, Address: MustParseAddress("aws.instance.`tick`"), Reason: "<!-- -->"},
 	}, Notes: []string{"<script>alert(1)</script> | note"}}
 	parts := RenderMarkdown(p)
 	checkMarkdownParts(t, p, parts)
@@ -228,7 +229,7 @@ func checkMarkdownStructure(t *testing.T, k int, part string) {
 }
 
 func TestStripMarker(t *testing.T) {
-	p := &Plan{Fleet: "ducksnest", Steps: []Step{{Plane: PlaneCloud, Action: ActionCreate, Address: "aws.vpc"}}}
+	p := &Plan{Fleet: "ducksnest", Steps: []Step{{Plane: PlaneCloud, Action: ActionCreate, Address: MustParseAddress("aws.vpc")}}}
 	part := RenderMarkdown(p)[0]
 	got := StripMarker(part)
 	if strings.Contains(got, "<!--") || !strings.HasPrefix(part, MarkdownMarker("ducksnest")) || !strings.HasSuffix(part, got) {

@@ -114,7 +114,7 @@ func (t textRenderer) notes(notes []string) {
 }
 
 func (t textRenderer) step(st Step) {
-	addr := printable(st.Address)
+	addr := printable(st.Address.String())
 	t.b.WriteString("  # " + stepComment(st) + "\n")
 	t.b.WriteString(strings.Repeat(" ", 3-len(actionSymbol(st.Action))) + t.paint(actionSymbol(st.Action), st.Action) + " " + addr + "\n")
 	for _, l := range changeLines(st) {
@@ -261,7 +261,7 @@ func stepPhrase(st Step) string {
 // stepComment is the line above a step: its address and the live
 // resource's id, what happens to it, and why. A wait says only what it waits for, when the reason tells.
 func stepComment(st Step) string {
-	addr := printable(st.Address)
+	addr := printable(st.Address.String())
 	if st.ID != "" {
 		addr += " (" + printable(st.ID) + ")"
 	}

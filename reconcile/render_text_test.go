@@ -51,7 +51,7 @@ func TestRenderTextDriftOnly(t *testing.T) {
 }
 
 func TestRenderTextStepShape(t *testing.T) {
-	p := &Plan{Fleet: "f", Steps: []Step{{Plane: PlaneCloud, Action: ActionReplace, Address: "aws.instance.ec2-controlplane",
+	p := &Plan{Fleet: "f", Steps: []Step{{Plane: PlaneCloud, Action: ActionReplace, Address: MustParseAddress("aws.instance.ec2-controlplane"),
 		Reason: "ami changes, forces replacement",
 		Changes: []Change{
 			{Attr: "ami", Before: "ami-0aaa", After: "ami-0bbb", ForcesReplace: true},
@@ -129,7 +129,7 @@ func stripANSI(s string) string {
 
 // What comes from the live fleet cannot drive the terminal or forge lines.
 func TestRenderTextEscapesControlCharacters(t *testing.T) {
-	p := &Plan{Fleet: "f\x1b[2J", Steps: []Step{{Plane: PlaneCloud, Action: ActionUpdate, Address: "aws.instance.x\x1b]0;pwned\a",
+	p := &Plan{Fleet: "f\x1b[2J", Steps: []Step{{Plane: PlaneCloud, Action: ActionUpdate, Address: MustParseAddress("aws.instance.x\x1b]0;pwned\a"),
 		Reason:  "tag changed\nNote: forged",
 		Changes: []Change{{Attr: "tags.Name\r", Before: "a\x1b[31m", After: "b\nc"}}}},
 		Notes: []string{"note\x9b31m"}}

@@ -94,7 +94,7 @@ func (s *SavedPlan) Check(desiredDigest string, live *Live) error {
 // address and action, for a refusal to say why: at most five differences,
 // and how many more.
 func (s *SavedPlan) Delta(now *Plan) string {
-	key := func(st Step) string { return st.Address + " (" + string(st.Action) + ")" }
+	key := func(st Step) string { return st.Address.String() + " (" + string(st.Action) + ")" }
 	was, is := map[string]bool{}, map[string]bool{}
 	for _, st := range s.Plan.Steps {
 		was[key(st)] = true

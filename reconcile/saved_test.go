@@ -7,7 +7,7 @@ import (
 )
 
 func TestSavedPlanDelta(t *testing.T) {
-	step := func(addr string, a Action) Step { return Step{Address: addr, Action: a} }
+	step := func(addr string, a Action) Step { return Step{Address: MustParseAddress(addr), Action: a} }
 	saved := &SavedPlan{Plan: &Plan{Steps: []Step{step("aws.vpc.x", ActionCreate), step("pki.cert.h/kubelet", ActionRenew)}}}
 	now := &Plan{Steps: []Step{step("pki.cert.h/kubelet", ActionRenew), step("aws.subnet.a", ActionCreate)}}
 	want := "the plan now differs: aws.vpc.x (create) is no longer planned; aws.subnet.a (create) is new"

@@ -7,9 +7,6 @@ import (
 	"strings"
 )
 
-// TailnetAddress returns the plan address of a tailnet node.
-func TailnetAddress(name string) string { return "tailnet.node." + name }
-
 // nodesByName indexes live tailnet nodes by the name of the host they are:
 // the host whose tailnet name (hosts.<name>.tailnet_name, by default its
 // name) is the node name, or the first label of its MagicDNS name. A node
@@ -89,7 +86,7 @@ func (p *planner) tailnet() {
 		case deleted[n.Name]:
 			// nestbot launched it, and removes it: its node goes with it.
 			s.Action = ActionDelete
-			s.Reason = "its instance " + Address(KindInstance, n.Name) + " is deleted by this plan; its node goes with it"
+			s.Reason = "its instance " + CloudAddress(KindInstance, n.Name).String() + " is deleted by this plan; its node goes with it"
 		case t.RemoveStrays:
 			s.Action = ActionDelete
 			s.Reason += "; removed from the tailnet (tailnet.remove_strays)"
@@ -102,8 +99,8 @@ func (p *planner) tailnet() {
 func (p *planner) deletedInstances() map[string]bool {
 	out := map[string]bool{}
 	for _, st := range p.plan.Steps {
-		if host, ok := strings.CutPrefix(st.Address, Address(KindInstance, "")+"."); ok && st.Action == ActionDelete {
-			out[host] = true
+		if st.Address.Is(PlaneCloud, KindInstance) && st.Action == ActionDelete {
+			out[st.Address.Name] = true
 		}
 	}
 	return out

@@ -133,7 +133,7 @@ func printReport(io *IO, rep *reconcile.Report) {
 	fmt.Fprintln(io.Out)
 	width := 0
 	for _, r := range rep.Results {
-		width = max(width, len(r.Step.Address))
+		width = max(width, len(r.Step.Address.String()))
 	}
 	for _, r := range rep.Results {
 		detail := r.Detail

@@ -202,7 +202,7 @@ func runRolloutCmd(ctx context.Context, opts *rolloutOptions) error {
 			return err
 		}
 		steps = slices.DeleteFunc(steps, func(st reconcile.Step) bool {
-			return !slices.Contains(picked, strings.TrimPrefix(st.Address, reconcile.HostAddress("")))
+			return !slices.Contains(picked, st.Address.Name)
 		})
 	}
 	if len(steps) == 0 {
@@ -211,7 +211,7 @@ func runRolloutCmd(ctx context.Context, opts *rolloutOptions) error {
 	}
 	if opts.DryRun {
 		for _, st := range steps {
-			fmt.Fprintf(opts.IO.Out, "batch %d  %-24s %s\n", st.Batch, strings.TrimPrefix(st.Address, "host."), st.Reason)
+			fmt.Fprintf(opts.IO.Out, "batch %d  %-24s %s\n", st.Batch, st.Address.Name, st.Reason)
 		}
 		return nil
 	}

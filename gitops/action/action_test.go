@@ -44,7 +44,7 @@ func TestOutputsAndSummary(t *testing.T) {
 	dir := t.TempDir()
 	env := map[string]string{"GITHUB_OUTPUT": filepath.Join(dir, "out"), "GITHUB_STEP_SUMMARY": filepath.Join(dir, "summary")}
 	r := &run{env: func(k string) string { return env[k] }, out: &Outcome{}, cfg: Config{Out: &strings.Builder{}}, log: &workflowLog{out: &strings.Builder{}}}
-	plan := &reconcile.Plan{Fleet: "ducksnest", Steps: []reconcile.Step{{Plane: reconcile.PlaneCloud, Action: reconcile.ActionCreate, Address: "aws.vpc"}}}
+	plan := &reconcile.Plan{Fleet: "ducksnest", Steps: []reconcile.Step{{Plane: reconcile.PlaneCloud, Action: reconcile.ActionCreate, Address: reconcile.MustParseAddress("aws.vpc")}}}
 	r.reportPlan(plan, reconcile.RenderMarkdown(plan), nil, "")
 	if err := r.writeOutputs(); err != nil {
 		t.Fatal(err)

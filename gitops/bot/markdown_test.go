@@ -69,7 +69,7 @@ func outsideFences(md string) string {
 func TestHostOutputStaysInsideItsFence(t *testing.T) {
 	res := &ApplyResult{Err: errors.New("rollout: laptop-ultra: " + hostileOutput),
 		Report: &reconcile.Report{Results: []reconcile.StepResult{{Step: reconcile.Step{Plane: reconcile.PlaneHosts, Action: reconcile.ActionRoll,
-			Address: "host.laptop-ultra"}, Status: reconcile.StatusFailed, Detail: hostileOutput}}}}
+			Address: reconcile.MustParseAddress("host.laptop-ultra")}, Status: reconcile.StatusFailed, Detail: hostileOutput}}}}
 	report := renderApply("ducksnest", applyRun{sha: "0123456789abcdef"}, res)
 	failed := failureBody("ducksnest", errors.New("observe the live fleet: "+hostileOutput))
 	for name, md := range map[string]string{"the apply's report": report, "the failed plan": failed} {

@@ -254,7 +254,7 @@ func (s *Session) pkiApplier(opts ApplyOptions) reconcile.PlaneApplier {
 			}
 			return out, err
 		}
-		done := map[string]pki.Result{}
+		done := map[reconcile.Address]pki.Result{}
 		for _, r := range rep.Results {
 			done[reconcile.CertAddress(r.ID)] = r
 		}
@@ -354,7 +354,7 @@ func (s *Session) rolloutApplier(opts ApplyOptions) reconcile.PlaneApplier {
 		res, err := s.Rollout(ctx, steps, s.events(opts))
 		out := make([]reconcile.StepResult, 0, len(steps))
 		for _, st := range steps {
-			name := strings.TrimPrefix(st.Address, reconcile.HostAddress(""))
+			name := st.Address.Name
 			hr, ok := res.Host(name)
 			switch {
 			case !ok:
@@ -468,7 +468,7 @@ func (s *Session) rollAlso(steps []reconcile.Step) []reconcile.Step {
 	f := s.Desired.Fleet
 	rolling := map[string]bool{}
 	for _, st := range steps {
-		rolling[strings.TrimPrefix(st.Address, reconcile.HostAddress(""))] = true
+		rolling[st.Address.Name] = true
 	}
 	for _, h := range s.Desired.HostNames() {
 		run, ok := s.Live.Hosts[h]
@@ -480,7 +480,7 @@ func (s *Session) rollAlso(steps []reconcile.Step) []reconcile.Step {
 			Changes: []reconcile.Change{{Attr: "revision", Before: ShortRev(run.Revision), After: ShortRev(s.CertCommit)}}})
 	}
 	for i := range steps {
-		host := f.Hosts[strings.TrimPrefix(steps[i].Address, reconcile.HostAddress(""))]
+		host := f.Hosts[steps[i].Address.Name]
 		if host == nil {
 			continue
 		}

@@ -56,10 +56,10 @@ func plan(rev string, hosts int) *reconcile.Plan {
 	for i := range hosts {
 		name := fmt.Sprintf("host-%04d", i)
 		p.Steps = append(p.Steps,
-			reconcile.Step{Plane: reconcile.PlaneCloud, Action: reconcile.ActionCreate, Address: "aws_instance." + name, Reason: "not in AWS yet",
+			reconcile.Step{Plane: reconcile.PlaneCloud, Action: reconcile.ActionCreate, Address: reconcile.CloudAddress(reconcile.KindInstance, name), Reason: "not in AWS yet",
 				Changes: []reconcile.Change{{Attr: "instance_type", After: "t3.medium"}, {Attr: "ami", After: "ami-0123456789abcdef0"},
 					{Attr: "subnet", After: "subnet-0a1b2c3d"}, {Attr: "tags.nest:host", After: name}, {Attr: "user_data", Sensitive: true}}},
-			reconcile.Step{Plane: reconcile.PlaneHosts, Action: reconcile.ActionRoll, Address: "host." + name, Reason: "revision " + rev, Batch: 1 + i/10,
+			reconcile.Step{Plane: reconcile.PlaneHosts, Action: reconcile.ActionRoll, Address: reconcile.MustParseAddress("host." + name), Reason: "revision " + rev, Batch: 1 + i/10,
 				Changes: []reconcile.Change{{Attr: "revision", Before: "0ld", After: rev}}})
 	}
 	return p

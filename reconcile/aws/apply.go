@@ -40,12 +40,12 @@ type Applier struct {
 	Poll        time.Duration
 	WaitTimeout time.Duration
 
-	ids map[string]string // address → live id, grown as resources are created
+	ids map[reconcile.Address]string // address → live id, grown as resources are created
 }
 
 // Result is what happened to one step.
 type Result struct {
-	Address string
+	Address reconcile.Address
 	Action  reconcile.Action
 	ID      string // the resource acted on or created
 }
@@ -53,7 +53,7 @@ type Result struct {
 // Error is an apply failure: which step, the AWS error code, and what had
 // been applied before it.
 type Error struct {
-	Address string
+	Address reconcile.Address
 	Op      string
 	Code    string // the AWS error code, e.g. InsufficientInstanceCapacity
 	Applied []Result
@@ -98,13 +98,16 @@ func (a *Applier) Apply(ctx context.Context, steps []reconcile.Step) ([]Result, 
 }
 
 func (a *Applier) indexLive() {
-	a.ids = map[string]string{}
+	a.ids = map[reconcile.Address]string{}
 	if a.Live == nil {
 		return
 	}
 	own := func(tags reconcile.Tags, id string) {
-		if tags[reconcile.TagFleet] == a.Fleet.Name && tags[reconcile.TagResource] != "" {
-			a.ids[tags[reconcile.TagResource]] = id
+		if tags[reconcile.TagFleet] != a.Fleet.Name {
+			return
+		}
+		if addr, err := reconcile.ParseAddress(tags[reconcile.TagResource]); err == nil {
+			a.ids[addr] = id
 		}
 	}
 	for _, v := range a.Live.VPCs {
@@ -129,17 +132,7 @@ func (a *Applier) indexLive() {
 	}
 }
 
-// parseAddress splits aws.<kind>[.<name>].
-func parseAddress(addr string) (kind, name string, ok bool) {
-	rest, ok := strings.CutPrefix(addr, "aws.")
-	if !ok {
-		return "", "", false
-	}
-	kind, name, _ = strings.Cut(rest, ".")
-	return kind, name, true
-}
-
-func (a *Applier) need(addr string) (string, error) {
+func (a *Applier) need(addr reconcile.Address) (string, error) {
 	if id := a.ids[addr]; id != "" {
 		return id, nil
 	}
@@ -147,8 +140,8 @@ func (a *Applier) need(addr string) (string, error) {
 }
 
 func (a *Applier) apply(ctx context.Context, st reconcile.Step) (id, op string, err error) {
-	kind, name, ok := parseAddress(st.Address)
-	if !ok {
+	kind, name := st.Address.Kind, st.Address.Name
+	if st.Address.Plane != reconcile.PlaneCloud {
 		return "", "apply", fmt.Errorf("not a cloud address")
 	}
 	switch st.Action {
@@ -194,7 +187,7 @@ func (a *Applier) apply(ctx context.Context, st reconcile.Step) (id, op string, 
 
 func (a *Applier) desiredTags(kind, name string) reconcile.Tags {
 	f := a.Fleet
-	addr := reconcile.Address(kind, name)
+	addr := reconcile.CloudAddress(kind, name)
 	switch kind {
 	case reconcile.KindSubnet:
 		return reconcile.DesiredTags(f.Name, addr, f.Name+"-"+name, "")
@@ -249,7 +242,7 @@ func (a *Applier) create(ctx context.Context, kind, name string) (string, error)
 		return aws.ToString(out.Vpc.VpcId), nil
 	case reconcile.KindSubnet:
 		s := f.AWS.Subnets[name]
-		vpc, err := a.need(reconcile.Address(reconcile.KindVPC, ""))
+		vpc, err := a.need(reconcile.CloudAddress(reconcile.KindVPC, ""))
 		if err != nil {
 			return "", err
 		}
@@ -266,7 +259,7 @@ func (a *Applier) create(ctx context.Context, kind, name string) (string, error)
 		}
 		return id, nil
 	case reconcile.KindInternetGateway:
-		vpc, err := a.need(reconcile.Address(reconcile.KindVPC, ""))
+		vpc, err := a.need(reconcile.CloudAddress(reconcile.KindVPC, ""))
 		if err != nil {
 			return "", err
 		}
@@ -278,7 +271,7 @@ func (a *Applier) create(ctx context.Context, kind, name string) (string, error)
 		_, err = a.Client.AttachInternetGateway(ctx, &ec2.AttachInternetGatewayInput{InternetGatewayId: aws.String(id), VpcId: aws.String(vpc)})
 		return id, err
 	case reconcile.KindRouteTable:
-		vpc, err := a.need(reconcile.Address(reconcile.KindVPC, ""))
+		vpc, err := a.need(reconcile.CloudAddress(reconcile.KindVPC, ""))
 		if err != nil {
 			return "", err
 		}
@@ -289,7 +282,7 @@ func (a *Applier) create(ctx context.Context, kind, name string) (string, error)
 		id := aws.ToString(out.RouteTable.RouteTableId)
 		return id, a.syncRouteTable(ctx, id, nil)
 	case reconcile.KindSecurityGroup:
-		vpc, err := a.need(reconcile.Address(reconcile.KindVPC, ""))
+		vpc, err := a.need(reconcile.CloudAddress(reconcile.KindVPC, ""))
 		if err != nil {
 			return "", err
 		}
@@ -328,7 +321,7 @@ func (a *Applier) update(ctx context.Context, kind, name string, st reconcile.St
 		}
 	case reconcile.KindInternetGateway:
 		if _, ok := changed["vpc"]; ok {
-			vpc, err := a.need(reconcile.Address(reconcile.KindVPC, ""))
+			vpc, err := a.need(reconcile.CloudAddress(reconcile.KindVPC, ""))
 			if err != nil {
 				return err
 			}
@@ -405,7 +398,7 @@ func (a *Applier) delete(ctx context.Context, kind, id string) error {
 // another VPC than the fleet's. A plan never holds such a step (the planner
 // reports it as an error); this guards a plan file that does.
 func (a *Applier) inFleetVPC(kind, id string) error {
-	fleet := a.ids[reconcile.Address(reconcile.KindVPC, "")]
+	fleet := a.ids[reconcile.CloudAddress(reconcile.KindVPC, "")]
 	if kind == reconcile.KindVPC || fleet == "" || a.Live == nil {
 		return nil
 	}

@@ -57,11 +57,11 @@ func (a *Applier) createInstance(ctx context.Context, host, replacing string) (s
 	if h == nil || h.AWS == nil {
 		return "", fmt.Errorf("host %s has no aws block", host)
 	}
-	subnet, err := a.need(reconcile.Address(reconcile.KindSubnet, h.AWS.Subnet))
+	subnet, err := a.need(reconcile.CloudAddress(reconcile.KindSubnet, h.AWS.Subnet))
 	if err != nil {
 		return "", err
 	}
-	sg, err := a.need(reconcile.Address(reconcile.KindSecurityGroup, ""))
+	sg, err := a.need(reconcile.CloudAddress(reconcile.KindSecurityGroup, ""))
 	if err != nil {
 		return "", err
 	}
@@ -134,11 +134,11 @@ func (a *Applier) createInstance(ctx context.Context, host, replacing string) (s
 		id := aws.ToString(launched.InstanceId)
 		if s := instanceState(launched); s == "terminated" || s == "shutting-down" {
 			// EC2 answered with what this token launched before, since gone.
-			a.log().Info(fmt.Sprintf("create aws.instance.%s: %s, launched earlier with this ClientToken, is %s: launching anew", host, id, s), "host", host, "instance", id)
+			a.log().Info(fmt.Sprintf("create %s: %s, launched earlier with this ClientToken, is %s: launching anew", reconcile.CloudAddress(reconcile.KindInstance, host), id, s), "host", host, "instance", id)
 			gone = append(gone, id)
 			continue
 		}
-		a.log().Info(fmt.Sprintf("create aws.instance.%s: launched %s, waiting for it to run", host, id), "host", host, "instance", id)
+		a.log().Info(fmt.Sprintf("create %s: launched %s, waiting for it to run", reconcile.CloudAddress(reconcile.KindInstance, host), id), "host", host, "instance", id)
 		// EC2 is eventually consistent: the new instance may be invisible to
 		// DescribeInstances for a while. It is waited for, never launched again.
 		return id, a.waitState(ctx, id, "running")
@@ -159,7 +159,7 @@ func instanceState(in types.Instance) string {
 func (a *Applier) launched(ctx context.Context, host, replacing string) (*types.Instance, error) {
 	in := &ec2.DescribeInstancesInput{Filters: []types.Filter{
 		{Name: aws.String("tag:" + reconcile.TagFleet), Values: []string{a.Fleet.Name}},
-		{Name: aws.String("tag:" + reconcile.TagResource), Values: []string{reconcile.Address(reconcile.KindInstance, host)}},
+		{Name: aws.String("tag:" + reconcile.TagResource), Values: []string{reconcile.CloudAddress(reconcile.KindInstance, host).String()}},
 	}}
 	var found *types.Instance
 	p := ec2.NewDescribeInstancesPaginator(a.Client, in)
@@ -210,7 +210,7 @@ func (a *Applier) byToken(ctx context.Context, token string) (alive *types.Insta
 // differs from nest.yaml).
 func (a *Applier) takeLaunched(ctx context.Context, host string, in *types.Instance) (string, error) {
 	id, state := aws.ToString(in.InstanceId), instanceState(*in)
-	a.log().Info(fmt.Sprintf("create aws.instance.%s: %s (%s) was launched for it already: taking it, not launching another", host, id, state), "host", host, "instance", id)
+	a.log().Info(fmt.Sprintf("create %s: %s (%s) was launched for it already: taking it, not launching another", reconcile.CloudAddress(reconcile.KindInstance, host), id, state), "host", host, "instance", id)
 	if state == "pending" || state == "running" {
 		return id, a.waitState(ctx, id, "running")
 	}
@@ -313,7 +313,7 @@ func (a *Applier) updateInstance(ctx context.Context, host, id string, changed m
 	if typeChanged {
 		// The type of a running instance cannot change: stop → modify → start.
 		if live.State == "running" || live.State == "pending" {
-			a.log().Info(fmt.Sprintf("update aws.instance.%s: stopping %s to change its type", host, id), "host", host, "instance", id)
+			a.log().Info(fmt.Sprintf("update %s: stopping %s to change its type", reconcile.CloudAddress(reconcile.KindInstance, host), id), "host", host, "instance", id)
 			if _, err := a.Client.StopInstances(ctx, &ec2.StopInstancesInput{InstanceIds: []string{id}}); err != nil {
 				return err
 			}
@@ -321,7 +321,7 @@ func (a *Applier) updateInstance(ctx context.Context, host, id string, changed m
 		if err := a.waitState(ctx, id, "stopped"); err != nil {
 			return err
 		}
-		a.log().Info(fmt.Sprintf("update aws.instance.%s: changing the type of %s from %s to %s", host, id, live.Type, h.AWS.InstanceType), "host", host, "instance", id)
+		a.log().Info(fmt.Sprintf("update %s: changing the type of %s from %s to %s", reconcile.CloudAddress(reconcile.KindInstance, host), id, live.Type, h.AWS.InstanceType), "host", host, "instance", id)
 		if _, err := a.Client.ModifyInstanceAttribute(ctx, &ec2.ModifyInstanceAttributeInput{InstanceId: aws.String(id),
 			InstanceType: &types.AttributeValue{Value: aws.String(h.AWS.InstanceType)}}); err != nil {
 			return err
@@ -334,7 +334,7 @@ func (a *Applier) updateInstance(ctx context.Context, host, id string, changed m
 				return err
 			}
 		}
-		a.log().Info(fmt.Sprintf("update aws.instance.%s: starting %s, waiting for it to run", host, id), "host", host, "instance", id)
+		a.log().Info(fmt.Sprintf("update %s: starting %s, waiting for it to run", reconcile.CloudAddress(reconcile.KindInstance, host), id), "host", host, "instance", id)
 		if _, err := a.Client.StartInstances(ctx, &ec2.StartInstancesInput{InstanceIds: []string{id}}); err != nil {
 			return err
 		}
@@ -363,13 +363,13 @@ func (a *Applier) setInstanceProfile(ctx context.Context, host, id, want string)
 	case current == nil && want == "":
 		return nil
 	case current == nil:
-		a.log().Info(fmt.Sprintf("update aws.instance.%s: associating instance profile %s with %s", host, want, id), "host", host, "instance", id)
+		a.log().Info(fmt.Sprintf("update %s: associating instance profile %s with %s", reconcile.CloudAddress(reconcile.KindInstance, host), want, id), "host", host, "instance", id)
 		_, err = a.Client.AssociateIamInstanceProfile(ctx, &ec2.AssociateIamInstanceProfileInput{InstanceId: aws.String(id), IamInstanceProfile: profile})
 	case want == "":
-		a.log().Info(fmt.Sprintf("update aws.instance.%s: disassociating instance profile %s from %s", host, profileName(current), id), "host", host, "instance", id)
+		a.log().Info(fmt.Sprintf("update %s: disassociating instance profile %s from %s", reconcile.CloudAddress(reconcile.KindInstance, host), profileName(current), id), "host", host, "instance", id)
 		_, err = a.Client.DisassociateIamInstanceProfile(ctx, &ec2.DisassociateIamInstanceProfileInput{AssociationId: current.AssociationId})
 	default:
-		a.log().Info(fmt.Sprintf("update aws.instance.%s: replacing instance profile %s of %s with %s", host, profileName(current), id, want), "host", host, "instance", id)
+		a.log().Info(fmt.Sprintf("update %s: replacing instance profile %s of %s with %s", reconcile.CloudAddress(reconcile.KindInstance, host), profileName(current), id, want), "host", host, "instance", id)
 		_, err = a.Client.ReplaceIamInstanceProfileAssociation(ctx, &ec2.ReplaceIamInstanceProfileAssociationInput{
 			AssociationId: current.AssociationId, IamInstanceProfile: profile})
 	}

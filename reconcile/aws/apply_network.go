@@ -34,7 +34,7 @@ func (a *Applier) liveRouteTable(id string) *reconcile.RouteTable {
 // syncRouteTable makes the public route table route 0.0.0.0/0 to the
 // internet gateway and be associated with exactly the public subnets.
 func (a *Applier) syncRouteTable(ctx context.Context, id string, have *reconcile.RouteTable) error {
-	igw, err := a.need(reconcile.Address(reconcile.KindInternetGateway, ""))
+	igw, err := a.need(reconcile.CloudAddress(reconcile.KindInternetGateway, ""))
 	if err != nil {
 		return err
 	}
@@ -60,7 +60,7 @@ func (a *Applier) syncRouteTable(ctx context.Context, id string, have *reconcile
 	want := map[string]bool{}
 	for _, name := range slices.Sorted(maps.Keys(a.Fleet.AWS.Subnets)) {
 		if a.Fleet.AWS.Subnets[name].Public {
-			sid, err := a.need(reconcile.Address(reconcile.KindSubnet, name))
+			sid, err := a.need(reconcile.CloudAddress(reconcile.KindSubnet, name))
 			if err != nil {
 				return err
 			}

@@ -98,7 +98,7 @@ func (w *world) converge(f *nest.Fleet) {
 func actions(p *reconcile.Plan) []string {
 	var out []string
 	for _, s := range p.Steps {
-		out = append(out, string(s.Action)+" "+s.Address)
+		out = append(out, string(s.Action)+" "+s.Address.String())
 	}
 	return out
 }
@@ -311,7 +311,7 @@ func TestApplyErrorNamesResourceAndCode(t *testing.T) {
 	if err == nil || !asError(err, &ae) {
 		t.Fatalf("err = %v", err)
 	}
-	if ae.Address != "aws.instance.ec2-controlplane" || ae.Code != "InsufficientInstanceCapacity" || len(ae.Applied) != 6 || len(res) != 6 {
+	if ae.Address.String() != "aws.instance.ec2-controlplane" || ae.Code != "InsufficientInstanceCapacity" || len(ae.Applied) != 6 || len(res) != 6 {
 		t.Fatalf("error %+v (applied %d)", ae, len(res))
 	}
 	if !strings.Contains(err.Error(), "aws: create aws.instance.ec2-controlplane: InsufficientInstanceCapacity") || strings.Contains(err.Error(), "CANARY") {
@@ -328,13 +328,13 @@ func TestApplyOfResourceDeletedByHand(t *testing.T) {
 	p, live := w.plan(f)
 	// Someone terminates the instance by hand between plan and apply.
 	id := liveInstances(srv, "ec2-controlplane")[0].ID
-	kill := &reconcile.Plan{Steps: []reconcile.Step{{Plane: reconcile.PlaneCloud, Action: reconcile.ActionDelete, Address: "aws.instance.ec2-controlplane", ID: id}}}
+	kill := &reconcile.Plan{Steps: []reconcile.Step{{Plane: reconcile.PlaneCloud, Action: reconcile.ActionDelete, Address: reconcile.MustParseAddress("aws.instance.ec2-controlplane"), ID: id}}}
 	if _, err := w.apply(f, kill, live); err != nil {
 		t.Fatal(err)
 	}
 	_, err := w.apply(f, p, live)
 	var ae *nestaws.Error
-	if !asError(err, &ae) || ae.Address != "aws.instance.ec2-controlplane" || ae.Code == "" {
+	if !asError(err, &ae) || ae.Address.String() != "aws.instance.ec2-controlplane" || ae.Code == "" {
 		t.Fatalf("err = %v (%+v)", err, ae)
 	}
 	t.Log(err)

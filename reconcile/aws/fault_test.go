@@ -226,8 +226,8 @@ func TestFaultNoDuplicateInstances(t *testing.T) {
 			continue
 		}
 		for _, st := range p.Steps {
-			if kind, host, _ := strings.Cut(strings.TrimPrefix(st.Address, "aws."), "."); kind == reconcile.KindInstance && st.Action == reconcile.ActionCreate {
-				if len(liveInstances(srv, host)) > 0 {
+			if st.Address.Is(reconcile.PlaneCloud, reconcile.KindInstance) && st.Action == reconcile.ActionCreate {
+				if len(liveInstances(srv, st.Address.Name)) > 0 {
 					replannedHidden++ // launched by an earlier run, not yet visible
 				}
 			}

@@ -85,7 +85,7 @@ func (o *Observer) Observe(ctx context.Context, f *nest.Fleet) (reconcile.Cloud,
 	// No silent twins: what nestbot would create is looked for untagged,
 	// once per kind, and only while something of that kind is neither the
 	// fleet's nor adopted (a converged fleet costs no call more).
-	if a.VPC.Adopt == nil && !claimed(f, reconcile.Address(reconcile.KindVPC, ""), c.VPCs, func(v reconcile.VPC) reconcile.Tags { return v.Tags }) {
+	if a.VPC.Adopt == nil && !claimed(f, reconcile.CloudAddress(reconcile.KindVPC, ""), c.VPCs, func(v reconcile.VPC) reconcile.Tags { return v.Tags }) {
 		all, err := o.vpcs(ctx, [][]types.Filter{nil})
 		if err != nil {
 			return c, err
@@ -101,7 +101,7 @@ func (o *Observer) Observe(ctx context.Context, f *nest.Fleet) (reconcile.Cloud,
 			if adopt(name) != nil {
 				continue
 			}
-			addr, mine := reconcile.Address(kind, name), false
+			addr, mine := reconcile.CloudAddress(kind, name).String(), false
 			for i := range n {
 				mine = mine || tags(i)[reconcile.TagFleet] == f.Name && tags(i)[reconcile.TagResource] == addr
 			}
@@ -182,7 +182,7 @@ func (o *Observer) Observe(ctx context.Context, f *nest.Fleet) (reconcile.Cloud,
 	for _, h := range hosts {
 		mine := false
 		for _, in := range c.Instances {
-			mine = mine || in.Tags[reconcile.TagFleet] == f.Name && in.Tags[reconcile.TagResource] == reconcile.Address(reconcile.KindInstance, h)
+			mine = mine || in.Tags[reconcile.TagFleet] == f.Name && in.Tags[reconcile.TagResource] == reconcile.CloudAddress(reconcile.KindInstance, h).String()
 		}
 		if !mine && f.Hosts[h].AWS.Adopt == nil {
 			named = append(named, reconcile.LookalikeNames(f.Name, reconcile.KindInstance, h)...)
@@ -204,9 +204,9 @@ func (o *Observer) Observe(ctx context.Context, f *nest.Fleet) (reconcile.Cloud,
 
 // claimed reports whether one of the observed resources carries the
 // fleet's tags for addr.
-func claimed[T any](f *nest.Fleet, addr string, items []T, tags func(T) reconcile.Tags) bool {
+func claimed[T any](f *nest.Fleet, addr reconcile.Address, items []T, tags func(T) reconcile.Tags) bool {
 	for _, x := range items {
-		if t := tags(x); t[reconcile.TagFleet] == f.Name && t[reconcile.TagResource] == addr {
+		if t := tags(x); t[reconcile.TagFleet] == f.Name && t[reconcile.TagResource] == addr.String() {
 			return true
 		}
 	}

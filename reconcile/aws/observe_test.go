@@ -39,7 +39,7 @@ func bigFleet(tb testing.TB, n int) (*ec2.Server, *world) {
 	}
 	for i := range n {
 		host := fmt.Sprintf("node-%04d", i)
-		tags := reconcile.DesiredTags("ducksnest", reconcile.Address(reconcile.KindInstance, host), host, host)
+		tags := reconcile.DesiredTags("ducksnest", reconcile.CloudAddress(reconcile.KindInstance, host), host, host)
 		if _, err := srv.SeedInstance(ec2.InstanceSpec{ImageID: img, SubnetID: subnet, Tags: tags, RootVolumeGiB: 20, RootEncrypted: true}); err != nil {
 			tb.Fatal(err)
 		}

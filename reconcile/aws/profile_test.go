@@ -44,7 +44,7 @@ func TestApplyInstanceProfileChanges(t *testing.T) {
 				t.Fatalf("plan: %v", actions(p))
 			}
 			st := p.Steps[0]
-			if st.Action != reconcile.ActionUpdate || st.Address != "aws.instance.ec2-controlplane" || len(st.Changes) != 1 ||
+			if st.Action != reconcile.ActionUpdate || st.Address.String() != "aws.instance.ec2-controlplane" || len(st.Changes) != 1 ||
 				st.Changes[0] != (reconcile.Change{Attr: "instance_profile", Before: tc.before, After: tc.profile}) {
 				t.Fatalf("plan step %+v", st)
 			}

@@ -79,7 +79,7 @@ func applyOnce(t *testing.T, cli nestaws.EC2, f *nest.Fleet, key string) (*recon
 
 func hasCreate(p *reconcile.Plan, addr string) bool {
 	for _, st := range p.Steps {
-		if st.Address == addr && st.Action == reconcile.ActionCreate {
+		if st.Address.String() == addr && st.Action == reconcile.ActionCreate {
 			return true
 		}
 	}
@@ -196,7 +196,7 @@ func TestStalePlanTakesTheTaggedInstance(t *testing.T) {
 	var calls atomic.Int64
 	stale := &reconcile.Plan{}
 	for _, st := range p.Steps {
-		if st.Address == "aws.instance.ec2-controlplane" {
+		if st.Address.String() == "aws.instance.ec2-controlplane" {
 			stale.Steps = append(stale.Steps, st)
 		}
 	}

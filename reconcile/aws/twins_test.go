@@ -178,14 +178,14 @@ func TestAdoptTwoSubnetsSharingAName(t *testing.T) {
 	ids := map[string]string{}
 	for _, st := range p.Steps {
 		if st.Action == reconcile.ActionAdopt {
-			ids[st.Address] = st.ID
+			ids[st.Address.String()] = st.ID
 		}
 	}
 	if ids["aws.subnet.public-a"] != tf.SubnetIDs[0] || ids["aws.subnet.public-c"] != tf.SubnetIDs[1] || ids["aws.security_group"] != tf.SecurityGroupID {
 		t.Fatalf("adopted %v, want public-a %s, public-c %s, the group %s", ids, tf.SubnetIDs[0], tf.SubnetIDs[1], tf.SecurityGroupID)
 	}
 	for _, st := range p.Steps {
-		if st.Address == "aws.subnet.public-a" && !strings.Contains(st.Reason, "2 resources are tagged Name=ducksnest-public; "+tf.SubnetIDs[0]+" is the one nest.yaml describes") {
+		if st.Address.String() == "aws.subnet.public-a" && !strings.Contains(st.Reason, "2 resources are tagged Name=ducksnest-public; "+tf.SubnetIDs[0]+" is the one nest.yaml describes") {
 			t.Errorf("public-a's reason does not say how it was told: %q", st.Reason)
 		}
 	}

@@ -178,7 +178,7 @@ func TestFleetTagsInAnotherVPC(t *testing.T) {
 	w.converge(f)
 	tagAs := func(id, addr string) {
 		t.Helper()
-		tags := reconcile.DesiredTags(f.Name, addr, "x", "")
+		tags := reconcile.DesiredTags(f.Name, reconcile.MustParseAddress(addr), "x", "")
 		delete(tags, "Name")
 		var sdk []types.Tag
 		for k, v := range tags {
@@ -220,10 +220,10 @@ func TestFleetTagsInAnotherVPC(t *testing.T) {
 
 		// A plan file that deletes it anyway is refused by the applier.
 		live := w.observe(f)
-		forged := []reconcile.Step{{Plane: reconcile.PlaneCloud, Action: reconcile.ActionDelete, Address: "aws.subnet.gone", ID: tf.SubnetIDs[0]}}
+		forged := []reconcile.Step{{Plane: reconcile.PlaneCloud, Action: reconcile.ActionDelete, Address: reconcile.MustParseAddress("aws.subnet.gone"), ID: tf.SubnetIDs[0]}}
 		_, err = (&nestaws.Applier{Client: w.cli, Fleet: f, Live: &live.Cloud}).Apply(context.Background(), forged)
 		var ae *nestaws.Error
-		if !asError(err, &ae) || ae.Address != "aws.subnet.gone" || !strings.Contains(err.Error(), "is in "+tf.VpcID+", not the fleet's VPC "+dn.VpcID) {
+		if !asError(err, &ae) || ae.Address.String() != "aws.subnet.gone" || !strings.Contains(err.Error(), "is in "+tf.VpcID+", not the fleet's VPC "+dn.VpcID) {
 			t.Fatalf("apply of a forged delete: %v", err)
 		}
 		if n := srv.Calls("DeleteSubnet"); n != 0 {

@@ -3,7 +3,6 @@ package rollout
 import (
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/ducksnest/nestbot/reconcile"
 )
@@ -17,8 +16,8 @@ func BatchesFromSteps(steps []reconcile.Step) ([][]string, error) {
 		if st.Plane != reconcile.PlaneHosts || st.Action != reconcile.ActionRoll {
 			continue
 		}
-		name, ok := strings.CutPrefix(st.Address, reconcile.HostAddress(""))
-		if !ok || name == "" {
+		name := st.Address.Name
+		if !st.Address.Is(reconcile.PlaneHosts, "") || name == "" {
 			return nil, fmt.Errorf("rollout: roll step %q does not name a host (host.<name>)", st.Address)
 		}
 		if st.Batch < 1 {

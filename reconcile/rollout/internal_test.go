@@ -331,17 +331,17 @@ func TestHealthNamesTheUnit(t *testing.T) {
 
 func TestBatchesFromSteps(t *testing.T) {
 	steps := []reconcile.Step{
-		{Plane: reconcile.PlaneCloud, Action: reconcile.ActionCreate, Address: "aws.instance.x"},
-		{Plane: reconcile.PlaneHosts, Action: reconcile.ActionRoll, Address: "host.w2", Batch: 2},
-		{Plane: reconcile.PlaneHosts, Action: reconcile.ActionRoll, Address: "host.cp", Batch: 1},
-		{Plane: reconcile.PlaneHosts, Action: reconcile.ActionRoll, Address: "host.w1", Batch: 2},
-		{Plane: reconcile.PlaneHosts, Action: reconcile.ActionDrift, Address: "host.w3"},
+		{Plane: reconcile.PlaneCloud, Action: reconcile.ActionCreate, Address: reconcile.MustParseAddress("aws.instance.x")},
+		{Plane: reconcile.PlaneHosts, Action: reconcile.ActionRoll, Address: reconcile.MustParseAddress("host.w2"), Batch: 2},
+		{Plane: reconcile.PlaneHosts, Action: reconcile.ActionRoll, Address: reconcile.MustParseAddress("host.cp"), Batch: 1},
+		{Plane: reconcile.PlaneHosts, Action: reconcile.ActionRoll, Address: reconcile.MustParseAddress("host.w1"), Batch: 2},
+		{Plane: reconcile.PlaneHosts, Action: reconcile.ActionDrift, Address: reconcile.MustParseAddress("host.w3")},
 	}
 	got, err := BatchesFromSteps(steps)
 	if err != nil || len(got) != 2 || !slices.Equal(got[0], []string{"cp"}) || !slices.Equal(got[1], []string{"w2", "w1"}) {
 		t.Errorf("batches %v, %v", got, err)
 	}
-	if _, err := BatchesFromSteps([]reconcile.Step{{Plane: reconcile.PlaneHosts, Action: reconcile.ActionRoll, Address: "host.x"}}); err == nil {
+	if _, err := BatchesFromSteps([]reconcile.Step{{Plane: reconcile.PlaneHosts, Action: reconcile.ActionRoll, Address: reconcile.MustParseAddress("host.x")}}); err == nil {
 		t.Error("a roll step without a batch was accepted")
 	}
 }

@@ -176,7 +176,7 @@ func TestRemoveStrayThroughTheAPI(t *testing.T) {
 			deletes = append(deletes, st)
 		}
 	}
-	if len(deletes) != 1 || deletes[0].Address != "tailnet.node.old-laptop" {
+	if len(deletes) != 1 || deletes[0].Address.String() != "tailnet.node.old-laptop" {
 		t.Fatalf("plan deletes %+v, want tailnet.node.old-laptop", deletes)
 	}
 

@@ -63,8 +63,8 @@ func (a *Applier) Apply(ctx context.Context, steps []reconcile.Step) ([]reconcil
 			out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusSkipped, Detail: "an earlier step failed"})
 			continue
 		}
-		name, ok := strings.CutPrefix(st.Address, reconcile.TailnetAddress(""))
-		if !ok || name == "" {
+		name := st.Address.Name
+		if !st.Address.Is(reconcile.PlaneTailnet, reconcile.KindNode) || name == "" {
 			failed = fmt.Errorf("%s: not a tailnet node address", st.Address)
 			out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusFailed, Detail: failed.Error()})
 			continue

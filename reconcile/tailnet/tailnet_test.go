@@ -64,7 +64,7 @@ func TestObserveRealTailnet(t *testing.T) {
 	}
 	var got []string
 	for _, s := range p.Steps {
-		got = append(got, string(s.Action)+" "+s.Address)
+		got = append(got, string(s.Action)+" "+s.Address.String())
 	}
 	want := []string{"drift tailnet.node.ec2-controlplane", "drift tailnet.node.old-laptop"}
 	if !slices.Equal(got, want) {
