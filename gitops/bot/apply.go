@@ -174,15 +174,15 @@ func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 		if events == nil {
 			events = func(e rollout.Event) { log.Info("rollout: "+e.String(), "host", e.Host) }
 		}
-		rep, applyErr := s.Apply(ctx, plan, fleet.ApplyOptions{Out: logWriter{log}, Events: events})
-		res.Report = rep
-		if s.CertCommit != "" {
-			res.CertCommit = s.CertCommit
+		applied, applyErr := s.Apply(ctx, plan, fleet.ApplyOptions{Out: logWriter{log}, Events: events})
+		res.Report = applied.Report
+		if applied.CertCommit != "" {
+			res.CertCommit = applied.CertCommit
 			if err := r.co.repo.Push(context.WithoutCancel(ctx), r.branch); err != nil {
-				applyErr = errors.Join(applyErr, fmt.Errorf("push the certificates' commit %s to %s: %w", fleet.ShortRev(s.CertCommit), r.branch, err))
+				applyErr = errors.Join(applyErr, fmt.Errorf("push the certificates' commit %s to %s: %w", fleet.ShortRev(applied.CertCommit), r.branch, err))
 			}
 		}
-		res.rolled = s.Rolled
+		res.rolled = applied.Rolled
 		return applyErr
 	}()
 	if cause := context.Cause(ctx); res.Err != nil && cause != nil && !errors.Is(cause, context.Canceled) {

@@ -128,7 +128,7 @@ func (b *Bot) PlanPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, c
 	}
 	if b.cfg.Artifacts != nil {
 		var buf bytes.Buffer
-		saved := &reconcile.SavedPlan{Plan: plan, DesiredDigest: d.Digest(), LiveDigest: reconcile.DigestLive(s.Live)}
+		saved := &reconcile.SavedPlan{Plan: plan, DesiredDigest: d.Digest(), LiveDigest: reconcile.DigestLive(s.Live())}
 		if err := saved.Encode(&buf); err == nil {
 			if err := b.cfg.Artifacts.PutPlan(ctx, planKey(repo, number, co.head), buf.Bytes()); err != nil {
 				log.Error("save the plan", "err", err)
