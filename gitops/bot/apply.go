@@ -36,8 +36,21 @@ func (b *Bot) onPush(ctx context.Context, e *gogithub.PushEvent) error {
 		b.log(ctx).Info("nestbot's own commit; no apply", "repository", repo.FullName(), "sha", fleet.ShortRev(e.GetAfter()))
 		return nil
 	}
-	_, err := b.ApplyPush(ctx, b.client(e.GetInstallation()), repo, e.GetRepo().GetCloneURL(), e.GetRef(), e.GetRepo().GetDefaultBranch(), e.GetAfter(), e.GetPusher().GetName())
+	_, err := b.ApplyPush(ctx, b.client(e.GetInstallation()), Push{Repo: repo, CloneURL: e.GetRepo().GetCloneURL(), Ref: e.GetRef(),
+		DefaultBranch: e.GetRepo().GetDefaultBranch(), SHA: e.GetAfter(), Pusher: e.GetPusher().GetName()})
 	return err
+}
+
+// Push is a push to apply.
+type Push struct {
+	Repo     nestgh.Repo
+	CloneURL string
+	Ref      string // refs/heads/<branch>
+	// DefaultBranch is the repository's default branch, as GitHub names
+	// it: the only branch a push applies.
+	DefaultBranch string
+	SHA           string // the pushed head
+	Pusher        string
 }
 
 // ApplyResult is what an apply came to.
@@ -59,14 +72,15 @@ type ApplyResult struct {
 // fleet lock. A push to any other branch applies nothing, whatever its
 // nest.yaml says: github.default_branch only confirms the default branch
 // (when it names another, nothing applies, and the reason says so).
-func (b *Bot) ApplyPush(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cloneURL, ref, defaultBranch, sha, pusher string) (*ApplyResult, error) {
+func (b *Bot) ApplyPush(ctx context.Context, gh *nestgh.Client, p Push) (*ApplyResult, error) {
+	repo, ref, defaultBranch, sha := p.Repo, p.Ref, p.DefaultBranch, p.SHA
 	ctx, log := b.withLog(ctx, "repository", repo.FullName(), "sha", fleet.ShortRev(sha))
 	log.Info("applying the push", "ref", ref)
 	branch, isBranch := strings.CutPrefix(ref, "refs/heads/")
 	if !isBranch || defaultBranch == "" || branch != defaultBranch {
 		return &ApplyResult{Skipped: fmt.Sprintf("%s is not the repository's default branch %s", ref, cmp.Or(defaultBranch, "(unknown)"))}, nil
 	}
-	co, done, err := b.workspace(ctx, gh, cloneURL, branch)
+	co, done, err := b.workspace(ctx, gh, p.CloneURL, branch)
 	defer done()
 	if err != nil {
 		return nil, err
@@ -101,7 +115,7 @@ func (b *Bot) ApplyPush(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo
 			}
 		}
 	}
-	res, err := b.apply(ctx, applyRun{gh: gh, repo: repo, co: co, d: d, sha: sha, branch: branch, trigger: "push", actor: pusher, prs: prs})
+	res, err := b.apply(ctx, applyRun{gh: gh, repo: repo, co: co, d: d, sha: sha, branch: branch, trigger: "push", actor: p.Pusher, prs: prs})
 	return res, err
 }
 

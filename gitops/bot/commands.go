@@ -70,16 +70,26 @@ func (b *Bot) onComment(ctx context.Context, e *gogithub.IssueCommentEvent) (*Pl
 	if !ok || IsBot(e.GetComment().GetUser()) || IsBot(e.GetSender()) {
 		return nil, nil
 	}
-	gh := b.client(e.GetInstallation())
-	repo := repoOf(e.GetRepo())
-	return b.Command(ctx, gh, repo, e.GetRepo().GetCloneURL(), e.GetIssue().GetNumber(), e.GetComment().GetID(), e.GetComment().GetUser().GetLogin(), cmd)
+	return b.Command(ctx, b.client(e.GetInstallation()), CommandRequest{Repo: repoOf(e.GetRepo()), CloneURL: e.GetRepo().GetCloneURL(),
+		Number: e.GetIssue().GetNumber(), CommentID: e.GetComment().GetID(), User: e.GetComment().GetUser().GetLogin(), Command: cmd})
 }
 
-// Command carries out cmd, written by user in comment commentID on pull
-// request number: an eyes reaction acknowledges it, a user without write
-// access is refused with a reply, an unknown verb gets the help. The
-// result is the plan, when the command planned.
-func (b *Bot) Command(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cloneURL string, number int, commentID int64, user string, cmd Command) (*PlanResult, error) {
+// CommandRequest is a /nest command written in a comment on a pull
+// request.
+type CommandRequest struct {
+	Repo      nestgh.Repo
+	CloneURL  string
+	Number    int    // the pull request's
+	CommentID int64  // the comment it was written in; 0: no comment to react to
+	User      string // who wrote it
+	Command   Command
+}
+
+// Command carries out a /nest command: an eyes reaction acknowledges it, a
+// user without write access is refused with a reply, an unknown verb gets
+// the help. The result is the plan, when the command planned.
+func (b *Bot) Command(ctx context.Context, gh *nestgh.Client, req CommandRequest) (*PlanResult, error) {
+	repo, cloneURL, number, commentID, user, cmd := req.Repo, req.CloneURL, req.Number, req.CommentID, req.User, req.Command
 	ctx, log := b.withLog(ctx, "repository", repo.FullName(), "pr", number, "command", cmd.Verb, "user", user)
 	log.Info("a /nest command")
 	if commentID != 0 {
