@@ -73,12 +73,12 @@ type ApplyResult struct {
 // nest.yaml says: github.default_branch only confirms the default branch
 // (when it names another, nothing applies, and the reason says so).
 func (b *Bot) ApplyPush(ctx context.Context, gh *nestgh.Client, p Push) (*ApplyResult, error) {
-	repo, ref, defaultBranch, sha := p.Repo, p.Ref, p.DefaultBranch, p.SHA
+	repo, sha := p.Repo, p.SHA
 	ctx, log := b.withLog(ctx, "repository", repo.FullName(), "sha", fleet.ShortRev(sha))
-	log.Info("applying the push", "ref", ref)
-	branch, isBranch := strings.CutPrefix(ref, "refs/heads/")
-	if !isBranch || defaultBranch == "" || branch != defaultBranch {
-		return &ApplyResult{Skipped: fmt.Sprintf("%s is not the repository's default branch %s", ref, cmp.Or(defaultBranch, "(unknown)"))}, nil
+	log.Info("applying the push", "ref", p.Ref)
+	branch, skip := pushBranch(p)
+	if skip != "" {
+		return &ApplyResult{Skipped: skip}, nil
 	}
 	co, done, err := b.workspace(ctx, gh, p.CloneURL, branch)
 	defer done()
@@ -90,13 +90,13 @@ func (b *Bot) ApplyPush(ctx context.Context, gh *nestgh.Client, p Push) (*ApplyR
 	if err != nil && !errors.As(err, &invalid) {
 		return nil, err
 	}
+	skip, superseded := pushSkip(b.cfg.File, d, invalid != nil, branch, co.head, sha)
 	switch {
-	case d != nil && d.Fleet.GitHub.DefaultBranch != branch:
-		return &ApplyResult{Skipped: fmt.Sprintf("github.default_branch in %s is %s, but the repository's default branch is %s: nestbot applies only the repository's default branch, so set github.default_branch to it",
-			b.cfg.File, d.Fleet.GitHub.DefaultBranch, branch)}, nil
-	case co.head != sha:
+	case superseded:
 		log.Info("the branch moved on; the newer push applies", "branch", branch, "head", fleet.ShortRev(co.head))
-		return &ApplyResult{Skipped: "superseded by " + fleet.ShortRev(co.head)}, nil
+		return &ApplyResult{Skipped: skip}, nil
+	case skip != "":
+		return &ApplyResult{Skipped: skip}, nil
 	case invalid != nil:
 		b.observe("apply", "invalid")
 		id, derr := gh.CreateDeployment(ctx, repo, sha, repo.Name, "nestbot: "+b.cfg.File+" is invalid")
@@ -104,8 +104,6 @@ func (b *Bot) ApplyPush(ctx context.Context, gh *nestgh.Client, p Push) (*ApplyR
 			derr = gh.DeploymentStatus(ctx, repo, id, "failure", fmt.Sprintf("%s has %d mistakes; nothing applied", b.cfg.File, len(invalid)), b.cfg.DetailsURL)
 		}
 		return &ApplyResult{Skipped: "invalid " + b.cfg.File}, errors.Join(fmt.Errorf("%s at %s:\n%w", b.cfg.File, fleet.ShortRev(sha), invalid), derr)
-	case d.Fleet.GitHub.Apply == "off":
-		return &ApplyResult{Skipped: "github.apply is off"}, nil
 	}
 	var prs []int
 	if found, err := gh.PullsForCommit(ctx, repo, sha); err == nil {
