@@ -136,7 +136,7 @@ type applyRun struct {
 func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 	log := b.log(ctx)
 	res := &ApplyResult{}
-	lease, err := b.acquire(ctx, r)
+	lease, err := b.acquire(ctx, r.gh, r)
 	if err != nil {
 		return res, err
 	}
@@ -252,8 +252,8 @@ func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 }
 
 // acquire takes the fleet lock. A push waits (bounded by LockWait) for
-// another apply to finish; a comment is told who holds it.
-func (b *Bot) acquire(ctx context.Context, r applyRun) (store.Lease, error) {
+// another apply to finish; a comment is told (through c) who holds it.
+func (b *Bot) acquire(ctx context.Context, c commenter, r applyRun) (store.Lease, error) {
 	deadline := time.Now().Add(LockWait)
 	wait := 250 * time.Millisecond
 	for {
@@ -263,7 +263,7 @@ func (b *Bot) acquire(ctx context.Context, r applyRun) (store.Lease, error) {
 			return lease, err
 		}
 		if r.trigger == "comment" {
-			return lease, errors.Join(err, b.reply(ctx, r.gh, r.repo, r.prs[0], fmt.Sprintf("@%s: not applied: %s", r.actor, err)))
+			return lease, errors.Join(err, b.reply(ctx, c, r.repo, r.prs[0], fmt.Sprintf("@%s: not applied: %s", r.actor, err)))
 		}
 		if time.Now().After(deadline) {
 			return lease, fmt.Errorf("waited %s for the fleet lock: %w", LockWait, err)

@@ -109,8 +109,13 @@ func (b *Bot) Command(ctx context.Context, gh *nestgh.Client, req CommandRequest
 	}
 }
 
-func (b *Bot) reply(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, number int, body string) error {
-	_, err := gh.Comment(ctx, repo, number, body)
+// commenter comments on pull requests (nestgh.Client).
+type commenter interface {
+	Comment(ctx context.Context, repo nestgh.Repo, number int, body string) (int64, error)
+}
+
+func (b *Bot) reply(ctx context.Context, c commenter, repo nestgh.Repo, number int, body string) error {
+	_, err := c.Comment(ctx, repo, number, body)
 	return err
 }
 
@@ -118,7 +123,7 @@ func (b *Bot) reply(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, nu
 func lockName(repo nestgh.Repo) string { return "fleet/" + repo.FullName() }
 
 // unlock breaks the fleet lock and records who did.
-func (b *Bot) unlock(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, number int, user string) error {
+func (b *Bot) unlock(ctx context.Context, gh commenter, repo nestgh.Repo, number int, user string) error {
 	l, ok, err := b.cfg.Locker.Break(ctx, lockName(repo))
 	if err != nil {
 		return err
