@@ -86,13 +86,13 @@ func TestPolicyBotCommentsAreIgnored(t *testing.T) {
 		name           string
 		author, sender gogithub.User
 	}{
-		{"a [bot] login", gogithub.User{Login: gogithub.Ptr("dependabot[bot]"), Type: gogithub.Ptr("User")}, gogithub.User{Login: gogithub.Ptr("dependabot[bot]")}},
-		{"a Bot account", gogithub.User{Login: gogithub.Ptr("renovate"), Type: gogithub.Ptr("Bot")}, gogithub.User{Login: gogithub.Ptr("owner")}},
-		{"sent by a bot", gogithub.User{Login: gogithub.Ptr("owner")}, gogithub.User{Login: gogithub.Ptr("nestbot[bot]")}},
+		{"a [bot] login", gogithub.User{Login: new("dependabot[bot]"), Type: new("User")}, gogithub.User{Login: new("dependabot[bot]")}},
+		{"a Bot account", gogithub.User{Login: new("renovate"), Type: new("Bot")}, gogithub.User{Login: new("owner")}},
+		{"sent by a bot", gogithub.User{Login: new("owner")}, gogithub.User{Login: new("nestbot[bot]")}},
 	} {
-		e := &gogithub.IssueCommentEvent{Action: gogithub.Ptr("created"),
-			Issue:   &gogithub.Issue{Number: gogithub.Ptr(1), PullRequestLinks: &gogithub.PullRequestLinks{}},
-			Comment: &gogithub.IssueComment{Body: gogithub.Ptr("/nest help"), User: &c.author}, Sender: &c.sender}
+		e := &gogithub.IssueCommentEvent{Action: new("created"),
+			Issue:   &gogithub.Issue{Number: new(1), PullRequestLinks: &gogithub.PullRequestLinks{}},
+			Comment: &gogithub.IssueComment{Body: new("/nest help"), User: &c.author}, Sender: &c.sender}
 		if res, err := b.onComment(context.Background(), e); res != nil || err != nil {
 			t.Errorf("%s: onComment = %v, %v; want it ignored", c.name, res, err)
 		}
