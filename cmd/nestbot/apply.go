@@ -106,11 +106,11 @@ func runApply(ctx context.Context, opts *applyOptions) error {
 			return err
 		}
 	}
-	rep, applyErr := s.Apply(ctx, plan, fleet.ApplyOptions{
+	applied, applyErr := s.Apply(ctx, plan, fleet.ApplyOptions{
 		NoCommit: opts.NoCommit,
 		Out:      opts.IO.Err,
 	})
-	printReport(opts.IO, rep)
+	printReport(opts.IO, applied.Report)
 	if applyErr != nil {
 		return fmt.Errorf("apply failed: %w\nThe steps above marked applied were applied; run nestbot plan to see what is left", applyErr)
 	}

@@ -101,7 +101,7 @@ func runPlan(ctx context.Context, opts *planOptions) error {
 			return err
 		}
 		s.Close()
-		live = s.Live
+		live = s.Live()
 	}
 	if opts.SaveLive != "" {
 		var b bytes.Buffer

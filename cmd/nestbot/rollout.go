@@ -100,14 +100,11 @@ func hostsSession(ctx context.Context, opts *rolloutOptions) (*fleet.Desired, *f
 	if err != nil {
 		return d, nil, nil, err
 	}
-	if s.Bot == nil {
+	if !s.OnTailnet() {
 		s.Close()
 		return d, nil, nil, errors.New("hosts are reached over the tailnet: give nestbot an auth key (--ts-authkey, NESTBOT_TS_AUTHKEY or tailnet.auth_key)")
 	}
-	live := *s.Live // the plan of the hosts alone
-	live.Planes = []reconcile.Plane{reconcile.PlaneTailnet, reconcile.PlaneHosts}
-	s.Live = &live
-	plan, err := s.Plan("")
+	plan, err := s.PlanPlanes("", reconcile.PlaneTailnet, reconcile.PlaneHosts) // the plan of the hosts alone
 	if err != nil {
 		s.Close()
 		return d, nil, nil, err
@@ -132,9 +129,10 @@ func runHosts(ctx context.Context, opts *rolloutOptions) error {
 		Error      string `json:"error,omitempty"`
 	}
 	var rows []row
+	live, hostErrors := s.Live(), s.HostErrors()
 	for _, name := range d.HostNames() {
 		r := row{Host: name, Roles: strings.Join(d.Fleet.Hosts[name].Roles, ",")}
-		for _, n := range s.Live.Tailnet.Nodes {
+		for _, n := range live.Tailnet.Nodes {
 			if n.Name == name {
 				r.Online = n.Online
 				if len(n.IPs) > 0 {
@@ -142,10 +140,10 @@ func runHosts(ctx context.Context, opts *rolloutOptions) error {
 				}
 			}
 		}
-		if run, ok := s.Live.Hosts[name]; ok && run.Reachable {
+		if run, ok := live.Hosts[name]; ok && run.Reachable {
 			r.Revision, r.Generation = run.Revision, run.Generation
 		}
-		if err := s.HostErrors[name]; err != nil {
+		if err := hostErrors[name]; err != nil {
 			r.Error = err.Error()
 		}
 		for _, st := range plan.StepsOf(reconcile.PlaneHosts) {
@@ -178,8 +176,8 @@ func runHosts(ctx context.Context, opts *rolloutOptions) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Host, r.Roles, online, cmp.Or(r.TailnetIP, "-"), shortRev(r.Revision), gen, due)
 	}
 	tw.Flush()
-	if s.Repo != nil {
-		fmt.Fprintf(opts.IO.Out, "\nTarget: %s (HEAD of the checkout holding %s)\n", shortRev(s.Repo.Revision()), opts.File)
+	if s.Repo() != nil {
+		fmt.Fprintf(opts.IO.Out, "\nTarget: %s (HEAD of the checkout holding %s)\n", shortRev(s.Repo().Revision()), opts.File)
 	} else {
 		fmt.Fprintf(opts.IO.Out, "\n%s is not in a git checkout: no target revision, nothing is due.\n", opts.File)
 	}
@@ -192,12 +190,12 @@ func runRolloutCmd(ctx context.Context, opts *rolloutOptions) error {
 		return err
 	}
 	defer s.Close()
-	if s.Repo == nil {
+	if s.Repo() == nil {
 		return fmt.Errorf("%s is not in a git checkout: a rollout ships a commit", opts.File)
 	}
 	steps := plan.StepsOf(reconcile.PlaneHosts)
 	if len(opts.Hosts) > 0 {
-		picked, err := fleet.SelectHosts(d, s.Live, opts.Hosts)
+		picked, err := fleet.SelectHosts(d, s.Live(), opts.Hosts)
 		if err != nil {
 			return err
 		}
@@ -206,7 +204,7 @@ func runRolloutCmd(ctx context.Context, opts *rolloutOptions) error {
 		})
 	}
 	if len(steps) == 0 {
-		fmt.Fprintf(opts.IO.Out, "No host is due: every host runs %s or its configuration did not change.\n", shortRev(s.Repo.Revision()))
+		fmt.Fprintf(opts.IO.Out, "No host is due: every host runs %s or its configuration did not change.\n", shortRev(s.Repo().Revision()))
 		return nil
 	}
 	if opts.DryRun {

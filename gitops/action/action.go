@@ -261,7 +261,8 @@ func (r *run) push(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return r.apply(ctx, p.Repository.CloneURL, p.Ref, p.Repository.DefaultBranch, p.After, p.Pusher.Name, p.HeadCommit.Author.Email)
+	return r.apply(ctx, bot.Push{CloneURL: p.Repository.CloneURL, Ref: p.Ref, DefaultBranch: p.Repository.DefaultBranch, SHA: p.After, Pusher: p.Pusher.Name},
+		p.HeadCommit.Author.Email)
 }
 
 // applyDefault is workflow_dispatch's apply: the default branch at the
@@ -273,17 +274,20 @@ func (r *run) applyDefault(ctx context.Context) error {
 	}
 	// The default branch as the event says it, never the workflow's ref: a
 	// dispatch on another branch applies nothing.
-	return r.apply(ctx, p.Repository.CloneURL, r.env("GITHUB_REF"), p.Repository.DefaultBranch,
-		r.env("GITHUB_SHA"), r.env("GITHUB_ACTOR"), "")
+	return r.apply(ctx, bot.Push{CloneURL: p.Repository.CloneURL, Ref: r.env("GITHUB_REF"), DefaultBranch: p.Repository.DefaultBranch,
+		SHA: r.env("GITHUB_SHA"), Pusher: r.env("GITHUB_ACTOR")}, "")
 }
 
-func (r *run) apply(ctx context.Context, cloneURL, ref, defaultBranch, sha, actor, authorEmail string) error {
+// apply applies push (of r.repo) unless its head commit's author is
+// nestbot (authorEmail).
+func (r *run) apply(ctx context.Context, push bot.Push, authorEmail string) error {
+	push.Repo = r.repo
 	if authorEmail != "" && strings.EqualFold(authorEmail, r.bot.CommitEmail()) {
 		r.out.Result = ResultSkipped
-		r.log.say("nestbot: %s is nestbot's own commit; nothing to apply", fleet.ShortRev(sha))
+		r.log.say("nestbot: %s is nestbot's own commit; nothing to apply", fleet.ShortRev(push.SHA))
 		return nil
 	}
-	res, err := r.bot.ApplyPush(ctx, r.gh, r.repo, cloneURL, ref, defaultBranch, sha, actor)
+	res, err := r.bot.ApplyPush(ctx, r.gh, push)
 	switch {
 	case res == nil:
 	case res.Skipped != "":

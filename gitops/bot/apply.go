@@ -36,8 +36,21 @@ func (b *Bot) onPush(ctx context.Context, e *gogithub.PushEvent) error {
 		b.log(ctx).Info("nestbot's own commit; no apply", "repository", repo.FullName(), "sha", fleet.ShortRev(e.GetAfter()))
 		return nil
 	}
-	_, err := b.ApplyPush(ctx, b.client(e.GetInstallation()), repo, e.GetRepo().GetCloneURL(), e.GetRef(), e.GetRepo().GetDefaultBranch(), e.GetAfter(), e.GetPusher().GetName())
+	_, err := b.ApplyPush(ctx, b.client(e.GetInstallation()), Push{Repo: repo, CloneURL: e.GetRepo().GetCloneURL(), Ref: e.GetRef(),
+		DefaultBranch: e.GetRepo().GetDefaultBranch(), SHA: e.GetAfter(), Pusher: e.GetPusher().GetName()})
 	return err
+}
+
+// Push is a push to apply.
+type Push struct {
+	Repo     nestgh.Repo
+	CloneURL string
+	Ref      string // refs/heads/<branch>
+	// DefaultBranch is the repository's default branch, as GitHub names
+	// it: the only branch a push applies.
+	DefaultBranch string
+	SHA           string // the pushed head
+	Pusher        string
 }
 
 // ApplyResult is what an apply came to.
@@ -59,14 +72,15 @@ type ApplyResult struct {
 // fleet lock. A push to any other branch applies nothing, whatever its
 // nest.yaml says: github.default_branch only confirms the default branch
 // (when it names another, nothing applies, and the reason says so).
-func (b *Bot) ApplyPush(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cloneURL, ref, defaultBranch, sha, pusher string) (*ApplyResult, error) {
+func (b *Bot) ApplyPush(ctx context.Context, gh *nestgh.Client, p Push) (*ApplyResult, error) {
+	repo, sha := p.Repo, p.SHA
 	ctx, log := b.withLog(ctx, "repository", repo.FullName(), "sha", fleet.ShortRev(sha))
-	log.Info("applying the push", "ref", ref)
-	branch, isBranch := strings.CutPrefix(ref, "refs/heads/")
-	if !isBranch || defaultBranch == "" || branch != defaultBranch {
-		return &ApplyResult{Skipped: fmt.Sprintf("%s is not the repository's default branch %s", ref, cmp.Or(defaultBranch, "(unknown)"))}, nil
+	log.Info("applying the push", "ref", p.Ref)
+	branch, skip := pushBranch(p)
+	if skip != "" {
+		return &ApplyResult{Skipped: skip}, nil
 	}
-	co, done, err := b.workspace(ctx, gh, cloneURL, branch)
+	co, done, err := b.workspace(ctx, gh, p.CloneURL, branch)
 	defer done()
 	if err != nil {
 		return nil, err
@@ -76,13 +90,13 @@ func (b *Bot) ApplyPush(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo
 	if err != nil && !errors.As(err, &invalid) {
 		return nil, err
 	}
+	skip, superseded := pushSkip(b.cfg.File, d, invalid != nil, branch, co.head, sha)
 	switch {
-	case d != nil && d.Fleet.GitHub.DefaultBranch != branch:
-		return &ApplyResult{Skipped: fmt.Sprintf("github.default_branch in %s is %s, but the repository's default branch is %s: nestbot applies only the repository's default branch, so set github.default_branch to it",
-			b.cfg.File, d.Fleet.GitHub.DefaultBranch, branch)}, nil
-	case co.head != sha:
+	case superseded:
 		log.Info("the branch moved on; the newer push applies", "branch", branch, "head", fleet.ShortRev(co.head))
-		return &ApplyResult{Skipped: "superseded by " + fleet.ShortRev(co.head)}, nil
+		return &ApplyResult{Skipped: skip}, nil
+	case skip != "":
+		return &ApplyResult{Skipped: skip}, nil
 	case invalid != nil:
 		b.observe("apply", "invalid")
 		id, derr := gh.CreateDeployment(ctx, repo, sha, repo.Name, "nestbot: "+b.cfg.File+" is invalid")
@@ -90,8 +104,6 @@ func (b *Bot) ApplyPush(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo
 			derr = gh.DeploymentStatus(ctx, repo, id, "failure", fmt.Sprintf("%s has %d mistakes; nothing applied", b.cfg.File, len(invalid)), b.cfg.DetailsURL)
 		}
 		return &ApplyResult{Skipped: "invalid " + b.cfg.File}, errors.Join(fmt.Errorf("%s at %s:\n%w", b.cfg.File, fleet.ShortRev(sha), invalid), derr)
-	case d.Fleet.GitHub.Apply == "off":
-		return &ApplyResult{Skipped: "github.apply is off"}, nil
 	}
 	var prs []int
 	if found, err := gh.PullsForCommit(ctx, repo, sha); err == nil {
@@ -101,7 +113,7 @@ func (b *Bot) ApplyPush(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo
 			}
 		}
 	}
-	res, err := b.apply(ctx, applyRun{gh: gh, repo: repo, co: co, d: d, sha: sha, branch: branch, trigger: "push", actor: pusher, prs: prs})
+	res, err := b.apply(ctx, applyRun{gh: gh, repo: repo, co: co, d: d, sha: sha, branch: branch, trigger: "push", actor: p.Pusher, prs: prs})
 	return res, err
 }
 
@@ -124,7 +136,7 @@ type applyRun struct {
 func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 	log := b.log(ctx)
 	res := &ApplyResult{}
-	lease, err := b.acquire(ctx, r)
+	lease, err := b.acquire(ctx, r.gh, r)
 	if err != nil {
 		return res, err
 	}
@@ -174,15 +186,15 @@ func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 		if events == nil {
 			events = func(e rollout.Event) { log.Info("rollout: "+e.String(), "host", e.Host) }
 		}
-		rep, applyErr := s.Apply(ctx, plan, fleet.ApplyOptions{Out: logWriter{log}, Events: events})
-		res.Report = rep
-		if s.CertCommit != "" {
-			res.CertCommit = s.CertCommit
+		applied, applyErr := s.Apply(ctx, plan, fleet.ApplyOptions{Out: logWriter{log}, Events: events})
+		res.Report = applied.Report
+		if applied.CertCommit != "" {
+			res.CertCommit = applied.CertCommit
 			if err := r.co.repo.Push(context.WithoutCancel(ctx), r.branch); err != nil {
-				applyErr = errors.Join(applyErr, fmt.Errorf("push the certificates' commit %s to %s: %w", fleet.ShortRev(s.CertCommit), r.branch, err))
+				applyErr = errors.Join(applyErr, fmt.Errorf("push the certificates' commit %s to %s: %w", fleet.ShortRev(applied.CertCommit), r.branch, err))
 			}
 		}
-		res.rolled = s.Rolled
+		res.rolled = applied.Rolled
 		return applyErr
 	}()
 	if cause := context.Cause(ctx); res.Err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
@@ -240,8 +252,8 @@ func (b *Bot) apply(ctx context.Context, r applyRun) (*ApplyResult, error) {
 }
 
 // acquire takes the fleet lock. A push waits (bounded by LockWait) for
-// another apply to finish; a comment is told who holds it.
-func (b *Bot) acquire(ctx context.Context, r applyRun) (store.Lease, error) {
+// another apply to finish; a comment is told (through c) who holds it.
+func (b *Bot) acquire(ctx context.Context, c commenter, r applyRun) (store.Lease, error) {
 	deadline := time.Now().Add(LockWait)
 	wait := 250 * time.Millisecond
 	for {
@@ -251,7 +263,7 @@ func (b *Bot) acquire(ctx context.Context, r applyRun) (store.Lease, error) {
 			return lease, err
 		}
 		if r.trigger == "comment" {
-			return lease, errors.Join(err, b.reply(ctx, r.gh, r.repo, r.prs[0], fmt.Sprintf("@%s: not applied: %s", r.actor, err)))
+			return lease, errors.Join(err, b.reply(ctx, c, r.repo, r.prs[0], fmt.Sprintf("@%s: not applied: %s", r.actor, err)))
 		}
 		if time.Now().After(deadline) {
 			return lease, fmt.Errorf("waited %s for the fleet lock: %w", LockWait, err)

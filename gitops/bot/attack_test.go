@@ -398,7 +398,7 @@ func TestImpersonatingNodeGetsNoKeysAndNoRollout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.bot.ApplyPush(ctx, w.app, w.repo, w.gh.CloneURL(owner, name), "refs/heads/main", "main", head, owner); err != nil {
+	if _, err := w.bot.ApplyPush(ctx, w.app, bot.Push{Repo: w.repo, CloneURL: w.gh.CloneURL(owner, name), Ref: "refs/heads/main", DefaultBranch: "main", SHA: head, Pusher: owner}); err != nil {
 		t.Errorf("the apply: %v", err)
 	}
 

@@ -175,18 +175,19 @@ func (b *Bot) Run(ctx context.Context, j store.Job) error {
 
 // hostStates counts the fleet's hosts by state, for ObserveHosts.
 func (b *Bot) hostStates(s *fleet.Session) {
-	if b.cfg.ObserveHosts == nil || !s.Live.Observed(reconcile.PlaneHosts) {
+	live := s.Live()
+	if b.cfg.ObserveHosts == nil || !live.Observed(reconcile.PlaneHosts) {
 		return
 	}
 	counts := map[string]int{"current": 0, "behind": 0, "unreachable": 0, "absent": 0}
-	for _, name := range s.Desired.HostNames() {
-		run, ok := s.Live.Hosts[name]
+	for _, name := range s.Desired().HostNames() {
+		run, ok := live.Hosts[name]
 		switch {
 		case !ok:
 			counts["absent"]++
 		case !run.Reachable:
 			counts["unreachable"]++
-		case run.Revision != "" && run.Revision == s.Live.Repo.Revision:
+		case run.Revision != "" && run.Revision == live.Repo.Revision:
 			counts["current"]++
 		default:
 			counts["behind"]++

@@ -1,20 +1,15 @@
 package bot
 
 import (
-	"cmp"
 	"context"
-	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/ducksnest/nestbot/gitops/command"
 
 	gogithub "github.com/google/go-github/v93/github"
 
-	"github.com/ducksnest/nestbot/gitops/fleet"
 	nestgh "github.com/ducksnest/nestbot/gitops/github"
-	"github.com/ducksnest/nestbot/reconcile"
 	"github.com/ducksnest/nestbot/store"
 )
 
@@ -70,16 +65,26 @@ func (b *Bot) onComment(ctx context.Context, e *gogithub.IssueCommentEvent) (*Pl
 	if !ok || IsBot(e.GetComment().GetUser()) || IsBot(e.GetSender()) {
 		return nil, nil
 	}
-	gh := b.client(e.GetInstallation())
-	repo := repoOf(e.GetRepo())
-	return b.Command(ctx, gh, repo, e.GetRepo().GetCloneURL(), e.GetIssue().GetNumber(), e.GetComment().GetID(), e.GetComment().GetUser().GetLogin(), cmd)
+	return b.Command(ctx, b.client(e.GetInstallation()), CommandRequest{Repo: repoOf(e.GetRepo()), CloneURL: e.GetRepo().GetCloneURL(),
+		Number: e.GetIssue().GetNumber(), CommentID: e.GetComment().GetID(), User: e.GetComment().GetUser().GetLogin(), Command: cmd})
 }
 
-// Command carries out cmd, written by user in comment commentID on pull
-// request number: an eyes reaction acknowledges it, a user without write
-// access is refused with a reply, an unknown verb gets the help. The
-// result is the plan, when the command planned.
-func (b *Bot) Command(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cloneURL string, number int, commentID int64, user string, cmd Command) (*PlanResult, error) {
+// CommandRequest is a /nest command written in a comment on a pull
+// request.
+type CommandRequest struct {
+	Repo      nestgh.Repo
+	CloneURL  string
+	Number    int    // the pull request's
+	CommentID int64  // the comment it was written in; 0: no comment to react to
+	User      string // who wrote it
+	Command   Command
+}
+
+// Command carries out a /nest command: an eyes reaction acknowledges it, a
+// user without write access is refused with a reply, an unknown verb gets
+// the help. The result is the plan, when the command planned.
+func (b *Bot) Command(ctx context.Context, gh *nestgh.Client, req CommandRequest) (*PlanResult, error) {
+	repo, cloneURL, number, commentID, user, cmd := req.Repo, req.CloneURL, req.Number, req.CommentID, req.User, req.Command
 	ctx, log := b.withLog(ctx, "repository", repo.FullName(), "pr", number, "command", cmd.Verb, "user", user)
 	log.Info("a /nest command")
 	if commentID != 0 {
@@ -87,29 +92,30 @@ func (b *Bot) Command(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, 
 			log.Warn("react to the command", "err", err)
 		}
 	}
-	perm, err := gh.Permission(ctx, repo, user)
-	if err != nil {
+	reply, run, err := commandReply(ctx, gh, req)
+	switch {
+	case err != nil:
 		return nil, err
-	}
-	if !nestgh.CanWrite(perm) {
-		return nil, b.reply(ctx, gh, repo, number, fmt.Sprintf("@%s: `/nest %s` needs write access to %s; yours is %s.", user, cmd.Verb, repo, cmp.Or(perm, "none")))
+	case !run:
+		return nil, b.reply(ctx, gh, repo, number, reply)
 	}
 	switch cmd.Verb {
 	case "plan":
 		return b.PlanPR(ctx, gh, repo, cloneURL, number, false)
 	case "apply":
 		return nil, b.applyPR(ctx, gh, repo, cloneURL, number, user)
-	case "unlock":
+	default: // unlock
 		return nil, b.unlock(ctx, gh, repo, number, user)
-	case "help":
-		return nil, b.reply(ctx, gh, repo, number, Help)
-	default:
-		return nil, b.reply(ctx, gh, repo, number, fmt.Sprintf("@%s: `/nest %s` is not a command I know.\n\n%s", user, cmd.Verb, Help))
 	}
 }
 
-func (b *Bot) reply(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, number int, body string) error {
-	_, err := gh.Comment(ctx, repo, number, body)
+// commenter comments on pull requests (nestgh.Client).
+type commenter interface {
+	Comment(ctx context.Context, repo nestgh.Repo, number int, body string) (int64, error)
+}
+
+func (b *Bot) reply(ctx context.Context, c commenter, repo nestgh.Repo, number int, body string) error {
+	_, err := c.Comment(ctx, repo, number, body)
 	return err
 }
 
@@ -117,7 +123,7 @@ func (b *Bot) reply(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, nu
 func lockName(repo nestgh.Repo) string { return "fleet/" + repo.FullName() }
 
 // unlock breaks the fleet lock and records who did.
-func (b *Bot) unlock(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, number int, user string) error {
+func (b *Bot) unlock(ctx context.Context, gh commenter, repo nestgh.Repo, number int, user string) error {
 	l, ok, err := b.cfg.Locker.Break(ctx, lockName(repo))
 	if err != nil {
 		return err
@@ -137,13 +143,8 @@ func (b *Bot) unlock(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, n
 		user, l.Owner, l.Acquired.UTC().Format("2006-01-02 15:04:05 UTC")))
 }
 
-// applyPR is /nest apply. It applies only when, on the repository's
-// default branch (as GitHub names it), nest.yaml says github.apply:
-// comment; the pull request is into that branch and not from a fork; it is
-// approved by a writer other than its author and mergeable as GitHub says
-// (required checks and branch protection satisfied), as required; it
-// changes none of the trusted values (fleet.Desired.Trust: those take
-// effect after merge); and its saved plan is still current.
+// applyPR is /nest apply: it applies the pull request's saved plan when
+// the policy allows (pullRefusal, decideApply), onto its head branch.
 func (b *Bot) applyPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cloneURL string, number int, user string) error {
 	refuse := func(why string) error {
 		return b.reply(ctx, gh, repo, number, fmt.Sprintf("@%s: not applied: %s", user, why))
@@ -152,13 +153,8 @@ func (b *Bot) applyPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, 
 	if err != nil {
 		return err
 	}
-	switch {
-	case pr.Fork:
-		return refuse("this pull request comes from a fork, and a fork's pull request never applies.")
-	case pr.Merged || pr.State == "closed":
-		return refuse("this pull request is closed.")
-	case pr.DefaultBranch == "" || pr.BaseRef != pr.DefaultBranch:
-		return refuse(fmt.Sprintf("its base is `%s`, not the default branch `%s`: `/nest apply` applies only pull requests into the default branch.", pr.BaseRef, pr.DefaultBranch))
+	if why := pullRefusal(*pr); why != "" {
+		return refuse(why)
 	}
 	// Not from a fork: the head branch is in this repository, and the
 	// certificates this apply commits go onto it.
@@ -167,70 +163,14 @@ func (b *Bot) applyPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, 
 	if err != nil {
 		return err
 	}
-	// The policy is read from the default branch: a pull request cannot
-	// enable applying itself.
-	policy, why, err := b.trusted(ctx, co, pr.DefaultBranch)
-	if err != nil {
-		return refuse(oneLine(err.Error()))
-	}
-	if policy == nil {
-		return refuse(why + ".")
-	}
-	if mode := policy.Fleet.GitHub.Apply; mode != "comment" {
-		return refuse(fmt.Sprintf("`/nest apply` is off: `github.apply` is `%s` in %s on %s. Set it to `comment` to allow applying from pull requests.", mode, b.cfg.File, pr.DefaultBranch))
-	}
-	require := policy.Fleet.GitHub.Require
-	if slices.Contains(require, "approved") {
-		ok, err := gh.Approved(ctx, repo, number, pr.HeadSHA, pr.Author)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return refuse("it needs an approving review of its head commit " + fleet.ShortRev(pr.HeadSHA) + " by someone with write access other than its author.")
-		}
-	}
-	if slices.Contains(require, "mergeable") {
-		if pr.Mergeable == nil || !*pr.Mergeable || !mergeableState(pr.MergeableState) {
-			return refuse(fmt.Sprintf("GitHub does not let it merge yet (mergeable state %q): resolve conflicts, and let the required checks and reviews of branch protection pass.", cmp.Or(pr.MergeableState, "unknown")))
-		}
-	}
-	if b.cfg.Artifacts == nil {
-		return refuse("this nestbot keeps no saved plans (no artifact store is configured).")
-	}
-	data, err := b.cfg.Artifacts.GetPlan(ctx, planKey(repo, number, pr.HeadSHA))
-	if errors.Is(err, store.ErrNotFound) {
-		return refuse("there is no plan for the head commit " + fleet.ShortRev(pr.HeadSHA) + ": comment `/nest plan` first.")
-	}
-	if err != nil {
+	dec, err := decideApply(ctx, b.cfg.File, prContext{b: b, gh: gh, repo: repo, pr: *pr, co: co, number: number})
+	switch {
+	case err != nil:
 		return err
+	case dec.Refusal != "":
+		return refuse(dec.Refusal)
 	}
-	saved, err := reconcile.DecodeSavedPlan("saved plan", data)
-	if err != nil {
-		return err
-	}
-	if co.head != pr.HeadSHA {
-		return refuse("the pull request moved on while I looked; comment `/nest plan`, then `/nest apply`.")
-	}
-	d, err := fleet.Load(co.file)
-	if err != nil {
-		return refuse(fmt.Sprintf("`%s` does not load at %s: %v", b.cfg.File, fleet.ShortRev(pr.HeadSHA), oneLine(err.Error())))
-	}
-	if changed := d.Trust(policy); len(changed) > 0 {
-		return refuse(fmt.Sprintf("it changes %s, which take effect after merge: merge it instead.", strings.Join(changed, ", ")))
-	}
-	_, err = b.apply(ctx, applyRun{gh: gh, repo: repo, co: co, d: d, sha: pr.HeadSHA, branch: pr.HeadRef,
-		trigger: "comment", actor: user, prs: []int{number}, saved: saved})
+	_, err = b.apply(ctx, applyRun{gh: gh, repo: repo, co: co, d: dec.Desired, sha: pr.HeadSHA, branch: pr.HeadRef,
+		trigger: "comment", actor: user, prs: []int{number}, saved: dec.Saved})
 	return err
-}
-
-// mergeableState says whether GitHub's mergeable_state lets a pull
-// request merge: clean; unstable (only checks that are not required fail);
-// has_hooks. Blocked (branch protection: a required check or review is
-// missing), behind, dirty, draft and unknown do not.
-func mergeableState(s string) bool {
-	switch s {
-	case "clean", "unstable", "has_hooks":
-		return true
-	}
-	return false
 }

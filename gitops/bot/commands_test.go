@@ -52,59 +52,6 @@ func (w *world) lastComment(t *testing.T, number int) string {
 	return cs[len(cs)-1].Body
 }
 
-// TestCommands: an unknown verb gets the help; a bot's comment is ignored;
-// /nest apply is refused while github.apply is merge; a fork's pull
-// request never applies; /nest unlock breaks a stuck lock and records it.
-func TestCommands(t *testing.T) {
-	w := newWorld(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	owner, name := w.repo.Owner, w.repo.Name
-	pr := w.openPR(ctx, t, "tweak", map[string][]byte{"README.md": []byte("tweak\n")})
-
-	if _, err := w.comment(ctx, t, pr.Number, owner, "/nest frobnicate"); err != nil {
-		t.Fatal(err)
-	}
-	if got := w.lastComment(t, pr.Number); !strings.Contains(got, "not a command I know") || !strings.Contains(got, "/nest unlock") {
-		t.Errorf("an unknown verb got %q, want the help", got)
-	}
-	before := len(w.comments(t, pr.Number))
-	w.gh.AddUser("dependabot[bot]")
-	w.gh.SetPermission(owner, name, "dependabot[bot]", "write")
-	if _, err := w.comment(ctx, t, pr.Number, "dependabot[bot]", "/nest help"); err != nil {
-		t.Fatal(err)
-	}
-	if after := len(w.comments(t, pr.Number)); after != before+1 {
-		t.Errorf("a bot's command was answered: %d comments, want %d (its own only)", after, before+1)
-	}
-
-	if _, err := w.comment(ctx, t, pr.Number, owner, "/nest apply"); err != nil {
-		t.Fatal(err)
-	}
-	if got := w.lastComment(t, pr.Number); !strings.Contains(got, "`/nest apply` is off") {
-		t.Errorf("/nest apply under github.apply: merge got %q", got)
-	}
-
-	// A stuck lock, as a killed apply leaves it.
-	if _, err := w.db.Locks().Acquire(ctx, "fleet/"+w.repo.FullName(), "replica-that-died", time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.comment(ctx, t, pr.Number, owner, "/nest unlock"); err != nil {
-		t.Fatal(err)
-	}
-	if got := w.lastComment(t, pr.Number); !strings.Contains(got, "released the fleet lock held by `replica-that-died`") {
-		t.Errorf("/nest unlock got %q", got)
-	}
-	if _, held, _ := w.db.Locks().Holder(ctx, "fleet/"+w.repo.FullName()); held {
-		t.Error("the lock is still held after /nest unlock")
-	}
-	log, err := w.db.Artifacts().AuditLog(ctx)
-	if err != nil || len(log) != 1 || log[0].Trigger != "unlock" || log[0].Actor != owner {
-		t.Errorf("audit log after /nest unlock: %+v, %v", log, err)
-	}
-	w.checkViolations(t)
-}
-
 // TestApplyFromComment: with github.apply: comment, /nest apply applies an
 // approved, mergeable pull request's current plan, and commits the
 // certificates onto its branch; a fork's pull request never applies.

@@ -128,7 +128,7 @@ func (b *Bot) PlanPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, c
 	}
 	if b.cfg.Artifacts != nil {
 		var buf bytes.Buffer
-		saved := &reconcile.SavedPlan{Plan: plan, DesiredDigest: d.Digest(), LiveDigest: reconcile.DigestLive(s.Live)}
+		saved := &reconcile.SavedPlan{Plan: plan, DesiredDigest: d.Digest(), LiveDigest: reconcile.DigestLive(s.Live())}
 		if err := saved.Encode(&buf); err == nil {
 			if err := b.cfg.Artifacts.PutPlan(ctx, planKey(repo, number, co.head), buf.Bytes()); err != nil {
 				log.Error("save the plan", "err", err)
@@ -174,17 +174,7 @@ func cut(s string, n int) string {
 // reportInvalid puts nest.yaml's mistakes in the plan comment and fails
 // the check run, with an annotation at each mistake.
 func (b *Bot) reportInvalid(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, number int, head string, errs nest.Errors, res *PlanResult) error {
-	var body strings.Builder
-	fmt.Fprintf(&body, "%spart=1/1 -->\n### nestbot: `%s` is not valid\n\n", reconcile.MarkdownMarker(repo.Name), b.cfg.File)
-	fmt.Fprintf(&body, "%d %s; nothing was planned. Fix them and push again.\n\n", len(errs), plural(len(errs), "mistake"))
-	var list strings.Builder
-	for _, e := range errs {
-		shown := *e
-		shown.File = b.cfg.File // as the repository names it, not where the bot checked it out
-		list.WriteString(shown.Error() + "\n")
-	}
-	body.WriteString(reconcile.MarkdownFenced(cut(list.String(), 60000)))
-	res.Parts = []string{cut(body.String(), nestgh.MaxCommentChars)}
+	res.Parts = []string{invalidBody(repo.Name, b.cfg.File, errs)}
 	var err error
 	if res.Sticky, err = gh.UpsertSticky(ctx, repo, number, stickyMarker, res.Parts); err != nil {
 		return err
@@ -203,6 +193,22 @@ func (b *Bot) reportInvalid(ctx context.Context, gh *nestgh.Client, repo nestgh.
 		Title: fmt.Sprintf("%s: %d %s", b.cfg.File, len(errs), plural(len(errs), "mistake")), Summary: checkText(res.Parts),
 		Annotations: anns, DetailsURL: b.cfg.DetailsURL})
 	return err
+}
+
+// invalidBody is the plan comment that lists the mistakes in nest.yaml
+// (file, as the repository names it) of the fleet.
+func invalidBody(fleetName, file string, errs nest.Errors) string {
+	var body strings.Builder
+	fmt.Fprintf(&body, "%spart=1/1 -->\n### nestbot: `%s` is not valid\n\n", reconcile.MarkdownMarker(fleetName), file)
+	fmt.Fprintf(&body, "%d %s; nothing was planned. Fix them and push again.\n\n", len(errs), plural(len(errs), "mistake"))
+	var list strings.Builder
+	for _, e := range errs {
+		shown := *e
+		shown.File = file // as the repository names it, not where the bot checked it out
+		list.WriteString(shown.Error() + "\n")
+	}
+	body.WriteString(reconcile.MarkdownFenced(cut(list.String(), 60000)))
+	return cut(body.String(), nestgh.MaxCommentChars)
 }
 
 // reportFailure says in the plan comment and the check run that planning

@@ -39,79 +39,156 @@ type ApplyOptions struct {
 	AuthKey func(ctx context.Context, host string) (string, error)
 }
 
+// Applied is what an apply did.
+type Applied struct {
+	// Report says what was done to each step (nil when the apply could
+	// not start).
+	Report *reconcile.Report
+	// CertCommit is the commit the apply made of the certificates ("" for
+	// none).
+	CertCommit string
+	// Rolled is what the apply's rollout did (nil when it had none).
+	Rolled *rollout.Result
+}
+
+// applying is one apply: what its planes change, for the planes after them.
+type applying struct {
+	s    *Session
+	opts ApplyOptions
+	// live is the live state as observed, with the tailnet bound again
+	// once new hosts joined (as joined: host → node id).
+	live   *reconcile.Live
+	joined map[string]string
+	// revision is what the hosts roll to: the checkout's, or the commit
+	// that holds the certificates this apply issued.
+	revision  string
+	certHosts map[string]bool // hosts whose certificates this apply committed
+	done      Applied
+}
+
+// planeStep applies one plane of a plan; apply is nil when the session
+// cannot apply it (the executor then skips its steps, and says why).
+type planeStep struct {
+	plane reconcile.Plane
+	apply reconcile.PlaneApplier
+}
+
 // Apply carries out plan plane by plane — cloud, tailnet, certificates
 // (committed unless NoCommit), hosts — stopping at the first failure. The
 // report says what was applied before it.
-func (s *Session) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyOptions) (*reconcile.Report, error) {
-	d := s.Desired
-	api, err := s.TailscaleAPI()
-	if err != nil {
-		return &reconcile.Report{}, err
+func (s *Session) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyOptions) (*Applied, error) {
+	a := &applying{s: s, opts: opts, live: cloneLive(s.live)}
+	if s.repo != nil {
+		a.revision = s.repo.revision
 	}
-	if opts.AuthKey == nil {
-		static := authKeySource(d.Fleet, s.opts.Getenv, s.opts.SecretsDir)
-		opts.AuthKey = func(ctx context.Context, host string) (string, error) {
-			key, err := static(ctx, host)
-			s.opts.maskUnlessEnv(d.Fleet.Tailnet.AuthKey, key)
-			return key, err
-		}
-		if api != nil && len(d.Fleet.Tailnet.Tags) > 0 {
-			// One key per new host, minted for it, tagged with the fleet's
-			// tags, and masked before anything could print it.
-			mint := api.KeySource(d.Fleet.Tailnet.Tags, nesttailnet.KeyOptions{Fleet: d.Fleet.Name})
-			opts.AuthKey = func(ctx context.Context, host string) (string, error) {
-				key, err := mint(ctx, host)
-				s.opts.mask(key)
-				return key, err
-			}
-		}
+	steps, err := a.steps()
+	if err != nil {
+		return &a.done, err
 	}
 	exec := &reconcile.Executor{Appliers: map[reconcile.Plane]reconcile.PlaneApplier{}}
-	if s.EC2 != nil {
-		deployKey, err := DeployPublicKey(d.Fleet, s.opts.Getenv, s.opts.SecretsDir)
-		if err != nil {
-			return nil, err
+	for _, st := range steps {
+		if st.apply != nil {
+			exec.Appliers[st.plane] = st.apply
 		}
-		a := &nestaws.Applier{Client: s.EC2, Fleet: d.Fleet, Live: &s.Live.Cloud, Logger: s.opts.Logger, AuthKey: opts.AuthKey, DeployKey: deployKey}
-		exec.Appliers[reconcile.PlaneCloud] = cloudApplier(a)
 	}
-	if s.Bot != nil || api != nil {
-		exec.Appliers[reconcile.PlaneTailnet] = s.rebinding((&nesttailnet.Applier{Bot: s.Bot, API: api, Tags: d.Fleet.Tailnet.Tags,
-			JoinTimeout: d.Fleet.Tailnet.JoinTimeout.Duration, Logger: s.opts.Logger,
-			// A new host is a node that joins now, not one that was there.
-			Before: maps.Clone(s.seen), Pinned: s.pinnedNodes(), Since: time.Now(),
-			Joined: func(host, id string) {
-				if s.joined == nil {
-					s.joined = map[string]string{}
-				}
-				s.joined[host] = id
-			}}).Apply)
-	}
-	if d.Fleet.PKI != nil && s.Live.Observed(reconcile.PlanePKI) {
-		exec.Appliers[reconcile.PlanePKI] = s.pkiApplier(opts)
-	}
-	if s.Bot != nil && s.Repo != nil {
-		exec.Appliers[reconcile.PlaneHosts] = s.rolloutApplier(opts)
+	if s.bot != nil && s.repo != nil {
 		exec.More = func(plane reconcile.Plane, steps []reconcile.Step) []reconcile.Step {
 			if plane != reconcile.PlaneHosts {
 				return steps
 			}
-			return s.rollAlso(steps)
+			return a.rollAlso(steps)
 		}
 	}
-	return exec.Apply(ctx, plan)
+	a.done.Report, err = exec.Apply(ctx, plan)
+	return &a.done, err
 }
 
-// rebinding runs the tailnet plane, then, when a new host joined, observes
-// the tailnet again: the later planes reach each host at the node bound to
-// it now (the one that joined as it), not one that was named like it before.
-func (s *Session) rebinding(apply reconcile.PlaneApplier) reconcile.PlaneApplier {
+// steps are the planes of an apply, in the order they are applied
+// (reconcile.Planes): the cloud, the tailnet, the certificates, the hosts.
+func (a *applying) steps() ([]planeStep, error) {
+	s := a.s
+	api, err := s.TailscaleAPI()
+	if err != nil {
+		a.done.Report = &reconcile.Report{}
+		return nil, err
+	}
+	if a.opts.AuthKey == nil {
+		a.opts.AuthKey = s.authKeys(api)
+	}
+	cloud, err := a.cloudStep()
+	if err != nil {
+		return nil, err
+	}
+	return []planeStep{
+		{reconcile.PlaneCloud, cloud},
+		{reconcile.PlaneTailnet, a.tailnetStep(api)},
+		{reconcile.PlanePKI, a.pkiStep()},
+		{reconcile.PlaneHosts, a.hostsStep()},
+	}, nil
+}
+
+// authKeys gives each new instance its tailnet auth key: minted for it
+// when the Tailscale API is at hand and the fleet has tags, else the
+// secret tailnet.auth_key names; masked before anything could print it.
+func (s *Session) authKeys(api *nesttailnet.API) func(ctx context.Context, host string) (string, error) {
+	d := s.desired
+	if api != nil && len(d.Fleet.Tailnet.Tags) > 0 {
+		// One key per new host, minted for it, tagged with the fleet's
+		// tags.
+		mint := api.KeySource(d.Fleet.Tailnet.Tags, nesttailnet.KeyOptions{Fleet: d.Fleet.Name})
+		return func(ctx context.Context, host string) (string, error) {
+			key, err := mint(ctx, host)
+			s.opts.mask(key)
+			return key, err
+		}
+	}
+	static := authKeySource(d.Fleet, s.opts.Getenv, s.opts.SecretsDir)
+	return func(ctx context.Context, host string) (string, error) {
+		key, err := static(ctx, host)
+		s.opts.maskUnlessEnv(d.Fleet.Tailnet.AuthKey, key)
+		return key, err
+	}
+}
+
+// cloudStep applies the cloud plane through EC2, when it was observed.
+func (a *applying) cloudStep() (reconcile.PlaneApplier, error) {
+	s, d := a.s, a.s.desired
+	if s.ec2 == nil {
+		return nil, nil
+	}
+	deployKey, err := DeployPublicKey(d.Fleet, s.opts.Getenv, s.opts.SecretsDir)
+	if err != nil {
+		return nil, err
+	}
+	return cloudApplier(&nestaws.Applier{Client: s.ec2, Fleet: d.Fleet, Live: &a.live.Cloud, Logger: s.opts.Logger,
+		AuthKey: a.opts.AuthKey, DeployKey: deployKey}), nil
+}
+
+// tailnetStep applies the tailnet plane (nestbot's node, the API or both),
+// then, when a new host joined, observes the tailnet again: the later
+// planes reach each host at the node bound to it now (the one that joined
+// as it), not one that was named like it before.
+func (a *applying) tailnetStep(api *nesttailnet.API) reconcile.PlaneApplier {
+	s, d := a.s, a.s.desired
+	if s.bot == nil && api == nil {
+		return nil
+	}
+	apply := (&nesttailnet.Applier{Bot: s.bot, API: api, Tags: d.Fleet.Tailnet.Tags,
+		JoinTimeout: d.Fleet.Tailnet.JoinTimeout.Duration, Logger: s.opts.Logger,
+		// A new host is a node that joins now, not one that was there.
+		Before: maps.Clone(s.seen), Pinned: s.pinnedNodes(nil), Since: time.Now(),
+		Joined: func(host, id string) {
+			if a.joined == nil {
+				a.joined = map[string]string{}
+			}
+			a.joined[host] = id
+		}}).Apply
 	return func(ctx context.Context, steps []reconcile.Step) ([]reconcile.StepResult, error) {
 		out, err := apply(ctx, steps)
-		if len(s.joined) > 0 && s.Bot != nil {
-			if t, oerr := nesttailnet.Observe(ctx, s.Bot); oerr == nil {
-				t.Nodes, s.refused = s.bind(t.Nodes)
-				s.Live.Tailnet = t
+		if len(a.joined) > 0 && s.bot != nil {
+			if t, oerr := nesttailnet.Observe(ctx, s.bot); oerr == nil {
+				t.Nodes, _ = s.bind(t.Nodes, a.joined)
+				a.live.Tailnet = t
 			}
 		}
 		return out, err
@@ -152,7 +229,7 @@ func authKeySource(f *nest.Fleet, getenv func(string) string, secretsDir string)
 // environment or nest.yaml's tailnet.oauth; nil when neither gives
 // credentials (keys then come from tailnet.auth_key, strays stay).
 func (s *Session) TailscaleAPI() (*nesttailnet.API, error) {
-	f := s.Desired.Fleet
+	f := s.desired.Fleet
 	cfg, err := nesttailnet.APIConfigFromEnv(s.opts.Getenv)
 	if err != nil {
 		return nil, err
@@ -220,12 +297,18 @@ func (d *Desired) certsApplier(getenv func(string) string, mask func(string), lo
 // host created by this apply has addresses only now) and pins the host keys
 // of hosts that just joined, so their keys are encrypted to them.
 func (s *Session) ApplyCerts(ctx context.Context) (*pki.Report, error) {
-	d := s.Desired
+	return s.applyCerts(ctx, s.live, nil)
+}
+
+// applyCerts is ApplyCerts from live, as an apply's earlier planes left it
+// (joined: the nodes new hosts joined as).
+func (s *Session) applyCerts(ctx context.Context, live *reconcile.Live, joined map[string]string) (*pki.Report, error) {
+	d := s.desired
 	a, err := d.certsApplier(s.opts.Getenv, s.opts.mask, s.opts.Logger)
 	if err != nil {
 		return nil, err
 	}
-	live, err := s.Refresh(ctx)
+	live, err = s.refresh(ctx, live, joined)
 	if err != nil {
 		return nil, err
 	}
@@ -242,12 +325,16 @@ func (s *Session) ApplyCerts(ctx context.Context) (*pki.Report, error) {
 	return rep, nil
 }
 
-// pkiApplier applies the certificate plane, commits it (unless NoCommit),
-// and reports each plan step by what was done to it.
-func (s *Session) pkiApplier(opts ApplyOptions) reconcile.PlaneApplier {
+// pkiStep applies the certificate plane, when it was observed, commits it
+// (unless NoCommit), and reports each plan step by what was done to it.
+func (a *applying) pkiStep() reconcile.PlaneApplier {
+	s := a.s
+	if s.desired.Fleet.PKI == nil || !s.live.Observed(reconcile.PlanePKI) {
+		return nil
+	}
 	return func(ctx context.Context, steps []reconcile.Step) ([]reconcile.StepResult, error) {
 		out := make([]reconcile.StepResult, 0, len(steps))
-		rep, err := s.ApplyCerts(ctx)
+		rep, err := s.applyCerts(ctx, a.live, a.joined)
 		if err != nil {
 			for _, st := range steps {
 				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusFailed, Detail: "nothing was written"})
@@ -272,13 +359,13 @@ func (s *Session) pkiApplier(opts ApplyOptions) reconcile.PlaneApplier {
 				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusApplied, Detail: string(r.Action)})
 			}
 		}
-		sha, err := s.Desired.CommitCerts(ctx, rep, CommitOptions{NoCommit: opts.NoCommit, Out: opts.Out, Getenv: s.opts.Getenv})
-		if sha != "" && s.Repo != nil {
-			s.Repo.revision = sha // the rollout ships the commit that holds the certificates
+		sha, err := s.desired.CommitCerts(ctx, rep, CommitOptions{NoCommit: a.opts.NoCommit, Out: a.opts.Out, Getenv: s.opts.Getenv})
+		if sha != "" && s.repo != nil {
+			a.revision = sha // the rollout ships the commit that holds the certificates
 		}
 		if sha != "" {
-			s.CertCommit = sha
-			s.certHosts = certHosts(s.Desired, append(append([]string{}, rep.Written...), rep.Removed...))
+			a.done.CertCommit = sha
+			a.certHosts = certHosts(s.desired, append(append([]string{}, rep.Written...), rep.Removed...))
 		}
 		return out, err
 	}
@@ -347,11 +434,16 @@ func (d *Desired) commitCerts(ctx context.Context, changed []string, message str
 	return repo.CommitWorktree(ctx, abs, message, author)
 }
 
-// rolloutApplier rolls the plan's hosts: nixos-rebuild switch, in batches,
-// with a dead-man rollback armed on each host first.
-func (s *Session) rolloutApplier(opts ApplyOptions) reconcile.PlaneApplier {
+// hostsStep rolls the plan's hosts, when the tailnet was joined and
+// nest.yaml is in a git checkout: nixos-rebuild switch, in batches, with a
+// dead-man rollback armed on each host first.
+func (a *applying) hostsStep() reconcile.PlaneApplier {
+	s := a.s
+	if s.bot == nil || s.repo == nil {
+		return nil
+	}
 	return func(ctx context.Context, steps []reconcile.Step) ([]reconcile.StepResult, error) {
-		res, err := s.Rollout(ctx, steps, s.events(opts))
+		res, err := s.rollout(ctx, a.live, a.revision, steps, s.events(a.opts))
 		out := make([]reconcile.StepResult, 0, len(steps))
 		for _, st := range steps {
 			name := st.Address.Name
@@ -367,7 +459,7 @@ func (s *Session) rolloutApplier(opts ApplyOptions) reconcile.PlaneApplier {
 				out = append(out, reconcile.StepResult{Step: st, Status: reconcile.StatusFailed, Detail: fmt.Sprintf("%s: %s (now on %s)", hr.State, hr.Detail, ShortRev(hr.Now.Revision))})
 			}
 		}
-		s.Rolled = res
+		a.done.Rolled = res
 		return out, err
 	}
 }
@@ -382,14 +474,19 @@ func (s *Session) events(o ApplyOptions) func(rollout.Event) {
 // Rollout rolls the hosts of steps (the plan's hosts plane) to the
 // checkout's revision.
 func (s *Session) Rollout(ctx context.Context, steps []reconcile.Step, events func(rollout.Event)) (*rollout.Result, error) {
-	if s.Bot == nil || s.Repo == nil {
+	if s.bot == nil || s.repo == nil {
 		return &rollout.Result{}, errors.New("rollout needs the tailnet and a git checkout")
 	}
+	return s.rollout(ctx, s.live, s.repo.revision, steps, events)
+}
+
+// rollout rolls the hosts of steps, found in live, to revision.
+func (s *Session) rollout(ctx context.Context, live *reconcile.Live, revision string, steps []reconcile.Step, events func(rollout.Event)) (*rollout.Result, error) {
 	batches, err := rollout.BatchesFromSteps(steps)
 	if err != nil {
 		return &rollout.Result{}, err
 	}
-	ts, err := Targets(s.Desired, s.Live, s.opts.Getenv, s.opts.SecretsDir)
+	ts, err := Targets(s.desired, live, s.opts.Getenv, s.opts.SecretsDir)
 	if err != nil {
 		return &rollout.Result{}, err
 	}
@@ -400,9 +497,9 @@ func (s *Session) Rollout(ctx context.Context, steps []reconcile.Step, events fu
 		}
 		defer db.Close()
 	}
-	f := s.Desired.Fleet
-	ro := &rollout.Rollout{Dialer: s.Bot, Hosts: ts, Batches: batches, MaxParallel: f.Rollout.MaxParallel,
-		Source: s.Repo.git, FlakeDir: s.Repo.flakeDir(f.Flake), Revision: s.Repo.revision, Health: f.Rollout.Health,
+	f := s.desired.Fleet
+	ro := &rollout.Rollout{Dialer: s.bot, Hosts: ts, Batches: batches, MaxParallel: f.Rollout.MaxParallel,
+		Source: s.repo.git, FlakeDir: s.repo.flakeDir(f.Flake), Revision: revision, Health: f.Rollout.Health,
 		ConfirmWithin: f.Rollout.ConfirmWithin.Duration, BuildOn: f.Rollout.BuildOn, BuildTimeout: f.Rollout.BuildTimeout.Duration,
 		Journal: db.Journal(), Events: events,
 		Logger: s.opts.Logger}
@@ -461,23 +558,24 @@ func certHosts(d *Desired, changed []string) map[string]bool {
 // certificates this apply committed, so they serve them now rather than
 // after the next rollout, and numbers the batches by role again (one per
 // role of rollout.order, as plans do).
-func (s *Session) rollAlso(steps []reconcile.Step) []reconcile.Step {
-	if len(s.certHosts) == 0 {
+func (a *applying) rollAlso(steps []reconcile.Step) []reconcile.Step {
+	if len(a.certHosts) == 0 {
 		return steps
 	}
-	f := s.Desired.Fleet
+	d := a.s.desired
+	f := d.Fleet
 	rolling := map[string]bool{}
 	for _, st := range steps {
 		rolling[st.Address.Name] = true
 	}
-	for _, h := range s.Desired.HostNames() {
-		run, ok := s.Live.Hosts[h]
-		if !s.certHosts[h] || rolling[h] || !ok || !run.Reachable {
+	for _, h := range d.HostNames() {
+		run, ok := a.live.Hosts[h]
+		if !a.certHosts[h] || rolling[h] || !ok || !run.Reachable {
 			continue
 		}
 		steps = append(steps, reconcile.Step{Plane: reconcile.PlaneHosts, Action: reconcile.ActionRoll, Address: reconcile.HostAddress(h),
 			Reason:  "its certificates changed",
-			Changes: []reconcile.Change{{Attr: "revision", Before: ShortRev(run.Revision), After: ShortRev(s.CertCommit)}}})
+			Changes: []reconcile.Change{{Attr: "revision", Before: ShortRev(run.Revision), After: ShortRev(a.done.CertCommit)}}})
 	}
 	for i := range steps {
 		host := f.Hosts[steps[i].Address.Name]

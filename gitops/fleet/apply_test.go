@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/ducksnest/nestbot/nest"
+	"github.com/ducksnest/nestbot/reconcile"
 )
 
 func TestCertHosts(t *testing.T) {
@@ -24,5 +25,38 @@ func TestCertHosts(t *testing.T) {
 		if !slices.Equal(got, c.want) {
 			t.Errorf("certHosts(%v) = %v, want %v", c.changed, got, c.want)
 		}
+	}
+}
+
+// TestApplyStepsAreThePlanesInOrder: an apply's plane steps are the
+// executor's planes, in its order, and a session that reaches none of the
+// planes' clients has no applier for any of them.
+func TestApplyStepsAreThePlanesInOrder(t *testing.T) {
+	s := &Session{desired: &Desired{Fleet: &nest.Fleet{}}, live: &reconcile.Live{}, opts: Options{Getenv: func(string) string { return "" }}}
+	steps, err := (&applying{s: s, live: cloneLive(s.live)}).steps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var planes []reconcile.Plane
+	for _, st := range steps {
+		planes = append(planes, st.plane)
+		if st.apply != nil {
+			t.Errorf("the %s plane has an applier with no client to apply it", st.plane)
+		}
+	}
+	if !slices.Equal(planes, reconcile.Planes()) {
+		t.Errorf("apply steps %v, want the planes in the executor's order %v", planes, reconcile.Planes())
+	}
+}
+
+// TestLiveIsACopy: what a caller does to the live state it is given does
+// not change the session's.
+func TestLiveIsACopy(t *testing.T) {
+	s := &Session{live: &reconcile.Live{Planes: []reconcile.Plane{reconcile.PlaneHosts, reconcile.PlanePKI}}}
+	l := s.Live()
+	l.Planes[0] = reconcile.PlaneCloud
+	l.Tailnet = reconcile.Tailnet{Nodes: []reconcile.Node{{ID: "n1"}}}
+	if got := s.Live(); got.Planes[0] != reconcile.PlaneHosts || len(got.Tailnet.Nodes) != 0 {
+		t.Errorf("the session's live state changed with its copy: %+v", got)
 	}
 }

@@ -104,7 +104,7 @@ func TestApplyCertsWarnsWhileSSHIsDownThenPinsAndRekeys(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(s.Close)
-		if s.Bot == nil {
+		if !s.OnTailnet() {
 			t.Fatal("the session did not join the lab's tailnet")
 		}
 		return s
@@ -171,7 +171,7 @@ func TestApplyCertsWarnsWhileSSHIsDownThenPinsAndRekeys(t *testing.T) {
 	// 1. laptop-ultra is on the tailnet and answered the observation's
 	// probe; then its sshd goes down, before the certificate apply.
 	s := observe()
-	if err := s.HostErrors[newHost]; err != nil {
+	if err := s.HostErrors()[newHost]; err != nil {
 		t.Fatalf("%s did not answer before its SSH went down: %v", newHost, err)
 	}
 	if err := ultra.SetFaults(host.Faults{SSHDown: true}); err != nil {

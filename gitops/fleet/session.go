@@ -10,11 +10,11 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"golang.org/x/crypto/ssh"
 	"tailscale.com/tsnet"
 
@@ -56,6 +56,9 @@ type Options struct {
 	// log. One straight from an environment variable is not: the runner
 	// masks the workflow's secrets itself.
 	Mask func(secret string)
+	// EC2 is the EC2 API the cloud plane is observed and applied through
+	// (nil: the SDK's client, for aws.region and AWSEndpoint).
+	EC2 nestaws.EC2
 	// Logger receives what observing and applying log: the cloud and
 	// tailnet steps' progress, the certificates issued, the rollout's
 	// diagnostics (and its host events when ApplyOptions.Events is nil);
@@ -131,36 +134,55 @@ func (t TailnetOptions) authKey(f *nest.Fleet, getenv func(string) string, secre
 }
 
 // Session is one observation of the live fleet, and the clients that made
-// it, for planning and applying.
+// it, for planning and applying. What it observed does not change after
+// Observe: an apply keeps what its planes change (the nodes new hosts
+// joined as, the certificates' commit) to itself and returns it.
 type Session struct {
-	Desired *Desired
-	EC2     *awsec2.Client
-	Bot     *tsnet.Server // nestbot's tailnet node, or nil
-	Repo    *Repo         // the git checkout holding nest.yaml, or nil
-	Live    *reconcile.Live
-	// HostErrors says why a host could not be probed.
-	HostErrors map[string]error
-	// CertCommit is the commit an apply made of the certificates ("" for none).
-	CertCommit string
-	// Rolled is what the apply's rollout did (nil when it had none).
-	Rolled *rollout.Result
-
-	certHosts map[string]bool // hosts whose certificates this apply committed
+	desired *Desired
+	ec2     nestaws.EC2   // nil when the cloud plane was not observed
+	bot     *tsnet.Server // nestbot's tailnet node, or nil
+	repo    *Repo         // the git checkout holding nest.yaml, or nil
+	live    *reconcile.Live
+	// hostErrors says why a host could not be probed.
+	hostErrors map[string]error
 
 	// The tailnet as bound to the hosts (nesttailnet.Bind): every node id
-	// observed, what was refused and why, and the nodes new hosts joined
-	// as during this apply (pinned with their host keys).
+	// observed, and what was refused and why.
 	seen    map[string]bool
 	refused []string
-	joined  map[string]string
 
 	opts Options
 }
 
+// Desired is the desired state the session was observed for.
+func (s *Session) Desired() *Desired { return s.desired }
+
+// Live is the live state as observed: a copy, whose maps the session
+// shares and the caller must not change.
+func (s *Session) Live() *reconcile.Live { return cloneLive(s.live) }
+
+// HostErrors says why each host that could not be probed could not.
+func (s *Session) HostErrors() map[string]error { return maps.Clone(s.hostErrors) }
+
+// Repo is the git checkout holding nest.yaml, or nil.
+func (s *Session) Repo() *Repo { return s.repo }
+
+// OnTailnet says whether nestbot joined the tailnet, so the tailnet and
+// the hosts were observed and can be applied.
+func (s *Session) OnTailnet() bool { return s.bot != nil }
+
+// cloneLive copies l's top level: what an apply replaces (the tailnet, as
+// rebound) is replaced in the copy alone.
+func cloneLive(l *reconcile.Live) *reconcile.Live {
+	c := *l
+	c.Planes = slices.Clone(l.Planes)
+	return &c
+}
+
 // Close leaves the tailnet.
 func (s *Session) Close() {
-	if s != nil && s.Bot != nil {
-		s.Bot.Close()
+	if s != nil && s.bot != nil {
+		s.bot.Close()
 	}
 }
 
@@ -170,9 +192,21 @@ func (s *Session) StateDir() string { return s.opts.Tailnet.StateDirOr(s.opts.Ge
 // Plan diffs the desired state against what was observed. revision is the
 // commit the plan is for ("" for the checkout's HEAD).
 func (s *Session) Plan(revision string) (*reconcile.Plan, error) {
-	plan, err := reconcile.Diff(s.Desired.reconcileDesired(), s.Live, reconcile.Options{Revision: revision})
+	return s.plan(s.live, revision)
+}
+
+// PlanPlanes is Plan of the given planes alone (observed, all of them),
+// as if the others had not been observed.
+func (s *Session) PlanPlanes(revision string, planes ...reconcile.Plane) (*reconcile.Plan, error) {
+	live := cloneLive(s.live)
+	live.Planes = slices.Clone(planes)
+	return s.plan(live, revision)
+}
+
+func (s *Session) plan(live *reconcile.Live, revision string) (*reconcile.Plan, error) {
+	plan, err := reconcile.Diff(s.desired.reconcileDesired(), live, reconcile.Options{Revision: revision})
 	if err != nil {
-		return nil, fmt.Errorf("plan %s:\n  %s", s.Desired.Fleet.Name, strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		return nil, fmt.Errorf("plan %s:\n  %s", s.desired.Fleet.Name, strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
 	plan.Notes = append(plan.Notes, s.refused...)
 	return plan, nil
@@ -181,7 +215,7 @@ func (s *Session) Plan(revision string) (*reconcile.Plan, error) {
 // CheckSaved refuses a saved plan made from another nest.yaml or another
 // live state than the session's, and says how the plan differs now.
 func (s *Session) CheckSaved(saved *reconcile.SavedPlan) error {
-	err := saved.Check(s.Desired.Digest(), s.Live)
+	err := saved.Check(s.desired.Digest(), s.live)
 	if !errors.Is(err, reconcile.ErrLiveChanged) {
 		return err
 	}
@@ -212,81 +246,90 @@ func Observe(ctx context.Context, d *Desired, opts Options) (*Session, error) {
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
-	s := &Session{Desired: d, opts: opts, Live: &reconcile.Live{FormatVersion: reconcile.FormatVersion, ObservedAt: time.Now().UTC()}}
-	s.Live.Planes = []reconcile.Plane{}
+	live := &reconcile.Live{FormatVersion: reconcile.FormatVersion, ObservedAt: time.Now().UTC()}
+	s := &Session{desired: d, opts: opts, live: live}
+	live.Planes = []reconcile.Plane{}
 	if opts.wants(reconcile.PlaneTailnet) || opts.wants(reconcile.PlaneHosts) {
 		bot, err := join(ctx, d, opts)
 		if err != nil {
 			return nil, err
 		}
 		if bot != nil {
-			s.Bot = bot
-			if s.Live.Tailnet, err = nesttailnet.Observe(ctx, bot); err != nil {
+			s.bot = bot
+			if live.Tailnet, err = nesttailnet.Observe(ctx, bot); err != nil {
 				s.Close()
 				return nil, fmt.Errorf("observe the tailnet: %w", err)
 			}
-			s.Live.Tailnet.Nodes, s.refused = s.bind(s.Live.Tailnet.Nodes)
-			s.Live.Planes = append(s.Live.Planes, reconcile.PlaneTailnet)
-			s.Repo = OpenRepo(d.Root)
-			s.Live.Hosts, s.HostErrors = observeHosts(ctx, bot, d, s.Live, opts.Getenv, opts.SecretsDir)
-			s.Repo.fill(s.Live)
-			s.Repo.evalToplevels(ctx, d, opts.nix(), s.Live)
-			s.Live.Planes = append(s.Live.Planes, reconcile.PlaneHosts)
+			s.seen = seenNodes(live.Tailnet.Nodes)
+			live.Tailnet.Nodes, s.refused = s.bind(live.Tailnet.Nodes, nil)
+			live.Planes = append(live.Planes, reconcile.PlaneTailnet)
+			s.repo = OpenRepo(d.Root)
+			live.Hosts, s.hostErrors = observeHosts(ctx, bot, d, live, opts.Getenv, opts.SecretsDir)
+			s.repo.fill(live)
+			s.repo.evalToplevels(ctx, d, opts.nix(), live)
+			live.Planes = append(live.Planes, reconcile.PlaneHosts)
 		}
 	}
 	if d.Fleet.PKI != nil && opts.wants(reconcile.PlanePKI) {
-		certs, err := observeCerts(ctx, d, s.Live, s.Bot)
+		certs, err := observeCerts(ctx, d, live, s.bot)
 		if err != nil {
 			s.Close()
 			return nil, err
 		}
-		s.Live.PKI.Certs = certs
-		s.Live.Planes = append(s.Live.Planes, reconcile.PlanePKI)
+		live.PKI.Certs = certs
+		live.Planes = append(live.Planes, reconcile.PlanePKI)
 	}
 	if d.Fleet.AWS == nil || !opts.wants(reconcile.PlaneCloud) {
 		return s, nil
 	}
-	client, err := nestaws.NewClient(ctx, nestaws.ClientOptions{Region: d.Fleet.AWS.Region, Endpoint: opts.AWSEndpoint})
-	if err != nil {
-		s.Close()
-		return nil, err
+	client := opts.EC2
+	if client == nil {
+		c, err := nestaws.NewClient(ctx, nestaws.ClientOptions{Region: d.Fleet.AWS.Region, Endpoint: opts.AWSEndpoint})
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		client = c
 	}
 	cloud, err := (&nestaws.Observer{Client: client}).Observe(ctx, d.Fleet)
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("observe the cloud: %w", err)
 	}
-	s.EC2, s.Live.Cloud = client, cloud
-	s.Live.Planes = append(s.Live.Planes, reconcile.PlaneCloud)
+	s.ec2, live.Cloud = client, cloud
+	live.Planes = append(live.Planes, reconcile.PlaneCloud)
 	return s, nil
+}
+
+// seenNodes are the ids of nodes.
+func seenNodes(nodes []reconcile.Node) map[string]bool {
+	seen := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		seen[n.ID] = true
+	}
+	return seen
 }
 
 // bind keeps the nodes that may stand for the fleet's hosts
 // (nesttailnet.Bind): by the fleet's tags and the node ids pinned for the
-// hosts, or joined as them during this apply. It notes every node id seen.
-func (s *Session) bind(nodes []reconcile.Node) ([]reconcile.Node, []string) {
-	d := s.Desired
-	if s.seen == nil {
-		s.seen = map[string]bool{}
-	}
-	for _, n := range nodes {
-		s.seen[n.ID] = true
-	}
+// hosts, or joined as them during an apply (joined, host → node id).
+func (s *Session) bind(nodes []reconcile.Node, joined map[string]string) ([]reconcile.Node, []string) {
+	d := s.desired
 	hosts := map[string]string{}
 	for name, h := range d.Fleet.Hosts {
 		hosts[name] = h.TailnetNode()
 	}
-	return nesttailnet.Bind(nodes, nesttailnet.BindOptions{Hosts: hosts, Tags: d.Fleet.Tailnet.Tags, Pinned: s.pinnedNodes()})
+	return nesttailnet.Bind(nodes, nesttailnet.BindOptions{Hosts: hosts, Tags: d.Fleet.Tailnet.Tags, Pinned: s.pinnedNodes(joined)})
 }
 
 // pinnedNodes are the node ids pinned for the hosts, with those new hosts
-// joined as during this apply.
-func (s *Session) pinnedNodes() map[string]string {
-	pinned := maps.Clone(s.Desired.Nodes)
+// joined as during an apply.
+func (s *Session) pinnedNodes(joined map[string]string) map[string]string {
+	pinned := maps.Clone(s.desired.Nodes)
 	if pinned == nil {
 		pinned = map[string]string{}
 	}
-	maps.Copy(pinned, s.joined)
+	maps.Copy(pinned, joined)
 	return pinned
 }
 
@@ -375,21 +418,22 @@ func observeCerts(ctx context.Context, d *Desired, live *reconcile.Live, bot *ts
 	return certs, nil
 }
 
-// Refresh observes the cloud and the tailnet again, for steps that depend
-// on what earlier steps of the same apply created.
-func (s *Session) Refresh(ctx context.Context) (*reconcile.Live, error) {
-	l := *s.Live
+// refresh observes the cloud and the tailnet again, for steps that depend
+// on what earlier steps of the same apply created: live with those two
+// planes replaced, the tailnet bound with the nodes joined during it.
+func (s *Session) refresh(ctx context.Context, live *reconcile.Live, joined map[string]string) (*reconcile.Live, error) {
+	l := *live
 	var err error
-	if s.EC2 != nil {
-		if l.Cloud, err = (&nestaws.Observer{Client: s.EC2}).Observe(ctx, s.Desired.Fleet); err != nil {
+	if s.ec2 != nil {
+		if l.Cloud, err = (&nestaws.Observer{Client: s.ec2}).Observe(ctx, s.desired.Fleet); err != nil {
 			return nil, fmt.Errorf("observe the cloud again: %w", err)
 		}
 	}
-	if s.Bot != nil {
-		if l.Tailnet, err = nesttailnet.Observe(ctx, s.Bot); err != nil {
+	if s.bot != nil {
+		if l.Tailnet, err = nesttailnet.Observe(ctx, s.bot); err != nil {
 			return nil, fmt.Errorf("observe the tailnet again: %w", err)
 		}
-		l.Tailnet.Nodes, _ = s.bind(l.Tailnet.Nodes)
+		l.Tailnet.Nodes, _ = s.bind(l.Tailnet.Nodes, joined)
 	}
 	return &l, nil
 }
@@ -427,8 +471,8 @@ func pinElsewhere(d *Desired, h *nest.Host, key string) (string, error) {
 // encrypted to the admins only, and the next apply tries again. A pinned
 // key is never replaced.
 func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) (written, warnings []string, err error) {
-	d := s.Desired
-	if s.Bot == nil || d.Fleet.PKI == nil {
+	d := s.desired
+	if s.bot == nil || d.Fleet.PKI == nil {
 		return nil, nil, nil
 	}
 	ts, err := Targets(d, live, s.opts.Getenv, s.opts.SecretsDir)
@@ -441,7 +485,7 @@ func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) (writ
 			unpinned = append(unpinned, t)
 		}
 	}
-	probed, errs := probeAll(ctx, s.Bot, unpinned)
+	probed, errs := probeAll(ctx, s.bot, unpinned)
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
