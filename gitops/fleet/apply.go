@@ -41,8 +41,8 @@ type ApplyOptions struct {
 
 // Applied is what an apply did.
 type Applied struct {
-	// Report says what was done to each step (nil when the apply could
-	// not start).
+	// Report says what was done to each step (empty, not nil, when the
+	// apply could not start).
 	Report *reconcile.Report
 	// CertCommit is the commit the apply made of the certificates ("" for
 	// none).
@@ -83,6 +83,7 @@ func (s *Session) Apply(ctx context.Context, plan *reconcile.Plan, opts ApplyOpt
 	}
 	steps, err := a.steps()
 	if err != nil {
+		a.done.Report = &reconcile.Report{} // nothing was applied
 		return &a.done, err
 	}
 	exec := &reconcile.Executor{Appliers: map[reconcile.Plane]reconcile.PlaneApplier{}}
@@ -109,7 +110,6 @@ func (a *applying) steps() ([]planeStep, error) {
 	s := a.s
 	api, err := s.TailscaleAPI()
 	if err != nil {
-		a.done.Report = &reconcile.Report{}
 		return nil, err
 	}
 	if a.opts.AuthKey == nil {

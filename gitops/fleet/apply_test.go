@@ -1,12 +1,15 @@
 package fleet
 
 import (
+	"context"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/reconcile"
+	nestaws "github.com/ducksnest/nestbot/reconcile/aws"
 )
 
 func TestCertHosts(t *testing.T) {
@@ -58,5 +61,23 @@ func TestLiveIsACopy(t *testing.T) {
 	l.Tailnet = reconcile.Tailnet{Nodes: []reconcile.Node{{ID: "n1"}}}
 	if got := s.Live(); got.Planes[0] != reconcile.PlaneHosts || len(got.Tailnet.Nodes) != 0 {
 		t.Errorf("the session's live state changed with its copy: %+v", got)
+	}
+}
+
+// TestApplyThatCannotStartReportsNothing: an apply that fails before its
+// first step (here nestbot's SSH key, for the cloud's user-data, is not in
+// the environment) says why and returns an empty report, not a nil one
+// (nestbot apply printed it, and panicked).
+func TestApplyThatCannotStartReportsNothing(t *testing.T) {
+	f := &nest.Fleet{}
+	f.Rollout.SSH.Key = &nest.SecretRef{Env: "NESTBOT_TEST_DEPLOY_KEY"}
+	s := &Session{desired: &Desired{Fleet: f}, live: &reconcile.Live{}, ec2: struct{ nestaws.EC2 }{},
+		opts: Options{Getenv: func(string) string { return "" }}}
+	applied, err := s.Apply(context.Background(), &reconcile.Plan{}, ApplyOptions{})
+	if err == nil || !strings.Contains(err.Error(), "NESTBOT_TEST_DEPLOY_KEY") {
+		t.Errorf("apply with the deploy key unset: %v, want an error naming its variable", err)
+	}
+	if applied == nil || applied.Report == nil || len(applied.Report.Results) != 0 {
+		t.Errorf("apply that could not start returned %+v, want an empty report", applied)
 	}
 }
