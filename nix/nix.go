@@ -2,7 +2,7 @@
 // nixosModules.default) and the sudo commands it allows the deploy user
 // (sudo-commands.json, written from rollout.SudoCommands by go test
 // ./nix -update), for the lab to put into its hosts' flakes.
-package nix // import "github.com/ducksnest/nestbot/nix"
+package nix
 
 import "embed"
 

@@ -14,7 +14,7 @@
 // that, whatever an earlier process held when it stopped or died — job
 // claims, lock leases — is free again once Open returns: each Open starts a
 // new epoch, and claims and leases of earlier epochs count as expired.
-package store // import "github.com/ducksnest/nestbot/store"
+package store
 
 import (
 	"errors"

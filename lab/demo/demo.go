@@ -4,7 +4,7 @@
 // each planned on the pull request and applied on merge, with a plain
 // narration of what happens. nestlab demo runs it; the end-to-end test
 // plays the same steps and checks their effects in the lab.
-package demo // import "github.com/ducksnest/nestbot/lab/demo"
+package demo
 
 import (
 	"cmp"

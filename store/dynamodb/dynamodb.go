@@ -51,7 +51,7 @@
 // Enqueue creates the job only when its id is new (or done, failed);
 // Claim takes the job's Key hold, then the job; Fenced writes its value
 // into the lock's own item under the condition that the lease is current.
-package dynamodb // import "github.com/ducksnest/nestbot/store/dynamodb"
+package dynamodb
 
 import (
 	"context"

@@ -13,7 +13,7 @@
 // Audit names start with the apply's start time at a fixed width, so
 // S3's listing order (by key) is the order of the applies. With KMSKeyID
 // set every object is written with SSE-KMS under that key.
-package s3 // import "github.com/ducksnest/nestbot/store/s3"
+package s3
 
 import (
 	"bytes"

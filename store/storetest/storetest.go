@@ -9,7 +9,7 @@
 // The suite uses real time: short leases (a few hundred milliseconds) that
 // it waits out by polling for the condition it expects, bounded by a
 // deadline, never by sleeping and hoping.
-package storetest // import "github.com/ducksnest/nestbot/store/storetest"
+package storetest
 
 import (
 	"context"
