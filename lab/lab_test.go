@@ -26,7 +26,10 @@ import (
 	nesttailnet "github.com/ducksnest/nestbot/reconcile/tailnet"
 )
 
-var update = flag.Bool("update", false, "rewrite the example's pinned host keys")
+var (
+	updateHostKeys  = flag.Bool("update-host-keys", false, "rewrite the example's pinned host keys (the .pub files under the pki dir's hosts/)")
+	updateFlakeLock = flag.Bool("update-flake-lock", false, "rewrite the example's flake.lock to lock the lab's stand-ins")
+)
 
 // TestExamplePinsTheLabHostKeys: the example repository pins the keys its
 // hosts boot with in the lab, so the lab plays it without a key mismatch.
@@ -43,14 +46,14 @@ func TestExamplePinsTheLabHostKeys(t *testing.T) {
 		}
 		want := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub))) + " root@" + name + "\n"
 		path := filepath.Join(dir, name+".pub")
-		if *update {
+		if *updateHostKeys {
 			if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
 		got, err := os.ReadFile(path)
 		if err != nil || pki.NormalizeRecipient(string(got)) != pki.NormalizeRecipient(want) {
-			t.Errorf("%s does not pin the lab's key for %s: run go test ./lab -update", path, name)
+			t.Errorf("%s does not pin the lab's key for %s: run go test ./lab -run TestExamplePinsTheLabHostKeys -update-host-keys", path, name)
 		}
 	}
 }
@@ -157,14 +160,14 @@ func TestExampleFlakeLocksTheStandIns(t *testing.T) {
 	}
 	want := host.FlakeLock(inputs, "nixpkgs", "agenix")
 	path := "../examples/ducksnest/infra/nix/flake.lock"
-	if *update {
+	if *updateFlakeLock {
 		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	got, err := os.ReadFile(path)
 	if err != nil || string(got) != want {
-		t.Errorf("%s does not lock the lab's stand-ins (%v): run go test ./lab -update\nwant:\n%s", path, err, want)
+		t.Errorf("%s does not lock the lab's stand-ins (%v): run go test ./lab -run TestExampleFlakeLocksTheStandIns -update-flake-lock\nwant:\n%s", path, err, want)
 	}
 }
 
