@@ -13,6 +13,7 @@ import (
 	"filippo.io/age"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/ducksnest/nestbot/internal/testkit"
 	"github.com/ducksnest/nestbot/lab"
 	"github.com/ducksnest/nestbot/lab/host"
 	"github.com/ducksnest/nestbot/nest"
@@ -39,22 +40,11 @@ func TestApplyCertsWarnsWhileSSHIsDownThenPinsAndRekeys(t *testing.T) {
 	// The example, with the bot's identity among the admins (to rekey, it
 	// decrypts) and laptop-ultra's key not pinned.
 	repo := t.TempDir()
-	if err := os.CopyFS(repo, os.DirFS(example)); err != nil {
-		t.Fatal(err)
-	}
 	bot, err := age.GenerateX25519Identity()
 	if err != nil {
 		t.Fatal(err)
 	}
-	file := filepath.Join(repo, "nest.yaml")
-	yaml, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	yaml = []byte(strings.Replace(string(yaml), "  admins:\n", "  admins:\n    - "+bot.Recipient().String()+"   # nestbot\n", 1))
-	if err := os.WriteFile(file, yaml, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	file := testkit.ExampleFleet(t, repo, bot.Recipient().String())
 	f, err := nest.Load(file)
 	if err != nil {
 		t.Fatal(err)

@@ -103,7 +103,9 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 	if err != nil {
 		return fail(err)
 	}
-	yaml = []byte(strings.Replace(string(yaml), "  admins:\n", "  admins:\n    - "+id.Recipient().String()+"   # nestbot\n", 1))
+	if yaml, err = nest.WithAdmin(yaml, id.Recipient().String(), "nestbot"); err != nil {
+		return fail(fmt.Errorf("demo: make nestbot an admin of %s: %w", o.Example, err))
+	}
 	if err := os.WriteFile(file, yaml, 0o644); err != nil {
 		return fail(err)
 	}
