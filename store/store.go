@@ -57,8 +57,9 @@ type Options struct {
 	// Retention is how long a done delivery is remembered (0:
 	// DeliveryRetention).
 	Retention time.Duration
-	// Now is the queue's clock (nil: time.Now): tests move it instead of
-	// waiting.
+	// Now is the store's clock (nil: time.Now): the queue's claims, the
+	// locks' leases and the journal's times are read from it, so tests move
+	// it instead of waiting.
 	Now func() time.Time
 	// Logf, if set, is told of failures the queue retries on its own.
 	Logf func(format string, args ...any)
@@ -130,4 +131,4 @@ func (db *DB) Close() error {
 }
 
 // Journal is the rollout journal kept in this file.
-func (db *DB) Journal() *Journal { return &Journal{db: db.bolt} }
+func (db *DB) Journal() *Journal { return &Journal{db: db.bolt, now: db.now} }

@@ -78,8 +78,8 @@ type Options struct {
 	// Retention is how long a done delivery is remembered (0:
 	// store.DeliveryRetention).
 	Retention time.Duration
-	// Now is the queue's clock (nil: time.Now): tests move it instead of
-	// waiting.
+	// Now is the store's clock (nil: time.Now): the queue's claims and the
+	// locks' leases are judged by it, so tests move it instead of waiting.
 	Now func() time.Time
 }
 
