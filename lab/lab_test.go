@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ducksnest/nestbot/internal/fixtures"
+	"github.com/ducksnest/nestbot/internal/testkit"
 
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"golang.org/x/crypto/ssh"
@@ -112,16 +113,11 @@ func TestInstanceBootsAHostThatJoins(t *testing.T) {
 	// The node is on the tailnet once tailscale up is done; the lab lists
 	// the host once its boot has returned, a moment later.
 	var h *host.Host
-	for ok := false; !ok; {
-		if h, ok = l.Host("ec2-controlplane"); ok {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("joined, but the lab does not know the host")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	testkit.WaitForContext(t, ctx, "the lab to know the host that joined", func() bool {
+		var ok bool
+		h, ok = l.Host("ec2-controlplane")
+		return ok
+	})
 
 	// Terminating the instance shuts its host down: it leaves the lab and
 	// goes offline on the tailnet.
@@ -136,13 +132,8 @@ func TestInstanceBootsAHostThatJoins(t *testing.T) {
 	if _, ok := l.Host("ec2-controlplane"); ok {
 		t.Error("the lab still lists the terminated instance's host")
 	}
-	for h.Up() { // its node stops, in the background
-		select {
-		case <-ctx.Done():
-			t.Fatal("the terminated instance's host is still on the tailnet")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	// Its node stops, in the background.
+	testkit.WaitForContext(t, ctx, "the terminated instance's host to leave the tailnet", func() bool { return !h.Up() })
 	if _, ok := l.Host("laptop-ultra"); !ok {
 		t.Error("an on-prem host went down with the instance")
 	}

@@ -50,6 +50,9 @@ type Options struct {
 	// SecretsDir is the only directory a file: reference in nest.yaml may
 	// name (--secrets-dir); "" refuses file: references.
 	SecretsDir string
+	// ProbeTimeout bounds each host's probe, observing and learning host
+	// keys (0: DefaultProbeTimeout).
+	ProbeTimeout time.Duration
 	// Mask, if set, receives every secret minted or read from a file while
 	// observing and applying (auth keys, the OAuth client secret, the age
 	// identity), before it is used: the Action masks them in the job's
@@ -228,7 +231,7 @@ func Observe(ctx context.Context, d *Desired, opts Options) (*Session, error) {
 			s.Live.Tailnet.Nodes, s.refused = s.bind(s.Live.Tailnet.Nodes)
 			s.Live.Planes = append(s.Live.Planes, reconcile.PlaneTailnet)
 			s.Repo = OpenRepo(d.Root)
-			s.Live.Hosts, s.HostErrors = observeHosts(ctx, bot, d, s.Live, opts.Getenv, opts.SecretsDir)
+			s.Live.Hosts, s.HostErrors = observeHosts(ctx, bot, d, s.Live, opts.Getenv, opts.SecretsDir, opts.ProbeTimeout)
 			s.Repo.fill(s.Live)
 			s.Repo.evalToplevels(ctx, d, opts.nix(), s.Live)
 			s.Live.Planes = append(s.Live.Planes, reconcile.PlaneHosts)
@@ -441,7 +444,7 @@ func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) (writ
 			unpinned = append(unpinned, t)
 		}
 	}
-	probed, errs := probeAll(ctx, s.Bot, unpinned)
+	probed, errs := probeAll(ctx, s.Bot, unpinned, s.opts.ProbeTimeout)
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
