@@ -17,6 +17,7 @@
 package store
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -61,6 +62,9 @@ type Options struct {
 	// locks' leases and the journal's times are read from it, so tests move
 	// it instead of waiting.
 	Now func() time.Time
+	// OpenTimeout bounds how long OpenWith waits for another process to
+	// release the file (0: OpenTimeout).
+	OpenTimeout time.Duration
 	// Logf, if set, is told of failures the queue retries on its own.
 	Logf func(format string, args ...any)
 }
@@ -79,7 +83,7 @@ func OpenWith(path string, o Options) (*DB, error) {
 	// is synced as before. The file is mapped 1 GB ahead (address space,
 	// not memory), so that a growing queue does not stop every reader and
 	// writer to map it again at each doubling.
-	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: OpenTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType, InitialMmapSize: 1 << 30})
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: cmp.Or(o.OpenTimeout, OpenTimeout), NoFreelistSync: true, FreelistType: bolt.FreelistMapType, InitialMmapSize: 1 << 30})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s (stop the other one, or use another --state-dir)", ErrLocked, path)
 	}
