@@ -21,9 +21,6 @@ import (
 	"github.com/ducksnest/nestbot/reconcile"
 )
 
-// example is the example infra repository, relative to this package.
-const example = "../../examples/ducksnest"
-
 // TestApplyCertsWarnsWhileSSHIsDownThenPinsAndRekeys plays a new host that
 // is on the tailnet but whose sshd is not up yet, with no pinned key: the
 // certificate apply still issues everything, warns about that host and
