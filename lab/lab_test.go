@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ducksnest/nestbot/internal/fixtures"
+	"github.com/ducksnest/nestbot/internal/testkit"
 
 	awsec2 "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"golang.org/x/crypto/ssh"
@@ -26,7 +27,10 @@ import (
 	nesttailnet "github.com/ducksnest/nestbot/reconcile/tailnet"
 )
 
-var update = flag.Bool("update", false, "rewrite the example's pinned host keys")
+var (
+	updateHostKeys  = flag.Bool("update-host-keys", false, "rewrite the example's pinned host keys (the .pub files under the pki dir's hosts/)")
+	updateFlakeLock = flag.Bool("update-flake-lock", false, "rewrite the example's flake.lock to lock the lab's stand-ins")
+)
 
 // TestExamplePinsTheLabHostKeys: the example repository pins the keys its
 // hosts boot with in the lab, so the lab plays it without a key mismatch.
@@ -43,14 +47,14 @@ func TestExamplePinsTheLabHostKeys(t *testing.T) {
 		}
 		want := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub))) + " root@" + name + "\n"
 		path := filepath.Join(dir, name+".pub")
-		if *update {
+		if *updateHostKeys {
 			if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
 		got, err := os.ReadFile(path)
 		if err != nil || pki.NormalizeRecipient(string(got)) != pki.NormalizeRecipient(want) {
-			t.Errorf("%s does not pin the lab's key for %s: run go test ./lab -update", path, name)
+			t.Errorf("%s does not pin the lab's key for %s: run go test ./lab -run TestExamplePinsTheLabHostKeys -update-host-keys", path, name)
 		}
 	}
 }
@@ -109,16 +113,11 @@ func TestInstanceBootsAHostThatJoins(t *testing.T) {
 	// The node is on the tailnet once tailscale up is done; the lab lists
 	// the host once its boot has returned, a moment later.
 	var h *host.Host
-	for ok := false; !ok; {
-		if h, ok = l.Host("ec2-controlplane"); ok {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("joined, but the lab does not know the host")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	testkit.WaitForContext(t, ctx, "the lab to know the host that joined", func() bool {
+		var ok bool
+		h, ok = l.Host("ec2-controlplane")
+		return ok
+	})
 
 	// Terminating the instance shuts its host down: it leaves the lab and
 	// goes offline on the tailnet.
@@ -133,13 +132,8 @@ func TestInstanceBootsAHostThatJoins(t *testing.T) {
 	if _, ok := l.Host("ec2-controlplane"); ok {
 		t.Error("the lab still lists the terminated instance's host")
 	}
-	for h.Up() { // its node stops, in the background
-		select {
-		case <-ctx.Done():
-			t.Fatal("the terminated instance's host is still on the tailnet")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	// Its node stops, in the background.
+	testkit.WaitForContext(t, ctx, "the terminated instance's host to leave the tailnet", func() bool { return !h.Up() })
 	if _, ok := l.Host("laptop-ultra"); !ok {
 		t.Error("an on-prem host went down with the instance")
 	}
@@ -157,14 +151,14 @@ func TestExampleFlakeLocksTheStandIns(t *testing.T) {
 	}
 	want := host.FlakeLock(inputs, "nixpkgs", "agenix")
 	path := "../examples/ducksnest/infra/nix/flake.lock"
-	if *update {
+	if *updateFlakeLock {
 		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	got, err := os.ReadFile(path)
 	if err != nil || string(got) != want {
-		t.Errorf("%s does not lock the lab's stand-ins (%v): run go test ./lab -update\nwant:\n%s", path, err, want)
+		t.Errorf("%s does not lock the lab's stand-ins (%v): run go test ./lab -run TestExampleFlakeLocksTheStandIns -update-flake-lock\nwant:\n%s", path, err, want)
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-var update = flag.Bool("update", false, "rewrite the committed schema")
+var updateSchema = flag.Bool("update-schema", false, "rewrite nest.schema.json and README.md's nest.yaml reference, both from the schema")
 
 func TestLoadExample(t *testing.T) {
 	f, err := Load("../examples/ducksnest/nest.yaml")
@@ -285,7 +285,7 @@ func TestErrorsNeverEchoSecretsFromOtherKeys(t *testing.T) {
 func TestSchemaIsCurrent(t *testing.T) {
 	got := Schema()
 	const path = "../nest.schema.json"
-	if *update {
+	if *updateSchema {
 		if err := os.WriteFile(path, got, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -295,7 +295,7 @@ func TestSchemaIsCurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Fatal("nest.schema.json is stale: run go test ./nest -update")
+		t.Fatal("nest.schema.json is stale: run go test ./nest -update-schema")
 	}
 }
 
@@ -315,14 +315,14 @@ func TestReadmeDocumentsEveryKey(t *testing.T) {
 		t.Fatalf("README.md lacks the reference markers")
 	}
 	want := before + begin + Reference() + end + after
-	if *update {
+	if *updateSchema {
 		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return
 	}
 	if string(readme) != want {
-		t.Fatal("README.md's nest.yaml reference is stale: run go test ./nest -update")
+		t.Fatal("README.md's nest.yaml reference is stale: run go test ./nest -update-schema")
 	}
 }
 

@@ -1,6 +1,7 @@
 // Package nest is the desired-state model of a nestbot fleet: the types of
 // nest.yaml, a strict loader that reports every mistake at file:line:column,
-// the defaults, and the JSON Schema generated from the types.
+// the defaults, and the JSON Schema generated from the types. ExampleParse
+// loads one from bytes; ExampleErrors shows its mistakes at file:line:col.
 package nest
 
 import (

@@ -17,21 +17,21 @@ import (
 	"github.com/ducksnest/nestbot/reconcile/rollout"
 )
 
-var update = flag.Bool("update", false, "rewrite sudo-commands.json from rollout.SudoCommands")
+var updateSudo = flag.Bool("update-sudo", false, "rewrite sudo-commands.json from rollout.SudoCommands")
 
 // TestSudoCommandsAreNestbots: the module's sudo rules are the ones the
 // rollout's commands need, from the one list in Go.
 func TestSudoCommandsAreNestbots(t *testing.T) {
 	want, _ := json.MarshalIndent(rollout.SudoCommands(), "", "  ")
 	want = append(want, '\n')
-	if *update {
+	if *updateSudo {
 		if err := os.WriteFile("sudo-commands.json", want, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	got, err := os.ReadFile("sudo-commands.json")
 	if err != nil || string(got) != string(want) {
-		t.Fatalf("sudo-commands.json is stale: run go test ./nix -update (%v)", err)
+		t.Fatalf("sudo-commands.json is stale: run go test ./nix -update-sudo (%v)", err)
 	}
 }
 

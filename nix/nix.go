@@ -1,8 +1,8 @@
 // Package nix holds nestbot's NixOS module (module.nix, the flake's
 // nixosModules.default) and the sudo commands it allows the deploy user
 // (sudo-commands.json, written from rollout.SudoCommands by go test
-// ./nix -update), for the lab to put into its hosts' flakes.
-package nix // import "github.com/ducksnest/nestbot/nix"
+// ./nix -update-sudo), for the lab to put into its hosts' flakes.
+package nix
 
 import "embed"
 

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-var updateExamples = flag.Bool("update-examples", false, "rewrite examples/ducksnest/live/*.json")
+var updateLiveExamples = flag.Bool("update-live-examples", false, "rewrite examples/ducksnest/live/*.json")
 
 // exampleSnapshots are the live snapshots shipped with the example: the
 // empty world, the converged fleet, and one with a certificate about to
@@ -44,7 +44,7 @@ func TestExampleSnapshotsAreCurrent(t *testing.T) {
 			t.Fatal(err)
 		}
 		path := filepath.Join("..", "examples", "ducksnest", "live", name+".json")
-		if *updateExamples {
+		if *updateLiveExamples {
 			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 				t.Fatal(err)
 			}
@@ -58,7 +58,7 @@ func TestExampleSnapshotsAreCurrent(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got, buf.Bytes()) {
-			t.Errorf("%s is stale: run go test ./reconcile -run ExampleSnapshots -update-examples", path)
+			t.Errorf("%s is stale: run go test ./reconcile -run ExampleSnapshots -update-live-examples", path)
 		}
 		// And it reads back to the same state.
 		back, err := ReadLive(path)

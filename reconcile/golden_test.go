@@ -14,14 +14,14 @@ import (
 	"unicode"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files")
+var updateGolden = flag.Bool("update-golden", false, "rewrite the golden files under testdata/")
 
 // checkGolden compares got with the golden file testdata/<name> (name may
-// hold slashes), or rewrites the file when the test runs with -update.
+// hold slashes), or rewrites the file when the test runs with -update-golden.
 func checkGolden(t *testing.T, name string, got []byte) {
 	t.Helper()
 	path := filepath.Join("testdata", filepath.FromSlash(name))
-	if *update {
+	if *updateGolden {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatalf("golden: %v", err)
 		}
@@ -32,13 +32,13 @@ func checkGolden(t *testing.T, name string, got []byte) {
 	}
 	want, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("golden file %s does not exist: run go test -run '^%s$' -update, then review it", path, t.Name())
+		t.Fatalf("golden file %s does not exist: run go test -run '^%s$' -update-golden, then review it", path, t.Name())
 	}
 	if err != nil {
 		t.Fatalf("golden: %v", err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Errorf("output differs from %s (if the change is intended, run go test -run '^%s$' -update and review the diff):\n%s",
+		t.Errorf("output differs from %s (if the change is intended, run go test -run '^%s$' -update-golden and review the diff):\n%s",
 			path, t.Name(), goldenDiff(want, got))
 	}
 }

@@ -1,7 +1,7 @@
 // Package reconcile holds the plan model: what nestbot would change to make
-// the live fleet match nest.yaml, plane by plane. Plan(desired, live) is a pure,
-// deterministic function; the renderers turn its result into text, the
-// Markdown of a PR comment, or JSON.
+// the live fleet match nest.yaml, plane by plane. Diff(desired, live, options)
+// is a pure, deterministic function; the renderers turn its result into text,
+// the Markdown of a PR comment, or JSON. ExampleDiff builds and renders one.
 package reconcile
 
 import (

@@ -13,11 +13,11 @@ import (
 // of the contracts runs, each subtest on a fresh file.
 
 func TestQueueConformance(t *testing.T) {
-	storetest.TestQueue(t, func(t *testing.T) store.Queue { return openEmpty(t).Queue() })
+	storetest.TestQueue(t, func(t *testing.T, now func() time.Time) store.Queue { return openAt(t, now).Queue() })
 }
 
 func TestLockerConformance(t *testing.T) {
-	storetest.TestLocker(t, func(t *testing.T) store.Locker { return openEmpty(t).Locks() })
+	storetest.TestLocker(t, func(t *testing.T, now func() time.Time) store.Locker { return openAt(t, now).Locks() })
 }
 
 func TestArtifactsConformance(t *testing.T) {
@@ -25,12 +25,16 @@ func TestArtifactsConformance(t *testing.T) {
 }
 
 func TestRetentionConformance(t *testing.T) {
-	storetest.TestRetention(t, func(t *testing.T, now func() time.Time) store.Queue {
-		db, err := store.OpenWith(filepath.Join(t.TempDir(), "nestbot.db"), store.Options{Now: now})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		return db.Queue()
-	})
+	storetest.TestRetention(t, func(t *testing.T, now func() time.Time) store.Queue { return openAt(t, now).Queue() })
+}
+
+// openAt opens a fresh store whose clock is now.
+func openAt(t *testing.T, now func() time.Time) *store.DB {
+	t.Helper()
+	db, err := store.OpenWith(filepath.Join(t.TempDir(), "nestbot.db"), store.Options{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }

@@ -21,7 +21,8 @@ var journalBucket = []byte("rollout-journal")
 // restarted nestbot can resume a rollout or say where it stopped. Entries
 // are only appended; the last one of a host is where it stands.
 type Journal struct {
-	db *bolt.DB
+	db  *bolt.DB
+	now func() time.Time
 }
 
 // Entry is one recorded step of one host in one rollout.
@@ -50,7 +51,7 @@ func (j *Journal) Record(e Entry) error {
 		return fmt.Errorf("store: journal: entry needs a rollout, a host and a step: %+v", e)
 	}
 	if e.Time.IsZero() {
-		e.Time = time.Now()
+		e.Time = j.now()
 	}
 	v, err := json.Marshal(e)
 	if err != nil {

@@ -51,7 +51,7 @@ func (l boltLocks) Acquire(ctx context.Context, name, owner string, ttl time.Dur
 	var got Lease
 	err := l.db.bolt.Update(func(tx *bolt.Tx) error {
 		leases := tx.Bucket(locksBucket).Bucket(leasesBucket)
-		now := time.Now()
+		now := l.db.now()
 		if cur, ok, err := l.current(leases, name, now); err != nil {
 			return err
 		} else if ok && cur.Lease.Owner != owner {
@@ -84,7 +84,7 @@ func (l boltLocks) Renew(ctx context.Context, lease Lease, ttl time.Duration) (L
 	var got Lease
 	err := l.db.bolt.Update(func(tx *bolt.Tx) error {
 		leases := tx.Bucket(locksBucket).Bucket(leasesBucket)
-		now := time.Now()
+		now := l.db.now()
 		cur, err := l.held(leases, lease, now)
 		if err != nil {
 			return err
@@ -131,7 +131,7 @@ func (l boltLocks) Break(ctx context.Context, name string) (Lease, bool, error) 
 	)
 	err := l.db.bolt.Update(func(tx *bolt.Tx) error {
 		leases := tx.Bucket(locksBucket).Bucket(leasesBucket)
-		cur, live, err := l.current(leases, name, time.Now())
+		cur, live, err := l.current(leases, name, l.db.now())
 		if err != nil {
 			return err
 		}
@@ -156,7 +156,7 @@ func (l boltLocks) Holder(ctx context.Context, name string) (Lease, bool, error)
 		ok  bool
 	)
 	err := l.db.bolt.View(func(tx *bolt.Tx) error {
-		cur, live, err := l.current(tx.Bucket(locksBucket).Bucket(leasesBucket), name, time.Now())
+		cur, live, err := l.current(tx.Bucket(locksBucket).Bucket(leasesBucket), name, l.db.now())
 		got, ok = cur.Lease, live
 		return err
 	})
@@ -178,7 +178,7 @@ func (l boltLocks) Fenced(ctx context.Context, lease Lease, key string, value []
 	}
 	err := l.db.bolt.Update(func(tx *bolt.Tx) error {
 		locks := tx.Bucket(locksBucket)
-		if _, err := l.held(locks.Bucket(leasesBucket), lease, time.Now()); err != nil {
+		if _, err := l.held(locks.Bucket(leasesBucket), lease, l.db.now()); err != nil {
 			if errors.Is(err, ErrLost) {
 				return fmt.Errorf("%w (token %d)", ErrFenced, lease.Token)
 			}

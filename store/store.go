@@ -14,9 +14,10 @@
 // that, whatever an earlier process held when it stopped or died — job
 // claims, lock leases — is free again once Open returns: each Open starts a
 // new epoch, and claims and leases of earlier epochs count as expired.
-package store // import "github.com/ducksnest/nestbot/store"
+package store
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -57,9 +58,13 @@ type Options struct {
 	// Retention is how long a done delivery is remembered (0:
 	// DeliveryRetention).
 	Retention time.Duration
-	// Now is the queue's clock (nil: time.Now): tests move it instead of
-	// waiting.
+	// Now is the store's clock (nil: time.Now): the queue's claims, the
+	// locks' leases and the journal's times are read from it, so tests move
+	// it instead of waiting.
 	Now func() time.Time
+	// OpenTimeout bounds how long OpenWith waits for another process to
+	// release the file (0: OpenTimeout).
+	OpenTimeout time.Duration
 	// Logf, if set, is told of failures the queue retries on its own.
 	Logf func(format string, args ...any)
 }
@@ -78,7 +83,7 @@ func OpenWith(path string, o Options) (*DB, error) {
 	// is synced as before. The file is mapped 1 GB ahead (address space,
 	// not memory), so that a growing queue does not stop every reader and
 	// writer to map it again at each doubling.
-	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: OpenTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType, InitialMmapSize: 1 << 30})
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: cmp.Or(o.OpenTimeout, OpenTimeout), NoFreelistSync: true, FreelistType: bolt.FreelistMapType, InitialMmapSize: 1 << 30})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s (stop the other one, or use another --state-dir)", ErrLocked, path)
 	}
@@ -130,4 +135,4 @@ func (db *DB) Close() error {
 }
 
 // Journal is the rollout journal kept in this file.
-func (db *DB) Journal() *Journal { return &Journal{db: db.bolt} }
+func (db *DB) Journal() *Journal { return &Journal{db: db.bolt, now: db.now} }

@@ -114,7 +114,7 @@ func TestOpenRefusesAFileInUse(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nestbot.db")
 	open(t, path)
 	start := time.Now()
-	db, err := store.Open(path)
+	db, err := store.OpenWith(path, store.Options{OpenTimeout: 100 * time.Millisecond})
 	if err == nil {
 		db.Close()
 		t.Fatal("opened a state file that another handle holds")

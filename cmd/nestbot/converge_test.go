@@ -14,6 +14,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/ducksnest/nestbot/internal/testkit"
 	"github.com/ducksnest/nestbot/lab/demo"
 	"github.com/ducksnest/nestbot/reconcile"
 )
@@ -29,15 +30,7 @@ func exampleRepoWithBot(ctx context.Context, t *testing.T) (repo string, git fun
 	if err != nil {
 		t.Fatal(err)
 	}
-	file := filepath.Join(repo, "nest.yaml")
-	yaml, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	yaml = []byte(strings.Replace(string(yaml), "  admins:\n", "  admins:\n    - "+id.Recipient().String()+"   # nestbot\n", 1))
-	if err := os.WriteFile(file, yaml, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testkit.AddAdmin(t, filepath.Join(repo, "nest.yaml"), id.Recipient().String(), "nestbot")
 	git("init", "-q", "-b", "main")
 	git("add", ".")
 	git("commit", "-q", "-m", "the fleet")
@@ -197,7 +190,7 @@ func TestApplyThenPlanIsEmptyOnEveryPlane(t *testing.T) {
 		for rel, data := range demo.WorkerFiles(worker, original[file], original[flake]) {
 			write(filepath.Join(repo, filepath.FromSlash(rel)), data)
 		}
-		write(file, strings.Replace(read(file), "  admins:\n", "  admins:\n    - "+admin.Recipient().String()+"   # a second admin\n", 1))
+		testkit.AddAdmin(t, file, admin.Recipient().String(), "a second admin")
 		git("add", ".")
 		git("commit", "-q", "-m", worker+", and a second admin")
 		converge(t, map[reconcile.Plane][]reconcile.Action{

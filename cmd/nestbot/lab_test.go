@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ducksnest/nestbot/internal/testkit"
 )
 
 // TestMain lets the test binary run as nestbot itself, so end-to-end tests
@@ -82,16 +84,13 @@ func nestbotSteps(ctx context.Context, t *testing.T, env []string) (run func(wan
 // waitFile waits, bounded, until path exists and is not empty.
 func waitFile(t *testing.T, path string, limit time.Duration) []byte {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		if data, err := os.ReadFile(path); err == nil && len(data) > 0 {
-			return data
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not appear within %s", path, limit)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var data []byte
+	testkit.WaitFor(t, path+" to appear", limit, func() bool {
+		var err error
+		data, err = os.ReadFile(path)
+		return err == nil && len(data) > 0
+	})
+	return data
 }
 
 func TestLabUpThenPlanAndApplyFromAnotherShell(t *testing.T) {

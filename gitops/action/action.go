@@ -7,7 +7,7 @@
 // reports to the workflow: the plan in GITHUB_STEP_SUMMARY, outputs in
 // GITHUB_OUTPUT, nest.yaml's mistakes as ::error annotations, a ::group::
 // per host during a rollout.
-package action // import "github.com/ducksnest/nestbot/gitops/action"
+package action
 
 import (
 	"cmp"

@@ -5,7 +5,7 @@
 // Deployment and on the merged pull request; a drift check re-plans the
 // default branch and keeps one issue current. The server (gitops/webhook
 // jobs) and the Action run the same handlers.
-package bot // import "github.com/ducksnest/nestbot/gitops/bot"
+package bot
 
 import (
 	"cmp"

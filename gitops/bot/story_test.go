@@ -16,6 +16,7 @@ import (
 	nestgh "github.com/ducksnest/nestbot/gitops/github"
 	"github.com/ducksnest/nestbot/internal/fixtures"
 	"github.com/ducksnest/nestbot/internal/logs/logstest"
+	"github.com/ducksnest/nestbot/internal/testkit"
 	"github.com/ducksnest/nestbot/lab"
 	labgithub "github.com/ducksnest/nestbot/lab/github"
 	"github.com/ducksnest/nestbot/nest"
@@ -50,16 +51,13 @@ func newWorld(t testing.TB, edit func(yaml string) string) *world {
 	}
 	fixtures.Package(t, "@octokit/webhooks-examples")
 	dir := t.TempDir()
-	if err := os.CopyFS(dir, os.DirFS("../../examples/ducksnest")); err != nil {
-		t.Fatal(err)
-	}
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		t.Fatal(err)
 	}
-	file := filepath.Join(dir, "nest.yaml")
+	file := testkit.ExampleFleet(t, dir, id.Recipient().String())
 	data, _ := os.ReadFile(file)
-	yaml := strings.Replace(string(data), "  admins:\n", "  admins:\n    - "+id.Recipient().String()+"   # nestbot\n", 1)
+	yaml := string(data)
 	if edit != nil {
 		yaml = edit(yaml)
 	}

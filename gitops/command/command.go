@@ -1,7 +1,7 @@
 // Package command reads /nest commands in pull request comments. Webhook
 // intake (which deliveries become jobs) and the bot (what a job does) both
 // read them here, so they never disagree on what is a command.
-package command // import "github.com/ducksnest/nestbot/gitops/command"
+package command
 
 import "strings"
 

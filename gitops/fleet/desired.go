@@ -8,7 +8,7 @@
 //	defer s.Close()
 //	plan, err := s.Plan("")
 //	rep, err := s.Apply(ctx, plan, fleet.ApplyOptions{})
-package fleet // import "github.com/ducksnest/nestbot/gitops/fleet"
+package fleet
 
 import (
 	"errors"

@@ -13,15 +13,13 @@ import (
 	"filippo.io/age"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/ducksnest/nestbot/internal/testkit"
 	"github.com/ducksnest/nestbot/lab"
 	"github.com/ducksnest/nestbot/lab/host"
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/pki"
 	"github.com/ducksnest/nestbot/reconcile"
 )
-
-// example is the example infra repository, relative to this package.
-const example = "../../examples/ducksnest"
 
 // TestApplyCertsWarnsWhileSSHIsDownThenPinsAndRekeys plays a new host that
 // is on the tailnet but whose sshd is not up yet, with no pinned key: the
@@ -30,7 +28,7 @@ const example = "../../examples/ducksnest"
 // apply pins its key and rekeys its keys to it.
 func TestApplyCertsWarnsWhileSSHIsDownThenPinsAndRekeys(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a lab and waits out a host-key probe's 20s bound")
+		t.Skip("starts a lab")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -39,22 +37,11 @@ func TestApplyCertsWarnsWhileSSHIsDownThenPinsAndRekeys(t *testing.T) {
 	// The example, with the bot's identity among the admins (to rekey, it
 	// decrypts) and laptop-ultra's key not pinned.
 	repo := t.TempDir()
-	if err := os.CopyFS(repo, os.DirFS(example)); err != nil {
-		t.Fatal(err)
-	}
 	bot, err := age.GenerateX25519Identity()
 	if err != nil {
 		t.Fatal(err)
 	}
-	file := filepath.Join(repo, "nest.yaml")
-	yaml, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	yaml = []byte(strings.Replace(string(yaml), "  admins:\n", "  admins:\n    - "+bot.Recipient().String()+"   # nestbot\n", 1))
-	if err := os.WriteFile(file, yaml, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	file := testkit.ExampleFleet(t, repo, bot.Recipient().String())
 	f, err := nest.Load(file)
 	if err != nil {
 		t.Fatal(err)
@@ -90,6 +77,8 @@ func TestApplyCertsWarnsWhileSSHIsDownThenPinsAndRekeys(t *testing.T) {
 		Getenv:  func(k string) string { return env[k] },
 		Tailnet: TailnetOptions{ControlURL: l.Tailnet.ControlURL(), StateDir: t.TempDir()},
 		Planes:  []reconcile.Plane{reconcile.PlaneTailnet, reconcile.PlaneHosts, reconcile.PlanePKI},
+		// laptop-ultra's probe, with its SSH down, fails when this ends.
+		ProbeTimeout: 5 * time.Second,
 	}
 	// observe starts an apply as the CLI does: nest.yaml and the pinned
 	// keys read afresh, the fleet observed.

@@ -246,7 +246,7 @@ func DeployPublicKey(f *nest.Fleet, getenv func(string) string, secretsDir strin
 
 // observeHosts probes, over the tailnet, every desired host that is on it:
 // what it runs. A host that cannot be reached is recorded as such.
-func observeHosts(ctx context.Context, bot *tsnet.Server, d *Desired, live *reconcile.Live, getenv func(string) string, secretsDir string) (map[string]reconcile.HostRun, map[string]error) {
+func observeHosts(ctx context.Context, bot *tsnet.Server, d *Desired, live *reconcile.Live, getenv func(string) string, secretsDir string, probeTimeout time.Duration) (map[string]reconcile.HostRun, map[string]error) {
 	ts, err := Targets(d, live, getenv, secretsDir)
 	runs := map[string]reconcile.HostRun{}
 	errs := map[string]error{}
@@ -260,7 +260,7 @@ func observeHosts(ctx context.Context, bot *tsnet.Server, d *Desired, live *reco
 			reachable = append(reachable, t)
 		}
 	}
-	probed, perrs := probeAll(ctx, bot, reachable)
+	probed, perrs := probeAll(ctx, bot, reachable, probeTimeout)
 	for i, t := range reachable {
 		if perrs[i] != nil {
 			runs[t.Name] = reconcile.HostRun{Reachable: false}
@@ -272,9 +272,17 @@ func observeHosts(ctx context.Context, bot *tsnet.Server, d *Desired, live *reco
 	return runs, errs
 }
 
-// probeAll probes targets over the tailnet, 16 at a time, each within 20 s.
-// The results and errors are in the order of targets.
-func probeAll(ctx context.Context, bot rollout.Dialer, targets []rollout.Target) ([]rollout.Probed, []error) {
+// DefaultProbeTimeout bounds each host's probe unless Options.ProbeTimeout
+// says otherwise.
+const DefaultProbeTimeout = 20 * time.Second
+
+// probeAll probes targets over the tailnet, 16 at a time, each within
+// timeout (0: DefaultProbeTimeout). The results and errors are in the order
+// of targets.
+func probeAll(ctx context.Context, bot rollout.Dialer, targets []rollout.Target, timeout time.Duration) ([]rollout.Probed, []error) {
+	if timeout <= 0 {
+		timeout = DefaultProbeTimeout
+	}
 	probed, errs := make([]rollout.Probed, len(targets)), make([]error, len(targets))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
@@ -282,7 +290,7 @@ func probeAll(ctx context.Context, bot rollout.Dialer, targets []rollout.Target)
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			pctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			probed[i], errs[i] = rollout.Probe(pctx, bot, t)
 		})

@@ -50,6 +50,9 @@ type Options struct {
 	// SecretsDir is the only directory a file: reference in nest.yaml may
 	// name (--secrets-dir); "" refuses file: references.
 	SecretsDir string
+	// ProbeTimeout bounds each host's probe, observing and learning host
+	// keys (0: DefaultProbeTimeout).
+	ProbeTimeout time.Duration
 	// Mask, if set, receives every secret minted or read from a file while
 	// observing and applying (auth keys, the OAuth client secret, the age
 	// identity), before it is used: the Action masks them in the job's
@@ -264,7 +267,7 @@ func Observe(ctx context.Context, d *Desired, opts Options) (*Session, error) {
 			live.Tailnet.Nodes, s.refused = s.bind(live.Tailnet.Nodes, nil)
 			live.Planes = append(live.Planes, reconcile.PlaneTailnet)
 			s.repo = OpenRepo(d.Root)
-			live.Hosts, s.hostErrors = observeHosts(ctx, bot, d, live, opts.Getenv, opts.SecretsDir)
+			live.Hosts, s.hostErrors = observeHosts(ctx, bot, d, live, opts.Getenv, opts.SecretsDir, opts.ProbeTimeout)
 			s.repo.fill(live)
 			s.repo.evalToplevels(ctx, d, opts.nix(), live)
 			live.Planes = append(live.Planes, reconcile.PlaneHosts)
@@ -485,7 +488,7 @@ func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) (writ
 			unpinned = append(unpinned, t)
 		}
 	}
-	probed, errs := probeAll(ctx, s.bot, unpinned)
+	probed, errs := probeAll(ctx, s.bot, unpinned, s.opts.ProbeTimeout)
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}

@@ -19,7 +19,7 @@
 // App's JSON Web Token or its private key, even when a server echoes one.
 //
 // Callers import it as nestgh.
-package github // import "github.com/ducksnest/nestbot/gitops/github"
+package github
 
 import (
 	"context"

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ducksnest/nestbot/gitops/webhook"
+	"github.com/ducksnest/nestbot/internal/testkit"
 	"github.com/ducksnest/nestbot/store"
 )
 
@@ -31,7 +32,7 @@ func TestCrashLoopingJobIsDeadLettered(t *testing.T) {
 			}
 		}
 		started := fmt.Sprintf("started %s %d\n", id, attempt)
-		waitFor(t, "attempt "+fmt.Sprint(attempt)+" started", 15*time.Second, func() bool { return strings.Contains(runsFile(dir), started) })
+		testkit.WaitFor(t, "attempt "+fmt.Sprint(attempt)+" started", 15*time.Second, func() bool { return strings.Contains(runsFile(dir), started) })
 		// The job takes the process down, as the OOM killer would.
 		if err := srv.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
@@ -39,7 +40,7 @@ func TestCrashLoopingJobIsDeadLettered(t *testing.T) {
 		srv.Wait()
 	}
 	srv, _ := startTestServer(t, dir, "TEST_BLOCK=1")
-	waitFor(t, "the job dead-lettered", 15*time.Second, func() bool {
+	testkit.WaitFor(t, "the job dead-lettered", 15*time.Second, func() bool {
 		return strings.Contains(runsFile(dir), fmt.Sprintf("dead %s %d\n", id, webhook.MaxAttempts+1)) ||
 			strings.Contains(runsFile(dir), fmt.Sprintf("started %s %d\n", id, webhook.MaxAttempts+1))
 	})
@@ -119,7 +120,7 @@ func TestSlowUnsignedUploadsHoldNoMemory(t *testing.T) {
 	// Wait until the server is reading every one of them (it says so in its
 	// metrics), or, as it did before, holds their declared size.
 	const bound = 32 << 20
-	waitFor(t, "the server reading the ten uploads", 15*time.Second, func() bool {
+	testkit.WaitFor(t, "the server reading the ten uploads", 15*time.Second, func() bool {
 		return scrape(t, base)["nestbot_webhook_unverified_requests"] == strconv.Itoa(uploads) || heapInUse(t, base)-heapBefore > bound
 	})
 	heap, rss := heapInUse(t, base)-heapBefore, rssOf(t, pid)-rssBefore
@@ -146,7 +147,7 @@ func TestUnverifiedBytesAreBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(slow, "POST /webhook HTTP/1.1\r\nHost: %s\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: slow\r\nX-Hub-Signature-256: sha256=%064d\r\nContent-Length: %d\r\n\r\n{", addr, 0, 1<<20)
-	waitFor(t, "the slow upload being read", 10*time.Second, func() bool { return scrape(t, base)["nestbot_webhook_unverified_requests"] == "1" })
+	testkit.WaitFor(t, "the slow upload being read", 10*time.Second, func() bool { return scrape(t, base)["nestbot_webhook_unverified_requests"] == "1" })
 	body := pushTo("o/r", "a1"+strings.Repeat(" ", 10<<10))
 	id := newDelivery()
 	req := request(t, base+"/webhook", "push", id, body)
@@ -159,7 +160,7 @@ func TestUnverifiedBytesAreBounded(t *testing.T) {
 		t.Fatalf("a delivery past the bound: %s (Retry-After %q), want 503 with Retry-After", resp.Status, resp.Header.Get("Retry-After"))
 	}
 	slow.Close()
-	waitFor(t, "the slow upload gone", 10*time.Second, func() bool { return scrape(t, base)["nestbot_webhook_unverified_requests"] == "0" })
+	testkit.WaitFor(t, "the slow upload gone", 10*time.Second, func() bool { return scrape(t, base)["nestbot_webhook_unverified_requests"] == "0" })
 	if status, _ := send(t, base+"/webhook", "push", id, body); status != http.StatusAccepted {
 		t.Errorf("the delivery again, with nothing else in flight: %d, want 202", status)
 	}
@@ -184,7 +185,7 @@ func TestReplayedCommentRunsOnce(t *testing.T) {
 	if status, _ := send(t, base+"/webhook", "issue_comment", newDelivery(), body); status != http.StatusAccepted {
 		t.Fatalf("the comment: %d, want 202", status)
 	}
-	waitFor(t, "the command ran and was recorded done", 10*time.Second, func() bool {
+	testkit.WaitFor(t, "the command ran and was recorded done", 10*time.Second, func() bool {
 		return len(r.ids()) == 1 && depth(t, db.Queue()) == 0
 	})
 	if status, _ := send(t, base+"/webhook", "issue_comment", newDelivery(), body); status != http.StatusOK {
@@ -194,7 +195,7 @@ func TestReplayedCommentRunsOnce(t *testing.T) {
 	if status, _ := send(t, base+"/webhook", "issue_comment", newDelivery(), commentPayload(4243, "/nest apply")); status != http.StatusAccepted {
 		t.Errorf("another comment: %d, want 202", status)
 	}
-	waitFor(t, "the other command ran", 10*time.Second, func() bool { return len(r.ids()) >= 2 && depth(t, db.Queue()) == 0 })
+	testkit.WaitFor(t, "the other command ran", 10*time.Second, func() bool { return len(r.ids()) >= 2 && depth(t, db.Queue()) == 0 })
 	if n := len(r.ids()); n != 2 {
 		t.Errorf("%d commands ran, want 2 (the replay must not run)", n)
 	}

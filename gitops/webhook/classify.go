@@ -15,7 +15,7 @@
 //	})
 //	if err != nil { ... }
 //	err = srv.Run(ctx, listener) // until ctx ends, then a graceful shutdown
-package webhook // import "github.com/ducksnest/nestbot/gitops/webhook"
+package webhook
 
 import (
 	"bytes"

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/ducksnest/nestbot/gitops/webhook"
+	"github.com/ducksnest/nestbot/internal/testkit"
 	"github.com/ducksnest/nestbot/store"
 )
 
@@ -226,7 +227,7 @@ func TestFaultDeliveriesAcrossKills(t *testing.T) {
 	slices.Sort(moments)
 	var downtime []time.Duration
 	for k, m := range moments {
-		waitFor(t, fmt.Sprintf("kill %d: %d deliveries answered", k+1, m), 40*time.Second, func() bool {
+		testkit.WaitFor(t, fmt.Sprintf("kill %d: %d deliveries answered", k+1, m), 40*time.Second, func() bool {
 			return tally.answered.Load() >= int64(m) || ctx.Err() != nil
 		})
 		if ctx.Err() != nil {
@@ -257,7 +258,7 @@ func TestFaultDeliveriesAcrossKills(t *testing.T) {
 	// The queue drains: every job the kills left queued or claimed runs.
 	drainStart := time.Now()
 	var lastDepth int
-	waitFor(t, "the queue drained", 40*time.Second, func() bool {
+	testkit.WaitFor(t, "the queue drained", 40*time.Second, func() bool {
 		d, err := queueDepth(base)
 		lastDepth = d
 		return err == nil && d == 0

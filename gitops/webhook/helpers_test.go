@@ -212,18 +212,6 @@ func serve(t *testing.T, cfg webhook.Config) (string, *webhook.Server) {
 	return "http://" + ln.Addr().String(), srv
 }
 
-// waitFor polls cond until it holds, failing t after limit.
-func waitFor(t testing.TB, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, limit)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // depth is the queue's depth, failing t on error.
 func depth(t testing.TB, q store.Queue) int {
 	t.Helper()

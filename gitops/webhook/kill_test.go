@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ducksnest/nestbot/gitops/webhook"
+	"github.com/ducksnest/nestbot/internal/testkit"
 	"github.com/ducksnest/nestbot/store"
 )
 
@@ -137,7 +138,7 @@ func startTestServer(t *testing.T, dir string, env ...string) (*exec.Cmd, string
 		t.Logf("server %d log:\n%s", cmd.Process.Pid, stderr.String())
 	})
 	var base string
-	waitFor(t, "the server's address", 15*time.Second, func() bool {
+	testkit.WaitFor(t, "the server's address", 15*time.Second, func() bool {
 		b, err := os.ReadFile(addr)
 		base = "http://" + string(b)
 		return err == nil
@@ -158,7 +159,7 @@ func TestJobAcceptedBeforeSIGKILLRunsAfterRestart(t *testing.T) {
 		t.Fatalf("status %d %q, want 202", status, body)
 	}
 	// The worker took the job and is inside it; kill -9 before it finishes.
-	waitFor(t, "the first process started the job", 15*time.Second, func() bool {
+	testkit.WaitFor(t, "the first process started the job", 15*time.Second, func() bool {
 		return strings.Contains(runsFile(dir), "started "+id+" 1\n")
 	})
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
@@ -172,7 +173,7 @@ func TestJobAcceptedBeforeSIGKILLRunsAfterRestart(t *testing.T) {
 	}
 
 	second, base := startTestServer(t, dir)
-	waitFor(t, "the second process ran the job to completion", 15*time.Second, func() bool {
+	testkit.WaitFor(t, "the second process ran the job to completion", 15*time.Second, func() bool {
 		return strings.Contains(runsFile(dir), "done "+id+"\n")
 	})
 	if runs := runsFile(dir); !strings.Contains(runs, "started "+id+" 2\n") || strings.Count(runs, "done ") != 1 {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ducksnest/nestbot/gitops/webhook"
+	"github.com/ducksnest/nestbot/internal/testkit"
 	"github.com/ducksnest/nestbot/store"
 )
 
@@ -51,7 +52,7 @@ func TestSameDeliveryTwiceRunsOnce(t *testing.T) {
 	if status, _ := send(t, base+"/webhook", "push", id, pushTo("o/r", "a1")); status != http.StatusAccepted {
 		t.Fatalf("status %d, want 202", status)
 	}
-	waitFor(t, "the job ran and was recorded done", 10*time.Second, func() bool {
+	testkit.WaitFor(t, "the job ran and was recorded done", 10*time.Second, func() bool {
 		return len(r.ids()) == 1 && depth(t, db.Queue()) == 0
 	})
 	if status, _ := send(t, base+"/webhook", "push", id, pushTo("o/r", "a1")); status != http.StatusOK {
@@ -84,7 +85,7 @@ func TestFailedDeliveryRedeliveredRunsAgain(t *testing.T) {
 			t.Fatalf("status %d, want 202", status)
 		}
 	}
-	waitFor(t, "both ran and were recorded done", 10*time.Second, func() bool {
+	testkit.WaitFor(t, "both ran and were recorded done", 10*time.Second, func() bool {
 		return len(r.ids()) == 2 && depth(t, db.Queue()) == 0
 	})
 	// A person redelivers them from GitHub: same ids.
@@ -93,7 +94,7 @@ func TestFailedDeliveryRedeliveredRunsAgain(t *testing.T) {
 			t.Errorf("redelivery of failed %s: status %d, want 202", id, status)
 		}
 	}
-	waitFor(t, "the redeliveries ran", 10*time.Second, func() bool {
+	testkit.WaitFor(t, "the redeliveries ran", 10*time.Second, func() bool {
 		return len(r.ids()) == 4 && depth(t, db.Queue()) == 0
 	})
 	for _, id := range []string{failing, panicking} {
@@ -161,7 +162,7 @@ func TestJobsOfOneKeyNeverOverlap(t *testing.T) {
 			sent[key] = append(sent[key], id)
 		}
 	}
-	waitFor(t, "every job ran", 20*time.Second, func() bool {
+	testkit.WaitFor(t, "every job ran", 20*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(order["o/a"])+len(order["o/b"]) == 2*perKey && depth(t, db.Queue()) == 0
@@ -225,7 +226,7 @@ func TestNewPushCancelsTheRunningPlan(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the plan for the old head was not cancelled")
 	}
-	waitFor(t, "every job was recorded done", 10*time.Second, func() bool { return depth(t, db.Queue()) == 0 })
+	testkit.WaitFor(t, "every job was recorded done", 10*time.Second, func() bool { return depth(t, db.Queue()) == 0 })
 	if got := r.ids(); len(got) != 2 || got[0] != old || got[1] != newer {
 		t.Errorf("runs %v, want %s then %s (the reopen, superseded before it ran, skipped)", got, old, newer)
 	}
@@ -261,7 +262,7 @@ func TestApplyIsNotCancelledByANewPush(t *testing.T) {
 		t.Error("a new push cancelled the running apply")
 	}
 	close(release)
-	waitFor(t, "both applies ran", 10*time.Second, func() bool { return depth(t, db.Queue()) == 0 })
+	testkit.WaitFor(t, "both applies ran", 10*time.Second, func() bool { return depth(t, db.Queue()) == 0 })
 }
 
 func TestQueuedPlanSupersededBeforeItRunsIsSkipped(t *testing.T) {
@@ -288,7 +289,7 @@ func TestQueuedPlanSupersededBeforeItRunsIsSkipped(t *testing.T) {
 		}
 	}
 	close(release)
-	waitFor(t, "every job was recorded done", 10*time.Second, func() bool { return depth(t, db.Queue()) == 0 })
+	testkit.WaitFor(t, "every job was recorded done", 10*time.Second, func() bool { return depth(t, db.Queue()) == 0 })
 	if got := r.ids(); !slices.Equal(got, []string{ids[0], ids[2]}) {
 		t.Errorf("runs %v, want the first (cancelled) and the last; the middle one superseded before it ran", got)
 	}
@@ -311,7 +312,7 @@ func TestLongJobKeepsItsClaim(t *testing.T) {
 	if status, _ := send(t, base+"/webhook", "push", newDelivery(), pushTo("o/r", "a1")); status != http.StatusAccepted {
 		t.Fatalf("status %d, want 202", status)
 	}
-	waitFor(t, "the job was recorded done", 10*time.Second, func() bool { return depth(t, db.Queue()) == 0 })
+	testkit.WaitFor(t, "the job was recorded done", 10*time.Second, func() bool { return depth(t, db.Queue()) == 0 })
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.jobs) != 1 || r.jobs[0].Attempt != 1 {
@@ -417,7 +418,7 @@ func TestJobWhoseClaimIsLostIsCancelledAndNotRecordedDone(t *testing.T) {
 	}
 	// (Its lease runs out unextended, so a worker takes it again, and
 	// loses it again: the count may be past one.)
-	waitFor(t, "the job counted as abandoned", 10*time.Second, func() bool {
+	testkit.WaitFor(t, "the job counted as abandoned", 10*time.Second, func() bool {
 		n, _ := strconv.Atoi(scrape(t, base)[`nestbot_job_duration_seconds_count{event="push",result="abandoned"}`])
 		return n >= 1
 	})

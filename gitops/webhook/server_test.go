@@ -12,6 +12,7 @@ import (
 
 	"github.com/ducksnest/nestbot/gitops/webhook"
 	"github.com/ducksnest/nestbot/internal/buildinfo"
+	"github.com/ducksnest/nestbot/internal/testkit"
 	"github.com/ducksnest/nestbot/store"
 )
 
@@ -84,7 +85,7 @@ func TestHealthAndReadiness(t *testing.T) {
 	}
 
 	base, stop := runServer(t, srv)
-	waitFor(t, "ready", 5*time.Second, func() bool { return get(t, base+"/readyz") == http.StatusOK })
+	testkit.WaitFor(t, "ready", 5*time.Second, func() bool { return get(t, base+"/readyz") == http.StatusOK })
 	if s := get(t, base+"/healthz"); s != http.StatusOK {
 		t.Errorf("/healthz: %d, want 200", s)
 	}
@@ -151,7 +152,7 @@ func TestMetricsCountDeliveriesJobsAndWhatOthersRecord(t *testing.T) {
 		}
 	}
 	close(release)
-	waitFor(t, "both jobs done", 10*time.Second, func() bool { return depth(t, db.Queue()) == 0 })
+	testkit.WaitFor(t, "both jobs done", 10*time.Second, func() bool { return depth(t, db.Queue()) == 0 })
 	got = scrape(t, base)
 	if v := got[`nestbot_job_duration_seconds_count{event="push",result="ok"}`]; v != "2" {
 		t.Errorf("push jobs ok in the histogram: %q, want 2", v)

@@ -1,6 +1,6 @@
 // Package agenix holds the lab's stand-in for the agenix flake (see
 // flake.nix), for the lab to put into its hosts' nix store.
-package agenix // import "github.com/ducksnest/nestbot/lab/agenix"
+package agenix
 
 import "embed"
 

@@ -4,7 +4,7 @@
 // each planned on the pull request and applied on merge, with a plain
 // narration of what happens. nestlab demo runs it; the end-to-end test
 // plays the same steps and checks their effects in the lab.
-package demo // import "github.com/ducksnest/nestbot/lab/demo"
+package demo
 
 import (
 	"cmp"
@@ -103,7 +103,9 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 	if err != nil {
 		return fail(err)
 	}
-	yaml = []byte(strings.Replace(string(yaml), "  admins:\n", "  admins:\n    - "+id.Recipient().String()+"   # nestbot\n", 1))
+	if yaml, err = nest.WithAdmin(yaml, id.Recipient().String(), "nestbot"); err != nil {
+		return fail(fmt.Errorf("demo: make nestbot an admin of %s: %w", o.Example, err))
+	}
 	if err := os.WriteFile(file, yaml, 0o644); err != nil {
 		return fail(err)
 	}

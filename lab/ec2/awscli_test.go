@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ducksnest/nestbot/internal/testkit"
 	"github.com/ducksnest/nestbot/lab/ec2"
 	"github.com/ducksnest/nestbot/lab/ec2/awscli"
 )
@@ -128,17 +129,14 @@ func TestAWSCLIMeetsWhatATerraformUserMeets(t *testing.T) {
 		t.Errorf("at launch: %+v, want %s pending without a public IP", launched, a.InstanceID)
 	}
 	var in any
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testkit.WaitFor(t, a.InstanceID+" to be running", 20*time.Second, func() bool {
 		in = awscli.Get(cli.JSON("describe-instances", "--instance-ids", a.InstanceID), "Reservations", 0, "Instances", 0)
 		state := awscli.String(in, "State", "Name")
 		if state == "pending" && awscli.String(in, "PublicIpAddress") != "" {
 			t.Fatalf("a pending instance has public IP %s", awscli.String(in, "PublicIpAddress"))
 		}
-		if state == "running" || time.Now().After(deadline) {
-			break
-		}
-	}
+		return state == "running"
+	})
 	if awscli.String(in, "State", "Name") != "running" || awscli.String(in, "PublicIpAddress") == "" ||
 		awscli.String(in, "NetworkInterfaces", 0, "Association", "PublicIp") != awscli.String(in, "PublicIpAddress") ||
 		awscli.String(in, "NetworkInterfaces", 0, "SubnetId") != a.SubnetIDs[0] ||

@@ -12,7 +12,7 @@
 //	if err := srv.Start(); err != nil { ... }
 //	defer srv.Close()
 //	client := awsec2.NewFromConfig(srv.Config("ap-northeast-2"))
-package ec2 // import "github.com/ducksnest/nestbot/lab/ec2"
+package ec2
 
 import (
 	"context"

@@ -29,7 +29,7 @@
 //	if err := srv.Start(); err != nil { ... }
 //	defer srv.Close()
 //	client, _ := github.NewClient(github.WithAuthToken(srv.InstallationToken()), github.WithEnterpriseURLs(srv.URL(), srv.URL()))
-package github // import "github.com/ducksnest/nestbot/lab/github"
+package github
 
 import (
 	"bytes"

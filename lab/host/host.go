@@ -43,7 +43,7 @@
 // The lab needs root (systemd-nspawn, namespaces), systemd-container,
 // mmdebstrap and nix-bin on the machine, and the go command (to build
 // tailscaled once).
-package host // import "github.com/ducksnest/nestbot/lab/host"
+package host
 
 import (
 	"context"

@@ -1,6 +1,6 @@
 // Package nixpkgs holds the lab's stand-in for the nixpkgs flake (see
 // flake.nix), for the lab to put into its hosts' nix store.
-package nixpkgs // import "github.com/ducksnest/nestbot/lab/nixpkgs"
+package nixpkgs
 
 import "embed"
 

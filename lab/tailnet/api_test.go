@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ducksnest/nestbot/internal/testkit"
 	"github.com/ducksnest/nestbot/lab/tailnet"
 	"tailscale.com/tsnet"
 )
@@ -271,7 +272,7 @@ func TestDeviceListShape(t *testing.T) {
 	defer cancel()
 	lab := startLab(t, &tailnet.Lab{Tags: []string{"tag:nest"}, MagicDNSDomain: "ducks.ts.net"})
 	web := join(t, ctx, lab, tailnet.NodeConfig{Hostname: "web", Tags: []string{"tag:nest"}})
-	waitFor(t, ctx, "web connected to control", func() bool {
+	testkit.WaitForContext(t, ctx, "web connected to control", func() bool {
 		d := device(t, lab, "web")
 		return d != nil && d["connectedToControl"] == true
 	})
@@ -289,7 +290,7 @@ func TestDeviceListShape(t *testing.T) {
 	}
 
 	web.Close()
-	waitFor(t, ctx, "web disconnected", func() bool {
+	testkit.WaitForContext(t, ctx, "web disconnected", func() bool {
 		d := device(t, lab, "web")
 		return d != nil && d["connectedToControl"] == false && d["lastSeen"] != nil
 	})
@@ -308,20 +309,6 @@ func device(t *testing.T, lab *tailnet.Lab, host string) map[string]any {
 		}
 	}
 	return nil
-}
-
-// waitFor polls cond until it holds, bounded by ctx.
-func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		case <-tick.C:
-		}
-	}
 }
 
 func peerNames(t *testing.T, ctx context.Context, s *tsnet.Server) []string {
@@ -348,7 +335,7 @@ func TestDeleteDevice(t *testing.T) {
 	strayDir := t.TempDir()
 	strayKey := mint(t, lab, keyCaps{Preauthorized: true, Tags: []string{"tag:nest"}})
 	stray := join(t, ctx, lab, tailnet.NodeConfig{Hostname: "old-laptop", Dir: strayDir, AuthKey: strayKey})
-	waitFor(t, ctx, "bot to see both peers", func() bool { return len(peerNames(t, ctx, bot)) == 2 })
+	testkit.WaitForContext(t, ctx, "bot to see both peers", func() bool { return len(peerNames(t, ctx, bot)) == 2 })
 
 	d := device(t, lab, "old-laptop")
 	if st, out := call(t, lab, lab.APIKey(), "DELETE", "/api/v2/device/"+d["nodeId"].(string), nil); st != 200 {
@@ -357,7 +344,7 @@ func TestDeleteDevice(t *testing.T) {
 	if device(t, lab, "old-laptop") != nil {
 		t.Error("the deleted device is still in the devices list")
 	}
-	waitFor(t, ctx, "old-laptop to leave bot's netmap", func() bool {
+	testkit.WaitForContext(t, ctx, "old-laptop to leave bot's netmap", func() bool {
 		return slices.Equal(peerNames(t, ctx, bot), []string{"web"})
 	})
 	if st, out := call(t, lab, lab.APIKey(), "DELETE", "/api/v2/device/"+d["id"].(string), nil); st != 404 {
@@ -391,13 +378,13 @@ func TestEphemeralDeviceRemovedWhenOffline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, "watcher to see both", func() bool { return len(peerNames(t, ctx, watcher)) == 2 })
+	testkit.WaitForContext(t, ctx, "watcher to see both", func() bool { return len(peerNames(t, ctx, watcher)) == 2 })
 
 	// Both go offline; only the ephemeral one is removed.
 	eph.Close()
 	web.Close()
-	waitFor(t, ctx, "ci-runner to leave the devices list", func() bool { return device(t, lab, "ci-runner") == nil })
-	waitFor(t, ctx, "ci-runner to leave watcher's netmap", func() bool {
+	testkit.WaitForContext(t, ctx, "ci-runner to leave the devices list", func() bool { return device(t, lab, "ci-runner") == nil })
+	testkit.WaitForContext(t, ctx, "ci-runner to leave watcher's netmap", func() bool {
 		return slices.Equal(peerNames(t, ctx, watcher), []string{"web"})
 	})
 	if d := device(t, lab, "web"); d == nil || d["connectedToControl"] != false {

@@ -67,7 +67,7 @@
 // log.tailscale.com), TS_DISABLE_PORTMAPPER (no UPnP/NAT-PMP/PCP probes of
 // the LAN gateway) and TS_DEBUG_OMIT_LOCAL_ADDRS (nodes advertise only the
 // 127.0.0.1 endpoint STUN reports, not their LAN addresses).
-package tailnet // import "github.com/ducksnest/nestbot/lab/tailnet"
+package tailnet
 
 import (
 	"context"

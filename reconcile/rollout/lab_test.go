@@ -501,18 +501,6 @@ func (f *fleet) dumpOnFailure(name string) {
 	f.t.Logf("%s:\n%s", name, out)
 }
 
-// waitFor polls cond until it holds, bounded by ctx.
-func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
 func openJournal(t testing.TB) *store.Journal {
 	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "nestbot.db"))

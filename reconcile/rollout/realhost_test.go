@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ducksnest/nestbot/internal/testkit"
 	"github.com/ducksnest/nestbot/lab/host"
 	"github.com/ducksnest/nestbot/reconcile/rollout"
 )
@@ -170,7 +171,7 @@ func TestRebootInsideTheConfirmWindowBootsTheOldGeneration(t *testing.T) {
 	}
 	done := make(chan outcome, 1)
 	go func() { res, err := r.Run(ctx); done <- outcome{res, err} }()
-	waitFor(t, ctx, "web on trial", func() bool { return ev.reached("web", rollout.StateHealth) })
+	testkit.WaitForContext(t, ctx, "web on trial", func() bool { return ev.reached("web", rollout.StateHealth) })
 	trial := f.system("web")
 	if trial.current == before.current || trial.profile != before.profile {
 		t.Fatalf("on trial: %+v, before %+v: want the new system running, the profile as it was", trial, before)

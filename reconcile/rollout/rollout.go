@@ -64,7 +64,7 @@
 // failed, which halts the rollout like any failure (a later run tries it
 // again). Interrupted lists such hosts from the journal alone;
 // Result.Interrupted adds what the run found on each.
-package rollout // import "github.com/ducksnest/nestbot/reconcile/rollout"
+package rollout
 
 import (
 	"context"

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ducksnest/nestbot/internal/fixtures"
+	"github.com/ducksnest/nestbot/internal/testkit"
 	"github.com/ducksnest/nestbot/lab/host"
 	"github.com/ducksnest/nestbot/reconcile/rollout"
 )
@@ -231,7 +232,7 @@ func TestARetriedArmArms(t *testing.T) {
 		res, err = f.rollout(rev, ev).Run(ctx)
 		done <- err
 	}()
-	waitFor(t, ctx, "the arm script waiting for the lock", func() bool {
+	testkit.WaitForContext(t, ctx, "the arm script waiting for the lock", func() bool {
 		return f.sh("web", "pgrep -f 'flock -w [6]0 /run' >/dev/null && echo yes || echo no") == "yes"
 	})
 	if n := f.dialer.drop(); n == 0 {
@@ -590,7 +591,7 @@ func TestCancelledMidSwitchRollsBackThenResumes(t *testing.T) {
 	r.Journal, r.ConfirmWithin = journal, 2*time.Second
 	done := make(chan error, 1)
 	go func() { _, err := r.Run(runCtx); done <- err }()
-	waitFor(t, ctx, "web's activation to start", func() bool {
+	testkit.WaitForContext(t, ctx, "web's activation to start", func() bool {
 		return ev.reached("web", rollout.StateActivating) && len(f.trials("web", before.System)) > 0
 	})
 	stop()
@@ -609,7 +610,7 @@ func TestCancelledMidSwitchRollsBackThenResumes(t *testing.T) {
 
 	// Nobody confirms: the host's dead-man timer rolls it back, once the
 	// activation has ended.
-	waitFor(t, ctx, "web to roll itself back", func() bool {
+	testkit.WaitForContext(t, ctx, "web to roll itself back", func() bool {
 		return f.sh("web", "cat /var/lib/nestbot/run/"+rev[:12]+"/rollback.result 2>/dev/null || true") != "" && f.state("web").System == before.System
 	})
 	if got := f.sh("web", "cat /var/lib/nestbot/run/"+rev[:12]+"/rollback.result"); got != "success exited 0" {
@@ -682,7 +683,7 @@ func TestResumesARunningSwitch(t *testing.T) {
 	rctx, kill := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { _, err := r.Run(rctx); done <- err }()
-	waitFor(t, ctx, "web activating", func() bool {
+	testkit.WaitForContext(t, ctx, "web activating", func() bool {
 		return ev.reached("web", rollout.StateActivating) && len(f.trials("web", before.System)) > 0
 	})
 	kill()

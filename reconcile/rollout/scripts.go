@@ -72,7 +72,7 @@ var (
 // unit runs any command), as any deploy tool's rules do; what they buy is
 // that every root command nestbot runs is a unit named nest-*, in the
 // journal. The NixOS module (nix/module.nix) writes the same rules, from
-// nix/sudo-commands.json, which go test ./nix -update writes from
+// nix/sudo-commands.json, which go test ./nix -update-sudo writes from
 // SudoCommands.
 func SudoRules(user string) []string {
 	var rules []string

@@ -51,7 +51,7 @@
 // Enqueue creates the job only when its id is new (or done, failed);
 // Claim takes the job's Key hold, then the job; Fenced writes its value
 // into the lock's own item under the condition that the lease is current.
-package dynamodb // import "github.com/ducksnest/nestbot/store/dynamodb"
+package dynamodb
 
 import (
 	"context"
@@ -78,8 +78,8 @@ type Options struct {
 	// Retention is how long a done delivery is remembered (0:
 	// store.DeliveryRetention).
 	Retention time.Duration
-	// Now is the queue's clock (nil: time.Now): tests move it instead of
-	// waiting.
+	// Now is the store's clock (nil: time.Now): the queue's claims and the
+	// locks' leases are judged by it, so tests move it instead of waiting.
 	Now func() time.Time
 }
 

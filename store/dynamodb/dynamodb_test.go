@@ -71,7 +71,7 @@ func (l *lab) freshWith(t testing.TB, now func() time.Time) *dynamodb.Store {
 
 func TestQueueConformance(t *testing.T) {
 	l := newLab(t)
-	storetest.TestQueue(t, func(t *testing.T) store.Queue { return l.fresh(t) })
+	storetest.TestQueue(t, func(t *testing.T, now func() time.Time) store.Queue { return l.freshWith(t, now) })
 }
 
 func TestRetentionConformance(t *testing.T) {
@@ -81,7 +81,7 @@ func TestRetentionConformance(t *testing.T) {
 
 func TestLockerConformance(t *testing.T) {
 	l := newLab(t)
-	storetest.TestLocker(t, func(t *testing.T) store.Locker { return l.fresh(t) })
+	storetest.TestLocker(t, func(t *testing.T, now func() time.Time) store.Locker { return l.freshWith(t, now) })
 }
 
 func TestCreateTableTwiceKeepsTheTable(t *testing.T) {

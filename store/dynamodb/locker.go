@@ -41,7 +41,7 @@ func (s *Store) Acquire(ctx context.Context, name, owner string, ttl time.Durati
 		return store.Lease{}, fmt.Errorf("dynamodb: acquire %s: no owner given", name)
 	}
 	for range acquireTries {
-		now := time.Now()
+		now := s.now()
 		update := "SET #owner = :owner, #acquired = :now, #expires = :expires, #values = if_not_exists(#values, :empty) ADD #token :one"
 		cond := "attribute_not_exists(#owner) OR #expires <= :now OR #owner = :owner"
 		out, err := s.client.UpdateItem(ctx, &ddb.UpdateItemInput{
@@ -84,7 +84,7 @@ const heldBy = "#token = :token AND #owner = :owner AND #expires > :now"
 // Renew extends l to now+ttl; store.ErrLost when l has expired, was
 // released or broken, or another lease took the lock.
 func (s *Store) Renew(ctx context.Context, l store.Lease, ttl time.Duration) (store.Lease, error) {
-	now := time.Now()
+	now := s.now()
 	expires := now.Add(ttl)
 	update := "SET #expires = :expires"
 	err := s.updateIf(ctx, lockKey(l.Name), update, heldBy, map[string]types.AttributeValue{
@@ -135,7 +135,7 @@ func (s *Store) Break(ctx context.Context, name string) (store.Lease, bool, erro
 		if err != nil {
 			return store.Lease{}, false, fmt.Errorf("dynamodb: break %s: %w", name, err)
 		}
-		return l, l.Expires.After(time.Now()), nil
+		return l, l.Expires.After(s.now()), nil
 	}
 	return store.Lease{}, false, fmt.Errorf("dynamodb: break %s: the lock changed hands %d times while breaking it; try again", name, acquireTries)
 }
@@ -146,7 +146,7 @@ func (s *Store) Holder(ctx context.Context, name string) (store.Lease, bool, err
 	if err != nil {
 		return store.Lease{}, false, fmt.Errorf("dynamodb: holder of %s: %w", name, err)
 	}
-	if !held || !l.Expires.After(time.Now()) {
+	if !held || !l.Expires.After(s.now()) {
 		return store.Lease{}, false, nil
 	}
 	return l, true, nil
@@ -231,7 +231,7 @@ func (s *Store) Fenced(ctx context.Context, l store.Lease, k string, value []byt
 		ConditionExpression:      aws.String(heldBy),
 		ExpressionAttributeNames: nm,
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":token": vU(l.Token), ":owner": vS(l.Owner), ":now": vN(nanos(time.Now())), ":value": vB(value),
+			":token": vU(l.Token), ":owner": vS(l.Owner), ":now": vN(nanos(s.now())), ":value": vB(value),
 		},
 	})
 	if conditionFailed(err) {

@@ -13,7 +13,7 @@
 // Audit names start with the apply's start time at a fixed width, so
 // S3's listing order (by key) is the order of the applies. With KMSKeyID
 // set every object is written with SSE-KMS under that key.
-package s3 // import "github.com/ducksnest/nestbot/store/s3"
+package s3
 
 import (
 	"bytes"
@@ -48,6 +48,9 @@ type Options struct {
 	KMSKeyID string
 	// Client reaches S3; NewClient builds one from an aws.Config.
 	Client *awss3.Client
+	// Now is the store's clock (nil: time.Now): an audit record without a
+	// start time is filed under its time.
+	Now func() time.Time
 }
 
 // Store holds artifacts in one bucket. It satisfies store.Artifacts; its
@@ -86,6 +89,9 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	if o.Prefix != "" && !strings.HasSuffix(o.Prefix, "/") {
 		o.Prefix += "/"
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	return &Store{o: o}, nil
 }
 
@@ -123,7 +129,7 @@ func (s *Store) Audit(ctx context.Context, rec store.AuditRecord) error {
 	}
 	started := rec.Started
 	if started.IsZero() {
-		started = time.Now()
+		started = s.o.Now()
 	}
 	name := s.o.Prefix + auditDir + started.UTC().Format(auditTime) + "-" + safeName(rec.Revision) + ".json"
 	if err := s.put(ctx, name, data); err != nil {

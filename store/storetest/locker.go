@@ -10,24 +10,25 @@ import (
 )
 
 // TestLocker runs the conformance suite of store.Locker. open returns a
-// fresh, empty locker for each subtest.
-func TestLocker(t *testing.T, open func(t *testing.T) store.Locker) {
-	t.Run("AcquireHeldByAnotherIsLockedError", func(t *testing.T) { lockHeld(t, open(t)) })
-	t.Run("RenewExtendsTheLease", func(t *testing.T) { lockRenew(t, open(t)) })
-	t.Run("RenewPastTheLeaseIsLost", func(t *testing.T) { lockLapsed(t, open(t)) })
-	t.Run("ReleaseFreesAndTokensGrow", func(t *testing.T) { lockRelease(t, open(t)) })
-	t.Run("BreakFreesAndTokensGrow", func(t *testing.T) { lockBreak(t, open(t)) })
-	t.Run("ExpiredLeaseIsTakenOverWithAHigherToken", func(t *testing.T) { lockExpiry(t, open(t)) })
-	t.Run("FencedAcceptsTheCurrentLeaseAndRefusesAStaleOne", func(t *testing.T) { lockFenced(t, open(t)) })
-	t.Run("FencedRefusesReleasedBrokenAndExpiredLeases", func(t *testing.T) { lockFencedGone(t, open(t)) })
-	t.Run("LocksAreIndependent", func(t *testing.T) { lockIndependent(t, open(t)) })
+// fresh, empty locker for each subtest, whose clock is now: the suite moves
+// it past a lease's end instead of waiting the lease out.
+func TestLocker(t *testing.T, open func(t *testing.T, now func() time.Time) store.Locker) {
+	t.Run("AcquireHeldByAnotherIsLockedError", func(t *testing.T) { clock := NewClock(time.Now()); lockHeld(t, clock, open(t, clock.Now)) })
+	t.Run("RenewExtendsTheLease", func(t *testing.T) { clock := NewClock(time.Now()); lockRenew(t, clock, open(t, clock.Now)) })
+	t.Run("RenewPastTheLeaseIsLost", func(t *testing.T) { clock := NewClock(time.Now()); lockLapsed(t, clock, open(t, clock.Now)) })
+	t.Run("ReleaseFreesAndTokensGrow", func(t *testing.T) { clock := NewClock(time.Now()); lockRelease(t, clock, open(t, clock.Now)) })
+	t.Run("BreakFreesAndTokensGrow", func(t *testing.T) { clock := NewClock(time.Now()); lockBreak(t, clock, open(t, clock.Now)) })
+	t.Run("ExpiredLeaseIsTakenOverWithAHigherToken", func(t *testing.T) { clock := NewClock(time.Now()); lockExpiry(t, clock, open(t, clock.Now)) })
+	t.Run("FencedAcceptsTheCurrentLeaseAndRefusesAStaleOne", func(t *testing.T) { clock := NewClock(time.Now()); lockFenced(t, clock, open(t, clock.Now)) })
+	t.Run("FencedRefusesReleasedBrokenAndExpiredLeases", func(t *testing.T) { clock := NewClock(time.Now()); lockFencedGone(t, clock, open(t, clock.Now)) })
+	t.Run("LocksAreIndependent", func(t *testing.T) { clock := NewClock(time.Now()); lockIndependent(t, clock, open(t, clock.Now)) })
 }
 
 const fleetLock = "fleet/ducksnest"
 
-func acquire(t *testing.T, l store.Locker, name, owner string, ttl time.Duration) store.Lease {
+func acquire(t *testing.T, clock *Clock, l store.Locker, name, owner string, ttl time.Duration) store.Lease {
 	t.Helper()
-	before := time.Now()
+	before := clock.Now()
 	lease, err := l.Acquire(ctx(t), name, owner, ttl)
 	if err != nil {
 		t.Fatalf("Acquire %s by %s: %v", name, owner, err)
@@ -35,7 +36,7 @@ func acquire(t *testing.T, l store.Locker, name, owner string, ttl time.Duration
 	if lease.Name != name || lease.Owner != owner || lease.Token == 0 {
 		t.Errorf("Acquire %s by %s: lease %+v, want that name and owner and a token", name, owner, lease)
 	}
-	if lo, hi := before.Add(ttl-time.Second), time.Now().Add(ttl+time.Second); lease.Expires.Before(lo) || lease.Expires.After(hi) {
+	if lo, hi := before.Add(ttl-time.Second), clock.Now().Add(ttl+time.Second); lease.Expires.Before(lo) || lease.Expires.After(hi) {
 		t.Errorf("Acquire %s: Expires %s, want about now+%s", name, lease.Expires, ttl)
 	}
 	return lease
@@ -96,11 +97,11 @@ func stored(t *testing.T, l store.Locker, key, want string) {
 	}
 }
 
-func lockHeld(t *testing.T, l store.Locker) {
+func lockHeld(t *testing.T, clock *Clock, l store.Locker) {
 	if _, ok := holder(t, l, fleetLock); ok {
 		t.Fatal("Holder of a lock never taken: ok, want none")
 	}
-	a := acquire(t, l, fleetLock, "replica-a", long)
+	a := acquire(t, clock, l, fleetLock, "replica-a", long)
 	h, ok := holder(t, l, fleetLock)
 	if !ok || h.Owner != "replica-a" || h.Token != a.Token || !h.Expires.Equal(a.Expires) {
 		t.Errorf("Holder = %+v, %v; want %+v", h, ok, a)
@@ -108,8 +109,8 @@ func lockHeld(t *testing.T, l store.Locker) {
 	locked(t, l, fleetLock, "replica-b", a)
 }
 
-func lockRenew(t *testing.T, l store.Locker) {
-	a := acquire(t, l, fleetLock, "replica-a", medium)
+func lockRenew(t *testing.T, clock *Clock, l store.Locker) {
+	a := acquire(t, clock, l, fleetLock, "replica-a", medium)
 	r, err := l.Renew(ctx(t), a, long)
 	if err != nil {
 		t.Fatalf("Renew: %v", err)
@@ -117,7 +118,7 @@ func lockRenew(t *testing.T, l store.Locker) {
 	if r.Token != a.Token || r.Owner != a.Owner || !r.Expires.After(a.Expires) {
 		t.Errorf("Renew = %+v, want the same token and owner, expiring after %s", r, a.Expires)
 	}
-	waitPast(a.Expires)
+	clock.Pass(a.Expires)
 	locked(t, l, fleetLock, "replica-b", r)
 	if _, _, err := l.Break(ctx(t), fleetLock); err != nil {
 		t.Fatalf("Break: %v", err)
@@ -127,9 +128,9 @@ func lockRenew(t *testing.T, l store.Locker) {
 	}
 }
 
-func lockLapsed(t *testing.T, l store.Locker) {
-	a := acquire(t, l, fleetLock, "replica-a", short)
-	waitPast(a.Expires)
+func lockLapsed(t *testing.T, clock *Clock, l store.Locker) {
+	a := acquire(t, clock, l, fleetLock, "replica-a", short)
+	clock.Pass(a.Expires)
 	if _, err := l.Renew(ctx(t), a, long); !errors.Is(err, store.ErrLost) {
 		t.Errorf("Renew of a lease past its end, nobody else holding it: %v, want ErrLost", err)
 	}
@@ -139,21 +140,21 @@ func lockLapsed(t *testing.T, l store.Locker) {
 	if _, ok, err := l.Break(ctx(t), fleetLock); err != nil || ok {
 		t.Errorf("Break of a lease past its end: ok %v, %v; want false, nil", ok, err)
 	}
-	b := acquire(t, l, fleetLock, "replica-b", long)
+	b := acquire(t, clock, l, fleetLock, "replica-b", long)
 	if b.Token <= a.Token {
 		t.Errorf("token after a lapsed lease %d, want above %d", b.Token, a.Token)
 	}
 }
 
-func lockRelease(t *testing.T, l store.Locker) {
-	a := acquire(t, l, fleetLock, "replica-a", long)
+func lockRelease(t *testing.T, clock *Clock, l store.Locker) {
+	a := acquire(t, clock, l, fleetLock, "replica-a", long)
 	if err := l.Release(ctx(t), a); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
 	if h, ok := holder(t, l, fleetLock); ok {
 		t.Errorf("Holder after Release = %+v, want none", h)
 	}
-	b := acquire(t, l, fleetLock, "replica-b", long)
+	b := acquire(t, clock, l, fleetLock, "replica-b", long)
 	if b.Token <= a.Token {
 		t.Errorf("token after Release %d, want above %d", b.Token, a.Token)
 	}
@@ -168,11 +169,11 @@ func lockRelease(t *testing.T, l store.Locker) {
 	}
 }
 
-func lockBreak(t *testing.T, l store.Locker) {
+func lockBreak(t *testing.T, clock *Clock, l store.Locker) {
 	if _, ok, err := l.Break(ctx(t), fleetLock); err != nil || ok {
 		t.Fatalf("Break of a lock never taken: ok %v, %v; want false, nil", ok, err)
 	}
-	a := acquire(t, l, fleetLock, "replica-a", long)
+	a := acquire(t, clock, l, fleetLock, "replica-a", long)
 	broken, ok, err := l.Break(ctx(t), fleetLock)
 	if err != nil || !ok || broken.Owner != a.Owner || broken.Token != a.Token {
 		t.Fatalf("Break = %+v, %v, %v; want %+v", broken, ok, err, a)
@@ -183,32 +184,20 @@ func lockBreak(t *testing.T, l store.Locker) {
 	if _, ok, err := l.Break(ctx(t), fleetLock); err != nil || ok {
 		t.Errorf("second Break: ok %v, %v; want false, nil", ok, err)
 	}
-	b := acquire(t, l, fleetLock, "replica-b", long)
+	b := acquire(t, clock, l, fleetLock, "replica-b", long)
 	if b.Token <= a.Token {
 		t.Errorf("token after Break %d, want above %d", b.Token, a.Token)
 	}
 }
 
-func lockExpiry(t *testing.T, l store.Locker) {
-	a := acquire(t, l, fleetLock, "replica-a", short)
-	// replica-a dies holding the lock: replica-b gets it once the lease ends.
-	var b store.Lease
-	waitUntil(t, "replica-b takes over the expired lease", func() bool {
-		lease, err := l.Acquire(ctx(t), fleetLock, "replica-b", long)
-		returned := time.Now()
-		var le *store.LockedError
-		switch {
-		case errors.As(err, &le):
-			return false
-		case err != nil:
-			t.Fatalf("Acquire: %v", err)
-		case returned.Before(a.Expires):
-			t.Fatalf("replica-b acquired by %s, before replica-a's lease ended at %s",
-				returned.Format(time.RFC3339Nano), a.Expires.Format(time.RFC3339Nano))
-		}
-		b = lease
-		return true
-	})
+func lockExpiry(t *testing.T, clock *Clock, l store.Locker) {
+	a := acquire(t, clock, l, fleetLock, "replica-a", short)
+	// replica-a dies holding the lock: replica-b gets it once the lease
+	// ends, not a moment before.
+	clock.Set(a.Expires.Add(-time.Millisecond))
+	locked(t, l, fleetLock, "replica-b", a)
+	clock.Pass(a.Expires)
+	b := acquire(t, clock, l, fleetLock, "replica-b", long)
 	if b.Token <= a.Token {
 		t.Errorf("token after takeover %d, want above %d", b.Token, a.Token)
 	}
@@ -220,21 +209,17 @@ func lockExpiry(t *testing.T, l store.Locker) {
 	}
 }
 
-func lockFenced(t *testing.T, l store.Locker) {
+func lockFenced(t *testing.T, clock *Clock, l store.Locker) {
 	const key = "fleet/ducksnest/applied"
 	stored(t, l, key, "")
-	a := acquire(t, l, fleetLock, "replica-a", medium)
+	a := acquire(t, clock, l, fleetLock, "replica-a", medium)
 	fenced(t, l, a, key, "rev-1")
 	stored(t, l, key, "rev-1")
 	fenced(t, l, a, key, "rev-2")
 	stored(t, l, key, "rev-2")
 
-	var b store.Lease
-	waitUntil(t, "replica-b takes over", func() bool {
-		lease, err := l.Acquire(ctx(t), fleetLock, "replica-b", long)
-		b = lease
-		return err == nil
-	})
+	clock.Pass(a.Expires)
+	b := acquire(t, clock, l, fleetLock, "replica-b", long)
 	refused(t, l, a, key, "rev-stale", "after its lease was taken over")
 	stored(t, l, key, "rev-2")
 	fenced(t, l, b, key, "rev-3")
@@ -242,35 +227,35 @@ func lockFenced(t *testing.T, l store.Locker) {
 	stored(t, l, key, "rev-3")
 }
 
-func lockFencedGone(t *testing.T, l store.Locker) {
-	released := acquire(t, l, fleetLock, "replica-a", long)
+func lockFencedGone(t *testing.T, clock *Clock, l store.Locker) {
+	released := acquire(t, clock, l, fleetLock, "replica-a", long)
 	if err := l.Release(ctx(t), released); err != nil {
 		t.Fatal(err)
 	}
 	refused(t, l, released, "k-released", "v", "after Release")
 	stored(t, l, "k-released", "")
 
-	broken := acquire(t, l, fleetLock, "replica-a", long)
+	broken := acquire(t, clock, l, fleetLock, "replica-a", long)
 	if _, _, err := l.Break(ctx(t), fleetLock); err != nil {
 		t.Fatal(err)
 	}
 	refused(t, l, broken, "k-broken", "v", "after Break")
 	stored(t, l, "k-broken", "")
 
-	expired := acquire(t, l, fleetLock, "replica-a", short)
-	waitPast(expired.Expires)
+	expired := acquire(t, clock, l, fleetLock, "replica-a", short)
+	clock.Pass(expired.Expires)
 	refused(t, l, expired, "k-expired", "v", "after its lease ended, nobody else holding it")
 	stored(t, l, "k-expired", "")
 
-	forged := acquire(t, l, fleetLock, "replica-a", long)
+	forged := acquire(t, clock, l, fleetLock, "replica-a", long)
 	forged.Token++
 	refused(t, l, forged, "k-forged", "v", "with a token never given")
 	stored(t, l, "k-forged", "")
 }
 
-func lockIndependent(t *testing.T, l store.Locker) {
-	a := acquire(t, l, "fleet/one", "replica-a", long)
-	b := acquire(t, l, "fleet/two", "replica-b", long)
+func lockIndependent(t *testing.T, clock *Clock, l store.Locker) {
+	a := acquire(t, clock, l, "fleet/one", "replica-a", long)
+	b := acquire(t, clock, l, "fleet/two", "replica-b", long)
 	locked(t, l, "fleet/one", "replica-b", a)
 	locked(t, l, "fleet/two", "replica-a", b)
 	fenced(t, l, a, "one/applied", "a")

@@ -13,18 +13,19 @@ import (
 )
 
 // TestQueue runs the conformance suite of store.Queue. open returns a
-// fresh, empty queue for each subtest.
-func TestQueue(t *testing.T, open func(t *testing.T) store.Queue) {
-	t.Run("ClaimsOldestFirstAndDoneEmpties", func(t *testing.T) { queueOrder(t, open(t)) })
-	t.Run("ClaimOnEmptyQueueIsNil", func(t *testing.T) { queueEmpty(t, open(t)) })
-	t.Run("DuplicateWhileQueuedClaimedOrDoneOK", func(t *testing.T) { queueDuplicate(t, open(t)) })
-	t.Run("RedeliveryAfterFailureRunsAgain", func(t *testing.T) { queueRedelivery(t, open(t)) })
-	t.Run("OneKeyOneClaimAtATime", func(t *testing.T) { queueKeySerialization(t, open(t)) })
-	t.Run("ExpiredClaimIsReclaimedAndOldClaimLost", func(t *testing.T) { queueExpiry(t, open(t)) })
-	t.Run("ClaimPastItsLeaseIsLost", func(t *testing.T) { queueLapsed(t, open(t)) })
-	t.Run("ExtendKeepsTheClaim", func(t *testing.T) { queueExtend(t, open(t)) })
-	t.Run("DepthCountsQueuedAndClaimed", func(t *testing.T) { queueDepth(t, open(t)) })
-	t.Run("ConcurrentWorkersClaimEachJobOnce", func(t *testing.T) { queueConcurrent(t, open(t)) })
+// fresh, empty queue for each subtest, whose clock is now: the suite moves
+// it past a claim's end instead of waiting the lease out.
+func TestQueue(t *testing.T, open func(t *testing.T, now func() time.Time) store.Queue) {
+	t.Run("ClaimsOldestFirstAndDoneEmpties", func(t *testing.T) { clock := NewClock(time.Now()); queueOrder(t, clock, open(t, clock.Now)) })
+	t.Run("ClaimOnEmptyQueueIsNil", func(t *testing.T) { clock := NewClock(time.Now()); queueEmpty(t, clock, open(t, clock.Now)) })
+	t.Run("DuplicateWhileQueuedClaimedOrDoneOK", func(t *testing.T) { clock := NewClock(time.Now()); queueDuplicate(t, clock, open(t, clock.Now)) })
+	t.Run("RedeliveryAfterFailureRunsAgain", func(t *testing.T) { clock := NewClock(time.Now()); queueRedelivery(t, clock, open(t, clock.Now)) })
+	t.Run("OneKeyOneClaimAtATime", func(t *testing.T) { clock := NewClock(time.Now()); queueKeySerialization(t, clock, open(t, clock.Now)) })
+	t.Run("ExpiredClaimIsReclaimedAndOldClaimLost", func(t *testing.T) { clock := NewClock(time.Now()); queueExpiry(t, clock, open(t, clock.Now)) })
+	t.Run("ClaimPastItsLeaseIsLost", func(t *testing.T) { clock := NewClock(time.Now()); queueLapsed(t, clock, open(t, clock.Now)) })
+	t.Run("ExtendKeepsTheClaim", func(t *testing.T) { clock := NewClock(time.Now()); queueExtend(t, clock, open(t, clock.Now)) })
+	t.Run("DepthCountsQueuedAndClaimed", func(t *testing.T) { clock := NewClock(time.Now()); queueDepth(t, clock, open(t, clock.Now)) })
+	t.Run("ConcurrentWorkersClaimEachJobOnce", func(t *testing.T) { clock := NewClock(time.Now()); queueConcurrent(t, clock, open(t, clock.Now)) })
 }
 
 // t0 is when the suite's jobs were received; job i is received i seconds later.
@@ -50,9 +51,9 @@ func enqueue(t *testing.T, q store.Queue, jobs ...store.Job) {
 }
 
 // claim claims a job, failing t when there is none or on error.
-func claim(t *testing.T, q store.Queue, owner string, lease time.Duration) *store.Claim {
+func claim(t *testing.T, clock *Clock, q store.Queue, owner string, lease time.Duration) *store.Claim {
 	t.Helper()
-	before := time.Now()
+	before := clock.Now()
 	c, err := q.Claim(ctx(t), owner, lease)
 	if err != nil {
 		t.Fatalf("Claim by %s: %v", owner, err)
@@ -63,7 +64,7 @@ func claim(t *testing.T, q store.Queue, owner string, lease time.Duration) *stor
 	if c.Owner != owner {
 		t.Errorf("claim of %s: Owner %q, want %q", c.Job.ID, c.Owner, owner)
 	}
-	if lo, hi := before.Add(lease-time.Second), time.Now().Add(lease+time.Second); c.Expires.Before(lo) || c.Expires.After(hi) {
+	if lo, hi := before.Add(lease-time.Second), clock.Now().Add(lease+time.Second); c.Expires.Before(lo) || c.Expires.After(hi) {
 		t.Errorf("claim of %s: Expires %s, want about now+%s", c.Job.ID, c.Expires, lease)
 	}
 	return c
@@ -107,13 +108,13 @@ func sameJob(t *testing.T, got, want store.Job, attempt int) {
 	}
 }
 
-func queueOrder(t *testing.T, q store.Queue) {
+func queueOrder(t *testing.T, clock *Clock, q store.Queue) {
 	jobs := []store.Job{job(1, "o/r#1"), job(2, "o/r#2"), job(3, "o/r")}
 	// Enqueued newest first: the order of claims follows Received.
 	enqueue(t, q, jobs[2], jobs[0], jobs[1])
 	var claims []*store.Claim
 	for _, want := range jobs {
-		c := claim(t, q, "worker-1", long)
+		c := claim(t, clock, q, "worker-1", long)
 		sameJob(t, c.Job, want, 1)
 		claims = append(claims, c)
 	}
@@ -125,12 +126,12 @@ func queueOrder(t *testing.T, q store.Queue) {
 	depth(t, q, 0)
 }
 
-func queueEmpty(t *testing.T, q store.Queue) {
+func queueEmpty(t *testing.T, clock *Clock, q store.Queue) {
 	claimNone(t, q, "worker-1")
 	depth(t, q, 0)
 }
 
-func queueDuplicate(t *testing.T, q store.Queue) {
+func queueDuplicate(t *testing.T, clock *Clock, q store.Queue) {
 	j := job(1, "o/r#1")
 	again := func(state string) {
 		t.Helper()
@@ -141,7 +142,7 @@ func queueDuplicate(t *testing.T, q store.Queue) {
 	}
 	enqueue(t, q, j)
 	again("queued")
-	c := claim(t, q, "worker-1", long)
+	c := claim(t, clock, q, "worker-1", long)
 	again("claimed")
 	done(t, q, c, store.ResultOK)
 	again("done ok")
@@ -149,10 +150,10 @@ func queueDuplicate(t *testing.T, q store.Queue) {
 	depth(t, q, 0)
 }
 
-func queueRedelivery(t *testing.T, q store.Queue) {
+func queueRedelivery(t *testing.T, clock *Clock, q store.Queue) {
 	j := job(1, "o/r#1")
 	enqueue(t, q, j)
-	c1 := claim(t, q, "worker-1", long)
+	c1 := claim(t, clock, q, "worker-1", long)
 	done(t, q, c1, store.ResultFailed)
 	depth(t, q, 0)
 
@@ -161,7 +162,7 @@ func queueRedelivery(t *testing.T, q store.Queue) {
 	redelivered.Received = t0.Add(time.Hour)
 	enqueue(t, q, redelivered)
 	depth(t, q, 1)
-	c2 := claim(t, q, "worker-2", long)
+	c2 := claim(t, clock, q, "worker-2", long)
 	// The redelivery is a job of its own: its first claim is attempt 1.
 	sameJob(t, c2.Job, redelivered, 1)
 	if c2.Token == c1.Token {
@@ -176,46 +177,37 @@ func queueRedelivery(t *testing.T, q store.Queue) {
 	}
 }
 
-func queueKeySerialization(t *testing.T, q store.Queue) {
+func queueKeySerialization(t *testing.T, clock *Clock, q store.Queue) {
 	a, b, other := job(1, "o/r#1"), job(2, "o/r#1"), job(3, "o/r#2")
 	enqueue(t, q, a, b, other)
-	ca := claim(t, q, "worker-1", long)
+	ca := claim(t, clock, q, "worker-1", long)
 	sameJob(t, ca.Job, a, 1)
 	// b's key is held by a's claim: the next claim skips it.
-	cother := claim(t, q, "worker-2", long)
+	cother := claim(t, clock, q, "worker-2", long)
 	sameJob(t, cother.Job, other, 1)
 	claimNone(t, q, "worker-3")
 	done(t, q, cother, store.ResultOK)
 	claimNone(t, q, "worker-3")
 
 	done(t, q, ca, store.ResultFailed)
-	cb := claim(t, q, "worker-3", long)
+	cb := claim(t, clock, q, "worker-3", long)
 	sameJob(t, cb.Job, b, 1)
 	done(t, q, cb, store.ResultOK)
 	depth(t, q, 0)
 }
 
-func queueExpiry(t *testing.T, q store.Queue) {
+func queueExpiry(t *testing.T, clock *Clock, q store.Queue) {
 	a, b := job(1, "o/r#1"), job(2, "o/r#1")
 	enqueue(t, q, a, b)
-	c1 := claim(t, q, "worker-1", short)
+	c1 := claim(t, clock, q, "worker-1", short)
 	sameJob(t, c1.Job, a, 1)
 
 	// worker-1 dies. Until its lease ends nothing is claimable (b shares
 	// a's key); after, a is claimable again, one attempt higher.
-	var c2 *store.Claim
-	waitUntil(t, "the expired claim is claimable again", func() bool {
-		c, err := q.Claim(ctx(t), "worker-2", long)
-		if err != nil {
-			t.Fatalf("Claim: %v", err)
-		}
-		if returned := time.Now(); c != nil && returned.Before(c1.Expires) {
-			t.Fatalf("Claim took %s by %s, while worker-1's lease ran until %s",
-				c.Job.ID, returned.Format(time.RFC3339Nano), c1.Expires.Format(time.RFC3339Nano))
-		}
-		c2 = c
-		return c != nil
-	})
+	clock.Set(c1.Expires.Add(-time.Millisecond))
+	claimNone(t, q, "worker-2")
+	clock.Pass(c1.Expires)
+	c2 := claim(t, clock, q, "worker-2", long)
 	sameJob(t, c2.Job, a, 2)
 	if c2.Owner != "worker-2" || c2.Token == c1.Token {
 		t.Errorf("reclaim: Owner %q Token %d, want worker-2 and a token other than %d", c2.Owner, c2.Token, c1.Token)
@@ -229,34 +221,34 @@ func queueExpiry(t *testing.T, q store.Queue) {
 	// The old claim's Done did not free the key.
 	claimNone(t, q, "worker-3")
 	done(t, q, c2, store.ResultOK)
-	cb := claim(t, q, "worker-3", long)
+	cb := claim(t, clock, q, "worker-3", long)
 	sameJob(t, cb.Job, b, 1)
 	done(t, q, cb, store.ResultOK)
 	depth(t, q, 0)
 }
 
-func queueLapsed(t *testing.T, q store.Queue) {
+func queueLapsed(t *testing.T, clock *Clock, q store.Queue) {
 	j := job(1, "o/r#1")
 	enqueue(t, q, j)
-	c1 := claim(t, q, "worker-1", short)
+	c1 := claim(t, clock, q, "worker-1", short)
 	// Nobody took the job over yet; still, a claim past its lease is no
 	// longer the job's live claim.
-	waitPast(c1.Expires)
+	clock.Pass(c1.Expires)
 	if err := q.Extend(ctx(t), c1, long); !errors.Is(err, store.ErrLost) {
 		t.Errorf("Extend of a claim past its lease: %v, want ErrLost", err)
 	}
 	if err := q.Done(ctx(t), c1, store.ResultOK); !errors.Is(err, store.ErrLost) {
 		t.Errorf("Done of a claim past its lease: %v, want ErrLost", err)
 	}
-	c2 := claim(t, q, "worker-2", long)
+	c2 := claim(t, clock, q, "worker-2", long)
 	sameJob(t, c2.Job, j, 2)
 	done(t, q, c2, store.ResultOK)
 	depth(t, q, 0)
 }
 
-func queueExtend(t *testing.T, q store.Queue) {
+func queueExtend(t *testing.T, clock *Clock, q store.Queue) {
 	enqueue(t, q, job(1, "o/r#1"))
-	c := claim(t, q, "worker-1", medium)
+	c := claim(t, clock, q, "worker-1", medium)
 	first := c.Expires
 	if err := q.Extend(ctx(t), c, long); err != nil {
 		t.Fatalf("Extend: %v", err)
@@ -264,26 +256,26 @@ func queueExtend(t *testing.T, q store.Queue) {
 	if !c.Expires.After(first) {
 		t.Errorf("Extend left Expires at %s, want it moved on", c.Expires)
 	}
-	waitPast(first)
+	clock.Pass(first)
 	claimNone(t, q, "worker-2")
 	done(t, q, c, store.ResultOK)
 	depth(t, q, 0)
 }
 
-func queueDepth(t *testing.T, q store.Queue) {
+func queueDepth(t *testing.T, clock *Clock, q store.Queue) {
 	depth(t, q, 0)
 	enqueue(t, q, job(1, "a"), job(2, "b"), job(3, "c"))
 	depth(t, q, 3)
-	c := claim(t, q, "worker-1", long)
+	c := claim(t, clock, q, "worker-1", long)
 	depth(t, q, 3)
 	done(t, q, c, store.ResultOK)
 	depth(t, q, 2)
-	c = claim(t, q, "worker-1", long)
+	c = claim(t, clock, q, "worker-1", long)
 	done(t, q, c, store.ResultFailed)
 	depth(t, q, 1)
 }
 
-func queueConcurrent(t *testing.T, q store.Queue) {
+func queueConcurrent(t *testing.T, clock *Clock, q store.Queue) {
 	const jobs, workers = 40, 6
 	for i := range jobs {
 		enqueue(t, q, job(i, fmt.Sprintf("o/r#%d", i%10)))

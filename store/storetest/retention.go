@@ -32,6 +32,9 @@ func (c *Clock) Set(t time.Time) {
 	c.now = t
 }
 
+// Pass moves the clock just past instant: a lease ending then has ended.
+func (c *Clock) Pass(instant time.Time) { c.Set(instant.Add(time.Millisecond)) }
+
 // TestRetention runs the conformance suite of a queue's retention of done
 // deliveries (store.DeliveryRetention). open returns a fresh, empty queue
 // whose clock is now; the suite moves it, and waits for nothing.

@@ -9,4 +9,4 @@
 // the moving tags, the Dockerfiles).
 //
 // It has no code of its own: only tests and their testdata.
-package acttest // import "github.com/ducksnest/nestbot/gitops/action/acttest"
+package acttest

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/ducksnest/nestbot/internal/fixtures"
+	"github.com/ducksnest/nestbot/internal/testkit"
 	"github.com/ducksnest/nestbot/lab"
 	labgithub "github.com/ducksnest/nestbot/lab/github"
 	"github.com/ducksnest/nestbot/nest"
@@ -47,20 +47,7 @@ func newWorld(t *testing.T, act *actRunner) *world {
 	}
 	w.identity = id
 	dir := t.TempDir()
-	if err := os.CopyFS(dir, os.DirFS(filepath.Join(act.root, "examples", "ducksnest"))); err != nil {
-		t.Fatal(err)
-	}
-	yaml, err := os.ReadFile(filepath.Join(dir, "nest.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(yaml), "  admins:\n") {
-		t.Fatal("examples/ducksnest/nest.yaml has no pki.admins to add nestbot's identity to")
-	}
-	yaml = []byte(strings.Replace(string(yaml), "  admins:\n", "  admins:\n    - "+id.Recipient().String()+"   # nestbot\n", 1))
-	if err := os.WriteFile(filepath.Join(dir, "nest.yaml"), yaml, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testkit.ExampleFleet(t, dir, id.Recipient().String())
 	f, err := nest.Load(filepath.Join(dir, "nest.yaml"))
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,7 @@
 // client, with botocore's service model and parsers) against the lab's EC2
 // endpoint, for tests, and builds with it an account the way Terraform
 // leaves one. It is imported by tests only.
-package awscli // import "github.com/ducksnest/nestbot/lab/ec2/awscli"
+package awscli
 
 import (
 	"bytes"
