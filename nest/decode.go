@@ -53,6 +53,9 @@ type decoder struct {
 	// the most it may reach (the file's size plus maxAliasBytes).
 	bytes, budget int
 	refused       bool // the alias budget ran out; nothing more is decoded
+	// fields caches structFields per type: a fleet's hosts are one
+	// struct type read thousands of times.
+	fields map[reflect.Type]map[string]fieldInfo
 }
 
 func (d *decoder) errorf(n *yaml.Node, path, hint, format string, args ...any) {
@@ -184,7 +187,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		d.errorf(n, path, "", "expected a mapping of keys, got %s", kindName(n))
 		return
 	}
-	fields := structFields(v.Type())
+	fields := d.structFields(v.Type())
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
@@ -287,6 +290,20 @@ type fieldInfo struct {
 	index    int
 	required bool
 	enum     []string
+}
+
+// structFields is structFields(t), computed once per type; the map is
+// shared, read only.
+func (d *decoder) structFields(t reflect.Type) map[string]fieldInfo {
+	if f, ok := d.fields[t]; ok {
+		return f
+	}
+	if d.fields == nil {
+		d.fields = map[reflect.Type]map[string]fieldInfo{}
+	}
+	f := structFields(t)
+	d.fields[t] = f
+	return f
 }
 
 func structFields(t reflect.Type) map[string]fieldInfo {

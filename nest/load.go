@@ -82,7 +82,9 @@ func decodeFleet(name string, data []byte) (*Fleet, map[string]Pos, Errors) {
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
-	d := &decoder{file: name, pos: map[string]Pos{}, budget: len(data) + maxAliasBytes}
+	// pos gets about one entry per node: sized once, not rehashed
+	// again and again on the way to a fleet of thousands of hosts.
+	d := &decoder{file: name, pos: make(map[string]Pos, min(countNodes(root), maxNodes)), budget: len(data) + maxAliasBytes}
 	var fleet Fleet
 	if isNull(root) {
 		return nil, nil, Errors{{File: name, Pos: nodePos(root), Msg: "file is empty", Hint: "start from examples/ducksnest/nest.yaml or run nestbot schema"}}
@@ -96,6 +98,15 @@ func decodeFleet(name string, data []byte) (*Fleet, map[string]Pos, Errors) {
 		h.Name = name
 	}
 	return &fleet, d.pos, d.errs
+}
+
+// countNodes counts the nodes of the tree at n, aliases not followed.
+func countNodes(n *yaml.Node) int {
+	c := 1
+	for _, k := range n.Content {
+		c += countNodes(k)
+	}
+	return c
 }
 
 func underAny(p string, errs Errors) bool {

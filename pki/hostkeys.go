@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/ducksnest/nestbot/nest"
 	"golang.org/x/crypto/ssh"
@@ -19,10 +22,34 @@ func HostKeyPath(host string) string { return filepath.Join("hosts", host+".pub"
 // ReadHostKeys reads the pinned host keys of hosts from dir/hosts/<host>.pub.
 // A host without a file is simply not pinned yet; a file that does not hold
 // an ssh-ed25519 key is an error naming the file.
+//
+// The files are read by GOMAXPROCS goroutines, each a run of the hosts in
+// order (a fleet of 10,000 hosts has as many files); the errors come in
+// the order of the hosts, as ReadHostKeysFS gives them.
 func ReadHostKeys(dir string, hosts []string) (keys map[string]string, err error) {
-	Dir(dir).withListed("hosts", func(fsys fs.FS) { keys, err = ReadHostKeysFS(fsys, dir, hosts) })
+	Dir(dir).withListed("hosts", func(fsys fs.FS) {
+		hosts = slices.Sorted(slices.Values(hosts))
+		n := min(runtime.GOMAXPROCS(0), len(hosts)/hostKeysPerReader+1)
+		parts := make([]map[string]string, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				parts[i], errs[i] = ReadHostKeysFS(fsys, dir, hosts[i*len(hosts)/n:(i+1)*len(hosts)/n])
+			})
+		}
+		wg.Wait()
+		keys = parts[0]
+		for _, p := range parts[1:] {
+			maps.Copy(keys, p)
+		}
+		err = errors.Join(errs...)
+	})
 	return keys, err
 }
+
+// hostKeysPerReader is the fewest hosts worth a goroutine of ReadHostKeys.
+const hostKeysPerReader = 500
 
 // ReadHostKeysFS is ReadHostKeys for the tree in fsys (a Dir, a commit's
 // tree); name is the tree as errors name it.

@@ -2,8 +2,11 @@ package pki
 
 import (
 	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -56,5 +59,40 @@ func TestPinHostKey(t *testing.T) {
 	data, _ := os.ReadFile(filepath.Join(dir, "hosts", "h.pub"))
 	if strings.TrimSpace(string(data)) != a.pub {
 		t.Errorf("pinned file now %q", data)
+	}
+}
+
+// TestReadHostKeysOfAFleetReadsAsOneReader: a fleet large enough to be
+// read by several goroutines gets the keys, and the errors in the hosts'
+// order, that one reader of the same tree gets.
+func TestReadHostKeysOfAFleetReadsAsOneReader(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "hosts"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	key := newSSHKey(t).pub
+	var hosts []string
+	for i := range 3 * hostKeysPerReader {
+		h := fmt.Sprintf("h%04d", i)
+		hosts = append(hosts, h)
+		content := key + "\n"
+		switch {
+		case i%7 == 3:
+			continue // not pinned yet
+		case i%500 == 1:
+			content = "not a key\n"
+		}
+		if err := os.WriteFile(filepath.Join(dir, HostKeyPath(h)), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.Reverse(hosts)
+	got, err := ReadHostKeys(dir, hosts)
+	want, wantErr := ReadHostKeysFS(os.DirFS(dir), dir, hosts)
+	if !maps.Equal(got, want) || len(got) == 0 {
+		t.Errorf("read %d keys, one reader %d", len(got), len(want))
+	}
+	if err == nil || wantErr == nil || err.Error() != wantErr.Error() {
+		t.Errorf("errors:\n%v\none reader's:\n%v", err, wantErr)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -53,6 +54,12 @@ type intakeLog struct {
 	db       *DB
 	path     string
 	rotateAt int64 // intakeRotate; tests lower it
+
+	// Tests' crash points, nil otherwise: wrote is called with a batch's
+	// size once it is written and before it is synced; applyHook before
+	// the applier puts batches into the state file.
+	wrote     func(jobs int)
+	applyHook func()
 
 	mu      sync.Mutex
 	f       *os.File
@@ -287,11 +294,20 @@ func (l *intakeLog) write() {
 
 		err := broken
 		if err == nil {
-			buf = buf[:0]
+			// One allocation for the batch, not one per doubling of a
+			// buffer the payloads are copied into again and again.
+			need := 0
+			for _, w := range group {
+				need += recordSize(w.job)
+			}
+			buf = slices.Grow(buf[:0], need)
 			for _, w := range group {
 				buf = appendRecord(buf, w.job)
 			}
 			if _, err = f.WriteAt(buf, off); err == nil {
+				if l.wrote != nil {
+					l.wrote(len(group))
+				}
 				err = fdatasync(f)
 			}
 		}
@@ -333,6 +349,9 @@ func (l *intakeLog) apply() {
 	defer l.idle.Done()
 	backoff := 10 * time.Millisecond
 	for {
+		if l.applyHook != nil {
+			l.applyHook()
+		}
 		l.mu.Lock()
 		batches := l.batches
 		if len(batches) == 0 {
@@ -424,9 +443,14 @@ func (l *intakeLog) close() error {
 	return l.f.Close()
 }
 
+// recordSize is the most bytes appendRecord appends for j.
+func recordSize(j Job) int {
+	return 8 + 4*binary.MaxVarintLen64 + len(j.ID) + len(j.Event) + len(j.Key) + 8 + len(j.Payload)
+}
+
 func appendRecord(buf []byte, j Job) []byte {
 	start := len(buf)
-	buf = append(buf, make([]byte, 8)...)
+	buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0)
 	for _, s := range []string{j.ID, j.Event, j.Key} {
 		buf = binary.AppendUvarint(buf, uint64(len(s)))
 		buf = append(buf, s...)

@@ -202,3 +202,127 @@ func TestConcurrentEnqueuesOfOneDeliveryStoreItOnce(t *testing.T) {
 		t.Errorf("Depth = %d, %v; want 20", n, err)
 	}
 }
+
+// TestGroupCommitCrashKeepsEveryAnsweredEnqueue: Enqueues that arrive
+// while a log write is being synced wait for it and then share one write
+// and one sync; a crash after that sync, before the state file has them,
+// and with the next batch torn mid-record, keeps every Enqueue that
+// returned (the copy of both files then is what the disk holds).
+func TestGroupCommitCrashKeepsEveryAnsweredEnqueue(t *testing.T) {
+	const n = 32
+	dir := t.TempDir()
+	path := filepath.Join(dir, "nestbot.db")
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := make(chan int)
+	release := make(chan struct{})
+	applyGate := make(chan struct{})
+	db.intake.wrote = func(jobs int) {
+		written <- jobs
+		<-release
+	}
+	db.intake.applyHook = func() { <-applyGate }
+	defer func() {
+		close(applyGate)
+		db.Close()
+	}()
+	q, ctx := db.Queue(), context.Background()
+
+	var mu sync.Mutex
+	answered := map[string]bool{}
+	var wg sync.WaitGroup
+	enqueue := func(i int) {
+		wg.Go(func() {
+			if err := q.Enqueue(ctx, intakeJob(i)); err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			answered[intakeJob(i).ID] = true
+			mu.Unlock()
+		})
+	}
+	enqueue(0)
+	if got := <-written; got != 1 {
+		t.Fatalf("the first batch holds %d jobs, want 1", got)
+	}
+	// The writer is between its write and its sync: the next n wait.
+	for i := 1; i <= n; i++ {
+		enqueue(i)
+	}
+	waitUntil(t, "the n Enqueues wait for the log", func() bool {
+		db.intake.mu.Lock()
+		defer db.intake.mu.Unlock()
+		return len(db.intake.waiting) == n
+	})
+	release <- struct{}{}
+	if got := <-written; got != n {
+		t.Fatalf("the second batch holds %d jobs, want all %d that waited (one write, one sync)", got, n)
+	}
+	release <- struct{}{}
+	wg.Wait()
+	if len(answered) != n+1 {
+		t.Fatalf("%d Enqueues returned, want %d", len(answered), n+1)
+	}
+
+	// One more, written and not synced: the crash point.
+	enqueue(n + 1)
+	if got := <-written; got != 1 {
+		t.Fatalf("the third batch holds %d jobs, want 1", got)
+	}
+	crashed := filepath.Join(t.TempDir(), "nestbot.db")
+	copyFile(t, path, crashed)
+	copyFile(t, path+".intake", crashed+".intake")
+	fi, err := os.Stat(crashed + ".intake")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(crashed+".intake", fi.Size()-5); err != nil { // torn: the sync never finished
+		t.Fatal(err)
+	}
+	mu.Lock()
+	beforeCrash := maps.Clone(answered)
+	mu.Unlock()
+	close(release) // the original goes on; its last Enqueue returns
+	wg.Wait()
+
+	after, err := Open(crashed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer after.Close()
+	got := claimAll(t, after.Queue())
+	for id := range beforeCrash {
+		if _, ok := got[id]; !ok {
+			t.Errorf("%s was answered before the crash and is lost", id)
+		}
+	}
+	if _, ok := got[intakeJob(n+1).ID]; ok || len(got) != n+1 {
+		t.Errorf("after the crash the queue holds %d jobs, want the %d answered before it and not the torn %s", len(got), n+1, intakeJob(n+1).ID)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitUntil waits, at most 10 s, for cond.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting: %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -86,14 +86,28 @@ func runPlan(ctx context.Context, opts *planOptions) error {
 	default:
 		return fmt.Errorf("--format %q: use text, markdown or json", opts.Format)
 	}
+	// A saved snapshot is read while the repository is loaded: the two
+	// are independent, and at thousands of hosts each is a good part of
+	// the plan's time. The repository's error, if any, is the one shown.
+	var live *reconcile.Live
+	var liveErr error
+	liveRead := make(chan struct{})
+	if opts.Live != "" {
+		go func() {
+			defer close(liveRead)
+			live, liveErr = reconcile.ReadLive(opts.Live)
+		}()
+	} else {
+		close(liveRead)
+	}
 	d, err := loadDesired(opts.File)
+	<-liveRead
 	if err != nil {
 		return err
 	}
-	var live *reconcile.Live
 	if opts.Live != "" {
-		if live, err = reconcile.ReadLive(opts.Live); err != nil {
-			return err
+		if liveErr != nil {
+			return liveErr
 		}
 	} else {
 		s, err := fleet.Observe(ctx, d, fleetOptions(opts.IO, opts.Cloud, opts.Tailnet))

@@ -28,6 +28,11 @@ import (
 //	confirm-s    stopping the dead-man timer
 //	boot-s       nix-env --set and switch-to-configuration boot, and the record
 //	probe-s, dial-s, handshake-s   probes, tsnet dials and SSH handshakes
+//	ideal-s      the wall time with no waiting between a host's steps and
+//	             perfect packing at max_parallel: the larger of the sum of
+//	             the hosts' steps (ship to boot) ÷ max_parallel and the
+//	             longest host's steps (idealWall)
+//	wall/ideal   wall-s ÷ ideal-s
 func BenchmarkRolloutSteps(b *testing.B) {
 	n := 4
 	if v, err := strconv.Atoi(os.Getenv("NESTBOT_BENCH_HOSTS")); err == nil && v > 0 {
@@ -63,8 +68,10 @@ func BenchmarkRolloutSteps(b *testing.B) {
 			b.Fatalf("rollout: %v%s", err, describe(res))
 		}
 		var sum rollout.Timings
+		var steps []time.Duration
 		for _, h := range res.Hosts {
 			t := h.Timings
+			steps = append(steps, hostSteps(t))
 			sum.Ship += t.Ship
 			sum.Build += t.Build
 			sum.Arm += t.Arm
@@ -81,13 +88,58 @@ func BenchmarkRolloutSteps(b *testing.B) {
 				t.Probe.Round(time.Millisecond), t.Dial.Round(time.Millisecond), t.Handshake.Round(time.Millisecond), h.Reconnects)
 		}
 		per := func(d time.Duration) float64 { return d.Seconds() / float64(len(res.Hosts)) }
+		ideal := idealWall(steps, parallel)
 		b.ReportMetric(wall.Seconds(), "wall-s")
+		b.ReportMetric(ideal.Seconds(), "ideal-s")
+		b.ReportMetric(wall.Seconds()/ideal.Seconds(), "wall/ideal")
 		for _, m := range []struct {
 			d    time.Duration
 			name string
 		}{{sum.Ship, "ship-s"}, {sum.Build, "build-s"}, {sum.Arm, "arm-s"}, {sum.Activate, "activate-s"}, {sum.Health, "health-s"},
 			{sum.Confirm, "confirm-s"}, {sum.Boot, "boot-s"}, {sum.Probe, "probe-s"}, {sum.Dial, "dial-s"}, {sum.Handshake, "handshake-s"}} {
 			b.ReportMetric(per(m.d), m.name)
+		}
+	}
+}
+
+// hostSteps is what a host's steps took, ship to boot, each from its start
+// until the bot saw it done (probes, dials and handshakes happen inside
+// them or between them, and are not counted again).
+func hostSteps(t rollout.Timings) time.Duration {
+	return t.Ship + t.Build + t.Arm + t.Activate + t.Health + t.Confirm + t.Boot
+}
+
+// idealWall is the least wall time hosts whose steps take steps could
+// roll in at parallel at a time, with no waiting between a host's steps
+// and the hosts packed perfectly onto the slots: the larger of their sum ÷
+// parallel and the longest (which no packing shortens). It is a lower
+// bound (it packs as if a host's work could be split between slots), so
+// wall ÷ ideal counts the packing a real order loses, too.
+func idealWall(steps []time.Duration, parallel int) time.Duration {
+	var sum, longest time.Duration
+	for _, d := range steps {
+		sum += d
+		longest = max(longest, d)
+	}
+	return max(sum/time.Duration(max(parallel, 1)), longest)
+}
+
+// TestIdealWall: the ideal is the hosts' work spread evenly over the
+// slots, unless one host alone takes longer.
+func TestIdealWall(t *testing.T) {
+	s := time.Second
+	for _, tc := range []struct {
+		steps    []time.Duration
+		parallel int
+		want     time.Duration
+	}{
+		{[]time.Duration{4 * s, 4 * s, 4 * s, 4 * s}, 2, 8 * s},
+		{[]time.Duration{9 * s, 1 * s, 1 * s, 1 * s}, 2, 9 * s},
+		{[]time.Duration{3 * s, 3 * s, 3 * s}, 2, 4500 * time.Millisecond},
+		{[]time.Duration{2 * s, 2 * s}, 10, 2 * s},
+	} {
+		if got := idealWall(tc.steps, tc.parallel); got != tc.want {
+			t.Errorf("idealWall(%v, %d) = %v, want %v", tc.steps, tc.parallel, got, tc.want)
 		}
 	}
 }

@@ -136,8 +136,11 @@ type Rollout struct {
 	Health []string
 	// HealthSettle is how long, once systemd has no jobs left after the
 	// activation, the unit check waits before it looks: a service that
-	// starts and fails a moment later, or crash-loops, shows by then.
-	// Zero means DefaultHealthSettle.
+	// starts and fails a moment later, or crash-loops, shows by then. It
+	// waits only when a service runs (or waits to restart) that did not
+	// run before the activation or started again since: where the
+	// activation started nothing, nothing can fail a moment after its
+	// start. Zero means DefaultHealthSettle.
 	HealthSettle time.Duration
 	// ConfirmWithin is how long after arming the dead-man rollback (once
 	// the build is done) the activation, health checks and confirmation

@@ -289,7 +289,7 @@ func (n names) armScript(confirmWithin time.Duration, again bool) string {
 		lines = append(lines,
 			fmt.Sprintf("%s stop %s %s >/dev/null 2>&1", r.ctl, n.timer(), n.unit(stepRollback)),
 			fmt.Sprintf("%s reset-failed %s %s %s >/dev/null 2>&1", r.ctl, n.unit(stepRollback), n.unit(stepActivate), n.unit(stepBoot)),
-			`rm -f "$d/previous" "$d/failed-before" "$d/activate.result" "$d/rollback.result" "$d/boot.result"`)
+			`rm -f "$d/previous" "$d/failed-before" "$d/running-before" "$d/activate.result" "$d/rollback.result" "$d/boot.result"`)
 	}
 	lines = append(lines,
 		// Someone else's activation (a hand-run nixos-rebuild) holds the lock:
@@ -298,6 +298,7 @@ func (n names) armScript(confirmWithin time.Duration, again bool) string {
 		`if [ ! -s "$d/previous" ]; then`,
 		fmt.Sprintf(`  P=$(readlink %s) && G=$(readlink %s) || exit %d`, currentSystemPath, profilePath, exitArmFailed),
 		`  systemctl list-units --state=failed --plain --no-legend --no-pager >"$d/failed-before.part" && mv "$d/failed-before.part" "$d/failed-before"`,
+		`  { `+runningServices+`; } >"$d/running-before.part" && mv "$d/running-before.part" "$d/running-before"`,
 		`  printf '%s\n%s\n' "$P" "$G" >"$d/previous.part" && mv "$d/previous.part" "$d/previous" || exit `+fmt.Sprint(exitArmFailed),
 		`fi`,
 		`{ read -r P; read -r G; } <"$d/previous"`,
@@ -378,14 +379,28 @@ func (n names) recordScript() string {
 	return fmt.Sprintf(`T=$(readlink %s/toplevel) && printf '%%s %%s\n' %s "$T" >%s.part && mv %s.part %s`, n.run, n.rev, deployedFile, deployedFile, deployedFile)
 }
 
+// runningServices prints a line for each service that runs, is starting,
+// stopping or waiting to restart (nestbot's own and the logins' left out),
+// with when it last started: a service started again since prints another
+// line. The arm step keeps them as running-before.
+const runningServices = `u=$(systemctl list-units --type=service --state=running,activating,reloading,deactivating,auto-restart --plain --no-legend --no-pager | ` +
+	`awk '{ u = $1; if (u == "●" || u == "*") u = $2; print u }' | grep -Ev '^(user@|user-runtime-dir@|nest-(build|activate|rollback|boot|setup)-)'); ` +
+	`[ -z "$u" ] || systemctl show --no-pager -p Id -p InactiveExitTimestampMonotonic $u | awk 'BEGIN { RS = "" } { $1 = $1; print }'`
+
 // healthScript waits (for at most about 20 s) until systemd has no jobs
-// left, then for settle (a service that starts and fails a moment later,
-// or crash-loops, shows by then), then lists the units that failed or are
-// waiting to restart, and those that had failed before the activation.
+// left, then, if a service runs that was not running before the
+// activation or started again since (a service that starts and fails a
+// moment later, or crash-loops, shows by then), for settle; then lists
+// the units that failed or are waiting to restart, and those that had
+// failed before the activation. Where nothing was started, nothing can
+// fail a moment after its start, and there is nothing to wait for; where
+// running-before is missing (armed by an older nestbot), it waits.
 func (n names) healthScript(settle time.Duration) string {
 	return strings.Join([]string{
 		`i=0; while [ -n "$(systemctl list-jobs --no-legend --no-pager 2>/dev/null)" ] && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.2; done`,
-		fmt.Sprintf(`[ -n "$(systemctl list-jobs --no-legend --no-pager 2>/dev/null)" ] || sleep %.1f`, settle.Seconds()),
+		fmt.Sprintf(`if [ -r %s/running-before ]; then started=$(`+runningServices+` | grep -vxF -f %s/running-before); else started=unknown; fi`, n.run, n.run),
+		fmt.Sprintf(`[ -n "$(systemctl list-jobs --no-legend --no-pager 2>/dev/null)" ] || [ -z "$started" ] || sleep %.1f`, settle.Seconds()),
+		`echo @started; printf '%s\n' "$started"`,
 		`echo @jobs; systemctl list-jobs --no-legend --no-pager`,
 		`echo @failed; systemctl list-units --state=failed --plain --no-legend --no-pager`,
 		`echo @restarting; systemctl list-units --state=auto-restart --plain --no-legend --no-pager`,
