@@ -4,15 +4,22 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
 	"net"
+	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/sys/unix"
 	"tailscale.com/tsnet"
 
+	"github.com/ducksnest/nestbot/internal/testkit"
 	"github.com/ducksnest/nestbot/lab/host"
 	"github.com/ducksnest/nestbot/lab/tailnet"
 )
@@ -238,5 +245,46 @@ func TestLoginPaths(t *testing.T) {
 	sshRun(ctx, bot, "web:22", &ssh.ClientConfig{User: "root", HostKeyCallback: func(_ string, _ net.Addr, k ssh.PublicKey) error { offered = k; return nil }}, "true")
 	if offered == nil || offered.Type() != ssh.KeyAlgoECDSA256 {
 		t.Errorf("with no preference the host offered %v, want its ecdsa key", offered)
+	}
+}
+
+// TestHostOutlivesTheThreadThatStartedIt: the parent-death signal that
+// halts a host when the lab's process dies comes when the thread that
+// forked nspawn exits, and Go retires a thread whenever a goroutine ends
+// locked to it (as each host's network namespace setup does). A host
+// booted from a goroutine that ends locked keeps running.
+func TestHostOutlivesTheThreadThatStartedIt(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	lab := labFor(t)
+	var h *host.Host
+	var tid int
+	for h == nil {
+		booted := make(chan *host.Host, 1)
+		go func() {
+			var h *host.Host
+			defer func() { booted <- h }()
+			runtime.LockOSThread() // never unlocked: the thread is retired when this ends
+			if tid = unix.Gettid(); tid == os.Getpid() {
+				// The main thread is never retired, only parked: try
+				// another goroutine.
+				runtime.UnlockOSThread()
+				return
+			}
+			h = bootHost(t, ctx, lab, host.Config{Name: "web"})
+		}()
+		if h = <-booted; h == nil && (tid != os.Getpid() || ctx.Err() != nil) {
+			t.FailNow()
+		}
+	}
+	// Once the thread is gone, its children have had their signal.
+	testkit.WaitForContext(t, ctx, "the booting thread to be retired", func() bool {
+		_, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", tid))
+		return errors.Is(err, fs.ErrNotExist)
+	})
+	for range 3 { // a few round trips for a halt, had one begun, to show
+		if out, err := h.Run(ctx, "systemctl", "is-system-running"); err != nil || strings.TrimSpace(out) != "running" {
+			t.Fatalf("after the thread that booted it was retired the host says %q, %v; want running", out, err)
+		}
 	}
 }

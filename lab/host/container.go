@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,16 +51,24 @@ func (h *Host) startContainer(ctx context.Context) error {
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", script)
 	console := &syncWriter{w: &bytes.Buffer{}} // one lock for both streams
 	cmd.Stdout, cmd.Stderr = console, console
-	// Pdeathsig: if nestbot's process dies (a killed test), nspawn halts
-	// the container rather than leave it running. SIGTERM is nspawn's
-	// signal to stop the container with --kill-signal.
+	// Pdeathsig: if the lab's process dies (a killed test), nspawn halts
+	// the container rather than leave it running (SIGTERM is nspawn's
+	// signal to stop the container with --kill-signal). The signal comes
+	// when the thread that forked exits, not the process, and Go retires a
+	// thread whenever a goroutine ends locked to it (newNetns's do): so
+	// nspawn is started and waited for on a thread locked for as long as
+	// it runs.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		ns.close()
-		return err
-	}
 	exited := make(chan struct{})
+	started := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		cmd.Wait()
 		close(exited)
 		h.mu.Lock()
@@ -68,6 +77,10 @@ func (h *Host) startContainer(ctx context.Context) error {
 		}
 		h.mu.Unlock()
 	}()
+	if err := <-started; err != nil {
+		ns.close()
+		return err
+	}
 	leader, err := waitLeader(ctx, cmd.Process.Pid, exited)
 	if err != nil {
 		cmd.Process.Kill()
