@@ -39,7 +39,6 @@ type fakeGitHub struct {
 	statuses  []string          // DeploymentStatus's state: description
 	issues    []syncedIssue     // SyncIssue's
 	commented map[int][]string  // Comment's bodies by pull request
-	approvals []approvalAsked   // Approved's questions
 }
 
 type sticky struct {
@@ -51,11 +50,6 @@ type sticky struct {
 type syncedIssue struct {
 	marker, title, body string
 	open                bool
-}
-
-type approvalAsked struct {
-	number       int
-	head, author string
 }
 
 var _ GitHub = (*fakeGitHub)(nil)
@@ -75,9 +69,8 @@ func (f *fakeGitHub) PullRequest(_ context.Context, _ nestgh.Repo, number int) (
 	return &pr, nil
 }
 
-func (f *fakeGitHub) Approved(_ context.Context, _ nestgh.Repo, number int, head, author string) (bool, error) {
+func (f *fakeGitHub) Approved(context.Context, nestgh.Repo, int, string, string) (bool, error) {
 	f.called("Approved")
-	f.approvals = append(f.approvals, approvalAsked{number, head, author})
 	return f.approved, nil
 }
 
@@ -195,15 +188,16 @@ func newRemote(t *testing.T, edit func(yaml string) string) *remote {
 		t.Fatal(err)
 	}
 	r := &remote{t: t, dir: dir, repo: repo, yaml: yaml}
-	r.commit("main", "main", nil)
+	r.commit("main", "main", nil, nil)
 	return r
 }
 
 func (r *remote) url() string { return "file://" + r.dir }
 
-// commit commits files (path → content) on branch, made from from when it
-// is new, and returns the commit.
-func (r *remote) commit(branch, from string, files map[string]string) string {
+// commit commits files (path → content) and symbolic links (path →
+// target) on branch, made from from when it is new, and returns the
+// commit.
+func (r *remote) commit(branch, from string, files, links map[string]string) string {
 	r.t.Helper()
 	wt, err := r.repo.Worktree()
 	if err != nil {
@@ -229,6 +223,15 @@ func (r *remote) commit(branch, from string, files map[string]string) string {
 			r.t.Fatal(err)
 		}
 	}
+	for name, target := range links {
+		path := filepath.Join(r.dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			r.t.Fatal(err)
+		}
+		if err := os.Symlink(target, path); err != nil {
+			r.t.Fatal(err)
+		}
+	}
 	if err := wt.AddWithOptions(&gogit.AddOptions{All: true}); err != nil {
 		r.t.Fatal(err)
 	}
@@ -239,12 +242,13 @@ func (r *remote) commit(branch, from string, files map[string]string) string {
 	return h.String()
 }
 
-// pull opens pull request number from branch: refs/pull/<number>/head
+// pull opens pull request number from branch, of files and links (see
+// commit): refs/pull/<number>/head
 // names its head, as on GitHub. It returns the pull request as GitHub
 // tells it.
-func (r *remote) pull(number int, branch string, files map[string]string) nestgh.PR {
+func (r *remote) pull(number int, branch string, files, links map[string]string) nestgh.PR {
 	r.t.Helper()
-	head := r.commit(branch, "main", files)
+	head := r.commit(branch, "main", files, links)
 	if err := r.repo.Storer.SetReference(plumbing.NewHashReference(plumbing.ReferenceName(fmt.Sprintf("refs/pull/%d/head", number)), plumbing.NewHash(head))); err != nil {
 		r.t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -60,6 +61,13 @@ func testContext(t *testing.T) context.Context {
 
 const canaryToken = "ghs_CANARYinstallationTOKEN0123456789"
 
+// canaryLink, as a link's target, is a file of the bot's own outside the
+// checkout that holds canaryFile.
+const (
+	canaryLink = "(the canary file)"
+	canaryFile = "CANARY-linked-file-9f8e7d"
+)
+
 // invalidYAML makes nest.yaml name a host with a field nest.yaml has not.
 func invalidYAML(yaml string) string {
 	return strings.Replace(yaml, "  laptop-ultra:   {roles: [worker], addresses: [192.168.0.22]}", "  laptop-ultra:   {roles: [worker], colour: blue}", 1)
@@ -68,10 +76,13 @@ func invalidYAML(yaml string) string {
 func TestHandlerPlanPR(t *testing.T) {
 	for _, c := range []struct {
 		name  string
-		main  func(string) string // nest.yaml on main
-		files map[string]string   // the pull request's change
-		broke bool                // the change makes nest.yaml invalid
-		pr    func(*nestgh.PR)    // what GitHub says of it
+		main  func(string) string      // nest.yaml on main
+		files map[string]string        // the pull request's change
+		links map[string]string        // symbolic links it adds
+		broke bool                     // the change makes nest.yaml invalid
+		edit  func(yaml string) string // the change to nest.yaml it makes
+		pki   bool                     // observe the certificates
+		pr    func(*nestgh.PR)         // what GitHub says of it
 		draft bool
 		check func(t *testing.T, res *PlanResult, err error, gh *fakeGitHub, h *handlerBot)
 	}{
@@ -147,18 +158,57 @@ func TestHandlerPlanPR(t *testing.T) {
 					t.Fatalf("PlanPR = %+v, %v (sticky comments %d); want it planned", res, err, len(gh.stickies))
 				}
 			}},
+		{name: "a change to where credentials go is planned with the default branch's, and says it takes effect after merge",
+			edit: func(y string) string {
+				return strings.Replace(y, "  auth_key: {env: TS_AUTHKEY}\n", "  auth_key: {env: TS_AUTHKEY}\n  control_url: https://control.attacker.example\n", 1)
+			},
+			check: func(t *testing.T, res *PlanResult, err error, gh *fakeGitHub, h *handlerBot) {
+				if err != nil || !slices.Equal(res.Deferred, []string{"tailnet.control_url"}) {
+					t.Fatalf("PlanPR = %+v, %v; want tailnet.control_url deferred", res, err)
+				}
+				if len(gh.stickies) != 1 || !strings.Contains(gh.stickies[0].parts[0], "This pull request changes tailnet.control_url") ||
+					!strings.Contains(gh.stickies[0].parts[0], "takes effect after merge") {
+					t.Errorf("the plan comment does not say the change takes effect after merge: %+v", gh.stickies)
+				}
+			}},
+		{name: "a certificate file linked out of the checkout is refused by name, and what it points at is shown nowhere",
+			pki: true, links: map[string]string{"infra/nix/secrets/certs/secrets.nix": canaryLink},
+			check: func(t *testing.T, res *PlanResult, err error, gh *fakeGitHub, h *handlerBot) {
+				if err == nil || len(gh.stickies) != 1 || !strings.Contains(gh.stickies[0].parts[0], "infra/nix/secrets/certs/secrets.nix: a symbolic link; nestbot reads and writes nothing through a link") {
+					t.Fatalf("PlanPR: %v; sticky comments %+v; want the link refused by name", err, gh.stickies)
+				}
+				if all := gh.written(); strings.Contains(all, canaryFile) || strings.Contains(all, h.workDir) {
+					t.Errorf("what the bot wrote holds the linked file or the work directory:\n%s", all)
+				}
+			}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := newRemote(t, c.main)
-			if c.broke {
-				c.files = map[string]string{"nest.yaml": invalidYAML(r.yaml)}
+			for name, target := range c.links {
+				if target == canaryLink {
+					file := filepath.Join(t.TempDir(), "canary")
+					if err := os.WriteFile(file, []byte(canaryFile+" = {\n"), 0o600); err != nil {
+						t.Fatal(err)
+					}
+					c.links = map[string]string{name: file}
+				}
 			}
-			pr := r.pull(7, "change", c.files)
+			switch {
+			case c.broke:
+				c.files = map[string]string{"nest.yaml": invalidYAML(r.yaml)}
+			case c.edit != nil:
+				c.files = map[string]string{"nest.yaml": c.edit(r.yaml)}
+			}
+			pr := r.pull(7, "change", c.files, c.links)
 			if c.pr != nil {
 				c.pr(&pr)
 			}
 			gh := &fakeGitHub{token: canaryToken, install: 42, pr: pr}
-			h := newHandlerBot(t, gh, nil)
+			h := newHandlerBot(t, gh, func(cfg *Config) {
+				if c.pki {
+					cfg.Fleet.Planes = []reconcile.Plane{reconcile.PlanePKI}
+				}
+			})
 			res, err := h.PlanPR(testContext(t), gh, PlanRequest{Repo: policyRepo, CloneURL: r.url(), Number: 7, Draft: c.draft})
 			if res != nil && err == nil && res.Head != pr.HeadSHA {
 				t.Errorf("planned %s, want the pull request's head %s", res.Head, pr.HeadSHA)
@@ -168,7 +218,7 @@ func TestHandlerPlanPR(t *testing.T) {
 	}
 	t.Run("planned again, the plan stays in the one sticky comment", func(t *testing.T) {
 		r := newRemote(t, nil)
-		pr := r.pull(7, "change", map[string]string{"README.md": "x\n"})
+		pr := r.pull(7, "change", map[string]string{"README.md": "x\n"}, nil)
 		gh := &fakeGitHub{pr: pr}
 		h := newHandlerBot(t, gh, nil)
 		for range 2 {
@@ -275,9 +325,9 @@ func TestHandlerApplyPush(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := newRemote(t, c.main)
-			sha := r.commit("main", "main", map[string]string{"README.md": "pushed\n"})
+			sha := r.commit("main", "main", map[string]string{"README.md": "pushed\n"}, nil)
 			if c.older {
-				r.commit("main", "main", map[string]string{"README.md": "pushed again\n"})
+				r.commit("main", "main", map[string]string{"README.md": "pushed again\n"}, nil)
 			}
 			gh := &fakeGitHub{pulls: []nestgh.PR{{Number: 3, Merged: true}, {Number: 4}}}
 			h := newHandlerBot(t, gh, nil)
@@ -325,7 +375,7 @@ func TestHandlerCommand(t *testing.T) {
 			r := newRemote(t, nil)
 			pr := c.pr
 			if pr.HeadSHA == "" && !pr.Fork {
-				pr = r.pull(5, "change", map[string]string{"README.md": "x\n"})
+				pr = r.pull(5, "change", map[string]string{"README.md": "x\n"}, nil)
 			}
 			gh := &fakeGitHub{perms: perms, pr: pr, reactErr: c.reactErr}
 			h := newHandlerBot(t, gh, nil)
