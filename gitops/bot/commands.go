@@ -103,7 +103,7 @@ func (b *Bot) Command(ctx context.Context, gh GitHub, req CommandRequest) (*Plan
 	case "plan":
 		return b.PlanPR(ctx, gh, PlanRequest{Repo: repo, CloneURL: cloneURL, Number: number})
 	case "apply":
-		return nil, b.applyPR(ctx, gh, repo, cloneURL, number, user)
+		return nil, b.applyPR(ctx, gh, req)
 	default: // unlock
 		return nil, b.unlock(ctx, gh, repo, number, user)
 	}
@@ -145,7 +145,8 @@ func (b *Bot) unlock(ctx context.Context, gh commenter, repo nestgh.Repo, number
 
 // applyPR is /nest apply: it applies the pull request's saved plan when
 // the policy allows (pullRefusal, decideApply), onto its head branch.
-func (b *Bot) applyPR(ctx context.Context, gh GitHub, repo nestgh.Repo, cloneURL string, number int, user string) error {
+func (b *Bot) applyPR(ctx context.Context, gh GitHub, req CommandRequest) error {
+	repo, number, user := req.Repo, req.Number, req.User
 	refuse := func(why string) error {
 		return b.reply(ctx, gh, repo, number, fmt.Sprintf("@%s: not applied: %s", user, why))
 	}
@@ -158,7 +159,7 @@ func (b *Bot) applyPR(ctx context.Context, gh GitHub, repo nestgh.Repo, cloneURL
 	}
 	// Not from a fork: the head branch is in this repository, and the
 	// certificates this apply commits go onto it.
-	co, done, err := b.workspace(ctx, gh, cloneURL, pr.HeadRef)
+	co, done, err := b.workspace(ctx, gh, req.CloneURL, pr.HeadRef)
 	defer done()
 	if err != nil {
 		return err
