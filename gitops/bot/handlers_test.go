@@ -440,3 +440,42 @@ func TestHandlerDeadLetter(t *testing.T) {
 		}
 	})
 }
+
+// TestHandlerRunIgnores: the events that start nothing ask GitHub nothing,
+// not even for a token to clone with.
+func TestHandlerRunIgnores(t *testing.T) {
+	repo := &gogithub.Repository{Name: new("fleet"), Owner: &gogithub.User{Login: new("ducksnest")}, DefaultBranch: new("main")}
+	const sha = "1111111111111111111111111111111111111111"
+	for _, c := range []struct {
+		name, event string
+		ev          any
+	}{
+		{"a closed pull request", "pull_request", gogithub.PullRequestEvent{Action: new("closed"), Repo: repo, PullRequest: &gogithub.PullRequest{Number: new(2)}}},
+		{"a pull request labelled", "pull_request", gogithub.PullRequestEvent{Action: new("labeled"), Repo: repo, PullRequest: &gogithub.PullRequest{Number: new(2)}}},
+		{"a deleted branch", "push", gogithub.PushEvent{Ref: new("refs/heads/main"), Deleted: new(true), After: new(strings.Repeat("0", 40)), Repo: &gogithub.PushEventRepository{Name: new("fleet")}}},
+		{"nestbot's own commit", "push", gogithub.PushEvent{Ref: new("refs/heads/main"), After: new(sha), Repo: &gogithub.PushEventRepository{Name: new("fleet"), DefaultBranch: new("main")},
+			HeadCommit: &gogithub.HeadCommit{Author: &gogithub.CommitAuthor{Email: new("NestBot@users.noreply.github.com")}}}},
+		{"an edited comment", "issue_comment", gogithub.IssueCommentEvent{Action: new("edited"), Repo: repo,
+			Issue:   &gogithub.Issue{Number: new(2), PullRequestLinks: &gogithub.PullRequestLinks{}},
+			Comment: &gogithub.IssueComment{Body: new("/nest apply"), User: &gogithub.User{Login: new("writer")}}}},
+		{"a command on an issue", "issue_comment", gogithub.IssueCommentEvent{Action: new("created"), Repo: repo,
+			Issue: &gogithub.Issue{Number: new(2)}, Comment: &gogithub.IssueComment{Body: new("/nest apply"), User: &gogithub.User{Login: new("writer")}}}},
+		{"a comment that is no command", "issue_comment", gogithub.IssueCommentEvent{Action: new("created"), Repo: repo,
+			Issue:   &gogithub.Issue{Number: new(2), PullRequestLinks: &gogithub.PullRequestLinks{}},
+			Comment: &gogithub.IssueComment{Body: new("lgtm, /nest apply later"), User: &gogithub.User{Login: new("writer")}}}},
+		{"an event not handled", "star", gogithub.StarEvent{Action: new("created"), Repo: repo}},
+	} {
+		payload, err := json.Marshal(c.ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gh := &fakeGitHub{}
+		h := newHandlerBot(t, gh, func(cfg *Config) { cfg.CommitEmail = "nestbot@users.noreply.github.com" })
+		if err := h.Run(testContext(t), store.Job{ID: "ignored", Event: c.event, Payload: payload}); err != nil {
+			t.Errorf("%s: %v", c.name, err)
+		}
+		if len(gh.calls) != 0 {
+			t.Errorf("%s: GitHub was asked %v, want nothing", c.name, gh.calls)
+		}
+	}
+}
