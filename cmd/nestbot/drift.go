@@ -55,7 +55,7 @@ Exit codes: 0 no drift, 1 error, 2 drift (for a scheduled workflow).`,
 			if cloneURL == "" {
 				cloneURL = cloneURLFor(cmp.Or(io.Getenv("GITHUB_SERVER_URL"), "https://github.com"), repo)
 			}
-			res, err := b.Drift(ctx, gh, repo, cloneURL, branch)
+			res, err := b.Drift(ctx, gh, bot.DriftRequest{Repo: repo, CloneURL: cloneURL, Branch: branch})
 			if err != nil {
 				return err
 			}

@@ -157,7 +157,7 @@ type run struct {
 	log     *workflowLog
 	env     func(string) string
 	bot     *bot.Bot
-	gh      *nestgh.Client
+	gh      bot.GitHub
 	repo    nestgh.Repo
 	payload []byte
 	out     *Outcome
@@ -211,7 +211,7 @@ func (r *run) pullRequest(ctx context.Context) error {
 		r.log.say("nestbot: pull_request %s: nothing to plan", p.Action)
 		return nil
 	}
-	res, err := r.bot.PlanPR(ctx, r.gh, r.repo, p.Repository.CloneURL, number, p.PullRequest.Draft)
+	res, err := r.bot.PlanPR(ctx, r.gh, bot.PlanRequest{Repo: r.repo, CloneURL: p.Repository.CloneURL, Number: number, Draft: p.PullRequest.Draft})
 	if res != nil {
 		r.reportPlan(res.Plan, res.Parts, res.Invalid, res.Skipped)
 	}
@@ -308,7 +308,7 @@ func (r *run) drift(ctx context.Context) error {
 		return err
 	}
 	branch := cmp.Or(p.Repository.DefaultBranch, strings.TrimPrefix(r.env("GITHUB_REF"), "refs/heads/"))
-	res, err := r.bot.Drift(ctx, r.gh, r.repo, p.Repository.CloneURL, branch)
+	res, err := r.bot.Drift(ctx, r.gh, bot.DriftRequest{Repo: r.repo, CloneURL: p.Repository.CloneURL, Branch: branch})
 	if res != nil && res.Plan != nil {
 		r.reportPlan(res.Plan, reconcile.RenderMarkdown(res.Plan), nil, "")
 	}

@@ -72,7 +72,7 @@ type ApplyResult struct {
 // fleet lock. A push to any other branch applies nothing, whatever its
 // nest.yaml says: github.default_branch only confirms the default branch
 // (when it names another, nothing applies, and the reason says so).
-func (b *Bot) ApplyPush(ctx context.Context, gh *nestgh.Client, p Push) (*ApplyResult, error) {
+func (b *Bot) ApplyPush(ctx context.Context, gh GitHub, p Push) (*ApplyResult, error) {
 	repo, sha := p.Repo, p.SHA
 	ctx, log := b.withLog(ctx, "repository", repo.FullName(), "sha", fleet.ShortRev(sha))
 	log.Info("applying the push", "ref", p.Ref)
@@ -118,7 +118,7 @@ func (b *Bot) ApplyPush(ctx context.Context, gh *nestgh.Client, p Push) (*ApplyR
 }
 
 type applyRun struct {
-	gh      *nestgh.Client
+	gh      applyReporter
 	repo    nestgh.Repo
 	co      *checkout
 	d       *fleet.Desired

@@ -125,7 +125,7 @@ func TestInstallationTokenIsMasked(t *testing.T) {
 		t.Fatal(err)
 	}
 	pr := w.openPR(ctx, t, "masked", map[string][]byte{"README.md": []byte("x\n")})
-	if _, err := b.PlanPR(ctx, w.app, w.repo, w.gh.CloneURL(w.repo.Owner, w.repo.Name), pr.Number, false); err != nil {
+	if _, err := b.PlanPR(ctx, w.app, bot.PlanRequest{Repo: w.repo, CloneURL: w.gh.CloneURL(w.repo.Owner, w.repo.Name), Number: pr.Number}); err != nil {
 		t.Fatal(err)
 	}
 	tok, err := w.app.GitToken(ctx)

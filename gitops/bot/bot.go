@@ -30,9 +30,14 @@ import (
 
 // Config is what the bot needs.
 type Config struct {
-	// GitHub is the App's client (each event's installation is used) or a
-	// token's.
-	GitHub *nestgh.Client
+	// GitHub is the client of events and drift jobs without an
+	// installation: a token's, or the App's own (*nestgh.Client is one).
+	GitHub GitHub
+	// Installation is the client of an App's installation, for the events
+	// and drift jobs that name one. Default, when GitHub is a
+	// *nestgh.Client, its Installation (which, with a token, is the client
+	// itself); else GitHub for every installation.
+	Installation func(id int64) GitHub
 	// File is nest.yaml's path in the repository; default "nest.yaml".
 	File string
 	// WorkDir holds the checkouts, one per job, removed after it.
@@ -85,11 +90,16 @@ type Bot struct {
 
 // New returns a Bot.
 func New(cfg Config) (*Bot, error) {
-	if cfg.GitHub == nil {
+	if c, ok := cfg.GitHub.(*nestgh.Client); cfg.GitHub == nil || ok && c == nil {
 		return nil, errors.New("bot: no GitHub client")
 	}
 	if cfg.Locker == nil {
 		return nil, errors.New("bot: no locker: applies need the fleet lock")
+	}
+	if cfg.Installation == nil {
+		if c, ok := cfg.GitHub.(*nestgh.Client); ok {
+			cfg.Installation = func(id int64) GitHub { return c.Installation(id) }
+		}
 	}
 	if cfg.File == "" {
 		cfg.File = "nest.yaml"
@@ -197,16 +207,21 @@ func (b *Bot) hostStates(s *fleet.Session) {
 }
 
 // client is the GitHub client for the event's installation.
-func (b *Bot) client(inst *gogithub.Installation) *nestgh.Client {
-	if id := inst.GetID(); id != 0 {
-		return b.cfg.GitHub.Installation(id)
+func (b *Bot) client(inst *gogithub.Installation) GitHub {
+	return b.installation(inst.GetID())
+}
+
+// installation is the GitHub client for installation id; 0 is none.
+func (b *Bot) installation(id int64) GitHub {
+	if id != 0 && b.cfg.Installation != nil {
+		return b.cfg.Installation(id)
 	}
 	return b.cfg.GitHub
 }
 
 // workspace checks out ref of the repository into a fresh directory, and
 // returns it with a function that removes it.
-func (b *Bot) workspace(ctx context.Context, gh *nestgh.Client, cloneURL, ref string) (*checkout, func(), error) {
+func (b *Bot) workspace(ctx context.Context, gh gitCredentials, cloneURL, ref string) (*checkout, func(), error) {
 	token, err := gh.GitToken(ctx)
 	if err != nil {
 		return nil, func() {}, err

@@ -83,7 +83,7 @@ type CommandRequest struct {
 // Command carries out a /nest command: an eyes reaction acknowledges it, a
 // user without write access is refused with a reply, an unknown verb gets
 // the help. The result is the plan, when the command planned.
-func (b *Bot) Command(ctx context.Context, gh *nestgh.Client, req CommandRequest) (*PlanResult, error) {
+func (b *Bot) Command(ctx context.Context, gh GitHub, req CommandRequest) (*PlanResult, error) {
 	repo, cloneURL, number, commentID, user, cmd := req.Repo, req.CloneURL, req.Number, req.CommentID, req.User, req.Command
 	ctx, log := b.withLog(ctx, "repository", repo.FullName(), "pr", number, "command", cmd.Verb, "user", user)
 	log.Info("a /nest command")
@@ -101,9 +101,9 @@ func (b *Bot) Command(ctx context.Context, gh *nestgh.Client, req CommandRequest
 	}
 	switch cmd.Verb {
 	case "plan":
-		return b.PlanPR(ctx, gh, repo, cloneURL, number, false)
+		return b.PlanPR(ctx, gh, PlanRequest{Repo: repo, CloneURL: cloneURL, Number: number})
 	case "apply":
-		return nil, b.applyPR(ctx, gh, repo, cloneURL, number, user)
+		return nil, b.applyPR(ctx, gh, req)
 	default: // unlock
 		return nil, b.unlock(ctx, gh, repo, number, user)
 	}
@@ -145,7 +145,8 @@ func (b *Bot) unlock(ctx context.Context, gh commenter, repo nestgh.Repo, number
 
 // applyPR is /nest apply: it applies the pull request's saved plan when
 // the policy allows (pullRefusal, decideApply), onto its head branch.
-func (b *Bot) applyPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cloneURL string, number int, user string) error {
+func (b *Bot) applyPR(ctx context.Context, gh GitHub, req CommandRequest) error {
+	repo, number, user := req.Repo, req.Number, req.User
 	refuse := func(why string) error {
 		return b.reply(ctx, gh, repo, number, fmt.Sprintf("@%s: not applied: %s", user, why))
 	}
@@ -158,7 +159,7 @@ func (b *Bot) applyPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, 
 	}
 	// Not from a fork: the head branch is in this repository, and the
 	// certificates this apply commits go onto it.
-	co, done, err := b.workspace(ctx, gh, cloneURL, pr.HeadRef)
+	co, done, err := b.workspace(ctx, gh, req.CloneURL, pr.HeadRef)
 	defer done()
 	if err != nil {
 		return err

@@ -40,12 +40,15 @@ func (b *Bot) runDrift(ctx context.Context, payload []byte) error {
 	if err != nil {
 		return err
 	}
-	gh := b.cfg.GitHub
-	if j.InstallationID != 0 {
-		gh = gh.Installation(j.InstallationID)
-	}
-	_, err = b.Drift(ctx, gh, repo, j.CloneURL, j.Branch)
+	_, err = b.Drift(ctx, b.installation(j.InstallationID), DriftRequest{Repo: repo, CloneURL: j.CloneURL, Branch: j.Branch})
 	return err
+}
+
+// DriftRequest is a branch to check for drift.
+type DriftRequest struct {
+	Repo     nestgh.Repo
+	CloneURL string
+	Branch   string // the default branch
 }
 
 // Drift plans branch (the default branch) against the live fleet, and
@@ -53,7 +56,8 @@ func (b *Bot) runDrift(ctx context.Context, payload []byte) error {
 // hand leaves behind — in a nest/drift check run on its head and in one
 // issue kept current: opened when the fleet drifts, updated while it does,
 // closed when it matches again.
-func (b *Bot) Drift(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cloneURL, branch string) (*DriftResult, error) {
+func (b *Bot) Drift(ctx context.Context, gh GitHub, req DriftRequest) (*DriftResult, error) {
+	repo, cloneURL, branch := req.Repo, req.CloneURL, req.Branch
 	ctx, log := b.withLog(ctx, "repository", repo.FullName(), "branch", branch)
 	log.Info("checking for drift")
 	co, done, err := b.workspace(ctx, gh, cloneURL, branch)

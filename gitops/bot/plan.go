@@ -48,15 +48,27 @@ func (b *Bot) onPullRequest(ctx context.Context, e *gogithub.PullRequestEvent) e
 		return nil
 	}
 	pr := e.GetPullRequest()
-	_, err := b.PlanPR(ctx, b.client(e.GetInstallation()), repoOf(e.GetRepo()), e.GetRepo().GetCloneURL(), pr.GetNumber(), pr.GetDraft())
+	_, err := b.PlanPR(ctx, b.client(e.GetInstallation()), PlanRequest{Repo: repoOf(e.GetRepo()), CloneURL: e.GetRepo().GetCloneURL(),
+		Number: pr.GetNumber(), Draft: pr.GetDraft()})
 	return err
+}
+
+// PlanRequest is a pull request to plan.
+type PlanRequest struct {
+	Repo     nestgh.Repo
+	CloneURL string
+	Number   int
+	// Draft says the pull request is a draft: planned only when
+	// github.plan_drafts is on.
+	Draft bool
 }
 
 // PlanPR plans pull request number at its head: it reads nest.yaml there,
 // observes the live fleet, and keeps the plan in the PR's one sticky
 // comment and a nest/plan check run (failure, with annotations at each
 // mistake, when nest.yaml is invalid). The plan is saved for /nest apply.
-func (b *Bot) PlanPR(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, cloneURL string, number int, draft bool) (*PlanResult, error) {
+func (b *Bot) PlanPR(ctx context.Context, gh GitHub, req PlanRequest) (*PlanResult, error) {
+	repo, cloneURL, number, draft := req.Repo, req.CloneURL, req.Number, req.Draft
 	ctx, log := b.withLog(ctx, "repository", repo.FullName(), "pr", number)
 	log.Info("planning the pull request")
 	co, done, err := b.workspace(ctx, gh, cloneURL, fmt.Sprintf("refs/pull/%d/head", number))
@@ -173,7 +185,7 @@ func cut(s string, n int) string {
 
 // reportInvalid puts nest.yaml's mistakes in the plan comment and fails
 // the check run, with an annotation at each mistake.
-func (b *Bot) reportInvalid(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, number int, head string, errs nest.Errors, res *PlanResult) error {
+func (b *Bot) reportInvalid(ctx context.Context, gh planReporter, repo nestgh.Repo, number int, head string, errs nest.Errors, res *PlanResult) error {
 	res.Parts = []string{invalidBody(repo.Name, b.cfg.File, errs)}
 	var err error
 	if res.Sticky, err = gh.UpsertSticky(ctx, repo, number, stickyMarker, res.Parts); err != nil {
@@ -213,7 +225,7 @@ func invalidBody(fleetName, file string, errs nest.Errors) string {
 
 // reportFailure says in the plan comment and the check run that planning
 // failed, and why.
-func (b *Bot) reportFailure(ctx context.Context, gh *nestgh.Client, repo nestgh.Repo, number int, head, fleetName string, cause error, res *PlanResult) error {
+func (b *Bot) reportFailure(ctx context.Context, gh planReporter, repo nestgh.Repo, number int, head, fleetName string, cause error, res *PlanResult) error {
 	res.Parts = []string{failureBody(fleetName, cause)}
 	var err error
 	if res.Sticky, err = gh.UpsertSticky(ctx, repo, number, stickyMarker, res.Parts); err != nil {

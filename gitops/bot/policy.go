@@ -174,7 +174,7 @@ func mergeableState(s string) bool {
 // request's head and the artifact store.
 type prContext struct {
 	b      *Bot
-	gh     *nestgh.Client
+	gh     approvals
 	repo   nestgh.Repo
 	pr     nestgh.PR
 	co     *checkout

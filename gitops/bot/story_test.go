@@ -315,7 +315,7 @@ func TestPullRequestPlanMergeApply(t *testing.T) {
 	// Nothing drifted, and every host is on main.
 	var states map[string]int
 	w.bot = mustBot(t, w, func(m map[string]int) { states = m })
-	res, err := w.bot.Drift(ctx, w.app, w.repo, w.gh.CloneURL(owner, name), "main")
+	res, err := w.bot.Drift(ctx, w.app, bot.DriftRequest{Repo: w.repo, CloneURL: w.gh.CloneURL(owner, name), Branch: "main"})
 	if err != nil {
 		t.Fatal(err)
 	}
