@@ -16,7 +16,9 @@ import (
 // The queue's top-level bucket holds five buckets:
 //
 //	jobs      id -> jobRecord (JSON, without the payload), kept after Done for de-duplication
-//	payloads  id -> the payload, as received; deleted on Done
+//	refs      id -> where the payload is: the intake log's id and the record's offset in it
+//	          (16 bytes, intakelog.go); deleted on Done
+//	payloads  id -> the payload, as received (files written before refs); deleted on Done
 //	pending   key 0x00 order -> id, every queued or claimed job, by Key, oldest first
 //	heads     order -> id, the job of each Key that runs next: its claimed job, else its oldest
 //	done      done time (Unix nanoseconds, big-endian) id -> nothing, every done job, oldest
@@ -30,6 +32,7 @@ var (
 	queueBucket    = []byte("queue")
 	jobsBucket     = []byte("jobs")
 	payloadsBucket = []byte("payloads")
+	refsBucket     = []byte("refs")
 	pendingBucket  = []byte("pending")
 	headsBucket    = []byte("heads")
 	doneBucket     = []byte("done")
@@ -140,9 +143,10 @@ func checkJob(j Job) error {
 	return nil
 }
 
-// enqueueTx adds j in tx. It returns a domainError for a duplicate, and
-// any other error only when tx must be rolled back.
-func (q boltQueue) enqueueTx(tx *bolt.Tx, j Job) error {
+// enqueueTx adds j in tx, its payload kept only where ref says, in the
+// intake log. It returns a domainError for a duplicate, and any other
+// error only when tx must be rolled back.
+func (q boltQueue) enqueueTx(tx *bolt.Tx, j Job, ref payloadRef) error {
 	qb := tx.Bucket(queueBucket)
 	jobs := qb.Bucket(jobsBucket)
 	if err := q.duplicate(tx, j.ID); err != nil {
@@ -162,7 +166,6 @@ func (q boltQueue) enqueueTx(tx *bolt.Tx, j Job) error {
 	if err != nil {
 		return err
 	}
-	payload := j.Payload
 	j.Payload = nil
 	v, err := json.Marshal(jobRecord{Job: j, State: stateQueued, Seq: seq})
 	if err != nil {
@@ -171,7 +174,7 @@ func (q boltQueue) enqueueTx(tx *bolt.Tx, j Job) error {
 	if err := jobs.Put([]byte(j.ID), v); err != nil {
 		return err
 	}
-	if err := qb.Bucket(payloadsBucket).Put([]byte(j.ID), payload); err != nil {
+	if err := qb.Bucket(refsBucket).Put([]byte(j.ID), ref.bytes()); err != nil {
 		return err
 	}
 	order := orderKey(j.Received, seq)
@@ -255,7 +258,9 @@ func (q boltQueue) Claim(ctx context.Context, owner string, lease time.Duration)
 			return err
 		}
 		j := rec.Job
-		j.Payload = bytes.Clone(qb.Bucket(payloadsBucket).Get(id))
+		if j.Payload, err = q.payload(qb, id); err != nil {
+			return err
+		}
 		c = &Claim{Job: j, Owner: owner, Token: token, Expires: rec.Expires}
 		return nil
 	})
@@ -315,7 +320,9 @@ func (q boltQueue) Done(ctx context.Context, c *Claim, result Result) error {
 	if result != ResultOK && result != ResultFailed {
 		return fmt.Errorf("store: done %s: result %q is neither %q nor %q", c.Job.ID, result, ResultOK, ResultFailed)
 	}
+	var freed *payloadRef // the intake log record this Done frees
 	err := q.db.group.do(0, func(tx *bolt.Tx) error {
+		freed = nil // a retried group runs this again
 		now := q.db.now()
 		rec, err := q.live(tx, c, now)
 		if err != nil {
@@ -338,6 +345,13 @@ func (q boltQueue) Done(ctx context.Context, c *Claim, result Result) error {
 				return err
 			}
 		}
+		refs := qb.Bucket(refsBucket)
+		if ref, ok := decodeRef(refs.Get(id)); ok {
+			freed = &ref
+			if err := refs.Delete(id); err != nil {
+				return err
+			}
+		}
 		if err := qb.Bucket(payloadsBucket).Delete(id); err != nil {
 			return err
 		}
@@ -357,7 +371,19 @@ func (q boltQueue) Done(ctx context.Context, c *Claim, result Result) error {
 	if err != nil {
 		return fmt.Errorf("store: done %s: %w", c.Job.ID, err)
 	}
+	if freed != nil {
+		q.db.intake.release(freed.log)
+	}
 	return nil
+}
+
+// payload reads the payload of job id: from the intake log its ref names,
+// or, in a file written before refs, from the payloads bucket.
+func (q boltQueue) payload(qb *bolt.Bucket, id []byte) ([]byte, error) {
+	if ref, ok := decodeRef(qb.Bucket(refsBucket).Get(id)); ok {
+		return q.db.intake.payload(ref, string(id))
+	}
+	return bytes.Clone(qb.Bucket(payloadsBucket).Get(id)), nil
 }
 
 // live returns c's job when c is its live claim, else ErrLost.
