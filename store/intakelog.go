@@ -54,6 +54,14 @@ const (
 	intakeHeader = len(intakeMagic) + 8
 	intakeRotate = 64 << 20
 	maxLogBatch  = 64 << 20 // payload bytes in one write of the log
+
+	// The applier puts the log's jobs into the state file once this many
+	// wait, or applyDelay after the first of them, or at once when a
+	// Claim or Depth needs them (flush), the log is due to be replaced,
+	// or the file is closing: one commit for many batches, where a commit
+	// per batch cost as much again as the batches' own writes.
+	applyAfter = 1024
+	applyDelay = 50 * time.Millisecond
 )
 
 var (
@@ -64,7 +72,8 @@ var (
 type intakeLog struct {
 	db       *DB
 	path     string
-	rotateAt int64 // intakeRotate; tests lower it
+	rotateAt int64         // intakeRotate; tests lower it
+	delay    time.Duration // applyDelay; tests change it, holding mu
 
 	// Tests' crash points, nil otherwise: wrote is called with a batch's
 	// size once it is written and before it is synced; applyHook before
@@ -90,9 +99,13 @@ type intakeLog struct {
 	// The applier: batches durable in the log, waiting for the state file.
 	batches  []logBatch
 	applying bool
-	applied  int64         // offset in the log id up to which the state file has the records
-	advanced chan struct{} // closed (and replaced) whenever applied moves
-	applyErr error         // the applier's last failure, cleared by its next success
+	applied  int64          // offset in the log id up to which the state file has the records
+	advanced chan struct{}  // closed (and replaced) whenever applied moves
+	applyErr error          // the applier's last failure, cleared by its next success
+	waitJobs int            // jobs in batches
+	waitKeys map[string]int // jobs in batches, by Key
+	waitOld  time.Time      // the oldest Received of a job in batches
+	timer    *time.Timer    // starts the applier applyDelay after a batch, when nothing else has
 	idle     sync.WaitGroup
 }
 
@@ -129,8 +142,8 @@ func decodeRef(v []byte) (payloadRef, bool) {
 // openIntake opens the log at path (making it when there is none) and puts
 // into the state file what it has and the state file lacks.
 func openIntake(db *DB, path string) (*intakeLog, error) {
-	l := &intakeLog{db: db, path: path, rotateAt: intakeRotate, pending: map[string]bool{}, advanced: make(chan struct{}),
-		refs: map[uint64]int{}, segs: map[uint64]*os.File{}}
+	l := &intakeLog{db: db, path: path, rotateAt: intakeRotate, delay: applyDelay, pending: map[string]bool{}, advanced: make(chan struct{}),
+		refs: map[uint64]int{}, segs: map[uint64]*os.File{}, waitKeys: map[string]int{}}
 	if err := l.openCurrent(); err != nil {
 		return nil, err
 	}
@@ -428,7 +441,19 @@ func (l *intakeLog) write() {
 				b.jobs[i].Payload = nil // it stays in the log
 			}
 			l.batches = append(l.batches, b)
-			l.start(&l.applying, l.apply)
+			l.waitJobs += len(b.jobs)
+			for _, j := range b.jobs {
+				l.waitKeys[j.Key]++
+				if l.waitOld.IsZero() || j.Received.Before(l.waitOld) {
+					l.waitOld = j.Received
+				}
+			}
+			switch {
+			case l.waitJobs >= applyAfter || l.size >= l.rotateAt || l.closed:
+				l.start(&l.applying, l.apply)
+			case l.timer == nil && !l.applying:
+				l.timer = time.AfterFunc(l.delay, l.kick)
+			}
 		}
 		l.mu.Unlock()
 		for _, w := range group {
@@ -451,6 +476,10 @@ func (l *intakeLog) apply() {
 			l.applyHook()
 		}
 		l.mu.Lock()
+		if l.timer != nil {
+			l.timer.Stop()
+			l.timer = nil
+		}
 		batches := l.batches
 		if len(batches) == 0 {
 			l.applying = false
@@ -495,7 +524,23 @@ func (l *intakeLog) apply() {
 		for id, n := range stored {
 			l.refs[id] += n
 		}
+		for _, b := range batches {
+			l.waitJobs -= len(b.jobs)
+			for _, j := range b.jobs {
+				if l.waitKeys[j.Key]--; l.waitKeys[j.Key] <= 0 {
+					delete(l.waitKeys, j.Key)
+				}
+			}
+		}
 		l.batches = l.batches[len(batches):]
+		l.waitOld = time.Time{}
+		for _, b := range l.batches {
+			for _, j := range b.jobs {
+				if l.waitOld.IsZero() || j.Received.Before(l.waitOld) {
+					l.waitOld = j.Received
+				}
+			}
+		}
 		for _, b := range batches {
 			for _, j := range b.jobs {
 				delete(l.pending, j.ID)
@@ -515,6 +560,9 @@ func (l *intakeLog) apply() {
 func (l *intakeLog) flush(ctx context.Context) error {
 	l.mu.Lock()
 	id, target := l.id, l.size
+	if len(l.batches) > 0 && !l.closed {
+		l.start(&l.applying, l.apply)
+	}
 	l.mu.Unlock()
 	for {
 		l.mu.Lock()
@@ -539,6 +587,9 @@ func (l *intakeLog) flush(ctx context.Context) error {
 func (l *intakeLog) close() error {
 	l.mu.Lock()
 	l.closed = true
+	if len(l.batches) > 0 {
+		l.start(&l.applying, l.apply)
+	}
 	l.mu.Unlock()
 	l.idle.Wait()
 	l.mu.Lock()
@@ -548,6 +599,31 @@ func (l *intakeLog) close() error {
 		delete(l.segs, id)
 	}
 	return l.f.Close()
+}
+
+// kick starts the applier, applyDelay after a batch that did not.
+func (l *intakeLog) kick() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.timer = nil
+	if len(l.batches) > 0 && !l.closed {
+		l.start(&l.applying, l.apply)
+	}
+}
+
+// unapplied describes the jobs in the log not yet in the state file: their
+// Keys, at most max of them (all is false when there are more), and the
+// oldest Received among them (zero when there are none).
+func (l *intakeLog) unapplied(max int) (keys []string, all bool, oldest time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.waitKeys) > max {
+		return nil, false, l.waitOld
+	}
+	for k := range l.waitKeys {
+		keys = append(keys, k)
+	}
+	return keys, true, l.waitOld
 }
 
 // payload reads the payload of job id from the record ref names, checked

@@ -499,3 +499,62 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestClaimPutsTheLogsJobsInOnlyWhenOneCouldBeClaimed: jobs that wait in
+// the intake log behind a claimed job of their Key stay there through an
+// idle worker's Claim (no commit for it); once the Key's job is done, the
+// next Claim puts them into the state file and gets the oldest; and the
+// applier puts in what is left within applyDelay with nobody asking.
+func TestClaimPutsTheLogsJobsInOnlyWhenOneCouldBeClaimed(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "nestbot.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	q, ctx := db.Queue(), context.Background()
+	job := func(i int) Job { j := intakeJob(i); j.Key = "o/r"; return j }
+	inStateFile := func(j Job) bool {
+		var ok bool
+		db.bolt.View(func(tx *bolt.Tx) error {
+			ok = tx.Bucket(queueBucket).Bucket(jobsBucket).Get([]byte(j.ID)) != nil
+			return nil
+		})
+		return ok
+	}
+	if err := q.Enqueue(ctx, job(0)); err != nil {
+		t.Fatal(err)
+	}
+	first, err := q.Claim(ctx, "worker-1", time.Hour)
+	if err != nil || first == nil || first.Job.ID != job(0).ID {
+		t.Fatalf("Claim = %v, %v; want %s", first, err, job(0).ID)
+	}
+	setDelay := func(d time.Duration) {
+		db.intake.mu.Lock()
+		db.intake.delay = d
+		db.intake.mu.Unlock()
+	}
+	setDelay(time.Hour) // only a Claim could put them in
+	for i := 1; i <= 2; i++ {
+		if err := q.Enqueue(ctx, job(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, err := q.Claim(ctx, "worker-2", time.Hour); c != nil || err != nil {
+		t.Fatalf("Claim while the Key's job is claimed = %v, %v; want none", c, err)
+	}
+	if inStateFile(job(1)) {
+		t.Fatal("an idle worker's Claim put the log's jobs into the state file")
+	}
+	if err := q.Done(ctx, first, ResultOK); err != nil {
+		t.Fatal(err)
+	}
+	next, err := q.Claim(ctx, "worker-2", time.Hour)
+	if err != nil || next == nil || next.Job.ID != job(1).ID || string(next.Job.Payload) != string(job(1).Payload) {
+		t.Fatalf("Claim after the Key's job is done = %v, %v; want %s with its payload", next, err, job(1).ID)
+	}
+	setDelay(time.Millisecond)
+	if err := q.Enqueue(ctx, job(3)); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the applier puts the last job in on its own", func() bool { return inStateFile(job(3)) })
+}

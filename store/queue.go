@@ -222,24 +222,28 @@ func (q boltQueue) Claim(ctx context.Context, owner string, lease time.Duration)
 	if err := checkTTL("claim lease", lease); err != nil {
 		return nil, err
 	}
-	// The jobs accepted so far are in the state file first.
-	if err := q.db.intake.flush(ctx); err != nil {
-		return nil, fmt.Errorf("store: claim: %w", err)
-	}
 	// Look first without writing: an idle worker's poll costs no commit.
-	var found bool
-	if err := q.db.bolt.View(func(tx *bolt.Tx) error {
-		_, rec, err := q.claimable(tx, q.db.now())
-		found = rec != nil
-		return err
-	}); err != nil || !found {
-		if err != nil {
+	// The jobs accepted and still only in the intake log are put into the
+	// state file first when one of them could be claimed before what the
+	// state file offers: when it offers nothing and one of them has a Key
+	// with no job there (else that job, claimed, holds the Key's later
+	// ones back), or when one was received before the job it offers.
+	keys, all, oldest := q.db.intake.unapplied(maxWaitingKeys)
+	found, headless, err := q.look(keys, all, oldest)
+	if err == nil && headless {
+		if err := q.db.intake.flush(ctx); err != nil {
 			return nil, fmt.Errorf("store: claim: %w", err)
 		}
+		found, _, err = q.look(nil, true, time.Time{})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: claim: %w", err)
+	}
+	if !found {
 		return nil, nil
 	}
 	var c *Claim
-	err := q.db.group.do(0, func(tx *bolt.Tx) error {
+	err = q.db.group.do(0, func(tx *bolt.Tx) error {
 		c = nil // a retried group runs this again
 		now := q.db.now()
 		id, rec, err := q.claimable(tx, now)
@@ -268,6 +272,42 @@ func (q boltQueue) Claim(ctx context.Context, owner string, lease time.Duration)
 		return nil, fmt.Errorf("store: claim: %w", err)
 	}
 	return c, nil
+}
+
+// maxWaitingKeys bounds the Keys of jobs in the intake log that Claim
+// looks up in the state file; with more, it puts the log's jobs in first.
+const maxWaitingKeys = 64
+
+// look reports whether the state file has a claimable job, and whether the
+// jobs still only in the intake log (of keys, all of them unless all is
+// false, the oldest received at oldest) must be put in first: one was
+// received before that job, or, with none, one's Key has no job in it.
+func (q boltQueue) look(keys []string, all bool, oldest time.Time) (found, flush bool, err error) {
+	err = q.db.bolt.View(func(tx *bolt.Tx) error {
+		_, rec, err := q.claimable(tx, q.db.now())
+		if err != nil || oldest.IsZero() {
+			found = rec != nil
+			return err
+		}
+		if rec != nil {
+			found, flush = true, oldest.Before(rec.Job.Received)
+			return nil
+		}
+		if !all {
+			flush = true
+			return nil
+		}
+		cur := tx.Bucket(queueBucket).Bucket(pendingBucket).Cursor()
+		for _, key := range keys {
+			prefix := keyPrefix(key)
+			if k, _ := cur.Seek(prefix); !bytes.HasPrefix(k, prefix) {
+				flush = true
+				return nil
+			}
+		}
+		return nil
+	})
+	return found, flush, err
 }
 
 // claimable returns the oldest head that is queued, or claimed under a
