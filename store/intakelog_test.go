@@ -23,15 +23,25 @@ func intakeJob(i int) Job {
 func claimAll(t *testing.T, q Queue) map[string]string {
 	t.Helper()
 	got := map[string]string{}
+	for _, c := range claims(t, q) {
+		got[c.Job.ID] = string(c.Job.Payload)
+	}
+	return got
+}
+
+// claims claims every job there is, oldest first.
+func claims(t *testing.T, q Queue) []*Claim {
+	t.Helper()
+	var out []*Claim
 	for {
 		c, err := q.Claim(context.Background(), "worker", time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if c == nil {
-			return got
+			return out
 		}
-		got[c.Job.ID] = string(c.Job.Payload)
+		out = append(out, c)
 	}
 }
 
@@ -182,21 +192,14 @@ func TestIntakeLogRotates(t *testing.T) {
 // (intakeJob), and returns the claims.
 func claimEach(t *testing.T, q Queue) []*Claim {
 	t.Helper()
-	var claims []*Claim
-	for {
-		c, err := q.Claim(context.Background(), "worker", time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c == nil {
-			return claims
-		}
+	all := claims(t, q)
+	for _, c := range all {
 		var i int
 		if _, err := fmt.Sscanf(c.Job.ID, "d-%d", &i); err != nil || string(c.Job.Payload) != string(intakeJob(i).Payload) {
 			t.Errorf("job %s has payload %q, want %q", c.Job.ID, c.Job.Payload, intakeJob(i).Payload)
 		}
-		claims = append(claims, c)
 	}
+	return all
 }
 
 // segments lists the replaced logs kept beside the state file at path.
