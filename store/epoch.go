@@ -29,7 +29,7 @@ func openShared(tx *bolt.Tx) (uint64, error) {
 		}
 	}
 	q := tx.Bucket(queueBucket)
-	for _, name := range [][]byte{jobsBucket, payloadsBucket, pendingBucket, headsBucket} {
+	for _, name := range [][]byte{jobsBucket, payloadsBucket, refsBucket, pendingBucket, headsBucket} {
 		if _, err := q.CreateBucketIfNotExists(name); err != nil {
 			return 0, err
 		}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +31,15 @@ import (
 // lost: a crash can only cut the log's last, unanswered batch short, and
 // its records carry a checksum, so a cut one is dropped.
 //
+// The payload is written once, to the log: the state file keeps, for each
+// job not done, a reference to its record (refs bucket: the log's id and
+// the record's offset), and Claim reads the payload from there, checking
+// the record's checksum and job id. So a log is kept while a job it holds
+// is not done: when the log is replaced, one that still holds such a job
+// is renamed <file>.intake-<id, 16 hex digits> (a segment) and kept open;
+// the Done of its last such job removes it, and Open removes a segment that
+// holds none (a crash came between that Done and the removal).
+//
 // The file is a header (intakeMagic, then the log's id, 8 random bytes)
 // and records: the length of the body and its CRC-32C (4 bytes each,
 // big-endian), then the body: the job's ID, Event and Key (each a uvarint
@@ -37,12 +47,21 @@ import (
 // uvarint length and the bytes). Once everything in it is in the state
 // file and it is past intakeRotate bytes, it is replaced by an empty log
 // with another id; the state file's mark (meta bucket, intakeKey: id and
-// offset) names the log it counts in.
+// offset) names the log it counts in; a log past intakeRotate whose jobs
+// are not all done lives on as a segment until they are.
 const (
 	intakeMagic  = "nestbot-intake-1"
 	intakeHeader = len(intakeMagic) + 8
 	intakeRotate = 64 << 20
 	maxLogBatch  = 64 << 20 // payload bytes in one write of the log
+
+	// The applier puts the log's jobs into the state file once this many
+	// wait, or applyDelay after the first of them, or at once when a
+	// Claim or Depth needs them (flush), the log is due to be replaced,
+	// or the file is closing: one commit for many batches, where a commit
+	// per batch cost as much again as the batches' own writes.
+	applyAfter = 1024
+	applyDelay = 50 * time.Millisecond
 )
 
 var (
@@ -53,7 +72,8 @@ var (
 type intakeLog struct {
 	db       *DB
 	path     string
-	rotateAt int64 // intakeRotate; tests lower it
+	rotateAt int64         // intakeRotate; tests lower it
+	delay    time.Duration // applyDelay; tests change it, holding mu
 
 	// Tests' crash points, nil otherwise: wrote is called with a batch's
 	// size once it is written and before it is synced; applyHook before
@@ -71,12 +91,21 @@ type intakeLog struct {
 	closed  bool
 	broken  error // a failed write the log could not be cut back from
 
+	// refs counts, by log id, the jobs in the state file not done whose
+	// payload that log holds; segs are the replaced logs that hold some.
+	refs map[uint64]int
+	segs map[uint64]*os.File
+
 	// The applier: batches durable in the log, waiting for the state file.
 	batches  []logBatch
 	applying bool
-	applied  int64         // offset in the log id up to which the state file has the records
-	advanced chan struct{} // closed (and replaced) whenever applied moves
-	applyErr error         // the applier's last failure, cleared by its next success
+	applied  int64          // offset in the log id up to which the state file has the records
+	advanced chan struct{}  // closed (and replaced) whenever applied moves
+	applyErr error          // the applier's last failure, cleared by its next success
+	waitJobs int            // jobs in batches
+	waitKeys map[string]int // jobs in batches, by Key
+	waitOld  time.Time      // the oldest Received of a job in batches
+	timer    *time.Timer    // starts the applier applyDelay after a batch, when nothing else has
 	idle     sync.WaitGroup
 }
 
@@ -90,21 +119,49 @@ type logBatch struct {
 	id   uint64
 	end  int64
 	jobs []Job
+	offs []int64 // where each job's record begins in the log
+}
+
+// payloadRef is where a job's payload is: the record at off in log log.
+type payloadRef struct {
+	log uint64
+	off int64
+}
+
+func (r payloadRef) bytes() []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(make([]byte, 0, 16), r.log), uint64(r.off))
+}
+
+func decodeRef(v []byte) (payloadRef, bool) {
+	if len(v) != 16 {
+		return payloadRef{}, false
+	}
+	return payloadRef{binary.BigEndian.Uint64(v), int64(binary.BigEndian.Uint64(v[8:]))}, true
 }
 
 // openIntake opens the log at path (making it when there is none) and puts
 // into the state file what it has and the state file lacks.
 func openIntake(db *DB, path string) (*intakeLog, error) {
-	l := &intakeLog{db: db, path: path, rotateAt: intakeRotate, pending: map[string]bool{}, advanced: make(chan struct{})}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	l := &intakeLog{db: db, path: path, rotateAt: intakeRotate, delay: applyDelay, pending: map[string]bool{}, advanced: make(chan struct{}),
+		refs: map[uint64]int{}, segs: map[uint64]*os.File{}, waitKeys: map[string]int{}}
+	if err := l.openCurrent(); err != nil {
+		return nil, err
+	}
+	if err := l.openSegments(); err != nil {
+		l.f.Close()
+		return nil, fmt.Errorf("intake log %s: %w", path, err)
+	}
+	return l, nil
+}
+
+// openCurrent opens the log itself and recovers what the state file lacks.
+func (l *intakeLog) openCurrent() error {
+	f, err := os.OpenFile(l.path, os.O_RDWR, 0)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		if err := l.replace(); err != nil {
-			return nil, err
-		}
-		return l, nil
+		return l.replace()
 	case err != nil:
-		return nil, err
+		return err
 	}
 	l.f = f
 	header := make([]byte, intakeHeader)
@@ -112,22 +169,63 @@ func openIntake(db *DB, path string) (*intakeLog, error) {
 		// A log cut short before its header was synced holds no job.
 		if (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)) && bytes.HasPrefix([]byte(intakeMagic), header[:min(n, len(intakeMagic))]) {
 			f.Close()
-			return l, l.replace()
+			l.f = nil
+			return l.replace()
 		}
 		f.Close()
-		return nil, fmt.Errorf("intake log %s: %w", path, err)
+		return fmt.Errorf("intake log %s: %w", l.path, err)
 	}
 	if string(header[:len(intakeMagic)]) != intakeMagic {
 		f.Close()
-		return nil, fmt.Errorf("intake log %s is not one (it begins %q): move it away", path, header[:len(intakeMagic)])
+		return fmt.Errorf("intake log %s is not one (it begins %q): move it away", l.path, header[:len(intakeMagic)])
 	}
 	l.id = binary.BigEndian.Uint64(header[len(intakeMagic):])
 	if err := l.recover(); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("intake log %s: %w", path, err)
+		return fmt.Errorf("intake log %s: %w", l.path, err)
 	}
-	return l, nil
+	return nil
 }
+
+// openSegments counts the state file's refs by log, opens the segments
+// that refs name and removes those that none does.
+func (l *intakeLog) openSegments() error {
+	if err := l.db.bolt.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(queueBucket).Bucket(refsBucket).ForEach(func(_, v []byte) error {
+			if ref, ok := decodeRef(v); ok {
+				l.refs[ref.log]++
+			}
+			return nil
+		})
+	}); err != nil {
+		return err
+	}
+	names, err := filepath.Glob(l.path + "-*")
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		var id uint64
+		hex := strings.TrimPrefix(name, l.path+"-")
+		if _, err := fmt.Sscanf(hex, "%016x", &id); err != nil || len(hex) != 16 || fmt.Sprintf("%016x", id) != hex {
+			continue // not a segment's name
+		}
+		if l.refs[id] == 0 || id == l.id {
+			if err := os.Remove(name); err != nil {
+				return err
+			}
+			continue
+		}
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		l.segs[id] = f
+	}
+	return nil
+}
+
+func (l *intakeLog) segmentPath(id uint64) string { return fmt.Sprintf("%s-%016x", l.path, id) }
 
 // recover reads the records past the state file's mark, puts them into
 // the state file, and cuts off a torn tail.
@@ -146,13 +244,15 @@ func (l *intakeLog) recover() error {
 		return err
 	}
 	var jobs []Job
+	var offs []int64
 	end := start
 	for rest := data; len(rest) > 0; {
 		j, n, ok := decodeRecord(rest)
 		if !ok {
 			break // a batch the crash cut short: never answered
 		}
-		jobs = append(jobs, j)
+		j.Payload = nil // it stays in the log
+		jobs, offs = append(jobs, j), append(offs, end)
 		rest, end = rest[n:], end+int64(n)
 	}
 	if end < start+int64(len(data)) {
@@ -169,8 +269,8 @@ func (l *intakeLog) recover() error {
 	}
 	q := boltQueue{l.db}
 	return l.db.bolt.Update(func(tx *bolt.Tx) error {
-		for _, j := range jobs {
-			if err := q.enqueueTx(tx, j); err != nil && !errors.As(err, new(domainError)) {
+		for i, j := range jobs {
+			if err := q.enqueueTx(tx, j, payloadRef{l.id, offs[i]}); err != nil && !errors.As(err, new(domainError)) {
 				return err
 			}
 		}
@@ -192,6 +292,10 @@ func (l *intakeLog) replace() error {
 	if err == nil {
 		err = tmp.Sync()
 	}
+	keep := l.f != nil && l.refs[l.id] > 0
+	if err == nil && keep {
+		err = os.Rename(l.path, l.segmentPath(l.id))
+	}
 	if err == nil {
 		err = os.Rename(tmp.Name(), l.path)
 	}
@@ -203,7 +307,10 @@ func (l *intakeLog) replace() error {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("intake log %s: %w", l.path, err)
 	}
-	if l.f != nil {
+	switch {
+	case keep:
+		l.segs[l.id] = l.f
+	case l.f != nil:
 		l.f.Close()
 	}
 	l.f, l.id = tmp, binary.BigEndian.Uint64(idb[:])
@@ -270,6 +377,7 @@ func (l *intakeLog) start(running *bool, loop func()) {
 func (l *intakeLog) write() {
 	defer l.idle.Done()
 	var buf []byte
+	var offs []int64
 	for {
 		l.mu.Lock()
 		n, size := 0, 0
@@ -301,7 +409,9 @@ func (l *intakeLog) write() {
 				need += recordSize(w.job)
 			}
 			buf = slices.Grow(buf[:0], need)
+			offs = offs[:0]
 			for _, w := range group {
+				offs = append(offs, off+int64(len(buf)))
 				buf = appendRecord(buf, w.job)
 			}
 			if _, err = f.WriteAt(buf, off); err == nil {
@@ -325,12 +435,25 @@ func (l *intakeLog) write() {
 			}
 		} else {
 			l.size = off + int64(len(buf))
-			b := logBatch{id: l.id, end: l.size, jobs: make([]Job, len(group))}
+			b := logBatch{id: l.id, end: l.size, jobs: make([]Job, len(group)), offs: slices.Clone(offs)}
 			for i, w := range group {
 				b.jobs[i] = w.job
+				b.jobs[i].Payload = nil // it stays in the log
 			}
 			l.batches = append(l.batches, b)
-			l.start(&l.applying, l.apply)
+			l.waitJobs += len(b.jobs)
+			for _, j := range b.jobs {
+				l.waitKeys[j.Key]++
+				if l.waitOld.IsZero() || j.Received.Before(l.waitOld) {
+					l.waitOld = j.Received
+				}
+			}
+			switch {
+			case l.waitJobs >= applyAfter || l.size >= l.rotateAt || l.closed:
+				l.start(&l.applying, l.apply)
+			case l.timer == nil && !l.applying:
+				l.timer = time.AfterFunc(l.delay, l.kick)
+			}
 		}
 		l.mu.Unlock()
 		for _, w := range group {
@@ -353,6 +476,10 @@ func (l *intakeLog) apply() {
 			l.applyHook()
 		}
 		l.mu.Lock()
+		if l.timer != nil {
+			l.timer.Stop()
+			l.timer = nil
+		}
 		batches := l.batches
 		if len(batches) == 0 {
 			l.applying = false
@@ -361,18 +488,18 @@ func (l *intakeLog) apply() {
 		}
 		l.mu.Unlock()
 		last := batches[len(batches)-1]
-		size := 0
-		for _, b := range batches {
-			for _, j := range b.jobs {
-				size += len(j.Payload)
-			}
-		}
 		q := boltQueue{l.db}
-		err := l.db.group.do(size, func(tx *bolt.Tx) error {
+		var stored map[uint64]int // jobs put in, by log
+		err := l.db.group.do(0, func(tx *bolt.Tx) error {
+			stored = map[uint64]int{} // a retried group runs this again
 			for _, b := range batches {
-				for _, j := range b.jobs {
-					if err := q.enqueueTx(tx, j); err != nil && !errors.As(err, new(domainError)) {
+				for i, j := range b.jobs {
+					err := q.enqueueTx(tx, j, payloadRef{b.id, b.offs[i]})
+					if err != nil && !errors.As(err, new(domainError)) {
 						return err
+					}
+					if err == nil {
+						stored[b.id]++
 					}
 				}
 			}
@@ -394,7 +521,26 @@ func (l *intakeLog) apply() {
 			continue
 		}
 		backoff = 10 * time.Millisecond
+		for id, n := range stored {
+			l.refs[id] += n
+		}
+		for _, b := range batches {
+			l.waitJobs -= len(b.jobs)
+			for _, j := range b.jobs {
+				if l.waitKeys[j.Key]--; l.waitKeys[j.Key] <= 0 {
+					delete(l.waitKeys, j.Key)
+				}
+			}
+		}
 		l.batches = l.batches[len(batches):]
+		l.waitOld = time.Time{}
+		for _, b := range l.batches {
+			for _, j := range b.jobs {
+				if l.waitOld.IsZero() || j.Received.Before(l.waitOld) {
+					l.waitOld = j.Received
+				}
+			}
+		}
 		for _, b := range batches {
 			for _, j := range b.jobs {
 				delete(l.pending, j.ID)
@@ -414,6 +560,9 @@ func (l *intakeLog) apply() {
 func (l *intakeLog) flush(ctx context.Context) error {
 	l.mu.Lock()
 	id, target := l.id, l.size
+	if len(l.batches) > 0 && !l.closed {
+		l.start(&l.applying, l.apply)
+	}
 	l.mu.Unlock()
 	for {
 		l.mu.Lock()
@@ -438,9 +587,92 @@ func (l *intakeLog) flush(ctx context.Context) error {
 func (l *intakeLog) close() error {
 	l.mu.Lock()
 	l.closed = true
+	if len(l.batches) > 0 {
+		l.start(&l.applying, l.apply)
+	}
 	l.mu.Unlock()
 	l.idle.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, f := range l.segs {
+		f.Close()
+		delete(l.segs, id)
+	}
 	return l.f.Close()
+}
+
+// kick starts the applier, applyDelay after a batch that did not.
+func (l *intakeLog) kick() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.timer = nil
+	if len(l.batches) > 0 && !l.closed {
+		l.start(&l.applying, l.apply)
+	}
+}
+
+// unapplied describes the jobs in the log not yet in the state file: their
+// Keys, at most max of them (all is false when there are more), and the
+// oldest Received among them (zero when there are none).
+func (l *intakeLog) unapplied(max int) (keys []string, all bool, oldest time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.waitKeys) > max {
+		return nil, false, l.waitOld
+	}
+	for k := range l.waitKeys {
+		keys = append(keys, k)
+	}
+	return keys, true, l.waitOld
+}
+
+// payload reads the payload of job id from the record ref names, checked
+// against the record's checksum and id.
+func (l *intakeLog) payload(ref payloadRef, id string) ([]byte, error) {
+	l.mu.Lock()
+	f := l.segs[ref.log]
+	if ref.log == l.id {
+		f = l.f
+	}
+	l.mu.Unlock()
+	if f == nil {
+		return nil, fmt.Errorf("intake log %016x, which holds the payload of job %s, is gone from beside %s", ref.log, id, l.path)
+	}
+	var head [8]byte
+	if _, err := f.ReadAt(head[:], ref.off); err != nil {
+		return nil, fmt.Errorf("intake log %016x: read job %s: %w", ref.log, id, err)
+	}
+	n := int64(binary.BigEndian.Uint32(head[:4]))
+	if n > 1<<30 { // no payload is that big: a ref into the wrong place
+		return nil, fmt.Errorf("intake log %016x: the record at %d is not job %s's, or is corrupt", ref.log, ref.off, id)
+	}
+	rec := make([]byte, 8+n)
+	if _, err := f.ReadAt(rec, ref.off); err != nil {
+		return nil, fmt.Errorf("intake log %016x: read job %s: %w", ref.log, id, err)
+	}
+	j, _, ok := decodeRecord(rec)
+	if !ok || j.ID != id {
+		return nil, fmt.Errorf("intake log %016x: the record at %d is not job %s's, or is corrupt", ref.log, ref.off, id)
+	}
+	return j.Payload, nil
+}
+
+// release tells the log that the Done of a job whose payload log holds
+// is committed; the Done of a segment's last such job removes it.
+func (l *intakeLog) release(log uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refs[log]--
+	f, ok := l.segs[log]
+	if !ok || l.refs[log] > 0 {
+		return
+	}
+	delete(l.refs, log)
+	delete(l.segs, log)
+	f.Close()
+	if err := os.Remove(l.segmentPath(log)); err != nil {
+		l.db.logf("store: remove intake log %s, whose jobs are all done: %v (the next Open tries again)", l.segmentPath(log), err)
+	}
 }
 
 // recordSize is the most bytes appendRecord appends for j.

@@ -7,10 +7,11 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 func intakeJob(i int) Job {
@@ -22,15 +23,25 @@ func intakeJob(i int) Job {
 func claimAll(t *testing.T, q Queue) map[string]string {
 	t.Helper()
 	got := map[string]string{}
+	for _, c := range claims(t, q) {
+		got[c.Job.ID] = string(c.Job.Payload)
+	}
+	return got
+}
+
+// claims claims every job there is, oldest first.
+func claims(t *testing.T, q Queue) []*Claim {
+	t.Helper()
+	var out []*Claim
 	for {
 		c, err := q.Claim(context.Background(), "worker", time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if c == nil {
-			return got
+			return out
 		}
-		got[c.Job.ID] = string(c.Job.Payload)
+		out = append(out, c)
 	}
 }
 
@@ -155,12 +166,177 @@ func TestIntakeLogRotates(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if got := claimAll(t, db.Queue()); len(got) != 10 {
-		t.Errorf("claimed %d jobs after rotations and a reopen, want 10: %v", len(got), slices.Sorted(maps.Keys(got)))
+	q = db.Queue()
+	if segs := segments(t, path); len(segs) == 0 {
+		t.Fatal("no replaced log was kept, and their jobs are not done")
+	}
+	claims := claimEach(t, q)
+	if len(claims) != 10 {
+		t.Fatalf("claimed %d jobs after rotations and a reopen, want 10", len(claims))
+	}
+	for _, c := range claims {
+		if err := q.Done(ctx, c, ResultOK); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if segs := segments(t, path); len(segs) != 0 {
+		t.Errorf("every job is done and the logs that held them are still there: %v", segs)
 	}
 	entries, _ := os.ReadDir(filepath.Dir(path))
 	if len(entries) != 2 {
 		t.Errorf("the state directory holds %v, want the file and its log", entries)
+	}
+}
+
+// claimEach claims every job there is, checks each payload is its job's
+// (intakeJob), and returns the claims.
+func claimEach(t *testing.T, q Queue) []*Claim {
+	t.Helper()
+	all := claims(t, q)
+	for _, c := range all {
+		var i int
+		if _, err := fmt.Sscanf(c.Job.ID, "d-%d", &i); err != nil || string(c.Job.Payload) != string(intakeJob(i).Payload) {
+			t.Errorf("job %s has payload %q, want %q", c.Job.ID, c.Job.Payload, intakeJob(i).Payload)
+		}
+	}
+	return all
+}
+
+// segments lists the replaced logs kept beside the state file at path.
+func segments(t *testing.T, path string) []string {
+	t.Helper()
+	names, err := filepath.Glob(path + ".intake-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+// rotatedQueue opens a state file whose log is replaced every few jobs and
+// enqueues n jobs into it, all in the state file when it returns.
+func rotatedQueue(t *testing.T, path string, n int) *DB {
+	t.Helper()
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	db.intake.rotateAt = 200
+	ctx := context.Background()
+	for i := range n {
+		if err := db.Queue().Enqueue(ctx, intakeJob(i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.intake.flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(segments(t, path)) == 0 {
+		t.Fatal("no log was replaced")
+	}
+	return db
+}
+
+// copyState copies the state file at path with its logs into dir, as a
+// crash leaves them: the original stays open.
+func copyState(t *testing.T, path, dir string) string {
+	t.Helper()
+	names, err := filepath.Glob(path + "*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		copyFile(t, name, filepath.Join(dir, filepath.Base(name)))
+	}
+	return filepath.Join(dir, filepath.Base(path))
+}
+
+// TestPayloadsLiveInTheLogAcrossACrash: the state file keeps only where
+// each payload is in the intake logs; after a crash (a copy of the files
+// while the store is open) every job is claimed with its payload, read
+// from the logs replaced since as well as from the current one.
+func TestPayloadsLiveInTheLogAcrossACrash(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nestbot.db")
+	rotatedQueue(t, path, 10)
+	crashed := copyState(t, path, t.TempDir())
+	db, err := Open(crashed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.bolt.View(func(tx *bolt.Tx) error {
+		if n := tx.Bucket(queueBucket).Bucket(payloadsBucket).Stats().KeyN; n != 0 {
+			t.Errorf("the state file holds %d payloads, want none (they are in the log)", n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if claims := claimEach(t, db.Queue()); len(claims) != 10 {
+		t.Errorf("claimed %d jobs after the crash, want 10", len(claims))
+	}
+}
+
+// TestCrashWhileTheLogIsReplaced: replacing a log that holds jobs not done
+// renames it to a segment, then puts the empty one in its place; a crash
+// between the two leaves no current log, and Open starts one with every
+// job still there.
+func TestCrashWhileTheLogIsReplaced(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nestbot.db")
+	db := rotatedQueue(t, path, 10)
+	crashed := copyState(t, path, t.TempDir())
+	db.intake.mu.Lock()
+	id := db.intake.id
+	db.intake.mu.Unlock()
+	if err := os.Rename(crashed+".intake", fmt.Sprintf("%s.intake-%016x", crashed, id)); err != nil {
+		t.Fatal(err)
+	}
+	after, err := Open(crashed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer after.Close()
+	if claims := claimEach(t, after.Queue()); len(claims) != 10 {
+		t.Errorf("claimed %d jobs after the crash, want 10", len(claims))
+	}
+}
+
+// TestOpenRemovesSegmentsOfDoneJobs: a crash between the Done of a
+// replaced log's last job and the log's removal leaves the log behind;
+// the next Open removes it, and keeps the ones that hold jobs not done.
+func TestOpenRemovesSegmentsOfDoneJobs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nestbot.db")
+	db := rotatedQueue(t, path, 10)
+	before := segments(t, path)
+	saved := t.TempDir()
+	for _, name := range before {
+		copyFile(t, name, filepath.Join(saved, filepath.Base(name)))
+	}
+	q, ctx := db.Queue(), context.Background()
+	claims := claimEach(t, q)
+	for _, c := range claims[:len(claims)-1] { // the newest job stays claimed: it is in the current log
+		if err := q.Done(ctx, c, ResultOK); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if segs := segments(t, path); len(segs) != 0 {
+		t.Fatalf("the jobs of %v are done and they are still there", segs)
+	}
+	db.Close()
+	for _, name := range before { // as the crash left them
+		copyFile(t, filepath.Join(saved, filepath.Base(name)), name)
+	}
+	after, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer after.Close()
+	if segs := segments(t, path); len(segs) != 0 {
+		t.Errorf("Open kept %v, whose jobs are all done", segs)
+	}
+	claims = claimEach(t, after.Queue())
+	if len(claims) != 1 || claims[0].Job.ID != intakeJob(9).ID {
+		t.Errorf("after the reopen %d jobs are claimed, want only %s (its claim was the old epoch's)", len(claims), intakeJob(9).ID)
 	}
 }
 
@@ -325,4 +501,63 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// TestClaimPutsTheLogsJobsInOnlyWhenOneCouldBeClaimed: jobs that wait in
+// the intake log behind a claimed job of their Key stay there through an
+// idle worker's Claim (no commit for it); once the Key's job is done, the
+// next Claim puts them into the state file and gets the oldest; and the
+// applier puts in what is left within applyDelay with nobody asking.
+func TestClaimPutsTheLogsJobsInOnlyWhenOneCouldBeClaimed(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "nestbot.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	q, ctx := db.Queue(), context.Background()
+	job := func(i int) Job { j := intakeJob(i); j.Key = "o/r"; return j }
+	inStateFile := func(j Job) bool {
+		var ok bool
+		db.bolt.View(func(tx *bolt.Tx) error {
+			ok = tx.Bucket(queueBucket).Bucket(jobsBucket).Get([]byte(j.ID)) != nil
+			return nil
+		})
+		return ok
+	}
+	if err := q.Enqueue(ctx, job(0)); err != nil {
+		t.Fatal(err)
+	}
+	first, err := q.Claim(ctx, "worker-1", time.Hour)
+	if err != nil || first == nil || first.Job.ID != job(0).ID {
+		t.Fatalf("Claim = %v, %v; want %s", first, err, job(0).ID)
+	}
+	setDelay := func(d time.Duration) {
+		db.intake.mu.Lock()
+		db.intake.delay = d
+		db.intake.mu.Unlock()
+	}
+	setDelay(time.Hour) // only a Claim could put them in
+	for i := 1; i <= 2; i++ {
+		if err := q.Enqueue(ctx, job(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, err := q.Claim(ctx, "worker-2", time.Hour); c != nil || err != nil {
+		t.Fatalf("Claim while the Key's job is claimed = %v, %v; want none", c, err)
+	}
+	if inStateFile(job(1)) {
+		t.Fatal("an idle worker's Claim put the log's jobs into the state file")
+	}
+	if err := q.Done(ctx, first, ResultOK); err != nil {
+		t.Fatal(err)
+	}
+	next, err := q.Claim(ctx, "worker-2", time.Hour)
+	if err != nil || next == nil || next.Job.ID != job(1).ID || string(next.Job.Payload) != string(job(1).Payload) {
+		t.Fatalf("Claim after the Key's job is done = %v, %v; want %s with its payload", next, err, job(1).ID)
+	}
+	setDelay(time.Millisecond)
+	if err := q.Enqueue(ctx, job(3)); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the applier puts the last job in on its own", func() bool { return inStateFile(job(3)) })
 }

@@ -16,7 +16,9 @@ import (
 // The queue's top-level bucket holds five buckets:
 //
 //	jobs      id -> jobRecord (JSON, without the payload), kept after Done for de-duplication
-//	payloads  id -> the payload, as received; deleted on Done
+//	refs      id -> where the payload is: the intake log's id and the record's offset in it
+//	          (16 bytes, intakelog.go); deleted on Done
+//	payloads  id -> the payload, as received (files written before refs); deleted on Done
 //	pending   key 0x00 order -> id, every queued or claimed job, by Key, oldest first
 //	heads     order -> id, the job of each Key that runs next: its claimed job, else its oldest
 //	done      done time (Unix nanoseconds, big-endian) id -> nothing, every done job, oldest
@@ -30,6 +32,7 @@ var (
 	queueBucket    = []byte("queue")
 	jobsBucket     = []byte("jobs")
 	payloadsBucket = []byte("payloads")
+	refsBucket     = []byte("refs")
 	pendingBucket  = []byte("pending")
 	headsBucket    = []byte("heads")
 	doneBucket     = []byte("done")
@@ -140,9 +143,10 @@ func checkJob(j Job) error {
 	return nil
 }
 
-// enqueueTx adds j in tx. It returns a domainError for a duplicate, and
-// any other error only when tx must be rolled back.
-func (q boltQueue) enqueueTx(tx *bolt.Tx, j Job) error {
+// enqueueTx adds j in tx, its payload kept only where ref says, in the
+// intake log. It returns a domainError for a duplicate, and any other
+// error only when tx must be rolled back.
+func (q boltQueue) enqueueTx(tx *bolt.Tx, j Job, ref payloadRef) error {
 	qb := tx.Bucket(queueBucket)
 	jobs := qb.Bucket(jobsBucket)
 	if err := q.duplicate(tx, j.ID); err != nil {
@@ -162,7 +166,6 @@ func (q boltQueue) enqueueTx(tx *bolt.Tx, j Job) error {
 	if err != nil {
 		return err
 	}
-	payload := j.Payload
 	j.Payload = nil
 	v, err := json.Marshal(jobRecord{Job: j, State: stateQueued, Seq: seq})
 	if err != nil {
@@ -171,7 +174,7 @@ func (q boltQueue) enqueueTx(tx *bolt.Tx, j Job) error {
 	if err := jobs.Put([]byte(j.ID), v); err != nil {
 		return err
 	}
-	if err := qb.Bucket(payloadsBucket).Put([]byte(j.ID), payload); err != nil {
+	if err := qb.Bucket(refsBucket).Put([]byte(j.ID), ref.bytes()); err != nil {
 		return err
 	}
 	order := orderKey(j.Received, seq)
@@ -219,24 +222,28 @@ func (q boltQueue) Claim(ctx context.Context, owner string, lease time.Duration)
 	if err := checkTTL("claim lease", lease); err != nil {
 		return nil, err
 	}
-	// The jobs accepted so far are in the state file first.
-	if err := q.db.intake.flush(ctx); err != nil {
-		return nil, fmt.Errorf("store: claim: %w", err)
-	}
 	// Look first without writing: an idle worker's poll costs no commit.
-	var found bool
-	if err := q.db.bolt.View(func(tx *bolt.Tx) error {
-		_, rec, err := q.claimable(tx, q.db.now())
-		found = rec != nil
-		return err
-	}); err != nil || !found {
-		if err != nil {
+	// The jobs accepted and still only in the intake log are put into the
+	// state file first when one of them could be claimed before what the
+	// state file offers: when it offers nothing and one of them has a Key
+	// with no job there (else that job, claimed, holds the Key's later
+	// ones back), or when one was received before the job it offers.
+	keys, all, oldest := q.db.intake.unapplied(maxWaitingKeys)
+	found, headless, err := q.look(keys, all, oldest)
+	if err == nil && headless {
+		if err := q.db.intake.flush(ctx); err != nil {
 			return nil, fmt.Errorf("store: claim: %w", err)
 		}
+		found, _, err = q.look(nil, true, time.Time{})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: claim: %w", err)
+	}
+	if !found {
 		return nil, nil
 	}
 	var c *Claim
-	err := q.db.group.do(0, func(tx *bolt.Tx) error {
+	err = q.db.group.do(0, func(tx *bolt.Tx) error {
 		c = nil // a retried group runs this again
 		now := q.db.now()
 		id, rec, err := q.claimable(tx, now)
@@ -255,7 +262,9 @@ func (q boltQueue) Claim(ctx context.Context, owner string, lease time.Duration)
 			return err
 		}
 		j := rec.Job
-		j.Payload = bytes.Clone(qb.Bucket(payloadsBucket).Get(id))
+		if j.Payload, err = q.payload(qb, id); err != nil {
+			return err
+		}
 		c = &Claim{Job: j, Owner: owner, Token: token, Expires: rec.Expires}
 		return nil
 	})
@@ -263,6 +272,42 @@ func (q boltQueue) Claim(ctx context.Context, owner string, lease time.Duration)
 		return nil, fmt.Errorf("store: claim: %w", err)
 	}
 	return c, nil
+}
+
+// maxWaitingKeys bounds the Keys of jobs in the intake log that Claim
+// looks up in the state file; with more, it puts the log's jobs in first.
+const maxWaitingKeys = 64
+
+// look reports whether the state file has a claimable job, and whether the
+// jobs still only in the intake log (of keys, all of them unless all is
+// false, the oldest received at oldest) must be put in first: one was
+// received before that job, or, with none, one's Key has no job in it.
+func (q boltQueue) look(keys []string, all bool, oldest time.Time) (found, flush bool, err error) {
+	err = q.db.bolt.View(func(tx *bolt.Tx) error {
+		_, rec, err := q.claimable(tx, q.db.now())
+		if err != nil || oldest.IsZero() {
+			found = rec != nil
+			return err
+		}
+		if rec != nil {
+			found, flush = true, oldest.Before(rec.Job.Received)
+			return nil
+		}
+		if !all {
+			flush = true
+			return nil
+		}
+		cur := tx.Bucket(queueBucket).Bucket(pendingBucket).Cursor()
+		for _, key := range keys {
+			prefix := keyPrefix(key)
+			if k, _ := cur.Seek(prefix); !bytes.HasPrefix(k, prefix) {
+				flush = true
+				return nil
+			}
+		}
+		return nil
+	})
+	return found, flush, err
 }
 
 // claimable returns the oldest head that is queued, or claimed under a
@@ -315,7 +360,9 @@ func (q boltQueue) Done(ctx context.Context, c *Claim, result Result) error {
 	if result != ResultOK && result != ResultFailed {
 		return fmt.Errorf("store: done %s: result %q is neither %q nor %q", c.Job.ID, result, ResultOK, ResultFailed)
 	}
+	var freed *payloadRef // the intake log record this Done frees
 	err := q.db.group.do(0, func(tx *bolt.Tx) error {
+		freed = nil // a retried group runs this again
 		now := q.db.now()
 		rec, err := q.live(tx, c, now)
 		if err != nil {
@@ -338,6 +385,13 @@ func (q boltQueue) Done(ctx context.Context, c *Claim, result Result) error {
 				return err
 			}
 		}
+		refs := qb.Bucket(refsBucket)
+		if ref, ok := decodeRef(refs.Get(id)); ok {
+			freed = &ref
+			if err := refs.Delete(id); err != nil {
+				return err
+			}
+		}
 		if err := qb.Bucket(payloadsBucket).Delete(id); err != nil {
 			return err
 		}
@@ -357,7 +411,19 @@ func (q boltQueue) Done(ctx context.Context, c *Claim, result Result) error {
 	if err != nil {
 		return fmt.Errorf("store: done %s: %w", c.Job.ID, err)
 	}
+	if freed != nil {
+		q.db.intake.release(freed.log)
+	}
 	return nil
+}
+
+// payload reads the payload of job id: from the intake log its ref names,
+// or, in a file written before refs, from the payloads bucket.
+func (q boltQueue) payload(qb *bolt.Bucket, id []byte) ([]byte, error) {
+	if ref, ok := decodeRef(qb.Bucket(refsBucket).Get(id)); ok {
+		return q.db.intake.payload(ref, string(id))
+	}
+	return bytes.Clone(qb.Bucket(payloadsBucket).Get(id)), nil
 }
 
 // live returns c's job when c is its live claim, else ErrLost.
