@@ -22,7 +22,6 @@ var noIOPrefixes = []string{"tailscale.com/", "github.com/aws/"}
 // which: each must still need it (so the list only shrinks).
 var ioAllowed = map[string][]string{
 	"nest":      {"io/fs", "os", "path/filepath"},
-	"pki":       {"crypto/tls", "golang.org/x/crypto/ssh", "io/fs", "net", "os", "path/filepath"},
 	"reconcile": {"github.com/mattn/go-isatty", "os"},
 }
 

@@ -1,4 +1,4 @@
-package pki
+package certtree
 
 import (
 	"bytes"
@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/ducksnest/nestbot/pki"
 )
 
 // Files is a certificate tree rooted at pki.dir: read as an fs.FS, written
@@ -519,7 +521,7 @@ func checkWrite(name string, data []byte) error {
 		}
 		return nil
 	}
-	if ContainsPlaintextKey(data) {
+	if pki.ContainsPlaintextKey(data) {
 		return fmt.Errorf("write %s: refused: it holds a plaintext private key, which belongs only in an .age file", name)
 	}
 	return nil
@@ -528,7 +530,7 @@ func checkWrite(name string, data []byte) error {
 // IsAgeData reports whether data begins as an age file does, armored or binary.
 func IsAgeData(data []byte) bool {
 	d := bytes.TrimLeft(data, " \t\r\n")
-	return bytes.HasPrefix(d, []byte(armorHeader)) || bytes.HasPrefix(data, []byte("age-encryption.org/v1\n"))
+	return bytes.HasPrefix(d, []byte(pki.ArmorHeader)) || bytes.HasPrefix(data, []byte("age-encryption.org/v1\n"))
 }
 
 // IsAgeFile reports whether name is an age-encrypted file by its name.

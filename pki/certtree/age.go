@@ -1,4 +1,4 @@
-package pki
+package certtree
 
 import (
 	"bufio"
@@ -13,11 +13,9 @@ import (
 	"filippo.io/age"
 	"filippo.io/age/agessh"
 	"filippo.io/age/armor"
+	"github.com/ducksnest/nestbot/pki"
 	"golang.org/x/crypto/ssh"
 )
-
-// armorHeader begins an ASCII-armored age file.
-const armorHeader = "-----BEGIN AGE ENCRYPTED FILE-----"
 
 // maxAgeFile bounds what Decrypt reads: a private key is a few kilobytes.
 const maxAgeFile = 1 << 20
@@ -33,21 +31,21 @@ func ParseRecipient(s string) (age.Recipient, error) {
 	case strings.HasPrefix(s, "age1"):
 		r, err := age.ParseX25519Recipient(s)
 		if err != nil {
-			return nil, fmt.Errorf("recipient %q: not a valid age X25519 recipient", truncate(s, 80))
+			return nil, fmt.Errorf("recipient %q: not a valid age X25519 recipient", pki.Truncate(s, 80))
 		}
 		return r, nil
 	case strings.HasPrefix(s, "ssh-ed25519 "):
 		r, err := agessh.ParseRecipient(s)
 		if err != nil {
-			return nil, fmt.Errorf("recipient %q: not a valid ssh-ed25519 public key", truncate(s, 120))
+			return nil, fmt.Errorf("recipient %q: not a valid ssh-ed25519 public key", pki.Truncate(s, 120))
 		}
 		return r, nil
 	}
-	return nil, fmt.Errorf("recipient %q: want an age X25519 recipient (age1…) or an ssh-ed25519 public key", truncate(s, 80))
+	return nil, fmt.Errorf("recipient %q: want an age X25519 recipient (age1…) or an ssh-ed25519 public key", pki.Truncate(s, 80))
 }
 
 func looksSecret(s string) bool {
-	return strings.HasPrefix(strings.ToUpper(s), "AGE-SECRET-KEY-") || ContainsPlaintextKey([]byte(s))
+	return strings.HasPrefix(strings.ToUpper(s), "AGE-SECRET-KEY-") || pki.ContainsPlaintextKey([]byte(s))
 }
 
 // Encrypt encrypts plaintext to every recipient as an ASCII-armored age
@@ -111,7 +109,7 @@ func Decrypt(data []byte, id *Identity) ([]byte, error) {
 		return nil, errors.New("age: no identity to decrypt with; set NEST_AGE_IDENTITY or its _FILE")
 	}
 	var src io.Reader = bytes.NewReader(data)
-	if bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte(armorHeader)) {
+	if bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte(pki.ArmorHeader)) {
 		src = armor.NewReader(bytes.NewReader(bytes.TrimLeft(data, " \t\r\n")))
 	}
 	r, err := age.Decrypt(src, id.ids...)
