@@ -113,7 +113,13 @@ func loadDesired(t *testing.T) (string, reconcile.Desired) {
 
 func readLive(t *testing.T, name string) *reconcile.Live {
 	t.Helper()
-	l, err := reconcile.ReadLive(filepath.Join(example, "live", name+".json"))
+	p := filepath.Join(example, "live", name+".json")
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	l, err := reconcile.DecodeLive(p, f)
 	if err != nil {
 		t.Fatal(err)
 	}
