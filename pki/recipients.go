@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"path"
 	"slices"
 	"strings"
 
@@ -219,3 +220,12 @@ func plural(n int, word string) string {
 
 // ArmorHeader begins an ASCII-armored age file.
 const ArmorHeader = "-----BEGIN AGE ENCRYPTED FILE-----"
+
+// IsAgeData reports whether data begins as an age file does, armored or binary.
+func IsAgeData(data []byte) bool {
+	d := bytes.TrimLeft(data, " \t\r\n")
+	return bytes.HasPrefix(d, []byte(ArmorHeader)) || bytes.HasPrefix(data, []byte("age-encryption.org/v1\n"))
+}
+
+// IsAgeFile reports whether name is an age-encrypted file by its name.
+func IsAgeFile(name string) bool { return strings.HasSuffix(path.Base(name), ".age") }

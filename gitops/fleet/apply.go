@@ -252,31 +252,6 @@ func (s *Session) TailscaleAPI() (*nesttailnet.API, error) {
 	return nesttailnet.NewAPI(cfg)
 }
 
-// identityEnv names the bot's age identity: an age X25519 secret key or an
-// OpenSSH ed25519 private key, in the variable or in a file named by
-// NEST_AGE_IDENTITY_FILE. It decrypts the CA keys; it stays in memory.
-const identityEnv = "NEST_AGE_IDENTITY"
-
-func loadIdentity(getenv func(string) string, mask func(string)) (*certtree.Identity, error) {
-	data := []byte(getenv(identityEnv))
-	if len(data) == 0 {
-		file := getenv(identityEnv + "_FILE")
-		if file == "" {
-			return nil, nil
-		}
-		var err error
-		if data, err = os.ReadFile(file); err != nil {
-			return nil, fmt.Errorf("%s_FILE: %w", identityEnv, err)
-		}
-		mask(string(data)) // from a file: the runner does not know it
-	}
-	id, err := certtree.ParseIdentity(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", identityEnv, err)
-	}
-	return id, nil
-}
-
 // CertsApplier is the certificate tree's applier, with the bot's identity
 // from NEST_AGE_IDENTITY (or NEST_AGE_IDENTITY_FILE), logging to logger
 // (nil discards).
@@ -285,7 +260,7 @@ func (d *Desired) CertsApplier(getenv func(string) string, logger *slog.Logger) 
 }
 
 func (d *Desired) certsApplier(getenv func(string) string, mask func(string), logger *slog.Logger) (*certtree.Applier, error) {
-	id, err := loadIdentity(getenv, mask)
+	id, err := certtree.IdentityFromEnv(getenv, mask)
 	if err != nil {
 		return nil, err
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/go-git/go-git/v5/storage"
 
 	"github.com/ducksnest/nestbot/pki"
-	"github.com/ducksnest/nestbot/pki/certtree"
 )
 
 // Signature names a commit's author (and committer).
@@ -216,7 +215,7 @@ func checkSecrets(files map[string][]byte) error {
 	var bad []string
 	for name, data := range files {
 		if strings.HasSuffix(name, ".age") {
-			if !certtree.IsAgeData(data) {
+			if !pki.IsAgeData(data) {
 				bad = append(bad, name)
 			}
 			continue

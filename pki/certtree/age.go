@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 
 	"filippo.io/age"
@@ -216,4 +217,32 @@ func (id Identity) LogValue() slog.Value { return slog.StringValue(id.String()) 
 
 func sshKeyString(pub ssh.PublicKey) string {
 	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub)))
+}
+
+// IdentityEnv names the bot's age identity: an age X25519 secret key or an
+// OpenSSH ed25519 private key, in the variable or in a file named by
+// NEST_AGE_IDENTITY_FILE. It decrypts the CA keys; it stays in memory.
+const IdentityEnv = "NEST_AGE_IDENTITY"
+
+// IdentityFromEnv reads the bot's identity from IdentityEnv (or the file
+// IdentityEnv_FILE names, whose content it hands to mask, so that a runner
+// can hide it in logs); nil when neither is set.
+func IdentityFromEnv(getenv func(string) string, mask func(string)) (*Identity, error) {
+	data := []byte(getenv(IdentityEnv))
+	if len(data) == 0 {
+		file := getenv(IdentityEnv + "_FILE")
+		if file == "" {
+			return nil, nil
+		}
+		var err error
+		if data, err = os.ReadFile(file); err != nil {
+			return nil, fmt.Errorf("%s_FILE: %w", IdentityEnv, err)
+		}
+		mask(string(data)) // from a file: the runner does not know it
+	}
+	id, err := ParseIdentity(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", IdentityEnv, err)
+	}
+	return id, nil
 }

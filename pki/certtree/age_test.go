@@ -32,7 +32,7 @@ func TestEncryptDecryptWithEitherIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.HasPrefix(enc, []byte(pki.ArmorHeader)) || !IsAgeData(enc) {
+	if !bytes.HasPrefix(enc, []byte(pki.ArmorHeader)) || !pki.IsAgeData(enc) {
 		t.Fatalf("not armored:\n%s", enc)
 	}
 	if pki.ContainsPlaintextKey(enc) {
@@ -60,7 +60,7 @@ func TestDecryptReadsBinary(t *testing.T) {
 	}
 	w.Write([]byte("binary"))
 	w.Close()
-	if !IsAgeData(buf.Bytes()) {
+	if !pki.IsAgeData(buf.Bytes()) {
 		t.Fatal("binary age file not recognised")
 	}
 	got, err := Decrypt(buf.Bytes(), xid)

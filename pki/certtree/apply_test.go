@@ -55,8 +55,8 @@ func TestApplyIssuesTheWholeSet(t *testing.T) {
 		t.Errorf("report written %q", rep.Written)
 	}
 	for p, data := range files {
-		if IsAgeFile(p) != IsAgeData(data) {
-			t.Errorf("%s: age data %v", p, IsAgeData(data))
+		if pki.IsAgeFile(p) != pki.IsAgeData(data) {
+			t.Errorf("%s: age data %v", p, pki.IsAgeData(data))
 		}
 		if pki.ContainsPlaintextKey(data) {
 			t.Errorf("%s holds a plaintext private key", p)
@@ -763,7 +763,7 @@ func decryptAll(t testing.TB, fx *fixture, files map[string][]byte) map[string][
 	t.Helper()
 	out := map[string][]byte{}
 	for p, data := range files {
-		if IsAgeFile(p) {
+		if pki.IsAgeFile(p) {
 			out[p] = decryptWith(t, fx.bot, data)
 		}
 	}

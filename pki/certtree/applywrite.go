@@ -31,7 +31,7 @@ func (a *Applier) write(tasks []*task, removals []pki.Removal, kept map[string][
 		res := pki.Result{ID: s.ID, Action: t.action, Reason: t.reason, NotAfter: t.notAfter}
 		for _, w := range t.writes {
 			res.Files = append(res.Files, w.path)
-			if IsAgeFile(w.path) {
+			if pki.IsAgeFile(w.path) {
 				keys = append(keys, w)
 			} else {
 				certs = append(certs, w)

@@ -111,7 +111,7 @@ func benchmarkFloor(b *testing.B, f *nest.Fleet, specs []pki.Spec, workers int) 
 		switch {
 		case name == pki.SecretsNixPath:
 			last = append(last, name)
-		case IsAgeFile(name):
+		case pki.IsAgeFile(name):
 			keys = append(keys, name)
 		default:
 			certs = append(certs, name)

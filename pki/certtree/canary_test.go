@@ -27,7 +27,7 @@ func TestCanaryNoPrivateKeyIsEverPrinted(t *testing.T) {
 	secrets = append(secrets, pemBodyLines(fx.adminSSH.private)...)
 	collectKeys := func() {
 		for p, data := range fx.snapshot(t) {
-			if IsAgeFile(p) {
+			if pki.IsAgeFile(p) {
 				secrets = append(secrets, pemBodyLines(decryptWith(t, fx.bot, data))...)
 			}
 		}

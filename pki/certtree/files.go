@@ -1,7 +1,6 @@
 package certtree
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -515,8 +514,8 @@ func checkWrite(name string, data []byte) error {
 	if !fs.ValidPath(name) || name == "." {
 		return fmt.Errorf("write %q: not a relative slash-separated path", name)
 	}
-	if IsAgeFile(name) {
-		if !IsAgeData(data) {
+	if pki.IsAgeFile(name) {
+		if !pki.IsAgeData(data) {
 			return fmt.Errorf("write %s: refused: an .age file that is not age-encrypted", name)
 		}
 		return nil
@@ -526,12 +525,3 @@ func checkWrite(name string, data []byte) error {
 	}
 	return nil
 }
-
-// IsAgeData reports whether data begins as an age file does, armored or binary.
-func IsAgeData(data []byte) bool {
-	d := bytes.TrimLeft(data, " \t\r\n")
-	return bytes.HasPrefix(d, []byte(pki.ArmorHeader)) || bytes.HasPrefix(data, []byte("age-encryption.org/v1\n"))
-}
-
-// IsAgeFile reports whether name is an age-encrypted file by its name.
-func IsAgeFile(name string) bool { return strings.HasSuffix(path.Base(name), ".age") }

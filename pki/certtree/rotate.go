@@ -318,7 +318,7 @@ func (r *rotation) reissue(ctx context.Context, is *pki.Issuer, recipients map[s
 		res := pki.Result{ID: t.spec.ID, Action: t.action, Reason: t.reason, NotAfter: t.notAfter}
 		for _, f := range t.writes {
 			res.Files = append(res.Files, f.path)
-			if IsAgeFile(f.path) {
+			if pki.IsAgeFile(f.path) {
 				r.keys = append(r.keys, f)
 			} else {
 				r.certs = append(r.certs, f)
