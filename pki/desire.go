@@ -81,7 +81,7 @@ func Desired(f *nest.Fleet, hostKeys map[string]string, facts map[string]HostFac
 	}
 	ff := *f
 	ff.PKI = &k
-	admins := normalizeAll(k.Admins)
+	admins := NormalizeRecipients(k.Admins)
 	hostOfDir := map[string]string{}
 	for name, h := range f.Hosts {
 		hostOfDir[hostDir(h)] = name
@@ -91,7 +91,7 @@ func Desired(f *nest.Fleet, hostKeys map[string]string, facts map[string]HostFac
 		if host, ok := hostOfDir[dir]; ok {
 			key = hostKeys[host]
 		}
-		return sortedUnique(appendKey(slices.Clone(admins), key))
+		return SortedUnique(appendKey(slices.Clone(admins), key))
 	}
 
 	profile := Set(&ff, hostKeys, facts)
@@ -174,7 +174,7 @@ func Desired(f *nest.Fleet, hostKeys map[string]string, facts map[string]HostFac
 			continue // its CA is unreadable: the CA's own finding says so
 		}
 		s := found(c)
-		s.Name = strings.TrimPrefix(strings.TrimSuffix(path.Base(c.CertPath), ".crt"), caDir(c.Signer)+"-")
+		s.Name = strings.TrimPrefix(strings.TrimSuffix(path.Base(c.CertPath), ".crt"), CADir(c.Signer)+"-")
 		s.Host, s.Signer, s.Adopted = hostOfDir[dir], c.Signer, true
 		s.Recipients = recipientsFor(dir)
 		if why := CanIssue(s); why != "" {

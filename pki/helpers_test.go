@@ -2,20 +2,16 @@ package pki
 
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
 	"fmt"
-	"io/fs"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"filippo.io/age"
@@ -50,18 +46,14 @@ func newSSHKey(t testing.TB) sshKey {
 	return sshKey{pub: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp))), private: pem.EncodeToMemory(block)}
 }
 
-// newAgeIdentity is a generated age X25519 identity, its Identity and recipient.
-func newAgeIdentity(t testing.TB) (*Identity, string, string) {
+// newAgeIdentity is a generated age X25519 identity: its recipient and secret.
+func newAgeIdentity(t testing.TB) (string, string) {
 	t.Helper()
 	x, err := age.GenerateX25519Identity()
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := ParseIdentity([]byte("# created: test\n" + x.String() + "\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id, x.Recipient().String(), x.String()
+	return x.Recipient().String(), x.String()
 }
 
 // fixture is a small fleet (one control plane, one worker) with real host
@@ -72,13 +64,9 @@ type fixture struct {
 	hostKeys  map[string]string
 	hosts     map[string]sshKey
 	facts     map[string]HostFacts
-	bot       *Identity
 	botRecip  string
 	botSecret string
 	adminSSH  sshKey // a second admin, by SSH key
-	dir       string
-	clock     time.Time
-	applier   *Applier
 }
 
 const fixtureYAML = `version: 1
@@ -97,14 +85,14 @@ pki:
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	bot, botRecip, botSecret := newAgeIdentity(t)
+	botRecip, botSecret := newAgeIdentity(t)
 	adminSSH := newSSHKey(t)
 	f, err := nest.Parse("testnest.yaml", fmt.Appendf(nil, fixtureYAML, botRecip, adminSSH.pub))
 	if err != nil {
 		t.Fatal(err)
 	}
 	fx := &fixture{fleet: f, hostKeys: map[string]string{}, hosts: map[string]sshKey{}, facts: map[string]HostFacts{},
-		bot: bot, botRecip: botRecip, botSecret: botSecret, adminSSH: adminSSH, dir: t.TempDir(), clock: t0}
+		botRecip: botRecip, botSecret: botSecret, adminSSH: adminSSH}
 	for i, h := range []string{"cp-1", "w-1"} {
 		k := newSSHKey(t)
 		fx.hosts[h], fx.hostKeys[h] = k, k.pub
@@ -114,59 +102,10 @@ func newFixture(t testing.TB) *fixture {
 			OnTailnet: true, PrivateIPs: true,
 		}
 	}
-	fx.applier = &Applier{
-		Files:       Dir(fx.dir),
-		Identity:    bot,
-		Issuer:      &Issuer{Now: func() time.Time { return fx.clock }},
-		RenewBefore: f.PKI.RenewBefore.Duration,
-	}
 	return fx
 }
 
 func (fx *fixture) specs() []Spec { return Set(fx.fleet, fx.hostKeys, fx.facts) }
-
-func (fx *fixture) apply(t testing.TB) *Report {
-	t.Helper()
-	rep, err := fx.applier.Apply(context.Background(), fx.specs())
-	if err != nil {
-		t.Fatalf("apply: %v", err)
-	}
-	return rep
-}
-
-func (fx *fixture) read(t testing.TB, p string) []byte {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(fx.dir, filepath.FromSlash(p)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
-
-// snapshot reads every file of the tree.
-func (fx *fixture) snapshot(t testing.TB) map[string][]byte {
-	t.Helper()
-	out := map[string][]byte{}
-	err := fs.WalkDir(os.DirFS(fx.dir), ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		out[p] = fx.read(t, p)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func actions(rep *Report) map[string]Action {
-	m := map[string]Action{}
-	for _, r := range rep.Results {
-		m[r.ID] = r.Action
-	}
-	return m
-}
 
 // tool returns the path of a command-line tool, or skips the test without
 // it (fails, in CI).
@@ -195,35 +134,4 @@ func writeTemp(t testing.TB, name string, data []byte) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// memFiles is a tree in memory.
-type memFiles struct {
-	mu sync.Mutex
-	m  fstest.MapFS
-}
-
-func newMemFiles() *memFiles { return &memFiles{m: fstest.MapFS{}} }
-
-func (f *memFiles) Open(name string) (fs.File, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.m.Open(name)
-}
-
-func (f *memFiles) WriteFile(name string, data []byte) error {
-	if err := checkWrite(name, data); err != nil {
-		return err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.m[name] = &fstest.MapFile{Data: bytes.Clone(data), Mode: 0o644}
-	return nil
-}
-
-func (f *memFiles) Remove(name string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.m, name)
-	return nil
 }

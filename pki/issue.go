@@ -16,7 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
-	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -49,8 +49,8 @@ func mustOID(s string) x509.OID {
 	return oid
 }
 
-// issuedByNestbot reports whether c carries nestbotPolicy.
-func issuedByNestbot(c *x509.Certificate) bool {
+// IsNestbotIssued reports whether c carries nestbotPolicy.
+func IsNestbotIssued(c *x509.Certificate) bool {
 	return slices.ContainsFunc(c.Policies, func(o x509.OID) bool { return o.Equal(nestbotPolicy) })
 }
 
@@ -104,7 +104,7 @@ func (k KeyPair) String() string {
 		return "empty key pair"
 	}
 	if k.Cert == nil {
-		return fmt.Sprintf("key pair (%s, private key redacted)", algorithmOf(k.Key.Public()))
+		return fmt.Sprintf("key pair (%s, private key redacted)", AlgorithmOf(k.Key.Public()))
 	}
 	return fmt.Sprintf("certificate %q serial %x (private key redacted)", k.Cert.Subject.CommonName, k.Cert.SerialNumber)
 }
@@ -115,7 +115,8 @@ func (k KeyPair) Format(f fmt.State, _ rune) { io.WriteString(f, k.String()) }
 // LogValue makes slog print String.
 func (k KeyPair) LogValue() slog.Value { return slog.StringValue(k.String()) }
 
-func (is *Issuer) now() time.Time {
+// Time is the Issuer's clock's reading: Now, or else time.Now.
+func (is *Issuer) Time() time.Time {
 	if is.Now != nil {
 		return is.Now()
 	}
@@ -183,7 +184,7 @@ func (is *Issuer) template(s Spec, pub crypto.PublicKey) (*x509.Certificate, err
 	if err != nil {
 		return nil, err
 	}
-	notBefore := is.now().Add(-Backdate).UTC().Truncate(time.Second)
+	notBefore := is.Time().Add(-Backdate).UTC().Truncate(time.Second)
 	t := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: s.CommonName, Organization: s.Organization},
@@ -212,14 +213,11 @@ func (is *Issuer) template(s Spec, pub crypto.PublicKey) (*x509.Certificate, err
 	}
 	t.DNSNames = s.DNSNames
 	for _, a := range s.IPs {
-		ip := net.ParseIP(a)
-		if ip == nil {
+		ip, err := netip.ParseAddr(a)
+		if err != nil || ip.Zone() != "" {
 			return nil, fmt.Errorf("IP SAN %q is not an IP address", a)
 		}
-		if v4 := ip.To4(); v4 != nil {
-			ip = v4
-		}
-		t.IPAddresses = append(t.IPAddresses, ip)
+		t.IPAddresses = append(t.IPAddresses, ip.Unmap().AsSlice())
 	}
 	return t, nil
 }
@@ -256,7 +254,7 @@ func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
 }
 
 // extKeyUsages are the extended key usages a Spec can name, by the names
-// usageNames gives them.
+// UsageNames gives them.
 func extKeyUsages() map[string]x509.ExtKeyUsage {
 	return map[string]x509.ExtKeyUsage{
 		UsageServer: x509.ExtKeyUsageServerAuth, UsageClient: x509.ExtKeyUsageClientAuth,
@@ -296,8 +294,8 @@ func generateKey(alg string, r io.Reader) (crypto.Signer, error) {
 	return nil, fmt.Errorf("key algorithm %q; want %s, %s or %s", alg, AlgECDSAP256, AlgRSA2048, AlgRSA4096)
 }
 
-// algorithmOf names a public key as key_algorithm does, or describes it.
-func algorithmOf(pub crypto.PublicKey) string {
+// AlgorithmOf names a public key as key_algorithm does, or describes it.
+func AlgorithmOf(pub crypto.PublicKey) string {
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
 		switch k.Curve {

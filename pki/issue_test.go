@@ -53,7 +53,7 @@ func TestIssueFollowsSpec(t *testing.T) {
 				t.Errorf("%s: a key-only spec got a certificate", s.ID)
 			}
 			if k, ok := kp.Key.(*rsa.PrivateKey); !ok || k.N.BitLen() != 2048 {
-				t.Errorf("%s: service account key is %s, want rsa-2048", s.ID, algorithmOf(kp.Key.Public()))
+				t.Errorf("%s: service account key is %s, want rsa-2048", s.ID, AlgorithmOf(kp.Key.Public()))
 			}
 			continue
 		}
@@ -68,10 +68,10 @@ func TestIssueFollowsSpec(t *testing.T) {
 			if !slices.Equal(c.DNSNames, s.DNSNames) {
 				t.Errorf("DNS SANs %q, want %q", c.DNSNames, s.DNSNames)
 			}
-			if got := certIPs(c); !slices.Equal(got, s.IPs) {
+			if got := CertIPs(c); !slices.Equal(got, s.IPs) {
 				t.Errorf("IP SANs %q, want %q", got, s.IPs)
 			}
-			if got := usageNames(c); !slices.Equal(got, s.Usages) {
+			if got := UsageNames(c); !slices.Equal(got, s.Usages) {
 				t.Errorf("usages %q, want %q", got, s.Usages)
 			}
 			if !c.BasicConstraintsValid || c.IsCA != s.IsCA {
@@ -101,7 +101,7 @@ func TestIssueFollowsSpec(t *testing.T) {
 				t.Errorf("subject key id %x, want %x", c.SubjectKeyId, ski)
 			}
 			if _, ok := c.PublicKey.(*ecdsa.PublicKey); !ok {
-				t.Errorf("key %s, want ecdsa-p256 by default", algorithmOf(c.PublicKey))
+				t.Errorf("key %s, want ecdsa-p256 by default", AlgorithmOf(c.PublicKey))
 			}
 			if s.IsCA {
 				if !bytes.Equal(c.AuthorityKeyId, c.SubjectKeyId) {
@@ -209,7 +209,7 @@ func TestIssueRSAKeys(t *testing.T) {
 			}
 			k, ok := kp.Cert.PublicKey.(*rsa.PublicKey)
 			if !ok || k.N.BitLen() != tc.bits {
-				t.Fatalf("key %s, want %s", algorithmOf(kp.Cert.PublicKey), tc.alg)
+				t.Fatalf("key %s, want %s", AlgorithmOf(kp.Cert.PublicKey), tc.alg)
 			}
 			pemKey, err := kp.KeyPEM()
 			if err != nil {

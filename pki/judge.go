@@ -2,6 +2,7 @@ package pki
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -100,7 +101,7 @@ func judgeCA(s Spec, have *ObservedCert, now time.Time, renewBefore time.Duratio
 	}
 	if have.HasKey && have.Error == "" {
 		if differ, unknown := have.Keys().Differ(s.Recipients); differ {
-			reason := joinReasons("recipients changed; the key is re-encrypted, not reissued", hold)
+			reason := JoinReasons("recipients changed; the key is re-encrypted, not reissued", hold)
 			if w := unknownRecipients(unknown); w != "" {
 				reason += "; " + w
 			}
@@ -124,4 +125,89 @@ func RemovalReason(r Removal) string {
 		what = "CA"
 	}
 	return fmt.Sprintf("NOT ISSUED BY NESTBOT: a %s adopted from the tree, deleted because %s", what, r.Reason)
+}
+
+// RenewalDue is the renewal policy: due when less than renewBefore is left,
+// or when more than 2/3 of the lifetime has passed. why says which.
+func RenewalDue(notBefore, notAfter, now time.Time, renewBefore time.Duration) (due bool, why string) {
+	left := notAfter.Sub(now)
+	if left <= 0 {
+		return true, "expired " + roughly(-left) + " ago"
+	}
+	if left < renewBefore {
+		return true, "expires in " + roughly(left) + " (renew_before " + roughly(renewBefore) + ")"
+	}
+	if life := notAfter.Sub(notBefore); life > 0 && now.Sub(notBefore) > life*2/3 {
+		return true, "past 2/3 of its lifetime (expires in " + roughly(left) + ")"
+	}
+	return false, ""
+}
+
+func roughly(d time.Duration) string {
+	switch {
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+	case d >= 2*time.Hour:
+		return fmt.Sprintf("%d hours", int(d/time.Hour))
+	case d >= 2*time.Minute:
+		return fmt.Sprintf("%d minutes", int(d/time.Minute))
+	}
+	return d.Round(time.Second).String()
+}
+
+// Drift lists what a certificate says that its spec no longer does, by the
+// attribute names the plan uses.
+func Drift(s Spec, c *ObservedCert) []string {
+	if s.KeyOnly {
+		return nil
+	}
+	var out []string
+	differs := func(attr string, have, want []string) {
+		if !slices.Equal(SortedUnique(have), SortedUnique(want)) {
+			out = append(out, attr)
+		}
+	}
+	sans := differs
+	if s.SANsIncomplete {
+		sans = func(attr string, have, want []string) {
+			if !SubsetOf(want, have) {
+				out = append(out, attr)
+			}
+		}
+	}
+	if c.CommonName != s.CommonName {
+		out = append(out, "common_name")
+	}
+	differs("organization", c.Organization, s.Organization)
+	differs("usages", c.Usages, s.Usages)
+	sans("dns_names", c.DNSNames, s.DNSNames)
+	sans("ips", c.IPs, s.IPs)
+	if c.IsCA != s.IsCA {
+		out = append(out, "is_ca")
+	}
+	return out
+}
+
+// SubsetOf reports whether every element of want is in have.
+func SubsetOf(want, have []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
+}
+
+// SameRecipients reports whether have and want are the same recipients,
+// normalized. Lists that are equal as they are, as after every apply, are
+// not normalized (a plan compares every key's).
+func SameRecipients(have, want []string) bool {
+	return slices.Equal(have, want) || slices.Equal(NormalizeRecipients(have), NormalizeRecipients(want))
+}
+
+func JoinReasons(a, b string) string {
+	if b == "" {
+		return a
+	}
+	return a + "; also " + b
 }

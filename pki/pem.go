@@ -113,7 +113,7 @@ func KeyMatches(key crypto.Signer, pub crypto.PublicKey) bool {
 	return ok && k.Equal(pub)
 }
 
-func truncate(s string, n int) string {
+func Truncate(s string, n int) string {
 	if len(s) > n {
 		return s[:n] + "…"
 	}

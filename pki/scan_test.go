@@ -2,62 +2,11 @@ package pki
 
 import (
 	"bytes"
-	"crypto/x509"
 	"encoding/pem"
 	"strings"
 	"testing"
 	"time"
 )
-
-func TestContainsPlaintextKey(t *testing.T) {
-	is := &Issuer{Now: func() time.Time { return t0 }}
-	kp, err := is.Issue(Spec{ID: "ca", IsCA: true, CommonName: "kubernetes", Validity: time.Hour}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sec1, _ := kp.KeyPEM()
-	der, _ := x509.MarshalPKCS8PrivateKey(kp.Key)
-	pkcs8 := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	ssh := newSSHKey(t)
-	_, recip, ageSecret := newAgeIdentity(t)
-	enc, err := Encrypt(sec1, []string{recip})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := kp.PublicKeyPEM()
-	sshBody := strings.Split(string(ssh.private), "\n")[1] // the base64 without its armor
-
-	for name, data := range map[string][]byte{
-		"SEC 1":             sec1,
-		"PKCS 8":            pkcs8,
-		"PKCS 1":            []byte("-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n"),
-		"encrypted PKCS 8":  []byte("-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIE\n-----END ENCRYPTED PRIVATE KEY-----\n"),
-		"OpenSSH":           ssh.private,
-		"OpenSSH unarmored": []byte("key: " + sshBody),
-		"age secret":        []byte("# created\n" + ageSecret + "\n"),
-		"age secret lower":  []byte(strings.ToLower(ageSecret)),
-		"cert then key":     append(append([]byte{}, kp.CertPEM...), sec1...),
-		"in JSON":           []byte(`{"key":"` + strings.ReplaceAll(string(pkcs8), "\n", `\n`) + `"}`),
-		"PuTTY":             []byte("PuTTY-User-Key-File-3: ssh-ed25519\n"),
-	} {
-		if !ContainsPlaintextKey(data) {
-			t.Errorf("%s: not detected", name)
-		}
-	}
-	for name, data := range map[string][]byte{
-		"certificate":   kp.CertPEM,
-		"public key":    pub,
-		"ssh public":    []byte(ssh.pub),
-		"age recipient": []byte(recip),
-		"age file":      enc,
-		"secrets.nix":   RenderSecretsNix(map[string][]string{"ca/kubernetes.key.age": {recip, ssh.pub}}),
-		"prose":         []byte("the private key lives in ca/kubernetes.key.age"),
-	} {
-		if ContainsPlaintextKey(data) {
-			t.Errorf("%s: flagged", name)
-		}
-	}
-}
 
 // FuzzContainsPlaintextKey: a PEM private-key header anywhere in any input
 // is found.

@@ -82,10 +82,10 @@ type HostFacts struct {
 	PrivateIPs bool // whether the cloud addresses are known (or the host has none)
 }
 
-// caDir names the CA in file names, as the K8Nix certToolkit lays them out
+// CADir names the CA in file names, as the K8Nix certToolkit lays them out
 // (ca/<name>.crt, derived/<host>/<name>-<leaf>.crt): the kubeadm layout's
 // CAs are kubernetes, etcd and front-proxy; any other CA is its own name.
-func caDir(ca string) string {
+func CADir(ca string) string {
 	switch ca {
 	case CA:
 		return "kubernetes"
@@ -129,7 +129,7 @@ func caValidity(k *nest.PKI, layout string) time.Duration {
 }
 
 // hostDir is the directory of host h's certificates: derived/<its networking.hostName>.
-func hostDir(h *nest.Host) string { return path.Join(derivedDirName, h.NetworkingHostName()) }
+func hostDir(h *nest.Host) string { return path.Join(DerivedDirName, h.NetworkingHostName()) }
 
 // Set derives the full certificate set of fleet f, as its layout (Layout)
 // lays it out. hostKeys maps a host to its pinned SSH ed25519 public key
@@ -148,7 +148,7 @@ func Set(f *nest.Fleet, hostKeys map[string]string, facts map[string]HostFacts) 
 
 func kubeadmSet(f *nest.Fleet, hostKeys map[string]string, facts map[string]HostFacts) []Spec {
 	k := f.PKI
-	admins := normalizeAll(k.Admins)
+	admins := NormalizeRecipients(k.Admins)
 	alg := keyAlgorithm(k, nest.LayoutKubeadm)
 	n := 4 // the CAs and the service-account key, then 3 a node and 10 more a control plane
 	for _, h := range f.Hosts {
@@ -162,8 +162,8 @@ func kubeadmSet(f *nest.Fleet, hostKeys map[string]string, facts map[string]Host
 		out = append(out, Spec{
 			ID: id, Name: id, IsCA: true, CommonName: cn, Validity: caValidity(k, nest.LayoutKubeadm),
 			KeyAlgorithm: alg, Recipients: admins,
-			CertPath: path.Join("ca", caDir(id)+".crt"),
-			KeyPath:  path.Join("ca", caDir(id)+".key.age"),
+			CertPath: path.Join("ca", CADir(id)+".crt"),
+			KeyPath:  path.Join("ca", CADir(id)+".key.age"),
 		})
 	}
 	ca(CA, "kubernetes")
@@ -180,7 +180,7 @@ func kubeadmSet(f *nest.Fleet, hostKeys map[string]string, facts map[string]Host
 	out = append(out, Spec{
 		ID: ServiceAccount, Name: ServiceAccount, KeyOnly: true,
 		KeyAlgorithm: serviceAccountAlgorithm(alg),
-		Recipients:   sortedUnique(saRecipients),
+		Recipients:   SortedUnique(saRecipients),
 		KeyPath:      path.Join("ca", "service-account.key.age"),
 	})
 
@@ -188,7 +188,7 @@ func kubeadmSet(f *nest.Fleet, hostKeys map[string]string, facts map[string]Host
 	for _, name := range hostNames(f) {
 		h := f.Hosts[name]
 		fact := facts[name]
-		recipients := sortedUnique(appendKey(slices.Clone(admins), hostKeys[name]))
+		recipients := SortedUnique(appendKey(slices.Clone(admins), hostKeys[name]))
 		ips := hostIPs(h, fact)
 		incomplete := !fact.OnTailnet || !fact.PrivateIPs
 		dir := hostDir(h)
@@ -197,13 +197,13 @@ func kubeadmSet(f *nest.Fleet, hostKeys map[string]string, facts map[string]Host
 		leaf := func(name, signer, cn string, org []string, usages []string, dns, ipList, required []string, withFacts bool) {
 			s := Spec{
 				ID: path.Base(dir) + "/" + name, Name: name, Host: h.Name, Signer: signer,
-				CommonName: cn, Organization: org, Usages: sortedUnique(usages),
-				DNSNames: sortedUnique(dns), IPs: sortedUnique(ipList),
+				CommonName: cn, Organization: org, Usages: SortedUnique(usages),
+				DNSNames: SortedUnique(dns), IPs: SortedUnique(ipList),
 				Validity: k.LeafValidity.Duration, KeyAlgorithm: alg, Recipients: recipients,
 				SANsIncomplete: incomplete && len(dns)+len(ipList) > 0,
-				FactSANs:       withFacts, RequiredSANs: sortedUnique(required),
+				FactSANs:       withFacts, RequiredSANs: SortedUnique(required),
 			}
-			stem := fileStem(signer, name)
+			stem := FileStem(signer, name)
 			s.CertPath = path.Join(dir, stem+".crt")
 			s.KeyPath = path.Join(dir, stem+".key.age")
 			out = append(out, s)
@@ -281,16 +281,16 @@ func sortSpecs(specs []Spec) {
 	}
 }
 
-// fileStem is a leaf's file name without extension, as the K8Nix certToolkit
+// FileStem is a leaf's file name without extension, as the K8Nix certToolkit
 // names it: the CA's directory name, a dash, and the certificate's name
 // (etcd-server, not etcd-etcd-server).
-func fileStem(signer, name string) string {
-	return caDir(signer) + "-" + strings.TrimPrefix(name, caDir(signer)+"-")
+func FileStem(signer, name string) string {
+	return CADir(signer) + "-" + strings.TrimPrefix(name, CADir(signer)+"-")
 }
 
-// leafSigners maps every leaf name that Set derives to the CA that signs it.
+// LeafSigners maps every leaf name that Set derives to the CA that signs it.
 // IDForPath reads it backwards; a test keeps the two in step.
-func leafSigners() map[string]string {
+func LeafSigners() map[string]string {
 	return map[string]string{
 		"apiserver": CA, "apiserver-kubelet-client": CA, "admin": CA,
 		"controller-manager": CA, "scheduler": CA,
@@ -404,15 +404,15 @@ func NormalizeRecipient(r string) string {
 	return r
 }
 
-func normalizeAll(rs []string) []string {
+func NormalizeRecipients(rs []string) []string {
 	out := make([]string, 0, len(rs))
 	for _, r := range rs {
 		out = appendKey(out, r)
 	}
-	return sortedUnique(out)
+	return SortedUnique(out)
 }
 
-func sortedUnique(s []string) []string {
+func SortedUnique(s []string) []string {
 	if len(s) == 0 {
 		return nil
 	}

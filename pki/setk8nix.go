@@ -64,20 +64,20 @@ func k8nixOrganization(f *nest.Fleet) string {
 
 func k8nixSet(f *nest.Fleet, hostKeys map[string]string) []Spec {
 	k := f.PKI
-	admins := normalizeAll(k.Admins)
+	admins := NormalizeRecipients(k.Admins)
 	alg := keyAlgorithm(k, nest.LayoutK8Nix)
 	org := k8nixOrganization(f)
 	out := []Spec{{
 		ID: K8sCA, Name: K8sCA, IsCA: true, CommonName: org + " Kubernetes Cluster CA", Organization: []string{org},
 		Validity: caValidity(k, nest.LayoutK8Nix), KeyAlgorithm: alg, Recipients: admins,
-		CertPath: caCertPath(K8sCA), KeyPath: path.Join(caDirName, caDir(K8sCA)+".key.age"),
+		CertPath: CACertPath(K8sCA), KeyPath: path.Join(CADirName, CADir(K8sCA)+".key.age"),
 	}}
 	extra := extraSANs(k)
 	for _, name := range hostNames(f) {
 		h := f.Hosts[name]
 		hn := h.NetworkingHostName()
 		dir := hostDir(h)
-		recipients := sortedUnique(appendKey(slices.Clone(admins), hostKeys[name]))
+		recipients := SortedUnique(appendKey(slices.Clone(admins), hostKeys[name]))
 		addresses := canonicalIPs(h.Addresses)
 		for _, l := range k8nixLeaves(firstServiceIP(k.ServiceCIDR), k.ClusterDomain) {
 			if !l.everyHost && !h.HasRole(nest.RoleControlPlane) {
@@ -101,11 +101,11 @@ func k8nixSet(f *nest.Fleet, hostKeys map[string]string) []Spec {
 				required = append(required, extra...)
 			}
 			sans = append(sans, required...)
-			stem := caDir(K8sCA) + "-" + l.name
+			stem := CADir(K8sCA) + "-" + l.name
 			out = append(out, Spec{
 				ID: hn + "/" + stem, Name: l.name, Host: h.Name, Signer: K8sCA,
 				CommonName: replaceHost(l.cn, hn), Organization: []string{o},
-				DNSNames: sortedUnique(dnsOnly(sans)), IPs: sortedUnique(ipsOnly(sans)), RequiredSANs: sortedUnique(required),
+				DNSNames: SortedUnique(dnsOnly(sans)), IPs: SortedUnique(ipsOnly(sans)), RequiredSANs: SortedUnique(required),
 				Usages:   []string{UsageClient, UsageServer},
 				Validity: k.LeafValidity.Duration, KeyAlgorithm: alg, Recipients: recipients,
 				CertPath: path.Join(dir, stem+".crt"), KeyPath: path.Join(dir, stem+".key.age"),

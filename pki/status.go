@@ -188,7 +188,7 @@ func (j judge) row(c ObservedCert) StatusRow {
 // fills in its days left and whether its chain verifies.
 func (j judge) expiryAndChain(c ObservedCert, row *StatusRow, mark func(CertStatus, string)) {
 	row.Verifies = &c.Verified
-	d := daysLeft(c.NotAfter, j.now)
+	d := DaysLeft(c.NotAfter, j.now)
 	row.DaysLeft = &d
 	due, why := RenewalDue(c.NotBefore, c.NotAfter, j.now, j.renewBefore)
 	expired := !j.now.Before(c.NotAfter)
@@ -208,7 +208,7 @@ func (j judge) expiryAndChain(c ObservedCert, row *StatusRow, mark func(CertStat
 		mark(StatusReissue, fmt.Sprintf("chain does not verify against %s%s: %s", orDash(c.SignerPath), issuer, c.VerifyError))
 	}
 	if c.Verified && !c.IsCA {
-		ca := cmp.Or(c.Signer, signerForStem(strings.TrimSuffix(path.Base(c.CertPath), ".crt")))
+		ca := cmp.Or(c.Signer, SignerForStem(strings.TrimSuffix(path.Base(c.CertPath), ".crt")))
 		if r := j.obs[ca].Rotation; r != nil && r.Phase == PhaseReissue && c.IssuerSerial == r.OldSerial {
 			mark(StatusReissue, fmt.Sprintf("signed by the old %s, which is being rotated (%s applied); nestbot certs apply moves it to the new CA", ca, r.Phase))
 		}
@@ -306,7 +306,7 @@ func listDrift(attr string, have, want []string, extra bool) string {
 // minus is a without b, sorted.
 func minus(a, b []string) []string {
 	var out []string
-	for _, x := range sortedUnique(a) {
+	for _, x := range SortedUnique(a) {
 		if !slices.Contains(b, x) {
 			out = append(out, x)
 		}

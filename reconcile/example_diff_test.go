@@ -11,7 +11,7 @@ import (
 
 // A plan from the desired state (nest.yaml and the pinned host keys) and
 // the live one (here a snapshot written by hand; nestbot observes it, or
-// reads it from a file with ReadLive), rendered as the CLI prints it.
+// reads it from a file with DecodeLive), rendered as the CLI prints it.
 // RenderMarkdown gives the same plan as a pull request's comment, RenderJSON
 // as JSON.
 func ExampleDiff() {

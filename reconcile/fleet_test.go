@@ -10,6 +10,7 @@ import (
 
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/pki"
+	"github.com/ducksnest/nestbot/pki/certtree"
 )
 
 // Fixed inputs, so generated snapshots and golden plans never change by themselves.
@@ -28,7 +29,7 @@ func loadExample(t testing.TB) Desired {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := pki.ReadHostKeys("../examples/ducksnest/"+f.PKI.Dir, hostList(f))
+	keys, err := certtree.ReadHostKeys("../examples/ducksnest/"+f.PKI.Dir, hostList(f))
 	if err != nil {
 		t.Fatal(err)
 	}

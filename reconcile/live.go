@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"time"
 
@@ -256,16 +255,6 @@ type HostRun struct {
 // Observed reports whether plane was observed.
 func (l *Live) Observed(plane Plane) bool {
 	return l.Planes == nil || slices.Contains(l.Planes, plane)
-}
-
-// ReadLive reads a live snapshot file.
-func ReadLive(path string) (*Live, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("read live snapshot: %w", err)
-	}
-	defer f.Close()
-	return DecodeLive(path, f)
 }
 
 // DecodeLive decodes a live snapshot strictly: an unknown or repeated key,

@@ -3,31 +3,18 @@ package reconcile
 import (
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/mattn/go-isatty"
 )
 
 // TextOptions tune RenderText.
 type TextOptions struct {
 	// Color adds ANSI colours to the symbols. Set it only for a terminal
-	// that wants them: see ColorFor.
+	// that wants them (the caller knows: nestbot's is cli.IO.Color).
 	Color bool
-}
-
-// ColorFor reports whether output to f should be coloured: only when f is a
-// terminal and NO_COLOR is unset or empty (https://no-color.org).
-func ColorFor(f *os.File) bool {
-	if f == nil || os.Getenv("NO_COLOR") != "" {
-		return false
-	}
-	fd := f.Fd()
-	return isatty.IsTerminal(fd) || isatty.IsCygwinTerminal(fd)
 }
 
 // NoChangesText is what RenderText prints for a plan without steps.

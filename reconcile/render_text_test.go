@@ -2,8 +2,6 @@ package reconcile
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -142,23 +140,5 @@ func TestRenderTextEscapesControlCharacters(t *testing.T) {
 	}
 	if want := `~ tags.Name\r = "a\x1b[31m" -> "b\nc"`; !strings.Contains(got, want) {
 		t.Errorf("missing %q in %q", want, got)
-	}
-}
-
-func TestColorFor(t *testing.T) {
-	f, err := os.Create(filepath.Join(t.TempDir(), "out"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if ColorFor(f) {
-		t.Errorf("colour for a regular file")
-	}
-	if ColorFor(nil) {
-		t.Errorf("colour for no file")
-	}
-	t.Setenv("NO_COLOR", "1")
-	if ColorFor(os.Stdout) {
-		t.Errorf("colour with NO_COLOR set")
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/ducksnest/nestbot/gitops/fleet"
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/pki"
+	"github.com/ducksnest/nestbot/pki/certtree"
 	"github.com/ducksnest/nestbot/reconcile"
 )
 
@@ -137,12 +138,12 @@ func runCertsStatus(ctx context.Context, opts *certsOptions) error {
 		renewBefore = d.Fleet.PKI.RenewBefore.Duration
 	}
 	if opts.Dir != "" {
-		if err := pki.CheckTree(opts.Dir); err != nil {
+		if err := certtree.CheckTree(opts.Dir); err != nil {
 			return err
 		}
 	}
 	now := time.Now()
-	obs, obsErr := pki.Observe(dir, now)
+	obs, obsErr := certtree.Observe(dir, now)
 	if obs == nil && obsErr != nil {
 		if opts.Dir != "" || !errors.Is(obsErr, fs.ErrNotExist) {
 			return obsErr
@@ -223,7 +224,7 @@ func runRotateCA(ctx context.Context, opts *certsOptions) error {
 		return fmt.Errorf("%s has no pki section", opts.File)
 	}
 	if opts.Phase == "" {
-		rots, err := pki.RotationStatus(os.DirFS(d.PKIDir()))
+		rots, err := certtree.RotationStatus(os.DirFS(d.PKIDir()))
 		if err != nil {
 			return err
 		}
@@ -247,7 +248,7 @@ func runRotateCA(ctx context.Context, opts *certsOptions) error {
 		return err
 	}
 	// The set as plans see it: the tree's CA adopted as it is.
-	obs, err := pki.Observe(d.PKIDir(), time.Now())
+	obs, err := certtree.Observe(d.PKIDir(), time.Now())
 	if err != nil {
 		return err
 	}

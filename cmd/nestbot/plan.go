@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/ducksnest/nestbot/gitops/fleet"
@@ -95,7 +96,7 @@ func runPlan(ctx context.Context, opts *planOptions) error {
 	if opts.Live != "" {
 		go func() {
 			defer close(liveRead)
-			live, liveErr = reconcile.ReadLive(opts.Live)
+			live, liveErr = readLive(opts.Live)
 		}()
 	} else {
 		close(liveRead)
@@ -198,4 +199,14 @@ func shellQuote(s string) string {
 
 func indentErr(err error) error {
 	return errors.New("  " + strings.ReplaceAll(err.Error(), "\n", "\n  "))
+}
+
+// readLive reads the live snapshot file --live names.
+func readLive(path string) (*reconcile.Live, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read live snapshot: %w", err)
+	}
+	defer f.Close()
+	return reconcile.DecodeLive(path, f)
 }

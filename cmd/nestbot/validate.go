@@ -14,6 +14,7 @@ import (
 	"github.com/ducksnest/nestbot/internal/cli"
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/pki"
+	"github.com/ducksnest/nestbot/pki/certtree"
 	"github.com/ducksnest/nestbot/reconcile"
 	"github.com/ducksnest/nestbot/reconcile/rollout"
 	"github.com/spf13/cobra"
@@ -65,7 +66,7 @@ func runValidate(opts *validateOptions) error {
 	if f.PKI != nil {
 		// The set as plans see it: the tree's layout, what it holds adopted.
 		tree := map[string]pki.ObservedCert{}
-		if obs, err := pki.Observe(d.PKIDir(), time.Now()); err == nil {
+		if obs, err := certtree.Observe(d.PKIDir(), time.Now()); err == nil {
 			tree = obs
 		}
 		desire, err := pki.Desired(f, d.HostKeys, nil, tree)

@@ -18,6 +18,7 @@ import (
 	"github.com/ducksnest/nestbot/internal/logs"
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/pki"
+	"github.com/ducksnest/nestbot/pki/certtree"
 	"github.com/ducksnest/nestbot/reconcile"
 	nestaws "github.com/ducksnest/nestbot/reconcile/aws"
 	"github.com/ducksnest/nestbot/reconcile/rollout"
@@ -251,44 +252,19 @@ func (s *Session) TailscaleAPI() (*nesttailnet.API, error) {
 	return nesttailnet.NewAPI(cfg)
 }
 
-// identityEnv names the bot's age identity: an age X25519 secret key or an
-// OpenSSH ed25519 private key, in the variable or in a file named by
-// NEST_AGE_IDENTITY_FILE. It decrypts the CA keys; it stays in memory.
-const identityEnv = "NEST_AGE_IDENTITY"
-
-func loadIdentity(getenv func(string) string, mask func(string)) (*pki.Identity, error) {
-	data := []byte(getenv(identityEnv))
-	if len(data) == 0 {
-		file := getenv(identityEnv + "_FILE")
-		if file == "" {
-			return nil, nil
-		}
-		var err error
-		if data, err = os.ReadFile(file); err != nil {
-			return nil, fmt.Errorf("%s_FILE: %w", identityEnv, err)
-		}
-		mask(string(data)) // from a file: the runner does not know it
-	}
-	id, err := pki.ParseIdentity(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", identityEnv, err)
-	}
-	return id, nil
-}
-
 // CertsApplier is the certificate tree's applier, with the bot's identity
 // from NEST_AGE_IDENTITY (or NEST_AGE_IDENTITY_FILE), logging to logger
 // (nil discards).
-func (d *Desired) CertsApplier(getenv func(string) string, logger *slog.Logger) (*pki.Applier, error) {
+func (d *Desired) CertsApplier(getenv func(string) string, logger *slog.Logger) (*certtree.Applier, error) {
 	return d.certsApplier(getenv, func(string) {}, logger)
 }
 
-func (d *Desired) certsApplier(getenv func(string) string, mask func(string), logger *slog.Logger) (*pki.Applier, error) {
-	id, err := loadIdentity(getenv, mask)
+func (d *Desired) certsApplier(getenv func(string) string, mask func(string), logger *slog.Logger) (*certtree.Applier, error) {
+	id, err := certtree.IdentityFromEnv(getenv, mask)
 	if err != nil {
 		return nil, err
 	}
-	return &pki.Applier{Files: pki.Dir(d.PKIDir()), Identity: id, RenewBefore: d.Fleet.PKI.RenewBefore.Duration,
+	return &certtree.Applier{Files: certtree.Dir(d.PKIDir()), Identity: id, RenewBefore: d.Fleet.PKI.RenewBefore.Duration,
 		Logger: logs.AtLeast(logger, slog.LevelWarn)}, nil // its info records repeat the report CommitCerts writes
 }
 

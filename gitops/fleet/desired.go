@@ -24,7 +24,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ducksnest/nestbot/nest"
-	"github.com/ducksnest/nestbot/pki"
+	"github.com/ducksnest/nestbot/pki/certtree"
 	"github.com/ducksnest/nestbot/reconcile"
 )
 
@@ -98,11 +98,11 @@ func Load(file string) (*Desired, error) {
 				}
 			}
 		}
-		d.HostKeys, err = pki.ReadHostKeys(d.PKIDir(), names)
+		d.HostKeys, err = certtree.ReadHostKeys(d.PKIDir(), names)
 		if err != nil {
 			return nil, err
 		}
-		if d.Nodes, err = pki.ReadNodeIDs(d.PKIDir(), d.HostNames()); err != nil {
+		if d.Nodes, err = certtree.ReadNodeIDs(d.PKIDir(), d.HostNames()); err != nil {
 			return nil, err
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/ducksnest/nestbot/lab/host"
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/pki"
+	"github.com/ducksnest/nestbot/pki/certtree"
 	"github.com/ducksnest/nestbot/reconcile"
 )
 
@@ -47,7 +48,7 @@ func TestApplyCertsWarnsWhileSSHIsDownThenPinsAndRekeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	certs := filepath.Join(repo, filepath.FromSlash(f.PKI.Dir))
-	pinFile := filepath.Join(certs, pki.HostKeyPath(newHost))
+	pinFile := filepath.Join(certs, certtree.HostKeyPath(newHost))
 	if err := os.Remove(pinFile); err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +118,7 @@ func TestApplyCertsWarnsWhileSSHIsDownThenPinsAndRekeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hostIdentity, err := pki.ParseIdentity(pem.EncodeToMemory(block))
+	hostIdentity, err := certtree.ParseIdentity(pem.EncodeToMemory(block))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +127,7 @@ func TestApplyCertsWarnsWhileSSHIsDownThenPinsAndRekeys(t *testing.T) {
 	// when decrypts says so, and that the bot always can.
 	keysOf := func(host string, decrypts bool) map[string]pki.ObservedCert {
 		t.Helper()
-		observed, err := pki.Observe(certs, time.Now())
+		observed, err := certtree.Observe(certs, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -140,14 +141,14 @@ func TestApplyCertsWarnsWhileSSHIsDownThenPinsAndRekeys(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := pki.Decrypt(data, hostIdentity); (err == nil) != decrypts {
+			if _, err := certtree.Decrypt(data, hostIdentity); (err == nil) != decrypts {
 				t.Errorf("%s decrypts with %s's SSH host key: %v, want %v", o.KeyPath, newHost, err == nil, decrypts)
 			}
-			botID, err := pki.ParseIdentity([]byte(bot.String()))
+			botID, err := certtree.ParseIdentity([]byte(bot.String()))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := pki.Decrypt(data, botID); err != nil {
+			if _, err := certtree.Decrypt(data, botID); err != nil {
 				t.Errorf("%s does not decrypt with the bot's identity: %v", o.KeyPath, err)
 			}
 		}
@@ -179,7 +180,7 @@ func TestApplyCertsWarnsWhileSSHIsDownThenPinsAndRekeys(t *testing.T) {
 	if n := rep.Count(pki.Issued); n != len(rep.Results) {
 		t.Errorf("issued %d of %d certificates on an empty tree:\n%+v", n, len(rep.Results), rep.Results)
 	}
-	if _, err := os.Stat(pinFile); err == nil || slices.Contains(rep.Written, pki.HostKeyPath(newHost)) {
+	if _, err := os.Stat(pinFile); err == nil || slices.Contains(rep.Written, certtree.HostKeyPath(newHost)) {
 		t.Errorf("%s was pinned although its SSH was down (written %v)", newHost, rep.Written)
 	}
 	for id, o := range keysOf(newHost, false) {
@@ -204,10 +205,10 @@ func TestApplyCertsWarnsWhileSSHIsDownThenPinsAndRekeys(t *testing.T) {
 		t.Errorf("warnings %q once %s answers, want none", rep.Warnings, newHost)
 	}
 	if pin, err := os.ReadFile(pinFile); err != nil || strings.TrimSpace(string(pin)) != hostRecipient {
-		t.Errorf("%s = %q (%v), want the key %s presents: %s", pki.HostKeyPath(newHost), pin, err, newHost, hostRecipient)
+		t.Errorf("%s = %q (%v), want the key %s presents: %s", certtree.HostKeyPath(newHost), pin, err, newHost, hostRecipient)
 	}
-	if !slices.Contains(rep.Written, pki.HostKeyPath(newHost)) {
-		t.Errorf("the report's written files %v miss %s", rep.Written, pki.HostKeyPath(newHost))
+	if !slices.Contains(rep.Written, certtree.HostKeyPath(newHost)) {
+		t.Errorf("the report's written files %v miss %s", rep.Written, certtree.HostKeyPath(newHost))
 	}
 	keys := keysOf(newHost, true)
 	if rep.Count(pki.Rekeyed) == 0 {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ducksnest/nestbot/nest"
 	"github.com/ducksnest/nestbot/pki"
+	"github.com/ducksnest/nestbot/pki/certtree"
 	"github.com/ducksnest/nestbot/reconcile"
 	nestaws "github.com/ducksnest/nestbot/reconcile/aws"
 	"github.com/ducksnest/nestbot/reconcile/rollout"
@@ -385,7 +386,7 @@ func observeCerts(ctx context.Context, d *Desired, live *reconcile.Live, bot *ts
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		return map[string]reconcile.Cert{}, nil
 	}
-	observed, err := pki.Observe(dir, live.ObservedAt)
+	observed, err := certtree.Observe(dir, live.ObservedAt)
 	if err != nil {
 		return nil, fmt.Errorf("observe the certificates: %w", err)
 	}
@@ -397,11 +398,11 @@ func observeCerts(ctx context.Context, d *Desired, live *reconcile.Live, bot *ts
 			if !ok || len(n.IPs) == 0 {
 				continue
 			}
-			served, _ := pki.ProbeServed(ctx, bot.Dial, n.IPs[0], d.Fleet.PKI.ServingPorts)
-			for _, hp := range pki.NotRolled(observed, host, served) {
+			served, _ := certtree.ProbeServed(ctx, bot.Dial, n.IPs[0], d.Fleet.PKI.ServingPorts)
+			for _, hp := range certtree.NotRolled(observed, host, served) {
 				_, portStr, _ := strings.Cut(hp, ":")
 				port, _ := strconv.Atoi(portStr)
-				if leaf := pki.ServedLeaf(port); leaf != "" {
+				if leaf := certtree.ServedLeaf(port); leaf != "" {
 					id := d.Fleet.Hosts[host].NetworkingHostName() + "/" + leaf
 					notRolled[id] = append(notRolled[id], hp)
 				}
@@ -513,7 +514,7 @@ func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) (writ
 			}
 			continue
 		}
-		if err := pki.PinHostKey(pki.Dir(d.PKIDir()), t.Name, key); err != nil {
+		if err := certtree.PinHostKey(certtree.Dir(d.PKIDir()), t.Name, key); err != nil {
 			return written, warnings, err
 		}
 		if d.HostKeys == nil {
@@ -521,7 +522,7 @@ func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) (writ
 		}
 		d.HostKeys[t.Name] = pki.NormalizeRecipient(key)
 		d.Pins[t.Name] = d.HostKeys[t.Name]
-		written = append(written, pki.HostKeyPath(t.Name))
+		written = append(written, certtree.HostKeyPath(t.Name))
 	}
 	// Beside each pinned key, the node it was learned from: only that node
 	// is the host from now on (nesttailnet.Bind), whatever others call
@@ -538,7 +539,7 @@ func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) (writ
 		if d.HostKeys[t.Name] == "" || id == "" || d.Nodes[t.Name] != "" {
 			continue
 		}
-		wrote, err := pki.PinNode(pki.Dir(d.PKIDir()), t.Name, id)
+		wrote, err := certtree.PinNode(certtree.Dir(d.PKIDir()), t.Name, id)
 		if err != nil {
 			return written, warnings, err
 		}
@@ -547,7 +548,7 @@ func (s *Session) learnHostKeys(ctx context.Context, live *reconcile.Live) (writ
 		}
 		d.Nodes[t.Name] = id
 		if wrote {
-			written = append(written, pki.NodePath(t.Name))
+			written = append(written, certtree.NodePath(t.Name))
 		}
 	}
 	return written, warnings, nil

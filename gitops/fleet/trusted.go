@@ -11,7 +11,7 @@ import (
 	"slices"
 
 	"github.com/ducksnest/nestbot/nest"
-	"github.com/ducksnest/nestbot/pki"
+	"github.com/ducksnest/nestbot/pki/certtree"
 )
 
 // LoadTree reads nest.yaml at file (slash-separated) and the host keys
@@ -47,10 +47,10 @@ func LoadTree(fsys fs.FS, file string) (*Desired, error) {
 		if err != nil {
 			return nil, err
 		}
-		if d.HostKeys, err = pki.ReadHostKeysFS(noLinksFS{sub}, dir, d.HostNames()); err != nil {
+		if d.HostKeys, err = certtree.ReadHostKeysFS(noLinksFS{sub}, dir, d.HostNames()); err != nil {
 			return nil, err
 		}
-		if d.Nodes, err = pki.ReadNodeIDsFS(noLinksFS{sub}, dir, d.HostNames()); err != nil {
+		if d.Nodes, err = certtree.ReadNodeIDsFS(noLinksFS{sub}, dir, d.HostNames()); err != nil {
 			return nil, err
 		}
 	}

@@ -231,13 +231,16 @@ func WriteFileAtomic(path string, data []byte) error {
 	return os.Rename(tmp.Name(), path)
 }
 
-func stderrIsTerminal() bool {
-	fd := os.Stderr.Fd()
-	return isatty.IsTerminal(fd) || isatty.IsCygwinTerminal(fd)
-}
+func stderrIsTerminal() bool { return Terminal(os.Stderr) }
 
 // StdoutIsTerminal reports whether the process's standard output is a terminal.
-func StdoutIsTerminal() bool {
-	fd := os.Stdout.Fd()
+func StdoutIsTerminal() bool { return Terminal(os.Stdout) }
+
+// Terminal reports whether f is a terminal; a nil f is not.
+func Terminal(f *os.File) bool {
+	if f == nil {
+		return false
+	}
+	fd := f.Fd()
 	return isatty.IsTerminal(fd) || isatty.IsCygwinTerminal(fd)
 }

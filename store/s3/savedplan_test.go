@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/ducksnest/nestbot/nest"
-	"github.com/ducksnest/nestbot/pki"
+	"github.com/ducksnest/nestbot/pki/certtree"
 	"github.com/ducksnest/nestbot/reconcile"
 	"github.com/ducksnest/nestbot/store/s3"
 )
@@ -100,7 +100,7 @@ func loadDesired(t *testing.T) (string, reconcile.Desired) {
 		hosts = append(hosts, h)
 	}
 	sort.Strings(hosts)
-	keys, err := pki.ReadHostKeys(filepath.Join(example, filepath.FromSlash(f.PKI.Dir)), hosts)
+	keys, err := certtree.ReadHostKeys(filepath.Join(example, filepath.FromSlash(f.PKI.Dir)), hosts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,13 @@ func loadDesired(t *testing.T) (string, reconcile.Desired) {
 
 func readLive(t *testing.T, name string) *reconcile.Live {
 	t.Helper()
-	l, err := reconcile.ReadLive(filepath.Join(example, "live", name+".json"))
+	p := filepath.Join(example, "live", name+".json")
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	l, err := reconcile.DecodeLive(p, f)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package pki
+package certtree
 
 import (
 	"context"
@@ -10,13 +10,14 @@ import (
 	"sync"
 
 	"filippo.io/age"
+	"github.com/ducksnest/nestbot/pki"
 )
 
 // issuing is the in-memory work of one apply: issuing and encrypting.
 type issuing struct {
-	issuer     *Issuer
+	issuer     *pki.Issuer
 	recipients map[string]age.Recipient // every recipient of the set, parsed once; read only
-	signers    map[string]*KeyPair      // CA id → its key pair, as the CAs are issued or decrypted
+	signers    map[string]*pki.KeyPair  // CA id → its key pair, as the CAs are issued or decrypted
 	parallel   int
 
 	// staging, when the tree can stage, gets each task's files as soon as
@@ -64,7 +65,7 @@ func (w *issuing) staged() error {
 func (w *issuing) run(ctx context.Context, tasks []*task) error {
 	var first, rest []*task
 	for _, t := range tasks {
-		if t.spec.IsCA && t.action == Issued {
+		if t.spec.IsCA && t.action == pki.Issued {
 			first = append(first, t)
 		} else {
 			rest = append(rest, t)
@@ -111,7 +112,7 @@ func (w *issuing) exec(t *task) error {
 		t.notAfter = t.have.NotAfter
 	}
 	switch t.action {
-	case Rekeyed:
+	case pki.Rekeyed:
 		defer func() { clear(t.nextKeyPEM); t.nextKeyPEM = nil }()
 		enc, err := w.encrypt(t.keyPEM, s.Recipients)
 		clear(t.keyPEM)
@@ -128,11 +129,11 @@ func (w *issuing) exec(t *task) error {
 			t.writes = append(t.writes, fileWrite{t.nextKeyPath, enc})
 		}
 		return nil
-	case Issued, Reissued, Renewed:
+	case pki.Issued, pki.Reissued, pki.Renewed:
 	default:
 		return nil
 	}
-	var signer *KeyPair
+	var signer *pki.KeyPair
 	if s.Signer != "" {
 		if signer = w.signers[s.Signer]; signer == nil {
 			return fmt.Errorf("issue %s: its CA %s cannot sign in this apply", s.ID, s.Signer)
@@ -157,7 +158,7 @@ func (w *issuing) exec(t *task) error {
 		if err != nil {
 			return fmt.Errorf("issue %s: %w", s.ID, err)
 		}
-		t.writes = append(t.writes, fileWrite{PublicKeyPath(s), pub})
+		t.writes = append(t.writes, fileWrite{pki.PublicKeyPath(s), pub})
 	} else {
 		t.writes = append(t.writes, fileWrite{s.CertPath, kp.CertPEM})
 		t.notAfter = kp.Cert.NotAfter

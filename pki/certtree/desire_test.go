@@ -1,4 +1,4 @@
-package pki
+package certtree
 
 import (
 	"context"
@@ -11,33 +11,34 @@ import (
 	"time"
 
 	"github.com/ducksnest/nestbot/nest"
+	"github.com/ducksnest/nestbot/pki"
 )
 
 // desire is Desired of fx's tree at fx's clock for fleet f.
-func (fx *fixture) desire(t testing.TB, f *nest.Fleet) (*Desire, map[string]ObservedCert, error) {
+func (fx *fixture) desire(t testing.TB, f *nest.Fleet) (*pki.Desire, map[string]pki.ObservedCert, error) {
 	t.Helper()
 	tree, err := Observe(fx.dir, fx.clock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := Desired(f, fx.hostKeys, fx.facts, tree)
+	d, err := pki.Desired(f, fx.hostKeys, fx.facts, tree)
 	return d, tree, err
 }
 
 // verdicts judges every Spec of d against tree.
-func (fx *fixture) verdicts(d *Desire, tree map[string]ObservedCert) map[string]Verdict {
-	out := map[string]Verdict{}
+func (fx *fixture) verdicts(d *pki.Desire, tree map[string]pki.ObservedCert) map[string]pki.Verdict {
+	out := map[string]pki.Verdict{}
 	for _, s := range d.Specs {
-		var have *ObservedCert
+		var have *pki.ObservedCert
 		if c, ok := tree[s.ID]; ok {
 			have = &c
 		}
-		out[s.ID] = Judge(s, have, false, fx.clock, fx.applier.RenewBefore)
+		out[s.ID] = pki.Judge(s, have, false, fx.clock, fx.applier.RenewBefore)
 	}
 	return out
 }
 
-func (fx *fixture) applyFleet(t testing.TB, f *nest.Fleet) *Report {
+func (fx *fixture) applyFleet(t testing.TB, f *nest.Fleet) *pki.Report {
 	t.Helper()
 	rep, err := fx.applier.ApplyFleet(context.Background(), f, fx.hostKeys, fx.facts)
 	if err != nil {
@@ -65,7 +66,7 @@ func k8nixLayout(y string) string {
 // nestbot's certificate policy.
 func (fx *fixture) issueAdopted(t testing.TB, f *nest.Fleet) {
 	t.Helper()
-	specs := Set(f, fx.hostKeys, fx.facts)
+	specs := pki.Set(f, fx.hostKeys, fx.facts)
 	for i := range specs {
 		specs[i].Adopted = true
 	}
@@ -95,9 +96,9 @@ func TestKubeadmTreeStaysKubeadm(t *testing.T) {
 		}
 		rep := fx.applyFleet(t, f)
 		for _, r := range rep.Results {
-			want := Renewed
-			if slices.Contains([]string{CA, EtcdCA, FrontProxyCA, ServiceAccount}, r.ID) {
-				want = Unchanged
+			want := pki.Renewed
+			if slices.Contains([]string{pki.CA, pki.EtcdCA, pki.FrontProxyCA, pki.ServiceAccount}, r.ID) {
+				want = pki.Unchanged
 			}
 			if r.Action != want {
 				t.Errorf("layout %q: %s %s (%s), want %s", layout, r.ID, r.Action, r.Reason, want)
@@ -110,7 +111,7 @@ func TestKubeadmTreeStaysKubeadm(t *testing.T) {
 		}
 		d, tree, _ := fx.desire(t, f)
 		for id, v := range fx.verdicts(d, tree) {
-			if v.Action != Unchanged {
+			if v.Action != pki.Unchanged {
 				t.Errorf("layout %q: after the apply, %s: %s (%s)", layout, id, v.Action, v.Reason)
 			}
 		}
@@ -138,7 +139,7 @@ func TestAdoptedTreeIsKeptRenewedAndRemovedOnlyWhenListed(t *testing.T) {
 	for _, s := range d.Specs {
 		if strings.HasPrefix(s.ID, "old-1/") {
 			old++
-			if !s.Adopted || s.Signer != K8sCA || s.Host != "" || !slices.Contains(s.Recipients, NormalizeRecipient(fx.hostKeys["old-1"])) {
+			if !s.Adopted || s.Signer != pki.K8sCA || s.Host != "" || !slices.Contains(s.Recipients, pki.NormalizeRecipient(fx.hostKeys["old-1"])) {
 				t.Errorf("%s adopted as %+v", s.ID, s)
 			}
 		}
@@ -147,15 +148,15 @@ func TestAdoptedTreeIsKeptRenewedAndRemovedOnlyWhenListed(t *testing.T) {
 		t.Fatalf("%d certificates of old-1 adopted, want its 3", old)
 	}
 	for id, v := range fx.verdicts(d, tree) {
-		if v.Action != Unchanged {
+		if v.Action != pki.Unchanged {
 			t.Errorf("%s: %s (%s), want nothing to do", id, v.Action, v.Reason)
 		}
 	}
 
 	fx.clock = t0.Add(61 * 24 * time.Hour)
 	rep := fx.applyFleet(t, f)
-	if rep.Count(Deleted) != 0 || rep.Count(Renewed) != 16+3 {
-		t.Errorf("renewed %d, deleted %d; want 19 renewed, nothing deleted: %s", rep.Count(Renewed), rep.Count(Deleted), rep.Summary())
+	if rep.Count(pki.Deleted) != 0 || rep.Count(pki.Renewed) != 16+3 {
+		t.Errorf("renewed %d, deleted %d; want 19 renewed, nothing deleted: %s", rep.Count(pki.Renewed), rep.Count(pki.Deleted), rep.Summary())
 	}
 	tree, _ = Observe(fx.dir, fx.clock)
 	for id, c := range tree {
@@ -172,13 +173,13 @@ func TestAdoptedTreeIsKeptRenewedAndRemovedOnlyWhenListed(t *testing.T) {
 		t.Fatalf("pki.remove: %v, %v", d.Remove, err)
 	}
 	for _, r := range d.Remove {
-		if r.IssuedByNestbot || !strings.HasPrefix(RemovalReason(r), "NOT ISSUED BY NESTBOT") || !strings.Contains(RemovalReason(r), "pki.remove lists derived/old-1/") {
-			t.Errorf("removal %+v: %s", r, RemovalReason(r))
+		if r.IssuedByNestbot || !strings.HasPrefix(pki.RemovalReason(r), "NOT ISSUED BY NESTBOT") || !strings.Contains(pki.RemovalReason(r), "pki.remove lists derived/old-1/") {
+			t.Errorf("removal %+v: %s", r, pki.RemovalReason(r))
 		}
 	}
 	rep = fx.applyFleet(t, removing)
-	if rep.Count(Deleted) != 3 {
-		t.Errorf("deleted %d, want 3", rep.Count(Deleted))
+	if rep.Count(pki.Deleted) != 3 {
+		t.Errorf("deleted %d, want 3", rep.Count(pki.Deleted))
 	}
 	if _, err := os.Stat(filepath.Join(fx.dir, "derived/old-1/k8s-kubelet.crt")); err == nil {
 		t.Error("derived/old-1/k8s-kubelet.crt is still there")
@@ -218,7 +219,7 @@ func TestAdoptedCertificateGainsTheSANsNestYAMLNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := fx.verdicts(d, tree)
-	for id, want := range map[string]Action{"cp-1/k8s-kube-apiserver": Reissued, "cp-1/k8s-kubelet": Reissued, "cp-1/k8s-etcd-server": Reissued, "cp-1/k8s-kube-proxy": Unchanged} {
+	for id, want := range map[string]pki.Action{"cp-1/k8s-kube-apiserver": pki.Reissued, "cp-1/k8s-kubelet": pki.Reissued, "cp-1/k8s-etcd-server": pki.Reissued, "cp-1/k8s-kube-proxy": pki.Unchanged} {
 		if v[id].Action != want {
 			t.Errorf("%s: %s (%s), want %s", id, v[id].Action, v[id].Reason, want)
 		}
@@ -240,7 +241,7 @@ func TestRecipientsFromTheAgeHeader(t *testing.T) {
 	fx := newFixture(t)
 	f := withYAML(t, fx, k8nixLayout)
 	fx.issueAdopted(t, f)
-	if err := os.Remove(filepath.Join(fx.dir, SecretsNixPath)); err != nil {
+	if err := os.Remove(filepath.Join(fx.dir, pki.SecretsNixPath)); err != nil {
 		t.Fatal(err)
 	}
 	d, tree, err := fx.desire(t, f)
@@ -251,13 +252,13 @@ func TestRecipientsFromTheAgeHeader(t *testing.T) {
 		t.Fatalf("w-1's kubelet key: recipients %q, stanzas %q; want none recorded and 3 in its header", c.Recipients, c.KeyStanzas)
 	}
 	for id, v := range fx.verdicts(d, tree) {
-		if v.Action != Unchanged {
+		if v.Action != pki.Unchanged {
 			t.Errorf("%s: %s (%s), want nothing to do", id, v.Action, v.Reason)
 		}
 	}
 
 	stranger := newSSHKey(t)
-	s := ByID(d.Specs)["w-1/k8s-kubelet"]
+	s := pki.ByID(d.Specs)["w-1/k8s-kubelet"]
 	key := decryptWith(t, fx.bot, fx.read(t, s.KeyPath))
 	enc, err := Encrypt(key, append(slices.Clone(s.Recipients), stranger.pub))
 	if err != nil {
@@ -266,8 +267,8 @@ func TestRecipientsFromTheAgeHeader(t *testing.T) {
 	os.WriteFile(filepath.Join(fx.dir, s.KeyPath), enc, 0o600)
 	d, tree, _ = fx.desire(t, f)
 	v := fx.verdicts(d, tree)["w-1/k8s-kubelet"]
-	tag := RecipientStanza(stranger.pub)
-	if v.Action != Rekeyed || !slices.Equal(v.Unknown, []string{tag}) || !strings.Contains(v.Reason, "nestbot cannot name ("+tag+")") {
+	tag := pki.RecipientStanza(stranger.pub)
+	if v.Action != pki.Rekeyed || !slices.Equal(v.Unknown, []string{tag}) || !strings.Contains(v.Reason, "nestbot cannot name ("+tag+")") {
 		t.Errorf("a key also encrypted to a stranger: %s %q (unknown %q)", v.Action, v.Reason, v.Unknown)
 	}
 }
@@ -281,13 +282,13 @@ func TestRotateTheK8NixCA(t *testing.T) {
 	f := withYAML(t, fx, k8nixLayout)
 	fx.issueAdopted(t, f)
 	ctx := context.Background()
-	for _, phase := range []RotationPhase{PhasePublish, PhaseReissue, PhaseDrop} {
+	for _, phase := range []pki.RotationPhase{pki.PhasePublish, pki.PhaseReissue, pki.PhaseDrop} {
 		fx.clock = fx.clock.Add(24 * time.Hour)
 		d, _, err := fx.desire(t, f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := fx.applier.RotateCA(ctx, d.Specs, K8sCA, phase, true); err != nil {
+		if _, err := fx.applier.RotateCA(ctx, d.Specs, pki.K8sCA, phase, true); err != nil {
 			t.Fatalf("%s: %v", phase, err)
 		}
 	}
@@ -295,7 +296,7 @@ func TestRotateTheK8NixCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca := tree[K8sCA]
+	ca := tree[pki.K8sCA]
 	if ca.CommonName != "TestNest Kubernetes Cluster CA" || ca.IssuedByNestbot || ca.Rotation != nil || ca.Next != nil {
 		t.Fatalf("the CA after its rotation: %+v", ca)
 	}

@@ -1,4 +1,4 @@
-package pki
+package certtree
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ducksnest/nestbot/pki"
 )
 
 // Nothing an apply prints, logs, reports or returns as an error holds a
@@ -25,12 +27,12 @@ func TestCanaryNoPrivateKeyIsEverPrinted(t *testing.T) {
 	secrets = append(secrets, pemBodyLines(fx.adminSSH.private)...)
 	collectKeys := func() {
 		for p, data := range fx.snapshot(t) {
-			if IsAgeFile(p) {
+			if pki.IsAgeFile(p) {
 				secrets = append(secrets, pemBodyLines(decryptWith(t, fx.bot, data))...)
 			}
 		}
 	}
-	record := func(rep *Report, err error) {
+	record := func(rep *pki.Report, err error) {
 		if err != nil {
 			fmt.Fprintf(&printed, "error: %v\n%+v\n", err, err)
 		}
@@ -54,8 +56,8 @@ func TestCanaryNoPrivateKeyIsEverPrinted(t *testing.T) {
 	apply()
 	fx.fleet.PKI.ExtraSANs = []string{"api.example"} // reissue
 	apply()
-	for _, phase := range []RotationPhase{PhasePublish, PhaseReissue, PhaseDrop} { // rotate a CA
-		record(fx.applier.RotateCA(context.Background(), fx.specs(), CA, phase, true))
+	for _, phase := range []pki.RotationPhase{pki.PhasePublish, pki.PhaseReissue, pki.PhaseDrop} { // rotate a CA
+		record(fx.applier.RotateCA(context.Background(), fx.specs(), pki.CA, phase, true))
 		collectKeys()
 	}
 

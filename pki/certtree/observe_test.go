@@ -1,6 +1,7 @@
-package pki
+package certtree
 
 import (
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ducksnest/nestbot/nest"
+	"github.com/ducksnest/nestbot/pki"
 )
 
 // opensslTree writes a tree as a script of openssl and age commands would,
@@ -30,7 +32,7 @@ func opensslTree(t *testing.T, recipient string) string {
 	tree := func(name string) string { return filepath.Join(dir, filepath.FromSlash(name)) }
 	rules := map[string][]string{}
 	encrypt := func(key, certPath string) {
-		keyPath := KeyPathFor(certPath)
+		keyPath := pki.KeyPathFor(certPath)
 		run(t, nil, ageBin, "-a", "-r", recipient, "-o", tree(keyPath), key)
 		rules[keyPath] = []string{recipient}
 	}
@@ -57,7 +59,7 @@ func opensslTree(t *testing.T, recipient string) string {
 	leaf("derived/h1/kubernetes-kube-proxy.crt", "/O=system:masters/CN=system:kube-proxy", "kubernetes", "365",
 		"extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n")
 	os.WriteFile(tree("derived/h1/kubernetes-kubelet.crt"), []byte("not a certificate\n"), 0o644)
-	os.WriteFile(tree(SecretsNixPath), RenderSecretsNix(rules), 0o644)
+	os.WriteFile(tree(pki.SecretsNixPath), pki.RenderSecretsNix(rules), 0o644)
 	return dir
 }
 
@@ -85,16 +87,16 @@ func TestObserveReadsATreeOpenSSLWrote(t *testing.T) {
 	}
 	if c.CommonName != "system:node:h1" || !slices.Equal(c.Organization, []string{"system:nodes"}) ||
 		!slices.Equal(c.DNSNames, []string{"h1"}) || !slices.Equal(c.IPs, []string{"10.0.0.5"}) ||
-		!slices.Equal(c.Usages, []string{UsageServer}) || c.IsCA || c.Issuer != "kubernetes" {
+		!slices.Equal(c.Usages, []string{pki.UsageServer}) || c.IsCA || c.Issuer != "kubernetes" {
 		t.Errorf("read as %+v", c)
 	}
-	if !c.Verified || c.SignerPath != "ca/kubernetes.crt" || c.KeyAlgorithm != AlgECDSAP256 || c.Serial != "1234" {
+	if !c.Verified || c.SignerPath != "ca/kubernetes.crt" || c.KeyAlgorithm != pki.AlgECDSAP256 || c.Serial != "1234" {
 		t.Errorf("verified %v (%s) against %s, key %s, serial %s", c.Verified, c.VerifyError, c.SignerPath, c.KeyAlgorithm, c.Serial)
 	}
 	if c.DaysLeft < 9 || c.DaysLeft > 10 {
 		t.Errorf("days left %d, want 9 or 10", c.DaysLeft)
 	}
-	if due, why := RenewalDue(c.NotBefore, c.NotAfter, now, nest.DefaultRenewBefore); !due || !strings.Contains(why, "renew_before") {
+	if due, why := pki.RenewalDue(c.NotBefore, c.NotAfter, now, nest.DefaultRenewBefore); !due || !strings.Contains(why, "renew_before") {
 		t.Errorf("expiring certificate not due: %q", why)
 	}
 	if !c.HasKey || c.KeyPath != "derived/h1/kubernetes-kubelet-serving.key.age" || !slices.Equal(c.Recipients, []string{recipient}) {
@@ -105,10 +107,10 @@ func TestObserveReadsATreeOpenSSLWrote(t *testing.T) {
 	if e.Verified || e.SignerPath != "ca/etcd.crt" || e.VerifyError == "" || e.Issuer != "kubernetes" {
 		t.Errorf("etcd cert signed by the wrong CA: verified %v against %s (%s)", e.Verified, e.SignerPath, e.VerifyError)
 	}
-	if !slices.Equal(e.Usages, []string{UsageServer, UsageClient}) /* as the certificate lists them */ || !slices.Equal(e.IPs, []string{"127.0.0.1"}) {
+	if !slices.Equal(e.Usages, []string{pki.UsageServer, pki.UsageClient}) /* as the certificate lists them */ || !slices.Equal(e.IPs, []string{"127.0.0.1"}) {
 		t.Errorf("etcd usages %q, IPs %q", e.Usages, e.IPs)
 	}
-	if ca := obs[CA]; !ca.IsCA || !ca.Verified || ca.CommonName != "kubernetes" || ca.DaysLeft < 3640 {
+	if ca := obs[pki.CA]; !ca.IsCA || !ca.Verified || ca.CommonName != "kubernetes" || ca.DaysLeft < 3640 {
 		t.Errorf("CA read as %+v", ca)
 	}
 }
@@ -116,9 +118,9 @@ func TestObserveReadsATreeOpenSSLWrote(t *testing.T) {
 func TestObserveNamesABrokenSecretsNix(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, SecretsNixPath), []byte("{\n  \"a.age\".publicKeys = [ admins ];\n}\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, pki.SecretsNixPath), []byte("{\n  \"a.age\".publicKeys = [ admins ];\n}\n"), 0o644)
 	_, err := Observe(dir, t0)
-	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, SecretsNixPath)+":2:") {
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, pki.SecretsNixPath)+":2:") {
 		t.Fatalf("error %v", err)
 	}
 	if _, err := Observe(filepath.Join(dir, "missing"), t0); err == nil {
@@ -130,8 +132,8 @@ func TestLayoutPathsAndIDsAgree(t *testing.T) {
 	t.Parallel()
 	fx := newFixture(t)
 	stems := map[string]string{}
-	for name, signer := range leafSigners() {
-		stem := fileStem(signer, name)
+	for name, signer := range pki.LeafSigners() {
+		stem := pki.FileStem(signer, name)
 		if other, dup := stems[stem]; dup {
 			t.Errorf("%s and %s share the file name %s", name, other, stem)
 		}
@@ -140,24 +142,55 @@ func TestLayoutPathsAndIDsAgree(t *testing.T) {
 	for _, s := range fx.specs() {
 		p := s.CertPath
 		if s.KeyOnly {
-			p = PublicKeyPath(s)
+			p = pki.PublicKeyPath(s)
 		}
-		if id, ok := IDForPath(p); !ok || id != s.ID {
+		if id, ok := pki.IDForPath(p); !ok || id != s.ID {
 			t.Errorf("IDForPath(%s) = %q, %v; want %q", p, id, ok, s.ID)
 		}
-		if KeyPathFor(p) != s.KeyPath {
-			t.Errorf("KeyPathFor(%s) = %s, want %s", p, KeyPathFor(p), s.KeyPath)
+		if pki.KeyPathFor(p) != s.KeyPath {
+			t.Errorf("KeyPathFor(%s) = %s, want %s", p, pki.KeyPathFor(p), s.KeyPath)
 		}
-		if !s.KeyOnly && !s.IsCA && signerForStem(strings.TrimSuffix(filepath.Base(p), ".crt")) != s.Signer {
-			t.Errorf("%s: file name says signer %q, spec %q", p, signerForStem(filepath.Base(p)), s.Signer)
+		if !s.KeyOnly && !s.IsCA && pki.SignerForStem(strings.TrimSuffix(filepath.Base(p), ".crt")) != s.Signer {
+			t.Errorf("%s: file name says signer %q, spec %q", p, pki.SignerForStem(filepath.Base(p)), s.Signer)
 		}
 	}
 	for _, p := range []string{"hosts/h.pub", "derived/h.crt", "derived/a/b/c.crt", "ca/x.key.age", "secrets.nix", "derived/h/.crt"} {
-		if id, ok := IDForPath(p); ok {
+		if id, ok := pki.IDForPath(p); ok {
 			t.Errorf("IDForPath(%s) = %q", p, id)
 		}
 	}
-	if id, _ := IDForPath("derived/h/custom-thing.crt"); id != "h/custom-thing" {
+	if id, _ := pki.IDForPath("derived/h/custom-thing.crt"); id != "h/custom-thing" {
 		t.Errorf("unknown leaf id %q", id)
+	}
+}
+
+// A key file that is a symbolic link out of the tree (a pull request may
+// hold one) is not read for its header: what it points to never reaches
+// a plan, even when it looks like an age file.
+func TestKeyHeaderNotReadThroughASymlink(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t)
+	fx.apply(t)
+	if err := os.Remove(filepath.Join(fx.dir, pki.SecretsNixPath)); err != nil {
+		t.Fatal(err)
+	}
+	const canary = "CANARY-7f3e1c"
+	outside := writeTemp(t, "outside", []byte("age-encryption.org/v1\n-> ssh-ed25519 "+canary+" x\nbody\n--- mac\n"))
+	key := filepath.Join(fx.dir, "derived/w-1/kubernetes-kubelet.key.age")
+	if err := os.Remove(key); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, key); err != nil {
+		t.Fatal(err)
+	}
+	obs, err := Observe(fx.dir, fx.clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := obs["w-1/kubelet"]; c.KeyStanzas != nil || strings.Contains(fmt.Sprint(c), canary) {
+		t.Errorf("the header was read through the link: %q", c.KeyStanzas)
+	}
+	if c := obs["w-1/kube-proxy"]; len(c.KeyStanzas) == 0 {
+		t.Errorf("a regular key's header was not read: %+v", c)
 	}
 }

@@ -1,4 +1,4 @@
-package pki
+package certtree
 
 import (
 	"context"
@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ducksnest/nestbot/pki"
 )
 
 // ProbeTimeout bounds the TLS handshake to one port: dial and handshake.
@@ -56,8 +58,8 @@ func ServedCertFiles(host string, port int) (cert, key string, ok bool) {
 	if name == "" {
 		return "", "", false
 	}
-	stem := fileStem(leafSigners()[name], name)
-	return path.Join(derivedDirName, host, stem+".crt"), path.Join(derivedDirName, host, stem+".key.age"), true
+	stem := pki.FileStem(pki.LeafSigners()[name], name)
+	return path.Join(pki.DerivedDirName, host, stem+".crt"), path.Join(pki.DerivedDirName, host, stem+".key.age"), true
 }
 
 // ProbeServed reads the certificate served on each of ports at addr (a
@@ -149,7 +151,7 @@ func refusedOrTimedOut(err error) bool {
 // not switched to it yet. repo is the tree as Observe reads it. A port
 // that serves none of the set, or whose certificate the repository does
 // not hold (or cannot read), is not listed: there is nothing to roll to.
-func NotRolled(repo map[string]ObservedCert, host string, served map[int]*x509.Certificate) []string {
+func NotRolled(repo map[string]pki.ObservedCert, host string, served map[int]*x509.Certificate) []string {
 	var out []string
 	for _, port := range slices.Sorted(maps.Keys(served)) {
 		cert := served[port]

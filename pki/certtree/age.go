@@ -1,4 +1,4 @@
-package pki
+package certtree
 
 import (
 	"bufio"
@@ -8,16 +8,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 
 	"filippo.io/age"
 	"filippo.io/age/agessh"
 	"filippo.io/age/armor"
+	"github.com/ducksnest/nestbot/pki"
 	"golang.org/x/crypto/ssh"
 )
-
-// armorHeader begins an ASCII-armored age file.
-const armorHeader = "-----BEGIN AGE ENCRYPTED FILE-----"
 
 // maxAgeFile bounds what Decrypt reads: a private key is a few kilobytes.
 const maxAgeFile = 1 << 20
@@ -33,21 +32,21 @@ func ParseRecipient(s string) (age.Recipient, error) {
 	case strings.HasPrefix(s, "age1"):
 		r, err := age.ParseX25519Recipient(s)
 		if err != nil {
-			return nil, fmt.Errorf("recipient %q: not a valid age X25519 recipient", truncate(s, 80))
+			return nil, fmt.Errorf("recipient %q: not a valid age X25519 recipient", pki.Truncate(s, 80))
 		}
 		return r, nil
 	case strings.HasPrefix(s, "ssh-ed25519 "):
 		r, err := agessh.ParseRecipient(s)
 		if err != nil {
-			return nil, fmt.Errorf("recipient %q: not a valid ssh-ed25519 public key", truncate(s, 120))
+			return nil, fmt.Errorf("recipient %q: not a valid ssh-ed25519 public key", pki.Truncate(s, 120))
 		}
 		return r, nil
 	}
-	return nil, fmt.Errorf("recipient %q: want an age X25519 recipient (age1…) or an ssh-ed25519 public key", truncate(s, 80))
+	return nil, fmt.Errorf("recipient %q: want an age X25519 recipient (age1…) or an ssh-ed25519 public key", pki.Truncate(s, 80))
 }
 
 func looksSecret(s string) bool {
-	return strings.HasPrefix(strings.ToUpper(s), "AGE-SECRET-KEY-") || ContainsPlaintextKey([]byte(s))
+	return strings.HasPrefix(strings.ToUpper(s), "AGE-SECRET-KEY-") || pki.ContainsPlaintextKey([]byte(s))
 }
 
 // Encrypt encrypts plaintext to every recipient as an ASCII-armored age
@@ -111,7 +110,7 @@ func Decrypt(data []byte, id *Identity) ([]byte, error) {
 		return nil, errors.New("age: no identity to decrypt with; set NEST_AGE_IDENTITY or its _FILE")
 	}
 	var src io.Reader = bytes.NewReader(data)
-	if bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte(armorHeader)) {
+	if bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte(pki.ArmorHeader)) {
 		src = armor.NewReader(bytes.NewReader(bytes.TrimLeft(data, " \t\r\n")))
 	}
 	r, err := age.Decrypt(src, id.ids...)
@@ -218,4 +217,32 @@ func (id Identity) LogValue() slog.Value { return slog.StringValue(id.String()) 
 
 func sshKeyString(pub ssh.PublicKey) string {
 	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub)))
+}
+
+// IdentityEnv names the bot's age identity: an age X25519 secret key or an
+// OpenSSH ed25519 private key, in the variable or in a file named by
+// NEST_AGE_IDENTITY_FILE. It decrypts the CA keys; it stays in memory.
+const IdentityEnv = "NEST_AGE_IDENTITY"
+
+// IdentityFromEnv reads the bot's identity from IdentityEnv (or the file
+// IdentityEnv_FILE names, whose content it hands to mask, so that a runner
+// can hide it in logs); nil when neither is set.
+func IdentityFromEnv(getenv func(string) string, mask func(string)) (*Identity, error) {
+	data := []byte(getenv(IdentityEnv))
+	if len(data) == 0 {
+		file := getenv(IdentityEnv + "_FILE")
+		if file == "" {
+			return nil, nil
+		}
+		var err error
+		if data, err = os.ReadFile(file); err != nil {
+			return nil, fmt.Errorf("%s_FILE: %w", IdentityEnv, err)
+		}
+		mask(string(data)) // from a file: the runner does not know it
+	}
+	id, err := ParseIdentity(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", IdentityEnv, err)
+	}
+	return id, nil
 }

@@ -1,4 +1,4 @@
-package pki
+package certtree
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ducksnest/nestbot/internal/fixtures"
+	"github.com/ducksnest/nestbot/pki"
 )
 
 // treeState is the certificate tree as one commit left it: what a host
@@ -36,8 +37,8 @@ type chainCheck struct {
 func (c *chainCheck) verify(leaves, bundles treeState, at time.Time) int {
 	c.t.Helper()
 	bad := 0
-	for _, ca := range kubeadmCAs() {
-		bundle := filepath.Join(bundles.dir, filepath.FromSlash(caCertPath(ca)))
+	for _, ca := range pki.KubeadmCAs() {
+		bundle := filepath.Join(bundles.dir, filepath.FromSlash(pki.CACertPath(ca)))
 		pool := x509.NewCertPool()
 		for _, cert := range readCerts(c.t, bundle) {
 			pool.AddCert(cert)
@@ -61,7 +62,7 @@ func (c *chainCheck) verify(leaves, bundles treeState, at time.Time) int {
 			bad++
 			rel, _ := filepath.Rel(leaves.dir, f)
 			c.fails = append(c.fails, fmt.Sprintf("%s from %q against %s from %q: openssl %v, crypto/x509 %v (%v)",
-				rel, leaves.name, caCertPath(ca), bundles.name, sslOK, goOK, err))
+				rel, leaves.name, pki.CACertPath(ca), bundles.name, sslOK, goOK, err))
 			if sslOK != goOK {
 				c.t.Errorf("openssl and crypto/x509 disagree on %s from %q against %q:\n%s", rel, leaves.name, bundles.name, out)
 			}
@@ -86,8 +87,8 @@ func TestFaultCARotation(t *testing.T) {
 
 	fx.apply(t)
 	states := []treeState{{name: "issue", dir: copyTree(t, fx.dir), at: fx.clock}}
-	for _, ca := range kubeadmCAs() {
-		for _, phase := range []RotationPhase{PhasePublish, PhaseReissue, PhaseDrop} {
+	for _, ca := range pki.KubeadmCAs() {
+		for _, phase := range []pki.RotationPhase{pki.PhasePublish, pki.PhaseReissue, pki.PhaseDrop} {
 			fx.clock = fx.clock.Add(24 * time.Hour)
 			if _, err := fx.applier.RotateCA(ctx, fx.specs(), ca, phase, true); err != nil {
 				t.Fatalf("rotate %s %s: %v", ca, phase, err)
@@ -119,7 +120,7 @@ func TestFaultCARotation(t *testing.T) {
 	// the bundle from before its publish, and a leaf of the old CA against
 	// the bundle after its drop. The check above would have seen it.
 	skipped := &chainCheck{t: t, openssl: openssl}
-	for i, ca := range kubeadmCAs() {
+	for i, ca := range pki.KubeadmCAs() {
 		published, reissued, dropped := states[3*i+1], states[3*i+2], states[3*i+3]
 		beforePublish := states[3*i]
 		if skipped.verify(reissued, beforePublish, reissued.at) == 0 {
@@ -130,7 +131,7 @@ func TestFaultCARotation(t *testing.T) {
 		}
 	}
 
-	t.Logf("FIGURE: pki phases: %d (issue, then publish, reissue, drop for each of %d CAs)", len(states), len(kubeadmCAs()))
+	t.Logf("FIGURE: pki phases: %d (issue, then publish, reissue, drop for each of %d CAs)", len(states), len(pki.KubeadmCAs()))
 	t.Logf("FIGURE: pki chains verified: %d (%d cross-phase pairs of leaves and bundles, all verifying)", c.chains, cross)
 	t.Logf("FIGURE: pki chain failures: %d", len(c.fails))
 	t.Logf("FIGURE: pki chains broken by skipping a phase: %d of %d (the check can fail)", len(skipped.fails), skipped.chains)

@@ -1,4 +1,4 @@
-package pki
+package certtree
 
 import (
 	"errors"
@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/ducksnest/nestbot/nest"
+	"github.com/ducksnest/nestbot/pki"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -67,7 +68,7 @@ func ReadHostKeysFS(fsys fs.FS, name string, hosts []string) (map[string]string,
 			errs = append(errs, fmt.Errorf("pinned host key: %w", err))
 			continue
 		}
-		key := NormalizeRecipient(firstLine(string(data)))
+		key := pki.NormalizeRecipient(firstLine(string(data)))
 		if err := nest.CheckRecipient(key); err != nil || !strings.HasPrefix(key, "ssh-ed25519 ") {
 			errs = append(errs, fmt.Errorf("%s:1:1: not an ssh-ed25519 public key; write the host's /etc/ssh/ssh_host_ed25519_key.pub here, or delete the file to learn it again", p))
 			continue
@@ -108,11 +109,11 @@ func (e *HostKeyChangedError) Is(target error) bool { return target == ErrHostKe
 // ssh-ed25519 is an error; one that differs from the pin is a
 // *HostKeyChangedError.
 func CheckHostKey(host, pinned, learned string) error {
-	learned = NormalizeRecipient(firstLine(learned))
+	learned = pki.NormalizeRecipient(firstLine(learned))
 	if err := nest.CheckRecipient(learned); err != nil || !strings.HasPrefix(learned, "ssh-ed25519 ") {
 		return fmt.Errorf("host %s: the key it presented is not an ssh-ed25519 public key", host)
 	}
-	pinned = NormalizeRecipient(pinned)
+	pinned = pki.NormalizeRecipient(pinned)
 	if pinned == "" || pinned == learned {
 		return nil
 	}
@@ -144,7 +145,7 @@ func PinHostKey(files Files, host, learned string) error {
 	if pinned != "" {
 		return nil
 	}
-	return files.WriteFile(path.Join("hosts", host+".pub"), []byte(NormalizeRecipient(firstLine(learned))+"\n"))
+	return files.WriteFile(path.Join("hosts", host+".pub"), []byte(pki.NormalizeRecipient(firstLine(learned))+"\n"))
 }
 
 // NodePath is where the tailnet node id of a host is pinned, relative to

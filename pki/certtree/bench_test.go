@@ -1,4 +1,4 @@
-package pki
+package certtree
 
 import (
 	"context"
@@ -11,11 +11,12 @@ import (
 	"testing"
 
 	"github.com/ducksnest/nestbot/nest"
+	"github.com/ducksnest/nestbot/pki"
 )
 
 // benchFleet is a cluster of 3 control planes and 97 workers, each with its
 // own SSH host key and tailnet address, parsed from nest.yaml as a user's is.
-func benchFleet(b testing.TB, admin string) (*nest.Fleet, map[string]string, map[string]HostFacts) {
+func benchFleet(b testing.TB, admin string) (*nest.Fleet, map[string]string, map[string]pki.HostFacts) {
 	b.Helper()
 	var y strings.Builder
 	fmt.Fprintf(&y, `version: 1
@@ -27,7 +28,7 @@ pki:
 hosts:
 `, admin)
 	keys := map[string]string{}
-	facts := map[string]HostFacts{}
+	facts := map[string]pki.HostFacts{}
 	for i := range 100 {
 		name, role := fmt.Sprintf("node-%04d", i), "worker"
 		if i < 3 {
@@ -35,7 +36,7 @@ hosts:
 		}
 		fmt.Fprintf(&y, "  %s: {roles: [%s], addresses: [10.20.%d.%d]}\n", name, role, i/200, i%200+10)
 		keys[name] = newSSHKey(b).pub
-		facts[name] = HostFacts{
+		facts[name] = pki.HostFacts{
 			IPs:     []netip.Addr{netip.AddrFrom4([4]byte{100, 64, byte(i / 250), byte(i%250 + 1)})},
 			DNSName: name + ".bignest.ts.net", OnTailnet: true, PrivateIPs: true,
 		}
@@ -58,7 +59,7 @@ hosts:
 func BenchmarkIssueSet100(b *testing.B) {
 	_, admin, _ := newAgeIdentity(b)
 	f, keys, facts := benchFleet(b, admin)
-	specs := Set(f, keys, facts)
+	specs := pki.Set(f, keys, facts)
 	if len(specs) != 3+1+3*10+100*3 {
 		b.Fatalf("%d specs", len(specs))
 	}
@@ -83,8 +84,8 @@ func BenchmarkIssueSet100(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if rep.Count(Issued) != len(specs) {
-					b.Fatalf("issued %d of %d", rep.Count(Issued), len(specs))
+				if rep.Count(pki.Issued) != len(specs) {
+					b.Fatalf("issued %d of %d", rep.Count(pki.Issued), len(specs))
 				}
 			}
 			b.ReportMetric(float64(len(specs)), "certs/op")
@@ -100,7 +101,7 @@ func BenchmarkIssueSet100(b *testing.B) {
 // is no staging, no rename, no check: what creating the tree costs on this
 // file system. workers > 1 runs the same loop that many at a time, as
 // nestbot writes.
-func benchmarkFloor(b *testing.B, f *nest.Fleet, specs []Spec, workers int) {
+func benchmarkFloor(b *testing.B, f *nest.Fleet, specs []pki.Spec, workers int) {
 	mem := newMemFiles()
 	if _, err := (&Applier{Files: mem, RenewBefore: f.PKI.RenewBefore.Duration}).Apply(context.Background(), specs); err != nil {
 		b.Fatal(err)
@@ -108,9 +109,9 @@ func benchmarkFloor(b *testing.B, f *nest.Fleet, specs []Spec, workers int) {
 	var keys, certs, last []string
 	for name := range mem.m {
 		switch {
-		case name == SecretsNixPath:
+		case name == pki.SecretsNixPath:
 			last = append(last, name)
-		case IsAgeFile(name):
+		case pki.IsAgeFile(name):
 			keys = append(keys, name)
 		default:
 			certs = append(certs, name)

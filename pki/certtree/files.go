@@ -1,7 +1,6 @@
-package pki
+package certtree
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/ducksnest/nestbot/pki"
 )
 
 // Files is a certificate tree rooted at pki.dir: read as an fs.FS, written
@@ -513,23 +514,14 @@ func checkWrite(name string, data []byte) error {
 	if !fs.ValidPath(name) || name == "." {
 		return fmt.Errorf("write %q: not a relative slash-separated path", name)
 	}
-	if IsAgeFile(name) {
-		if !IsAgeData(data) {
+	if pki.IsAgeFile(name) {
+		if !pki.IsAgeData(data) {
 			return fmt.Errorf("write %s: refused: an .age file that is not age-encrypted", name)
 		}
 		return nil
 	}
-	if ContainsPlaintextKey(data) {
+	if pki.ContainsPlaintextKey(data) {
 		return fmt.Errorf("write %s: refused: it holds a plaintext private key, which belongs only in an .age file", name)
 	}
 	return nil
 }
-
-// IsAgeData reports whether data begins as an age file does, armored or binary.
-func IsAgeData(data []byte) bool {
-	d := bytes.TrimLeft(data, " \t\r\n")
-	return bytes.HasPrefix(d, []byte(armorHeader)) || bytes.HasPrefix(data, []byte("age-encryption.org/v1\n"))
-}
-
-// IsAgeFile reports whether name is an age-encrypted file by its name.
-func IsAgeFile(name string) bool { return strings.HasSuffix(path.Base(name), ".age") }

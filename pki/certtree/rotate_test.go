@@ -1,4 +1,4 @@
-package pki
+package certtree
 
 import (
 	"bytes"
@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ducksnest/nestbot/pki"
 )
 
 // copyTree copies the certificate tree at dir, as a host holds it after
@@ -34,7 +36,7 @@ func leafFiles(t testing.TB, dir, ca string) []string {
 	t.Helper()
 	var out []string
 	err := fs.WalkDir(os.DirFS(dir), "derived", func(p string, d fs.DirEntry, err error) error {
-		if err == nil && strings.HasSuffix(p, ".crt") && signerForStem(strings.TrimSuffix(path.Base(p), ".crt")) == ca {
+		if err == nil && strings.HasSuffix(p, ".crt") && pki.SignerForStem(strings.TrimSuffix(path.Base(p), ".crt")) == ca {
 			out = append(out, filepath.Join(dir, filepath.FromSlash(p)))
 		}
 		return err
@@ -51,7 +53,7 @@ func readCerts(t testing.TB, file string) []*x509.Certificate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certs, err := ParseCertificatesPEM(data)
+	certs, err := pki.ParseCertificatesPEM(data)
 	if err != nil {
 		t.Fatalf("%s: %v", file, err)
 	}
@@ -63,7 +65,7 @@ func readCerts(t testing.TB, file string) []*x509.Certificate {
 // ca in tree bundles. The two must agree.
 func chainsVerify(t testing.TB, openssl string, at time.Time, leaves, bundles, ca string) bool {
 	t.Helper()
-	bundle := filepath.Join(bundles, filepath.FromSlash(caCertPath(ca)))
+	bundle := filepath.Join(bundles, filepath.FromSlash(pki.CACertPath(ca)))
 	pool := x509.NewCertPool()
 	for _, c := range readCerts(t, bundle) {
 		pool.AddCert(c)
@@ -99,10 +101,10 @@ func TestRotateCAKeepsEveryChainVerifying(t *testing.T) {
 	ctx := context.Background()
 	fx.apply(t)
 	states := []string{copyTree(t, fx.dir)}
-	rotate := func(phase RotationPhase) *Report {
+	rotate := func(phase pki.RotationPhase) *pki.Report {
 		t.Helper()
 		fx.clock = fx.clock.Add(24 * time.Hour)
-		rep, err := fx.applier.RotateCA(ctx, fx.specs(), CA, phase, true)
+		rep, err := fx.applier.RotateCA(ctx, fx.specs(), pki.CA, phase, true)
 		if err != nil {
 			t.Fatalf("%s: %v", phase, err)
 		}
@@ -116,10 +118,10 @@ func TestRotateCAKeepsEveryChainVerifying(t *testing.T) {
 		}
 		return data
 	}
-	bundlePath := caCertPath(CA)
+	bundlePath := pki.CACertPath(pki.CA)
 
 	// Phase 1: the bundle gains a new CA after the old; nothing else changes.
-	rep := rotate(PhasePublish)
+	rep := rotate(pki.PhasePublish)
 	if got := rep.Summary(); got != "rotate ca, phase 1 of 3 (publish)" {
 		t.Errorf("summary %q", got)
 	}
@@ -133,34 +135,34 @@ func TestRotateCAKeepsEveryChainVerifying(t *testing.T) {
 		t.Errorf("new CA: subject %s, serial %x (old %x)", newCA.Subject, newCA.SerialNumber, oldCA.SerialNumber)
 	}
 	for p, data := range fx.snapshotOf(t, states[0]) {
-		if p != bundlePath && p != SecretsNixPath && !bytes.Equal(data, file(1, p)) {
+		if p != bundlePath && p != pki.SecretsNixPath && !bytes.Equal(data, file(1, p)) {
 			t.Errorf("phase 1 changed %s", p)
 		}
 	}
 	// The new key is beside the old, for the admins: the age CLI decrypts it
 	// with an admin's SSH key, and it is the new CA's.
-	plain := run(t, nil, ageBin, "-d", "-i", writeTemp(t, "admin", fx.adminSSH.private), filepath.Join(states[1], NextKeyPath(CA)))
-	if key, err := ParsePrivateKeyPEM(plain); err != nil || !KeyMatches(key, newCA.PublicKey) {
-		t.Errorf("%s does not hold the new CA's key (%v)", NextKeyPath(CA), err)
+	plain := run(t, nil, ageBin, "-d", "-i", writeTemp(t, "admin", fx.adminSSH.private), filepath.Join(states[1], pki.NextKeyPath(pki.CA)))
+	if key, err := pki.ParsePrivateKeyPEM(plain); err != nil || !pki.KeyMatches(key, newCA.PublicKey) {
+		t.Errorf("%s does not hold the new CA's key (%v)", pki.NextKeyPath(pki.CA), err)
 	}
-	rules, _ := ParseSecretsNix(SecretsNixPath, file(1, SecretsNixPath))
-	if !slices.Equal(rules[NextKeyPath(CA)], ByID(fx.specs())[CA].Recipients) {
-		t.Errorf("secrets.nix lists %s for %q", NextKeyPath(CA), rules[NextKeyPath(CA)])
+	rules, _ := pki.ParseSecretsNix(pki.SecretsNixPath, file(1, pki.SecretsNixPath))
+	if !slices.Equal(rules[pki.NextKeyPath(pki.CA)], pki.ByID(fx.specs())[pki.CA].Recipients) {
+		t.Errorf("secrets.nix lists %s for %q", pki.NextKeyPath(pki.CA), rules[pki.NextKeyPath(pki.CA)])
 	}
 	rs, err := RotationStatus(os.DirFS(fx.dir))
-	if err != nil || len(rs) != 1 || rs[0].CA != CA || rs[0].Phase != PhasePublish || rs[0].NewSerial != serialHex(newCA) || rs[0].OldSerial != serialHex(oldCA) {
+	if err != nil || len(rs) != 1 || rs[0].CA != pki.CA || rs[0].Phase != pki.PhasePublish || rs[0].NewSerial != serialHex(newCA) || rs[0].OldSerial != serialHex(oldCA) {
 		t.Fatalf("rotation status %+v, %v", rs, err)
 	}
 
 	// Phase 2: every leaf of the CA, and only those, signed by the new CA.
-	rep = rotate(PhaseReissue)
+	rep = rotate(pki.PhaseReissue)
 	reissued := 0
 	for _, s := range fx.specs() {
-		if s.Signer != CA {
+		if s.Signer != pki.CA {
 			continue
 		}
 		reissued++
-		if r := result(rep, s.ID); r.Action != Reissued {
+		if r := result(rep, s.ID); r.Action != pki.Reissued {
 			t.Errorf("%s: %s, want reissued", s.ID, r.Action)
 		}
 		if err := readCerts(t, filepath.Join(states[2], s.CertPath))[0].CheckSignatureFrom(newCA); err != nil {
@@ -171,8 +173,8 @@ func TestRotateCAKeepsEveryChainVerifying(t *testing.T) {
 		t.Errorf("summary %q, want %q", got, want)
 	}
 	for p, data := range fx.snapshotOf(t, states[1]) {
-		signer := signerForStem(strings.TrimSuffix(path.Base(p), ".crt"))
-		if strings.HasPrefix(p, "derived/") && signer != CA && !bytes.Equal(data, file(2, p)) {
+		signer := pki.SignerForStem(strings.TrimSuffix(path.Base(p), ".crt"))
+		if strings.HasPrefix(p, "derived/") && signer != pki.CA && !bytes.Equal(data, file(2, p)) {
 			t.Errorf("phase 2 changed %s", p)
 		}
 	}
@@ -181,23 +183,23 @@ func TestRotateCAKeepsEveryChainVerifying(t *testing.T) {
 	}
 
 	// Phase 3: the bundle holds the new CA alone, and its key is the CA key.
-	rep = rotate(PhaseDrop)
+	rep = rotate(pki.PhaseDrop)
 	if got := rep.Summary(); got != "rotate ca, phase 3 of 3 (drop)" {
 		t.Errorf("summary %q", got)
 	}
 	if b := readCerts(t, filepath.Join(states[3], bundlePath)); len(b) != 1 || !b[0].Equal(newCA) {
 		t.Errorf("bundle after phase 3: %d certificates", len(b))
 	}
-	if key, err := ParsePrivateKeyPEM(decryptWith(t, fx.bot, file(3, ByID(fx.specs())[CA].KeyPath))); err != nil || !KeyMatches(key, newCA.PublicKey) {
+	if key, err := pki.ParsePrivateKeyPEM(decryptWith(t, fx.bot, file(3, pki.ByID(fx.specs())[pki.CA].KeyPath))); err != nil || !pki.KeyMatches(key, newCA.PublicKey) {
 		t.Errorf("the CA key is not the new CA's (%v)", err)
 	}
-	for _, p := range []string{NextKeyPath(CA), RotationPath(CA)} {
+	for _, p := range []string{pki.NextKeyPath(pki.CA), pki.RotationPath(pki.CA)} {
 		if _, err := os.Stat(filepath.Join(states[3], p)); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%s left behind", p)
 		}
 	}
-	rules, _ = ParseSecretsNix(SecretsNixPath, file(3, SecretsNixPath))
-	if _, ok := rules[NextKeyPath(CA)]; ok || !slices.Equal(rules["ca/kubernetes.key.age"], ByID(fx.specs())[CA].Recipients) {
+	rules, _ = pki.ParseSecretsNix(pki.SecretsNixPath, file(3, pki.SecretsNixPath))
+	if _, ok := rules[pki.NextKeyPath(pki.CA)]; ok || !slices.Equal(rules["ca/kubernetes.key.age"], pki.ByID(fx.specs())[pki.CA].Recipients) {
 		t.Errorf("secrets.nix after phase 3: %q", rules)
 	}
 	if rs, err := RotationStatus(os.DirFS(fx.dir)); err != nil || len(rs) != 0 {
@@ -208,7 +210,7 @@ func TestRotateCAKeepsEveryChainVerifying(t *testing.T) {
 	// state i+1, and every pair must accept each other's leaves.
 	at := fx.clock
 	for i := range 3 {
-		for _, ca := range kubeadmCAs() {
+		for _, ca := range pki.KubeadmCAs() {
 			for _, pair := range [][2]int{{i, i}, {i, i + 1}, {i + 1, i}, {i + 1, i + 1}} {
 				if !chainsVerify(t, openssl, at, states[pair[0]], states[pair[1]], ca) {
 					t.Errorf("%s: leaves of state %d do not verify against the bundle of state %d", ca, pair[0], pair[1])
@@ -218,10 +220,10 @@ func TestRotateCAKeepsEveryChainVerifying(t *testing.T) {
 	}
 	// Skipping a phase would break chains, which is what the order prevents
 	// (and shows the check above can fail).
-	if chainsVerify(t, openssl, at, states[2], states[0], CA) {
+	if chainsVerify(t, openssl, at, states[2], states[0], pki.CA) {
 		t.Error("a leaf of the new CA verifies against the bundle from before the rotation")
 	}
-	if chainsVerify(t, openssl, at, states[1], states[3], CA) {
+	if chainsVerify(t, openssl, at, states[1], states[3], pki.CA) {
 		t.Error("a leaf of the old CA verifies against the bundle after the drop")
 	}
 
@@ -236,7 +238,7 @@ func TestRotateCAKeepsEveryChainVerifying(t *testing.T) {
 		}
 	}
 	for id, a := range actions(fx.apply(t)) {
-		if a != Unchanged {
+		if a != pki.Unchanged {
 			t.Errorf("apply after the rotation: %s %s", id, a)
 		}
 	}
@@ -261,13 +263,13 @@ func TestRotateCARefusesOutOfOrder(t *testing.T) {
 	fx := newFixture(t)
 	ctx := context.Background()
 	fx.apply(t)
-	step := func(phase RotationPhase) {
+	step := func(phase pki.RotationPhase) {
 		t.Helper()
-		if _, err := fx.applier.RotateCA(ctx, fx.specs(), EtcdCA, phase, true); err != nil {
+		if _, err := fx.applier.RotateCA(ctx, fx.specs(), pki.EtcdCA, phase, true); err != nil {
 			t.Fatalf("%s: %v", phase, err)
 		}
 	}
-	refused := func(ca string, phase RotationPhase, rolled bool, want string) {
+	refused := func(ca string, phase pki.RotationPhase, rolled bool, want string) {
 		t.Helper()
 		before := fx.snapshot(t)
 		_, err := fx.applier.RotateCA(ctx, fx.specs(), ca, phase, rolled)
@@ -291,10 +293,10 @@ func TestRotateCARefusesOutOfOrder(t *testing.T) {
 		return strings.Join(out, ",")
 	}
 
-	refused("w-1/kubelet", PhasePublish, true, `"w-1/kubelet" is not a CA`)
-	refused(EtcdCA, PhaseReissue, true, "no rotation of etcd-ca is in progress (no ca/etcd.rotation); start with phase 1 of 3 (publish)")
-	refused(EtcdCA, PhaseDrop, true, "no rotation of etcd-ca is in progress")
-	step(PhasePublish)
+	refused("w-1/kubelet", pki.PhasePublish, true, `"w-1/kubelet" is not a CA`)
+	refused(pki.EtcdCA, pki.PhaseReissue, true, "no rotation of etcd-ca is in progress (no ca/etcd.rotation); start with phase 1 of 3 (publish)")
+	refused(pki.EtcdCA, pki.PhaseDrop, true, "no rotation of etcd-ca is in progress")
+	step(pki.PhasePublish)
 	if got := status(); got != "etcd-ca publish" {
 		t.Errorf("status %q", got)
 	}
@@ -302,28 +304,28 @@ func TestRotateCARefusesOutOfOrder(t *testing.T) {
 		!strings.HasSuffix(rs[0].String(), "next: phase 2 of 3 (reissue), once every host has rolled the commit of phase 1") {
 		t.Errorf("status line %q", rs)
 	}
-	refused(EtcdCA, PhasePublish, true, "already at phase 1 of 3 (publish)")
-	refused(EtcdCA, PhaseDrop, true, "cannot follow phase 1 of 3 (publish): dropping the old CA now would break every leaf it still signs; run phase 2 of 3 (reissue) first")
-	refused(EtcdCA, PhaseReissue, false, "confirm that every host has rolled the commit of phase 1 of 3 (publish)")
-	step(PhaseReissue)
+	refused(pki.EtcdCA, pki.PhasePublish, true, "already at phase 1 of 3 (publish)")
+	refused(pki.EtcdCA, pki.PhaseDrop, true, "cannot follow phase 1 of 3 (publish): dropping the old CA now would break every leaf it still signs; run phase 2 of 3 (reissue) first")
+	refused(pki.EtcdCA, pki.PhaseReissue, false, "confirm that every host has rolled the commit of phase 1 of 3 (publish)")
+	step(pki.PhaseReissue)
 	if got := status(); got != "etcd-ca reissue" {
 		t.Errorf("status %q", got)
 	}
-	refused(EtcdCA, PhaseReissue, true, "phase 2 of 3 (reissue) of etcd-ca was already applied")
-	refused(EtcdCA, PhasePublish, true, "already at phase 2 of 3 (reissue)")
-	refused(EtcdCA, PhaseDrop, false, "confirm that every host has rolled the commit of phase 2 of 3 (reissue)")
-	step(PhaseDrop)
+	refused(pki.EtcdCA, pki.PhaseReissue, true, "phase 2 of 3 (reissue) of etcd-ca was already applied")
+	refused(pki.EtcdCA, pki.PhasePublish, true, "already at phase 2 of 3 (reissue)")
+	refused(pki.EtcdCA, pki.PhaseDrop, false, "confirm that every host has rolled the commit of phase 2 of 3 (reissue)")
+	step(pki.PhaseDrop)
 	if got := status(); got != "" {
 		t.Errorf("status after the drop %q", got)
 	}
-	refused(EtcdCA, PhaseDrop, true, "no rotation of etcd-ca is in progress")
+	refused(pki.EtcdCA, pki.PhaseDrop, true, "no rotation of etcd-ca is in progress")
 
-	for in, want := range map[string]RotationPhase{"publish": PhasePublish, "2": PhaseReissue, "drop": PhaseDrop} {
-		if got, err := ParseRotationPhase(in); err != nil || got != want {
+	for in, want := range map[string]pki.RotationPhase{"publish": pki.PhasePublish, "2": pki.PhaseReissue, "drop": pki.PhaseDrop} {
+		if got, err := pki.ParseRotationPhase(in); err != nil || got != want {
 			t.Errorf("ParseRotationPhase(%q) = %q, %v", in, got, err)
 		}
 	}
-	if _, err := ParseRotationPhase("4"); err == nil {
+	if _, err := pki.ParseRotationPhase("4"); err == nil {
 		t.Error("phase 4 parsed")
 	}
 }
@@ -333,11 +335,11 @@ func TestRotationMarkerMustMatchItsBundle(t *testing.T) {
 	t.Parallel()
 	fx := newFixture(t)
 	fx.apply(t)
-	if _, err := fx.applier.RotateCA(context.Background(), fx.specs(), FrontProxyCA, PhasePublish, false); err != nil {
+	if _, err := fx.applier.RotateCA(context.Background(), fx.specs(), pki.FrontProxyCA, pki.PhasePublish, false); err != nil {
 		t.Fatal(err)
 	}
 	old := fx.read(t, "ca/front-proxy.crt")
-	certs, _ := ParseCertificatesPEM(old)
+	certs, _ := pki.ParseCertificatesPEM(old)
 	os.WriteFile(filepath.Join(fx.dir, "ca/front-proxy.crt"), fx.read(t, "ca/kubernetes.crt"), 0o644) // hand-edited
 	_, err := fx.applier.Apply(context.Background(), fx.specs())
 	want := fmt.Sprintf("ca/front-proxy.rotation records the rotation of front-proxy-ca at phase 1 of 3 (publish) with old serial %s", serialHex(certs[0]))
@@ -348,7 +350,7 @@ func TestRotationMarkerMustMatchItsBundle(t *testing.T) {
 		t.Errorf("status: %v", err)
 	}
 	os.WriteFile(filepath.Join(fx.dir, "ca/front-proxy.crt"), old, 0o644)
-	os.WriteFile(filepath.Join(fx.dir, RotationPath(FrontProxyCA)), []byte(`{"ca":"front-proxy-ca","phase":"publish","extra":1}`), 0o644)
+	os.WriteFile(filepath.Join(fx.dir, pki.RotationPath(pki.FrontProxyCA)), []byte(`{"ca":"front-proxy-ca","phase":"publish","extra":1}`), 0o644)
 	if _, err := fx.applier.Apply(context.Background(), fx.specs()); err == nil || !strings.Contains(err.Error(), `ca/front-proxy.rotation: json: unknown field "extra"`) {
 		t.Errorf("apply with a broken marker: %v", err)
 	}
@@ -363,9 +365,9 @@ func TestApplyDuringRotation(t *testing.T) {
 	fx := newFixture(t)
 	ctx := context.Background()
 	fx.apply(t)
-	rotate := func(phase RotationPhase) {
+	rotate := func(phase pki.RotationPhase) {
 		t.Helper()
-		if _, err := fx.applier.RotateCA(ctx, fx.specs(), CA, phase, true); err != nil {
+		if _, err := fx.applier.RotateCA(ctx, fx.specs(), pki.CA, phase, true); err != nil {
 			t.Fatalf("%s: %v", phase, err)
 		}
 	}
@@ -382,7 +384,7 @@ func TestApplyDuringRotation(t *testing.T) {
 	}
 	const kubelet, proxy = "derived/w-1/kubernetes-kubelet.crt", "derived/w-1/kubernetes-kube-proxy.crt"
 
-	rotate(PhasePublish)
+	rotate(pki.PhasePublish)
 	obs, err := Observe(fx.dir, fx.clock)
 	if err != nil {
 		t.Fatal(err)
@@ -394,9 +396,9 @@ func TestApplyDuringRotation(t *testing.T) {
 	if got := slices.Sorted(maps.Keys(obs)); !slices.Equal(got, specIDs) {
 		t.Errorf("observed ids during a rotation:\n got %q\nwant %q", got, specIDs)
 	}
-	ca := obs[CA]
-	if ca.Rotation == nil || ca.Rotation.Phase != PhasePublish || ca.Next == nil || !ca.Next.Verified || !ca.Next.HasKey ||
-		ca.Serial != ca.Rotation.OldSerial || ca.Next.Serial != ca.Rotation.NewSerial || ca.Next.KeyPath != NextKeyPath(CA) {
+	ca := obs[pki.CA]
+	if ca.Rotation == nil || ca.Rotation.Phase != pki.PhasePublish || ca.Next == nil || !ca.Next.Verified || !ca.Next.HasKey ||
+		ca.Serial != ca.Rotation.OldSerial || ca.Next.Serial != ca.Rotation.NewSerial || ca.Next.KeyPath != pki.NextKeyPath(pki.CA) {
 		t.Errorf("the CA in rotation observed as %+v, next %+v", ca, ca.Next)
 	}
 	for id, c := range obs {
@@ -406,25 +408,25 @@ func TestApplyDuringRotation(t *testing.T) {
 	}
 	rep := fx.apply(t)
 	for id, a := range actions(rep) {
-		if want := map[bool]Action{true: Held, false: Unchanged}[id == CA]; a != want {
+		if want := map[bool]pki.Action{true: pki.Held, false: pki.Unchanged}[id == pki.CA]; a != want {
 			t.Errorf("apply after phase 1: %s %s, want %s", id, a, want)
 		}
 	}
-	if r := result(rep, CA); !strings.Contains(r.Reason, "rotation at phase 1 of 3 (publish)") || rep.Changed() {
+	if r := result(rep, pki.CA); !strings.Contains(r.Reason, "rotation at phase 1 of 3 (publish)") || rep.Changed() {
 		t.Errorf("apply after phase 1: ca %q, changed %v", r.Reason, rep.Changed())
 	}
 
 	// After phase 1, a new leaf is signed by the old CA, which every host trusts.
 	os.Remove(filepath.Join(fx.dir, kubelet))
-	if r := result(fx.apply(t), "w-1/kubelet"); r.Action != Issued || signer(kubelet) != "old" {
+	if r := result(fx.apply(t), "w-1/kubelet"); r.Action != pki.Issued || signer(kubelet) != "old" {
 		t.Errorf("after phase 1: kubelet %s, signed by the %s CA", r.Action, signer(kubelet))
 	}
-	oldProxy := map[string][]byte{proxy: fx.read(t, proxy), KeyPathFor(proxy): fx.read(t, KeyPathFor(proxy))}
+	oldProxy := map[string][]byte{proxy: fx.read(t, proxy), pki.KeyPathFor(proxy): fx.read(t, pki.KeyPathFor(proxy))}
 
 	// From phase 2 on, by the new one.
-	rotate(PhaseReissue)
+	rotate(pki.PhaseReissue)
 	os.Remove(filepath.Join(fx.dir, kubelet))
-	if r := result(fx.apply(t), "w-1/kubelet"); r.Action != Issued || signer(kubelet) != "new" {
+	if r := result(fx.apply(t), "w-1/kubelet"); r.Action != pki.Issued || signer(kubelet) != "new" {
 		t.Errorf("after phase 2: kubelet %s, signed by the %s CA", r.Action, signer(kubelet))
 	}
 
@@ -434,24 +436,24 @@ func TestApplyDuringRotation(t *testing.T) {
 		os.WriteFile(filepath.Join(fx.dir, p), data, 0o644)
 	}
 	obs, _ = Observe(fx.dir, fx.clock)
-	rows := StatusRows(obs, fx.specs(), fx.clock, fx.applier.RenewBefore)
+	rows := pki.StatusRows(obs, fx.specs(), fx.clock, fx.applier.RenewBefore)
 	for _, r := range rows {
-		want := StatusOK
+		want := pki.StatusOK
 		if r.ID == "w-1/kube-proxy" {
-			want = StatusReissue
+			want = pki.StatusReissue
 		}
 		if r.Status != want {
 			t.Errorf("status %s: %s (%s), want %s", r.ID, r.Status, r.Reason, want)
 		}
 	}
-	if !slices.ContainsFunc(rows, func(r StatusRow) bool { return r.ID == "ca.next" && r.Status == StatusOK }) {
+	if !slices.ContainsFunc(rows, func(r pki.StatusRow) bool { return r.ID == "ca.next" && r.Status == pki.StatusOK }) {
 		t.Error("no ca.next row in the status mid-rotation")
 	}
-	_, err = fx.applier.RotateCA(ctx, fx.specs(), CA, PhaseDrop, true)
+	_, err = fx.applier.RotateCA(ctx, fx.specs(), pki.CA, pki.PhaseDrop, true)
 	if !errors.Is(err, ErrRotationRefused) || !strings.Contains(err.Error(), proxy+" is not signed by the new CA") {
 		t.Errorf("drop with a leaf of the old CA: %v", err)
 	}
-	if r := result(fx.apply(t), "w-1/kube-proxy"); r.Action != Reissued || !strings.Contains(r.Reason, "signed by the old ca") || signer(proxy) != "new" {
+	if r := result(fx.apply(t), "w-1/kube-proxy"); r.Action != pki.Reissued || !strings.Contains(r.Reason, "signed by the old ca") || signer(proxy) != "new" {
 		t.Errorf("old leaf in phase 2: %s %q, signed by the %s CA", r.Action, r.Reason, signer(proxy))
 	}
 
@@ -459,12 +461,12 @@ func TestApplyDuringRotation(t *testing.T) {
 	newAdmin := newSSHKey(t)
 	fx.fleet.PKI.Admins = []string{fx.botRecip, newAdmin.pub}
 	rep = fx.apply(t)
-	if r := result(rep, CA); r.Action != Rekeyed || !slices.Contains(r.Files, NextKeyPath(CA)) {
+	if r := result(rep, pki.CA); r.Action != pki.Rekeyed || !slices.Contains(r.Files, pki.NextKeyPath(pki.CA)) {
 		t.Errorf("ca: %s, files %q", r.Action, r.Files)
 	}
 	newID, _ := ParseIdentity(newAdmin.private)
 	oldID, _ := ParseIdentity(fx.adminSSH.private)
-	for _, p := range []string{"ca/kubernetes.key.age", NextKeyPath(CA)} {
+	for _, p := range []string{"ca/kubernetes.key.age", pki.NextKeyPath(pki.CA)} {
 		if _, err := Decrypt(fx.read(t, p), newID); err != nil {
 			t.Errorf("%s: the new admin cannot decrypt: %v", p, err)
 		}
@@ -472,12 +474,12 @@ func TestApplyDuringRotation(t *testing.T) {
 			t.Errorf("%s: the replaced admin still decrypts", p)
 		}
 	}
-	rules, _ := ParseSecretsNix(SecretsNixPath, fx.read(t, SecretsNixPath))
-	if !slices.Contains(rules[NextKeyPath(CA)], newAdmin.pub) {
-		t.Errorf("secrets.nix: %s for %q", NextKeyPath(CA), rules[NextKeyPath(CA)])
+	rules, _ := pki.ParseSecretsNix(pki.SecretsNixPath, fx.read(t, pki.SecretsNixPath))
+	if !slices.Contains(rules[pki.NextKeyPath(pki.CA)], newAdmin.pub) {
+		t.Errorf("secrets.nix: %s for %q", pki.NextKeyPath(pki.CA), rules[pki.NextKeyPath(pki.CA)])
 	}
 
-	rotate(PhaseDrop)
+	rotate(pki.PhaseDrop)
 	if _, err := Decrypt(fx.read(t, "ca/kubernetes.key.age"), newID); err != nil {
 		t.Errorf("after the drop, the new admin cannot decrypt the CA key: %v", err)
 	}

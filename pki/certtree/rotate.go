@@ -1,4 +1,4 @@
-package pki
+package certtree
 
 // CA rotation, in three phases, each its own apply and commit, so that no
 // host ever holds a chain that fails to verify:
@@ -36,101 +36,13 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
-	"path"
 	"sort"
 	"strings"
 	"time"
 
 	"filippo.io/age"
+	"github.com/ducksnest/nestbot/pki"
 )
-
-// RotationPhase is one phase of a CA rotation.
-type RotationPhase string
-
-// The phases, in order.
-const (
-	PhasePublish RotationPhase = "publish" // 1: the bundle holds old and new; leaves unchanged
-	PhaseReissue RotationPhase = "reissue" // 2: every leaf signed by the new CA; the bundle holds both
-	PhaseDrop    RotationPhase = "drop"    // 3: the bundle holds the new CA alone; the old key is deleted
-)
-
-// Number is the phase's place in the rotation, 1 to 3; 0 for an unknown phase.
-func (p RotationPhase) Number() int {
-	switch p {
-	case PhasePublish:
-		return 1
-	case PhaseReissue:
-		return 2
-	case PhaseDrop:
-		return 3
-	}
-	return 0
-}
-
-// String is "phase 1 of 3 (publish)".
-func (p RotationPhase) String() string {
-	return fmt.Sprintf("phase %d of 3 (%s)", p.Number(), string(p))
-}
-
-// ParseRotationPhase reads a phase by name (publish, reissue, drop) or number (1–3).
-func ParseRotationPhase(s string) (RotationPhase, error) {
-	for _, p := range []RotationPhase{PhasePublish, PhaseReissue, PhaseDrop} {
-		if s == string(p) || s == fmt.Sprint(p.Number()) {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("rotation phase %q; want publish (1), reissue (2) or drop (3)", s)
-}
-
-// Rotation is where the rotation of one CA stands: the marker file
-// ca/<stem>.rotation. It exists from phase 1 until phase 3 deletes it.
-type Rotation struct {
-	CA          string        `json:"ca"`            // ca, etcd-ca, front-proxy-ca or k8s
-	Phase       RotationPhase `json:"phase"`         // the last phase applied
-	Started     time.Time     `json:"started"`       // when phase 1 was applied
-	Updated     time.Time     `json:"updated"`       // when the last phase was applied
-	OldSerial   string        `json:"old_serial"`    // hex, as ObservedCert.Serial: the first CA of the bundle
-	NewSerial   string        `json:"new_serial"`    // the second
-	NewNotAfter time.Time     `json:"new_not_after"` // the new CA's expiry
-}
-
-// Next says what the rotation's next phase is and when it may run.
-func (r Rotation) Next() string {
-	switch r.Phase {
-	case PhasePublish:
-		return "next: " + PhaseReissue.String() + ", once every host has rolled the commit of phase 1"
-	case PhaseReissue:
-		return "next: " + PhaseDrop.String() + ", once every host has rolled the commit of phase 2"
-	}
-	return "the rotation is complete"
-}
-
-// String is one line: where the rotation stands and what comes next.
-func (r Rotation) String() string {
-	return fmt.Sprintf("%s: rotation at %s, applied %s (started %s; old serial %s, new serial %s); %s",
-		r.CA, r.Phase, r.Updated.UTC().Format(time.DateTime+" MST"), r.Started.UTC().Format(time.DateOnly),
-		shortSerial(r.OldSerial), shortSerial(r.NewSerial), r.Next())
-}
-
-func shortSerial(s string) string {
-	if len(s) > 12 {
-		return s[:12] + "…"
-	}
-	return s
-}
-
-// RotationPath is the marker of CA ca's rotation, relative to pki.dir.
-func RotationPath(ca string) string { return path.Join(caDirName, caDir(ca)+".rotation") }
-
-// NextKeyPath is where the new key of CA ca waits during a rotation.
-func NextKeyPath(ca string) string { return path.Join(caDirName, caDir(ca)+".next.key.age") }
-
-func caCertPath(ca string) string { return path.Join(caDirName, caDir(ca)+".crt") }
-
-// kubeadmCAs are the kubeadm layout's CAs; caIDs every CA of the layouts.
-func kubeadmCAs() []string { return []string{CA, EtcdCA, FrontProxyCA} }
-
-func caIDs() []string { return append(kubeadmCAs(), K8sCA) }
 
 // ErrRotationRefused is matched (errors.Is) by an error of RotateCA that
 // refused to run a phase out of order or unconfirmed; nothing was written.
@@ -138,18 +50,18 @@ var ErrRotationRefused = errors.New("CA rotation phase refused")
 
 // RotationStatus reads where every CA rotation in the tree stands, sorted by
 // CA. A marker that does not agree with its bundle is an error naming both.
-func RotationStatus(fsys fs.FS) ([]Rotation, error) {
-	var out []Rotation
+func RotationStatus(fsys fs.FS) ([]pki.Rotation, error) {
+	var out []pki.Rotation
 	var errs []error
-	for _, ca := range caIDs() {
+	for _, ca := range pki.CAIDs() {
 		var bundle []*x509.Certificate
-		if _, err := fs.Stat(fsys, RotationPath(ca)); err == nil {
-			data, err := fs.ReadFile(fsys, caCertPath(ca))
+		if _, err := fs.Stat(fsys, pki.RotationPath(ca)); err == nil {
+			data, err := fs.ReadFile(fsys, pki.CACertPath(ca))
 			if err == nil {
-				bundle, err = ParseCertificatesPEM(data)
+				bundle, err = pki.ParseCertificatesPEM(data)
 			}
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", caCertPath(ca), err))
+				errs = append(errs, fmt.Errorf("%s: %w", pki.CACertPath(ca), err))
 			}
 		}
 		r, err := loadRotation(fsys, ca, bundle)
@@ -165,8 +77,8 @@ func RotationStatus(fsys fs.FS) ([]Rotation, error) {
 
 // loadRotation reads CA ca's marker, if any, and checks it against the
 // certificates of its bundle (old, then new).
-func loadRotation(fsys fs.FS, ca string, bundle []*x509.Certificate) (*Rotation, error) {
-	p := RotationPath(ca)
+func loadRotation(fsys fs.FS, ca string, bundle []*x509.Certificate) (*pki.Rotation, error) {
+	p := pki.RotationPath(ca)
 	data, err := fs.ReadFile(fsys, p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -174,7 +86,7 @@ func loadRotation(fsys fs.FS, ca string, bundle []*x509.Certificate) (*Rotation,
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
-	var r Rotation
+	var r pki.Rotation
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&r); err != nil {
@@ -183,7 +95,7 @@ func loadRotation(fsys fs.FS, ca string, bundle []*x509.Certificate) (*Rotation,
 	if r.CA != ca {
 		return nil, fmt.Errorf("%s: records a rotation of %q, want %q; restore it from git", p, r.CA, ca)
 	}
-	if r.Phase != PhasePublish && r.Phase != PhaseReissue {
+	if r.Phase != pki.PhasePublish && r.Phase != pki.PhaseReissue {
 		return nil, fmt.Errorf("%s: phase %q; a marker records publish or reissue (drop deletes it)", p, r.Phase)
 	}
 	var have []string
@@ -192,7 +104,7 @@ func loadRotation(fsys fs.FS, ca string, bundle []*x509.Certificate) (*Rotation,
 	}
 	if len(bundle) != 2 || have[0] != r.OldSerial || have[1] != r.NewSerial {
 		return nil, fmt.Errorf("%s records the rotation of %s at %s with old serial %s and new serial %s, but %s holds serials [%s]; restore both files from git",
-			p, ca, r.Phase, r.OldSerial, r.NewSerial, caCertPath(ca), strings.Join(have, ", "))
+			p, ca, r.Phase, r.OldSerial, r.NewSerial, pki.CACertPath(ca), strings.Join(have, ", "))
 	}
 	return &r, nil
 }
@@ -201,27 +113,27 @@ func serialHex(c *x509.Certificate) string { return fmt.Sprintf("%x", c.SerialNu
 
 // checkPhase refuses a phase that does not follow cur, or that needs every
 // host to have rolled the previous one and rolled is false.
-func checkPhase(cur *Rotation, ca string, want RotationPhase, rolled bool) error {
+func checkPhase(cur *pki.Rotation, ca string, want pki.RotationPhase, rolled bool) error {
 	refuse := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrRotationRefused, fmt.Sprintf(format, args...))
 	}
 	switch want {
-	case PhasePublish:
+	case pki.PhasePublish:
 		if cur != nil {
 			return refuse("a rotation of %s is already at %s, applied %s; phase 1 again would replace the new CA that hosts may already trust; %s",
 				ca, cur.Phase, cur.Updated.UTC().Format(time.DateOnly), cur.Next())
 		}
 		return nil
-	case PhaseReissue, PhaseDrop:
+	case pki.PhaseReissue, pki.PhaseDrop:
 	default:
 		return refuse("unknown phase %q; want publish, reissue or drop", want)
 	}
 	if cur == nil {
-		return refuse("no rotation of %s is in progress (no %s); start with %s", ca, RotationPath(ca), PhasePublish)
+		return refuse("no rotation of %s is in progress (no %s); start with %s", ca, pki.RotationPath(ca), pki.PhasePublish)
 	}
-	prev := PhasePublish
-	if want == PhaseDrop {
-		prev = PhaseReissue
+	prev := pki.PhasePublish
+	if want == pki.PhaseDrop {
+		prev = pki.PhaseReissue
 	}
 	switch {
 	case cur.Phase == want:
@@ -231,7 +143,7 @@ func checkPhase(cur *Rotation, ca string, want RotationPhase, rolled bool) error
 			want, ca, cur.Phase, prev)
 	case !rolled:
 		what := "reissues every leaf under the new CA, which a host that has not rolled phase 1 does not trust yet"
-		if want == PhaseDrop {
+		if want == pki.PhaseDrop {
 			what = "removes the old CA from the bundle, which breaks every host still holding a leaf from before phase 2"
 		}
 		return refuse("%s %s; confirm that every host has rolled the commit of %s (nestbot rollout status) and run it again with that confirmation",
@@ -248,7 +160,7 @@ func checkPhase(cur *Rotation, ca string, want RotationPhase, rolled bool) error
 // to run out of order (errors.Is(err, ErrRotationRefused)). Nothing is
 // written unless every step succeeded first. Phases 2 and 3 decrypt the new
 // CA key with a.Identity.
-func (a *Applier) RotateCA(ctx context.Context, specs []Spec, ca string, phase RotationPhase, rolled bool) (*Report, error) {
+func (a *Applier) RotateCA(ctx context.Context, specs []pki.Spec, ca string, phase pki.RotationPhase, rolled bool) (*pki.Report, error) {
 	rep, err := a.rotateCA(ctx, specs, ca, phase, rolled)
 	if err != nil {
 		return rep, fmt.Errorf("pki: rotate %s: %w", ca, err)
@@ -256,10 +168,10 @@ func (a *Applier) RotateCA(ctx context.Context, specs []Spec, ca string, phase R
 	return rep, nil
 }
 
-func (a *Applier) rotateCA(ctx context.Context, specs []Spec, ca string, phase RotationPhase, rolled bool) (*Report, error) {
+func (a *Applier) rotateCA(ctx context.Context, specs []pki.Spec, ca string, phase pki.RotationPhase, rolled bool) (*pki.Report, error) {
 	is := a.issuer()
-	now := is.now()
-	caSpec := ByID(specs)[ca]
+	now := is.Time()
+	caSpec := pki.ByID(specs)[ca]
 	if caSpec == nil || !caSpec.IsCA {
 		var cas []string
 		for _, s := range specs {
@@ -292,11 +204,11 @@ func (a *Applier) rotateCA(ctx context.Context, specs []Spec, ca string, phase R
 	}
 	r := &rotation{a: a, o: o, ca: ca, spec: *caSpec, cur: cur, now: now, rules: cloneRules(o.rules)}
 	switch phase {
-	case PhasePublish:
+	case pki.PhasePublish:
 		err = r.publish(is, recipients)
-	case PhaseReissue:
+	case pki.PhaseReissue:
 		err = r.reissue(ctx, is, recipients, specs)
-	case PhaseDrop:
+	case pki.PhaseDrop:
 		err = r.drop()
 	}
 	if err != nil {
@@ -310,25 +222,25 @@ type rotation struct {
 	a    *Applier
 	o    *observer
 	ca   string
-	spec Spec      // the CA's
-	cur  *Rotation // before this phase; nil for phase 1
+	spec pki.Spec      // the CA's
+	cur  *pki.Rotation // before this phase; nil for phase 1
 	now  time.Time
 
-	next     *Rotation // the marker after this phase; nil once dropped
-	results  []Result
+	next     *pki.Rotation // the marker after this phase; nil once dropped
+	results  []pki.Result
 	keys     []fileWrite
 	certs    []fileWrite
 	removals []string
 	rules    map[string][]string // secrets.nix after this phase
-	report   Rotation            // the Report's record of this phase
+	report   pki.Rotation        // the Report's record of this phase
 }
 
 // publish is phase 1: a new CA, appended to the bundle; its key beside the old.
-func (r *rotation) publish(is *Issuer, recipients map[string]age.Recipient) error {
+func (r *rotation) publish(is *pki.Issuer, recipients map[string]age.Recipient) error {
 	bundle := r.o.certs[r.spec.CertPath]
 	if len(bundle) != 1 {
 		return fmt.Errorf("%s holds %d certificates, but no rotation is recorded in %s; keep only the CA whose key is %s, then start again",
-			r.spec.CertPath, len(bundle), RotationPath(r.ca), r.spec.KeyPath)
+			r.spec.CertPath, len(bundle), pki.RotationPath(r.ca), r.spec.KeyPath)
 	}
 	kp, err := is.Issue(r.spec, nil)
 	if err != nil {
@@ -341,7 +253,7 @@ func (r *rotation) publish(is *Issuer, recipients map[string]age.Recipient) erro
 	enc, err := (&issuing{recipients: recipients}).encrypt(keyPEM, r.spec.Recipients)
 	clear(keyPEM)
 	if err != nil {
-		return fmt.Errorf("new %s: %s: %w", r.ca, NextKeyPath(r.ca), err)
+		return fmt.Errorf("new %s: %s: %w", r.ca, pki.NextKeyPath(r.ca), err)
 	}
 	old, err := fs.ReadFile(r.o.fsys, r.spec.CertPath)
 	if err != nil {
@@ -350,35 +262,35 @@ func (r *rotation) publish(is *Issuer, recipients map[string]age.Recipient) erro
 	if len(old) > 0 && old[len(old)-1] != '\n' {
 		old = append(old, '\n')
 	}
-	r.keys = append(r.keys, fileWrite{NextKeyPath(r.ca), enc})
+	r.keys = append(r.keys, fileWrite{pki.NextKeyPath(r.ca), enc})
 	r.certs = append(r.certs, fileWrite{r.spec.CertPath, append(old, kp.CertPEM...)})
-	r.rules[NextKeyPath(r.ca)] = r.spec.Recipients
-	r.next = &Rotation{CA: r.ca, Phase: PhasePublish, Started: r.now, Updated: r.now,
+	r.rules[pki.NextKeyPath(r.ca)] = r.spec.Recipients
+	r.next = &pki.Rotation{CA: r.ca, Phase: pki.PhasePublish, Started: r.now, Updated: r.now,
 		OldSerial: serialHex(bundle[0]), NewSerial: serialHex(kp.Cert), NewNotAfter: kp.Cert.NotAfter.UTC()}
-	r.results = append(r.results, Result{ID: r.ca, Action: Rotated, NotAfter: kp.Cert.NotAfter,
+	r.results = append(r.results, pki.Result{ID: r.ca, Action: pki.Rotated, NotAfter: kp.Cert.NotAfter,
 		Reason: fmt.Sprintf("%s: a new CA (serial %s) joins %s after the old one; its key is %s; no leaf changes",
-			PhasePublish, shortSerial(r.next.NewSerial), r.spec.CertPath, NextKeyPath(r.ca)),
-		Files: []string{NextKeyPath(r.ca), r.spec.CertPath, RotationPath(r.ca)}})
+			pki.PhasePublish, pki.ShortSerial(r.next.NewSerial), r.spec.CertPath, pki.NextKeyPath(r.ca)),
+		Files: []string{pki.NextKeyPath(r.ca), r.spec.CertPath, pki.RotationPath(r.ca)}})
 	return nil
 }
 
 // nextSigner decrypts the new CA's key and pairs it with the new certificate.
-func (r *rotation) nextSigner() (*KeyPair, error) {
+func (r *rotation) nextSigner() (*pki.KeyPair, error) {
 	newCert := r.o.certs[r.spec.CertPath][1] // loadRotation checked the bundle
-	keyPEM, key, err := r.a.decryptKey(NextKeyPath(r.ca))
+	keyPEM, key, err := r.a.decryptKey(pki.NextKeyPath(r.ca))
 	clear(keyPEM)
 	if err != nil {
 		return nil, err
 	}
-	if !KeyMatches(key, newCert.PublicKey) {
+	if !pki.KeyMatches(key, newCert.PublicKey) {
 		return nil, fmt.Errorf("%s does not match the new CA (serial %s) in %s; restore both from git",
-			NextKeyPath(r.ca), shortSerial(r.cur.NewSerial), r.spec.CertPath)
+			pki.NextKeyPath(r.ca), pki.ShortSerial(r.cur.NewSerial), r.spec.CertPath)
 	}
-	return &KeyPair{Cert: newCert, Key: key}, nil
+	return &pki.KeyPair{Cert: newCert, Key: key}, nil
 }
 
 // reissue is phase 2: every leaf of the CA, signed by the new CA.
-func (r *rotation) reissue(ctx context.Context, is *Issuer, recipients map[string]age.Recipient, specs []Spec) error {
+func (r *rotation) reissue(ctx context.Context, is *pki.Issuer, recipients map[string]age.Recipient, specs []pki.Spec) error {
 	signer, err := r.nextSigner()
 	if err != nil {
 		return err
@@ -388,14 +300,14 @@ func (r *rotation) reissue(ctx context.Context, is *Issuer, recipients map[strin
 		if s.Signer != r.ca || s.KeyOnly {
 			continue
 		}
-		t := &task{spec: s, action: Issued, reason: "missing; signed by the new " + r.ca}
+		t := &task{spec: s, action: pki.Issued, reason: "missing; signed by the new " + r.ca}
 		if c, ok := r.o.out[s.ID]; ok {
 			t.have = &c
-			t.action, t.reason = Reissued, fmt.Sprintf("%s of %s: signed by the new CA", PhaseReissue, r.ca)
+			t.action, t.reason = pki.Reissued, fmt.Sprintf("%s of %s: signed by the new CA", pki.PhaseReissue, r.ca)
 		}
 		tasks = append(tasks, t)
 	}
-	w := &issuing{issuer: is, recipients: recipients, signers: map[string]*KeyPair{r.ca: signer}, parallel: r.a.Parallel}
+	w := &issuing{issuer: is, recipients: recipients, signers: map[string]*pki.KeyPair{r.ca: signer}, parallel: r.a.Parallel}
 	if err := w.runAll(ctx, tasks); err != nil {
 		return err
 	}
@@ -403,10 +315,10 @@ func (r *rotation) reissue(ctx context.Context, is *Issuer, recipients map[strin
 		return err
 	}
 	for _, t := range tasks {
-		res := Result{ID: t.spec.ID, Action: t.action, Reason: t.reason, NotAfter: t.notAfter}
+		res := pki.Result{ID: t.spec.ID, Action: t.action, Reason: t.reason, NotAfter: t.notAfter}
 		for _, f := range t.writes {
 			res.Files = append(res.Files, f.path)
-			if IsAgeFile(f.path) {
+			if pki.IsAgeFile(f.path) {
 				r.keys = append(r.keys, f)
 			} else {
 				r.certs = append(r.certs, f)
@@ -416,12 +328,12 @@ func (r *rotation) reissue(ctx context.Context, is *Issuer, recipients map[strin
 		r.results = append(r.results, res)
 	}
 	next := *r.cur
-	next.Phase, next.Updated = PhaseReissue, r.now
+	next.Phase, next.Updated = pki.PhaseReissue, r.now
 	r.next = &next
-	r.results = append(r.results, Result{ID: r.ca, Action: Rotated, NotAfter: next.NewNotAfter,
+	r.results = append(r.results, pki.Result{ID: r.ca, Action: pki.Rotated, NotAfter: next.NewNotAfter,
 		Reason: fmt.Sprintf("%s: %d leaves now signed by the new CA (serial %s); %s still holds both CAs",
-			PhaseReissue, len(tasks), shortSerial(next.NewSerial), r.spec.CertPath),
-		Files: []string{RotationPath(r.ca)}})
+			pki.PhaseReissue, len(tasks), pki.ShortSerial(next.NewSerial), r.spec.CertPath),
+		Files: []string{pki.RotationPath(r.ca)}})
 	return nil
 }
 
@@ -445,39 +357,39 @@ func (r *rotation) drop() error {
 		return fmt.Errorf("%w: %s %s not signed by the new CA and would stop verifying once the old one is dropped; run nestbot certs apply first (during a rotation at phase 2 it reissues them under the new CA, and deletes those no host needs), let the hosts roll it, then drop",
 			ErrRotationRefused, strings.Join(stillOld, ", "), map[bool]string{true: "is", false: "are"}[len(stillOld) == 1])
 	}
-	nextKey, err := fs.ReadFile(r.o.fsys, NextKeyPath(r.ca))
+	nextKey, err := fs.ReadFile(r.o.fsys, pki.NextKeyPath(r.ca))
 	if err != nil {
-		return fmt.Errorf("read %s: %w", NextKeyPath(r.ca), err)
+		return fmt.Errorf("read %s: %w", pki.NextKeyPath(r.ca), err)
 	}
-	keyRecipients, ok := r.rules[NextKeyPath(r.ca)]
+	keyRecipients, ok := r.rules[pki.NextKeyPath(r.ca)]
 	if !ok {
 		keyRecipients = r.spec.Recipients
 	}
 	r.keys = append(r.keys, fileWrite{r.spec.KeyPath, nextKey}) // moved as is: already encrypted
 	r.certs = append(r.certs, fileWrite{r.spec.CertPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: signer.Cert.Raw})})
-	r.removals = append(r.removals, NextKeyPath(r.ca), RotationPath(r.ca))
+	r.removals = append(r.removals, pki.NextKeyPath(r.ca), pki.RotationPath(r.ca))
 	r.rules[r.spec.KeyPath] = keyRecipients
-	delete(r.rules, NextKeyPath(r.ca))
+	delete(r.rules, pki.NextKeyPath(r.ca))
 	r.report = *r.cur
-	r.report.Phase, r.report.Updated = PhaseDrop, r.now
-	r.results = append(r.results, Result{ID: r.ca, Action: Rotated, NotAfter: signer.Cert.NotAfter,
+	r.report.Phase, r.report.Updated = pki.PhaseDrop, r.now
+	r.results = append(r.results, pki.Result{ID: r.ca, Action: pki.Rotated, NotAfter: signer.Cert.NotAfter,
 		Reason: fmt.Sprintf("%s: %s holds the new CA (serial %s) alone, its key is now %s; the old CA and its key are gone",
-			PhaseDrop, r.spec.CertPath, shortSerial(r.cur.NewSerial), r.spec.KeyPath),
-		Files: []string{r.spec.KeyPath, r.spec.CertPath, NextKeyPath(r.ca), RotationPath(r.ca)}})
+			pki.PhaseDrop, r.spec.CertPath, pki.ShortSerial(r.cur.NewSerial), r.spec.KeyPath),
+		Files: []string{r.spec.KeyPath, r.spec.CertPath, pki.NextKeyPath(r.ca), pki.RotationPath(r.ca)}})
 	return nil
 }
 
 // write checks every file of the phase, then writes keys, certificates, the
 // marker, removals and secrets.nix, in that order.
-func (r *rotation) write() (*Report, error) {
-	rep := &Report{Results: r.results}
+func (r *rotation) write() (*pki.Report, error) {
+	rep := &pki.Report{Results: r.results}
 	if r.next != nil {
 		rep.Rotation = r.next
 		data, err := json.MarshalIndent(r.next, "", "  ")
 		if err != nil {
-			return nil, fmt.Errorf("encode %s: %w", RotationPath(r.ca), err)
+			return nil, fmt.Errorf("encode %s: %w", pki.RotationPath(r.ca), err)
 		}
-		r.certs = append(r.certs, fileWrite{RotationPath(r.ca), append(data, '\n')})
+		r.certs = append(r.certs, fileWrite{pki.RotationPath(r.ca), append(data, '\n')})
 	} else {
 		rep.Rotation = &r.report
 	}

@@ -1,4 +1,4 @@
-package pki
+package certtree
 
 import (
 	"bytes"
@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ducksnest/nestbot/pki"
 )
 
 func TestApplyIssuesTheWholeSet(t *testing.T) {
@@ -23,7 +25,7 @@ func TestApplyIssuesTheWholeSet(t *testing.T) {
 	specs := fx.specs()
 	rep := fx.apply(t)
 	for _, s := range specs {
-		if a := actions(rep)[s.ID]; a != Issued {
+		if a := actions(rep)[s.ID]; a != pki.Issued {
 			t.Errorf("%s: %s, want issued", s.ID, a)
 		}
 	}
@@ -36,11 +38,11 @@ func TestApplyIssuesTheWholeSet(t *testing.T) {
 
 	// Every file where the spec says, and nothing else.
 	files := fx.snapshot(t)
-	want := []string{SecretsNixPath}
+	want := []string{pki.SecretsNixPath}
 	for _, s := range specs {
 		want = append(want, s.KeyPath)
 		if s.KeyOnly {
-			want = append(want, PublicKeyPath(s))
+			want = append(want, pki.PublicKeyPath(s))
 		} else {
 			want = append(want, s.CertPath)
 		}
@@ -53,10 +55,10 @@ func TestApplyIssuesTheWholeSet(t *testing.T) {
 		t.Errorf("report written %q", rep.Written)
 	}
 	for p, data := range files {
-		if IsAgeFile(p) != IsAgeData(data) {
-			t.Errorf("%s: age data %v", p, IsAgeData(data))
+		if pki.IsAgeFile(p) != pki.IsAgeData(data) {
+			t.Errorf("%s: age data %v", p, pki.IsAgeData(data))
 		}
-		if ContainsPlaintextKey(data) {
+		if pki.ContainsPlaintextKey(data) {
 			t.Errorf("%s holds a plaintext private key", p)
 		}
 	}
@@ -65,7 +67,7 @@ func TestApplyIssuesTheWholeSet(t *testing.T) {
 	}
 
 	// secrets.nix lists every .age file with exactly the spec's recipients.
-	rules, err := ParseSecretsNix(SecretsNixPath, files[SecretsNixPath])
+	rules, err := pki.ParseSecretsNix(pki.SecretsNixPath, files[pki.SecretsNixPath])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +80,7 @@ func TestApplyIssuesTheWholeSet(t *testing.T) {
 		t.Errorf("secrets.nix has %d rules for %d keys", len(rules), len(specs))
 	}
 	// The worker's keys are encrypted to the worker and the admins only.
-	if r := rules["derived/w-1/kubernetes-kubelet.key.age"]; !slices.Equal(r, sortedUnique([]string{fx.botRecip, fx.adminSSH.pub, fx.hostKeys["w-1"]})) {
+	if r := rules["derived/w-1/kubernetes-kubelet.key.age"]; !slices.Equal(r, pki.SortedUnique([]string{fx.botRecip, fx.adminSSH.pub, fx.hostKeys["w-1"]})) {
 		t.Errorf("worker kubelet recipients %q", r)
 	}
 
@@ -94,9 +96,9 @@ func TestApplyIssuesTheWholeSet(t *testing.T) {
 			t.Errorf("%s: not observed", s.ID)
 		case !c.Verified || !c.HasKey:
 			t.Errorf("%s: verified %v (%s), has key %v", s.ID, c.Verified, c.VerifyError, c.HasKey)
-		case len(Drift(s, &c)) > 0:
-			t.Errorf("%s: drift %q", s.ID, Drift(s, &c))
-		case !sameRecipients(c.Recipients, s.Recipients):
+		case len(pki.Drift(s, &c)) > 0:
+			t.Errorf("%s: drift %q", s.ID, pki.Drift(s, &c))
+		case !pki.SameRecipients(c.Recipients, s.Recipients):
 			t.Errorf("%s: recipients %q", s.ID, c.Recipients)
 		}
 	}
@@ -104,7 +106,7 @@ func TestApplyIssuesTheWholeSet(t *testing.T) {
 	// A second apply changes nothing.
 	again := fx.apply(t)
 	for id, a := range actions(again) {
-		if a != Unchanged {
+		if a != pki.Unchanged {
 			t.Errorf("second apply: %s %s", id, a)
 		}
 	}
@@ -133,9 +135,9 @@ func TestApplyTreeAcceptedByOpenSSLAndAge(t *testing.T) {
 		case s.IsCA:
 			run(t, nil, openssl, "verify", "-attime", at, "-CAfile", abs(s.CertPath), abs(s.CertPath))
 		case !s.KeyOnly:
-			ca := path.Join("ca", caDir(s.Signer)+".crt")
+			ca := path.Join("ca", pki.CADir(s.Signer)+".crt")
 			for _, u := range s.Usages {
-				purpose := map[string]string{UsageServer: "sslserver", UsageClient: "sslclient"}[u]
+				purpose := map[string]string{pki.UsageServer: "sslserver", pki.UsageClient: "sslclient"}[u]
 				k := [2]string{ca, purpose}
 				batches[k] = append(batches[k], abs(s.CertPath))
 			}
@@ -165,19 +167,19 @@ func TestApplyTreeAcceptedByOpenSSLAndAge(t *testing.T) {
 		if again := run(t, nil, ageBin, "-d", "-i", botID, abs(s.KeyPath)); !bytes.Equal(again, plain) {
 			t.Errorf("%s: the bot's identity decrypts something else", s.KeyPath)
 		}
-		key, err := ParsePrivateKeyPEM(plain)
+		key, err := pki.ParsePrivateKeyPEM(plain)
 		if err != nil {
 			t.Fatalf("%s: %v", s.KeyPath, err)
 		}
 		pubFile := s.CertPath
 		if s.KeyOnly {
-			pubFile = PublicKeyPath(s)
+			pubFile = pki.PublicKeyPath(s)
 		}
-		pub, err := ParsePublicKeyPEM(fx.read(t, pubFile))
+		pub, err := pki.ParsePublicKeyPEM(fx.read(t, pubFile))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !KeyMatches(key, pub) {
+		if !pki.KeyMatches(key, pub) {
 			t.Errorf("%s does not match %s", s.KeyPath, pubFile)
 		}
 		if s.Host != "" {
@@ -204,9 +206,9 @@ func TestApplyRekeysWhenRecipientsChange(t *testing.T) {
 
 	after := fx.snapshot(t)
 	for _, s := range fx.specs() {
-		want := Unchanged
+		want := pki.Unchanged
 		if s.Host == "w-1" {
-			want = Rekeyed
+			want = pki.Rekeyed
 		}
 		if a := actions(rep)[s.ID]; a != want {
 			t.Errorf("%s: %s, want %s", s.ID, a, want)
@@ -231,7 +233,7 @@ func TestApplyRekeysWhenRecipientsChange(t *testing.T) {
 	if got := rep.Summary(); got != "rekey 3 certificates" {
 		t.Errorf("summary %q", got)
 	}
-	rules, _ := ParseSecretsNix(SecretsNixPath, after[SecretsNixPath])
+	rules, _ := pki.ParseSecretsNix(pki.SecretsNixPath, after[pki.SecretsNixPath])
 	if !slices.Contains(rules["derived/w-1/kubernetes-kubelet.key.age"], fx.hostKeys["w-1"]) {
 		t.Error("secrets.nix does not record the new recipient")
 	}
@@ -246,19 +248,19 @@ func TestApplyRenewsWhatIsDue(t *testing.T) {
 	fx.clock = t0.Add(61 * 24 * time.Hour)
 	rep := fx.apply(t)
 	for _, s := range fx.specs() {
-		want := Renewed
+		want := pki.Renewed
 		if s.IsCA || s.KeyOnly {
-			want = Unchanged
+			want = pki.Unchanged
 		}
 		r := result(rep, s.ID)
 		if r.Action != want {
 			t.Errorf("%s: %s (%s), want %s", s.ID, r.Action, r.Reason, want)
 		}
-		if want == Renewed {
+		if want == pki.Renewed {
 			if !strings.Contains(r.Reason, "2/3") {
 				t.Errorf("%s: reason %q", s.ID, r.Reason)
 			}
-			if wantAfter := fx.clock.Add(-Backdate).Add(s.Validity); !r.NotAfter.Equal(wantAfter) {
+			if wantAfter := fx.clock.Add(-pki.Backdate).Add(s.Validity); !r.NotAfter.Equal(wantAfter) {
 				t.Errorf("%s: not after %s, want %s", s.ID, r.NotAfter, wantAfter)
 			}
 		}
@@ -280,7 +282,7 @@ func TestApplyRenewsWhatIsDue(t *testing.T) {
 	fx2.apply(t)
 	fx2.applier.RenewBefore = 80 * 24 * time.Hour
 	fx2.clock = t0.Add(11 * 24 * time.Hour)
-	if r := result(fx2.apply(t), "w-1/kubelet"); r.Action != Renewed || !strings.Contains(r.Reason, "renew_before") {
+	if r := result(fx2.apply(t), "w-1/kubelet"); r.Action != pki.Renewed || !strings.Contains(r.Reason, "renew_before") {
 		t.Errorf("renew_before: %s %q", r.Action, r.Reason)
 	}
 }
@@ -300,7 +302,7 @@ func TestRenewalDue(t *testing.T) {
 		{t0.Add(84 * 24 * time.Hour), true, "renew_before"},
 		{t0.Add(91 * 24 * time.Hour), true, "expired"},
 	} {
-		due, why := RenewalDue(nb, na, tc.now, 7*24*time.Hour)
+		due, why := pki.RenewalDue(nb, na, tc.now, 7*24*time.Hour)
 		if due != tc.due || !strings.Contains(why, tc.want) {
 			t.Errorf("at %s: %v %q", tc.now.Sub(t0), due, why)
 		}
@@ -314,9 +316,9 @@ func TestApplyReissuesOnDrift(t *testing.T) {
 	fx.fleet.PKI.ExtraSANs = []string{"api.testnest.example"}
 	rep := fx.apply(t)
 	for id, a := range actions(rep) {
-		want := Unchanged
+		want := pki.Unchanged
 		if id == "cp-1/apiserver" {
-			want = Reissued
+			want = pki.Reissued
 		}
 		if a != want {
 			t.Errorf("%s: %s, want %s", id, a, want)
@@ -339,24 +341,24 @@ func TestApplyKeepsSANsWhileFactsAreUnknown(t *testing.T) {
 	t.Parallel()
 	fx := newFixture(t)
 	fx.apply(t)
-	unknown := Set(fx.fleet, fx.hostKeys, nil)
+	unknown := pki.Set(fx.fleet, fx.hostKeys, nil)
 	obs, err := Observe(fx.dir, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range unknown {
 		c := obs[s.ID]
-		if d := Drift(s, &c); len(d) > 0 {
+		if d := pki.Drift(s, &c); len(d) > 0 {
 			t.Errorf("%s: drift %q against the known SANs", s.ID, d)
 		}
 	}
 	fx.facts = nil
-	if rep := fx.apply(t); rep.Count(Reissued) != 0 {
+	if rep := fx.apply(t); rep.Count(pki.Reissued) != 0 {
 		t.Errorf("reissued without the live facts: %s", rep.Summary())
 	}
 	fx.fleet.PKI.ExtraSANs = []string{"api.testnest.example"} // a SAN that is known
 	rep := fx.apply(t)
-	if r := result(rep, "cp-1/apiserver"); r.Action != Reissued || r.Reason != "dns_names changed" {
+	if r := result(rep, "cp-1/apiserver"); r.Action != pki.Reissued || r.Reason != "dns_names changed" {
 		t.Errorf("apiserver: %s %q", r.Action, r.Reason)
 	}
 }
@@ -370,12 +372,12 @@ func TestApplyNewCAReissuesItsLeaves(t *testing.T) {
 	}
 	rep := fx.apply(t)
 	for _, s := range fx.specs() {
-		want := Unchanged
+		want := pki.Unchanged
 		switch {
-		case s.ID == EtcdCA:
-			want = Issued
-		case s.Signer == EtcdCA:
-			want = Reissued
+		case s.ID == pki.EtcdCA:
+			want = pki.Issued
+		case s.Signer == pki.EtcdCA:
+			want = pki.Reissued
 		}
 		if r := result(rep, s.ID); r.Action != want {
 			t.Errorf("%s: %s, want %s", s.ID, r.Action, want)
@@ -398,12 +400,12 @@ func TestApplyHoldsADueCA(t *testing.T) {
 	fx.apply(t)
 	fx.clock = t0.Add(4 * 365 * 24 * time.Hour) // past 2/3 of the CAs' five years
 	rep := fx.apply(t)
-	for _, id := range []string{CA, EtcdCA, FrontProxyCA} {
-		if r := result(rep, id); r.Action != Held || !strings.Contains(r.Reason, "rotate-ca") {
+	for _, id := range []string{pki.CA, pki.EtcdCA, pki.FrontProxyCA} {
+		if r := result(rep, id); r.Action != pki.Held || !strings.Contains(r.Reason, "rotate-ca") {
 			t.Errorf("%s: %s %q", id, r.Action, r.Reason)
 		}
 	}
-	if r := result(rep, "w-1/kubelet"); r.Action != Renewed {
+	if r := result(rep, "w-1/kubelet"); r.Action != pki.Renewed {
 		t.Errorf("leaf under a held CA: %s", r.Action)
 	}
 	if !strings.Contains(rep.CommitMessage(), "- held ca: ") {
@@ -417,7 +419,7 @@ func TestApplyDeletesWhatNoHostNeeds(t *testing.T) {
 	fx.apply(t)
 	delete(fx.fleet.Hosts, "w-1")
 	rep := fx.apply(t)
-	if got := rep.Count(Deleted); got != 3 {
+	if got := rep.Count(pki.Deleted); got != 3 {
 		t.Errorf("deleted %d, want w-1's 3", got)
 	}
 	for p := range fx.snapshot(t) {
@@ -425,7 +427,7 @@ func TestApplyDeletesWhatNoHostNeeds(t *testing.T) {
 			t.Errorf("%s left behind", p)
 		}
 	}
-	rules, _ := ParseSecretsNix(SecretsNixPath, fx.read(t, SecretsNixPath))
+	rules, _ := pki.ParseSecretsNix(pki.SecretsNixPath, fx.read(t, pki.SecretsNixPath))
 	for p := range rules {
 		if strings.HasPrefix(p, "derived/w-1/") {
 			t.Errorf("secrets.nix still lists %s", p)
@@ -477,7 +479,7 @@ func TestApplyFailsBeforeWriting(t *testing.T) {
 	t.Run("a broken secrets.nix", func(t *testing.T) {
 		fx := newFixture(t)
 		fx.apply(t)
-		os.WriteFile(filepath.Join(fx.dir, SecretsNixPath), []byte("let x = 1; in {}\n"), 0o644)
+		os.WriteFile(filepath.Join(fx.dir, pki.SecretsNixPath), []byte("let x = 1; in {}\n"), 0o644)
 		_, err := fx.applier.Apply(context.Background(), fx.specs())
 		if err == nil || !strings.Contains(err.Error(), "secrets.nix:1:1") {
 			t.Fatalf("error %v", err)
@@ -552,7 +554,7 @@ func TestApplyStagingFailureLeavesNothing(t *testing.T) {
 			t.Errorf("entries before %d, after %d: %v", len(entries), len(after), after)
 		}
 		fx.applier.Files = Dir(fx.dir)
-		if rep := fx.apply(t); rep.Count(Renewed) == 0 {
+		if rep := fx.apply(t); rep.Count(pki.Renewed) == 0 {
 			t.Errorf("the next apply renewed nothing: %s", rep.Summary())
 		}
 	})
@@ -572,11 +574,11 @@ func TestApplyReissuesAKeyThatDoesNotMatch(t *testing.T) {
 	fx.hostKeys["w-1"] = fx.hosts["w-1"].pub
 	rep := fx.apply(t)
 	for _, id := range []string{"w-1/kubelet", "w-1/kube-proxy"} {
-		if r := result(rep, id); r.Action != Reissued || !strings.Contains(r.Reason, "does not match") {
+		if r := result(rep, id); r.Action != pki.Reissued || !strings.Contains(r.Reason, "does not match") {
 			t.Errorf("%s: %s %q", id, r.Action, r.Reason)
 		}
 	}
-	if r := result(rep, "w-1/kubelet-serving"); r.Action != Rekeyed {
+	if r := result(rep, "w-1/kubelet-serving"); r.Action != pki.Rekeyed {
 		t.Errorf("kubelet-serving: %s", r.Action)
 	}
 }
@@ -709,8 +711,8 @@ func TestDirStagedDirectoryThatAppearedMeanwhile(t *testing.T) {
 func TestDirRefusesPlaintextKeys(t *testing.T) {
 	t.Parallel()
 	d := Dir(t.TempDir())
-	is := &Issuer{Now: func() time.Time { return t0 }}
-	kp, err := is.Issue(Spec{ID: "ca", IsCA: true, CommonName: "kubernetes", Validity: time.Hour}, nil)
+	is := &pki.Issuer{Now: func() time.Time { return t0 }}
+	kp, err := is.Issue(pki.Spec{ID: "ca", IsCA: true, CommonName: "kubernetes", Validity: time.Hour}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -739,13 +741,13 @@ func TestDirRefusesPlaintextKeys(t *testing.T) {
 	}
 }
 
-func result(rep *Report, id string) Result {
+func result(rep *pki.Report, id string) pki.Result {
 	for _, r := range rep.Results {
 		if r.ID == id {
 			return r
 		}
 	}
-	return Result{}
+	return pki.Result{}
 }
 
 func decryptWith(t testing.TB, id *Identity, data []byte) []byte {
@@ -761,7 +763,7 @@ func decryptAll(t testing.TB, fx *fixture, files map[string][]byte) map[string][
 	t.Helper()
 	out := map[string][]byte{}
 	for p, data := range files {
-		if IsAgeFile(p) {
+		if pki.IsAgeFile(p) {
 			out[p] = decryptWith(t, fx.bot, data)
 		}
 	}

@@ -1,16 +1,19 @@
-package pki
+package certtree
 
 import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"filippo.io/age"
+	"github.com/ducksnest/nestbot/pki"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -21,7 +24,7 @@ func TestEncryptDecryptWithEitherIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := sid.Recipients(); len(got) != 1 || got[0] != NormalizeRecipient(host.pub) {
+	if got := sid.Recipients(); len(got) != 1 || got[0] != pki.NormalizeRecipient(host.pub) {
 		t.Fatalf("ssh identity recipient %q, want %q", got, host.pub)
 	}
 	plain := []byte("-----BEGIN EC PRIVATE KEY-----\nnot really\n-----END EC PRIVATE KEY-----\n")
@@ -29,10 +32,10 @@ func TestEncryptDecryptWithEitherIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.HasPrefix(enc, []byte(armorHeader)) || !IsAgeData(enc) {
+	if !bytes.HasPrefix(enc, []byte(pki.ArmorHeader)) || !pki.IsAgeData(enc) {
 		t.Fatalf("not armored:\n%s", enc)
 	}
-	if ContainsPlaintextKey(enc) {
+	if pki.ContainsPlaintextKey(enc) {
 		t.Fatal("the encrypted file scans as a plaintext key")
 	}
 	for name, id := range map[string]*Identity{"x25519": xid, "ssh-ed25519": sid} {
@@ -57,7 +60,7 @@ func TestDecryptReadsBinary(t *testing.T) {
 	}
 	w.Write([]byte("binary"))
 	w.Close()
-	if !IsAgeData(buf.Bytes()) {
+	if !pki.IsAgeData(buf.Bytes()) {
 		t.Fatal("binary age file not recognised")
 	}
 	got, err := Decrypt(buf.Bytes(), xid)
@@ -213,4 +216,54 @@ func FuzzParseIdentity(f *testing.F) {
 			t.Fatalf("unexpected error text: %v", err)
 		}
 	})
+}
+
+func TestContainsPlaintextKey(t *testing.T) {
+	is := &pki.Issuer{Now: func() time.Time { return t0 }}
+	kp, err := is.Issue(pki.Spec{ID: "ca", IsCA: true, CommonName: "kubernetes", Validity: time.Hour}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec1, _ := kp.KeyPEM()
+	der, _ := x509.MarshalPKCS8PrivateKey(kp.Key)
+	pkcs8 := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	ssh := newSSHKey(t)
+	_, recip, ageSecret := newAgeIdentity(t)
+	enc, err := Encrypt(sec1, []string{recip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKeyPEM()
+	sshBody := strings.Split(string(ssh.private), "\n")[1] // the base64 without its armor
+
+	for name, data := range map[string][]byte{
+		"SEC 1":             sec1,
+		"PKCS 8":            pkcs8,
+		"PKCS 1":            []byte("-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n"),
+		"encrypted PKCS 8":  []byte("-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIE\n-----END ENCRYPTED PRIVATE KEY-----\n"),
+		"OpenSSH":           ssh.private,
+		"OpenSSH unarmored": []byte("key: " + sshBody),
+		"age secret":        []byte("# created\n" + ageSecret + "\n"),
+		"age secret lower":  []byte(strings.ToLower(ageSecret)),
+		"cert then key":     append(append([]byte{}, kp.CertPEM...), sec1...),
+		"in JSON":           []byte(`{"key":"` + strings.ReplaceAll(string(pkcs8), "\n", `\n`) + `"}`),
+		"PuTTY":             []byte("PuTTY-User-Key-File-3: ssh-ed25519\n"),
+	} {
+		if !pki.ContainsPlaintextKey(data) {
+			t.Errorf("%s: not detected", name)
+		}
+	}
+	for name, data := range map[string][]byte{
+		"certificate":   kp.CertPEM,
+		"public key":    pub,
+		"ssh public":    []byte(ssh.pub),
+		"age recipient": []byte(recip),
+		"age file":      enc,
+		"secrets.nix":   pki.RenderSecretsNix(map[string][]string{"ca/kubernetes.key.age": {recip, ssh.pub}}),
+		"prose":         []byte("the private key lives in ca/kubernetes.key.age"),
+	} {
+		if pki.ContainsPlaintextKey(data) {
+			t.Errorf("%s: flagged", name)
+		}
+	}
 }

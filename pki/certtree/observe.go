@@ -1,4 +1,4 @@
-package pki
+package certtree
 
 import (
 	"crypto/x509"
@@ -6,77 +6,21 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
-	"net/netip"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/ducksnest/nestbot/pki"
 )
-
-// ObservedCert is one certificate (or key pair) as a tree holds it. Its
-// first fields are those of reconcile.Cert; the rest are for status.
-type ObservedCert struct {
-	CommonName   string    `json:"common_name,omitempty"`
-	Organization []string  `json:"organization,omitempty"`
-	DNSNames     []string  `json:"dns_names,omitempty"`
-	IPs          []string  `json:"ips,omitempty"`    // DNS names and IPs in the certificate's order
-	Usages       []string  `json:"usages,omitempty"` // server, client, in the certificate's order
-	IsCA         bool      `json:"is_ca,omitempty"`
-	Issuer       string    `json:"issuer,omitempty"` // the issuer's common name
-	NotBefore    time.Time `json:"not_before,omitzero"`
-	NotAfter     time.Time `json:"not_after,omitzero"`
-	Recipients   []string  `json:"recipients,omitempty"` // of the .key.age, from secrets.nix
-
-	ID           string `json:"id"`                    // as Spec.ID
-	CertPath     string `json:"cert_path"`             // the .crt, or the .pub of a key pair
-	KeyPath      string `json:"key_path"`              // the .key.age beside it
-	HasKey       bool   `json:"has_key"`               // the .key.age exists
-	KeyOnly      bool   `json:"key_only,omitempty"`    // a key pair with no certificate
-	KeyAlgorithm string `json:"key_algorithm"`         // ecdsa-p256, rsa-2048, …
-	Serial       string `json:"serial,omitempty"`      // hex
-	SignerPath   string `json:"signer_path,omitempty"` // the CA file its chain was checked against
-	Verified     bool   `json:"verified"`              // the chain verifies now (a key pair: trivially)
-	VerifyError  string `json:"verify_error,omitempty"`
-	DaysLeft     int    `json:"days_left"` // whole days until NotAfter; negative once expired
-	// IssuerSerial is the serial (hex) of the CA its chain verified
-	// against: which of the two CAs of a rotation bundle signed it.
-	IssuerSerial string `json:"issuer_serial,omitempty"`
-	// Rotation is set on a CA whose rotation is in progress; Next is then
-	// the new CA of its bundle (whose key is NextKeyPath), the entry itself
-	// being the old one, which the bundle lists first.
-	Rotation *Rotation     `json:"rotation,omitempty"`
-	Next     *ObservedCert `json:"next,omitempty"`
-	// Error says why the file could not be read; the certificate's own
-	// fields (subject, SANs, dates, …) are then empty.
-	Error string `json:"error,omitempty"`
-	// Signer is the CA (its id, as Spec.Signer) whose file in ca/ signed
-	// it: the one its file name names (<ca>-<name>.crt), else any whose key
-	// signed it. Empty for a CA, a key pair, or a leaf no CA in ca/ signed.
-	Signer string `json:"signer,omitempty"`
-	// IssuedByNestbot is set when the certificate carries nestbot's
-	// certificate policy: nestbot issued it. One without was found in the
-	// tree and is adopted as it is.
-	IssuedByNestbot bool `json:"issued_by_nestbot,omitempty"`
-	// KeyStanzas are the recipient stanzas of the key's age header
-	// (KeyStanzas), read when secrets.nix does not list the key.
-	KeyStanzas []string `json:"key_stanzas,omitempty"`
-	// RawSubject is the subject, DER, as the certificate holds it.
-	RawSubject []byte `json:"-"`
-}
-
-// Keys is what is known of whom its key is encrypted to.
-func (c *ObservedCert) Keys() KeyRecipients {
-	return KeyRecipients{Recorded: c.Recipients, Stanzas: c.KeyStanzas}
-}
 
 // Observe reads the certificate tree at dir as of now: every .crt under
 // ca/ and derived/<host>/, the service account's public key, and who each
 // key is encrypted to (from secrets.nix). The map is keyed by Spec.ID. A
 // file that cannot be read is in the map with Error set, and the returned
 // error names every such file; the rest of the tree is still read.
-func Observe(dir string, now time.Time) (map[string]ObservedCert, error) {
+func Observe(dir string, now time.Time) (map[string]pki.ObservedCert, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("pki: observe: %w", err)
 	}
@@ -84,7 +28,7 @@ func Observe(dir string, now time.Time) (map[string]ObservedCert, error) {
 }
 
 // ObserveFS is Observe for a tree in any fs.FS (a git commit, a test map).
-func ObserveFS(fsys fs.FS, now time.Time) (map[string]ObservedCert, error) {
+func ObserveFS(fsys fs.FS, now time.Time) (map[string]pki.ObservedCert, error) {
 	return observe(fsys, "", now)
 }
 
@@ -92,7 +36,7 @@ type observer struct {
 	fsys   fs.FS
 	root   string // for error messages
 	now    time.Time
-	out    map[string]ObservedCert
+	out    map[string]pki.ObservedCert
 	fatal  []error
 	errs   []error
 	pools  map[string]*x509.CertPool      // by CA file path
@@ -103,10 +47,10 @@ type observer struct {
 	caFiles []string
 	// rotations are the CA rotations in progress, by CA id, each checked
 	// against its bundle (a marker that disagrees is fatal).
-	rotations map[string]*Rotation
+	rotations map[string]*pki.Rotation
 }
 
-func observe(fsys fs.FS, root string, now time.Time) (map[string]ObservedCert, error) {
+func observe(fsys fs.FS, root string, now time.Time) (map[string]pki.ObservedCert, error) {
 	o := observeTree(fsys, root, now)
 	return o.out, errors.Join(append(o.fatal, o.errs...)...)
 }
@@ -114,11 +58,11 @@ func observe(fsys fs.FS, root string, now time.Time) (map[string]ObservedCert, e
 // observeTree reads the tree; fatal holds what makes the whole tree
 // unreadable (its secrets.nix, a directory), errs the single files.
 func observeTree(fsys fs.FS, root string, now time.Time) *observer {
-	o := &observer{fsys: fsys, root: root, now: now, out: map[string]ObservedCert{},
+	o := &observer{fsys: fsys, root: root, now: now, out: map[string]pki.ObservedCert{},
 		pools: map[string]*x509.CertPool{}, certs: map[string][]*x509.Certificate{}, allCAs: x509.NewCertPool(),
-		rotations: map[string]*Rotation{}}
+		rotations: map[string]*pki.Rotation{}}
 	o.rules = o.secretsNix()
-	caFiles := o.list(caDirName, func(p string) bool { return strings.HasSuffix(p, ".crt") || strings.HasSuffix(p, ".pub") })
+	caFiles := o.list(pki.CADirName, func(p string) bool { return strings.HasSuffix(p, ".crt") || strings.HasSuffix(p, ".pub") })
 	// CAs first: the leaves are checked against them.
 	for _, p := range caFiles {
 		if strings.HasSuffix(p, ".crt") {
@@ -133,8 +77,8 @@ func observeTree(fsys fs.FS, root string, now time.Time) *observer {
 			}
 		}
 	}
-	for _, ca := range caIDs() {
-		r, err := loadRotation(fsys, ca, o.certs[caCertPath(ca)])
+	for _, ca := range pki.CAIDs() {
+		r, err := loadRotation(fsys, ca, o.certs[pki.CACertPath(ca)])
 		if err != nil {
 			o.fatal = append(o.fatal, err)
 		} else if r != nil {
@@ -153,14 +97,14 @@ func observeTree(fsys fs.FS, root string, now time.Time) *observer {
 		if !ok {
 			continue
 		}
-		next := o.describe(ca+".next", caCertPath(ca), o.certs[caCertPath(ca)][1:])
-		next.KeyPath = NextKeyPath(ca)
+		next := o.describe(ca+".next", pki.CACertPath(ca), o.certs[pki.CACertPath(ca)][1:])
+		next.KeyPath = pki.NextKeyPath(ca)
 		next.Recipients, next.HasKey = o.rules[next.KeyPath], o.exists(next.KeyPath)
 		c.Rotation, c.Next = r, &next
 		o.out[ca] = c
 	}
 	var leaves []string
-	for _, host := range o.list(derivedDirName, func(string) bool { return true }) {
+	for _, host := range o.list(pki.DerivedDirName, func(string) bool { return true }) {
 		leaves = append(leaves, o.list(host, func(p string) bool { return strings.HasSuffix(p, ".crt") })...)
 	}
 	for _, p := range leaves {
@@ -199,11 +143,11 @@ func (o *observer) keyStanzas(p string) []string {
 		return nil
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxKeyHeader))
+	data, err := io.ReadAll(io.LimitReader(f, pki.MaxKeyHeader))
 	if err != nil {
 		return nil
 	}
-	stanzas, _ := KeyStanzas(data)
+	stanzas, _ := pki.KeyStanzas(data)
 	return stanzas
 }
 
@@ -234,10 +178,10 @@ func (o *observer) list(dir string, keep func(string) bool) []string {
 		if strings.HasPrefix(e.Name(), ".") || !keep(p) {
 			continue
 		}
-		if dir == derivedDirName && !e.IsDir() {
+		if dir == pki.DerivedDirName && !e.IsDir() {
 			continue
 		}
-		if dir != derivedDirName && e.IsDir() {
+		if dir != pki.DerivedDirName && e.IsDir() {
 			continue
 		}
 		out = append(out, p)
@@ -251,15 +195,15 @@ func (o *observer) exists(p string) bool {
 }
 
 func (o *observer) secretsNix() map[string][]string {
-	data, err := fs.ReadFile(o.fsys, SecretsNixPath)
+	data, err := fs.ReadFile(o.fsys, pki.SecretsNixPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
-		o.fatal = append(o.fatal, fmt.Errorf("%s: %w", o.name(SecretsNixPath), err))
+		o.fatal = append(o.fatal, fmt.Errorf("%s: %w", o.name(pki.SecretsNixPath), err))
 		return nil
 	}
-	m, err := ParseSecretsNix(o.name(SecretsNixPath), data)
+	m, err := pki.ParseSecretsNix(o.name(pki.SecretsNixPath), data)
 	if err != nil {
 		o.fatal = append(o.fatal, err) // it names the file, line and column
 		return nil
@@ -272,14 +216,14 @@ func (o *observer) readCerts(p string) []*x509.Certificate {
 	data, err := fs.ReadFile(o.fsys, p)
 	if err == nil {
 		var certs []*x509.Certificate
-		if certs, err = ParseCertificatesPEM(data); err == nil {
+		if certs, err = pki.ParseCertificatesPEM(data); err == nil {
 			o.certs[p] = certs
 			return certs
 		}
 	}
 	o.fail(p, err)
-	if id, ok := IDForPath(p); ok {
-		o.out[id] = ObservedCert{ID: id, CertPath: p, KeyPath: KeyPathFor(p), Error: err.Error()}
+	if id, ok := pki.IDForPath(p); ok {
+		o.out[id] = pki.ObservedCert{ID: id, CertPath: p, KeyPath: pki.KeyPathFor(p), Error: err.Error()}
 	}
 	return nil
 }
@@ -290,7 +234,7 @@ func (o *observer) cert(p string, certs []*x509.Certificate) {
 	if len(certs) == 0 {
 		return
 	}
-	id, ok := IDForPath(p)
+	id, ok := pki.IDForPath(p)
 	if !ok {
 		return
 	}
@@ -298,23 +242,23 @@ func (o *observer) cert(p string, certs []*x509.Certificate) {
 }
 
 // describe reads the first of certs, from file p, and checks its chain.
-func (o *observer) describe(id, p string, certs []*x509.Certificate) ObservedCert {
+func (o *observer) describe(id, p string, certs []*x509.Certificate) pki.ObservedCert {
 	c := certs[0]
-	oc := ObservedCert{
-		ID: id, CertPath: p, KeyPath: KeyPathFor(p),
+	oc := pki.ObservedCert{
+		ID: id, CertPath: p, KeyPath: pki.KeyPathFor(p),
 		CommonName: c.Subject.CommonName, Organization: c.Subject.Organization,
-		DNSNames: c.DNSNames, IPs: certIPs(c), Usages: usageNames(c),
+		DNSNames: c.DNSNames, IPs: pki.CertIPs(c), Usages: pki.UsageNames(c),
 		IsCA: c.IsCA, Issuer: c.Issuer.CommonName,
 		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(),
-		KeyAlgorithm: algorithmOf(c.PublicKey), Serial: fmt.Sprintf("%x", c.SerialNumber),
-		DaysLeft: daysLeft(c.NotAfter, o.now), IssuedByNestbot: issuedByNestbot(c), RawSubject: c.RawSubject,
+		KeyAlgorithm: pki.AlgorithmOf(c.PublicKey), Serial: fmt.Sprintf("%x", c.SerialNumber),
+		DaysLeft: pki.DaysLeft(c.NotAfter, o.now), IssuedByNestbot: pki.IsNestbotIssued(c), RawSubject: c.RawSubject,
 	}
 	roots := o.allCAs
-	if dir, _ := path.Split(p); strings.TrimSuffix(dir, "/") == caDirName {
+	if dir, _ := path.Split(p); strings.TrimSuffix(dir, "/") == pki.CADirName {
 		roots, oc.SignerPath = o.pools[p], p
 	} else if caPath := o.signerPath(p, c); caPath != "" {
 		oc.SignerPath = caPath
-		oc.Signer, _ = IDForPath(caPath)
+		oc.Signer, _ = pki.IDForPath(caPath)
 		roots = o.pools[oc.SignerPath]
 	}
 	switch {
@@ -356,8 +300,8 @@ func (o *observer) signerPath(p string, c *x509.Certificate) string {
 	if best != "" {
 		return best
 	}
-	if signer := signerForStem(stem); signer != "" {
-		return caCertPath(signer)
+	if signer := pki.SignerForStem(stem); signer != "" {
+		return pki.CACertPath(signer)
 	}
 	for _, ca := range o.caFiles {
 		for _, cc := range o.certs[ca] {
@@ -371,16 +315,16 @@ func (o *observer) signerPath(p string, c *x509.Certificate) string {
 
 // keyPair records a public key file (the service account's).
 func (o *observer) keyPair(p string) {
-	id, ok := IDForPath(p)
+	id, ok := pki.IDForPath(p)
 	if !ok {
 		return
 	}
-	oc := ObservedCert{ID: id, CertPath: p, KeyPath: KeyPathFor(p), KeyOnly: true}
+	oc := pki.ObservedCert{ID: id, CertPath: p, KeyPath: pki.KeyPathFor(p), KeyOnly: true}
 	data, err := fs.ReadFile(o.fsys, p)
 	if err == nil {
 		var pub any
-		if pub, err = ParsePublicKeyPEM(data); err == nil {
-			oc.KeyAlgorithm, oc.Verified = algorithmOf(pub), true
+		if pub, err = pki.ParsePublicKeyPEM(data); err == nil {
+			oc.KeyAlgorithm, oc.Verified = pki.AlgorithmOf(pub), true
 		}
 	}
 	if err != nil {
@@ -388,41 +332,4 @@ func (o *observer) keyPair(p string) {
 		oc.Error = err.Error()
 	}
 	o.out[id] = oc
-}
-
-func certIPs(c *x509.Certificate) []string {
-	var out []string
-	for _, ip := range c.IPAddresses {
-		if a, ok := netip.AddrFromSlice(ip); ok {
-			out = append(out, a.Unmap().String())
-		}
-	}
-	return out // in the certificate's order, which a renewal keeps
-}
-
-// usageNames spells a certificate's extended key usages as specs do, in
-// the order the certificate lists them.
-func usageNames(c *x509.Certificate) []string {
-	names := map[x509.ExtKeyUsage]string{
-		x509.ExtKeyUsageServerAuth: UsageServer, x509.ExtKeyUsageClientAuth: UsageClient,
-		x509.ExtKeyUsageAny: "any", x509.ExtKeyUsageCodeSigning: "code-signing",
-		x509.ExtKeyUsageEmailProtection: "email-protection", x509.ExtKeyUsageTimeStamping: "time-stamping",
-		x509.ExtKeyUsageOCSPSigning: "ocsp-signing",
-	}
-	var out []string
-	for _, u := range c.ExtKeyUsage {
-		if n, ok := names[u]; ok {
-			out = append(out, n)
-		} else {
-			out = append(out, fmt.Sprintf("eku-%d", u))
-		}
-	}
-	for _, oid := range c.UnknownExtKeyUsage {
-		out = append(out, oid.String())
-	}
-	return out // in the certificate's order, which a renewal keeps
-}
-
-func daysLeft(notAfter, now time.Time) int {
-	return int(math.Floor(notAfter.Sub(now).Hours() / 24))
 }

@@ -1,4 +1,4 @@
-package pki
+package certtree
 
 import (
 	"cmp"
@@ -19,6 +19,7 @@ import (
 
 	"github.com/ducksnest/nestbot/internal/logs"
 	"github.com/ducksnest/nestbot/nest"
+	"github.com/ducksnest/nestbot/pki"
 )
 
 // Applier brings a certificate tree in line with a certificate set: it
@@ -32,7 +33,7 @@ type Applier struct {
 	// Identity decrypts the keys the apply must reuse: a CA's, to sign, and
 	// any key it re-encrypts. It may be nil when neither is needed.
 	Identity    *Identity
-	Issuer      *Issuer       // clock and randomness; nil means the real ones
+	Issuer      *pki.Issuer   // clock and randomness; nil means the real ones
 	RenewBefore time.Duration // pki.renew_before
 	Logger      *slog.Logger  // nil discards
 	Parallel    int           // certificates issued at once; 0 means GOMAXPROCS
@@ -40,9 +41,9 @@ type Applier struct {
 
 // task is the apply's plan for one Spec.
 type task struct {
-	spec   Spec
-	have   *ObservedCert // nil when missing
-	action Action
+	spec   pki.Spec
+	have   *pki.ObservedCert // nil when missing
+	action pki.Action
 	reason string
 	keyPEM []byte // rekey: the decrypted key, re-encrypted as is
 
@@ -52,7 +53,7 @@ type task struct {
 	nextKeyPEM     []byte   // rekey: the decrypted new key
 
 	// filled in by run
-	issued   *KeyPair
+	issued   *pki.KeyPair
 	writes   []fileWrite
 	notAfter time.Time
 }
@@ -62,9 +63,9 @@ type fileWrite struct {
 	data []byte
 }
 
-func (a *Applier) issuer() *Issuer {
+func (a *Applier) issuer() *pki.Issuer {
 	if a.Issuer == nil {
-		return &Issuer{}
+		return &pki.Issuer{}
 	}
 	return a.Issuer
 }
@@ -74,16 +75,16 @@ func (a *Applier) log() *slog.Logger { return logs.Or(a.Logger) }
 // Apply brings the tree in line with specs (as Set returns them), taken
 // as they are, and reports what it did per certificate. A leaf nestbot
 // issued that specs lack is deleted; nothing else is.
-func (a *Applier) Apply(ctx context.Context, specs []Spec) (*Report, error) {
-	return a.apply(ctx, func(tree map[string]ObservedCert) (*Desire, error) {
-		d := &Desire{Specs: specs}
+func (a *Applier) Apply(ctx context.Context, specs []pki.Spec) (*pki.Report, error) {
+	return a.apply(ctx, func(tree map[string]pki.ObservedCert) (*pki.Desire, error) {
+		d := &pki.Desire{Specs: specs}
 		want := map[string]bool{}
 		for _, s := range specs {
 			want[s.ID] = true
 		}
 		for _, id := range slices.Sorted(maps.Keys(tree)) {
-			if c := tree[id]; !want[id] && c.IssuedByNestbot && strings.HasPrefix(c.CertPath, derivedDirName+"/") {
-				d.Remove = append(d.Remove, Removal{ID: id, CertPath: c.CertPath, KeyPath: c.KeyPath, IssuedByNestbot: true, Reason: "no host needs it any more"})
+			if c := tree[id]; !want[id] && c.IssuedByNestbot && strings.HasPrefix(c.CertPath, pki.DerivedDirName+"/") {
+				d.Remove = append(d.Remove, pki.Removal{ID: id, CertPath: c.CertPath, KeyPath: c.KeyPath, IssuedByNestbot: true, Reason: "no host needs it any more"})
 			}
 		}
 		return d, nil
@@ -93,15 +94,15 @@ func (a *Applier) Apply(ctx context.Context, specs []Spec) (*Report, error) {
 // ApplyFleet brings the tree in line with fleet f: the Desire (Desired)
 // of the tree as it observes it, so that it adopts what the tree holds
 // exactly as a plan of the same tree does.
-func (a *Applier) ApplyFleet(ctx context.Context, f *nest.Fleet, hostKeys map[string]string, facts map[string]HostFacts) (*Report, error) {
-	return a.apply(ctx, func(tree map[string]ObservedCert) (*Desire, error) {
-		return Desired(f, hostKeys, facts, tree)
+func (a *Applier) ApplyFleet(ctx context.Context, f *nest.Fleet, hostKeys map[string]string, facts map[string]pki.HostFacts) (*pki.Report, error) {
+	return a.apply(ctx, func(tree map[string]pki.ObservedCert) (*pki.Desire, error) {
+		return pki.Desired(f, hostKeys, facts, tree)
 	})
 }
 
-func (a *Applier) apply(ctx context.Context, desire func(map[string]ObservedCert) (*Desire, error)) (*Report, error) {
+func (a *Applier) apply(ctx context.Context, desire func(map[string]pki.ObservedCert) (*pki.Desire, error)) (*pki.Report, error) {
 	is := a.issuer()
-	now := is.now()
+	now := is.Time()
 	o := observeTree(a.Files, "", now)
 	if err := errors.Join(o.fatal...); err != nil {
 		return nil, fmt.Errorf("pki: apply: %w", err)
@@ -145,7 +146,7 @@ func (a *Applier) apply(ctx context.Context, desire func(map[string]ObservedCert
 // checkSpecs refuses a set that could not be written: duplicate ids, bad
 // paths, recipients that do not parse, signers that are not in the set. It
 // returns every recipient, parsed.
-func checkSpecs(specs []Spec) (map[string]age.Recipient, error) {
+func checkSpecs(specs []pki.Spec) (map[string]age.Recipient, error) {
 	var errs []error
 	parsed := map[string]age.Recipient{}
 	bad := map[string]bool{} // reported once, for the first spec that has it
@@ -190,9 +191,9 @@ func checkSpecs(specs []Spec) (map[string]age.Recipient, error) {
 }
 
 // decide plans every Spec, CAs first.
-func (a *Applier) decide(specs []Spec, o *observer, now time.Time) []*task {
+func (a *Applier) decide(specs []pki.Spec, o *observer, now time.Time) []*task {
 	ordered := slices.Clone(specs)
-	rank := func(s Spec) int {
+	rank := func(s pki.Spec) int {
 		switch {
 		case s.IsCA:
 			return 0
@@ -211,7 +212,7 @@ func (a *Applier) decide(specs []Spec, o *observer, now time.Time) []*task {
 		}
 		if s.IsCA {
 			a.decideCA(t, o, now)
-			if t.action == Issued {
+			if t.action == pki.Issued {
 				newCA[s.ID] = true
 			}
 		} else {
@@ -228,11 +229,11 @@ func (a *Applier) decideCA(t *task, o *observer, now time.Time) {
 	s, have := t.spec, t.have
 	rot := o.rotations[s.ID]
 	if rot == nil || have == nil {
-		v := Judge(s, have, false, now, a.RenewBefore)
+		v := pki.Judge(s, have, false, now, a.RenewBefore)
 		t.action, t.reason = v.Action, v.Reason
 		return
 	}
-	t.nextKeyPath = NextKeyPath(s.ID)
+	t.nextKeyPath = pki.NextKeyPath(s.ID)
 	if have.Next != nil {
 		t.nextRecipients = have.Next.Recipients
 	}
@@ -241,22 +242,22 @@ func (a *Applier) decideCA(t *task, o *observer, now time.Time) {
 		hold = "its key " + s.KeyPath + " is missing; " + hold
 	}
 	differ, _ := have.Keys().Differ(s.Recipients)
-	if have.HasKey && have.Error == "" && (differ || !sameRecipients(t.nextRecipients, s.Recipients)) {
-		t.action, t.reason = Rekeyed, joinReasons("recipients changed; the key is re-encrypted, not reissued", hold)
+	if have.HasKey && have.Error == "" && (differ || !pki.SameRecipients(t.nextRecipients, s.Recipients)) {
+		t.action, t.reason = pki.Rekeyed, pki.JoinReasons("recipients changed; the key is re-encrypted, not reissued", hold)
 		return
 	}
-	t.action, t.reason = Held, hold
+	t.action, t.reason = pki.Held, hold
 }
 
 // decideLeaf is Judge's verdict, and what only the tree's signatures tell:
 // a leaf its CA's current key did not sign is reissued.
 func (a *Applier) decideLeaf(t *task, o *observer, newCA map[string]bool, now time.Time) {
 	s, have := t.spec, t.have
-	v := Judge(s, have, newCA[s.Signer], now, a.RenewBefore)
+	v := pki.Judge(s, have, newCA[s.Signer], now, a.RenewBefore)
 	t.action, t.reason = v.Action, v.Reason
-	if (v.Action == Unchanged || v.Action == Rekeyed) && !s.KeyOnly {
+	if (v.Action == pki.Unchanged || v.Action == pki.Rekeyed) && !s.KeyOnly {
 		if ok, why := o.signedByCurrent(have.CertPath, s.Signer); !ok {
-			t.action, t.reason = Reissued, why
+			t.action, t.reason = pki.Reissued, why
 		}
 	}
 }
@@ -265,11 +266,11 @@ func (a *Applier) decideLeaf(t *task, o *observer, newCA map[string]bool, now ti
 // that may sign leaves of ca now: any CA of its bundle, but only the new one
 // once a rotation has reached phase 2. why says what is wrong.
 func (o *observer) signedByCurrent(p, ca string) (ok bool, why string) {
-	caPath := caCertPath(ca)
-	if r := o.rotations[ca]; r != nil && r.Phase == PhaseReissue {
+	caPath := pki.CACertPath(ca)
+	if r := o.rotations[ca]; r != nil && r.Phase == pki.PhaseReissue {
 		leaf := o.certs[p]
 		if len(leaf) > 0 && leaf[0].CheckSignatureFrom(o.certs[caPath][1]) != nil {
-			return false, fmt.Sprintf("signed by the old %s, which is being rotated (%s applied): its leaves move to the new CA", ca, PhaseReissue)
+			return false, fmt.Sprintf("signed by the old %s, which is being rotated (%s applied): its leaves move to the new CA", ca, pki.PhaseReissue)
 		}
 		return true, ""
 	}
@@ -294,99 +295,14 @@ func (o *observer) signedBy(p, caPath string) bool {
 	return false
 }
 
-// RenewalDue is the renewal policy: due when less than renewBefore is left,
-// or when more than 2/3 of the lifetime has passed. why says which.
-func RenewalDue(notBefore, notAfter, now time.Time, renewBefore time.Duration) (due bool, why string) {
-	left := notAfter.Sub(now)
-	if left <= 0 {
-		return true, "expired " + roughly(-left) + " ago"
-	}
-	if left < renewBefore {
-		return true, "expires in " + roughly(left) + " (renew_before " + roughly(renewBefore) + ")"
-	}
-	if life := notAfter.Sub(notBefore); life > 0 && now.Sub(notBefore) > life*2/3 {
-		return true, "past 2/3 of its lifetime (expires in " + roughly(left) + ")"
-	}
-	return false, ""
-}
-
-func roughly(d time.Duration) string {
-	switch {
-	case d >= 48*time.Hour:
-		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
-	case d >= 2*time.Hour:
-		return fmt.Sprintf("%d hours", int(d/time.Hour))
-	case d >= 2*time.Minute:
-		return fmt.Sprintf("%d minutes", int(d/time.Minute))
-	}
-	return d.Round(time.Second).String()
-}
-
-// Drift lists what a certificate says that its spec no longer does, by the
-// attribute names the plan uses.
-func Drift(s Spec, c *ObservedCert) []string {
-	if s.KeyOnly {
-		return nil
-	}
-	var out []string
-	differs := func(attr string, have, want []string) {
-		if !slices.Equal(sortedUnique(have), sortedUnique(want)) {
-			out = append(out, attr)
-		}
-	}
-	sans := differs
-	if s.SANsIncomplete {
-		sans = func(attr string, have, want []string) {
-			if !SubsetOf(want, have) {
-				out = append(out, attr)
-			}
-		}
-	}
-	if c.CommonName != s.CommonName {
-		out = append(out, "common_name")
-	}
-	differs("organization", c.Organization, s.Organization)
-	differs("usages", c.Usages, s.Usages)
-	sans("dns_names", c.DNSNames, s.DNSNames)
-	sans("ips", c.IPs, s.IPs)
-	if c.IsCA != s.IsCA {
-		out = append(out, "is_ca")
-	}
-	return out
-}
-
-// SubsetOf reports whether every element of want is in have.
-func SubsetOf(want, have []string) bool {
-	for _, w := range want {
-		if !slices.Contains(have, w) {
-			return false
-		}
-	}
-	return true
-}
-
-// sameRecipients reports whether have and want are the same recipients,
-// normalized. Lists that are equal as they are, as after every apply, are
-// not normalized (a plan compares every key's).
-func sameRecipients(have, want []string) bool {
-	return slices.Equal(have, want) || slices.Equal(normalizeAll(have), normalizeAll(want))
-}
-
-func joinReasons(a, b string) string {
-	if b == "" {
-		return a
-	}
-	return a + "; also " + b
-}
-
 // loadKeys decrypts the CA keys that sign in this apply and the keys it
 // re-encrypts. Any failure stops the apply before anything is issued.
-func (a *Applier) loadKeys(tasks []*task, o *observer) (map[string]*KeyPair, error) {
+func (a *Applier) loadKeys(tasks []*task, o *observer) (map[string]*pki.KeyPair, error) {
 	var errs []error
 	// Keys to re-encrypt first: one that does not match turns into a reissue,
 	// which may need its CA.
 	for _, t := range tasks {
-		if t.action != Rekeyed {
+		if t.action != pki.Rekeyed {
 			continue
 		}
 		keyPEM, key, err := a.decryptKey(t.spec.KeyPath)
@@ -394,13 +310,13 @@ func (a *Applier) loadKeys(tasks []*task, o *observer) (map[string]*KeyPair, err
 			errs = append(errs, err)
 			continue
 		}
-		if pub := o.publicKey(t.have); pub == nil || !KeyMatches(key, pub) {
+		if pub := o.publicKey(t.have); pub == nil || !pki.KeyMatches(key, pub) {
 			clear(keyPEM)
 			if t.spec.IsCA {
 				errs = append(errs, fmt.Errorf("%s does not match %s; a CA is replaced only through nestbot certs rotate-ca", t.spec.KeyPath, t.have.CertPath))
 				continue
 			}
-			t.action, t.reason = Reissued, "its key does not match its "+path.Base(t.have.CertPath)
+			t.action, t.reason = pki.Reissued, "its key does not match its "+path.Base(t.have.CertPath)
 			continue
 		}
 		t.keyPEM = keyPEM
@@ -409,7 +325,7 @@ func (a *Applier) loadKeys(tasks []*task, o *observer) (map[string]*KeyPair, err
 			switch {
 			case err != nil:
 				errs = append(errs, err)
-			case !KeyMatches(next, o.certs[t.spec.CertPath][1].PublicKey):
+			case !pki.KeyMatches(next, o.certs[t.spec.CertPath][1].PublicKey):
 				clear(nextPEM)
 				errs = append(errs, fmt.Errorf("%s does not match the new CA in %s; restore both from git", t.nextKeyPath, t.spec.CertPath))
 			default:
@@ -419,13 +335,13 @@ func (a *Applier) loadKeys(tasks []*task, o *observer) (map[string]*KeyPair, err
 	}
 	needCA := map[string]bool{}
 	for _, t := range tasks {
-		if t.spec.Signer != "" && (t.action == Issued || t.action == Reissued || t.action == Renewed) {
+		if t.spec.Signer != "" && (t.action == pki.Issued || t.action == pki.Reissued || t.action == pki.Renewed) {
 			needCA[t.spec.Signer] = true
 		}
 	}
-	signers := map[string]*KeyPair{}
+	signers := map[string]*pki.KeyPair{}
 	for _, t := range tasks {
-		if t.spec.IsCA && needCA[t.spec.ID] && t.action != Issued {
+		if t.spec.IsCA && needCA[t.spec.ID] && t.action != pki.Issued {
 			kp, err := a.loadCA(t, o)
 			if err != nil {
 				errs = append(errs, err)
@@ -444,14 +360,14 @@ func (a *Applier) loadKeys(tasks []*task, o *observer) (map[string]*KeyPair, err
 	return signers, nil
 }
 
-func (a *Applier) loadCA(t *task, o *observer) (*KeyPair, error) {
+func (a *Applier) loadCA(t *task, o *observer) (*pki.KeyPair, error) {
 	certs := o.certs[t.spec.CertPath]
 	if len(certs) == 0 {
 		return nil, fmt.Errorf("%s is needed to sign but unreadable", t.spec.CertPath)
 	}
 	// From phase 2 of a rotation on, the new CA signs.
 	keyPath := t.spec.KeyPath
-	if r := o.rotations[t.spec.ID]; r != nil && r.Phase == PhaseReissue {
+	if r := o.rotations[t.spec.ID]; r != nil && r.Phase == pki.PhaseReissue {
 		keyPath = t.nextKeyPath
 	}
 	keyPEM, key, err := a.decryptKey(keyPath)
@@ -461,8 +377,8 @@ func (a *Applier) loadCA(t *task, o *observer) (*KeyPair, error) {
 	}
 	// The file may be a rotation bundle: sign with the CA whose key this is.
 	for _, c := range certs {
-		if c.IsCA && KeyMatches(key, c.PublicKey) {
-			return &KeyPair{Cert: c, Key: key}, nil
+		if c.IsCA && pki.KeyMatches(key, c.PublicKey) {
+			return &pki.KeyPair{Cert: c, Key: key}, nil
 		}
 	}
 	return nil, fmt.Errorf("%s does not match any CA certificate in %s", keyPath, t.spec.CertPath)
@@ -481,7 +397,7 @@ func (a *Applier) decryptKey(p string) ([]byte, crypto.Signer, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("decrypt %s: %w; is the bot's recipient among pki.admins?", p, err)
 	}
-	key, err := ParsePrivateKeyPEM(plain)
+	key, err := pki.ParsePrivateKeyPEM(plain)
 	if err != nil {
 		clear(plain)
 		return nil, nil, fmt.Errorf("%s: %w", p, err)
@@ -490,7 +406,7 @@ func (a *Applier) decryptKey(p string) ([]byte, crypto.Signer, error) {
 }
 
 // publicKey is the public key the observed certificate or key pair holds.
-func (o *observer) publicKey(c *ObservedCert) crypto.PublicKey {
+func (o *observer) publicKey(c *pki.ObservedCert) crypto.PublicKey {
 	if c == nil {
 		return nil
 	}
@@ -499,7 +415,7 @@ func (o *observer) publicKey(c *ObservedCert) crypto.PublicKey {
 	}
 	if c.KeyOnly {
 		if data, err := fs.ReadFile(o.fsys, c.CertPath); err == nil {
-			if pub, err := ParsePublicKeyPEM(data); err == nil {
+			if pub, err := pki.ParsePublicKeyPEM(data); err == nil {
 				return pub
 			}
 		}

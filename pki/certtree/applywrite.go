@@ -1,4 +1,4 @@
-package pki
+package certtree
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sort"
 	"sync"
+
+	"github.com/ducksnest/nestbot/pki"
 )
 
 // write checks every file of the apply, then writes them: keys first, then
@@ -17,8 +19,8 @@ import (
 // every key and certificate is staged already (as it was issued), and put
 // into place only now: a failure before leaves the tree as it was.
 // secrets.nix keeps the rules (kept, as read) of keys no task covers.
-func (a *Applier) write(tasks []*task, removals []Removal, kept map[string][]string, staged Staging) (*Report, error) {
-	rep := &Report{}
+func (a *Applier) write(tasks []*task, removals []pki.Removal, kept map[string][]string, staged Staging) (*pki.Report, error) {
+	rep := &pki.Report{}
 	var keys, certs []fileWrite
 	secrets := map[string][]string{}
 	for p, rs := range kept {
@@ -26,24 +28,24 @@ func (a *Applier) write(tasks []*task, removals []Removal, kept map[string][]str
 	}
 	for _, t := range tasks {
 		s := t.spec
-		res := Result{ID: s.ID, Action: t.action, Reason: t.reason, NotAfter: t.notAfter}
+		res := pki.Result{ID: s.ID, Action: t.action, Reason: t.reason, NotAfter: t.notAfter}
 		for _, w := range t.writes {
 			res.Files = append(res.Files, w.path)
-			if IsAgeFile(w.path) {
+			if pki.IsAgeFile(w.path) {
 				keys = append(keys, w)
 			} else {
 				certs = append(certs, w)
 			}
 		}
 		switch {
-		case len(t.writes) > 0 || t.action == Unchanged:
+		case len(t.writes) > 0 || t.action == pki.Unchanged:
 			secrets[s.KeyPath] = s.Recipients
 		case t.have != nil && t.have.HasKey && len(t.have.Recipients) > 0:
 			secrets[s.KeyPath] = t.have.Recipients // as recorded: the file was not touched
 		}
 		if t.nextKeyPath != "" { // a CA in rotation: its new key, rekeyed with the old
 			rs := t.nextRecipients
-			if t.action == Rekeyed || len(rs) == 0 {
+			if t.action == pki.Rekeyed || len(rs) == 0 {
 				rs = s.Recipients
 			}
 			secrets[t.nextKeyPath] = rs
@@ -55,7 +57,7 @@ func (a *Applier) write(tasks []*task, removals []Removal, kept map[string][]str
 		files := []string{r.CertPath, r.KeyPath}
 		removed = append(removed, files...)
 		delete(secrets, r.KeyPath)
-		rep.Results = append(rep.Results, Result{ID: r.ID, Action: Deleted, Reason: RemovalReason(r), Files: files})
+		rep.Results = append(rep.Results, pki.Result{ID: r.ID, Action: pki.Deleted, Reason: pki.RemovalReason(r), Files: files})
 	}
 	sort.Slice(rep.Results, func(i, j int) bool { return rep.Results[i].ID < rep.Results[j].ID })
 	rep.Warnings = a.warnings(tasks)
@@ -73,7 +75,7 @@ func (a *Applier) write(tasks []*task, removals []Removal, kept map[string][]str
 		if len(r.Files) > 0 {
 			attrs = append(attrs, "files", r.Files)
 		}
-		if r.Action == Unchanged {
+		if r.Action == pki.Unchanged {
 			a.log().Debug("pki: certificate", attrs...)
 		} else {
 			a.log().Info("pki: certificate", attrs...)
@@ -98,12 +100,12 @@ type fileSet struct {
 // written (keys, certificates, secrets.nix if it changed): when one may not
 // be, the error says which, and nothing is written.
 func (a *Applier) checkFiles(keys, certs []fileWrite, removals []string, rules map[string][]string) (*fileSet, error) {
-	s := &fileSet{keys: keys, certs: certs, removals: removals, nix: RenderSecretsNix(rules)}
-	old, err := fs.ReadFile(a.Files, SecretsNixPath)
+	s := &fileSet{keys: keys, certs: certs, removals: removals, nix: pki.RenderSecretsNix(rules)}
+	old, err := fs.ReadFile(a.Files, pki.SecretsNixPath)
 	s.nixChanged = err != nil || !bytes.Equal(old, s.nix)
 	all := append(append([]fileWrite{}, keys...), certs...)
 	if s.nixChanged {
-		all = append(all, fileWrite{SecretsNixPath, s.nix})
+		all = append(all, fileWrite{pki.SecretsNixPath, s.nix})
 	}
 	var errs []error
 	for _, w := range all {
@@ -122,7 +124,7 @@ func (a *Applier) checkFiles(keys, certs []fileWrite, removals []string, rules m
 // removals; secrets.nix last, so that a failure part way leaves a tree the
 // next apply repairs. It adds to rep what it wrote and removed, even when a
 // write fails, sorted once all is done.
-func (a *Applier) writeFiles(s *fileSet, staged Staging, rep *Report) error {
+func (a *Applier) writeFiles(s *fileSet, staged Staging, rep *pki.Report) error {
 	for _, group := range [][]fileWrite{s.keys, s.certs} {
 		done, err := a.writeAll(group, staged)
 		rep.Written = append(rep.Written, done...)
@@ -137,10 +139,10 @@ func (a *Applier) writeFiles(s *fileSet, staged Staging, rep *Report) error {
 		rep.Removed = append(rep.Removed, p)
 	}
 	if s.nixChanged {
-		if err := a.Files.WriteFile(SecretsNixPath, s.nix); err != nil {
+		if err := a.Files.WriteFile(pki.SecretsNixPath, s.nix); err != nil {
 			return err
 		}
-		rep.Written = append(rep.Written, SecretsNixPath)
+		rep.Written = append(rep.Written, pki.SecretsNixPath)
 	}
 	sort.Strings(rep.Written)
 	sort.Strings(rep.Removed)
@@ -191,10 +193,10 @@ func (a *Applier) warnings(tasks []*task) []string {
 			continue
 		}
 		switch {
-		case a.Identity == nil && t.action == Issued:
+		case a.Identity == nil && t.action == pki.Issued:
 			out = append(out, fmt.Sprintf("%s was issued without a bot identity; to sign with it later, the bot needs an identity among its recipients (pki.admins)", t.spec.KeyPath))
 		case a.Identity != nil && !slices.ContainsFunc(a.Identity.Recipients(), func(r string) bool {
-			return slices.Contains(t.spec.Recipients, NormalizeRecipient(r))
+			return slices.Contains(t.spec.Recipients, pki.NormalizeRecipient(r))
 		}):
 			out = append(out, fmt.Sprintf("the bot's identity is not among the recipients of %s; add it to pki.admins, or signing with it will fail", t.spec.KeyPath))
 		}

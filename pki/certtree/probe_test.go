@@ -1,4 +1,4 @@
-package pki
+package certtree
 
 import (
 	"context"
@@ -11,12 +11,14 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/ducksnest/nestbot/pki"
 )
 
 func TestServedCertFiles(t *testing.T) {
 	t.Parallel()
 	fx := newFixture(t)
-	byID := ByID(fx.specs())
+	byID := pki.ByID(fx.specs())
 	for _, port := range ServedPorts() {
 		cert, key, ok := ServedCertFiles("cp-1", port)
 		s := byID["cp-1/"+ServedLeaf(port)]
@@ -125,7 +127,7 @@ func TestProbeServedAndNotRolled(t *testing.T) {
 	// Renew every leaf: the host still serves the old ones.
 	fx.clock = fx.clock.Add(70 * 24 * time.Hour) // past 2/3 of 90 days
 	rep := fx.apply(t)
-	if a := actions(rep)["cp-1/kubelet-serving"]; a != Renewed {
+	if a := actions(rep)["cp-1/kubelet-serving"]; a != pki.Renewed {
 		t.Fatalf("kubelet-serving: %s, want renewed", a)
 	}
 	repo, err = Observe(fx.dir, fx.clock)
