@@ -40,7 +40,7 @@ func (h *Host) startContainer(ctx context.Context) error {
 	}
 	nspawn := []string{"systemd-nspawn", "--quiet", "--directory=" + merged, "--register=no", "--keep-unit",
 		"--machine=" + h.cfg.HostName, "--network-namespace-path=" + ns.path(),
-		"--kill-signal=SIGRTMIN+4", // systemd's halt: a clean stop
+		"--kill-signal=SIGRTMIN+4", // systemd(1): poweroff.target, a clean stop
 		"--bind=" + filepath.Join(h.store, "nix/store") + ":/nix/store",
 		"--bind=" + filepath.Join(h.store, "nix/var/nix/db") + ":/nix/var/nix/db",
 		"--bind-ro=" + h.tsd + ":/usr/local/bin/tailscaled",
