@@ -5,16 +5,15 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"path"
 	"slices"
 	"strings"
 
 	"filippo.io/age/armor"
+	"golang.org/x/crypto/ssh"
 )
 
 // A key's recipients are known from secrets.nix when it lists the key. A
@@ -76,96 +75,14 @@ func RecipientStanza(r string) string {
 	if strings.HasPrefix(r, "age1") {
 		return "X25519"
 	}
-	typ, blob, ok := sshPublicKey(r)
-	if !ok {
+	// x/crypto/ssh reads the line as OpenSSH does (options, quotes, the
+	// declared type matching the blob's); pki imports it for that alone.
+	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(r))
+	if err != nil {
 		return ""
 	}
-	h := sha256.Sum256(blob)
-	return typ + " " + base64.RawStdEncoding.EncodeToString(h[:4])
-}
-
-// sshPublicKey finds the public key of an authorized_keys line (options
-// before it allowed): the first "<type> <base64>" whose blob is a key of
-// that type, in SSH's wire format (RFC 4253 6.6), and returns the blob as
-// golang.org/x/crypto/ssh marshals the key: an ed25519 key must be 32
-// bytes; an RSA key's exponent and modulus within the bounds x/crypto/ssh
-// accepts, its integers re-encoded minimally; any other type is taken as
-// its blob says. (It is read here, not with x/crypto/ssh, so that pki
-// imports no package that does I/O; TestSSHPublicKeyAgreesWithXCryptoSSH
-// holds the two to the same answers.)
-func sshPublicKey(line string) (typ string, blob []byte, ok bool) {
-	f := strings.Fields(line)
-	for i := 0; i+1 < len(f); i++ {
-		raw, err := base64.StdEncoding.DecodeString(f[i+1])
-		if err != nil {
-			continue
-		}
-		name, rest, ok := sshString(raw)
-		if !ok || string(name) != f[i] {
-			continue
-		}
-		if blob, ok := sshKeyBlob(f[i], raw, rest); ok {
-			return f[i], blob, true
-		}
-	}
-	return "", nil, false
-}
-
-// sshKeyBlob checks body, what follows the type in the key blob raw, and
-// returns the blob in its canonical form.
-func sshKeyBlob(typ string, raw, body []byte) ([]byte, bool) {
-	switch typ {
-	case "ssh-ed25519":
-		key, rest, ok := sshString(body)
-		return raw, ok && len(key) == 32 && len(rest) == 0
-	case "ssh-rsa":
-		e, rest, ok := sshMPInt(body)
-		if !ok {
-			return nil, false
-		}
-		n, rest, ok := sshMPInt(rest)
-		if !ok || len(rest) != 0 || n.BitLen() > 16384 || e.BitLen() > 24 || e.Int64() < 3 || e.Bit(0) == 0 {
-			return nil, false
-		}
-		out := appendSSHString(nil, []byte(typ))
-		out = appendSSHString(out, mpintBytes(e))
-		return appendSSHString(out, mpintBytes(n)), true
-	}
-	return raw, len(body) > 0
-}
-
-// sshString reads a uint32-length-prefixed string.
-func sshString(b []byte) (s, rest []byte, ok bool) {
-	if len(b) < 4 {
-		return nil, nil, false
-	}
-	n := binary.BigEndian.Uint32(b)
-	if uint64(n) > uint64(len(b)-4) {
-		return nil, nil, false
-	}
-	return b[4 : 4+n], b[4+n:], true
-}
-
-// sshMPInt reads a non-negative multiple-precision integer.
-func sshMPInt(b []byte) (*big.Int, []byte, bool) {
-	v, rest, ok := sshString(b)
-	if !ok || len(v) > 0 && v[0]&0x80 != 0 {
-		return nil, nil, false
-	}
-	return new(big.Int).SetBytes(v), rest, true
-}
-
-func appendSSHString(b, s []byte) []byte {
-	return append(binary.BigEndian.AppendUint32(b, uint32(len(s))), s...)
-}
-
-// mpintBytes is the minimal encoding of a non-negative integer.
-func mpintBytes(n *big.Int) []byte {
-	b := n.Bytes()
-	if len(b) > 0 && b[0]&0x80 != 0 {
-		b = append([]byte{0}, b...)
-	}
-	return b
+	h := sha256.Sum256(pub.Marshal())
+	return pub.Type() + " " + base64.RawStdEncoding.EncodeToString(h[:4])
 }
 
 // KeyRecipients is what is known of whom a key is encrypted to: the

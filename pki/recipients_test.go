@@ -2,20 +2,9 @@ package pki
 
 import (
 	"bytes"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
-	"encoding/base64"
-	"math/big"
 	"slices"
 	"strings"
 	"testing"
-
-	"golang.org/x/crypto/ssh"
 )
 
 // The stanzas KeyStanzas reads are those the age CLI writes, binary (as
@@ -79,83 +68,4 @@ func FuzzKeyStanzas(f *testing.F) {
 			t.Errorf("stanzas not sorted: %q", stanzas)
 		}
 	})
-}
-
-// referenceStanza is RecipientStanza as golang.org/x/crypto/ssh reads the key.
-func referenceStanza(r string) string {
-	r = NormalizeRecipient(r)
-	if strings.HasPrefix(r, "age1") {
-		return "X25519"
-	}
-	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(r))
-	if err != nil {
-		return ""
-	}
-	h := sha256.Sum256(pub.Marshal())
-	return pub.Type() + " " + base64.RawStdEncoding.EncodeToString(h[:4])
-}
-
-// pki reads SSH public keys itself (it imports no x/crypto/ssh): for keys
-// of every kind, written as they are and mangled, its stanza is the one
-// x/crypto/ssh's parse gives.
-func TestSSHPublicKeyAgreesWithXCryptoSSH(t *testing.T) {
-	t.Parallel()
-	authorized := func(k crypto.PublicKey) string {
-		pub, err := ssh.NewPublicKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub)))
-	}
-	edPub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ed, rs, ec := authorized(edPub), authorized(&rsaKey.PublicKey), authorized(&ecKey.PublicKey)
-	blob := func(line string) []byte {
-		b, err := base64.StdEncoding.DecodeString(strings.Fields(line)[1])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	line := func(typ string, b []byte) string { return typ + " " + base64.StdEncoding.EncodeToString(b) }
-	wire := func(parts ...[]byte) []byte {
-		var out []byte
-		for _, p := range parts {
-			out = appendSSHString(out, p)
-		}
-		return out
-	}
-	e := big.NewInt(int64(rsaKey.E)).Bytes()
-	n := append([]byte{0}, rsaKey.N.Bytes()...)
-	edBlob := blob(ed)
-	cases := []string{
-		ed, ed + " admin@laptop", rs, rs + " ops", ec, ec + " ec@host",
-		"restrict " + ed, `from="10.0.0.1",no-pty ` + ed + " who", "ssh-rsa " + strings.Fields(ed)[1], // type mismatch
-		line("ssh-ed25519", edBlob[:len(edBlob)-1]),                          // cut short
-		line("ssh-ed25519", append(slices.Clone(edBlob), 0)),                 // trailing byte
-		line("ssh-rsa", wire([]byte("ssh-rsa"), []byte{0, 0, 1, 0, 1}, n)),   // an exponent not minimal
-		line("ssh-rsa", wire([]byte("ssh-rsa"), []byte{4}, n)),               // even exponent
-		line("ssh-rsa", wire([]byte("ssh-rsa"), e, n[:len(n)-1], []byte{1})), // trailing field
-		"ssh-ed25519 not-base64", "ssh-ed25519", "", "nonsense", "age1qqqq",
-	}
-	for _, k := range []string{ed, rs, ec} {
-		if RecipientStanza(k) == "" {
-			t.Errorf("no stanza for %.40q", k)
-		}
-	}
-	for _, c := range cases {
-		if got, want := RecipientStanza(c), referenceStanza(c); got != want {
-			t.Errorf("RecipientStanza(%.60q) = %q, x/crypto/ssh gives %q", c, got, want)
-		}
-	}
 }
